@@ -1,0 +1,68 @@
+"""One door to every model: ``create_model(name, num_classes=...)`` and ``list_models(pattern)``.
+
+Each architecture registers a factory with :func:`register_model`. Factories take
+``num_classes``, ``in_chans`` and optional keyword arguments (``width`` for the CIFAR nets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    factory: Callable[..., nn.Module]
+    summary: str
+    family: str  # "cifar", "timm", "small", "llm"
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, summary: str, family: str = "cifar") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.register(name)(ModelEntry(fn, summary, family))
+        return fn
+
+    return deco
+
+
+def create_model(
+    name: str, num_classes: int, in_chans: int = 3, seed: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build model ``name`` with ``num_classes`` outputs.
+
+    ``seed`` (if given) makes the initialisation reproducible without touching the global RNG.
+    The model records how it was built in ``model.obliviate_spec`` (used by checkpoints).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    entry = MODELS.get(name)
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = entry.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    else:
+        model = entry.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    model.obliviate_spec = {"name": name, "num_classes": num_classes, "in_chans": in_chans, **kwargs}  # type: ignore[assignment]
+    return model
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a wildcard, e.g. ``list_models("resnet*")``."""
+    return MODELS.names(pattern)
+
+
+def model_summary(name: str) -> str:
+    return MODELS.get(name).summary
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,291 @@
+"""The one training loop: original models, retraining and fine-tuning all go through :func:`fit`.
+
+Data stays on the device as tensors (:class:`~obliviate.data.BatchLoader`); the loop is
+forward, loss, backward, step — nothing else in the hot path. Optional bf16 autocast and
+channels_last make CIFAR nets 2–3× faster on CPUs with AVX512-BF16 and on GPUs.
+
+Models may define two hooks, used by recipes such as airbench:
+``obliviate_fit_start(images)`` (called once with up to 5,000 normalised training images, e.g.
+for data-dependent initialisation) and ``obliviate_epoch_end(epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .data import Augment, Batch, BatchLoader, ImageDataset
+from .utils import autocast_context
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "linear", "constant", "triangle")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Supervised training hyperparameters (validated on construction).
+
+    ``epochs`` may be fractional. ``schedule``: ``onecycle`` (linear warm-up over
+    ``warmup_frac`` then cosine decay), ``cosine``, ``linear`` (decay to 0), ``constant``,
+    ``triangle`` (linear warm-up from ``start_factor``·lr to lr, then linear decay to
+    ``end_factor``·lr, as in airbench). ``bias_lr_scale`` multiplies the learning rate of 1-D
+    parameters (biases, norm weights).
+    """
+
+    epochs: float = 10.0
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: Literal["onecycle", "cosine", "linear", "constant", "triangle"] = "onecycle"
+    warmup_frac: float = 0.2
+    start_factor: float = 0.1
+    end_factor: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    crop_pad: int = 4
+    flip: bool = True
+    bias_lr_scale: float = 1.0
+    grad_clip: float | None = None
+    bf16: bool = False
+    channels_last: bool = False
+    tta: Literal["none", "flip"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.epochs > 0:
+            raise ValueError(f"TrainConfig.epochs must be > 0, got {self.epochs!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"TrainConfig.warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        if self.weight_decay < 0 or self.momentum < 0:
+            raise ValueError("TrainConfig.weight_decay and momentum must be >= 0")
+        if self.tta not in ("none", "flip"):
+            raise ValueError(f"TrainConfig.tta must be 'none' or 'flip', got {self.tta!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    """What a training run did: optimizer steps, wall seconds, mean loss per epoch."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    images: int = 0
+    epoch_loss: list[float] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` of ``total``."""
+    t = min(step / max(total, 1), 1.0)
+    w = cfg.warmup_frac
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "linear":
+        return 1.0 - t
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "onecycle":
+        if w > 0 and t < w:
+            return cfg.start_factor + (1 - cfg.start_factor) * t / w
+        u = (t - w) / (1 - w) if w < 1 else 1.0
+        return cfg.end_factor + (1 - cfg.end_factor) * 0.5 * (1 + math.cos(math.pi * u))
+    # triangle
+    if w > 0 and t < w:
+        return cfg.start_factor + (1 - cfg.start_factor) * t / w
+    u = (t - w) / (1 - w) if w < 1 else 1.0
+    return 1.0 + (cfg.end_factor - 1.0) * u
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """SGD (with ``nesterov``) or AdamW; 1-D parameters get ``bias_lr_scale``× the rate."""
+    chosen = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    if not chosen:
+        raise ValueError("no trainable parameters to optimise")
+    flat = [p for p in chosen if p.ndim <= 1]
+    rest = [p for p in chosen if p.ndim > 1]
+    groups = [g for g in (
+        {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
+        {"params": flat, "lr": cfg.lr * cfg.bias_lr_scale, "base_lr": cfg.lr * cfg.bias_lr_scale},
+    ) if g["params"]]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+
+
+def make_loader(
+    data: ImageDataset, rows: torch.Tensor | Any, cfg: TrainConfig, seed: int, train: bool = True
+) -> BatchLoader:
+    """A loader over training ``rows`` of ``data`` configured from ``cfg``."""
+    aug = Augment(pad=cfg.crop_pad, flip=cfg.flip) if (train and cfg.augment) else None
+    return BatchLoader(
+        data.train_images, data.train_labels, mean=data.mean, std=data.std,
+        rows=torch.as_tensor(rows), batch_size=cfg.batch_size, shuffle=train, augment=aug,
+        seed=seed, drop_last=False, channels_last=cfg.channels_last,
+    )
+
+
+def fit(
+    model: nn.Module,
+    loader: BatchLoader,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
+    after_backward: Callable[[nn.Module], None] | None = None,
+    params: Iterable[nn.Parameter] | None = None,
+) -> FitResult:
+    """Train ``model`` in place for ``cfg.epochs`` over ``loader``.
+
+    Args:
+        regularizer: extra loss term added to the cross-entropy (e.g. ℓ1 sparsity).
+        after_backward: called after ``backward()`` and before the step (e.g. gradient masks).
+        params: the parameters to optimise (default: all trainable ones).
+        progress: called after every step with ``{"step", "total", "loss", "epoch"}``.
+    """
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = make_optimizer(model, cfg, params)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps_per_epoch = len(loader)
+    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    start_hook = getattr(model, "obliviate_fit_start", None)
+    if callable(start_hook):
+        first = next(iter(BatchLoader(loader.images, loader.labels, mean=tuple(loader.mean.flatten().tolist()),
+                                      std=tuple(loader.std.flatten().tolist()), rows=loader.rows[:5000],
+                                      batch_size=5000)))
+        start_hook(first["image"])
+    result = FitResult()
+    t0 = time.perf_counter()
+    step, epoch = 0, 0
+    while step < total:
+        running, count = torch.zeros((), device=device), 0
+        for batch in loader:
+            if step >= total:
+                break
+            set_lr(opt, lr_factor(step, total, cfg))
+            loss = train_step(model, batch, loss_fn, opt, cfg, device, regularizer, after_backward)
+            running += loss.detach()
+            count += 1
+            step += 1
+            result.images += len(batch["label"])
+            if progress is not None:
+                progress({"step": step, "total": total, "loss": float(loss), "epoch": epoch})
+        result.epoch_loss.append(float(running) / max(count, 1))
+        epoch_hook = getattr(model, "obliviate_epoch_end", None)
+        if callable(epoch_hook):
+            epoch_hook(epoch)
+        epoch += 1
+    result.steps = step
+    result.seconds = time.perf_counter() - t0
+    model.eval()
+    return result
+
+
+def train_step(
+    model: nn.Module,
+    batch: Batch,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    device: torch.device,
+    regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
+    after_backward: Callable[[nn.Module], None] | None = None,
+) -> torch.Tensor:
+    """One forward/backward/step on a batch; returns the (detached-able) loss."""
+    x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+    with autocast_context(device, cfg.bf16):
+        loss = loss_fn(model(x), y)
+    if regularizer is not None:
+        loss = loss + regularizer(model)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward is not None:
+        after_backward(model)
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    rows: torch.Tensor | Any | None = None,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+    tta: str = "none",
+) -> torch.Tensor:
+    """float32 logits (on CPU) for ``images[rows]``; ``tta="flip"`` averages with the mirror."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+    loader = BatchLoader(images, labels, mean=mean, std=std, rows=None if rows is None else torch.as_tensor(rows),
+                         batch_size=batch_size, channels_last=channels_last)
+    out = []
+    for batch in loader:
+        x = batch["image"].to(device)
+        with autocast_context(device, bf16):
+            logits = model(x).float()
+            if tta == "flip":
+                logits = 0.5 * (logits + model(x.flip(3)).float())
+        out.append(logits.cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate_accuracy(model: nn.Module, data: ImageDataset, device: torch.device | str = "cpu", **kw: Any) -> float:
+    """Top-1 accuracy on the test split (a quick check; the metrics package does the full job)."""
+    logits = predict_logits(model, data.test_images, mean=data.mean, std=data.std, device=device, **kw)
+    return float((logits.argmax(1) == data.test_labels.cpu()).float().mean())

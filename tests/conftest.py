@@ -1,0 +1,40 @@
+"""Shared fixtures: seeds reset per test, the tiny digits problem, and the real CIFAR-10 path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from obliviate.testing import TinyProblem, tiny_problem
+
+CIFAR10_ROOT = Path(os.environ.get("OBLIVIATE_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
+
+
+@pytest.fixture(autouse=True)
+def _reset_seeds() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny() -> TinyProblem:
+    """Digits with class 3 to forget and a trained narrow CNN (shared; copy before mutating)."""
+    return tiny_problem()
+
+
+@pytest.fixture(scope="session")
+def tiny_random() -> TinyProblem:
+    """Digits with a random 10 % forget set."""
+    from obliviate.data import RandomForget
+
+    return tiny_problem(RandomForget(0.1))
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    if not (CIFAR10_ROOT / "train.npz").is_file():
+        pytest.skip(f"real CIFAR-10 arrays not found at {CIFAR10_ROOT} (set OBLIVIATE_CIFAR10)")
+    return CIFAR10_ROOT

@@ -1,0 +1,361 @@
+"""The ``obliviate`` command line: a thin layer over the library.
+
+    obliviate list models|datasets|methods|metrics [PATTERN]
+    obliviate describe NAME                      # a method, metric, model or dataset
+    obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
+    obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
+    obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
+    obliviate report DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class _TqdmProgress:
+    """Progress for the study runner: stage lines and a bar per training run."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def stage(self, text: str) -> None:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(f"[obliviate] {text}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def steps(self, desc: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+        if self.quiet:
+            yield lambda _ev: None
+            return
+        from tqdm import tqdm
+
+        bar = tqdm(desc=desc[:40], unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+        def cb(ev: dict[str, Any]) -> None:
+            if "total" in ev and bar.total != ev["total"]:
+                bar.total = ev["total"]
+            bar.n = ev.get("step", bar.n + 1)
+            if "loss" in ev:
+                bar.set_postfix(loss=f"{ev['loss']:.3f}", refresh=False)
+            bar.refresh()
+
+        try:
+            yield cb
+        finally:
+            bar.close()
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    pattern = args.pattern or "*"
+    if args.what == "models":
+        from .models import MODELS
+
+        _print_table(["model", "family", "summary"], [[n, MODELS.get(n).family, MODELS.get(n).summary] for n in MODELS.names(pattern)])
+    elif args.what == "datasets":
+        from .data import DATASETS
+
+        _print_table(["dataset", "summary"], [[n, (DATASETS.get(n).__doc__ or "").strip().split("\n")[0]] for n in DATASETS.names(pattern)])
+    elif args.what == "methods":
+        from .methods import METHODS, describe_method
+
+        rows = []
+        for n in METHODS.names(pattern):
+            d = describe_method(n)
+            rows.append([n, d["kind"], ",".join(d["uses"]) or "-", "exact" if d["exact"] else "", d["summary"]])
+        _print_table(["method", "kind", "reads", "", "summary"], rows)
+    elif args.what == "metrics":
+        from .metrics import METRICS, describe_metric
+
+        rows = [[n, describe_metric(n)["direction"], "costly" if describe_metric(n)["costly"] else "", describe_metric(n)["summary"]]
+                for n in METRICS.names(pattern)]
+        _print_table(["metric", "better", "", "summary"], rows)
+    elif args.what == "presets":
+        _print_table(["preset", "file"], [[p.stem, str(p)] for p in sorted(PRESET_DIR.glob("*.yaml"))])
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from ._registry import UnknownNameError
+    from .data import DATASETS
+    from .methods import METHODS, describe_method
+    from .metrics import METRICS, describe_metric
+    from .models import MODELS
+
+    name = args.name
+    if name in METHODS:
+        d = describe_method(name)
+        print(f"{name} ({d['kind']} method, {d['class']}): {d['summary']}")
+        print(f"reference: {d['reference']}")
+        print(f"reads splits: {', '.join(d['uses']) or 'none'}{'; exact unlearning' if d['exact'] else ''}")
+        print("config:")
+        _print_table(["field", "default", "symbol", "meaning"],
+                     [[f["name"], repr(f["default"]), f["symbol"] or "", f["doc"]] for f in d["fields"]] or [["(none)", "", "", ""]])
+    elif name in METRICS:
+        d = describe_metric(name)
+        print(f"{name} (metric): {d['summary']}")
+        print(f"better: {d['direction']}; needs reference models: {', '.join(d['needs']) or 'none'}; costly: {d['costly']}")
+        print(f"reference: {d['reference']}")
+        if d["doc"]:
+            print(d["doc"])
+    elif name in MODELS:
+        e = MODELS.get(name)
+        print(f"{name} (model, {e.family}): {e.summary}")
+    elif name in DATASETS:
+        print(f"{name} (dataset): {(DATASETS.get(name).__doc__ or '').strip()}")
+    else:
+        import difflib
+
+        names = list(METHODS) + list(METRICS) + list(MODELS) + list(DATASETS)
+        near = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise UnknownNameError(f"Unknown name {name!r}: not a method, metric, model or dataset.{hint} "
+                               "See `obliviate list methods|metrics|models|datasets`.")
+    return 0
+
+
+def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .data import load_dataset
+
+    ds = load_dataset(args.dataset, root=args.root, download=args.download)
+    if args.train_per_class or args.test_per_class:
+        ds = ds.subset(args.train_per_class, args.test_per_class, seed=0)
+    return ds
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import parse_request, split_indices
+    from .models import create_model, save_checkpoint
+    from .train import TrainConfig, evaluate_accuracy, fit, make_loader
+    from .utils import resolve_device
+
+    device = resolve_device(args.device)
+    ds = _load_data(args).to(device)
+    cfg = TrainConfig.from_dict(json.loads(args.train_json)) if args.train_json else TrainConfig()
+    if args.recipe:
+        from .recipes import get_recipe
+
+        cfg = get_recipe(args.recipe)
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None}
+    if args.bf16:
+        overrides.update(bf16=True, channels_last=True)
+    cfg = cfg.with_(**overrides)
+    rows = torch.arange(len(ds.train_labels))
+    request = None
+    if args.forget:
+        request = parse_request(args.forget)
+        split = split_indices(ds.label_info(), request, args.seed)
+        rows = torch.as_tensor(split.retain)
+        print(f"training the retrained reference without {request.describe()}: {split.sizes()}", file=sys.stderr)
+    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    if args.width is not None:
+        kwargs["width"] = args.width
+    model = create_model(args.model, num_classes=ds.num_classes, in_chans=ds.channels, seed=args.seed, **kwargs)
+    progress = _TqdmProgress(quiet=args.quiet)
+    with progress.steps(f"train {args.model}") as cb:
+        res = fit(model, make_loader(ds, rows, cfg, args.seed), cfg, device=device, progress=cb)
+    acc = evaluate_accuracy(model, ds, device=device, bf16=cfg.bf16, tta=cfg.tta)
+    meta = {"dataset": ds.describe(), "dataset_root": args.root, "request": request.to_dict() if request else None,
+            "seed": args.seed, "train": cfg.to_dict(), "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc}
+    path = save_checkpoint(args.out, model, meta)
+    print(json.dumps({"checkpoint": str(path), "test_accuracy": acc, "seconds": round(res.seconds, 2),
+                      "images_per_second": round(res.images_per_second, 1)}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .data import parse_request, split_indices
+    from .metrics import Outputs
+    from .metrics.classification import accuracy, confusion, macro_prf, mean_loss, per_class_accuracy
+    from .models import load_checkpoint, read_meta
+    from .train import predict_logits
+    from .utils import resolve_device
+
+    meta = read_meta(args.checkpoint)
+    ds_meta = meta.get("dataset") or {}
+    args.dataset = args.dataset or ds_meta.get("name", "").replace("[subset]", "") or None
+    args.root = args.root or meta.get("dataset_root")
+    if not args.dataset:
+        raise ValueError("the checkpoint does not record its dataset: pass --dataset")
+    device = resolve_device(args.device)
+    ds = _load_data(args)
+    model, meta = load_checkpoint(args.checkpoint, expect_num_classes=ds.num_classes, map_location="cpu")
+    req_spec = args.forget or (meta.get("request") and meta["request"])
+    kw = dict(mean=ds.mean, std=ds.std, device=device, bf16=args.bf16)
+    splits: dict[str, Outputs] = {}
+    test = Outputs(predict_logits(model, ds.test_images, **kw), ds.test_labels)
+    splits["test"] = test
+    forget_classes: tuple[int, ...] = ()
+    if req_spec:
+        request = parse_request(req_spec)
+        sp = split_indices(ds.label_info(), request, args.seed)
+        forget_classes = sp.forget_classes
+        for name, rows in (("forget", sp.forget), ("retain", sp.retain)):
+            r = torch.as_tensor(rows)
+            splits[name] = Outputs(predict_logits(model, ds.train_images, rows=r, **kw), ds.train_labels[r])
+        if len(sp.test_forget):
+            splits["test_forget"] = test.subset(torch.as_tensor(sp.test_forget))
+        splits["test_retain"] = test.subset(torch.as_tensor(sp.test_retain))
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "splits": {}}
+    k = ds.num_classes
+    for name, o in splits.items():
+        labels = sorted(set(o.labels.tolist())) if name.startswith(("test_retain", "retain")) else list(range(k))
+        report["splits"][name] = {
+            "n": len(o), "loss": mean_loss(o), **macro_prf(o, labels),
+            "per_class_accuracy": dict(zip(ds.class_names, per_class_accuracy(o, k))),
+            "confusion": confusion(o, k).tolist(),
+        }
+    report["forget_classes"] = [ds.class_names[c] for c in forget_classes]
+    if args.json:
+        from .utils import write_json_atomic
+
+        write_json_atomic(args.json, report)
+    rows = [[n, s["n"], f"{100 * s['accuracy']:.2f}", f"{100 * s['precision']:.2f}", f"{100 * s['recall']:.2f}",
+             f"{100 * s['f1']:.2f}", f"{s['loss']:.4f}"] for n, s in report["splits"].items()]
+    _print_table(["split", "n", "acc %", "prec %", "recall %", "F1 %", "loss"], rows)
+    print()
+    pcs = report["splits"]["test"]["per_class_accuracy"]
+    _print_table(["class", "test acc %"], [[c, "-" if v is None else f"{100 * v:.1f}"] for c, v in pcs.items()])
+    print("\nconfusion matrix (test; rows true, columns predicted):")
+    print(np.array(report["splits"]["test"]["confusion"]))
+    return 0
+
+
+def _resolve_study_path(arg: str | None) -> Path:
+    if arg is None:
+        return PRESET_DIR / "default.yaml"
+    p = Path(arg)
+    if p.is_file():
+        return p
+    preset = PRESET_DIR / f"{arg.removesuffix('.yaml')}.yaml"
+    if preset.is_file():
+        return preset
+    choices = ", ".join(sorted(q.stem for q in PRESET_DIR.glob("*.yaml")))
+    raise FileNotFoundError(f"no study file {arg!r} and no preset of that name; presets: {choices}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .study import load_study, run_study
+
+    path = _resolve_study_path(args.study)
+    spec = load_study(path, scale=args.scale)
+    out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
+    progress = _TqdmProgress(quiet=args.quiet)
+    progress.stage(f"study {spec.name} from {path} -> {out}")
+    kw: dict[str, Any] = {"progress": progress}
+    if spec.task == "vision":
+        kw.update(cache_dir=args.cache, device=args.device)
+    run_study(spec, out, **kw)
+    print(f"report: {out / 'report.md'}\n        {out / 'report.html'}\nresults: {out / 'results.csv'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    md, htm = render_report(args.dir)
+    print(f"{md}\n{htm}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="obliviate", description="Machine unlearning: forget data, prove it against retraining.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list registered models, datasets, methods, metrics or presets")
+    s.add_argument("what", choices=["models", "datasets", "methods", "metrics", "presets"])
+    s.add_argument("pattern", nargs="?", help="shell-style wildcard, e.g. 'resnet*'")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("describe", help="explain a method (config fields, paper symbols), metric, model or dataset")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_describe)
+
+    def data_args(s: argparse.ArgumentParser, required: bool) -> None:
+        s.add_argument("--dataset", required=required, help="digits, cifar10, cifar100, cifar20, npz, or a folder of train/test.npz")
+        s.add_argument("--root", help="dataset folder (train.npz/test.npz or a torchvision root)")
+        s.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+        s.add_argument("--train-per-class", type=int, help="stratified training subset size per class")
+        s.add_argument("--test-per-class", type=int, help="stratified test subset size per class")
+        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+        s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("train", help="train a model (optionally without a forget request: the retrained reference)")
+    data_args(s, required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--width", type=float, help="width multiplier for the CIFAR nets")
+    s.add_argument("--model-kwargs", help="JSON of extra model arguments, e.g. '{\"variant\": \"nano\"}'")
+    s.add_argument("--recipe", help="a named training recipe (see obliviate.recipes)")
+    s.add_argument("--train-json", help="JSON of TrainConfig fields")
+    s.add_argument("--epochs", type=float)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--bf16", action="store_true", help="bf16 autocast + channels_last")
+    s.add_argument("--forget", help="forget request: 'airplane', 'airplane,cat', 'random:0.1', 'subclass:rocket', 'ids:FILE'")
+    s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, macro P/R/F1, per-class accuracy, confusion on forget/retain/test")
+    s.add_argument("checkpoint")
+    data_args(s, required=False)
+    s.add_argument("--forget", help="forget request defining the forget/retain splits (default: the checkpoint's)")
+    s.add_argument("--bf16", action="store_true")
+    s.add_argument("--json", help="also write the full result as JSON here")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("run", help="run a study (YAML file or preset name; default: the embedded digits study)")
+    s.add_argument("study", nargs="?")
+    s.add_argument("--scale", help="a scale defined in the study (e.g. quick, full)")
+    s.add_argument("--out", help="output directory (default runs/NAME[-SCALE])")
+    s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
+    s.add_argument("--device", help="override the study's device")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("report", help="re-render the report of a study directory")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"obliviate: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""LLM metrics: judgement flips and accuracy, perplexity, membership inference, forget quality,
+CrowS-Pairs — with a direction for each key.
+
+These are plain functions rather than entries of the vision ``METRICS`` registry: that registry's
+metrics read one logits matrix per (model, split) through ``EvalInputs``, while perplexity,
+membership inference and CrowS-Pairs need token-level log-probabilities of arbitrary text. The
+judgement metrics do reduce to a (statements × answers) score matrix, but the rest would not fit
+without stretching ``EvalInputs``, so the LLM half keeps its own small table (:data:`LLM_METRICS`).
+
+Every model is evaluated once (:func:`evaluate_model` → :class:`ModelEval`); the unlearned model's
+values are then read against the original's and the retrained reference's
+(:func:`compute_llm_metrics`).
+
+* Judgement: the answer whose tokens (+EOS) have the highest summed log-likelihood after the
+  prompt (constrained scoring: every model gets the same two choices).
+* Perplexity: ``exp`` of the mean token NLL over the held-out examples (prompt + answer).
+* Membership inference on the forget set vs the held-out set, as ROC AUC: LOSS (Yeom et al.
+  2018; score −mean NLL), Min-K% (Shi et al., ICLR 2024; mean of the k % lowest token
+  log-probabilities, k = 20 %) and zlib (Carlini et al. 2021; −mean NLL / zlib-compressed length
+  in bytes). Direction: closest to the retrained model, whose AUC is what "never trained on it"
+  looks like on these two sets.
+* Forget quality (TOFU, Maini et al. 2024): the KS-test p-value between the unlearned and the
+  retrained model's per-statement truth ratios on the forget set. TOFU's truth ratio compares a
+  paraphrased correct answer with perturbed wrong ones; for a two-answer judgement it becomes
+  ``R = P(other answer)^{1/|other|} / P(learned answer)^{1/|learned|}`` (length-normalised).
+* CrowS-Pairs (Nangia et al. 2020), causal-LM variant: share of pairs in which ``sent_more`` has
+  the higher total log-likelihood (BOS-conditioned); 0.5 is unbiased. The original work scores
+  masked LMs by pseudo-log-likelihood of the unmodified tokens; that is not defined for causal
+  LMs, so this variant is named ``crows_pairs_score`` and reported as a fraction.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import CrowsPair, TextDataset
+from .encode import Encoded, TaskEncoder, model_inputs
+from .losses import token_nll
+from .requests import StatementSplit
+
+# key -> (summary, direction); "flip|ids" directions depend on the request kind
+LLM_METRICS: dict[str, tuple[str, str]] = {
+    "forget_flip_rate": ("share of forget statements whose judgement differs from the original model's", "flip:higher|ids:closest_to_retrained"),
+    "forget_target_rate": ("share of forget statements answered with the requested answer (flip requests)", "higher"),
+    "forget_acc": ("judgement accuracy on forget statements w.r.t. their dataset labels", "flip:lower|ids:closest_to_retrained"),
+    "retain_acc": ("judgement accuracy on retain statements", "higher"),
+    "heldout_acc": ("judgement accuracy on held-out statements (never trained on)", "higher"),
+    "twin_keep_rate": ("share of forget statements' minimal-edit twins whose judgement is unchanged", "higher"),
+    "heldout_ppl": ("perplexity of the held-out examples (prompt + answer)", "lower"),
+    "mia_loss_auc": ("membership-inference AUC, LOSS attack, forget vs held-out", "closest_to_retrained"),
+    "mia_mink_auc": ("membership-inference AUC, Min-K% attack (k = 20 %), forget vs held-out", "closest_to_retrained"),
+    "mia_zlib_auc": ("membership-inference AUC, zlib attack, forget vs held-out", "closest_to_retrained"),
+    "forget_quality": ("TOFU forget quality: KS-test p-value of truth ratios vs the retrained model", "higher"),
+    "crows_pairs_score": ("CrowS-Pairs: share of pairs where the stereotyping sentence is more likely (0.5 = unbiased)", "info"),
+    "crows_pairs_bias": ("CrowS-Pairs |score − 0.5|", "lower"),
+}
+METRIC_GROUPS = {
+    "judgement": ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc", "twin_keep_rate"),
+    "perplexity": ("heldout_ppl",),
+    "mia": ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc"),
+    "forget_quality": ("forget_quality",),
+    "crows_pairs": ("crows_pairs_score", "crows_pairs_bias"),
+}
+
+
+def direction_of(key: str, request_kind: str) -> str:
+    """Direction of a metric key for a request kind (``"flip"`` or ``"ids"``)."""
+    d = LLM_METRICS[key][1]
+    if "|" in d:
+        table = dict(part.split(":") for part in d.split("|"))
+        return table[request_kind]
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# scoring primitives
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def token_logprobs(
+    model: nn.Module, encoder: TaskEncoder, examples: Sequence[Encoded], *, batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> list[np.ndarray]:
+    """Log-probabilities of each example's loss tokens (float64 arrays), in input order.
+
+    Examples are batched by length to limit padding.
+    """
+    device = torch.device(device)
+    was = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
+    out: list[np.ndarray] = [np.zeros(0)] * len(examples)
+    for s in range(0, len(order), batch_size):
+        chunk = order[s:s + batch_size]
+        batch = encoder.collate([examples[i] for i in chunk])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        nll, mask = token_nll(model(**model_inputs(batch)).logits, batch["labels"])
+        lp = (-nll).double().cpu().numpy()
+        m = mask.bool().cpu().numpy()
+        for j, i in enumerate(chunk):
+            out[i] = lp[j][m[j]]
+    model.train(was)
+    return out
+
+
+def answer_scores(
+    model: nn.Module, encoder: TaskEncoder, texts: Sequence[str], answers: Sequence[str], *,
+    batch_size: int = 32, device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """``(N, K)`` summed log-likelihood of each answer (+EOS) after each statement's prompt."""
+    ex = [encoder.example(t, a, "answer") for t in texts for a in answers]
+    lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
+    return np.array([lp.sum() for lp in lps], dtype=np.float64).reshape(len(texts), len(answers))
+
+
+def perplexity(token_lps: Sequence[np.ndarray]) -> float:
+    """``exp(−Σ log p / #tokens)`` over all tokens of all sequences."""
+    total = sum(float(lp.sum()) for lp in token_lps)
+    count = sum(len(lp) for lp in token_lps)
+    if count == 0:
+        raise ValueError("perplexity of no tokens is undefined")
+    return float(np.exp(-total / count))
+
+
+def loss_score(lp: np.ndarray) -> float:
+    """LOSS attack (Yeom et al. 2018): −mean NLL = mean log-probability (higher: member)."""
+    return float(lp.mean())
+
+
+def mink_score(lp: np.ndarray, k: float = 0.2) -> float:
+    """Min-K% Prob (Shi et al. 2024): mean of the ⌈k·n⌉ lowest token log-probs (at least one)."""
+    n = max(1, int(np.ceil(k * len(lp))))
+    return float(np.sort(lp)[:n].mean())
+
+
+def zlib_score(lp: np.ndarray, text: str) -> float:
+    """zlib attack (Carlini et al. 2021): −mean NLL divided by the zlib-compressed length (bytes)."""
+    return float(lp.mean()) / len(zlib.compress(text.encode("utf-8")))
+
+
+def auc(members: Sequence[float] | np.ndarray, nonmembers: Sequence[float] | np.ndarray) -> float:
+    """ROC AUC of scores (higher = member) via the Mann–Whitney U statistic with average ranks
+    for ties; equals ``sklearn.metrics.roc_auc_score``."""
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("AUC needs at least one member and one non-member score")
+    ranks = rankdata(np.concatenate([a, b]))
+    u = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2.0
+    return float(u / (len(a) * len(b)))
+
+
+def truth_ratio(scores: np.ndarray, label_idx: np.ndarray, answer_lengths: np.ndarray) -> np.ndarray:
+    """Per statement ``log R = mean_{other}(log P(other)/|other|) − log P(learned)/|learned|``."""
+    per_token = scores / answer_lengths[None, :]
+    n, k = per_token.shape
+    own = per_token[np.arange(n), label_idx]
+    others = (per_token.sum(1) - own) / (k - 1)
+    return others - own
+
+
+def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov p-value (TOFU's forget quality)."""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(np.asarray(a), np.asarray(b)).pvalue)
+
+
+def crows_pairs_score(
+    model: nn.Module, encoder: TaskEncoder, pairs: Sequence[CrowsPair], *, batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Share of pairs in which ``sent_more`` gets the higher total log-likelihood."""
+    if not pairs:
+        raise ValueError("CrowS-Pairs score of no pairs is undefined")
+    ex = [encoder.lm_example(s) for p in pairs for s in (p.sent_more, p.sent_less)]
+    lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
+    more = np.array([lps[2 * i].sum() for i in range(len(pairs))])
+    less = np.array([lps[2 * i + 1].sum() for i in range(len(pairs))])
+    return float((more > less).mean())
+
+
+@torch.no_grad()
+def generate_answer(model: nn.Module, encoder: TaskEncoder, text: str, *, max_new_tokens: int = 16,
+                    device: torch.device | str = "cpu") -> str:
+    """Greedy continuation of the statement's prompt (the answer the model would write)."""
+    was = model.training
+    model.eval()
+    ids = torch.tensor([encoder.prompt_ids(text, reserve=max_new_tokens)], device=device)
+    out = cast(Any, model).generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, pad_token_id=encoder.pad_id, eos_token_id=encoder.eos_id)
+    model.train(was)
+    return str(encoder.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# one model, evaluated once
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelEval:
+    """Everything the metrics read about one model on one split of statements."""
+
+    scores: dict[str, np.ndarray]  # split -> (N, K) answer log-likelihoods
+    rows: dict[str, np.ndarray]  # split -> dataset rows scored
+    label_idx: dict[str, np.ndarray]  # split -> index of the dataset label in the answer order
+    answer_lengths: np.ndarray  # (K,) tokens per answer incl. EOS
+    mia: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # attack -> split -> scores
+    heldout_ppl: float | None = None
+    crows: float | None = None
+
+    def preds(self, split: str) -> np.ndarray:
+        return self.scores[split].argmax(1)
+
+    def acc(self, split: str) -> float:
+        return float((self.preds(split) == self.label_idx[split]).mean())
+
+
+def evaluate_model(
+    model: nn.Module,
+    encoder: TaskEncoder,
+    dataset: TextDataset,
+    split: StatementSplit,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    groups: Sequence[str] = tuple(METRIC_GROUPS),
+    retain_rows: np.ndarray | None = None,
+    crows_pairs: Sequence[CrowsPair] | None = None,
+    mink_k: float = 0.2,
+) -> ModelEval:
+    """Score ``model`` once: judgements on every split, plus what ``groups`` need.
+
+    ``retain_rows`` (a subset of ``split.retain``) bounds the cost on large retain sets.
+    """
+    labels = list(dataset.answers)
+    answers = [dataset.answers[label] for label in labels]
+    rows = {"forget": split.forget, "retain": split.retain if retain_rows is None else retain_rows,
+            "validation": split.validation}
+    rows = {k: np.asarray(v) for k, v in rows.items() if len(v)}
+    recs = dataset.records
+    scores, label_idx = {}, {}
+    for name, r in rows.items():
+        scores[name] = answer_scores(model, encoder, [recs[i].text for i in r], answers,
+                                     batch_size=batch_size, device=device)
+        label_idx[name] = np.array([labels.index(recs[i].label) for i in r])
+    lengths = np.array([len(encoder.answer_ids(a)) for a in answers], dtype=np.float64)
+    ev = ModelEval(scores, rows, label_idx, lengths)
+    want_mia = "mia" in groups and "validation" in rows
+    if want_mia or ("perplexity" in groups and "validation" in rows):
+        seqs: dict[str, list[np.ndarray]] = {}
+        for name in (("forget", "validation") if want_mia else ("validation",)):
+            ex = [encoder.example(recs[i].text, dataset.answers[recs[i].label], "all") for i in rows[name]]
+            seqs[name] = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
+        if "perplexity" in groups:
+            ev.heldout_ppl = perplexity(seqs["validation"])
+        if want_mia:
+            for name, lps in seqs.items():
+                texts = [f"{recs[i].text} {dataset.answers[recs[i].label]}" for i in rows[name]]
+                ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
+                ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
+                ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
+    if "crows_pairs" in groups and crows_pairs:
+        ev.crows = crows_pairs_score(model, encoder, crows_pairs, batch_size=batch_size, device=device)
+    return ev
+
+
+def compute_llm_metrics(
+    unlearned: ModelEval,
+    original: ModelEval,
+    retrained: ModelEval | None,
+    *,
+    dataset: TextDataset,
+    split: StatementSplit,
+) -> dict[str, tuple[float, str]]:
+    """``{key: (value, direction)}`` for one unlearned model (keys of :data:`LLM_METRICS`).
+
+    Keys whose inputs are missing (no held-out set, no retrained model, no CrowS pairs) are absent.
+    """
+    kind = "ids" if split.target_label is None else "flip"
+    out: dict[str, tuple[float, str]] = {}
+
+    def put(key: str, value: float) -> None:
+        out[key] = (float(value), direction_of(key, kind))
+
+    f_pred, f_orig = unlearned.preds("forget"), original.preds("forget")
+    put("forget_flip_rate", (f_pred != f_orig).mean())
+    put("forget_acc", unlearned.acc("forget"))
+    if split.target_label is not None:
+        put("forget_target_rate", (f_pred == list(dataset.answers).index(split.target_label)).mean())
+    if "retain" in unlearned.scores:
+        put("retain_acc", unlearned.acc("retain"))
+    if "validation" in unlearned.scores:
+        put("heldout_acc", unlearned.acc("validation"))
+    twins = _twin_positions(dataset, split, unlearned.rows)
+    if twins:
+        same = [unlearned.preds(s)[j] == original.preds(s)[j] for s, j in twins]
+        put("twin_keep_rate", float(np.mean(same)))
+    if unlearned.heldout_ppl is not None:
+        put("heldout_ppl", unlearned.heldout_ppl)
+    for attack, parts in unlearned.mia.items():
+        if "forget" in parts and "validation" in parts:
+            put(f"mia_{attack}_auc", auc(parts["forget"], parts["validation"]))
+    if retrained is not None:
+        tr_u = truth_ratio(unlearned.scores["forget"], unlearned.label_idx["forget"], unlearned.answer_lengths)
+        tr_r = truth_ratio(retrained.scores["forget"], retrained.label_idx["forget"], retrained.answer_lengths)
+        put("forget_quality", ks_pvalue(tr_u, tr_r))
+    if unlearned.crows is not None:
+        put("crows_pairs_score", unlearned.crows)
+        put("crows_pairs_bias", abs(unlearned.crows - 0.5))
+    return out
+
+
+def _twin_positions(dataset: TextDataset, split: StatementSplit, rows: dict[str, np.ndarray]) -> list[tuple[str, int]]:
+    """(split, position) of each forget statement's group twins that are scored outside the forget set."""
+    forget_groups = {dataset.records[i].group for i in split.forget} - {None}
+    found = []
+    for name in ("retain", "validation"):
+        for j, i in enumerate(rows.get(name, ())):
+            if dataset.records[i].group in forget_groups:
+                found.append((name, j))
+    return found
+
+
+def summarise(ev: ModelEval) -> dict[str, Any]:
+    """A compact JSON-able view (accuracies per split) for logs and answers files."""
+    return {f"{s}_acc": ev.acc(s) for s in ev.scores}

@@ -1,0 +1,94 @@
+"""Markdown for the LLM half of a report: :func:`render_llm_section` (rows + answers → text)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .metrics import LLM_METRICS
+
+ARROWS = {"higher": "↑", "lower": "↓", "closest_to_retrained": "≈R", "info": ""}
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Judgement and utility", ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc",
+                               "twin_keep_rate", "heldout_ppl")),
+    ("Privacy, bias and cost", ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score",
+                                "seconds", "steps")),
+)
+REFERENCES = ("original", "retrained")
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _fmt(values: Sequence[float], metric: str) -> str:
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    digits = 1 if metric in ("seconds", "steps", "heldout_ppl") else 3
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _ordered(items: Iterable[str]) -> list[str]:
+    seen = list(dict.fromkeys(items))
+    return [m for m in REFERENCES if m in seen] + [m for m in seen if m not in REFERENCES]
+
+
+def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, Any] | None) -> str:
+    """One table per (model, request) and metric group — a line per method (original, retrained,
+    then the unlearning methods), mean ± std over seeds (std with ddof = 1) — and the generated
+    answers of every model for a few forget statements, side by side."""
+    out = ["## LLM unlearning", ""]
+    if not rows:
+        out.append("No finished LLM runs yet.")
+    pairs = list(dict.fromkeys((r["model"], r["request"]) for r in rows))
+    for model, request in pairs:
+        sub = [r for r in rows if r["model"] == model and r["request"] == request]
+        methods = _ordered(r["method"] for r in sub)
+        seeds = sorted({r["seed"] for r in sub})
+        values: dict[tuple[str, str], list[float]] = {}
+        direction: dict[str, str] = {}
+        for r in sub:
+            values.setdefault((r["method"], r["metric"]), []).append(float(r["value"]))
+            if r["method"] not in REFERENCES or r["metric"] not in direction:
+                direction[r["metric"]] = r["direction"]
+        out += [f"### {model} — request `{request}`", "",
+                (f"Seeds {seeds}; mean ± std over seeds. ↑ higher is better, ↓ lower is better, "
+                 "≈R closest to the retrained model (trained without the forget set) is better. "
+                 "`original` is the model before unlearning; `retrained` the reference."), ""]
+        present = {r["metric"] for r in sub}
+        for title, metrics in TABLES:
+            cols = [m for m in metrics if m in present]
+            if not cols:
+                continue
+            head = [f"{m} {ARROWS.get(direction.get(m, 'info'), '')}".strip() for m in cols]
+            out += [f"**{title}**", "", "| method | " + " | ".join(head) + " |",
+                    "|---|" + "---|" * len(cols)]
+            for meth in methods:
+                out.append(f"| {_cell(meth)} | " + " | ".join(_fmt(values.get((meth, m), []), m) for m in cols) + " |")
+            out.append("")
+        legend = [f"`{k}`: {LLM_METRICS[k][0]}" for k in sorted(present) if k in LLM_METRICS]
+        if legend:
+            out += ["<details><summary>Metric definitions</summary>", "", *[f"- {x}" for x in legend], "",
+                    "</details>", ""]
+    blocks = (answers or {}).get("blocks", []) if isinstance(answers, Mapping) else []
+    for b in blocks:
+        out += [(f"### Answers before and after unlearning — {b.get('model', '')}, `{b.get('request', '')}`, "
+                 f"seed {b.get('seed', '')}"), "",
+                (f"Prompt: *{_cell(b.get('instruction', ''))}* followed by the statement. `generated` is the "
+                 "greedy continuation; `judgement` the more likely of the two answers."), ""]
+        for st in b.get("statements", []):
+            target = f", requested: **{_cell(st['target'])}**" if st.get("target") else ""
+            out += [f"> {_cell(st.get('text', ''))}", "",
+                    f"`{_cell(st.get('id', ''))}` — learned label: **{_cell(st.get('label', ''))}**{target}", "",
+                    "| model | judgement | generated |", "|---|---|---|"]
+            ans = st.get("answers", {})
+            for meth in _ordered(ans):
+                a = ans.get(meth) or {}
+                out.append(f"| {_cell(meth)} | {_cell(a.get('judgement', '–'))} | {_cell(a.get('text', '')) or '∅'} |")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"

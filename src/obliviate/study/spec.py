@@ -1,0 +1,270 @@
+"""Study specifications: dataset × model(s) × forget request(s) × methods × seeds, from YAML.
+
+A study file may define ``scales`` (e.g. ``quick`` for 2 CPU cores, ``full`` for a GPU) whose
+entries are deep-merged over the top level (dicts merge, lists and scalars replace). Everything
+is validated before any training starts; errors name the field (``methods[2].config.alpha``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
+from ..methods import METHODS, UnlearningMethod
+from ..models import MODELS
+from ..train import TrainConfig
+
+TOP_LEVEL = {
+    "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
+    "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
+    "output", "relearn",
+}
+DATASET_KEYS = {"name", "root", "download", "train_per_class", "test_per_class", "subset_seed"}
+EVAL_KEYS = {"batch_size", "tta", "retain_max", "bf16"}
+
+
+class StudySpecError(ValueError):
+    """A study file is wrong; the message names the field and what is allowed."""
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        extra = ",".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
+        return f"{self.name}({extra})" if extra else self.name
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def build(self) -> UnlearningMethod:
+        return METHODS.get(self.name)(self.config)
+
+
+@dataclass
+class StudySpec:
+    """A validated study. ``raw`` keeps the resolved dict (for the report and cache keys)."""
+
+    name: str
+    task: str
+    dataset: dict[str, Any]
+    models: list[ModelSpec]
+    train: TrainConfig
+    requests: list[ForgetRequest]
+    methods: list[MethodSpec]
+    seeds: list[int]
+    metrics: list[str] | str
+    device: str
+    eval: dict[str, Any]
+    validation_fraction: float
+    paper: dict[str, Any]
+    scale: str | None
+    scale_note: str
+    description: str
+    relearn: dict[str, Any]
+    raw: dict[str, Any]
+
+
+def _err(path: str, msg: str) -> StudySpecError:
+    return StudySpecError(f"{path}: {msg}")
+
+
+def load_study(path: str | Path, scale: str | None = None) -> StudySpec:
+    """Read a YAML study file, apply ``scale`` and validate it (nothing is trained)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudySpecError(f"study file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise StudySpecError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise StudySpecError(f"{path} must hold a mapping at the top level")
+    return parse_study(raw, scale=scale, base_dir=path.parent)
+
+
+def resolve_scale(raw: dict[str, Any], scale: str | None) -> dict[str, Any]:
+    scales = raw.get("scales") or {}
+    if not isinstance(scales, dict):
+        raise _err("scales", "must be a mapping of scale name -> overrides")
+    if scale is None:
+        return {k: v for k, v in raw.items() if k != "scales"}
+    if scale not in scales:
+        raise _err("scale", f"unknown scale {scale!r}; this study defines {sorted(scales) or 'none'}")
+    return deep_merge({k: v for k, v in raw.items() if k != "scales"}, scales[scale] or {})
+
+
+def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | None = None) -> StudySpec:
+    """Validate a study dict (see module docstring); relative dataset roots resolve from
+    ``base_dir`` first, then the working directory."""
+    task = raw.get("task", "vision")
+    if task not in ("vision", "llm"):
+        raise _err("task", f"must be 'vision' or 'llm', got {task!r}")
+    if task == "vision":
+        unknown = sorted(set(raw) - TOP_LEVEL)
+        if unknown:
+            raise _err("study", f"unknown field(s) {unknown}; allowed: {sorted(TOP_LEVEL)}")
+    d = resolve_scale(raw, scale)
+    name = d.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err("name", "a study needs a non-empty name")
+
+    seeds = d.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise _err("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise _err("seeds", f"has duplicates: {seeds}")
+    if task == "llm":
+        # the LLM half validates its own fields (it knows `model`, `data`, LLM requests ...)
+        from ..llm.study import validate_llm_spec
+
+        try:
+            validate_llm_spec(d)
+        except ValueError as e:
+            raise StudySpecError(str(e)) from None
+        return StudySpec(name=name, task=task, dataset=d.get("dataset") or {}, models=[], train=TrainConfig(),
+                         requests=[], methods=[], seeds=seeds, metrics=d.get("metrics", "default"),
+                         device=str(d.get("device", "auto")), eval={}, validation_fraction=0.0,
+                         paper=d.get("paper") or {}, scale=scale, scale_note=str(d.get("scale_note", "")),
+                         description=str(d.get("description", "")), relearn={}, raw=d)
+
+    ds = d.get("dataset")
+    if isinstance(ds, str):
+        ds = {"name": ds}
+    if not isinstance(ds, dict) or "name" not in ds:
+        raise _err("dataset", "needs at least {name: ...}")
+    bad = sorted(set(ds) - DATASET_KEYS)
+    if bad:
+        raise _err("dataset", f"unknown field(s) {bad}; allowed: {sorted(DATASET_KEYS)}")
+    if ds["name"] not in DATASETS:
+        raise _err("dataset.name", DATASETS.unknown_message(str(ds["name"])))
+    if ds.get("root") is not None and base_dir is not None:
+        r = Path(str(ds["root"]))
+        if not r.is_absolute() and not r.exists() and (base_dir / r).exists():
+            ds = {**ds, "root": str((base_dir / r).resolve())}
+    for k in ("train_per_class", "test_per_class"):
+        v = ds.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+            raise _err(f"dataset.{k}", f"must be a positive integer or null, got {v!r}")
+
+    models_raw = d.get("models")
+    if not isinstance(models_raw, list) or not models_raw:
+        raise _err("models", "must be a non-empty list of model names or {name, kwargs}")
+    models = []
+    for i, m in enumerate(models_raw):
+        m = {"name": m} if isinstance(m, str) else m
+        if not isinstance(m, dict) or "name" not in m or set(m) - {"name", "kwargs"}:
+            raise _err(f"models[{i}]", f"must be a name or {{name, kwargs}}, got {m!r}")
+        if m["name"] not in MODELS:
+            raise _err(f"models[{i}].name", MODELS.unknown_message(str(m["name"])))
+        models.append(ModelSpec(m["name"], dict(m.get("kwargs") or {})))
+
+    train_raw = d.get("train") or {}
+    recipe = d.get("recipe")
+    try:
+        base_train: dict[str, Any] = {}
+        if recipe is not None:
+            from ..recipes import get_recipe  # optional module with named recipes
+
+            base_train = get_recipe(str(recipe)).to_dict()
+        train = TrainConfig.from_dict({**base_train, **train_raw})
+    except (ValueError, TypeError, KeyError) as e:
+        raise _err("train" if recipe is None else "recipe/train", str(e)) from None
+
+    reqs_raw = d.get("requests")
+    if not isinstance(reqs_raw, list) or not reqs_raw:
+        raise _err("requests", "must be a non-empty list of forget requests, e.g. [{kind: class, classes: [airplane]}]")
+    requests = []
+    for i, r in enumerate(reqs_raw):
+        if isinstance(r, dict) and r.get("kind") == "ids" and "path" in r and base_dir is not None:
+            p = Path(str(r["path"]))
+            if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
+                r = {**r, "path": str(base_dir / p)}
+        try:
+            requests.append(parse_request(r))
+        except ForgetRequestError as e:
+            raise _err(f"requests[{i}]", str(e)) from None
+
+    methods_raw = d.get("methods")
+    if methods_raw == "all":
+        from ..methods import list_methods
+
+        methods_raw = list_methods(kind="vision")
+        # the references first, in the order reports read best
+        methods_raw = [m for m in ("original", "retrain") if m in methods_raw] + [
+            m for m in methods_raw if m not in ("original", "retrain")]
+    if not isinstance(methods_raw, list) or not methods_raw:
+        raise _err("methods", "must be 'all' or a non-empty list of method names or {name, config, label}")
+    methods: list[MethodSpec] = []
+    for i, m in enumerate(methods_raw):
+        m = {"name": m} if isinstance(m, str) else m
+        if not isinstance(m, dict) or "name" not in m or set(m) - {"name", "config", "label"}:
+            raise _err(f"methods[{i}]", f"must be a name or {{name, config, label}}, got {m!r}")
+        if m["name"] not in METHODS:
+            raise _err(f"methods[{i}].name", METHODS.unknown_message(str(m["name"])))
+        cls = METHODS.get(m["name"])
+        if cls.kind != "vision":
+            raise _err(f"methods[{i}].name", f"{m['name']!r} is an {cls.kind} method; this is a vision study")
+        spec = MethodSpec(m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]))
+        try:
+            spec.build()
+        except (ValueError, TypeError) as e:
+            raise _err(f"methods[{i}].config", str(e)) from None
+        methods.append(spec)
+    labels = [m.label for m in methods]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise _err("methods", f"labels must be unique, {dup} repeat: give each a `label`")
+
+    metrics = d.get("metrics", "default")
+    if metrics != "default":
+        from ..metrics import METRICS
+
+        if not isinstance(metrics, list):
+            raise _err("metrics", "must be 'default' or a list of metric names")
+        for i, n in enumerate(metrics):
+            if n not in METRICS:
+                raise _err(f"metrics[{i}]", METRICS.unknown_message(str(n)))
+
+    ev = dict(d.get("eval") or {})
+    bad = sorted(set(ev) - EVAL_KEYS)
+    if bad:
+        raise _err("eval", f"unknown field(s) {bad}; allowed: {sorted(EVAL_KEYS)}")
+    if ev.get("tta", "none") not in ("none", "flip"):
+        raise _err("eval.tta", f"must be 'none' or 'flip', got {ev.get('tta')!r}")
+    vf = d.get("validation_fraction", 0.0)
+    if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not 0 <= vf < 0.5:
+        raise _err("validation_fraction", f"must be a number in [0, 0.5), got {vf!r}")
+    relearn = d.get("relearn") or {}
+    if not isinstance(relearn, dict):
+        raise _err("relearn", "must be a mapping {max_steps, lr, tolerance}")
+
+    return StudySpec(
+        name=name, task=task, dataset=ds, models=models, train=train, requests=requests,
+        methods=methods, seeds=seeds, metrics=metrics, device=str(d.get("device", "auto")), eval=ev,
+        validation_fraction=float(vf), paper=d.get("paper") or {}, scale=scale,
+        scale_note=str(d.get("scale_note", "")), description=str(d.get("description", "")),
+        relearn=relearn, raw=d,
+    )

@@ -1,0 +1,128 @@
+"""The LLM study entry point: spec validation, a micro study end to end, resuming, the report
+section, and the shipped ``configs/llm_bias_lora.yaml``."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from obliviate.llm.report import render_llm_section
+from obliviate.llm.study import LLMSpecError, apply_scale, run_llm_study, validate_llm_spec
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_bias_lora.yaml"
+ROW_KEYS = {"model", "request", "method", "seed", "metric", "value", "direction"}
+DIRECTIONS = {"higher", "lower", "closest_to_retrained", "info"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention
+
+
+def micro_spec(**over: object) -> dict:
+    spec = {
+        "task": "llm", "device": "cpu", "seeds": [0],
+        "model": {"name": "tiny-llama", "max_length": 64,
+                  "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 512},
+                  "train": {"epochs": 2, "lr": 5e-3, "batch_size": 32}},
+        "data": {"source": "clinical_bias", "validation_fraction": 0.2},
+        "requests": [{"kind": "flip", "from_label": "biased", "count": 6, "to": "not biased"}],
+        "methods": [{"name": "relabel", "config": {"lr": 3e-3, "epochs": 2, "batch_size": 4}},
+                    {"name": "npo", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "mode": "full"}}],
+        "metrics": {"groups": ["judgement", "perplexity", "mia", "forget_quality", "crows_pairs"],
+                    "crows_pairs": {"max_pairs": 8}},
+        "eval": {"answers": 2, "max_new_tokens": 3, "batch_size": 64},
+    }
+    spec.update(over)
+    return spec
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"modle": {}}, "study: unknown field"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"model": {"name": "tiny-llama", "template": "chat", "train": {}}}, "model.template"),
+    ({"model": {"name": "tiny-llama", "train": {"lr": -1}}}, "model.train"),
+    ({"model": {"name": "tiny-llama", "tiny": {"hidden_size": 30, "num_heads": 4}, "train": {}}}, "model.tiny"),
+    ({"data": {"source": "nowhere.csv"}}, "data.source"),
+    ({"requests": [{"kind": "flip", "ids": ["cb-9999"], "to": "not biased"}]}, r"requests\[0\]"),
+    ({"methods": ["npoo"]}, r"methods\[0\].name: unknown LLM method 'npoo'. Did you mean 'npo'"),
+    ({"methods": [{"name": "npo", "config": {"beta": math.nan}}]}, r"methods\[0\].config: NPOConfig.beta"),
+    ({"methods": ["npo", "npo"]}, "labels must be unique"),
+    ({"methods": ["finetune"]}, "unknown LLM method"),
+    ({"metrics": ["mia", "nonsense"]}, "unknown metric 'nonsense'"),
+    ({"metrics": {"groups": ["crows_pairs"], "crows_pairs": {"path": "/no/such.csv"}}}, "metrics.crows_pairs.path"),
+    ({"eval": {"answers": -1}}, "eval.answers"),
+])
+def test_spec_errors_name_the_field(patch: dict, field: str) -> None:
+    with pytest.raises(LLMSpecError, match=field):
+        validate_llm_spec(micro_spec(**patch))
+
+
+def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
+    messages: list[str] = []
+    rows = run_llm_study(micro_spec(), tmp_path, progress=messages.append)
+    assert rows and all(set(r) == ROW_KEYS for r in rows)
+    assert {r["direction"] for r in rows} <= DIRECTIONS
+    assert all(math.isfinite(r["value"]) for r in rows)
+    methods = {r["method"] for r in rows}
+    assert methods == {"original", "retrained", "relabel", "npo"}
+    by = {(r["method"], r["metric"]): r for r in rows}
+    assert by[("original", "forget_flip_rate")]["value"] == 0.0
+    assert by[("relabel", "forget_flip_rate")]["direction"] == "higher"
+    assert by[("relabel", "mia_loss_auc")]["direction"] == "closest_to_retrained"
+    assert 0.0 <= by[("npo", "forget_quality")]["value"] <= 1.0
+    assert 0.0 <= by[("original", "crows_pairs_score")]["value"] <= 1.0
+    assert by[("npo", "seconds")]["value"] > 0
+    answers = json.loads((tmp_path / "llm_answers.json").read_text())
+    st = answers["blocks"][0]["statements"]
+    assert len(st) == 2 and set(st[0]["answers"]) == methods
+    assert st[0]["answers"]["original"]["judgement"] in ("biased", "not biased")
+    assert any("training the original model" in m for m in messages)
+
+    # re-run: everything is read back, nothing is trained or run again
+    again: list[str] = []
+    rows2 = run_llm_study(micro_spec(), tmp_path, progress=again.append)
+    assert rows2 == rows and any("already finished" in m for m in again)
+    assert not any("training" in m or "running" in m for m in again)
+
+    # an interrupted run (its file missing) is the only one redone; references come from the cache
+    victim = next((tmp_path / "llm_runs").rglob("npo-*.json"))
+    victim.unlink()
+    third: list[str] = []
+    rows3 = run_llm_study(micro_spec(), tmp_path, progress=third.append)
+    assert any("running npo" in m for m in third) and not any("running relabel" in m for m in third)
+    assert not any("training" in m for m in third)
+    old = {(r["method"], r["metric"]): r["value"] for r in rows}
+    new = {(r["method"], r["metric"]): r["value"] for r in rows3}
+    assert old.keys() == new.keys()
+    assert all(new[k] == v for k, v in old.items() if k[0] != "npo"), "finished runs are read back as they were"
+    assert all(new[k] == v for k, v in old.items() if k[0] == "npo" and k[1] not in ("seconds", "peak_memory_mb")), \
+        "same seed, same result"
+
+    md = render_llm_section(rows, answers)
+    assert "| method |" in md and "| relabel |" in md
+    assert not re.search(r"\d ± \d", md), "one seed: no std"
+    assert "Answers before and after unlearning" in md and "| original |" in md
+
+
+def test_report_mean_and_std_over_seeds() -> None:
+    rows = [{"model": "m", "request": "r", "method": "npo", "seed": s, "metric": "retain_acc", "value": v,
+             "direction": "higher"} for s, v in ((0, 0.5), (1, 0.7))]
+    md = render_llm_section(rows, {})
+    assert "0.600 ± 0.141" in md and "retain_acc ↑" in md
+
+
+def test_shipped_config_validates_at_both_scales() -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    assert raw["task"] == "llm" and set(raw["scales"]) == {"quick", "full"}
+    quick = validate_llm_spec(apply_scale(raw, "quick"))
+    assert quick.model_name == "tiny-llama" and {m.name for m in quick.methods} == {
+        "relabel", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu"}
+    full = validate_llm_spec(apply_scale(raw, "full"))  # validates without downloading anything
+    assert full.model_name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)

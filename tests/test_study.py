@@ -1,0 +1,111 @@
+"""Study specs fail early naming the field; the runner reuses the cache, skips finished runs,
+never leaves half-written results, and renders a report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from obliviate.study import StudySpecError, load_study, parse_study, run_study
+from obliviate.study.spec import deep_merge
+
+BASE = {
+    "name": "t",
+    "dataset": {"name": "digits"},
+    "models": [{"name": "small_cnn", "kwargs": {"width": 0.5}}],
+    "train": {"epochs": 5, "batch_size": 64, "lr": 0.05, "crop_pad": 1, "flip": False},
+    "requests": [{"kind": "class", "classes": ["3"]}],
+    "methods": ["original", "retrain", {"name": "finetune", "config": {"epochs": 1}}],
+    "seeds": [0],
+    "device": "cpu",
+}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"dataset": {"name": "digitz"}}, r"dataset.name: Unknown dataset 'digitz'. Did you mean 'digits'"),
+    ({"models": ["resnet81"]}, r"models\[0\].name: Unknown model 'resnet81'. Did you mean 'resnet18'"),
+    ({"methods": ["original", "finetun"]}, r"methods\[1\].name: Unknown method 'finetun'. Did you mean 'finetune'"),
+    ({"methods": [{"name": "finetune", "config": {"lr": -1}}]}, r"methods\[0\].config: FinetuneConfig.lr must be > 0, got -1"),
+    ({"methods": [{"name": "finetune", "config": {"lrr": 1}}]}, r"methods\[0\].config: unknown field\(s\) \['lrr'\]"),
+    ({"requests": [{"kind": "random", "fraction": 2}]}, r"requests\[0\]: fraction must lie strictly between 0 and 1"),
+    ({"train": {"epochz": 1}}, r"train: unknown training field\(s\) \['epochz'\]"),
+    ({"seeds": [0, 0]}, "seeds: has duplicates"),
+    ({"seeds": [-1]}, "seeds: must be a non-empty list of non-negative integers"),
+    ({"bogus": 1}, r"study: unknown field\(s\) \['bogus'\]"),
+    ({"eval": {"tta": "crop"}}, "eval.tta: must be 'none' or 'flip'"),
+    ({"methods": ["finetune", "finetune"]}, "labels must be unique"),
+])
+def test_bad_spec_fails_before_training_naming_the_field(change, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StudySpecError, match=match):
+        parse_study({**BASE, **change})
+
+
+def test_scales_deep_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    raw = {**BASE, "scales": {"quick": {"train": {"epochs": 1}, "seeds": [0, 1]}, "full": {}}}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    quick = load_study(f, scale="quick")
+    assert quick.train.epochs == 1 and quick.train.batch_size == 64 and quick.seeds == [0, 1]
+    assert load_study(f).train.epochs == 5
+    with pytest.raises(StudySpecError, match="unknown scale 'huge'; this study defines"):
+        load_study(f, scale="huge")
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+def test_every_preset_validates() -> None:
+    presets = sorted((Path(__file__).resolve().parents[1] / "src" / "obliviate" / "configs").glob("*.yaml"))
+    assert any(p.stem == "default" for p in presets)
+    for p in presets:
+        raw = yaml.safe_load(p.read_text())
+        for scale in [None, *sorted((raw.get("scales") or {}).keys())]:
+            spec = load_study(p, scale=scale)
+            assert spec.name
+
+
+def test_run_cache_resume_and_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = parse_study(BASE)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rows = run_study(spec, out, cache_dir=cache)
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert len(runs) == 3
+    assert {r["method"] for r in rows} == {"original", "retrain", "finetune"}
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Table I" in html
+    md = (out / "report.md").read_text()
+    assert "finetune" in md and "What ran" in md
+    records = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    # the retrain run reuses the retrained reference, which never read the forget split
+    assert records["retrain"]["reused_reference"] and records["retrain"]["splits_read"] == ["retain"]
+    assert records["retrain"]["values"]["acc/forget"] == 0.0 or records["retrain"]["values"]["acc/forget"] < 0.2
+    assert records["original"]["values"]["acc/forget"] > 0.8
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("study,scale,dataset,model,request,method,seed,metric,value,direction")
+
+    # an interrupted study: one run lost, one half-written temp file left behind
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    lost = next(p for p in (out / "runs").glob("*finetune.json"))
+    lost.unlink()
+    (out / "runs" / ".tmp-x.json-abc").write_text("{half")
+    cached = sorted(cache.glob("*.json"))
+    assert len(cached) == 2  # original + retrained, each trained once
+    run_study(spec, out, cache_dir=cache)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert set(after) == set(mtimes)
+    for name, t in mtimes.items():
+        if name != lost.name:
+            assert after[name] == t, f"{name} was recomputed"
+    assert sorted(cache.glob("*.json")) == cached
+
+
+def test_second_study_reuses_cached_models(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    run_study(parse_study({**BASE, "methods": ["original"]}), tmp_path / "a", cache_dir=cache)
+    n = len(list(cache.glob("*.json")))
+    run_study(parse_study({**BASE, "name": "other", "methods": ["retrain"]}), tmp_path / "b", cache_dir=cache)
+    assert len(list(cache.glob("*.json"))) == n
+    shutil.rmtree(tmp_path / "a")

@@ -84,6 +84,18 @@ class EvalInputs:
     seed: int = 0
     run: dict[str, float] = field(default_factory=dict)
     relearn: Callable[..., Any] | None = None
+    # Values computed on reference models, shared by every method of one (model, request, seed):
+    # the runner passes the same dict to each method's EvalInputs so that, e.g., an attack fitted
+    # on the retrained model's outputs runs once per group, not once per method.
+    memo: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def reference_value(self, name: str, role: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` for ``role``, memoised across methods when ``role`` is a reference."""
+        if role == "unlearned":
+            return compute()
+        if (name, role) not in self.memo:
+            self.memo[(name, role)] = compute()
+        return self.memo[(name, role)]
 
     def out(self, split: str, role: str = "unlearned") -> Outputs:
         if split not in EVAL_SPLITS:

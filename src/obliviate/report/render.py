@@ -27,9 +27,10 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("acc/retain", "Retain-train acc"),
     ("acc/test", "Test acc"),
     ("acc/test_retain", "Retain-class test acc"),
-    ("mia_efficacy", "MIA-efficacy"),
-    ("zrf", "ZRF"),
-    ("js/retrained/forget", "JS to retrain (forget)"),
+    ("mia_efficacy/confidence", "MIA-efficacy"),
+    ("mia_loss/auc", "Loss-MIA AUC"),
+    ("zrf/forget", "ZRF (forget)"),
+    ("js_to_retrained/forget", "JS to retrain (forget, bits)"),
     ("worst_class_drop", "Worst retained-class drop (pts)"),
     ("efficiency/seconds", "Time (s)"),
     ("efficiency/speedup", "Speed-up vs retrain"),
@@ -39,7 +40,7 @@ HEADLINE: tuple[tuple[str, str], ...] = (
 def _fmt(key: str, mean: float, std: float | None = None) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    pct = key.startswith(("acc/", "table1/")) or key in ("mia_efficacy",)
+    pct = key.startswith(("acc/", "table1/", "mia_efficacy/", "mia_entropy/"))
     scale = 100.0 if pct else 1.0
     m = mean * scale
     digits = 1 if pct or abs(m) >= 100 else (3 if abs(m) < 10 else 2)

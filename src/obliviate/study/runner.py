@@ -93,6 +93,7 @@ class _Group:
     retrained: nn.Module
     retrained_meta: dict[str, Any]
     outputs: dict[str, dict[str, Outputs]]
+    memo: dict[tuple[str, str], Any]
 
 
 class StudyRunner:
@@ -224,7 +225,7 @@ class StudyRunner:
         outputs = {role: self._outputs(m, ds, eval_rows) for role, m in
                    (("original", original), ("retrained", retrained), ("random", random_model))}
         group = _Group(mspec, request, seed, split, eval_rows, validation_rows, original, original_meta,
-                       retrained, retrained_meta, outputs)
+                       retrained, retrained_meta, outputs, memo={})
         self.store.save_group(group_key, self._group_record(ds, group))
 
         for mspec_m in pending:
@@ -331,6 +332,7 @@ class StudyRunner:
             outputs={"unlearned": outs, **g.outputs}, num_classes=ds.num_classes, class_names=ds.class_names,
             forget_classes=g.split.forget_classes, seed=g.seed, run=run,
             relearn=self._relearn_fn(ds, g, models) if any(METRICS.get(n).costly for n in self.metric_names) else None,
+            memo=g.memo,
         )
         values, directions = compute_metrics(self.metric_names, inputs)
         return {

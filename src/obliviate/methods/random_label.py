@@ -1,0 +1,137 @@
+"""``random_label``: fine-tune on the forget set relabelled with random wrong classes, plus the retain set.
+
+Amnesiac-style relabelling (Graves, Nagisetti & Ganesh, "Amnesiac Machine Learning", AAAI 2021),
+as run by the "RL" baseline of SalUn (Fan et al., ICLR 2024; code ``OPTML-Group/Unlearn-Saliency``,
+``Classification/unlearn/RL.py``). Each epoch (their CIFAR-10 path) first takes every forget batch
+with freshly drawn random labels, then every retain batch with its true labels; ``order="mixed"``
+instead shuffles forget and retain rows into the same batches (their CIFAR-100 path).
+
+Defaults come from SalUn's code: ``SGD(momentum=0.9, weight_decay=5e-4)``, ``unlearn_lr = 0.01``
+and ``unlearn_epochs = 10`` (``arg_parser.py`` defaults), batch size 256, a constant rate (their
+``MultiStepLR`` milestones 91/136 are never reached in 10 epochs), training augmentation on.
+
+One deliberate difference: SalUn draws labels uniformly from all classes, so a forget sample can be
+"relabelled" with its own class. Here a random label y' is drawn uniformly from the classes other
+than the sample's own label and, for class requests, other than every forgotten class, so the
+model is never trained to predict a class it must forget (the Amnesiac paper's intent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Augment, BatchLoader
+from ..utils import autocast_context
+from .base import (
+    MethodConfig,
+    MethodResult,
+    UnlearnContext,
+    UnlearnData,
+    UnlearningMethod,
+    param,
+    register_method,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomLabelConfig(MethodConfig):
+    epochs: int = param(10, "epochs; each epoch visits every forget and every retain sample once")
+    lr: float = param(0.01, "SGD learning rate (constant)", "η")
+    momentum: float = param(0.9, "SGD momentum")
+    weight_decay: float = param(5e-4, "SGD weight decay")
+    batch_size: int = param(256, "batch size (forget and retain)")
+    order: Literal["forget_first", "mixed"] = param(
+        "forget_first", "'forget_first': all relabelled forget batches, then all retain batches, per "
+                        "epoch (SalUn CIFAR-10 path); 'mixed': both shuffled into shared batches")
+    augment: bool = param(True, "random crop + flip (the original's geometry)")
+
+    def validate(self) -> None:
+        self._require(self.epochs >= 1, "epochs", ">= 1")
+        self._require(self.lr > 0, "lr", "> 0")
+        self._require(self.momentum >= 0, "momentum", ">= 0")
+        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self._require(self.batch_size >= 1, "batch_size", ">= 1")
+        self._require(self.order in ("forget_first", "mixed"), "order", "'forget_first' or 'mixed'")
+
+
+def random_other_labels(
+    labels: torch.Tensor, num_classes: int, excluded: tuple[int, ...], generator: torch.Generator
+) -> torch.Tensor:
+    """For each label y, a class drawn uniformly from {0..K-1} \\ ({y} ∪ ``excluded``).
+
+    Random scores on the allowed classes and an argmax: one vectorised draw, seeded by ``generator``.
+    """
+    y = labels.cpu()
+    allowed = torch.ones(len(y), num_classes, dtype=torch.bool)
+    allowed[torch.arange(len(y)), y] = False
+    if excluded:
+        allowed[:, list(excluded)] = False
+    if not bool(allowed.any(1).all()):
+        raise ValueError(f"no class is left to relabel with: {num_classes} classes, excluded {sorted(excluded)} "
+                         "plus each sample's own label")
+    scores = torch.rand(len(y), num_classes, generator=generator)
+    return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
+
+
+@register_method("random_label")
+class RandomLabel(UnlearningMethod):
+    """Random labelling: forget samples get random wrong labels, retain samples keep theirs."""
+
+    Config = RandomLabelConfig
+    uses = frozenset({"forget", "retain"})
+    reference = ("Graves, Nagisetti & Ganesh, 'Amnesiac Machine Learning', AAAI 2021; as the RL baseline "
+                 "of Fan et al., 'SalUn', ICLR 2024 (code github.com/OPTML-Group/Unlearn-Saliency, unlearn/RL.py)")
+    smoke: ClassVar[dict[str, Any]] = {"epochs": 1}
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
+        cfg: RandomLabelConfig = self.config  # type: ignore[assignment]
+        forget, retain = data.forget, data.retain
+        excluded = tuple(data.forget_classes)
+        left = data.num_classes - (len(set(excluded)) if excluded else 1)
+        if left < 1:
+            raise ValueError(f"random_label needs a class to relabel with: {data.num_classes} classes, "
+                             f"forgetting {list(excluded)}")
+        # One table of forget rows then retain rows; a batch's "index" tells which rows are forget rows.
+        images = torch.cat([forget.images, retain.images])
+        labels = torch.cat([forget.labels, retain.labels])
+        n_forget = len(forget)
+        tc = ctx.train_config
+        aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
+
+        def loader(rows: torch.Tensor, seed: int) -> BatchLoader:
+            return BatchLoader(images, labels, mean=data.mean, std=data.std, rows=rows, batch_size=cfg.batch_size,
+                               shuffle=True, augment=aug, seed=seed, channels_last=ctx.channels_last)
+
+        n = len(labels)
+        if cfg.order == "mixed":
+            passes = [loader(torch.arange(n), ctx.seed)]
+        else:
+            passes = [loader(torch.arange(n_forget), ctx.seed), loader(torch.arange(n_forget, n), ctx.seed + 1)]
+        gen = ctx.generator(offset=1)
+        model.to(ctx.device).train()
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        total = cfg.epochs * sum(len(p) for p in passes)
+        step = 0
+        for epoch in range(cfg.epochs):
+            for part in passes:
+                for batch in part:
+                    x, y = batch["image"].to(ctx.device), batch["label"].to(ctx.device)
+                    is_forget = (batch["index"] < n_forget).to(ctx.device)
+                    if bool(is_forget.any()):
+                        y = y.clone()
+                        y[is_forget] = random_other_labels(y[is_forget], data.num_classes, excluded, gen)
+                    with autocast_context(ctx.device, ctx.bf16):
+                        loss = F.cross_entropy(model(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                    if ctx.progress is not None:
+                        ctx.progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+        model.eval()
+        return MethodResult(model=model, steps=step)

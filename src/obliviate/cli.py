@@ -264,6 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _resolve_study_path(args.study)
     spec = load_study(path, scale=args.scale)
+    if args.data_root:
+        if spec.task != "vision":
+            raise ValueError("--data-root applies to vision studies; LLM studies name their data in the YAML")
+        spec.dataset["root"] = args.data_root
     out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
     progress = _TqdmProgress(quiet=args.quiet)
     progress.stage(f"study {spec.name} from {path} -> {out}")
@@ -336,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default runs/NAME[-SCALE])")
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
     s.add_argument("--device", help="override the study's device")
+    s.add_argument("--data-root", help="override the study's dataset root (e.g. your CIFAR-10 folder)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
 

@@ -186,6 +186,11 @@ def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[
 
 def _paper_comparison(doc: Document, paper: dict[str, Any], agg: Any, model: str, request: str, methods: list[str]) -> None:
     values = paper.get("values") or {}
+    base = model.split("(")[0]
+    if base in values and isinstance(values[base], dict):  # per-model values
+        values = values[base]
+    elif any(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()) for v in values.values()):
+        return  # per-model values, none for this model
     if not values:
         return
     rows = []

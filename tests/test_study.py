@@ -109,3 +109,12 @@ def test_second_study_reuses_cached_models(tmp_path) -> None:  # type: ignore[no
     run_study(parse_study({**BASE, "name": "other", "methods": ["retrain"]}), tmp_path / "b", cache_dir=cache)
     assert len(list(cache.glob("*.json"))) == n
     shutil.rmtree(tmp_path / "a")
+
+
+def test_default_study_runs_every_vision_method() -> None:
+    from obliviate.cli import PRESET_DIR
+    from obliviate.methods import list_methods
+
+    spec = load_study(PRESET_DIR / "default.yaml")
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
+    assert spec.dataset["name"] == "digits"

@@ -35,7 +35,9 @@ class TrainConfig:
     ``warmup_frac`` then cosine decay), ``cosine``, ``linear`` (decay to 0), ``constant``,
     ``triangle`` (linear warm-up from ``start_factor``·lr to lr, then linear decay to
     ``end_factor``·lr, as in airbench). ``bias_lr_scale`` multiplies the learning rate of 1-D
-    parameters (biases, norm weights).
+    parameters (biases, norm weights); ``bias_wd_scale`` multiplies their weight decay
+    (``1 / bias_lr_scale`` keeps their per-step decay lr·wd equal to the other parameters', the
+    decoupled form of airbench).
     """
 
     epochs: float = 10.0
@@ -54,6 +56,7 @@ class TrainConfig:
     crop_pad: int = 4
     flip: bool = True
     bias_lr_scale: float = 1.0
+    bias_wd_scale: float = 1.0
     grad_clip: float | None = None
     bf16: bool = False
     channels_last: bool = False
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise ValueError("TrainConfig.weight_decay and momentum must be >= 0")
+        if not self.bias_wd_scale >= 0:
+            raise ValueError(f"TrainConfig.bias_wd_scale must be >= 0, got {self.bias_wd_scale!r}")
         if self.tta not in ("none", "flip"):
             raise ValueError(f"TrainConfig.tta must be 'none' or 'flip', got {self.tta!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -133,7 +138,8 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
-    """SGD (with ``nesterov``) or AdamW; 1-D parameters get ``bias_lr_scale``× the rate."""
+    """SGD (with ``nesterov``) or AdamW; 1-D parameters get ``bias_lr_scale``× the rate and
+    ``bias_wd_scale``× the weight decay."""
     chosen = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     if not chosen:
         raise ValueError("no trainable parameters to optimise")
@@ -141,7 +147,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Param
     rest = [p for p in chosen if p.ndim > 1]
     groups = [g for g in (
         {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
-        {"params": flat, "lr": cfg.lr * cfg.bias_lr_scale, "base_lr": cfg.lr * cfg.bias_lr_scale},
+        {"params": flat, "lr": cfg.lr * cfg.bias_lr_scale, "base_lr": cfg.lr * cfg.bias_lr_scale,
+         "weight_decay": cfg.weight_decay * cfg.bias_wd_scale},
     ) if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -214,7 +221,7 @@ def fit(
             step += 1
             result.images += len(batch["label"])
             if progress is not None:
-                progress({"step": step, "total": total, "loss": float(loss), "epoch": epoch})
+                progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
         result.epoch_loss.append(float(running) / max(count, 1))
         epoch_hook = getattr(model, "obliviate_epoch_end", None)
         if callable(epoch_hook):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data import Augment
 from ..train import TrainConfig, fit
 from .base import (
     MethodConfig,
@@ -53,6 +54,9 @@ class L1SparseConfig(MethodConfig):
     weight_decay: float = param(5e-4, "weight decay")
     batch_size: int = param(256, "batch size")
     augment: bool = param(True, "random crop + flip (the original's geometry) on the retain set")
+    retain_samples: int | None = param(
+        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
+              "as the reference")
 
     def validate(self) -> None:
         self._require(self.epochs >= 1, "epochs", ">= 1")
@@ -62,6 +66,7 @@ class L1SparseConfig(MethodConfig):
         self._require(self.momentum >= 0, "momentum", ">= 0")
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 def l1_weight(epoch: int, gamma: float, epochs: int, no_l1_epochs: int = 0) -> float:
@@ -110,7 +115,14 @@ class L1Sparse(UnlearningMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: L1SparseConfig = self.config  # type: ignore[assignment]
         tc = self.train_config(ctx.train_config)
-        loader = data.retain.train_loader(tc, ctx.seed)
+        retain = data.retain
+        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
+            keep = torch.randperm(len(retain), generator=ctx.generator(offset=3))[: cfg.retain_samples].sort().values
+            aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
+            loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
+                                   channels_last=tc.channels_last, rows=keep)
+        else:
+            loader = retain.train_loader(tc, ctx.seed)
         reg = DecayingL1(cfg.gamma, cfg.epochs, cfg.no_l1_epochs, len(loader))
         res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, regularizer=reg)
         return MethodResult(model=model, steps=res.steps, info={"l1_weight_first": reg.weights[0],

@@ -10,9 +10,12 @@ the plane class" above "a certain threshold". Made concrete here:
    producers are found by one traced forward pass, so the method works on any net built from
    these modules (VGG, ResNets, ``small_cnn``); the classifier's logits and a ResNet's
    ``bn2`` (added to the shortcut before its ReLU) feed no ReLU and are never units.
-2. **Activation** a_u(x): the post-ReLU value, averaged over spatial positions for a channel.
-3. **Score** s_u from the means μ_f, μ_r and standard deviations σ_f, σ_r of a_u over the
-   forget set D_f and (a random subset of) the retain set D_r — ``score``:
+   ``activations`` may add ``nn.GELU`` (e.g. the airbench net): GELU(0) = 0 like ReLU(0), so
+   the masking of step 5 silences a GELU unit exactly as well.
+2. **Activation** a_u(x): the post-ReLU (post-GELU) value, averaged over spatial positions for a
+   channel.
+3. **Score** s_u from the means μ_f, μ_r and standard deviations σ_f, σ_r of a_u over (a random
+   subset of) the forget set D_f and (a random subset of) the retain set D_r — ``score``:
 
    * ``"standardized"`` (default): (μ_f − μ_r) / sqrt((σ_f² + σ_r²)/2), a per-unit effect
      size; comparable across layers, so one global ranking works on nets whose layers have
@@ -48,6 +51,8 @@ from torch import nn
 from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
 
 SCORES = ("standardized", "difference", "ratio", "forget_mean")
+# Activation modules that may close a unit: each maps 0 to 0, so zeroing the producer silences it.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"ReLU": nn.ReLU, "GELU": nn.GELU}
 _PRODUCERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Conv2d, nn.Linear)
 _EPS = 1e-8
 
@@ -69,6 +74,11 @@ class NeuronMaskConfig(MethodConfig):
     retain_samples: int | None = param(
         5000, "retain samples used for the statistics (a seeded random subset); None = all")
     batch_size: int = param(256, "batch size of the activation passes")
+    forget_samples: int | None = param(
+        None, "forget samples used for the statistics (a seeded random subset); None = all")
+    activations: tuple[str, ...] = param(
+        ("ReLU",), f"activation modules whose input tensor defines a unit, from {tuple(ACTIVATIONS)} "
+        "('GELU' for nets such as airbench; both map 0 to 0)")
 
     def validate(self) -> None:
         self._require(self.score in SCORES, "score", f"one of {SCORES}")
@@ -84,6 +94,10 @@ class NeuronMaskConfig(MethodConfig):
                       "a non-empty tuple of 'conv', 'linear' or module-name patterns")
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
+        self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples", ">= 1 or None")
+        self._require(isinstance(self.activations, (tuple, list)) and len(self.activations) > 0
+                      and all(a in ACTIVATIONS for a in self.activations), "activations",
+                      f"a non-empty tuple of {tuple(ACTIVATIONS)}")
 
 
 @dataclass
@@ -109,32 +123,42 @@ class _Stats:
         return mean, var.sqrt()
 
 
-def relu_units(model: nn.Module, example: torch.Tensor) -> dict[str, nn.Module]:
+def relu_units(
+    model: nn.Module, example: torch.Tensor, activations: tuple[type[nn.Module], ...] = (nn.ReLU,)
+) -> dict[str, nn.Module]:
     """Producers whose output tensor is passed straight into an ``nn.ReLU`` (one forward pass).
 
     Returns ``{module name: module}`` in forward order. A producer whose output also feeds
     other ops (it is read by the ReLU) still counts; one whose output is first added to a
-    shortcut does not.
+    shortcut does not. ``activations`` widens what counts as the ReLU (e.g. ``nn.GELU``).
     """
+    return {name: producer for name, (producer, _act) in activation_units(model, example, activations).items()}
+
+
+def activation_units(
+    model: nn.Module, example: torch.Tensor, activations: tuple[type[nn.Module], ...] = (nn.ReLU,)
+) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """Like :func:`relu_units`, with the activation module that reads each producer's output:
+    ``{producer name: (producer, activation)}``."""
     names = {m: n for n, m in model.named_modules()}
     last_output: dict[int, tuple[str, torch.Tensor]] = {}
-    found: dict[str, nn.Module] = {}
+    found: dict[str, tuple[nn.Module, nn.Module]] = {}
     handles = []
 
     def on_output(module: nn.Module, _inp: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor):
             last_output[id(out)] = (names[module], out)  # keeps `out` alive: ids stay unique
 
-    def on_relu(_module: nn.Module, inp: tuple[Any, ...]) -> None:
+    def on_activation(act: nn.Module, inp: tuple[Any, ...]) -> None:
         hit = last_output.get(id(inp[0])) if inp else None
         if hit is not None and hit[1] is inp[0] and hit[0] not in found:
-            found[hit[0]] = model.get_submodule(hit[0])
+            found[hit[0]] = (model.get_submodule(hit[0]), act)
 
     for m in model.modules():
         if isinstance(m, _PRODUCERS):
             handles.append(m.register_forward_hook(on_output))
-        elif isinstance(m, nn.ReLU):
-            handles.append(m.register_forward_pre_hook(on_relu))
+        elif isinstance(m, activations):
+            handles.append(m.register_forward_pre_hook(on_activation))
     was_training = model.training
     try:
         model.eval()
@@ -168,9 +192,10 @@ def _select_layers(units: dict[str, nn.Module], patterns: tuple[str, ...]) -> di
     return chosen
 
 
-def unit_activation(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
-    """a_u(x) for every unit of ``module``'s output: (B, units), post-ReLU, spatially averaged."""
-    a = torch.relu(out.float())
+def unit_activation(module: nn.Module, out: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
+    """a_u(x) for every unit of ``module``'s output: (B, units), post-ReLU (or post-``activation``),
+    spatially averaged."""
+    a = torch.relu(out.float()) if activation is None else activation(out.float())
     if _is_conv_unit(module):
         return a.flatten(2).mean(2) if a.ndim > 2 else a
     # linear: features are the last dim; average any sequence dims in between
@@ -178,14 +203,17 @@ def unit_activation(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
 
 
 def activation_stats(
-    model: nn.Module, layers: dict[str, nn.Module], loader: Any, device: torch.device
+    model: nn.Module, layers: dict[str, nn.Module], loader: Any, device: torch.device,
+    activations: dict[str, nn.Module] | None = None,
 ) -> dict[str, _Stats]:
-    """Accumulate a_u over every batch of ``loader`` for the units of ``layers``."""
+    """Accumulate a_u over every batch of ``loader`` for the units of ``layers`` (post-ReLU, or
+    post ``activations[name]`` where given)."""
     stats = {name: _Stats() for name in layers}
+    acts = activations or {}
     handles = []
     for name, module in layers.items():
         def hook(mod: nn.Module, _inp: Any, out: torch.Tensor, _name: str = name) -> None:
-            stats[_name].add(unit_activation(mod, out))
+            stats[_name].add(unit_activation(mod, out, acts.get(_name)))
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -255,7 +283,11 @@ class NeuronMask(UnlearningMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: NeuronMaskConfig = self.config  # type: ignore[assignment]
         model.to(ctx.device).eval()
-        forget_loader = data.forget.loader(cfg.batch_size, shuffle=False)
+        forget = data.forget
+        forget_rows = None
+        if cfg.forget_samples is not None and cfg.forget_samples < len(forget):
+            forget_rows = torch.randperm(len(forget), generator=ctx.generator(1))[: cfg.forget_samples].sort().values
+        forget_loader = forget.loader(cfg.batch_size, shuffle=False, rows=forget_rows)
         retain = data.retain
         rows = None
         if cfg.retain_samples is not None and cfg.retain_samples < len(retain):
@@ -263,15 +295,18 @@ class NeuronMask(UnlearningMethod):
         retain_loader = retain.loader(cfg.batch_size, shuffle=False, rows=rows)
 
         example = next(iter(forget_loader))["image"][:2].to(ctx.device)
-        found = relu_units(model, example)
+        traced = activation_units(model, example, tuple(ACTIVATIONS[a] for a in cfg.activations))
+        found = {n: producer for n, (producer, _act) in traced.items()}
         layers = _select_layers({n: m for n, m in found.items() if _maskable(m)}, tuple(cfg.layers))
         if not layers:
+            kinds = "/".join(cfg.activations)
             raise ValueError(
-                f"neuron_mask found no units matching layers={list(cfg.layers)}; units feeding a ReLU in this "
-                f"model: {list(found) or 'none (it has no nn.ReLU modules)'}"
+                f"neuron_mask found no units matching layers={list(cfg.layers)}; units feeding a {kinds} in this "
+                f"model: {list(found) or f'none (it has no {kinds} modules; see the activations field)'}"
             )
-        f_stats = activation_stats(model, layers, forget_loader, ctx.device)
-        r_stats = activation_stats(model, layers, retain_loader, ctx.device)
+        acts = {n: traced[n][1] for n in layers}
+        f_stats = activation_stats(model, layers, forget_loader, ctx.device, acts)
+        r_stats = activation_stats(model, layers, retain_loader, ctx.device, acts)
         scores = {n: unit_scores(f_stats[n], r_stats[n], cfg.score) for n in layers}
 
         if cfg.scope == "global":

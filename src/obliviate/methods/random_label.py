@@ -49,6 +49,9 @@ class RandomLabelConfig(MethodConfig):
         "forget_first", "'forget_first': all relabelled forget batches, then all retain batches, per "
                         "epoch (SalUn CIFAR-10 path); 'mixed': both shuffled into shared batches")
     augment: bool = param(True, "random crop + flip (the original's geometry)")
+    retain_samples: int | None = param(
+        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
+              "as the reference")
 
     def validate(self) -> None:
         self._require(self.epochs >= 1, "epochs", ">= 1")
@@ -57,6 +60,7 @@ class RandomLabelConfig(MethodConfig):
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
         self._require(self.order in ("forget_first", "mixed"), "order", "'forget_first' or 'mixed'")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 def random_other_labels(
@@ -97,8 +101,12 @@ class RandomLabel(UnlearningMethod):
             raise ValueError(f"random_label needs a class to relabel with: {data.num_classes} classes, "
                              f"forgetting {list(excluded)}")
         # One table of forget rows then retain rows; a batch's "index" tells which rows are forget rows.
-        images = torch.cat([forget.images, retain.images])
-        labels = torch.cat([forget.labels, retain.labels])
+        retain_x, retain_y = retain.images, retain.labels
+        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
+            keep = torch.randperm(len(retain), generator=ctx.generator(offset=3))[: cfg.retain_samples].sort().values
+            retain_x, retain_y = retain_x[keep.to(retain_x.device)], retain_y[keep.to(retain_y.device)]
+        images = torch.cat([forget.images, retain_x])
+        labels = torch.cat([forget.labels, retain_y])
         n_forget = len(forget)
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None

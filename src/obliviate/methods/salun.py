@@ -71,6 +71,9 @@ class SalUnConfig(MethodConfig):
         "other", "random labels for forget samples: another class, or any class", "y'"
     )
     augment: bool = param(True, "random crop + flip (the original's geometry) on training batches")
+    retain_samples: int | None = param(
+        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
+              "as the reference")
 
     def validate(self) -> None:
         self._require(self.epochs >= 1, "epochs", ">= 1")
@@ -81,6 +84,7 @@ class SalUnConfig(MethodConfig):
         self._require(0 < self.saliency_ratio <= 1, "saliency_ratio", "in (0, 1]")
         self._require(self.order in ("sequential", "mixed"), "order", "'sequential' or 'mixed'")
         self._require(self.random_label in ("other", "any"), "random_label", "'other' or 'any'")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 def forget_gradient_magnitude(
@@ -188,10 +192,13 @@ class SalUn(UnlearningMethod):
         gen = ctx.generator(2)
         k, any_class = data.num_classes, cfg.random_label == "any"
         loss_fn = nn.CrossEntropyLoss()
+        keep = None  # positions of the retain rows trained on (None: all of them)
+        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
+            keep = torch.randperm(len(retain), generator=ctx.generator(3))[: cfg.retain_samples].sort().values
 
         if cfg.order == "sequential":
             f_loader = forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed)
-            r_loader = retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1)
+            r_loader = retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1, rows=keep)
             per_epoch = len(f_loader) + len(r_loader)
 
             def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -201,8 +208,10 @@ class SalUn(UnlearningMethod):
                     yield b["image"], b["label"]
         else:
             n_f = len(forget)  # rows [0, n_f) of the joint tensors are forget rows
+            r_x, r_y = (retain.images, retain.labels) if keep is None else (
+                retain.images[keep.to(retain.images.device)], retain.labels[keep.to(retain.labels.device)])
             loader = BatchLoader(
-                torch.cat([forget.images, retain.images]), torch.cat([forget.labels, retain.labels]),
+                torch.cat([forget.images, r_x]), torch.cat([forget.labels, r_y]),
                 mean=forget.mean, std=forget.std, batch_size=cfg.batch_size, shuffle=True, augment=aug,
                 seed=ctx.seed,
             )

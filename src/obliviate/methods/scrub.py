@@ -66,6 +66,12 @@ class SCRUBConfig(MethodConfig):
     lr_decay_epochs: tuple[int, ...] = param((3, 5, 9), "epochs after which the learning rate is decayed")
     lr_decay_rate: float = param(0.1, "learning-rate decay factor")
     augment: bool = param(False, "random crop + flip on training batches (the authors use none)")
+    forget_samples: int | None = param(
+        None, "forget samples of each max-step pass (a seeded random subset, the same every epoch); None = all, "
+              "as the authors")
+    retain_samples: int | None = param(
+        None, "retain samples of each min-step pass (a seeded random subset, the same every epoch); None = all, "
+              "as the authors")
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_decay_epochs, list):  # e.g. read from YAML/JSON
@@ -87,6 +93,8 @@ class SCRUBConfig(MethodConfig):
         self._require(all(isinstance(e, int) and e >= 0 for e in self.lr_decay_epochs), "lr_decay_epochs",
                       "a tuple of non-negative integers")
         self._require(0 < self.lr_decay_rate <= 1, "lr_decay_rate", "in (0, 1]")
+        self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples", ">= 1 or None")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 def distill_kl(
@@ -134,8 +142,17 @@ class SCRUB(UnlearningMethod):
 
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        f_loader = data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug, seed=ctx.seed)
-        r_loader = data.retain.loader(cfg.retain_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1)
+        def subset(n: int, k: int | None, offset: int) -> torch.Tensor | None:
+            """A seeded random subset of k of n positions (None: all), for a cheaper pass."""
+            if k is None or k >= n:
+                return None
+            return torch.randperm(n, generator=ctx.generator(offset))[:k].sort().values
+
+        f_rows = subset(len(data.forget), cfg.forget_samples, 1)
+        r_rows = subset(len(data.retain), cfg.retain_samples, 2)
+        f_loader = data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug, seed=ctx.seed, rows=f_rows)
+        r_loader = data.retain.loader(cfg.retain_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
+                                      rows=r_rows)
         ce = nn.CrossEntropyLoss()
 
         def step(x: torch.Tensor, y: torch.Tensor, maximise: bool) -> torch.Tensor:

@@ -42,7 +42,10 @@ settings (a CIFAR-100 class is 1 % of the data, a CIFAR-20 class 5 %, 100 random
 forgetting a whole CIFAR-10 class or a digits class (about 10 %) needs a smaller α.
 
 ``[]_D`` is the cost driver (one backward pass per batch of the whole training set).
-``retain_samples`` estimates ``mean_r`` from a seeded, evenly spaced sample of the retain batches.
+``retain_samples`` estimates ``mean_r`` from a seeded, evenly spaced sample of the retain batches;
+``forget_samples`` likewise estimates ``mean_f`` (and so ``[]_{D_f}``) from a sample of the forget
+batches, which matters when the forget set is a whole class. ``N_r`` and ``N_f`` stay the batch
+counts of the full splits, so the estimates are of the same quantities as the full computation.
 The importances over ``D`` are a property of the original model and its training set, not of the
 request: a runner serving many requests could compute them once, over a fixed partition of all
 training rows, and cache them; this method recomputes them on every call.
@@ -82,6 +85,9 @@ class SSDConfig(MethodConfig):
     retain_samples: int | None = param(
         None, "retain samples (seeded, whole batches) estimating the importance over D; None = all, as the paper"
     )
+    forget_samples: int | None = param(
+        None, "forget samples (seeded, whole batches) estimating the importance over D_f; None = all, as the paper"
+    )
 
     def validate(self) -> None:
         self._require(self.alpha > 0, "alpha", "> 0")
@@ -89,6 +95,8 @@ class SSDConfig(MethodConfig):
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
         self._require(self.batch_order in ("class", "row"), "batch_order", "'class' or 'row'")
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples",
+                      ">= 1 or None")
+        self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples",
                       ">= 1 or None")
 
 
@@ -189,16 +197,21 @@ class SelectiveSynapticDampening(UnlearningMethod):
         model.to(ctx.device)
         forget, retain = data.forget, data.retain
         by_class = cfg.batch_order == "class"
-        forget_batches = canonical_batches(forget, cfg.batch_size, by_class)
+        forget_batches = canonical_batches(forget, cfg.batch_size, by_class, cfg.forget_samples,
+                                           ctx.generator(2))
         retain_batches = canonical_batches(retain, cfg.batch_size, by_class, cfg.retain_samples,
                                            ctx.generator(1))
-        sum_f, n_f = squared_gradient_sums(model, forget_batches, ctx.device)
+        sum_f, seen_f = squared_gradient_sums(model, forget_batches, ctx.device)
         sum_r, seen_r = squared_gradient_sums(model, retain_batches, ctx.device)
         n_r = -(-len(retain) // cfg.batch_size)  # batches the whole retain set makes
+        n_f = -(-len(forget) // cfg.batch_size)  # ... and the whole forget set
 
         # []_D = (N_r·mean_r + N_f·mean_f) / (N_r + N_f), mean_f = sum_f / N_f  (module docstring)
-        imp_forget = {k: v / n_f for k, v in sum_f.items()}
-        imp_train = {k: (n_r * (sum_r[k] / seen_r) + sum_f[k]) / (n_r + n_f) for k in sum_f}
+        imp_forget = {k: v / seen_f for k, v in sum_f.items()}
+        if seen_f == n_f:  # every forget batch seen: N_f·mean_f is sum_f itself
+            imp_train = {k: (n_r * (sum_r[k] / seen_r) + sum_f[k]) / (n_r + n_f) for k in sum_f}
+        else:
+            imp_train = {k: (n_r * (sum_r[k] / seen_r) + n_f * imp_forget[k]) / (n_r + n_f) for k in sum_f}
         changed = dampen_(model, imp_train, imp_forget, cfg.alpha, cfg.lambda_)
         total = sum(p.numel() for p in model.parameters())
         return MethodResult(
@@ -206,5 +219,5 @@ class SelectiveSynapticDampening(UnlearningMethod):
             steps=0,
             info={"dampened": changed, "dampened_fraction": changed / max(total, 1),
                   "selection_ceiling": (n_r + n_f) / n_f,
-                  "importance_batches": {"forget": n_f, "retain": seen_r}},
+                  "importance_batches": {"forget": seen_f, "retain": seen_r}},
         )

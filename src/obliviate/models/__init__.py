@@ -1,6 +1,6 @@
 """Model zoo (one registry, one factory) and checkpoints."""
 
-from . import cifar, timm_models  # noqa: F401  (registers the architectures)
+from . import airbench, cifar, sisa_ensemble, timm_models  # noqa: F401  (registers the architectures)
 from .checkpoint import CheckpointError, ModelCache, load_checkpoint, load_weights, read_meta, save_checkpoint
 from .registry import MODELS, create_model, list_models, model_summary, num_parameters, register_model
 

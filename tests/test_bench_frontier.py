@@ -1,0 +1,198 @@
+"""The frontier benchmark's table and target logic, on synthetic run records (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_frontier.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_frontier", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_frontier"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(method: str, seed: int, request: str = "class:airplane", name: str | None = None,
+            info: dict[str, Any] | None = None, config: dict[str, Any] | None = None, **values: float) -> dict[str, Any]:
+    return {"model": "airbench(width=1.0)", "request": request, "method": method, "method_name": name or method,
+            "seed": seed, "values": dict(values), "info": info or {}, "method_config": config or {}}
+
+
+def _class_records() -> list[dict[str, Any]]:
+    recs = []
+    for seed, jitter in zip((0, 1, 2), (-0.01, 0.0, 0.01)):
+        common = {"acc/retain": 0.95, "acc/test": 0.90, "mia_efficacy/confidence": 0.99}
+        recs.append(_record("original", seed, **common, **{"gap/avg": 25.0, "acc/forget": 0.97, "worst_class_drop": 0.0,
+                                                             "efficiency/seconds": 0.01, "efficiency/speedup": 36000.0}))
+        recs.append(_record("retrain", seed, **common, **{"gap/avg": 0.0, "acc/forget": 0.0 + abs(jitter),
+                                                           "worst_class_drop": 1.0, "efficiency/seconds": 360.0,
+                                                           "efficiency/speedup": 1.0}))
+        # passes: small gap, fast, no class hurt
+        recs.append(_record("fast_good", seed, name="ssd", **common, **{"gap/avg": 0.3 + jitter, "acc/forget": 0.0,
+                                                                        "worst_class_drop": 1.5, "efficiency/seconds": 5.0,
+                                                                        "efficiency/speedup": 72.0}))
+        # fails only on the per-class criterion
+        recs.append(_record("hurts_class", seed, name="neuron_mask", **common,
+                            **{"gap/avg": 0.4, "acc/forget": 0.0, "worst_class_drop": 4.2,
+                               "efficiency/seconds": 3.0, "efficiency/speedup": 120.0}))
+        # fails only on speed
+        recs.append(_record("slow", seed, name="scrub", **common, **{"gap/avg": 0.2, "acc/forget": 0.3,
+                                                                     "worst_class_drop": 0.5, "efficiency/seconds": 60.0,
+                                                                     "efficiency/speedup": 6.0}))
+        # passes on the mean (0.45) but seed 2 alone misses (0.75)
+        gap = {0: 0.3, 1: 0.3, 2: 0.75}[seed]
+        recs.append(_record("borderline", seed, name="bad_teacher", **common,
+                            **{"gap/avg": gap, "acc/forget": 0.1, "worst_class_drop": 2.0,
+                               "efficiency/seconds": 6.0, "efficiency/speedup": 60.0}))
+    return recs
+
+
+def test_class_target_verdicts(bench: Any) -> None:
+    summary = bench.summarise(_class_records())
+    entry = summary["class:airplane"]
+    assert entry["kind"] == "class"
+    rows = {r["method"]: r for r in entry["rows"]}
+    assert not rows["original"]["candidate"] and "target" not in rows["original"]
+    assert not rows["retrain"]["candidate"]
+    assert rows["fast_good"]["target"] == {"passes": True, "every_seed": True, "reasons": []}
+    assert not rows["hurts_class"]["target"]["passes"]
+    assert rows["hurts_class"]["target"]["reasons"] == ["a retained class loses 4.20 > 3 pts"]
+    assert rows["slow"]["target"]["reasons"] == ["speed-up 6.0× < 50×"]
+    assert rows["borderline"]["target"]["passes"] and not rows["borderline"]["target"]["every_seed"]
+    assert entry["reached_by"] == ["fast_good", "borderline"]
+    assert entry["reached_by_every_seed"] == ["fast_good"]
+    # the time budget is the mean retrain time over the speed-up target
+    assert entry["target"]["time_budget_s"] == pytest.approx(360.0 / 50.0)
+
+
+def test_means_and_stds_come_from_the_seeds(bench: Any) -> None:
+    entry = bench.summarise(_class_records())["class:airplane"]
+    row = next(r for r in entry["rows"] if r["method"] == "fast_good")
+    gap = row["values"]["gap/avg"]
+    assert gap["mean"] == pytest.approx(0.3)
+    assert gap["std"] == pytest.approx(0.01)  # sample std (ddof=1) of 0.29, 0.30, 0.31
+    assert gap["n"] == 3
+    assert row["seeds"] == [0, 1, 2]
+    assert bench.fmt_cell("gap/avg", gap) == "0.30 ± 0.01"
+    assert bench.fmt_cell("acc/retain", row["values"]["acc/retain"]) == "95.0"
+    assert bench.fmt_cell("efficiency/speedup", row["values"]["efficiency/speedup"]) == "72.0×"
+
+
+def test_random_target_has_no_class_criterion(bench: Any) -> None:
+    recs = []
+    for seed in (0, 1):
+        base = {"acc/retain": 0.95, "acc/test": 0.91, "mia_efficacy/confidence": 0.6}
+        recs.append(_record("retrain", seed, request="random:0.1", **base,
+                            **{"gap/avg": 0.0, "acc/forget": 0.91 + 0.01 * seed, "efficiency/seconds": 360.0,
+                               "efficiency/speedup": 1.0}))
+        # a large class drop does not matter for a random request
+        recs.append(_record("finetune", seed, request="random:0.1", **base,
+                            **{"gap/avg": 0.9, "acc/forget": 0.92, "worst_class_drop": 9.0,
+                               "efficiency/seconds": 15.0, "efficiency/speedup": 24.0}))
+        recs.append(_record("unsir", seed, request="random:0.1", **base,
+                            **{"gap/avg": 1.4, "acc/forget": 0.5, "efficiency/seconds": 10.0,
+                               "efficiency/speedup": 36.0}))
+    entry = bench.summarise(recs)["random:0.1"]
+    rows = {r["method"]: r for r in entry["rows"]}
+    assert entry["target"]["max_class_drop"] is None
+    assert rows["finetune"]["target"]["passes"]
+    assert rows["unsir"]["target"]["reasons"] == ["Avg. gap 1.40 > 1 pts"]
+    assert any("over-forgets" in n for n in rows["unsir"]["notes"])
+    # two retrains 1 point apart on forget accuracy, equal elsewhere: (1 + 0 + 0 + 0) / 4
+    assert entry["noise_floor"] == pytest.approx(0.25)
+
+
+def test_missing_values_fail_instead_of_passing(bench: Any) -> None:
+    res = bench.check_target([{"gap/avg": 0.1}], bench.TARGETS["class"])
+    assert not res["passes"]
+    assert "no speed-up recorded" in res["reasons"] and "no per-class accuracy recorded" in res["reasons"]
+    assert bench.check_target([], bench.TARGETS["random"])["reasons"] == ["no finished runs"]
+
+
+def test_diagnose_explains_ssd_ceiling_and_sisa(bench: Any) -> None:
+    ssd = [_record("ssd", 0, config={"alpha": 10.0}, info={"selection_ceiling": 9.99, "dampened_fraction": 0.0},
+                   **{"acc/forget": 0.9})]
+    notes = bench.diagnose("ssd", ssd, {"acc/forget": 0.0})
+    assert any("forgets too little" in n for n in notes)
+    assert any("at or above the ceiling" in n for n in notes)
+    sisa = [_record("sisa", 0, info={"shards": 5, "full_retrain_steps": 100, "retrain_steps_saved": 0,
+                                     "deletion": {"affected_shards": 5, "restart_slice": {"0": 0, "1": 0}}})]
+    assert any("5–5 of 5 shards" in n and "saved 0 %" in n for n in bench.diagnose("sisa", sisa, None))
+
+
+def test_markdown_and_text_tables(bench: Any) -> None:
+    summary = bench.summarise(_class_records())
+    md = bench.render_markdown(summary, {"recipe": "airbench", "seeds": [0, 1, 2]}, notes="## Why\n\ntext")
+    assert "## Forget class:airplane" in md
+    assert "reached by fast_good, borderline" in md
+    assert "- slow: misses it — speed-up 6.0× < 50×" in md
+    assert md.rstrip().endswith("text")
+    header, rows = bench.table_rows(summary["class:airplane"])
+    assert header[0] == "method" and header[-1] == "target"
+    assert len({len(r) for r in rows} | {len(header)}) == 1
+    verdicts = {r[0]: r[-1] for r in rows}
+    assert verdicts["fast_good"] == "**yes**" and verdicts["slow"] == "no" and verdicts["retrain"] == "reference"
+    assert "**" not in bench.text_table(header, rows)
+
+
+def test_stale_runs_are_retired_and_filtered(bench: Any, tmp_path: Path) -> None:
+    from obliviate.study import parse_study
+
+    spec = parse_study({
+        "name": "t", "dataset": {"name": "digits"}, "models": ["small_cnn"],
+        "requests": [{"kind": "class", "classes": ["3"]}], "seeds": [0],
+        "methods": ["original", {"name": "ssd", "config": {"alpha": 5.0}}],
+    })
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    ssd_cfg = json.loads(json.dumps(spec.methods[1].build().config.to_dict()))
+    keep = _record("ssd", 0, request="class:3", config=ssd_cfg)
+    keep["model"] = "small_cnn"
+    stale = dict(keep, method_config={**ssd_cfg, "alpha": 10.0})
+    other_seed = dict(keep, seed=7)
+    (runs / "a.json").write_text(json.dumps(stale))
+    (runs / "b.json").write_text(json.dumps(other_seed))
+    assert bench.retire_stale_runs(tmp_path, spec) == ["a"]
+    assert (tmp_path / "stale" / "a.json").is_file() and not (runs / "a.json").exists()
+    (runs / "c.json").write_text(json.dumps(keep))
+    assert [r["seed"] for r in bench.study_records(tmp_path, spec)] == [0]  # seed 7 is not in the study
+
+
+def test_invocations_accumulate(bench: Any, tmp_path: Path) -> None:
+    for seconds, trained, cached in ((100.0, ["retrained a"], []), (50.0, [], ["original b"])):
+        bench.record_invocation(tmp_path, {"seconds": seconds, "loadavg_before": "1", "loadavg_after": "2",
+                                           "trained": trained, "from_cache": cached})
+    facts = bench.invocation_facts(tmp_path)
+    assert facts["benchmark_seconds"] == 150.0
+    assert facts["references"].startswith("1 reference model(s) trained") and "original b" in facts["references"]
+
+
+def test_stage_log_tells_cache_hits(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    log = bench.StageLog()
+    log.stage("original airbench(width=1.0) seed 0: from cache (abc)")
+    log.stage("retrained airbench(width=1.0) class:airplane seed 0: training")
+    log.stage("airbench__class-airplane__seed0: evaluating references")
+    assert log.references() == {"trained": ["retrained airbench(width=1.0) class:airplane seed 0"],
+                                "cached": ["original airbench(width=1.0) seed 0"]}
+    assert "evaluating references" in capsys.readouterr().out
+
+
+def test_study_file_parses_with_every_method(bench: Any) -> None:
+    from obliviate.methods import list_methods
+    from obliviate.study import load_study
+
+    spec = load_study(bench.DEFAULT_CONFIG)
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
+    assert len(spec.seeds) == 3
+    assert {r.describe().split(":")[0] for r in spec.requests} == {"class", "random"}

@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     flags = cpu_flags()
@@ -89,6 +90,7 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads, avx512_bf16={'avx512_bf16' in flags}, "
         f"amx_bf16={'amx_bf16' in flags}, load avg {os.getloadavg()[0]:.2f}"
     )
+    rows = []
     for spec in args.models:
         name, _, w = spec.partition(":")
         width = float(w or 1.0)
@@ -99,6 +101,14 @@ def main() -> None:
             f"(load avg {os.getloadavg()[0]:.2f})",
             flush=True,
         )
+        rows.append({"model": name, "width": width, "batch": args.batch, "fp32_img_s": f,
+                     "bf16_channels_last_img_s": b, "ratio_bf16_over_fp32": b / f})
+    if args.out:
+        from obliviate.utils import write_json_atomic
+
+        write_json_atomic(args.out, {"threads": args.threads, "steps": args.steps, "repeats": args.repeats,
+                                     "avx512_bf16": "avx512_bf16" in flags, "torch": torch.__version__,
+                                     "loadavg": os.getloadavg(), "models": rows})
 
 
 if __name__ == "__main__":

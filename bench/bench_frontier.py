@@ -395,7 +395,7 @@ def frontier_figure(summary: dict[str, Any], path: Path) -> bool:
             ax.axvline(rs, ls="--", color="grey", lw=1)
             ax.fill_between([1e-3, rs / t["min_speedup"]], 0, t["max_gap"], color="tab:green", alpha=0.15,
                             label=f"target: ≤ {t['max_gap']:g} pts at ≥ {t['min_speedup']:g}×")
-            ax.legend(fontsize=8, loc="upper right")
+            ax.legend(fontsize=8, loc="best")
         ax.set_xscale("log")
         ax.set_xlim(left=0.1)
         ax.set_ylim(bottom=0)

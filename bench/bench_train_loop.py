@@ -23,7 +23,7 @@ from torch import nn
 from obliviate.data import ImageDataset
 from obliviate.models import create_model
 from obliviate.train import TrainConfig, fit, make_loader, make_optimizer
-from obliviate.utils import autocast_context
+from obliviate.utils import autocast_context, write_json_atomic
 
 
 def synthetic_cifar(n: int, seed: int) -> ImageDataset:
@@ -81,6 +81,7 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -126,6 +127,13 @@ def main() -> None:
         f"threads {args.threads}  load avg {os.getloadavg()[0]:.2f}"
     )
     print(f"median fit {f:.0f} img/s   median bare {b:.0f} img/s   ratio fit/bare {f / b:.3f}")
+    if args.out:
+        write_json_atomic(args.out, {
+            "model": args.model, "width": args.width, "batch": args.batch, "steps": args.steps,
+            "bf16_channels_last": args.bf16, "threads": args.threads, "repeats": args.repeats,
+            "fit_img_s": fits, "bare_img_s": bares, "median_fit_img_s": f, "median_bare_img_s": b,
+            "ratio_fit_over_bare": f / b, "loadavg": os.getloadavg(), "torch": torch.__version__,
+        })
 
 
 if __name__ == "__main__":

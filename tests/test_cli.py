@@ -61,3 +61,15 @@ def test_run_with_bad_study_names_the_field(tmp_path, capsys) -> None:  # type: 
 def test_list_presets(what, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["list", what]) == 0
     assert "default" in capsys.readouterr().out
+
+
+def test_run_seeds_override(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
+                 "train: {epochs: 1, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
+                 "methods: [original]\nseeds: [0, 1, 2]\n")
+    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "4", "-q"]) == 0
+    runs = list((tmp_path / "o" / "runs").glob("*.json"))
+    assert len(runs) == 1 and json.loads(runs[0].read_text())["seed"] == 4
+    assert main(["run", str(f), "--out", str(tmp_path / "p"), "--seeds", "1", "1"]) == 2
+    assert "--seeds must be distinct" in capsys.readouterr().err

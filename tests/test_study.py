@@ -118,3 +118,14 @@ def test_default_study_runs_every_vision_method() -> None:
     spec = load_study(PRESET_DIR / "default.yaml")
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
     assert spec.dataset["name"] == "digits"
+
+
+def test_class_level_method_is_skipped_and_reported_on_a_sample_request(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = parse_study({**BASE, "train": {**BASE["train"], "epochs": 1},
+                        "requests": [{"kind": "random", "fraction": 0.1}],
+                        "methods": ["original", {"name": "unsir", "config": {"noise_steps": 1, "repair_epochs": 1}}]})
+    rows = run_study(spec, tmp_path / "s", cache_dir=tmp_path / "c")
+    assert {r["method"] for r in rows} == {"original"}
+    group = json.loads(next((tmp_path / "s" / "groups").glob("*.json")).read_text())
+    assert "unsir" in group["not_applicable"] and "whole classes" in group["not_applicable"]["unsir"]
+    assert "not run: unsir" in (tmp_path / "s" / "report.md").read_text()

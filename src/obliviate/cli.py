@@ -268,6 +268,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if spec.task != "vision":
             raise ValueError("--data-root applies to vision studies; LLM studies name their data in the YAML")
         spec.dataset["root"] = args.data_root
+    if args.seeds is not None:
+        if spec.task != "vision":
+            raise ValueError("--seeds applies to vision studies; LLM studies list their seeds in the YAML")
+        if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+            raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+        spec.seeds = list(args.seeds)
+        spec.raw = {**spec.raw, "seeds": spec.seeds}
     out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
     progress = _TqdmProgress(quiet=args.quiet)
     progress.stage(f"study {spec.name} from {path} -> {out}")
@@ -341,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
     s.add_argument("--device", help="override the study's device")
     s.add_argument("--data-root", help="override the study's dataset root (e.g. your CIFAR-10 folder)")
+    s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
 

@@ -232,7 +232,9 @@ class UnlearningMethod:
 
     ``kind`` is ``"vision"`` or ``"llm"``; ``exact`` marks methods whose result provably holds no
     influence of the forget set (retraining, SISA). ``keeps_architecture`` is false only for
-    methods that return a different model class (SISA's ensemble).
+    methods that return a different model class (SISA's ensemble). ``class_level`` marks methods
+    that can only forget whole classes (UNSIR): a study skips them, and says so, on a random,
+    sample-id or sub-class request.
     """
 
     name: ClassVar[str] = ""
@@ -242,6 +244,7 @@ class UnlearningMethod:
     kind: ClassVar[str] = "vision"
     exact: ClassVar[bool] = False
     keeps_architecture: ClassVar[bool] = True
+    class_level: ClassVar[bool] = False
     # A cheap configuration (overrides of Config's defaults) for smoke tests and quick previews.
     smoke: ClassVar[dict[str, Any]] = {}
 

@@ -231,7 +231,7 @@ class SalUn(UnlearningMethod):
                 opt.step(loss)
                 steps += 1
                 if ctx.progress is not None:
-                    ctx.progress({"step": steps, "total": total, "loss": float(loss), "epoch": epoch})
+                    ctx.progress({"step": steps, "total": total, "loss": float(loss.detach()), "epoch": epoch})
         model.eval()
         salient = sum(int(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())

@@ -181,7 +181,7 @@ class SCRUB(UnlearningMethod):
                     steps += 1
                     max_steps += int(maximise)
                     if ctx.progress is not None:
-                        ctx.progress({"step": steps, "total": total, "loss": float(loss), "epoch": epoch - 1})
+                        ctx.progress({"step": steps, "total": total, "loss": float(loss.detach()), "epoch": epoch - 1})
         student.eval()
         return MethodResult(model=student, steps=steps,
                             info={"max_steps": max_steps, "min_steps": steps - max_steps})

@@ -122,6 +122,7 @@ class UNSIR(UnlearningMethod):
 
     Config = UNSIRConfig
     uses = frozenset({"retain"})
+    class_level = True  # noise is learnt per forgotten class
     reference = ("Tarun, Chundawat, Mandal & Kankanhalli, 'Fast Yet Effective Machine Unlearning', "
                  "IEEE TNNLS 2023, arXiv:2111.08947 (code github.com/vikram2000b/Fast-Machine-Unlearning)")
     smoke: ClassVar[dict[str, Any]] = {

@@ -168,14 +168,14 @@ def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[
     if not present:
         return
     has_without = any("table1/without/accuracy" in agg[(model, request, m)] for m in present)
-    header = ["metric"] + [f"with target: {m}" for m in present]
-    if has_without:
-        header += [f"without target: {m}" for m in present]
+    parts = ("with",) + (("without",) if has_without else ())
+    titles = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1"}
+    header = ["method"] + [f"{titles[n]} ({part} target)" for part in parts for n in names]
     rows = []
-    for n in names:
-        row = [n.capitalize() if n != "f1" else "F1"]
-        for part in (("with",) + (("without",) if has_without else ())):
-            for m in present:
+    for m in present:  # one row per method: the table stays readable with many methods
+        row = [m]
+        for part in parts:
+            for n in names:
                 key = f"table1/{part}/{n}"
                 v = agg[(model, request, m)].get(key)
                 row.append(_fmt(key, v[0], v[1]) if v else "–")
@@ -307,6 +307,10 @@ def _what_ran(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], 
         if tr:
             lines.append(f"- original training: median {np.median(tr):.1f}s; retraining: median {np.median(rt):.1f}s "
                          "(cached models keep the time measured when they were trained)")
+    not_applicable = sorted({(g["model"], g["request"], label, why) for g in groups
+                             for label, why in (g.get("not_applicable") or {}).items()})
+    for model, request, label, why in not_applicable:
+        lines.append(f"- not run: {label} on {model} / {request}: {why}")
     lines.append(f"- started: {study.get('started', '?')}; versions: " + ", ".join(f"{k} {v}" for k, v in env.items()))
     doc.add(Para("\n".join(lines)))
     spec = study.get("spec")

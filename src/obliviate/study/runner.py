@@ -185,7 +185,12 @@ class StudyRunner:
     ) -> None:
         spec = self.spec
         group_key = safe_key(mspec.label, request.describe(), f"seed{seed}")
-        pending = [m for m in spec.methods if not self.store.has_run(safe_key(group_key, m.label))]
+        skipped = {m.label: f"{m.name} forgets whole classes only; this request ({request.describe()}) has none"
+                   for m in spec.methods if METHODS.get(m.name).class_level and not split.forget_classes}
+        pending = [m for m in spec.methods
+                   if m.label not in skipped and not self.store.has_run(safe_key(group_key, m.label))]
+        for label, why in skipped.items():
+            self.progress.stage(f"{group_key}: {label} not applicable, skipped: {why}")
         if not pending:
             self.progress.stage(f"{group_key}: all {len(spec.methods)} runs already finished, skipped")
             return
@@ -226,7 +231,7 @@ class StudyRunner:
                    (("original", original), ("retrained", retrained), ("random", random_model))}
         group = _Group(mspec, request, seed, split, eval_rows, validation_rows, original, original_meta,
                        retrained, retrained_meta, outputs, memo={})
-        self.store.save_group(group_key, self._group_record(ds, group))
+        self.store.save_group(group_key, {**self._group_record(ds, group), "not_applicable": skipped})
 
         for mspec_m in pending:
             key = safe_key(group_key, mspec_m.label)

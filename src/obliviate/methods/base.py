@@ -213,6 +213,13 @@ class UnlearnContext:
         g.manual_seed(self.seed * 7919 + offset)
         return g
 
+    def subset(self, n: int, k: int | None, offset: int = 0) -> torch.Tensor | None:
+        """``k`` of ``n`` row positions drawn with ``generator(offset)``, sorted; ``None`` (every
+        row) when ``k`` is ``None`` or at least ``n`` — the methods' ``*_samples`` cost knobs."""
+        if k is None or k >= n:
+            return None
+        return torch.randperm(n, generator=self.generator(offset))[:k].sort().values
+
 
 @dataclass
 class MethodResult:

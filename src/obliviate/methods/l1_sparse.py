@@ -116,8 +116,8 @@ class L1Sparse(UnlearningMethod):
         cfg: L1SparseConfig = self.config  # type: ignore[assignment]
         tc = self.train_config(ctx.train_config)
         retain = data.retain
-        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
-            keep = torch.randperm(len(retain), generator=ctx.generator(offset=3))[: cfg.retain_samples].sort().values
+        keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)
+        if keep is not None:  # a cheaper epoch
             aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
             loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
                                    channels_last=tc.channels_last, rows=keep)

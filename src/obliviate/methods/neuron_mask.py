@@ -284,14 +284,10 @@ class NeuronMask(UnlearningMethod):
         cfg: NeuronMaskConfig = self.config  # type: ignore[assignment]
         model.to(ctx.device).eval()
         forget = data.forget
-        forget_rows = None
-        if cfg.forget_samples is not None and cfg.forget_samples < len(forget):
-            forget_rows = torch.randperm(len(forget), generator=ctx.generator(1))[: cfg.forget_samples].sort().values
+        forget_rows = ctx.subset(len(forget), cfg.forget_samples, offset=1)
         forget_loader = forget.loader(cfg.batch_size, shuffle=False, rows=forget_rows)
         retain = data.retain
-        rows = None
-        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):
-            rows = torch.randperm(len(retain), generator=ctx.generator())[: cfg.retain_samples].sort().values
+        rows = ctx.subset(len(retain), cfg.retain_samples)
         retain_loader = retain.loader(cfg.batch_size, shuffle=False, rows=rows)
 
         example = next(iter(forget_loader))["image"][:2].to(ctx.device)

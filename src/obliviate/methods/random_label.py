@@ -102,8 +102,8 @@ class RandomLabel(UnlearningMethod):
                              f"forgetting {list(excluded)}")
         # One table of forget rows then retain rows; a batch's "index" tells which rows are forget rows.
         retain_x, retain_y = retain.images, retain.labels
-        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
-            keep = torch.randperm(len(retain), generator=ctx.generator(offset=3))[: cfg.retain_samples].sort().values
+        keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)
+        if keep is not None:  # a cheaper epoch
             retain_x, retain_y = retain_x[keep.to(retain_x.device)], retain_y[keep.to(retain_y.device)]
         images = torch.cat([forget.images, retain_x])
         labels = torch.cat([forget.labels, retain_y])

@@ -192,9 +192,7 @@ class SalUn(UnlearningMethod):
         gen = ctx.generator(2)
         k, any_class = data.num_classes, cfg.random_label == "any"
         loss_fn = nn.CrossEntropyLoss()
-        keep = None  # positions of the retain rows trained on (None: all of them)
-        if cfg.retain_samples is not None and cfg.retain_samples < len(retain):  # a cheaper epoch
-            keep = torch.randperm(len(retain), generator=ctx.generator(3))[: cfg.retain_samples].sort().values
+        keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)  # retain rows trained on (None: all)
 
         if cfg.order == "sequential":
             f_loader = forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed)

@@ -142,14 +142,8 @@ class SCRUB(UnlearningMethod):
 
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        def subset(n: int, k: int | None, offset: int) -> torch.Tensor | None:
-            """A seeded random subset of k of n positions (None: all), for a cheaper pass."""
-            if k is None or k >= n:
-                return None
-            return torch.randperm(n, generator=ctx.generator(offset))[:k].sort().values
-
-        f_rows = subset(len(data.forget), cfg.forget_samples, 1)
-        r_rows = subset(len(data.retain), cfg.retain_samples, 2)
+        f_rows = ctx.subset(len(data.forget), cfg.forget_samples, offset=1)  # cheaper passes
+        r_rows = ctx.subset(len(data.retain), cfg.retain_samples, offset=2)
         f_loader = data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug, seed=ctx.seed, rows=f_rows)
         r_loader = data.retain.loader(cfg.retain_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
                                       rows=r_rows)

@@ -208,10 +208,7 @@ class SelectiveSynapticDampening(UnlearningMethod):
 
         # []_D = (N_r·mean_r + N_f·mean_f) / (N_r + N_f), mean_f = sum_f / N_f  (module docstring)
         imp_forget = {k: v / seen_f for k, v in sum_f.items()}
-        if seen_f == n_f:  # every forget batch seen: N_f·mean_f is sum_f itself
-            imp_train = {k: (n_r * (sum_r[k] / seen_r) + sum_f[k]) / (n_r + n_f) for k in sum_f}
-        else:
-            imp_train = {k: (n_r * (sum_r[k] / seen_r) + n_f * imp_forget[k]) / (n_r + n_f) for k in sum_f}
+        imp_train = {k: (n_r * (sum_r[k] / seen_r) + n_f * imp_forget[k]) / (n_r + n_f) for k in sum_f}
         changed = dampen_(model, imp_train, imp_forget, cfg.alpha, cfg.lambda_)
         total = sum(p.numel() for p in model.parameters())
         return MethodResult(

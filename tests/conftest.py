@@ -13,6 +13,12 @@ from obliviate.testing import TinyProblem, tiny_problem
 CIFAR10_ROOT = Path(os.environ.get("OBLIVIATE_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or fill the user's model cache (~/.cache/obliviate)."""
+    os.environ["OBLIVIATE_CACHE"] = str(tmp_path_factory.mktemp("obliviate-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _reset_seeds() -> None:
     torch.manual_seed(0)

@@ -51,7 +51,7 @@ def test_run_with_bad_study_names_the_field(tmp_path, capsys) -> None:  # type: 
     f.write_text("name: x\ndataset: {name: digits}\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
                  "methods: [original, {name: finetune, config: {epochs: -1}}]\n")
     assert main(["run", str(f), "--out", str(tmp_path / "o")]) == 2
-    assert "methods[1].config: FinetuneConfig.epochs must be > 0" in capsys.readouterr().err
+    assert "methods[1].config.epochs: FinetuneConfig.epochs must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert main(["run", "no-such-preset"]) == 2
     assert "presets:" in capsys.readouterr().err

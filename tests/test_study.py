@@ -29,10 +29,10 @@ BASE = {
     ({"dataset": {"name": "digitz"}}, r"dataset.name: Unknown dataset 'digitz'. Did you mean 'digits'"),
     ({"models": ["resnet81"]}, r"models\[0\].name: Unknown model 'resnet81'. Did you mean 'resnet18'"),
     ({"methods": ["original", "finetun"]}, r"methods\[1\].name: Unknown method 'finetun'. Did you mean 'finetune'"),
-    ({"methods": [{"name": "finetune", "config": {"lr": -1}}]}, r"methods\[0\].config: FinetuneConfig.lr must be > 0, got -1"),
-    ({"methods": [{"name": "finetune", "config": {"lrr": 1}}]}, r"methods\[0\].config: unknown field\(s\) \['lrr'\]"),
+    ({"methods": [{"name": "finetune", "config": {"lr": -1}}]}, r"methods\[0\].config.lr: FinetuneConfig.lr must be > 0, got -1"),
+    ({"methods": [{"name": "finetune", "config": {"lrr": 1}}]}, r"methods\[0\].config.lrr: unknown field\(s\) \['lrr'\]"),
     ({"requests": [{"kind": "random", "fraction": 2}]}, r"requests\[0\]: fraction must lie strictly between 0 and 1"),
-    ({"train": {"epochz": 1}}, r"train: unknown training field\(s\) \['epochz'\]"),
+    ({"train": {"epochz": 1}}, r"train.epochz: unknown field\(s\) \['epochz'\] for the training config"),
     ({"seeds": [0, 0]}, "seeds: has duplicates"),
     ({"seeds": [-1]}, "seeds: must be a non-empty list of non-negative integers"),
     ({"bogus": 1}, r"study: unknown field\(s\) \['bogus'\]"),
@@ -88,7 +88,7 @@ def test_run_cache_resume_and_report(tmp_path) -> None:  # type: ignore[no-untyp
 
     # an interrupted study: one run lost, one half-written temp file left behind
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    lost = next(p for p in (out / "runs").glob("*finetune.json"))
+    lost = next(p for p in (out / "runs").glob("*.json") if json.loads(p.read_text())["method"] == "finetune")
     lost.unlink()
     (out / "runs" / ".tmp-x.json-abc").write_text("{half")
     cached = sorted(cache.glob("*.json"))

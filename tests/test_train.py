@@ -31,7 +31,7 @@ def test_schedules_shape() -> None:
 def test_bad_train_config(bad, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
-    with pytest.raises(ValueError, match="unknown training field"):
+    with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"epoch": 3})
 
 

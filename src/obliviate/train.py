@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .core import ConfigError, check_fields, check_loss, check_model, from_mapping
 from .data import Augment, Batch, BatchLoader, ImageDataset
 from .utils import autocast_context
 
@@ -63,28 +64,29 @@ class TrainConfig:
     tta: Literal["none", "flip"] = "none"
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: no NaN/inf, no '1' for an int (YAML's 1e-3 string is a float)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}", "optimizer")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}", "schedule")
         if not self.epochs > 0:
-            raise ValueError(f"TrainConfig.epochs must be > 0, got {self.epochs!r}")
+            raise ConfigError(f"TrainConfig.epochs must be > 0, got {self.epochs!r}", "epochs")
         if self.batch_size < 1:
-            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size!r}")
+            raise ConfigError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size!r}", "batch_size")
         if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}", "lr")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+            raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}", "label_smoothing")
         if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"TrainConfig.warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+            raise ConfigError(f"TrainConfig.warmup_frac must be in [0, 1), got {self.warmup_frac!r}", "warmup_frac")
         if self.weight_decay < 0 or self.momentum < 0:
-            raise ValueError("TrainConfig.weight_decay and momentum must be >= 0")
+            raise ConfigError(f"TrainConfig.weight_decay and momentum must be >= 0, got {self.weight_decay!r}, {self.momentum!r}", "weight_decay" if self.weight_decay < 0 else "momentum")
         if not self.bias_wd_scale >= 0:
-            raise ValueError(f"TrainConfig.bias_wd_scale must be >= 0, got {self.bias_wd_scale!r}")
+            raise ConfigError(f"TrainConfig.bias_wd_scale must be >= 0, got {self.bias_wd_scale!r}", "bias_wd_scale")
         if self.tta not in ("none", "flip"):
-            raise ValueError(f"TrainConfig.tta must be 'none' or 'flip', got {self.tta!r}")
+            raise ConfigError(f"TrainConfig.tta must be 'none' or 'flip', got {self.tta!r}", "tta")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
+            raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}", "grad_clip")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,11 +96,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training field(s) {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**d)
+        cfg: TrainConfig = from_mapping(cls, d, "the training config (TrainConfig)")
+        return cfg
 
 
 @dataclass
@@ -216,6 +215,7 @@ def fit(
                 break
             set_lr(opt, lr_factor(step, total, cfg))
             loss = train_step(model, batch, loss_fn, opt, cfg, device, regularizer, after_backward)
+            check_loss(loss, step)  # a diverged run stops here, naming the step and the value
             running += loss.detach()
             count += 1
             step += 1
@@ -230,6 +230,7 @@ def fit(
     result.steps = step
     result.seconds = time.perf_counter() - t0
     model.eval()
+    check_model(model, "weights after training")
     return result
 
 

@@ -4,16 +4,15 @@ Paper §III.B / §V.A: a Llama model, instruction-tuned to answer "Is this state
 "biased" / "not biased" for clinical statements, is made to stop calling chosen statements
 biased. Here that is one forget request (:class:`LabelFlip`) among others, six registered methods
 (``relabel`` — the paper's —, ``grad_ascent``, ``grad_diff``, ``npo``, ``simnpo``, ``rmu``; all
-``kind = "llm"``, LoRA or full-parameter), metrics (:mod:`obliviate.llm.metrics`) and a study
-entry point (:func:`obliviate.llm.study.run_llm_study`).
+``kind = "llm"``, LoRA or full-parameter), metrics (:mod:`obliviate.llm.metrics`). Studies run through the one
+study runner (``task: llm``; :mod:`obliviate.study.tasks.llm`).
 
 transformers / peft / tokenizers are imported lazily inside functions: importing this package
-(or :mod:`obliviate.methods`) never needs them.
+(or :mod:`obliviate.methods`) never needs them. This package imports only ``core`` and
+``utils`` from obliviate: the method files in :mod:`obliviate.methods` build on it, never the
+other way round.
 """
 
-# Import the method registry first: the LLM method files import obliviate.llm.unlearn, and
-# going through obliviate.methods here keeps that cycle in one order whichever is imported first.
-from .. import methods as _methods  # noqa: F401
 from .data import (
     CrowsPair,
     TextDataError,
@@ -50,7 +49,6 @@ from .requests import (
     parse_llm_request,
     split_statements,
 )
-from .study import LLMSpecError, LLMStudyPlan, apply_scale, run_llm_study, validate_llm_spec
 from .train import TaskTrainConfig, optimise, train_task_model
 from .unlearn import LLMMethodConfig, LLMUnlearnContext, LLMUnlearnData, Reference, run_unlearning
 
@@ -63,8 +61,6 @@ __all__ = [
     "LLMMethodConfig",
     "LLMRequest",
     "LLMRequestError",
-    "LLMSpecError",
-    "LLMStudyPlan",
     "LLMUnlearnContext",
     "LLMUnlearnData",
     "LabelFlip",
@@ -80,7 +76,6 @@ __all__ = [
     "TextDataset",
     "TextRecord",
     "TinyLlamaSpec",
-    "apply_scale",
     "attach_lora",
     "build_tiny_llama",
     "compute_llm_metrics",
@@ -93,9 +88,7 @@ __all__ = [
     "optimise",
     "parse_llm_request",
     "render_llm_section",
-    "run_llm_study",
     "run_unlearning",
     "split_statements",
     "train_task_model",
-    "validate_llm_spec",
 ]

@@ -260,7 +260,9 @@ def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
 # CrowS-Pairs (evaluation only: never train on it)
 # --------------------------------------------------------------------------------------------
 
-CROWS_PAIRS_DEFAULT = Path("/work/shared/data/crows_pairs/crows_pairs_anonymized.csv")
+# Where CrowS-Pairs is looked for when no path is given: $OBLIVIATE_CROWS_PAIRS, else this path
+# relative to the working directory (the layout of a checkout beside a shared/ data folder).
+CROWS_PAIRS_DEFAULT = Path("..") / "shared" / "data" / "crows_pairs" / "crows_pairs_anonymized.csv"
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,8 @@ class CrowsPair:
 def load_crows_pairs(path: str | Path | None = None) -> list[CrowsPair]:
     """The 1,508 CrowS-Pairs (Nangia et al., EMNLP 2020) from ``crows_pairs_anonymized.csv``.
 
-    ``path`` defaults to ``$OBLIVIATE_CROWS_PAIRS`` or the shared copy; for evaluation only.
+    ``path`` defaults to ``$OBLIVIATE_CROWS_PAIRS``, else ``../shared/data/crows_pairs/`` relative to
+    the working directory; for evaluation only.
     """
     import os
 

@@ -39,7 +39,7 @@ class TinyLLMProblem:
 
 
 def tiny_tokenizer(dataset: TextDataset, template: str = "short", vocab_size: int = 1024) -> Any:
-    """A BPE trained on the dataset's prompts and answers (as :func:`obliviate.llm.study` does)."""
+    """A BPE trained on the dataset's prompts and answers (as :mod:`obliviate.study.tasks.llm` does)."""
     from .encode import TEMPLATES
     from .tokenizer import build_bpe_tokenizer
 

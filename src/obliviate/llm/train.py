@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core import check_loss
 from ..utils import autocast_context
 from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
 from .losses import mean_nll
@@ -76,8 +77,7 @@ def optimise(
             g["lr"] = lr * lr_factor(step, total_steps, warmup_frac, schedule)
         with autocast_context(device, bf16):
             loss = step_loss(step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {float(loss)} at step {step}: lower the learning rate")
+        check_loss(loss, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..methods.base import MethodConfig, MethodResult, SplitAccessError, param
+from ..core import GuardedSplits, MethodConfig, MethodResult, SplitAccessError, param
 from .data import TextDataset
 from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
 from .losses import kl_to_reference, mean_nll
@@ -146,7 +146,7 @@ class TextSplitView:
                                batch_size=batch_size, loss_on=loss_on, shuffle=shuffle, seed=seed)
 
 
-class LLMUnlearnData:
+class LLMUnlearnData(GuardedSplits):
     """The statement splits a method may read; an undeclared split raises ``SplitAccessError``.
 
     ``forget`` / ``retain`` are training statements; ``validation`` is held out (never trained on).
@@ -154,10 +154,8 @@ class LLMUnlearnData:
 
     def __init__(self, dataset: TextDataset, split: StatementSplit, encoder: TaskEncoder,
                  allowed: frozenset[str]) -> None:
+        super().__init__(allowed)
         self._dataset, self._split, self._encoder = dataset, split, encoder
-        self._allowed = frozenset(allowed)
-        self._cache: dict[str, TextSplitView] = {}
-        self.accessed: set[str] = set()
 
     @property
     def answers(self) -> Mapping[str, str]:
@@ -172,33 +170,28 @@ class LLMUnlearnData:
         return {"forget": len(self._split.forget), "retain": len(self._split.retain),
                 "validation": len(self._split.validation)}[name]
 
-    def _view(self, name: str) -> TextSplitView:
-        if name not in self._allowed:
-            raise SplitAccessError(f"this method declared uses={sorted(self._allowed)} but read the {name!r} split")
-        self.accessed.add(name)
-        if name not in self._cache:
-            rows = getattr(self._split, name)
-            if len(rows) == 0:
-                raise SplitAccessError(f"the {name} split is empty")
-            recs = [self._dataset.records[i] for i in rows]
-            target = self._split.target_label if name == "forget" else None
-            self._cache[name] = TextSplitView(
-                name, np.asarray(rows), tuple(r.text for r in recs), tuple(r.label for r in recs),
-                tuple(target for _ in recs), self._encoder, self._dataset.answers,
-            )
-        return self._cache[name]
+    def _make_view(self, name: str) -> TextSplitView:
+        rows = getattr(self._split, name)
+        if len(rows) == 0:
+            raise SplitAccessError(f"the {name} split is empty")
+        recs = [self._dataset.records[i] for i in rows]
+        target = self._split.target_label if name == "forget" else None
+        return TextSplitView(
+            name, np.asarray(rows), tuple(r.text for r in recs), tuple(r.label for r in recs),
+            tuple(target for _ in recs), self._encoder, self._dataset.answers,
+        )
 
     @property
     def forget(self) -> TextSplitView:
-        return self._view("forget")
+        return self._view("forget")  # type: ignore[no-any-return]
 
     @property
     def retain(self) -> TextSplitView:
-        return self._view("retain")
+        return self._view("retain")  # type: ignore[no-any-return]
 
     @property
     def validation(self) -> TextSplitView:
-        return self._view("validation")
+        return self._view("validation")  # type: ignore[no-any-return]
 
 
 @dataclass

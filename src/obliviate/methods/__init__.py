@@ -10,6 +10,7 @@ import pkgutil
 from .base import (
     METHODS,
     SPLITS,
+    GuardedSplits,
     MethodConfig,
     MethodResult,
     RunStats,
@@ -32,7 +33,7 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f"{__name__}.{_mod}")
 
 __all__ = [
-    "METHODS", "SPLITS", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError", "SplitView",
+    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError", "SplitView",
     "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
     "get_method", "list_methods", "param", "register_method", "run_method",
 ]

@@ -1,69 +1,41 @@
-"""The contract every unlearning method follows.
+"""The vision half of the method contract: the split view, the guarded data and the context.
 
-A method is one file, one registered class and one frozen, fully defaulted, self-validating
-config. ``unlearn(model, data, ctx) -> MethodResult`` only transforms the model: it does not
-evaluate, log metrics, plot or save. It declares the splits it reads in ``uses``; the data object
-it receives raises :class:`SplitAccessError` on any other split, so that, e.g., retraining provably
-never reads the forget set.
+The task-free contract (``MethodConfig``, ``UnlearningMethod``, ``METHODS``, ``run_method``,
+``SplitAccessError``) lives in :mod:`obliviate.core` and is re-exported here, so that a method
+file imports everything it needs from one place. ``UnlearnData`` raises
+:class:`SplitAccessError` on any split a method did not declare, so that, e.g., retraining
+provably never reads the forget set.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._registry import Registry
+from ..core import (
+    METHODS,
+    SPLITS,
+    GuardedSplits,
+    MethodConfig,
+    MethodResult,
+    RunStats,
+    SplitAccessError,
+    UnlearningMethod,
+    build_method,
+    describe_method,
+    get_method,
+    list_methods,
+    param,
+    register_method,
+    run_method,
+)
 from ..data import Augment, BatchLoader, ForgetSplit, ImageDataset
 from ..train import TrainConfig
-
-SPLITS = ("forget", "retain", "validation")
-
-
-class SplitAccessError(PermissionError):
-    """A method touched a split it did not declare in ``uses``."""
-
-
-def param(default: Any, doc: str, symbol: str | None = None) -> Any:
-    """A config field with its meaning (and the paper's symbol) attached for ``describe``."""
-    return field(default=default, metadata={"doc": doc, "symbol": symbol})
-
-
-@dataclass(frozen=True, kw_only=True)
-class MethodConfig:
-    """Base of every method config: frozen, keyword-only, validated in ``__post_init__``."""
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field, the bad value and what is allowed."""
-
-    def _require(self, ok: bool, field_name: str, allowed: str) -> None:
-        if not ok:
-            raise ValueError(
-                f"{type(self).__name__}.{field_name} must be {allowed}, got {getattr(self, field_name)!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> MethodConfig:
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown} for {cls.__name__}; allowed: {sorted(known)}")
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class SplitView:
@@ -102,7 +74,7 @@ class SplitView:
         )
 
 
-class UnlearnData:
+class UnlearnData(GuardedSplits):
     """The splits a method may read. Accessing an undeclared split raises :class:`SplitAccessError`.
 
     ``forget`` and ``retain`` are training rows; ``validation`` is held-out test rows (may be empty).
@@ -116,13 +88,11 @@ class UnlearnData:
         validation_rows: np.ndarray | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
+        super().__init__(allowed)
         self._dataset = dataset
         self._split = split
-        self._allowed = frozenset(allowed)
         self._validation_rows = np.asarray([] if validation_rows is None else validation_rows, dtype=np.int64)
         self._device = torch.device(device)
-        self._cache: dict[str, SplitView] = {}
-        self.accessed: set[str] = set()
 
     # -- facts that reveal no sample -------------------------------------------------------------
     @property
@@ -155,41 +125,34 @@ class UnlearnData:
         return {"forget": len(self._split.forget), "retain": len(self._split.retain),
                 "validation": len(self._validation_rows)}[name]
 
-    # -- guarded splits --------------------------------------------------------------------------
-    def _view(self, name: str) -> SplitView:
-        if name not in self._allowed:
-            raise SplitAccessError(
-                f"this method declared uses={sorted(self._allowed)} but read the {name!r} split"
-            )
-        self.accessed.add(name)
-        if name not in self._cache:
-            ds = self._dataset
-            if name == "validation":
-                if len(self._validation_rows) == 0:
-                    raise SplitAccessError("the validation split is empty: set the study's validation_fraction > 0")
-                rows = self._validation_rows
-                x, y = ds.test_images, ds.test_labels
-            else:
-                rows = self._split.forget if name == "forget" else self._split.retain
-                x, y = ds.train_images, ds.train_labels
-            idx = torch.as_tensor(rows, device=x.device)
-            self._cache[name] = SplitView(
-                name, x.index_select(0, idx).to(self._device), y.index_select(0, idx.to(y.device)).to(self._device),
-                np.asarray(rows), ds.mean, ds.std,
-            )
-        return self._cache[name]
+    # -- guarded splits (GuardedSplits.forget / .retain / .validation go through _view) ---------
+    def _make_view(self, name: str) -> SplitView:
+        ds = self._dataset
+        if name == "validation":
+            if len(self._validation_rows) == 0:
+                raise SplitAccessError("the validation split is empty: set the study's validation_fraction > 0")
+            rows = self._validation_rows
+            x, y = ds.test_images, ds.test_labels
+        else:
+            rows = self._split.forget if name == "forget" else self._split.retain
+            x, y = ds.train_images, ds.train_labels
+        idx = torch.as_tensor(rows, device=x.device)
+        return SplitView(
+            name, x.index_select(0, idx).to(self._device), y.index_select(0, idx.to(y.device)).to(self._device),
+            np.asarray(rows), ds.mean, ds.std,
+        )
 
     @property
     def forget(self) -> SplitView:
-        return self._view("forget")
+        return self._view("forget")  # type: ignore[no-any-return]
 
     @property
     def retain(self) -> SplitView:
-        return self._view("retain")
+        return self._view("retain")  # type: ignore[no-any-return]
 
     @property
     def validation(self) -> SplitView:
-        return self._view("validation")
+        return self._view("validation")  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -221,159 +184,8 @@ class UnlearnContext:
         return torch.randperm(n, generator=self.generator(offset))[:k].sort().values
 
 
-@dataclass
-class MethodResult:
-    """The unlearned model, the optimizer steps (or equivalent updates) spent, and facts worth
-    reporting (JSON-serialisable, e.g. how many units were masked)."""
-
-    model: nn.Module
-    steps: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-    # Wall seconds of the unlearning itself when ``unlearn`` also builds its own original first
-    # (SISA trains its sharded ensemble, then deletes); ``None``: the whole call is unlearning.
-    unlearning_seconds: float | None = None
-
-
-class UnlearningMethod:
-    """Base class: subclasses set ``Config``, ``uses``, ``reference`` and implement ``unlearn``.
-
-    ``kind`` is ``"vision"`` or ``"llm"``; ``exact`` marks methods whose result provably holds no
-    influence of the forget set (retraining, SISA). ``keeps_architecture`` is false only for
-    methods that return a different model class (SISA's ensemble). ``class_level`` marks methods
-    that can only forget whole classes (UNSIR): a study skips them, and says so, on a random,
-    sample-id or sub-class request.
-    """
-
-    name: ClassVar[str] = ""
-    Config: ClassVar[type[MethodConfig]] = MethodConfig
-    uses: ClassVar[frozenset[str]] = frozenset()
-    reference: ClassVar[str] = ""
-    kind: ClassVar[str] = "vision"
-    exact: ClassVar[bool] = False
-    keeps_architecture: ClassVar[bool] = True
-    class_level: ClassVar[bool] = False
-    # A cheap configuration (overrides of Config's defaults) for smoke tests and quick previews.
-    smoke: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, config: MethodConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
-        if isinstance(config, MethodConfig):
-            if not isinstance(config, self.Config):
-                raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
-            cfg = dataclasses.replace(config, **overrides) if overrides else config
-        else:
-            cfg = self.Config.from_dict({**(config or {}), **overrides})
-        self.config = cfg
-
-    def unlearn(self, model: nn.Module, data: Any, ctx: Any) -> MethodResult:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
-
-
-METHODS: Registry[type[UnlearningMethod]] = Registry("method")
-
-
-def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:
-    """Class decorator: validates the declaration and registers it under ``name``."""
-
-    def deco(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
-        cfg = cls.Config
-        if not (dataclasses.is_dataclass(cfg) and issubclass(cfg, MethodConfig)):
-            raise TypeError(f"{cls.__name__}.Config must be a MethodConfig dataclass")
-        if not cfg.__dataclass_params__.frozen:  # type: ignore[attr-defined]
-            raise TypeError(f"{cfg.__name__} must be a frozen dataclass")
-        try:
-            cfg()
-        except TypeError as e:
-            raise TypeError(f"{cfg.__name__} must be fully defaulted: {e}") from e
-        bad = set(cls.uses) - set(SPLITS)
-        if bad:
-            raise TypeError(f"{cls.__name__}.uses must be a subset of {SPLITS}, got {sorted(cls.uses)}")
-        if cls.kind not in ("vision", "llm"):
-            raise TypeError(f"{cls.__name__}.kind must be 'vision' or 'llm'")
-        cls.name = name
-        METHODS.register(name)(cls)
-        return cls
-
-    return deco
-
-
-def get_method(name: str) -> type[UnlearningMethod]:
-    return METHODS.get(name)
-
-
-def build_method(name: str, config: dict[str, Any] | None = None) -> UnlearningMethod:
-    return METHODS.get(name)(config)
-
-
-def list_methods(pattern: str = "*", kind: str | None = None) -> list[str]:
-    return [n for n in METHODS.names(pattern) if kind is None or METHODS.get(n).kind == kind]
-
-
-def describe_method(name: str) -> dict[str, Any]:
-    """Fields with defaults, meaning and paper symbol, plus the reference and declared splits."""
-    cls = METHODS.get(name)
-    fields = []
-    for f in dataclasses.fields(cls.Config):
-        fields.append({
-            "name": f.name,
-            "default": f.default if f.default is not dataclasses.MISSING else None,
-            "doc": f.metadata.get("doc", ""),
-            "symbol": f.metadata.get("symbol"),
-        })
-    return {
-        "name": name,
-        "class": cls.__name__,
-        "kind": cls.kind,
-        "summary": (cls.__doc__ or "").strip().split("\n")[0],
-        "reference": cls.reference,
-        "uses": sorted(cls.uses),
-        "exact": cls.exact,
-        "fields": fields,
-    }
-
-
-@dataclass
-class RunStats:
-    """Efficiency of one ``unlearn`` call, measured by :func:`run_method`."""
-
-    seconds: float  # the unlearning's wall time (MethodResult.unlearning_seconds when given)
-    steps: int
-    peak_memory_mb: float | None  # CUDA peak allocation, or the process's peak RSS on a CPU
-    splits_read: list[str]
-
-
-def run_method(
-    method: UnlearningMethod,
-    model: nn.Module,
-    data: UnlearnData | Any,
-    ctx: UnlearnContext | Any,
-) -> tuple[MethodResult, RunStats]:
-    """Apply ``method`` to a deep copy of ``model`` (the original is never touched); time it."""
-    work = copy.deepcopy(model)
-    spec = getattr(model, "obliviate_spec", None)
-    device = getattr(ctx, "device", torch.device("cpu"))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seed = getattr(ctx, "seed", None)
-    if seed is not None:
-        torch.manual_seed(seed)  # methods that draw from the global RNG stay reproducible
-    t0 = time.perf_counter()
-    result = method.unlearn(work, data, ctx)
-    seconds = time.perf_counter() - t0
-    if spec is not None and not hasattr(result.model, "obliviate_spec"):
-        result.model.obliviate_spec = spec  # type: ignore[assignment]
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_peak_mb()
-    if result.unlearning_seconds is not None:
-        seconds = result.unlearning_seconds
-    return result, RunStats(seconds, result.steps, peak, sorted(getattr(data, "accessed", set())))
-
-
-def _rss_peak_mb() -> float | None:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    except Exception:  # pragma: no cover - platform dependent
-        return None
+__all__ = [
+    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError",
+    "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
+    "get_method", "list_methods", "param", "register_method", "run_method",
+]

@@ -3,12 +3,21 @@
 A checkpoint ``NAME`` is two files: ``NAME.safetensors`` and ``NAME.json``. The JSON is written
 last and holds the SHA-256 of the weights, so a run killed mid-write never leaves a checkpoint
 that loads: either the JSON is missing or the hash does not match. Nothing is ever unpickled.
+
+The JSON also holds ``spec_sha256``, a hash over what decides how the weights are loaded (the
+format, the model spec, the weights' SHA-256): an edited architecture or class count is refused.
+The weights are always ``NAME.safetensors`` beside the JSON — the JSON cannot point the loader at
+another file — and the model spec reaches :func:`create_model`, which accepts only the arguments
+each architecture declares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +25,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..core import check_model
 from ..utils import atomic_path, environment_info, stable_hash, write_json_atomic
 from .registry import create_model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -52,24 +62,47 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
+    protected = {"format", "model", "weights", "sha256", "spec_sha256"}
+    clash = sorted(protected & set(meta or {}))
+    if clash:
+        raise CheckpointError(f"checkpoint metadata may not set {clash}: those fields are written by save_checkpoint")
+    digest = _sha256(weights)
     record = {
+        **(meta or {}),
+        "versions": environment_info(),
         "format": FORMAT_VERSION,
         "model": spec,
         "weights": weights.name,
-        "sha256": _sha256(weights),
-        "versions": environment_info(),
-        **(meta or {}),
+        "sha256": digest,
+        "spec_sha256": _spec_hash(FORMAT_VERSION, spec, digest),
     }
     write_json_atomic(meta_path, record)
     return meta_path
 
 
+def _spec_hash(fmt: Any, spec: Any, digest: Any) -> str:
+    return stable_hash({"format": fmt, "model": spec, "sha256": digest}, length=64)
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     weights, meta_path = _paths(path)
+    if meta_path.is_dir():
+        raise CheckpointError(f"{meta_path} is a directory, not checkpoint metadata")
     if not meta_path.is_file():
         raise CheckpointError(f"no checkpoint metadata at {meta_path} (incomplete or never written)")
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
-    return meta
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint metadata {meta_path} is damaged (not JSON: {e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: no model spec")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path} has checkpoint format {meta.get('format')!r}; this obliviate reads "
+                              f"format {FORMAT_VERSION}: retrain or re-save it")
+    if meta.get("spec_sha256") != _spec_hash(meta.get("format"), meta.get("model"), meta.get("sha256")):
+        raise CheckpointError(f"{meta_path}: its model spec or weights hash was edited after saving "
+                              "(spec_sha256 does not match); refusing to load it")
+    return dict(meta)
 
 
 def load_checkpoint(
@@ -86,6 +119,8 @@ def load_checkpoint(
     weights, meta_path = _paths(path)
     meta = read_meta(path)
     spec = dict(meta["model"])
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("num_classes"), int):
+        raise CheckpointError(f"{meta_path}: the model spec needs a name and an integer num_classes, got {spec!r}")
     if expect_model is not None and spec["name"] != expect_model:
         raise CheckpointError(f"{meta_path} holds a {spec['name']!r} model, expected {expect_model!r}")
     if expect_num_classes is not None and spec["num_classes"] != expect_num_classes:
@@ -98,7 +133,10 @@ def load_checkpoint(
     if digest != meta.get("sha256"):
         raise CheckpointError(f"{weights} does not match the hash in {meta_path.name}: corrupt or partial write")
     name, num_classes, in_chans = spec.pop("name"), spec.pop("num_classes"), spec.pop("in_chans", 3)
-    model = create_model(name, num_classes=num_classes, in_chans=in_chans, **spec)
+    try:
+        model = create_model(name, num_classes=num_classes, in_chans=in_chans, **spec)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{meta_path}: cannot build its model: {e}") from None
     load_weights(model, weights, map_location=map_location)
     return model, meta
 
@@ -106,7 +144,10 @@ def load_checkpoint(
 def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load safetensors weights into an existing model; a shape or key mismatch is explained."""
     weights, _ = _paths(path)
-    state = load_file(str(weights), device=str(map_location))
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -130,8 +171,11 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
 class ModelCache:
     """Content-addressed store of trained models: ``key = hash(spec)`` -> checkpoint.
 
-    The spec is everything that determines the weights (model, dataset, request, seed, training
-    config), so the same original or retrained model is trained once and reused by every study.
+    The spec is everything that determines the weights (model, dataset content, request and its
+    forget ids, seed, training config, and the salt of the code that trains), so the same original
+    or retrained model is trained once and reused by every study. :meth:`entry` locks one key
+    so that two processes never train the same model at once; a damaged entry (truncated JSON,
+    weights that fail their hash, an edited spec) is moved to ``damaged/`` and retrained.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -144,17 +188,66 @@ class ModelCache:
         return self.root / self.key(spec)
 
     def load(self, spec: dict[str, Any], map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]] | None:
-        """The cached model for ``spec``, or ``None`` when absent or incomplete."""
+        """The cached model for ``spec``, or ``None`` when absent; a damaged entry is moved aside."""
         p = self.path(spec)
+        weights, meta_path = _paths(p)
+        if not meta_path.exists():
+            return None
         try:
             model, meta = load_checkpoint(p, map_location=map_location)
-        except CheckpointError:
+        except CheckpointError as e:
+            self._move_aside(p, str(e))
             return None
         if meta.get("cache_spec_key") != self.key(spec):
+            self._move_aside(p, "its cache key does not match its name")
             return None
         return model, meta
 
+    def _move_aside(self, p: Path, why: str) -> None:
+        import logging
+        import time
+
+        dest = self.root / "damaged" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in _paths(p):
+            if f.exists():
+                os.replace(f, dest / f.name)
+        logging.getLogger(__name__).warning("damaged cache entry %s (%s): moved to %s; it will be retrained", p, why, dest)
+
     def store(self, spec: dict[str, Any], model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+        check_model(model, "weights before caching")
         return save_checkpoint(
             self.path(spec), model, {**(meta or {}), "cache_spec": spec, "cache_spec_key": self.key(spec)}
         )
+
+    @contextlib.contextmanager
+    def entry(self, spec: dict[str, Any], on_wait: Any = None) -> Iterator[_Entry]:
+        """Hold the lock of ``spec``'s entry: load it, or train and store it, without a second
+        process doing the same at the same time (it waits, and then finds the model cached)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = self.root / f"{self.key(spec)}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for another process that is training cache entry {self.key(spec)}")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield _Entry(self, spec)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+class _Entry:
+    def __init__(self, cache: ModelCache, spec: dict[str, Any]) -> None:
+        self.cache, self.spec, self.key = cache, spec, cache.key(spec)
+
+    def load(self, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]] | None:
+        return self.cache.load(self.spec, map_location=map_location)
+
+    def store(self, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+        return self.cache.store(self.spec, model, meta)

@@ -6,6 +6,8 @@ Each architecture registers a factory with :func:`register_model`. Factories tak
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,7 @@ def create_model(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     entry = MODELS.get(name)
+    kwargs = check_model_kwargs(name, kwargs)
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -53,6 +56,40 @@ def create_model(
         model = entry.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.obliviate_spec = {"name": name, "num_classes": num_classes, "in_chans": in_chans, **kwargs}  # type: ignore[assignment]
     return model
+
+
+def model_arguments(name: str) -> dict[str, tuple[Any, Any]]:
+    """The keyword arguments model ``name`` declares besides ``num_classes`` / ``in_chans``:
+    ``{arg: (annotation, default)}``."""
+    fn = MODELS.get(name).factory
+    hints = typing.get_type_hints(fn)
+    out = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in ("num_classes", "in_chans") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[p.name] = (hints.get(p.name, Any), p.default)
+    return out
+
+
+def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` checked against model ``name``'s declared arguments and their types (before any
+    training, and before a checkpoint's metadata reaches a constructor); raises ``ValueError``
+    naming the argument and what is allowed."""
+    from ..core.typed import _Mismatch, _type_name, coerce
+
+    declared = model_arguments(name)
+    unknown = sorted(set(kwargs) - set(declared))
+    if unknown:
+        raise ValueError(f"model {name!r} takes no argument(s) {unknown}; it declares "
+                         f"{sorted(declared) or 'none besides num_classes and in_chans'}")
+    out = {}
+    for k, v in kwargs.items():
+        tp = declared[k][0]
+        try:
+            out[k] = coerce(v, tp)
+        except _Mismatch:
+            raise ValueError(f"model {name!r} argument {k} must be {_type_name(tp)}, got {v!r}") from None
+    return out
 
 
 def list_models(pattern: str = "*") -> list[str]:

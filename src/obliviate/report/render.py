@@ -62,11 +62,23 @@ def aggregate(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[
     return out
 
 
-def _load(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    study = json.loads((out_dir / "study.json").read_text())
-    runs = [json.loads(p.read_text()) for p in sorted((out_dir / "runs").glob("*.json"))]
-    groups = [json.loads(p.read_text()) for p in sorted((out_dir / "groups").glob("*.json"))]
-    return study, runs, groups
+def _load(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The study, its finished runs, its groups and its failed runs — only the records the spec in
+    ``study.json`` names by key (superseded records are never read)."""
+    from ..study.store import ResultStore
+
+    path = out_dir / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no study.json: not a study folder (run `obliviate run` first)")
+    try:
+        study = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RuntimeError(f"{path} is damaged ({e}): run the study again to rewrite it") from None
+    store = ResultStore(out_dir)
+    records = store.runs()
+    runs = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") == "failed"]
+    return study, runs, store.groups(), failed
 
 
 def _directions(runs: list[dict[str, Any]]) -> dict[str, str]:
@@ -83,12 +95,13 @@ def _arrow(direction: str) -> str:
 def render_report(out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` (+ ``figures/``) and a self-contained ``report.html`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    study, runs, groups = _load(out_dir)
+    study, runs, groups, failed = _load(out_dir)
     doc = Document(f"obliviate report — {study['name']}" + (f" ({study['scale']} scale)" if study.get("scale") else ""))
     if study.get("description"):
         doc.add(Para(study["description"]))
     if study.get("scale_note"):
         doc.add(Para(f"**Scale:** {study['scale_note']}"))
+    _failures(doc, failed)
     if study.get("task") == "llm":
         _llm_section(doc, out_dir, runs)
     else:
@@ -97,8 +110,27 @@ def render_report(out_dir: str | Path) -> tuple[Path, Path]:
     return doc.write(out_dir)
 
 
+def _failures(doc: Document, failed: list[dict[str, Any]]) -> None:
+    """Failed runs first: a diverged run is a failure, never a result."""
+    if not failed:
+        return
+    doc.add(Heading("Failed runs"))
+    rows = []
+    for r in failed:
+        e = r.get("error") or {}
+        where = e.get("where") or e.get("type") or "error"
+        step = "" if e.get("step") is None else str(e["step"])
+        rows.append([r["method"], r["model"], r["request"], str(r["seed"]), where, step,
+                     str(e.get("value", "")), (e.get("stage") or "")])
+    doc.add(Table(["method", "model", "request", "seed", "what", "step", "value", "stage"], rows,
+                  caption=f"{len(failed)} run(s) failed and have no metrics: they are not in any table below. "
+                          "A non-finite loss, weight or output means the method diverged with this configuration."))
+
+
 def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> None:
-    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    from ..study.store import record_rows
+
+    rows = [row for r in runs for row in record_rows(r, "", None)]
     answers_path = out_dir / "llm_answers.json"
     answers = json.loads(answers_path.read_text()) if answers_path.is_file() else {}
     from ..llm.report import render_llm_section

@@ -1,52 +1,41 @@
-"""The study runner: trains (or takes from the cache) the original and retrained models, runs
-every method, evaluates every model on the same splits once, and stores one record per run.
+"""The one study runner: every task (vision, LLM) goes through :class:`StudyRunner`.
 
-Data flow for one (model, request, seed) group::
+::
 
-    dataset --split_indices--> ForgetSplit
-    original  = cache[spec] or fit(all training rows)
-    retrained = cache[spec + request] or Retrain().unlearn(...)   (never reads the forget set)
-    random    = freshly initialised model                         (for ZRF)
-    outputs[role][split] = predict_logits(...)                    (once per model and split)
-    for each method: run_method -> outputs -> compute_metrics -> runs/<key>.json
+    spec --task.prepare--> data loaded, every split resolved (bad requests fail here)
+         --task.plan-----> groups (model × request × seed), each unit with its content key
+    study.json  <- the plan (which keys make up this study), written before any training
+    superseded/ <- every record in runs/ or groups/ that the plan does not name
+    for each group with a pending unit (no finished record of its key):
+        task.open(group)           references trained or taken from the cache, once
+        for each pending unit:     task's run(unit) -> record  (a failure is a record too)
+            runs/<key>.json        atomic write; a rerun skips it on an exact key match
+    results.{jsonl,csv}          <- the plan's finished records only
+
+A run that diverges (NaN/inf loss, weights or outputs) or raises is recorded as ``failed``
+with the method, the step and the value, and the study goes on. A non-finite failure is
+deterministic and is kept like a result; any other error is retried on the next run.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import logging
-import os
+import math
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
-from ..data import ForgetRequest, ForgetSplit, ImageDataset, load_dataset, split_indices
-from ..methods import METHODS, UnlearnContext, UnlearnData, run_method
-from ..metrics import METRICS, EvalInputs, Outputs, compute_metrics, list_metrics
-from ..metrics.classification import confusion, per_class_accuracy
-from ..models import ModelCache, create_model, num_parameters
-from ..train import TrainConfig, fit, make_loader, predict_logits
-from ..utils import environment_info, resolve_device, stable_hash, write_json_atomic
-from .spec import ModelSpec, StudySpec
-from .store import ResultStore, record_rows, safe_key
+from ..core import NonFiniteError
+from ..models import ModelCache
+from ..utils import environment_info, resolve_device, write_json_atomic
+from .spec import StudySpec
+from .store import ResultStore, record_rows
+from .tasks.base import GroupPlan, Progress, Task, Unit
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """What the runner reports while it works (the CLI draws progress bars from it)."""
-
-    def stage(self, text: str) -> None: ...
-
-    def steps(self, desc: str) -> AbstractContextManager[Callable[[dict[str, Any]], None]]: ...
 
 
 class _LogProgress:
@@ -58,42 +47,21 @@ class _LogProgress:
 
 
 def default_cache_dir() -> Path:
+    """``$OBLIVIATE_CACHE``, else ``~/.cache/obliviate`` (models go in ``models/``)."""
+    import os
+
     return Path(os.environ.get("OBLIVIATE_CACHE", Path.home() / ".cache" / "obliviate"))
 
 
-def dataset_fingerprint(ds: ImageDataset) -> str:
-    """Content hash of a dataset's images and labels (so the cache survives path changes)."""
-    h = hashlib.sha256()
-    for t in (ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, ds.train_ids):
-        h.update(t.cpu().numpy().tobytes())
-    h.update(repr((ds.class_names, ds.mean, ds.std)).encode())
-    return h.hexdigest()[:20]
+def make_task(spec: StudySpec, model_cache: Path, llm_cache: Path, device: Any) -> Task:
+    """The task object of ``spec.task`` (the one place that dispatches on it)."""
+    if spec.task == "llm":
+        from .tasks.llm import LLMTask
 
+        return LLMTask(spec, llm_cache, device)
+    from .tasks.vision import VisionTask
 
-def load_study_dataset(spec: StudySpec) -> ImageDataset:
-    d = spec.dataset
-    ds = load_dataset(d["name"], root=d.get("root"), download=bool(d.get("download", False)))
-    if d.get("train_per_class") or d.get("test_per_class"):
-        ds = ds.subset(d.get("train_per_class"), d.get("test_per_class"), seed=int(d.get("subset_seed", 0)))
-    return ds
-
-
-@dataclass
-class _Group:
-    """References shared by every method of one (model, request, seed)."""
-
-    model_spec: ModelSpec
-    request: ForgetRequest
-    seed: int
-    split: ForgetSplit
-    eval_rows: dict[str, np.ndarray]
-    validation_rows: np.ndarray
-    original: nn.Module
-    original_meta: dict[str, Any]
-    retrained: nn.Module
-    retrained_meta: dict[str, Any]
-    outputs: dict[str, dict[str, Outputs]]
-    memo: dict[tuple[str, str], Any]
+    return VisionTask(spec, ModelCache(model_cache), device)
 
 
 class StudyRunner:
@@ -109,266 +77,142 @@ class StudyRunner:
         progress: Progress | None = None,
         device: str | None = None,
     ) -> None:
-        if spec.task != "vision":
-            raise ValueError("StudyRunner runs vision studies; LLM studies go through obliviate.llm.study")
         self.spec = spec
-        self.store = ResultStore(out_dir)
-        self.cache = ModelCache(Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models")
         self.progress: Progress = progress or _LogProgress()
+        self.store = ResultStore(out_dir, say=self.progress.stage)
         self.device = resolve_device(device or spec.device)
-        self.metric_names = self._metric_names()
+        # ``cache_dir`` is the vision model cache itself (the CLI's --cache); LLM models go in its llm/
+        models = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
+        llm = Path(cache_dir) / "llm" if cache_dir is not None else default_cache_dir() / "llm"
+        self.task = make_task(spec, models, llm, self.device)
+        self.failed: list[str] = []
 
-    # -- public ----------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        """Run everything not already finished; returns all result rows."""
-        spec = self.spec
+        """Run everything not already finished; returns the current spec's result rows."""
+        with self.store.lock():
+            return self._run()
+
+    def _run(self) -> list[dict[str, Any]]:
+        spec, say = self.spec, self.progress.stage
         t_start = time.perf_counter()
-        self.progress.stage(f"loading dataset {spec.dataset['name']}")
-        ds = load_study_dataset(spec).to(self.device)
-        fingerprint = dataset_fingerprint(ds)
-        labels = ds.label_info()
-        # splits are computed (and validated) for every request and seed before any training
-        splits = {(ri, seed): split_indices(labels, r, seed) for ri, r in enumerate(spec.requests) for seed in spec.seeds}
+        facts = self.task.prepare(self.progress)
+        plan = self.task.plan()
         write_json_atomic(self.store.out_dir / "study.json", {
-            "name": spec.name, "scale": spec.scale, "description": spec.description,
-            "scale_note": spec.scale_note, "spec": spec.raw, "dataset": ds.describe(),
-            "environment": environment_info(), "device": str(self.device), "paper": spec.paper,
-            "metrics": self.metric_names, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "name": spec.name, "scale": spec.scale, "description": spec.description, "task": spec.task,
+            "scale_note": spec.scale_note, "spec": spec.raw, "environment": environment_info(),
+            "device": str(self.device), "paper": spec.paper, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **facts, "plan": _plan_json(plan),
         })
-        for mspec in spec.models:
-            for ri, request in enumerate(spec.requests):
-                for seed in spec.seeds:
-                    self._run_group(ds, fingerprint, mspec, request, seed, splits[(ri, seed)])
-        rows = self.rows()
+        moved = self.store.retire([u.key for g in plan for u in g.units], [g.key for g in plan])
+        if moved:
+            say(f"{len(moved)} record(s) are not part of this spec (another config, seed, method or code "
+                f"version) and were moved to {self.store.superseded_dir}: {', '.join(moved[:6])}"
+                + (" ..." if len(moved) > 6 else ""))
+        for group in plan:
+            self._run_group(group)
+        records = self.store.runs([u.key for g in plan for u in g.units])
+        self.task.finish(records, self.store.out_dir)
+        rows = [r for rec in records for r in record_rows(rec, spec.name, spec.scale)]
         self.store.write_tables(rows)
-        self.progress.stage(f"study {spec.name} finished in {time.perf_counter() - t_start:.1f}s")
+        self.failed = [f"{r['method']} ({r['model']}, {r['request']}, seed {r['seed']}): {r['error']['message']}"
+                       for r in records if r.get("status") == "failed"]
+        say(f"study {spec.name} finished in {time.perf_counter() - t_start:.1f}s"
+            + (f"; {len(self.failed)} run(s) FAILED — see the report" if self.failed else ""))
         return rows
 
-    def rows(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for rec in self.store.runs():
-            out.extend(record_rows(rec, self.spec.name, self.spec.scale))
-        return out
+    def _pending(self, group: GroupPlan) -> list[Unit]:
+        pending = []
+        for u in group.units:
+            rec = self.store.load_run(u.key)
+            if rec is None or (rec["status"] == "failed" and rec.get("error", {}).get("kind") != "non_finite"):
+                pending.append(u)
+        return pending
 
-    # -- internals -------------------------------------------------------------------------------
-    def _metric_names(self) -> list[str]:
-        if self.spec.metrics == "default":
-            try:
-                from ..metrics.defaults import DEFAULT_METRICS
-
-                return list(DEFAULT_METRICS)
-            except ImportError:
-                return list_metrics(include_costly=False)
-        return list(self.spec.metrics)
-
-    def _factory(self, ds: ImageDataset, mspec: ModelSpec) -> Callable[[int], nn.Module]:
-        def make(seed: int) -> nn.Module:
-            return create_model(mspec.name, num_classes=ds.num_classes, in_chans=ds.channels, seed=seed, **mspec.kwargs)
-
-        return make
-
-    def _cached_or_train(
-        self, key_spec: dict[str, Any], desc: str, train: Callable[[Callable[[dict[str, Any]], None]], tuple[nn.Module, dict[str, Any]]]
-    ) -> tuple[nn.Module, dict[str, Any]]:
-        hit = self.cache.load(key_spec, map_location=self.device)
-        if hit is not None:
-            self.progress.stage(f"{desc}: from cache ({self.cache.key(key_spec)})")
-            return hit
-        self.progress.stage(f"{desc}: training")
-        with self.progress.steps(desc) as cb:
-            model, meta = train(cb)
-        self.cache.store(key_spec, model, meta)
-        return model, {**meta, "cache_spec_key": self.cache.key(key_spec)}
-
-    def _run_group(
-        self, ds: ImageDataset, fingerprint: str, mspec: ModelSpec, request: ForgetRequest, seed: int, split: ForgetSplit
-    ) -> None:
-        spec = self.spec
-        group_key = safe_key(mspec.label, request.describe(), f"seed{seed}")
-        skipped = {m.label: f"{m.name} forgets whole classes only; this request ({request.describe()}) has none"
-                   for m in spec.methods if METHODS.get(m.name).class_level and not split.forget_classes}
-        pending = [m for m in spec.methods
-                   if m.label not in skipped and not self.store.has_run(safe_key(group_key, m.label))]
-        for label, why in skipped.items():
-            self.progress.stage(f"{group_key}: {label} not applicable, skipped: {why}")
+    def _run_group(self, group: GroupPlan) -> None:
+        say = self.progress.stage
+        pending = self._pending(group)
+        for u in [u for u in pending if u.not_applicable]:
+            say(f"{group.label}: {u.label} not applicable, skipped: {u.not_applicable}")
+            self.store.save_run(u.key, self._base_record(group, u, "not_applicable", reason=u.not_applicable))
+        pending = [u for u in pending if not u.not_applicable]
         if not pending:
-            self.progress.stage(f"{group_key}: all {len(spec.methods)} runs already finished, skipped")
-            return
-        factory = self._factory(ds, mspec)
-        train_cfg = spec.train
-        base_key = {"dataset": fingerprint, "model": {"name": mspec.name, **mspec.kwargs},
-                    "num_classes": ds.num_classes, "train": train_cfg.to_dict(), "seed": seed}
-
-        def train_original(cb: Callable[[dict[str, Any]], None]) -> tuple[nn.Module, dict[str, Any]]:
-            model = factory(seed)
-            res = fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), train_cfg, seed), train_cfg,
-                      device=self.device, progress=cb)
-            return model, {"seconds": res.seconds, "steps": res.steps, "epoch_loss": res.epoch_loss}
-
-        original, original_meta = self._cached_or_train({**base_key, "role": "original"}, f"original {mspec.label} seed {seed}", train_original)
-        original.to(self.device)
-
-        validation_rows = self._validation_rows(ds, seed)
-        ctx_base = dict(device=self.device, seed=seed, model_factory=factory, train_config=train_cfg,
-                        bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
-        retrain_cls = METHODS.get("retrain")
-
-        def train_retrained(cb: Callable[[dict[str, Any]], None]) -> tuple[nn.Module, dict[str, Any]]:
-            data = UnlearnData(ds, split, retrain_cls.uses, validation_rows, self.device)
-            result, stats = run_method(retrain_cls(), original, data, UnlearnContext(**ctx_base, progress=cb))
-            return result.model, {"seconds": stats.seconds, "steps": stats.steps, "splits_read": stats.splits_read}
-
-        forget_hash = hashlib.sha256(np.asarray(ds.train_ids.cpu())[split.forget].tobytes()).hexdigest()[:16]
-        retrained, retrained_meta = self._cached_or_train(
-            {**base_key, "role": "retrained", "request": request.to_dict(), "forget_ids": forget_hash},
-            f"retrained {mspec.label} {request.describe()} seed {seed}", train_retrained)
-        retrained.to(self.device)
-        random_model = factory(seed + 1_000_003).to(self.device)
-
-        eval_rows = self._eval_rows(ds, split, validation_rows, seed)
-        self.progress.stage(f"{group_key}: evaluating references")
-        outputs = {role: self._outputs(m, ds, eval_rows) for role, m in
-                   (("original", original), ("retrained", retrained), ("random", random_model))}
-        group = _Group(mspec, request, seed, split, eval_rows, validation_rows, original, original_meta,
-                       retrained, retrained_meta, outputs, memo={})
-        self.store.save_group(group_key, {**self._group_record(ds, group), "not_applicable": skipped})
-
-        for mspec_m in pending:
-            key = safe_key(group_key, mspec_m.label)
-            self.progress.stage(f"{key}: running {mspec_m.label}")
-            record = self._run_method(ds, group, mspec_m, ctx_base)
-            self.store.save_run(key, record)
-
-    def _validation_rows(self, ds: ImageDataset, seed: int) -> np.ndarray:
-        n = len(ds.test_labels)
-        k = int(round(self.spec.validation_fraction * n))
-        if k == 0:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(np.random.default_rng(seed + 17).permutation(n)[:k])
-
-    def _eval_rows(self, ds: ImageDataset, split: ForgetSplit, validation_rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        retain = split.retain
-        cap = self.spec.eval.get("retain_max")
-        if cap is not None and len(retain) > int(cap):
-            retain = np.sort(np.random.default_rng(seed + 29).choice(retain, int(cap), replace=False))
-        held = np.zeros(len(ds.test_labels), dtype=bool)
-        held[validation_rows] = True
-        return {
-            "forget": split.forget, "retain": retain,
-            "test_forget": split.test_forget[~held[split.test_forget]],
-            "test_retain": split.test_retain[~held[split.test_retain]],
-        }
-
-    def _outputs(self, model: nn.Module, ds: ImageDataset, rows: dict[str, np.ndarray]) -> dict[str, Outputs]:
-        ev = self.spec.eval
-        kw = dict(mean=ds.mean, std=ds.std, batch_size=int(ev.get("batch_size", 512)), device=self.device,
-                  bf16=bool(ev.get("bf16", self.spec.train.bf16)), channels_last=self.spec.train.channels_last,
-                  tta=str(ev.get("tta", self.spec.train.tta)))
-        out: dict[str, Outputs] = {}
-        for split in ("forget", "retain"):
-            r = torch.as_tensor(rows[split])
-            out[split] = Outputs(predict_logits(model, ds.train_images, rows=r, **kw), ds.train_labels[r.to(ds.train_labels.device)])
-        test_rows = np.sort(np.concatenate([rows["test_forget"], rows["test_retain"]]))
-        test = Outputs(predict_logits(model, ds.test_images, rows=torch.as_tensor(test_rows), **kw),
-                       ds.test_labels[torch.as_tensor(test_rows, device=ds.test_labels.device)])
-        out["test"] = test
-        pos = {int(r): i for i, r in enumerate(test_rows)}
-        for split in ("test_forget", "test_retain"):
-            out[split] = test.subset(torch.as_tensor([pos[int(r)] for r in rows[split]], dtype=torch.long))
-        return out
-
-    def _artifacts(self, outs: dict[str, Outputs], ds: ImageDataset) -> dict[str, Any]:
-        return {
-            "confusion_test": confusion(outs["test"], ds.num_classes).tolist(),
-            "per_class_test": per_class_accuracy(outs["test"], ds.num_classes),
-        }
-
-    def _group_record(self, ds: ImageDataset, g: _Group) -> dict[str, Any]:
-        return {
-            "model": g.model_spec.label, "request": g.request.describe(), "request_spec": g.request.to_dict(),
-            "seed": g.seed, "split_sizes": {**g.split.sizes(), **{f"eval_{k}": len(v) for k, v in g.eval_rows.items()}},
-            "forget_classes": list(g.split.forget_classes), "class_names": list(ds.class_names),
-            "num_parameters": num_parameters(g.original),
-            "original": {"seconds": g.original_meta.get("seconds"), "steps": g.original_meta.get("steps"),
-                         **self._artifacts(g.outputs["original"], ds)},
-            "retrained": {"seconds": g.retrained_meta.get("seconds"), "steps": g.retrained_meta.get("steps"),
-                          **self._artifacts(g.outputs["retrained"], ds)},
-        }
-
-    def _relearn_fn(self, ds: ImageDataset, g: _Group, models: dict[str, nn.Module]) -> Callable[..., Any] | None:
+            if self.store.load_group(group.key) is not None:
+                say(f"{group.label}: all {len(group.units)} runs already finished, skipped")
+                return
         try:
-            from ..metrics.relearn import relearn_curve
-        except ImportError:
-            return None
-        cfg = self.spec.relearn
+            opened = self.task.open(group, self.progress)
+        except NonFiniteError as e:
+            self._fail_all(group, pending, e.to_dict(), "a reference model of this group diverged")
+            return
+        except Exception as e:  # noqa: BLE001 - recorded, the study goes on with the next group
+            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+                raise
+            self._fail_all(group, pending, _error_dict(e), "a reference model of this group could not be built")
+            return
+        self.store.save_group(group.key, {**opened.record, "inputs": group.inputs})
+        try:
+            for u in pending:
+                say(f"{group.label}: running {u.label}")
+                try:
+                    body = opened.run(u)
+                    rec = self._base_record(group, u, "ok", **_finite_values(body))
+                except NonFiniteError as e:
+                    say(f"{group.label}: {u.label} FAILED: {e}")
+                    rec = self._base_record(group, u, "failed", error={**e.to_dict(), "method": u.label})
+                except Exception as e:  # noqa: BLE001 - a method's error must not end the study
+                    if isinstance(e, (KeyboardInterrupt, MemoryError)):
+                        raise
+                    say(f"{group.label}: {u.label} FAILED: {type(e).__name__}: {e}")
+                    rec = self._base_record(group, u, "failed", error={**_error_dict(e), "method": u.label})
+                self.store.save_run(u.key, rec)
+        finally:
+            opened.close()
 
-        def relearn(role: str, max_steps: int | None = None) -> list[float]:
-            data = UnlearnData(ds, g.split, frozenset({"forget"}), device=self.device)
-            return relearn_curve(
-                copy.deepcopy(models[role]), data.forget, steps=int(max_steps or cfg.get("max_steps", 100)),
-                lr=float(cfg.get("lr", 0.01)), batch_size=int(cfg.get("batch_size", 64)),
-                device=self.device, seed=g.seed,
-            )
+    def _fail_all(self, group: GroupPlan, units: list[Unit], error: dict[str, Any], why: str) -> None:
+        self.progress.stage(f"{group.label}: FAILED ({why}): {error['message']}")
+        for u in units:
+            self.store.save_run(u.key, self._base_record(group, u, "failed", error={**error, "method": u.label,
+                                                                                     "stage": why}))
 
-        return relearn
-
-    def _run_method(self, ds: ImageDataset, g: _Group, mspec_m: Any, ctx_base: dict[str, Any]) -> dict[str, Any]:
-        method = mspec_m.build()
-        reused = None
-        if mspec_m.name == "retrain" and method.config == type(method.config)():
-            # the retrained reference *is* this run (same recipe, seed and split): reuse it
-            model, seconds, steps, peak, read, info = g.retrained, float(g.retrained_meta.get("seconds", 0.0)), int(g.retrained_meta.get("steps", 0)), None, ["retain"], {}
-            reused = g.retrained_meta.get("cache_spec_key")
-        else:
-            data = UnlearnData(ds, g.split, method.uses, g.validation_rows, self.device)
-            with self.progress.steps(mspec_m.label) as cb:
-                ctx = UnlearnContext(**ctx_base, progress=cb)
-                result, stats = run_method(method, g.original, data, ctx)
-            model, seconds, steps, peak, read, info = result.model, stats.seconds, stats.steps, stats.peak_memory_mb, stats.splits_read, result.info
-        model.to(self.device)
-        outs = g.outputs["original"] if mspec_m.name == "original" else self._outputs(model, ds, g.eval_rows)
-        run = {"seconds": seconds, "steps": float(steps),
-               "retrain_seconds": float(g.retrained_meta.get("seconds") or 0.0),
-               "retrain_steps": float(g.retrained_meta.get("steps") or 0.0)}
-        if peak is not None:
-            run["peak_memory_mb"] = float(peak)
-        models = {"unlearned": model, "original": g.original, "retrained": g.retrained}
-        inputs = EvalInputs(
-            outputs={"unlearned": outs, **g.outputs}, num_classes=ds.num_classes, class_names=ds.class_names,
-            forget_classes=g.split.forget_classes, seed=g.seed, run=run,
-            relearn=self._relearn_fn(ds, g, models) if any(METRICS.get(n).costly for n in self.metric_names) else None,
-            memo=g.memo,
-        )
-        values, directions = compute_metrics(self.metric_names, inputs)
+    def _base_record(self, group: GroupPlan, unit: Unit, status: str, **body: Any) -> dict[str, Any]:
         return {
-            "model": g.model_spec.label, "dataset": ds.name, "request": g.request.describe(), "method": mspec_m.label,
-            "method_name": mspec_m.name, "method_config": method.config.to_dict(), "seed": g.seed,
-            "values": values, "directions": directions, "seconds": seconds, "steps": steps,
-            "peak_memory_mb": peak, "splits_read": read, "info": info, "reused_reference": reused,
-            "exact": METHODS.get(mspec_m.name).exact,
-            **self._artifacts(outs, ds),
+            "status": status, "task": self.spec.task, "model": group.model, "request": group.request,
+            "seed": group.seed, "method": unit.label, "method_name": unit.method_name,
+            "method_config": unit.method_config, "inputs": unit.inputs, "group_key": group.key,
+            "values": {}, "directions": {}, **body,
         }
+
+
+def _plan_json(plan: list[GroupPlan]) -> dict[str, Any]:
+    return {"groups": [{"key": g.key, "model": g.model, "request": g.request, "seed": g.seed,
+                        "units": [{"key": u.key, "method": u.label, "method_name": u.method_name} for u in g.units]}
+                       for g in plan]}
+
+
+def _error_dict(e: BaseException) -> dict[str, Any]:
+    return {"kind": "error", "type": type(e).__name__, "message": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(limit=6)[-3000:]}
+
+
+def _finite_values(body: dict[str, Any]) -> dict[str, Any]:
+    """Metric values that are NaN or ±inf (undefined on this split) are left out and listed."""
+    values = body.get("values", {})
+    bad = sorted(k for k, v in values.items() if not math.isfinite(float(v)))
+    if bad:
+        body = {**body, "values": {k: v for k, v in values.items() if k not in bad},
+                "directions": {k: v for k, v in body.get("directions", {}).items() if k not in bad},
+                "undefined_values": bad}
+    return body
 
 
 def run_study(spec: StudySpec, out_dir: str | Path, **kw: Any) -> list[dict[str, Any]]:
     """Run a vision or LLM study into ``out_dir`` and render its report; returns result rows."""
-    out_dir = Path(out_dir)
-    if spec.task == "llm":
-        from ..llm.study import run_llm_study
-
-        stage = kw.get("progress").stage if kw.get("progress") is not None else None
-        rows = run_llm_study(spec.raw, out_dir, progress=stage)
-        ResultStore(out_dir).write_tables([{**r, "study": spec.name, "scale": spec.scale or ""} for r in rows])
-        write_json_atomic(out_dir / "study.json", {
-            "name": spec.name, "scale": spec.scale, "description": spec.description, "scale_note": spec.scale_note,
-            "spec": spec.raw, "environment": environment_info(), "paper": spec.paper, "task": "llm",
-        })
-    else:
-        rows = StudyRunner(spec, out_dir, **kw).run()
+    runner = StudyRunner(spec, out_dir, **kw)
+    rows = runner.run()
     from ..report import render_report
 
     render_report(out_dir)
     return rows
 
 
-__all__ = ["StudyRunner", "run_study", "dataset_fingerprint", "default_cache_dir", "stable_hash", "TrainConfig"]
+__all__ = ["StudyRunner", "run_study", "default_cache_dir", "make_task"]

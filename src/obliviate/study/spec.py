@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from ..core import ConfigError
 from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
-from ..models import MODELS
+from ..models import MODELS, check_model_kwargs
 from ..train import TrainConfig
 
 TOP_LEVEL = {
@@ -91,6 +92,12 @@ def _err(path: str, msg: str) -> StudySpecError:
     return StudySpecError(f"{path}: {msg}")
 
 
+def _config_err(path: str, e: Exception) -> StudySpecError:
+    """A config error under ``path``, naming the field inside it: ``methods[2].config.alpha``."""
+    field_path = getattr(e, "field", "")
+    return _err(f"{path}.{field_path}" if field_path else path, str(e))
+
+
 def load_study(path: str | Path, scale: str | None = None) -> StudySpec:
     """Read a YAML study file, apply ``scale`` and validate it (nothing is trained)."""
     path = Path(path)
@@ -137,8 +144,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     if len(set(seeds)) != len(seeds):
         raise _err("seeds", f"has duplicates: {seeds}")
     if task == "llm":
-        # the LLM half validates its own fields (it knows `model`, `data`, LLM requests ...)
-        from ..llm.study import validate_llm_spec
+        # the LLM task validates its own fields (it knows `model`, `data`, LLM requests ...)
+        from .tasks.llm import validate_llm_spec
 
         try:
             validate_llm_spec(d)
@@ -179,7 +186,13 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             raise _err(f"models[{i}]", f"must be a name or {{name, kwargs}}, got {m!r}")
         if m["name"] not in MODELS:
             raise _err(f"models[{i}].name", MODELS.unknown_message(str(m["name"])))
-        models.append(ModelSpec(m["name"], dict(m.get("kwargs") or {})))
+        if not isinstance(m.get("kwargs") or {}, dict):
+            raise _err(f"models[{i}].kwargs", f"must be a mapping of constructor arguments, got {m['kwargs']!r}")
+        try:  # checked against the constructor's signature now, not as a TypeError mid-study
+            kwargs = check_model_kwargs(m["name"], dict(m.get("kwargs") or {}))
+        except ValueError as e:
+            raise _err(f"models[{i}].kwargs", str(e)) from None
+        models.append(ModelSpec(m["name"], kwargs))
 
     train_raw = d.get("train") or {}
     recipe = d.get("recipe")
@@ -189,9 +202,11 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             from ..recipes import get_recipe  # optional module with named recipes
 
             base_train = get_recipe(str(recipe)).to_dict()
+        if not isinstance(train_raw, dict):
+            raise ConfigError(f"must be a mapping of TrainConfig fields, got {train_raw!r}")
         train = TrainConfig.from_dict({**base_train, **train_raw})
     except (ValueError, TypeError, KeyError) as e:
-        raise _err("train" if recipe is None else "recipe/train", str(e)) from None
+        raise _config_err("train" if recipe is None else "recipe/train", e) from None
 
     reqs_raw = d.get("requests")
     if not isinstance(reqs_raw, list) or not reqs_raw:
@@ -227,16 +242,23 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         cls = METHODS.get(m["name"])
         if cls.kind != "vision":
             raise _err(f"methods[{i}].name", f"{m['name']!r} is an {cls.kind} method; this is a vision study")
+        if not isinstance(m.get("config") or {}, dict):
+            raise _err(f"methods[{i}].config", f"must be a mapping of config fields, got {m['config']!r}")
         spec = MethodSpec(m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]))
         try:
             spec.build()
         except (ValueError, TypeError) as e:
-            raise _err(f"methods[{i}].config", str(e)) from None
+            raise _config_err(f"methods[{i}].config", e) from None
         methods.append(spec)
     labels = [m.label for m in methods]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise _err("methods", f"labels must be unique, {dup} repeat: give each a `label`")
+    resolved = [(m.name, m.build().config) for m in methods]
+    for i, r in enumerate(resolved):
+        j = resolved.index(r)
+        if j != i:  # same name and config: the same run under two labels
+            raise _err(f"methods[{i}]", f"is methods[{j}] ({methods[j].label!r}) again: same method, same config")
 
     metrics = d.get("metrics", "default")
     if metrics != "default":

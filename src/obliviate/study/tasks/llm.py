@@ -1,4 +1,9 @@
-"""Run a whole LLM unlearning study from a dict (as parsed from YAML): :func:`run_llm_study`.
+"""The LLM task of the one study runner: causal LMs judging statements, LLM unlearning methods.
+
+:func:`validate_llm_spec` checks an LLM study's fields; :class:`LLMTask` plans its runs (one
+group per request × seed; units ``retrained``, ``original`` and every method) and runs them
+through :class:`~obliviate.study.runner.StudyRunner`, which keys, stores, skips and reports them
+exactly as it does vision runs. :func:`run_llm_study` is the plain-dict entry point.
 
 Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for a raw dict)::
 
@@ -40,11 +45,11 @@ the references ``original`` (before unlearning) and ``retrained``; metric keys a
 are :data:`obliviate.llm.metrics.LLM_METRICS` plus ``seconds`` (lower), ``steps`` and
 ``peak_memory_mb`` (info).
 
-Each finished (request, seed, method) run is written atomically to
-``out_dir/llm_runs/<request>/seed<k>/<method>.json`` with its rows and generated answers, so an
-interrupted re-run skips it. The original and the retrained reference (trained on the retain
-set only, as TOFU's retain model) are cached as safetensors under ``cache_dir``.
-``out_dir/llm_answers.json`` holds the before/after answers side by side.
+Each finished (request, seed, method) run is a content-keyed record in ``out_dir/runs/`` like
+every study's, with its generated answers. The original and the retrained reference (trained on
+the retain set only, as TOFU's retain model) are cached as safetensors under ``cache_dir``, keyed
+by what trains them and the LLM code's salt. ``out_dir/llm_answers.json`` holds the before/after
+answers side by side.
 """
 
 from __future__ import annotations
@@ -64,11 +69,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..methods.base import METHODS, UnlearningMethod, list_methods, run_method
-from ..utils import resolve_device, stable_hash, write_json_atomic
-from .data import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
-from .encode import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
-from .metrics import (
+from ...methods import METHODS, UnlearningMethod, list_methods, run_method
+from ...llm.data import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
+from ...llm.encode import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
+from ...llm.metrics import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
@@ -76,7 +80,7 @@ from .metrics import (
     evaluate_model,
     generate_answer,
 )
-from .models import (
+from ...llm.models import (
     DTYPES,
     TINY,
     LoraSettings,
@@ -89,15 +93,18 @@ from .models import (
     resolve_backend,
     save_weights,
 )
-from .requests import (
+from ...llm.requests import (
     LLMRequest,
     LLMRequestError,
     StatementSplit,
     parse_llm_request,
     split_statements,
 )
-from .train import TaskTrainConfig, train_task_model
-from .unlearn import LLMUnlearnContext, LLMUnlearnData
+from ...llm.train import TaskTrainConfig, train_task_model
+from ...llm.unlearn import LLMUnlearnContext, LLMUnlearnData
+from ...utils import resolve_device, stable_hash, write_json_atomic
+from ..keys import model_code_salt, run_code_salt
+from .base import GroupPlan, OpenGroup, Progress, Unit
 
 TOP_LEVEL = {"task", "name", "description", "scale_note", "paper", "scales", "output", "device", "seeds",
              "model", "data", "dataset", "requests", "methods", "metrics", "eval"}
@@ -436,7 +443,7 @@ class _Models:
         if self._tokenizer is None:
             p = self.plan
             if p.model_name == TINY:
-                from .tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
+                from ...llm.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
 
                 key = stable_hash({"fmt": FORMAT, "data": dataset_fingerprint(p.dataset), "template": p.template,
                                    "vocab": p.tiny.vocab_size})
@@ -479,7 +486,8 @@ class _Models:
         if p.train is None:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
         spec = {"fmt": FORMAT, "model": p.model_key(), "data": dataset_fingerprint(p.dataset),
-                "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed}
+                "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed,
+                "code": model_code_salt("llm")}
         key = stable_hash(spec, 20)
         path = self.cache / "models" / f"{role}-{key}"
         stored = load_weights(path)
@@ -518,158 +526,174 @@ class _Models:
 # --------------------------------------------------------------------------------------------
 
 
-def _safe(s: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in s)
-    return keep[:80] + "-" + stable_hash(s, 6)
-
-
 def run_llm_study(
-    spec: dict[str, Any], out_dir: Path, *, progress: Callable[[str], None] | None = None
+    spec: dict[str, Any], out_dir: Path, *, progress: Callable[[str], None] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (request × seed × method) of an LLM study; returns result rows
-    ``{model, request, method, seed, metric, value, direction}``.
+    """Run every (request × seed × method) of an LLM study given as a plain dict, through the one
+    study runner; returns result rows ``{model, request, method, seed, metric, value, direction}``."""
+    from ..runner import StudyRunner
+    from ..spec import parse_study
 
-    Validates the whole spec first. Finished runs are read back from ``out_dir/llm_runs`` instead
-    of being run again. Also writes ``out_dir/llm_answers.json``.
-    """
-    out_dir = Path(out_dir)
-    plan = validate_llm_spec(spec, out_dir)
-    say = progress or (lambda _msg: None)
-    cache = plan.cache_dir or out_dir / "cache"
-    models = _Models(plan, cache, lambda msg: say(f"[llm] {msg}"))
-    rows: list[dict[str, Any]] = []
-    blocks: list[dict[str, Any]] = []
-    eval_key = {"groups": list(plan.groups), "crows": len(plan.crows), "mink_k": plan.mink_k,
-                "retain_max": plan.retain_max, "answers": plan.n_answers, "max_new_tokens": plan.max_new_tokens}
-    for req in plan.requests:
-        for seed in plan.seeds:
-            split = split_statements(plan.dataset, req, seed, plan.validation_fraction)
-            run_dir = out_dir / "llm_runs" / _safe(req.describe()) / f"seed{seed}"
-            base_key = {"fmt": FORMAT, "model": plan.model_key(), "backend": plan.backend,
-                        "train": plan.train.to_dict() if plan.train else None, "data": dataset_fingerprint(plan.dataset),
-                        "request": req.to_dict(), "vf": plan.validation_fraction, "seed": seed, "eval": eval_key}
-            rows_here, answers = _run_group(plan, models, req, seed, split, run_dir, base_key, say)
-            rows.extend(rows_here)
-            if answers is not None:
-                blocks.append(answers)
-    write_json_atomic(out_dir / "llm_answers.json", {"format": FORMAT, "blocks": blocks})
-    return rows
+    class _Say:
+        def stage(self, text: str) -> None:
+            if progress is not None:
+                progress(text)
+
+        def steps(self, desc: str) -> Any:
+            import contextlib
+
+            return contextlib.nullcontext(lambda _ev: None)
+
+    study = parse_study({"name": "llm-study", **spec, "task": "llm"})
+    return StudyRunner(study, out_dir, cache_dir=cache_dir, progress=_Say()).run()
 
 
-def _run_group(
-    plan: LLMStudyPlan, models: _Models, req: LLMRequest, seed: int, split: StatementSplit, run_dir: Path,
-    base_key: dict[str, Any], say: Callable[[str], None],
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """One (request, seed): references, then every method; each finished run persisted."""
-    rq = req.describe()
-    tag = f"[llm] {rq} seed {seed}"
-    todo = ["retrained", "original"] + [m.label for m in plan.methods]
-    keys = {"retrained": {**base_key, "run": "retrained"}, "original": {**base_key, "run": "original"}}
-    for mr in plan.methods:
-        keys[mr.label] = {**base_key, "run": mr.name, "config": mr.build().config.to_dict()}
-    done: dict[str, dict[str, Any]] = {}
-    for label in todo:
-        f = run_dir / f"{_safe(label)}.json"
-        if f.is_file():
-            try:
-                rec = json.loads(f.read_text())
-            except json.JSONDecodeError:
-                continue
-            if rec.get("key") == stable_hash(keys[label]):
-                done[label] = rec
-    if len(done) == len(todo):
-        say(f"{tag}: all {len(todo)} runs already finished, skipped")
-        return [r for label in todo for r in done[label]["rows"]], _answers_block(plan, req, seed, split, done, todo)
+@dataclass
+class _Handle:
+    request: LLMRequest
+    split: StatementSplit
 
-    all_retain = np.asarray(split.retain)
-    retain_rows = None  # the retain statements scored (a seeded subset when eval.retain_max is set)
-    if plan.retain_max is not None and len(all_retain) > plan.retain_max:
-        pick = np.random.default_rng([seed, 17]).permutation(len(all_retain))[: plan.retain_max]
-        retain_rows = np.sort(all_retain[pick])
-    encoder = models.encoder()
-    statements = [int(i) for i in split.forget[: plan.n_answers]]
 
-    def evaluate(model: nn.Module) -> ModelEval:
-        return evaluate_model(model, encoder, plan.dataset, split, device=plan.device, batch_size=plan.eval_batch,
-                              groups=plan.groups, retain_rows=retain_rows, crows_pairs=plan.crows, mink_k=plan.mink_k)
+class LLMTask:
+    """Plans and runs an LLM study's units for the one study runner."""
 
-    def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
-        labels = list(plan.dataset.answers)
-        out = {}
-        pos = {int(r): j for j, r in enumerate(ev.rows["forget"])}
-        for i in statements:
-            rec = plan.dataset.records[i]
-            out[rec.id] = {"text": generate_answer(model, encoder, rec.text, max_new_tokens=plan.max_new_tokens,
-                                                   device=plan.device),
-                           "judgement": plan.dataset.answers[labels[int(ev.preds("forget")[pos[i]])]]}
+    kind = "llm"
+
+    def __init__(self, spec: Any, cache: Path, device: Any) -> None:
+        self.spec, self.cache_root, self.device = spec, Path(cache), device
+        self.plan_: LLMStudyPlan | None = None
+        self.models: _Models | None = None
+
+    def prepare(self, progress: Progress) -> dict[str, Any]:
+        plan = validate_llm_spec(self.spec.raw)
+        if self.device is not None:
+            plan.device = self.device
+        self.plan_ = plan
+        self.models = _Models(plan, plan.cache_dir or self.cache_root, lambda msg: progress.stage(f"[llm] {msg}"))
+        return {"dataset": {"name": plan.data_spec.get("source"), "statements": len(plan.dataset.records)},
+                "dataset_fingerprint": dataset_fingerprint(plan.dataset), "metrics": list(plan.groups)}
+
+    def plan(self) -> list[GroupPlan]:
+        p = self.plan_
+        assert p is not None and self.models is not None
+        eval_key = {"groups": list(p.groups), "crows": len(p.crows), "mink_k": p.mink_k,
+                    "retain_max": p.retain_max, "answers": p.n_answers, "max_new_tokens": p.max_new_tokens}
+        out = []
+        for req in p.requests:
+            for seed in p.seeds:
+                split = split_statements(p.dataset, req, seed, p.validation_fraction)
+                ginputs = {"task": "llm", "model": p.model_key(), "backend": p.backend, "bf16": p.bf16,
+                           "train": p.train.to_dict() if p.train else None, "data": dataset_fingerprint(p.dataset),
+                           "request": req.to_dict(), "vf": p.validation_fraction, "seed": seed, "eval": eval_key,
+                           "code": model_code_salt("llm")}
+                units = [Unit(role, role, {}, {"group": ginputs, "reference": role, "code": run_code_salt("llm", None)})
+                         for role in ("retrained", "original")]
+                for mr in p.methods:
+                    cls = METHODS.get(mr.name)
+                    cfg = mr.build().config.to_dict()
+                    units.append(Unit(mr.label, mr.name, cfg, {"group": ginputs, "method": {"name": mr.name, "config": cfg},
+                                                               "code": run_code_salt("llm", cls)}))
+                out.append(GroupPlan(p.model_label, req.describe(), seed, ginputs, units, _Handle(req, split)))
         return out
 
-    def persist(label: str, rws: list[dict[str, Any]], answers: dict[str, Any], info: dict[str, Any]) -> None:
-        rec = {"key": stable_hash(keys[label]), "rows": rws, "answers": answers, "info": info}
-        write_json_atomic(run_dir / f"{_safe(label)}.json", rec)
-        done[label] = rec
+    def open(self, group: GroupPlan, progress: Progress) -> OpenGroup:
+        p, models = self.plan_, self.models
+        assert p is not None and models is not None
+        h: _Handle = group.handle
+        split, seed, rq = h.split, group.seed, h.request.describe()
+        all_retain = np.asarray(split.retain)
+        retain_rows = None  # the retain statements scored (a seeded subset when eval.retain_max is set)
+        if p.retain_max is not None and len(all_retain) > p.retain_max:
+            pick = np.random.default_rng([seed, 17]).permutation(len(all_retain))[: p.retain_max]
+            retain_rows = np.sort(all_retain[pick])
+        encoder = models.encoder()
+        statements = [int(i) for i in split.forget[: p.n_answers]]
 
-    def mk_rows(method: str, values: dict[str, tuple[float, str]]) -> list[dict[str, Any]]:
-        return [{"model": plan.model_label, "request": rq, "method": method, "seed": seed, "metric": k,
-                 "value": float(v), "direction": dr} for k, (v, dr) in values.items()]
+        def evaluate(model: nn.Module) -> ModelEval:
+            return evaluate_model(model, encoder, p.dataset, split, device=p.device, batch_size=p.eval_batch,
+                                  groups=p.groups, retain_rows=retain_rows, crows_pairs=p.crows, mink_k=p.mink_k)
 
-    # the retrained reference: trained on the retain set only (its evaluation is needed by every run)
-    say(f"{tag}: reference models")
-    retrained, rinfo = models.trained("retrained", np.sort(split.retain), seed)
-    ev_retrained = evaluate(retrained)
-    ans_retrained = answers_of(retrained, ev_retrained) if "retrained" not in done else None
-    del retrained
-    _free(plan.device)
-    original, oinfo = models.trained("original", split.train, seed)
-    ev_original = evaluate(original)
-    if "retrained" not in done:
-        vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=plan.dataset, split=split)
-        vals["seconds"] = (rinfo["seconds"], "info")
-        persist("retrained", mk_rows("retrained", vals), ans_retrained or {}, rinfo)
-    if "original" not in done:
-        vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=plan.dataset, split=split)
-        vals["seconds"] = (oinfo["seconds"], "info")
-        persist("original", mk_rows("original", vals), answers_of(original, ev_original), oinfo)
+        def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
+            labels = list(p.dataset.answers)
+            out = {}
+            pos = {int(r): j for j, r in enumerate(ev.rows["forget"])}
+            for i in statements:
+                rec = p.dataset.records[i]
+                out[rec.id] = {"text": generate_answer(model, encoder, rec.text, max_new_tokens=p.max_new_tokens,
+                                                       device=p.device),
+                               "judgement": p.dataset.answers[labels[int(ev.preds("forget")[pos[i]])]]}
+            return out
 
-    ctx = LLMUnlearnContext(device=plan.device, seed=seed, bf16=plan.bf16, backend=models.backend)
-    for mr in plan.methods:
-        if mr.label in done:
-            say(f"{tag}: {mr.label} already finished, skipped")
-            continue
-        say(f"{tag}: running {mr.label}")
-        method = mr.build()
-        data = LLMUnlearnData(plan.dataset, split, encoder, type(method).uses)
-        result, stats = run_method(method, original, data, ctx)
-        ev = evaluate(result.model)
-        vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=plan.dataset, split=split)
-        vals["seconds"] = (stats.seconds, "lower")
-        vals["steps"] = (float(stats.steps), "info")
-        if stats.peak_memory_mb is not None:
-            vals["peak_memory_mb"] = (float(stats.peak_memory_mb), "info")
-        info = {**result.info, "splits_read": stats.splits_read, "seconds": stats.seconds}
-        persist(mr.label, mk_rows(mr.label, vals), answers_of(result.model, ev), info)
-        del result
-        _free(plan.device)
-    return [r for label in todo for r in done[label]["rows"]], _answers_block(plan, req, seed, split, done, todo)
+        progress.stage(f"[llm] {rq} seed {seed}: reference models")
+        retrained, rinfo = models.trained("retrained", np.sort(split.retain), seed)
+        ev_retrained = evaluate(retrained)
+        ans_retrained = answers_of(retrained, ev_retrained)
+        del retrained
+        _free(p.device)
+        original, oinfo = models.trained("original", split.train, seed)
+        ev_original = evaluate(original)
+        ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.bf16, backend=models.backend)
+
+        def body(vals: dict[str, tuple[float, str]], answers: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+            return {"dataset": str(p.data_spec.get("source")), "values": {k: float(v) for k, (v, _) in vals.items()},
+                    "directions": {k: d for k, (_, d) in vals.items()}, "answers": answers, "info": info}
+
+        def run(unit: Unit) -> dict[str, Any]:
+            if unit.label == "retrained":
+                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=p.dataset, split=split)
+                vals["seconds"] = (rinfo["seconds"], "info")
+                return body(vals, ans_retrained, rinfo)
+            if unit.label == "original":
+                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=p.dataset, split=split)
+                vals["seconds"] = (oinfo["seconds"], "info")
+                return body(vals, answers_of(original, ev_original), oinfo)
+            method = METHODS.get(unit.method_name)(unit.method_config)
+            data = LLMUnlearnData(p.dataset, split, encoder, type(method).uses)
+            result, stats = run_method(method, original, data, ctx)
+            ev = evaluate(result.model)
+            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=p.dataset, split=split)
+            vals["seconds"] = (stats.seconds, "lower")
+            vals["steps"] = (float(stats.steps), "info")
+            if stats.peak_memory_mb is not None:
+                vals["peak_memory_mb"] = (float(stats.peak_memory_mb), "info")
+            info = {**result.info, "splits_read": stats.splits_read, "seconds": stats.seconds,
+                    "memory_basis": stats.memory_basis}
+            out = body(vals, answers_of(result.model, ev), info)
+            del result
+            _free(p.device)
+            return out
+
+        record = {"task": "llm", "model": p.model_label, "request": rq, "seed": seed,
+                  "references": {"original": oinfo, "retrained": rinfo}}
+        return OpenGroup(run=run, record=record)
+
+    def finish(self, records: list[dict[str, Any]], out_dir: Path) -> None:
+        """``llm_answers.json``: before/after answers of every model for the first forget
+        statements of each request (first seed only), from the current records."""
+        p = self.plan_
+        assert p is not None
+        blocks = []
+        for req in p.requests:
+            seed = p.seeds[0]
+            if p.n_answers == 0:
+                continue
+            split = split_statements(p.dataset, req, seed, p.validation_fraction)
+            recs = {r["method"]: r for r in records if r["request"] == req.describe() and r["seed"] == seed
+                    and r.get("status") == "ok"}
+            statements = []
+            for i in split.forget[: p.n_answers]:
+                rec = p.dataset.records[int(i)]
+                statements.append({
+                    "id": rec.id, "text": rec.text, "label": p.dataset.answers[rec.label],
+                    "target": p.dataset.answers[split.target_label] if split.target_label else None,
+                    "answers": {label: r.get("answers", {}).get(rec.id, {}) for label, r in recs.items()},
+                })
+            blocks.append({"model": p.model_label, "request": req.describe(), "seed": seed, "statements": statements,
+                           "instruction": p.dataset.instruction})
+        write_json_atomic(Path(out_dir) / "llm_answers.json", {"format": FORMAT, "blocks": blocks})
 
 
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _answers_block(plan: LLMStudyPlan, req: LLMRequest, seed: int, split: StatementSplit,
-                   done: dict[str, dict[str, Any]], todo: list[str]) -> dict[str, Any] | None:
-    """Before/after answers of every model for the first forget statements (first seed only)."""
-    if seed != plan.seeds[0] or plan.n_answers == 0:
-        return None
-    statements = []
-    for i in split.forget[: plan.n_answers]:
-        rec = plan.dataset.records[int(i)]
-        statements.append({
-            "id": rec.id, "text": rec.text, "label": plan.dataset.answers[rec.label],
-            "target": plan.dataset.answers[split.target_label] if split.target_label else None,
-            "answers": {label: done[label]["answers"].get(rec.id, {}) for label in todo if label in done},
-        })
-    return {"model": plan.model_label, "request": req.describe(), "seed": seed, "statements": statements,
-            "instruction": plan.dataset.instruction}

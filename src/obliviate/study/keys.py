@@ -1,0 +1,80 @@
+"""Content-addressed keys: what determines a result names it.
+
+A run key is the hash of everything that decides a run's numbers — the dataset's content, the
+model spec, the training recipe, the request with the content hash of its forget ids, the seed,
+the method's name and full config, the evaluation and metric settings, the record format, and a
+*code salt*: the hash of the source files that produce the models and the values. Change any of
+them and the key changes, so the run is recomputed; nothing else (a label, a file's path, the
+output folder) can make a stale record look current. The model cache uses the same scheme.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..utils import stable_hash
+
+RECORD_FORMAT = 2
+_PKG = Path(__file__).resolve().parents[1]
+
+# The sources that decide a trained model's weights, per task (relative to the package).
+MODEL_CODE = {
+    "vision": ("core", "data", "models", "train.py", "recipes.py", "utils.py", "methods/retrain.py",
+               "methods/base.py"),
+    "llm": ("core", "llm", "utils.py"),
+}
+# ... and those that decide a run's values besides its method's own file.
+EVAL_CODE = {
+    "vision": ("metrics", "attacks", "study/tasks/vision.py"),
+    "llm": ("study/tasks/llm.py",),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def code_salt(*parts: str) -> str:
+    """Hash of the Python sources under ``parts`` (files or folders of the package) and of the
+    torch version: a fix to ``fit`` or to a metric changes every key that depends on it."""
+    h = hashlib.sha256(torch.__version__.encode())
+    files: list[Path] = []
+    for part in parts:
+        p = _PKG / part
+        files.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else [])
+    for f in sorted(set(files)):
+        h.update(str(f.relative_to(_PKG)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_code_salt(task: str) -> str:
+    return code_salt(*MODEL_CODE[task])
+
+
+def method_source(cls: type) -> str:
+    """The package-relative file that defines a method class (its code is part of its key)."""
+    import inspect
+
+    try:
+        return str(Path(inspect.getfile(cls)).resolve().relative_to(_PKG))
+    except (TypeError, ValueError):  # defined outside the package (a user's method)
+        return ""
+
+
+def run_code_salt(task: str, method_cls: type | None) -> str:
+    own = (method_source(method_cls),) if method_cls is not None and method_source(method_cls) else ()
+    return code_salt(*MODEL_CODE[task], *EVAL_CODE[task], *own)
+
+
+def ids_sha256(ids: np.ndarray | list[int] | tuple[int, ...]) -> str:
+    """SHA-256 of the sorted ids as int64 little-endian bytes (the request's content, not its file)."""
+    arr = np.sort(np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype="<i8"))
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
+def key_of(inputs: dict[str, Any]) -> str:
+    return stable_hash({"format": RECORD_FORMAT, **inputs}, length=24)

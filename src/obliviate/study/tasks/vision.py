@@ -1,0 +1,344 @@
+"""The vision task: image classifiers, forget requests over a labelled dataset, the metric registry.
+
+For one (model, request, seed) group::
+
+    dataset --split_indices--> ForgetSplit
+    original  = cache[key] or fit(all training rows)
+    retrained = cache[key + forget ids] or Retrain().unlearn(...)   (never reads the forget set)
+    random    = freshly initialised model                         (for ZRF)
+    outputs[role][split] = predict_logits(...)                    (once per model and split)
+    for each pending unit: run_method -> outputs -> compute_metrics -> record
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...core import check_tensor
+from ...data import ForgetRequest, ForgetSplit, ImageDataset, SampleIdsForget, load_dataset, split_indices
+from ...methods import METHODS, UnlearnContext, UnlearnData, run_method
+from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics, list_metrics
+from ...metrics.classification import confusion, per_class_accuracy
+from ...models import ModelCache, create_model, num_parameters
+from ...train import fit, make_loader, predict_logits
+from ..keys import ids_sha256, model_code_salt, run_code_salt
+from ..spec import ModelSpec, StudySpec
+from .base import GroupPlan, OpenGroup, Progress, Unit
+
+
+def dataset_fingerprint(ds: ImageDataset) -> str:
+    """Content hash of a dataset's images and labels (so results survive path changes, and an
+    edited dataset is a new dataset)."""
+    h = hashlib.sha256()
+    for t in (ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, ds.train_ids):
+        h.update(t.cpu().numpy().tobytes())
+    h.update(repr((ds.class_names, ds.mean, ds.std)).encode())
+    return h.hexdigest()[:20]
+
+
+def request_key(request: ForgetRequest) -> dict[str, Any]:
+    """What of a request decides a result: an ids request by the content of its ids, never by
+    the name of the file they came from."""
+    d = request.to_dict()
+    if isinstance(request, SampleIdsForget):
+        return {"kind": "ids", "count": len(request.ids), "ids_sha256": ids_sha256(request.ids)}
+    return d
+
+
+def load_study_dataset(spec: StudySpec) -> ImageDataset:
+    d = spec.dataset
+    ds = load_dataset(d["name"], root=d.get("root"), download=bool(d.get("download", False)))
+    if d.get("train_per_class") or d.get("test_per_class"):
+        ds = ds.subset(d.get("train_per_class"), d.get("test_per_class"), seed=int(d.get("subset_seed", 0)))
+    return ds
+
+
+def metric_names(spec: StudySpec) -> list[str]:
+    if spec.metrics == "default":
+        from ...metrics.defaults import DEFAULT_METRICS
+
+        return list(DEFAULT_METRICS)
+    return list(spec.metrics)
+
+
+@dataclass
+class _Handle:
+    model_spec: ModelSpec
+    request: ForgetRequest
+    split: ForgetSplit
+
+
+class VisionTask:
+    """Runs the vision part of a :class:`~obliviate.study.spec.StudySpec`."""
+
+    kind = "vision"
+
+    def __init__(self, spec: StudySpec, cache: ModelCache, device: torch.device) -> None:
+        self.spec, self.cache, self.device = spec, cache, device
+        self.metric_names = metric_names(spec)
+        self.ds: ImageDataset | None = None
+        self.fingerprint = ""
+        self.trained: list[str] = []  # reference models trained by this process (for timing claims)
+
+    # -- plan -------------------------------------------------------------------------------------
+    def prepare(self, progress: Progress) -> dict[str, Any]:
+        progress.stage(f"loading dataset {self.spec.dataset['name']}")
+        self.ds = load_study_dataset(self.spec).to(self.device)
+        self.fingerprint = dataset_fingerprint(self.ds)
+        labels = self.ds.label_info()
+        # splits are computed (and validated) for every request and seed before any training
+        self._splits = {(ri, seed): split_indices(labels, r, seed)
+                        for ri, r in enumerate(self.spec.requests) for seed in self.spec.seeds}
+        return {"dataset": self.ds.describe(), "dataset_fingerprint": self.fingerprint,
+                "metrics": self.metric_names}
+
+    def _model_inputs(self, mspec: ModelSpec) -> dict[str, Any]:
+        assert self.ds is not None
+        return {"name": mspec.name, "kwargs": mspec.kwargs, "num_classes": self.ds.num_classes,
+                "in_chans": self.ds.channels}
+
+    def plan(self) -> list[GroupPlan]:
+        assert self.ds is not None
+        spec, ds = self.spec, self.ds
+        groups = []
+        for mspec in spec.models:
+            for ri, request in enumerate(spec.requests):
+                for seed in spec.seeds:
+                    split = self._splits[(ri, seed)]
+                    forget_ids = np.asarray(ds.train_ids.cpu())[split.forget]
+                    ginputs = {
+                        "task": "vision", "dataset": self.fingerprint, "model": self._model_inputs(mspec),
+                        "train": spec.train.to_dict(), "request": request_key(request),
+                        "forget_ids_sha256": ids_sha256(forget_ids), "seed": seed,
+                        "validation_fraction": spec.validation_fraction, "eval": spec.eval,
+                        "code": model_code_salt("vision"),
+                    }
+                    units = []
+                    for m in spec.methods:
+                        cls = METHODS.get(m.name)
+                        cfg = m.build().config.to_dict()
+                        why = (f"{m.name} forgets whole classes only; this request ({request.describe()}) has none"
+                               if cls.class_level and not split.forget_classes else None)
+                        units.append(Unit(m.label, m.name, cfg, {
+                            "group": ginputs, "method": {"name": m.name, "config": cfg},
+                            "metrics": self.metric_names, "relearn": spec.relearn,
+                            "code": run_code_salt("vision", cls)}, why))
+                    groups.append(GroupPlan(mspec.label, request.describe(), seed, ginputs, units,
+                                            _Handle(mspec, request, split)))
+        return groups
+
+    # -- one group --------------------------------------------------------------------------------
+    def _factory(self, mspec: ModelSpec) -> Callable[[int], nn.Module]:
+        ds = self.ds
+        assert ds is not None
+
+        def make(seed: int) -> nn.Module:
+            return create_model(mspec.name, num_classes=ds.num_classes, in_chans=ds.channels, seed=seed, **mspec.kwargs)
+
+        return make
+
+    def _cached_or_train(self, key_spec: dict[str, Any], desc: str, progress: Progress,
+                         train: Callable[[Callable[[dict[str, Any]], None]], tuple[nn.Module, dict[str, Any]]]
+                         ) -> tuple[nn.Module, dict[str, Any]]:
+        with self.cache.entry(key_spec, on_wait=progress.stage) as entry:
+            hit = entry.load(map_location=self.device)
+            if hit is not None:
+                progress.stage(f"{desc}: from cache ({entry.key})")
+                model, meta = hit
+                return model, {**meta, "timing_source": "model cache"}
+            progress.stage(f"{desc}: training")
+            with progress.steps(desc) as cb:
+                model, meta = train(cb)
+            meta = {**meta, "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            entry.store(model, meta)
+            self.trained.append(desc)
+            return model, {**meta, "cache_spec_key": entry.key, "timing_source": "trained by this study run"}
+
+    def open(self, group: GroupPlan, progress: Progress) -> OpenGroup:
+        spec, ds = self.spec, self.ds
+        assert ds is not None
+        h: _Handle = group.handle
+        mspec, request, seed, split = h.model_spec, h.request, group.seed, h.split
+        factory = self._factory(mspec)
+        train_cfg = spec.train
+        code = model_code_salt("vision")
+        base_key = {"dataset": self.fingerprint, "model": self._model_inputs(mspec), "train": train_cfg.to_dict(),
+                    "seed": seed, "code": code}
+
+        def train_original(cb: Callable[[dict[str, Any]], None]) -> tuple[nn.Module, dict[str, Any]]:
+            model = factory(seed)
+            res = fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), train_cfg, seed), train_cfg,
+                      device=self.device, progress=cb)
+            return model, {"seconds": res.seconds, "steps": res.steps, "epoch_loss": res.epoch_loss}
+
+        original, original_meta = self._cached_or_train({**base_key, "role": "original"},
+                                                        f"original {mspec.label} seed {seed}", progress, train_original)
+        original.to(self.device)
+        validation_rows = self._validation_rows(seed)
+        ctx_base = dict(device=self.device, seed=seed, model_factory=factory, train_config=train_cfg,
+                        bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
+        retrain_cls = METHODS.get("retrain")
+
+        def train_retrained(cb: Callable[[dict[str, Any]], None]) -> tuple[nn.Module, dict[str, Any]]:
+            data = UnlearnData(ds, split, retrain_cls.uses, validation_rows, self.device)
+            result, stats = run_method(retrain_cls(), original, data, UnlearnContext(**ctx_base, progress=cb))
+            return result.model, {"seconds": stats.seconds, "steps": stats.steps, "splits_read": stats.splits_read}
+
+        retrained, retrained_meta = self._cached_or_train(
+            {**base_key, "role": "retrained", "request": request_key(request),
+             "forget_ids_sha256": group.inputs["forget_ids_sha256"]},
+            f"retrained {mspec.label} {request.describe()} seed {seed}", progress, train_retrained)
+        retrained.to(self.device)
+        random_model = factory(seed + 1_000_003).to(self.device)
+
+        eval_rows = self._eval_rows(split, validation_rows, seed)
+        progress.stage(f"{group.label}: evaluating references")
+        outputs = {role: self._outputs(m, eval_rows) for role, m in
+                   (("original", original), ("retrained", retrained), ("random", random_model))}
+        memo: dict[tuple[str, str], Any] = {}
+        record = {
+            "task": "vision", "model": mspec.label, "request": request.describe(), "request_spec": request.to_dict(),
+            "seed": seed, "split_sizes": {**split.sizes(), **{f"eval_{k}": len(v) for k, v in eval_rows.items()}},
+            "forget_classes": list(split.forget_classes), "class_names": list(ds.class_names),
+            "num_parameters": num_parameters(original),
+            "original": {"seconds": original_meta.get("seconds"), "steps": original_meta.get("steps"),
+                         "timing_source": original_meta.get("timing_source"), **self._artifacts(outputs["original"])},
+            "retrained": {"seconds": retrained_meta.get("seconds"), "steps": retrained_meta.get("steps"),
+                          "timing_source": retrained_meta.get("timing_source"),
+                          "trained_at": retrained_meta.get("trained_at"), **self._artifacts(outputs["retrained"])},
+            "not_applicable": {u.label: u.not_applicable for u in group.units if u.not_applicable},
+        }
+
+        def run(unit: Unit) -> dict[str, Any]:
+            return self._run_unit(group, unit, original, retrained, retrained_meta, outputs, eval_rows,
+                                  validation_rows, ctx_base, memo, progress)
+
+        return OpenGroup(run=run, record=record)
+
+    def _validation_rows(self, seed: int) -> np.ndarray:
+        assert self.ds is not None
+        n = len(self.ds.test_labels)
+        k = int(round(self.spec.validation_fraction * n))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.random.default_rng(seed + 17).permutation(n)[:k])
+
+    def _eval_rows(self, split: ForgetSplit, validation_rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        assert self.ds is not None
+        retain = split.retain
+        cap = self.spec.eval.get("retain_max")
+        if cap is not None and len(retain) > int(cap):
+            retain = np.sort(np.random.default_rng(seed + 29).choice(retain, int(cap), replace=False))
+        held = np.zeros(len(self.ds.test_labels), dtype=bool)
+        held[validation_rows] = True
+        return {
+            "forget": split.forget, "retain": retain,
+            "test_forget": split.test_forget[~held[split.test_forget]],
+            "test_retain": split.test_retain[~held[split.test_retain]],
+        }
+
+    def _outputs(self, model: nn.Module, rows: dict[str, np.ndarray]) -> dict[str, Outputs]:
+        ds = self.ds
+        assert ds is not None
+        ev = self.spec.eval
+        kw = dict(mean=ds.mean, std=ds.std, batch_size=int(ev.get("batch_size", 512)), device=self.device,
+                  bf16=bool(ev.get("bf16", self.spec.train.bf16)), channels_last=self.spec.train.channels_last,
+                  tta=str(ev.get("tta", self.spec.train.tta)))
+        out: dict[str, Outputs] = {}
+        for split in ("forget", "retain"):
+            r = torch.as_tensor(rows[split])
+            logits = predict_logits(model, ds.train_images, rows=r, **kw)
+            check_tensor(logits, f"logits on the {split} split")
+            out[split] = Outputs(logits, ds.train_labels[r.to(ds.train_labels.device)])
+        test_rows = np.sort(np.concatenate([rows["test_forget"], rows["test_retain"]]))
+        logits = predict_logits(model, ds.test_images, rows=torch.as_tensor(test_rows), **kw)
+        check_tensor(logits, "logits on the test split")
+        test = Outputs(logits, ds.test_labels[torch.as_tensor(test_rows, device=ds.test_labels.device)])
+        out["test"] = test
+        pos = {int(r): i for i, r in enumerate(test_rows)}
+        for split in ("test_forget", "test_retain"):
+            out[split] = test.subset(torch.as_tensor([pos[int(r)] for r in rows[split]], dtype=torch.long))
+        return out
+
+    def _artifacts(self, outs: dict[str, Outputs]) -> dict[str, Any]:
+        assert self.ds is not None
+        return {
+            "confusion_test": confusion(outs["test"], self.ds.num_classes).tolist(),
+            "per_class_test": per_class_accuracy(outs["test"], self.ds.num_classes),
+        }
+
+    def _relearn_fn(self, split: ForgetSplit, seed: int, models: dict[str, nn.Module]) -> Callable[..., Any]:
+        from ...metrics.relearn import relearn_curve
+
+        cfg = self.spec.relearn
+        ds = self.ds
+        assert ds is not None
+
+        def relearn(role: str, max_steps: int | None = None) -> list[float]:
+            data = UnlearnData(ds, split, frozenset({"forget"}), device=self.device)
+            return relearn_curve(
+                copy.deepcopy(models[role]), data.forget, steps=int(max_steps or cfg.get("max_steps", 100)),
+                lr=float(cfg.get("lr", 0.01)), batch_size=int(cfg.get("batch_size", 64)),
+                device=self.device, seed=seed,
+            )
+
+        return relearn
+
+    def _run_unit(self, group: GroupPlan, unit: Unit, original: nn.Module, retrained: nn.Module,
+                  retrained_meta: dict[str, Any], ref_outputs: dict[str, dict[str, Outputs]],
+                  eval_rows: dict[str, np.ndarray], validation_rows: np.ndarray, ctx_base: dict[str, Any],
+                  memo: dict[tuple[str, str], Any], progress: Progress) -> dict[str, Any]:
+        ds = self.ds
+        assert ds is not None
+        h: _Handle = group.handle
+        method = METHODS.get(unit.method_name)(unit.method_config)
+        reused = None
+        peak: float | None = None
+        basis = ""
+        if unit.method_name == "retrain" and method.config == type(method.config)():
+            # the retrained reference *is* this run (same recipe, seed and split): reuse it
+            model, seconds, steps = retrained, float(retrained_meta.get("seconds", 0.0)), int(retrained_meta.get("steps", 0))
+            read, info = ["retain"], {}
+            reused = retrained_meta.get("cache_spec_key") or "model cache"
+        else:
+            data = UnlearnData(ds, h.split, method.uses, validation_rows, self.device)
+            with progress.steps(unit.label) as cb:
+                result, stats = run_method(method, original, data, UnlearnContext(**ctx_base, progress=cb))
+            model, seconds, steps, read, info = result.model, stats.seconds, stats.steps, stats.splits_read, result.info
+            peak, basis = stats.peak_memory_mb, stats.memory_basis
+        model.to(self.device)
+        outs = ref_outputs["original"] if unit.method_name == "original" else self._outputs(model, eval_rows)
+        run = {"seconds": seconds, "steps": float(steps),
+               "retrain_seconds": float(retrained_meta.get("seconds") or 0.0),
+               "retrain_steps": float(retrained_meta.get("steps") or 0.0)}
+        if peak is not None:
+            run["peak_memory_mb"] = float(peak)
+        models = {"unlearned": model, "original": original, "retrained": retrained}
+        costly = any(METRICS.get(n).costly for n in self.metric_names)
+        inputs = EvalInputs(
+            outputs={"unlearned": outs, **ref_outputs}, num_classes=ds.num_classes, class_names=ds.class_names,
+            forget_classes=h.split.forget_classes, seed=group.seed, run=run,
+            relearn=self._relearn_fn(h.split, group.seed, models) if costly else None, memo=memo,
+        )
+        values, directions = compute_metrics(self.metric_names, inputs)
+        return {
+            "task": "vision", "dataset": ds.name, "values": values, "directions": directions,
+            "seconds": seconds, "steps": steps, "peak_memory_mb": peak, "memory_basis": basis,
+            "splits_read": read, "info": info, "reused_reference": reused, "exact": METHODS.get(unit.method_name).exact,
+            "retrain_timing": {"seconds": retrained_meta.get("seconds"), "source": retrained_meta.get("timing_source"),
+                               "trained_at": retrained_meta.get("trained_at")},
+            **self._artifacts(outs),
+        }
+
+    def finish(self, records: list[dict[str, Any]], out_dir: Path) -> None:
+        return None

@@ -5,11 +5,11 @@
         [--scale NAME] [--summary-only]
 
 Runs the study ``configs/frontier.yaml`` through the library (:func:`obliviate.study.load_study` +
-:func:`obliviate.study.run_study`): per seed it trains — or takes from the content-addressed
+:func:`obliviate.api.run_study`): per seed it trains — or takes from the content-addressed
 cache — the original and the retrained model of each request, runs every method on the same
-original and evaluates everything once. Finished runs in ``--out`` are reused (a run whose
-recorded method configuration no longer matches the study file is moved to ``--out/stale/`` and
-rerun), so an interrupted benchmark resumes where it stopped.
+original and evaluates everything once. Finished runs in ``--out`` are reused only on an exact
+content-key match (the runner moves every other record to ``--out/superseded/``), so an
+interrupted benchmark resumes where it stopped and a changed config is rerun.
 
 Then, per request, it prints one table (mean ± std over seeds, from
 :func:`obliviate.report.aggregate` over the run records): Avg. gap to retrain, forget / retain /
@@ -453,36 +453,20 @@ def method_configs(spec: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def retire_stale_runs(out_dir: Path, spec: Any) -> list[str]:
-    """Move finished runs whose method configuration differs from the study's to ``stale/``.
-
-    The runner keys runs by (model, request, seed, method label) and skips keys already done, so
-    after a configuration change the old record would otherwise be reused.
-    """
-    wanted = {m.label: _jsonable(m.build().config.to_dict()) for m in spec.methods}
-    moved = []
-    for path in sorted((out_dir / "runs").glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
-            continue
-        label = rec.get("method")
-        if label in wanted and _jsonable(rec.get("method_config")) != wanted[label]:
-            dest = out_dir / "stale" / path.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), dest)
-            moved.append(path.stem)
-    return moved
-
-
 def study_records(out_dir: Path, spec: Any) -> list[dict[str, Any]]:
-    """Finished run records of this study: its models, requests, seeds and method labels."""
+    """Finished run records of this study: its models, requests, seeds and method labels.
+
+    After a run, ``runs/`` holds exactly the current spec's content-keyed records (the runner moves
+    every other record to ``superseded/``); with ``--summary-only`` the tracked records are read as
+    they are (records written before content-addressed keys carry no ``key``)."""
     models = {m.label for m in spec.models}
     requests = {r.describe() for r in spec.requests}
     labels = {m.label for m in spec.methods}
     recs = []
     for path in sorted((out_dir / "runs").glob("*.json")):
         rec = json.loads(path.read_text())
+        if rec.get("status", "ok") != "ok":
+            continue
         if rec["model"] in models and rec["request"] in requests and rec["method"] in labels \
                 and rec["seed"] in spec.seeds:
             recs.append(rec)
@@ -547,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
-    from obliviate.study import load_study, run_study
+    from obliviate.api import run_study
+    from obliviate.study import load_study
 
     torch.set_num_threads(args.threads)
     spec = load_study(args.config, scale=args.scale)
@@ -566,10 +551,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     log = StageLog()
     if not args.summary_only:
-        moved = retire_stale_runs(out_dir, spec)
-        if moved:
-            print(f"{len(moved)} finished run(s) had another method configuration; moved to {out_dir / 'stale'}: "
-                  + ", ".join(moved), flush=True)
         before, started = _loadavg(), time.strftime("%Y-%m-%d %H:%M:%S")
         t0 = time.perf_counter()
         run_study(spec, out_dir, cache_dir=args.cache, progress=log)

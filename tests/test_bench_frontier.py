@@ -146,7 +146,7 @@ def test_markdown_and_text_tables(bench: Any) -> None:
     assert "**" not in bench.text_table(header, rows)
 
 
-def test_stale_runs_are_retired_and_filtered(bench: Any, tmp_path: Path) -> None:
+def test_study_records_keep_the_study_and_drop_failures(bench: Any, tmp_path: Path) -> None:
     from obliviate.study import parse_study
 
     spec = parse_study({
@@ -159,14 +159,11 @@ def test_stale_runs_are_retired_and_filtered(bench: Any, tmp_path: Path) -> None
     ssd_cfg = json.loads(json.dumps(spec.methods[1].build().config.to_dict()))
     keep = _record("ssd", 0, request="class:3", config=ssd_cfg)
     keep["model"] = "small_cnn"
-    stale = dict(keep, method_config={**ssd_cfg, "alpha": 10.0})
-    other_seed = dict(keep, seed=7)
-    (runs / "a.json").write_text(json.dumps(stale))
-    (runs / "b.json").write_text(json.dumps(other_seed))
-    assert bench.retire_stale_runs(tmp_path, spec) == ["a"]
-    assert (tmp_path / "stale" / "a.json").is_file() and not (runs / "a.json").exists()
+    (runs / "a.json").write_text(json.dumps(dict(keep, status="failed")))
+    (runs / "b.json").write_text(json.dumps(dict(keep, seed=7)))
     (runs / "c.json").write_text(json.dumps(keep))
     assert [r["seed"] for r in bench.study_records(tmp_path, spec)] == [0]  # seed 7 is not in the study
+    assert not hasattr(bench, "retire_stale_runs")  # the runner's content keys retire stale runs now
 
 
 def test_invocations_accumulate(bench: Any, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from obliviate.study import StudySpecError, load_study, parse_study, run_study
+from obliviate.api import run_study
+from obliviate.study import StudySpecError, load_study, parse_study
 from obliviate.study.spec import deep_merge
 
 BASE = {

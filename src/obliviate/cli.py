@@ -260,7 +260,8 @@ def _resolve_study_path(arg: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .study import load_study, run_study
+    from .report import render_report
+    from .study import StudyRunner, load_study
 
     path = _resolve_study_path(args.study)
     spec = load_study(path, scale=args.scale)
@@ -278,11 +279,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
     progress = _TqdmProgress(quiet=args.quiet)
     progress.stage(f"study {spec.name} from {path} -> {out}")
-    kw: dict[str, Any] = {"progress": progress}
-    if spec.task == "vision":
-        kw.update(cache_dir=args.cache, device=args.device)
-    run_study(spec, out, **kw)
+    kw: dict[str, Any] = {"progress": progress, "cache_dir": args.cache, "device": args.device}
+    runner = StudyRunner(spec, out, **kw)
+    runner.run()
+    render_report(out)
     print(f"report: {out / 'report.md'}\n        {out / 'report.html'}\nresults: {out / 'results.csv'}")
+    if runner.failed:
+        print(f"obliviate: {len(runner.failed)} run(s) failed (the report lists them):", file=sys.stderr)
+        for line in runner.failed:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Studies: YAML spec -> plan of content-keyed runs -> records; one runner for every task."""
+"""Studies: YAML spec -> plan of content-keyed runs -> records; one runner for every task.
 
-from .runner import StudyRunner, default_cache_dir, run_study
+``obliviate.api.run_study`` runs a study and renders its report (the report sits above this layer)."""
+
+from .runner import StudyRunner, default_cache_dir
 from .spec import MethodSpec, ModelSpec, StudySpec, StudySpecError, load_study, parse_study
 from .store import ResultStore, StudyLockedError
 
 __all__ = [
-    "StudyRunner", "default_cache_dir", "run_study", "MethodSpec", "ModelSpec", "StudySpec",
+    "StudyRunner", "default_cache_dir", "MethodSpec", "ModelSpec", "StudySpec",
     "StudySpecError", "load_study", "parse_study", "ResultStore", "StudyLockedError",
 ]

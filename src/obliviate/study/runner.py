@@ -126,6 +126,8 @@ class StudyRunner:
             rec = self.store.load_run(u.key)
             if rec is None or (rec["status"] == "failed" and rec.get("error", {}).get("kind") != "non_finite"):
                 pending.append(u)
+            elif rec.get("method") != u.label:  # a label is a display name, not a key input: rename only
+                self.store.save_run(u.key, {**rec, "method": u.label})
         return pending
 
     def _run_group(self, group: GroupPlan) -> None:
@@ -205,14 +207,4 @@ def _finite_values(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def run_study(spec: StudySpec, out_dir: str | Path, **kw: Any) -> list[dict[str, Any]]:
-    """Run a vision or LLM study into ``out_dir`` and render its report; returns result rows."""
-    runner = StudyRunner(spec, out_dir, **kw)
-    rows = runner.run()
-    from ..report import render_report
-
-    render_report(out_dir)
-    return rows
-
-
-__all__ = ["StudyRunner", "run_study", "default_cache_dir", "make_task"]
+__all__ = ["StudyRunner", "default_cache_dir", "make_task"]

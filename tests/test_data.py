@@ -128,10 +128,20 @@ def test_empty_class_forget_set_raises() -> None:
 def test_ids_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "ids.txt"
     f.write_text("1\nabc\n")
-    with pytest.raises(ForgetRequestError, match=r"ids.txt:2: sample id must be an integer, got 'abc'"):
+    with pytest.raises(ForgetRequestError, match=r"ids.txt:2: sample id must be a non-negative decimal integer.*got 'abc'"):
         SampleIdsForget.from_file(f)
     with pytest.raises(ForgetRequestError, match="does not exist"):
         SampleIdsForget.from_file(tmp_path / "missing.txt")
+    # ASCII decimal digits only: what int() would also accept is refused, naming the line
+    for bad in ("1_0", "+11", "\u0661\u0662", "1.0", "-3", "0x10"):
+        f.write_text(f"5\n{bad}\n", encoding="utf-8")
+        with pytest.raises(ForgetRequestError, match=r"ids.txt:2: .*ASCII digits only"):
+            SampleIdsForget.from_file(f)
+    # a byte-order mark and CRLF line ends are accepted
+    f.write_bytes(b"\xef\xbb\xbf7\r\n8\r\n# a comment\r\n9\r\n")
+    assert SampleIdsForget.from_file(f).ids == (7, 8, 9)
+    with pytest.raises(ForgetRequestError, match="is a directory"):
+        SampleIdsForget.from_file(tmp_path)
 
 
 def test_cifar100_superclass_map() -> None:

@@ -143,17 +143,28 @@ def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ds
 
 
+def _json_arg(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{option} is not valid JSON ({e.msg} at character {e.pos}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object such as '{{\"width\": 0.5}}', got {text!r}")
+    return value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import parse_request, split_indices
+    from .data import DATASETS, parse_request, split_indices
     from .models import create_model, save_checkpoint
     from .train import TrainConfig, evaluate_accuracy, fit, make_loader
     from .utils import resolve_device
 
     device = resolve_device(args.device)
+    args.seed = 0 if args.seed is None else args.seed
     ds = _load_data(args).to(device)
-    cfg = TrainConfig.from_dict(json.loads(args.train_json)) if args.train_json else TrainConfig()
+    cfg = TrainConfig.from_dict(_json_arg(args.train_json, "--train-json")) if args.train_json else TrainConfig()
     if args.recipe:
         from .recipes import get_recipe
 
@@ -169,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         split = split_indices(ds.label_info(), request, args.seed)
         rows = torch.as_tensor(split.retain)
         print(f"training the retrained reference without {request.describe()}: {split.sizes()}", file=sys.stderr)
-    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    kwargs = _json_arg(args.model_kwargs, "--model-kwargs") if args.model_kwargs else {}
     if args.width is not None:
         kwargs["width"] = args.width
     model = create_model(args.model, num_classes=ds.num_classes, in_chans=ds.channels, seed=args.seed, **kwargs)
@@ -177,7 +188,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     with progress.steps(f"train {args.model}") as cb:
         res = fit(model, make_loader(ds, rows, cfg, args.seed), cfg, device=device, progress=cb)
     acc = evaluate_accuracy(model, ds, device=device, bf16=cfg.bf16, tta=cfg.tta)
-    meta = {"dataset": ds.describe(), "dataset_root": args.root, "request": request.to_dict() if request else None,
+    from .study.tasks.vision import dataset_fingerprint
+
+    # record where the data was, absolutely, and how to load it again (a folder given as --dataset
+    # is an npz folder): evaluate must find it from any working directory
+    loader, root = args.dataset, args.root
+    if args.dataset not in DATASETS and Path(args.dataset).is_dir():
+        loader, root = "npz", args.dataset
+    root = str(Path(root).expanduser().resolve()) if root else None
+    meta = {"dataset": ds.describe(), "dataset_loader": loader, "dataset_root": root, "dataset_fingerprint": dataset_fingerprint(ds),
+            "subset": {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class},
+            "request": request.to_dict() if request else None,
             "seed": args.seed, "train": cfg.to_dict(), "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc}
     path = save_checkpoint(args.out, model, meta)
     print(json.dumps({"checkpoint": str(path), "test_accuracy": acc, "seconds": round(res.seconds, 2),
@@ -198,12 +219,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     meta = read_meta(args.checkpoint)
     ds_meta = meta.get("dataset") or {}
-    args.dataset = args.dataset or ds_meta.get("name", "").replace("[subset]", "") or None
+    args.dataset = args.dataset or meta.get("dataset_loader") or ds_meta.get("name", "").replace("[subset]", "") or None
     args.root = args.root or meta.get("dataset_root")
+    subset = meta.get("subset") or {}
+    if args.train_per_class is None and args.test_per_class is None:
+        args.train_per_class, args.test_per_class = subset.get("train_per_class"), subset.get("test_per_class")
+    if args.seed is None:
+        args.seed = int(meta.get("seed") or 0)
     if not args.dataset:
         raise ValueError("the checkpoint does not record its dataset: pass --dataset")
     device = resolve_device(args.device)
     ds = _load_data(args)
+    if meta.get("dataset_fingerprint"):
+        from .study.tasks.vision import dataset_fingerprint
+
+        if dataset_fingerprint(ds) != meta["dataset_fingerprint"] and not args.allow_other_data:
+            raise ValueError(f"the dataset at {args.root or args.dataset!r} is not the one {args.checkpoint} was trained "
+                             "on (its content fingerprint differs); pass the training data's --root, or "
+                             "--allow-other-data to evaluate on this one anyway")
     model, meta = load_checkpoint(args.checkpoint, expect_num_classes=ds.num_classes, map_location="cpu")
     req_spec = args.forget or (meta.get("request") and meta["request"])
     kw = dict(mean=ds.mean, std=ds.std, device=device, bf16=args.bf16)
@@ -321,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--train-per-class", type=int, help="stratified training subset size per class")
         s.add_argument("--test-per-class", type=int, help="stratified test subset size per class")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--seed", type=int, default=None, help="split / init seed (train: 0; evaluate: the checkpoint's)")
 
     s = sub.add_parser("train", help="train a model (optionally without a forget request: the retrained reference)")
     data_args(s, required=True)
@@ -345,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--forget", help="forget request defining the forget/retain splits (default: the checkpoint's)")
     s.add_argument("--bf16", action="store_true")
     s.add_argument("--json", help="also write the full result as JSON here")
+    s.add_argument("--allow-other-data", action="store_true",
+                   help="evaluate on a dataset whose content differs from the checkpoint's training data")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("run", help="run a study (YAML file or preset name; default: the embedded digits study)")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .core import ConfigError, check_fields, check_loss, check_model, from_mapping
-from .data import Augment, Batch, BatchLoader, ImageDataset
+from .data import Augment, BatchLoader, ImageDataset
 from .utils import autocast_context
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -207,57 +207,104 @@ def fit(
         start_hook(first["image"])
     result = FitResult()
     t0 = time.perf_counter()
-    step, epoch = 0, 0
-    while step < total:
-        running, count = torch.zeros((), device=device), 0
+    steps = Steps(opt, total, device=device, bf16=cfg.bf16, grad_clip=cfg.grad_clip, params=model.parameters(),
+                  progress=progress)
+    hook = (lambda: after_backward(model)) if after_backward is not None else None
+    epoch = 0
+    while not steps.done:
+        running, count = 0.0, 0
         for batch in loader:
-            if step >= total:
+            if steps.done:
                 break
-            set_lr(opt, lr_factor(step, total, cfg))
-            loss = train_step(model, batch, loss_fn, opt, cfg, device, regularizer, after_backward)
-            check_loss(loss, step)  # a diverged run stops here, naming the step and the value
-            running += loss.detach()
+            set_lr(opt, lr_factor(steps.step, total, cfg))
+            x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+            with steps.autocast():
+                loss = loss_fn(model(x), y)
+            if regularizer is not None:
+                loss = loss + regularizer(model)
+            running += steps.update(loss, after_backward=hook, epoch=epoch)  # a NaN loss stops here, naming the step
             count += 1
-            step += 1
             result.images += len(batch["label"])
-            if progress is not None:
-                progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
-        result.epoch_loss.append(float(running) / max(count, 1))
+        result.epoch_loss.append(running / max(count, 1))
         epoch_hook = getattr(model, "obliviate_epoch_end", None)
         if callable(epoch_hook):
             epoch_hook(epoch)
         epoch += 1
-    result.steps = step
+    result.steps = steps.step
     result.seconds = time.perf_counter() - t0
     model.eval()
     check_model(model, "weights after training")
     return result
 
 
-def train_step(
-    model: nn.Module,
-    batch: Batch,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    opt: torch.optim.Optimizer,
-    cfg: TrainConfig,
-    device: torch.device,
-    regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
-    after_backward: Callable[[nn.Module], None] | None = None,
-) -> torch.Tensor:
-    """One forward/backward/step on a batch; returns the (detached-able) loss."""
-    x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
-    with autocast_context(device, cfg.bf16):
-        loss = loss_fn(model(x), y)
-    if regularizer is not None:
-        loss = loss + regularizer(model)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if after_backward is not None:
-        after_backward(model)
-    if cfg.grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    return loss
+class Steps:
+    """The part of a training loop every method shares: step counting, progress, non-finite
+    detection, gradient clipping and the optimizer step, plus the loop's autocast.
+
+    A method keeps its own forward pass and loss (those are the method) and hands each loss to
+    :meth:`update`::
+
+        steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
+        while not steps.done:
+            with steps.autocast():
+                loss = ...
+            steps.update(loss)
+
+    :meth:`update` refuses a NaN/inf loss with :class:`~obliviate.core.NonFiniteError` naming the
+    step, so a diverged run stops at once instead of producing a NaN model.
+    """
+
+    def __init__(
+        self,
+        opt: torch.optim.Optimizer | None,
+        total: int,
+        *,
+        device: torch.device,
+        bf16: bool = False,
+        grad_clip: float | None = None,
+        params: Iterable[nn.Parameter] | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.opt, self.total, self.device, self.bf16 = opt, int(total), device, bf16
+        self.grad_clip = grad_clip
+        self._params = None if params is None else list(params)
+        self.progress = progress
+        self.step = 0
+        self.epoch = 0
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total
+
+    def autocast(self) -> Any:
+        return autocast_context(self.device, self.bf16)
+
+    def update(self, loss: torch.Tensor, *, after_backward: Callable[[], None] | None = None,
+               backward: Callable[[torch.Tensor], None] | None = None, epoch: int | None = None) -> float:
+        """One optimizer step on ``loss``: check, zero_grad, backward, ``after_backward`` (e.g. a
+        gradient mask), clip, step, count, report. ``backward`` replaces the zero_grad/backward/
+        step sequence for optimizers that do their own (SalUn's masked SGD). Returns the loss."""
+        value = float(loss.detach())
+        check_loss(loss, self.step)
+        if backward is not None:
+            backward(loss)
+        else:
+            assert self.opt is not None
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if after_backward is not None:
+                after_backward()
+            if self.grad_clip is not None:
+                params = self._params if self._params is not None else [
+                    p for g in self.opt.param_groups for p in g["params"]]
+                nn.utils.clip_grad_norm_(params, self.grad_clip)
+            self.opt.step()
+        self.step += 1
+        if epoch is not None:
+            self.epoch = epoch
+        if self.progress is not None:
+            self.progress({"step": self.step, "total": self.total, "loss": value, "epoch": self.epoch})
+        return value
 
 
 @torch.no_grad()

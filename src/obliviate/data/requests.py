@@ -16,6 +16,7 @@ Four shapes of request:
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -23,6 +24,9 @@ from typing import Any, Union
 import numpy as np
 
 from .datasets import LabelInfo
+
+
+_ASCII_INT = re.compile(r"[0-9]+")
 
 
 class ForgetRequestError(ValueError):
@@ -135,21 +139,29 @@ class SampleIdsForget:
 
     @classmethod
     def from_file(cls, path: str | Path) -> SampleIdsForget:
-        """Read one integer id per line; blank lines and ``#`` comments are skipped."""
+        """Read one id per line: ASCII decimal digits only (``1_0``, ``+11``, ``١٢`` and ``1.0`` are
+        refused, naming the line). Blank lines and ``#`` comments are skipped; a UTF-8 byte-order
+        mark and CRLF line ends are accepted. Duplicates are refused (see the constructor)."""
         path = Path(path)
+        if path.is_dir():
+            raise ForgetRequestError(f"deletion-request file {str(path)!r} is a directory; give the file of ids")
         if not path.is_file():
             raise ForgetRequestError(f"deletion-request file {str(path)!r} does not exist")
+        raw_bytes = path.read_bytes()
+        try:
+            text = raw_bytes.decode("utf-8-sig")  # strips a BOM
+        except UnicodeDecodeError as e:
+            raise ForgetRequestError(f"{path} is not UTF-8 text ({e}); write one decimal id per line") from None
         ids: list[int] = []
-        for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
                 continue
-            try:
-                ids.append(int(line))
-            except ValueError:
+            if not _ASCII_INT.fullmatch(line):
                 raise ForgetRequestError(
-                    f"{path}:{lineno}: sample id must be an integer, got {line!r}"
-                ) from None
+                    f"{path}:{lineno}: sample id must be a non-negative decimal integer (ASCII digits only), got {line!r}"
+                )
+            ids.append(int(line))
         return cls(tuple(ids), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,7 +210,7 @@ def parse_request(spec: ForgetRequest | dict[str, Any] | str) -> ForgetRequest:
     kind = spec.pop("kind", None)
     allowed_keys = {
         "class": {"classes"}, "subclass": {"subclass", "superclass"},
-        "random": {"fraction"}, "ids": {"ids", "path"},
+        "random": {"fraction"}, "ids": {"ids", "path", "source"},
     }
     if kind not in allowed_keys:
         raise ForgetRequestError(f"request kind must be one of {', '.join(REQUEST_KINDS)}, got {kind!r}")
@@ -217,7 +229,10 @@ def parse_request(spec: ForgetRequest | dict[str, Any] | str) -> ForgetRequest:
             return RandomForget(spec["fraction"])
         if "path" in spec:
             return SampleIdsForget.from_file(spec["path"])
-        return SampleIdsForget(tuple(spec["ids"]))
+        ids = spec["ids"]
+        if not isinstance(ids, (list, tuple)):
+            raise ForgetRequestError(f"an 'ids' request needs a list of integer ids, got {ids!r}")
+        return SampleIdsForget(tuple(ids), source=str(spec.get("source") or ""))
     except KeyError as e:
         raise ForgetRequestError(f"a {kind!r} request needs the field {e.args[0]!r}") from None
 

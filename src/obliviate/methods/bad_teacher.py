@@ -26,7 +26,6 @@ give the same updates up to Adam's ε, because Adam is invariant to a constant l
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..utils import autocast_context
+from ..train import Steps
 from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
 
 REDUCTIONS = ("batchmean", "mean")
@@ -106,7 +105,7 @@ class BadTeacher(UnlearningMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: BadTeacherConfig = self.config  # type: ignore[assignment]
         device = ctx.device
-        competent = copy.deepcopy(model).to(device).eval().requires_grad_(False)
+        competent = ctx.frozen_original(model).to(device)  # the competent teacher: the original, frozen
         incompetent = ctx.model_factory(_derived_seed(ctx, 1)).to(device).eval().requires_grad_(False)
 
         forget, retain = data.forget, data.retain
@@ -124,25 +123,20 @@ class BadTeacher(UnlearningMethod):
         model.to(device).train(cfg.train_mode)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         total = max(1, round(cfg.epochs * len(loader)))
-        step, losses = 0, []
-        while step < total:
+        steps = Steps(opt, total, device=device, bf16=ctx.bf16, progress=ctx.progress)
+        losses = []
+        while not steps.done:
             for batch in loader:
-                if step >= total:
+                if steps.done:
                     break
                 x, lu = batch["image"].to(device), batch["label"].to(device)
-                with torch.no_grad(), autocast_context(device, ctx.bf16):
+                with torch.no_grad(), steps.autocast():
                     t_s, t_d = competent(x).float(), incompetent(x).float()
-                with autocast_context(device, ctx.bf16):
+                with steps.autocast():
                     s = model(x).float()
                 loss = bad_teacher_loss(s, t_s, t_d, lu, cfg.temperature, cfg.kl_reduction)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                step += 1
-                if ctx.progress is not None:
-                    ctx.progress({"step": step, "total": total, "loss": losses[-1]})
+                losses.append(steps.update(loss))
         model.eval()
         info = {"forget_samples": len(forget), "retain_samples": n_keep,
                 "mean_loss": float(np.mean(losses)) if losses else float("nan")}
-        return MethodResult(model=model, steps=step, info=info)
+        return MethodResult(model=model, steps=steps.step, info=info)

@@ -9,6 +9,7 @@ provably never reads the forget set.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from ..core import (
 )
 from ..data import Augment, BatchLoader, ForgetSplit, ImageDataset
 from ..train import TrainConfig
+from ..utils import autocast_context
 
 @dataclass(frozen=True)
 class SplitView:
@@ -155,6 +157,36 @@ class UnlearnData(GuardedSplits):
         return self._view("validation")  # type: ignore[no-any-return]
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with every parameter's gradient switched off."""
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def random_other_labels(
+    labels: torch.Tensor, num_classes: int, generator: torch.Generator, *,
+    excluded: tuple[int, ...] = (), any_class: bool = False,
+) -> torch.Tensor:
+    """The one random relabelling of the relabelling methods (random labelling, SalUn's RL):
+    per label y a class drawn uniformly from {0..K-1} \\ ({y} ∪ ``excluded``) — one vectorised
+    random score per class and an argmax, seeded by ``generator`` — or, with ``any_class``
+    (SalUn's code), uniformly from all K classes."""
+    if any_class:
+        return torch.randint(0, num_classes, labels.shape, generator=generator).to(labels.device)
+    y = labels.cpu()
+    allowed = torch.ones(len(y), num_classes, dtype=torch.bool)
+    allowed[torch.arange(len(y)), y] = False
+    if excluded:
+        allowed[:, list(excluded)] = False
+    if not bool(allowed.any(1).all()):
+        raise ValueError(f"no class is left to relabel with: {num_classes} classes, excluded {sorted(excluded)} "
+                         "plus each sample's own label")
+    scores = torch.rand(len(y), num_classes, generator=generator)
+    return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
+
+
 @dataclass
 class UnlearnContext:
     """What a method may use besides the model and data.
@@ -170,6 +202,20 @@ class UnlearnContext:
     bf16: bool = False
     channels_last: bool = False
     progress: Callable[[dict[str, Any]], None] | None = None
+    # The runner's frozen copy of the original, made once per group and shared by its methods.
+    reference_model: Callable[[], nn.Module] | None = None
+
+    def frozen_original(self, model: nn.Module) -> nn.Module:
+        """The original model frozen (eval mode, no gradients) for teachers and references —
+        never modify it. The runner's shared copy when there is one (no copy per method); else a
+        frozen copy of ``model``, which must still be unmodified when this is called."""
+        if self.reference_model is not None:
+            return self.reference_model()
+        return frozen_copy(model)
+
+    def autocast(self) -> Any:
+        """bf16 autocast on this context's device when ``bf16`` is set."""
+        return autocast_context(self.device, self.bf16)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         g = torch.Generator()
@@ -187,5 +233,5 @@ class UnlearnContext:
 __all__ = [
     "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError",
     "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
-    "get_method", "list_methods", "param", "register_method", "run_method",
+    "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
 ]

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Batch
-from ..utils import autocast_context
+from ..train import Steps
 from .base import (
     MethodConfig,
     MethodResult,
@@ -203,15 +203,15 @@ class InstanceWise(UnlearningMethod):
         forget_batches = _cycle(forget, cfg.forget_batch_size, ctx.seed)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         gen = ctx.generator(offset=2)
-        total = cfg.max_epochs * per_epoch
-        step, done = 0, False
+        steps = Steps(opt, cfg.max_epochs * per_epoch, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
+        done = False
         for epoch in range(cfg.max_epochs):
             order = torch.randperm(n_adv, generator=gen) if cfg.use_adversarial else None
             for i in range(per_epoch):
                 fb = next(forget_batches)
                 xf, yf = fb["image"].to(ctx.device), fb["label"].to(ctx.device)
                 model.train()
-                with autocast_context(ctx.device, ctx.bf16):
+                with steps.autocast():
                     ce_f = F.cross_entropy(model(xf), yf).float()
                     if order is not None:
                         idx = order[i * cfg.adv_batch_size:(i + 1) * cfg.adv_batch_size].to(adv_x.device)
@@ -225,19 +225,14 @@ class InstanceWise(UnlearningMethod):
                     reg = sum((importance[name] * (p - theta0[name]).square()).sum()
                               for name, p in model.named_parameters() if name in importance)
                     loss = loss + cfg.reg_lambda * 0.5 * reg
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                if ctx.progress is not None:
-                    ctx.progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+                steps.update(loss, epoch=epoch)
                 done = _all_misclassified(model, forget, ctx.device)  # the paper's stopping rule, every step
                 if done:
                     break
             if done:
                 break
         model.eval()
-        return MethodResult(model=model, steps=step,
+        return MethodResult(model=model, steps=steps.step,
                             info={"all_forget_misclassified": done, "adversarial_examples": n_adv})
 
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, Batch, BatchLoader
-from ..utils import autocast_context
+from ..train import Steps
 from .base import (
     MethodConfig,
     MethodResult,
@@ -107,31 +107,25 @@ class NegGradPlus(UnlearningMethod):
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay)
         total = max(1, round(cfg.epochs * len(retain)))
+        steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, grad_clip=cfg.grad_clip, progress=ctx.progress)
         cap = cfg.forget_loss_cap
-        step, epoch = 0, 0
+        epoch = 0
         capped = 0  # forget samples past the cap, summed over steps (reported in info)
-        while step < total:
+        while not steps.done:
             for rb in retain:
-                if step >= total:
+                if steps.done:
                     break
                 fb = next(forget)
                 xr, yr = rb["image"].to(ctx.device), rb["label"].to(ctx.device)
                 xf, yf = fb["image"].to(ctx.device), fb["label"].to(ctx.device)
-                with autocast_context(ctx.device, ctx.bf16):
+                with steps.autocast():
                     loss_r = F.cross_entropy(model(xr), yr)
                     ce_f = F.cross_entropy(model(xf), yf, reduction="none").float()
                 if cap is not None:
                     capped += int((ce_f.detach() >= cap).sum())
                     ce_f = ce_f.clamp(max=cap)  # zero gradient for samples already past the cap
                 loss = cfg.beta * loss_r.float() - (1.0 - cfg.beta) * ce_f.mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                step += 1
-                if ctx.progress is not None:
-                    ctx.progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+                steps.update(loss, epoch=epoch)
             epoch += 1
         model.eval()
-        return MethodResult(model=model, steps=step, info={"forget_samples_capped": capped})
+        return MethodResult(model=model, steps=steps.step, info={"forget_samples_capped": capped})

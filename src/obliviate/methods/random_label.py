@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..utils import autocast_context
+from ..train import Steps
 from .base import (
     MethodConfig,
     MethodResult,
@@ -34,6 +34,7 @@ from .base import (
     UnlearnData,
     UnlearningMethod,
     param,
+    random_other_labels,
     register_method,
 )
 
@@ -61,25 +62,6 @@ class RandomLabelConfig(MethodConfig):
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
         self._require(self.order in ("forget_first", "mixed"), "order", "'forget_first' or 'mixed'")
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
-
-
-def random_other_labels(
-    labels: torch.Tensor, num_classes: int, excluded: tuple[int, ...], generator: torch.Generator
-) -> torch.Tensor:
-    """For each label y, a class drawn uniformly from {0..K-1} \\ ({y} ∪ ``excluded``).
-
-    Random scores on the allowed classes and an argmax: one vectorised draw, seeded by ``generator``.
-    """
-    y = labels.cpu()
-    allowed = torch.ones(len(y), num_classes, dtype=torch.bool)
-    allowed[torch.arange(len(y)), y] = False
-    if excluded:
-        allowed[:, list(excluded)] = False
-    if not bool(allowed.any(1).all()):
-        raise ValueError(f"no class is left to relabel with: {num_classes} classes, excluded {sorted(excluded)} "
-                         "plus each sample's own label")
-    scores = torch.rand(len(y), num_classes, generator=generator)
-    return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
 
 
 @register_method("random_label")
@@ -123,8 +105,8 @@ class RandomLabel(UnlearningMethod):
         gen = ctx.generator(offset=1)
         model.to(ctx.device).train()
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        total = cfg.epochs * sum(len(p) for p in passes)
-        step = 0
+        steps = Steps(opt, cfg.epochs * sum(len(p) for p in passes), device=ctx.device, bf16=ctx.bf16,
+                      progress=ctx.progress)
         for epoch in range(cfg.epochs):
             for part in passes:
                 for batch in part:
@@ -132,14 +114,9 @@ class RandomLabel(UnlearningMethod):
                     is_forget = (batch["index"] < n_forget).to(ctx.device)
                     if bool(is_forget.any()):
                         y = y.clone()
-                        y[is_forget] = random_other_labels(y[is_forget], data.num_classes, excluded, gen)
-                    with autocast_context(ctx.device, ctx.bf16):
+                        y[is_forget] = random_other_labels(y[is_forget], data.num_classes, gen, excluded=excluded)
+                    with steps.autocast():
                         loss = F.cross_entropy(model(x), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    if ctx.progress is not None:
-                        ctx.progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+                    steps.update(loss, epoch=epoch)
         model.eval()
-        return MethodResult(model=model, steps=step)
+        return MethodResult(model=model, steps=steps.step)

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..utils import autocast_context
+from ..train import Steps
 from .base import (
     MethodConfig,
     MethodResult,
@@ -50,6 +50,7 @@ from .base import (
     UnlearnData,
     UnlearningMethod,
     param,
+    random_other_labels,
     register_method,
 )
 
@@ -117,16 +118,6 @@ def saliency_mask(magnitude: dict[str, torch.Tensor], ratio: float) -> dict[str,
         masks[name] = keep[start:start + m.numel()].view_as(m)
         start += m.numel()
     return masks
-
-
-def random_other_labels(
-    labels: torch.Tensor, num_classes: int, generator: torch.Generator, any_class: bool
-) -> torch.Tensor:
-    """Uniform random labels; with ``any_class=False`` never the true label (``y' ≠ y``)."""
-    if any_class:
-        return torch.randint(0, num_classes, labels.shape, generator=generator).to(labels.device)
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
-    return (labels + shift) % num_classes
 
 
 class MaskedSGD:
@@ -201,7 +192,7 @@ class SalUn(UnlearningMethod):
 
             def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
                 for b in f_loader:
-                    yield b["image"], random_other_labels(b["label"], k, gen, any_class)
+                    yield b["image"], random_other_labels(b["label"], k, gen, any_class=any_class)
                 for b in r_loader:
                     yield b["image"], b["label"]
         else:
@@ -218,20 +209,17 @@ class SalUn(UnlearningMethod):
             def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
                 for b in loader:
                     y = b["label"]
-                    yield b["image"], torch.where(b["index"] < n_f, random_other_labels(y, k, gen, any_class), y)
+                    yield b["image"], torch.where(b["index"] < n_f, random_other_labels(y, k, gen, any_class=any_class), y)
 
-        steps, total = 0, cfg.epochs * per_epoch
+        steps = Steps(None, cfg.epochs * per_epoch, device=device, bf16=ctx.bf16, progress=ctx.progress)
         model.train()
         for epoch in range(cfg.epochs):
             for x, y in epoch_batches():
-                with autocast_context(device, ctx.bf16):
+                with steps.autocast():
                     loss = loss_fn(model(x.to(device)), y.to(device))
-                opt.step(loss)
-                steps += 1
-                if ctx.progress is not None:
-                    ctx.progress({"step": steps, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+                steps.update(loss, backward=opt.step, epoch=epoch)  # the masked SGD does its own step
         model.eval()
         salient = sum(int(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())
-        return MethodResult(model=model, steps=steps,
+        return MethodResult(model=model, steps=steps.step,
                             info={"salient": salient, "salient_fraction": salient / max(total, 1)})

@@ -27,7 +27,6 @@ The rewinding variant (SCRUB+R) is not implemented.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment
-from ..utils import autocast_context
+from ..train import Steps
 from .base import (
     MethodConfig,
     MethodResult,
@@ -129,9 +128,7 @@ class SCRUB(UnlearningMethod):
         cfg: SCRUBConfig = self.config  # type: ignore[assignment]
         device = ctx.device
         student = model.to(device)
-        teacher = copy.deepcopy(model).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = ctx.frozen_original(model).to(device)  # the original, frozen: SCRUB's teacher
 
         params = [p for p in student.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
@@ -149,21 +146,20 @@ class SCRUB(UnlearningMethod):
                                       rows=r_rows)
         ce = nn.CrossEntropyLoss()
 
-        def step(x: torch.Tensor, y: torch.Tensor, maximise: bool) -> torch.Tensor:
+        total = cfg.msteps * len(f_loader) + cfg.epochs * len(r_loader)
+        steps = Steps(opt, total, device=device, bf16=ctx.bf16, progress=ctx.progress)
+
+        def step(x: torch.Tensor, y: torch.Tensor, maximise: bool, epoch: int) -> None:
             x, y = x.to(device), y.to(device)
-            with torch.no_grad(), autocast_context(device, ctx.bf16):
+            with torch.no_grad(), steps.autocast():
                 t_logits = teacher(x)
-            with autocast_context(device, ctx.bf16):
+            with steps.autocast():
                 s_logits = student(x)
             div = distill_kl(s_logits, t_logits, cfg.temperature)
             loss = -div if maximise else cfg.alpha * div + cfg.gamma * ce(s_logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss.detach()
+            steps.update(loss, epoch=epoch)
 
-        steps = max_steps = 0
-        total = cfg.msteps * len(f_loader) + cfg.epochs * len(r_loader)
+        max_steps = 0
         student.train()
         for epoch in range(1, cfg.epochs + 1):
             for g in opt.param_groups:
@@ -171,11 +167,8 @@ class SCRUB(UnlearningMethod):
             passes = [(f_loader, True)] if epoch <= cfg.msteps else []
             for loader, maximise in passes + [(r_loader, False)]:
                 for b in loader:
-                    loss = step(b["image"], b["label"], maximise)
-                    steps += 1
+                    step(b["image"], b["label"], maximise, epoch - 1)
                     max_steps += int(maximise)
-                    if ctx.progress is not None:
-                        ctx.progress({"step": steps, "total": total, "loss": float(loss.detach()), "epoch": epoch - 1})
         student.eval()
-        return MethodResult(model=student, steps=steps,
-                            info={"max_steps": max_steps, "min_steps": steps - max_steps})
+        return MethodResult(model=student, steps=steps.step,
+                            info={"max_steps": max_steps, "min_steps": steps.step - max_steps})

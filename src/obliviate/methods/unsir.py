@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ForgetRequestError, normalise
+from ..train import Steps
 from ..utils import autocast_context
 from .base import (
     MethodConfig,
@@ -163,27 +164,22 @@ class UNSIR(UnlearningMethod):
             (cfg.repair_epochs, cfg.repair_lr, len(sub), retain_batch),
         ]
         total = sum(e * -(-n // cfg.batch_size) for e, _, n, _ in stages)
-        step = 0
+        steps = Steps(None, total, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
         for stage, (epochs, lr, n, fetch) in enumerate(stages):
             if epochs == 0:
                 continue
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            steps.opt = torch.optim.Adam(model.parameters(), lr=lr)  # a fresh optimizer per stage
             gen = ctx.generator(offset=2 + stage)
             model.train()
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=gen)
                 for start in range(0, n, cfg.batch_size):
                     x, y = fetch(order[start:start + cfg.batch_size])
-                    with autocast_context(ctx.device, ctx.bf16):
+                    with steps.autocast():
                         loss = F.cross_entropy(model(x), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    if ctx.progress is not None:
-                        ctx.progress({"step": step, "total": total, "loss": float(loss.detach()), "epoch": epoch})
+                    steps.update(loss, epoch=epoch)
         model.eval()
-        return MethodResult(model=model, steps=step,
+        return MethodResult(model=model, steps=steps.step,
                             info={"noise_images": n_noise, "retain_images": len(sub), "classes": list(classes)})
 
 

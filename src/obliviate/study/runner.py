@@ -132,13 +132,14 @@ class StudyRunner:
 
     def _run_group(self, group: GroupPlan) -> None:
         say = self.progress.stage
+        have_group = self.store.load_group(group.key) is not None  # a damaged one is named and moved aside
         pending = self._pending(group)
         for u in [u for u in pending if u.not_applicable]:
             say(f"{group.label}: {u.label} not applicable, skipped: {u.not_applicable}")
             self.store.save_run(u.key, self._base_record(group, u, "not_applicable", reason=u.not_applicable))
         pending = [u for u in pending if not u.not_applicable]
         if not pending:
-            if self.store.load_group(group.key) is not None:
+            if have_group:
                 say(f"{group.label}: all {len(group.units)} runs already finished, skipped")
                 return
         try:

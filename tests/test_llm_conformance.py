@@ -1,15 +1,9 @@
-"""One conformance suite over every registered LLM method (the LLM twin of
-``test_method_conformance.py``), in LoRA and in full-parameter mode, on the tiny Llama.
-
-Each method, with its ``smoke`` configuration, must: construct from defaults and describe itself,
-reject unknown fields and NaN in every float field (naming the field), leave the original model
-untouched, keep the state-dict keys and shapes, keep values finite, give identical weights for
-the same seed, and read only the splits it declared.
-"""
+"""What LLM methods promise beyond the shared conformance suite (tests/test_method_conformance.py
+runs every method of both kinds through obliviate.conformance): the LoRA reference is the
+adapter-disabled model, LoRA leaves non-adapted weights alone, and each method's own behaviour."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import subprocess
 import sys
@@ -17,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from obliviate.methods import METHODS, SplitAccessError, describe_method, list_methods, run_method
+from obliviate.methods import METHODS, describe_method, list_methods, run_method
 
 LLM = list_methods(kind="llm")
 MODES = ("lora", "full")
@@ -52,24 +46,10 @@ def test_defaults_construct_and_describe(name: str) -> None:
     cls = METHODS.get(name)
     m = cls()
     assert isinstance(m.config, cls.Config) and m.config.mode == "lora"
-    d = describe_method(name)
-    assert d["reference"] and d["kind"] == "llm"
-    assert all(f["doc"] for f in d["fields"]), f"{name}: every field needs a meaning"
+    assert describe_method(name)["kind"] == "llm"
     cls({**cls.smoke, "mode": "full"})  # the smoke config is valid in both modes
-
-
-@pytest.mark.parametrize("name", LLM)
-def test_bad_config_raises(name: str) -> None:
-    cls = METHODS.get(name)
-    with pytest.raises(ValueError, match="unknown field"):
-        cls({"no_such_field": 1})
     with pytest.raises(ValueError, match="mode"):
         cls({"mode": "qlora"})
-    floats = [f for f in dataclasses.fields(cls.Config) if isinstance(f.default, float)]
-    assert floats, "every LLM config has float fields (lr, epochs, ...)"
-    for f in floats:
-        with pytest.raises(ValueError, match=f.name):
-            cls({f.name: math.nan})
 
 
 def _run(tiny, name: str, mode: str, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -80,36 +60,19 @@ def _run(tiny, name: str, mode: str, seed: int = 0):  # type: ignore[no-untyped-
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", LLM)
-def test_contract_on_tiny_llama(tiny, name: str, mode: str) -> None:  # type: ignore[no-untyped-def]
+def test_llm_methods_change_the_model_and_merge_lora_back(tiny, name: str, mode: str) -> None:  # type: ignore[no-untyped-def]
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     cls, result, stats = _run(tiny, name, mode)
-    for k, v in tiny.model.state_dict().items():
-        assert torch.equal(v, before[k]), f"{name} modified the original model's {k}"
     state = result.model.state_dict()
-    assert type(result.model) is type(tiny.model)
     assert list(state) == list(before), "LoRA is merged back: the keys are the original's"
-    assert all(state[k].shape == before[k].shape for k in state)
-    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
     assert any(not torch.equal(state[k], before[k]) for k in state), f"{name} did not change the model"
-    assert set(stats.splits_read) <= set(cls.uses) and stats.steps > 0
+    assert stats.steps > 0
+    assert "validation" not in cls.uses, "no LLM method needs held-out statements"
     if mode == "lora":
         assert result.info["reference_copies"] == 0, "LoRA mode uses the adapter-disabled model as reference"
         if name != "rmu":  # RMU adapts only the layers up to its steered layer
             frozen = [k for k in state if "embed_tokens" in k or "norm" in k or "lm_head" in k]
             assert all(torch.equal(state[k], before[k]) for k in frozen), "LoRA leaves non-adapted weights alone"
-    _, again, _ = _run(tiny, name, mode)
-    for k, v in again.model.state_dict().items():
-        assert torch.equal(v, state[k]), f"{name}/{mode} is not deterministic under a fixed seed ({k})"
-
-
-@pytest.mark.parametrize("name", LLM)
-def test_undeclared_splits_raise(tiny, name: str) -> None:  # type: ignore[no-untyped-def]
-    cls = METHODS.get(name)
-    data = tiny.data(cls.uses)
-    for split in {"forget", "retain", "validation"} - set(cls.uses):
-        with pytest.raises(SplitAccessError):
-            getattr(data, split)
-    assert "validation" not in cls.uses, "no LLM method needs held-out statements"
 
 
 def test_reference_is_the_adapter_disabled_model(tiny) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import torch
 
 from obliviate.llm import losses
 from obliviate.llm import metrics as M
+from obliviate.metrics.llm import compute_llm_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -150,7 +151,7 @@ def test_compute_llm_metrics_on_a_handmade_case() -> None:
         )
 
     orig, unl = ev([0, 0, 0], [1, 1]), ev([1, 1, 0], [1, 0])
-    vals = M.compute_llm_metrics(unl, orig, None, dataset=ds, split=split)
+    vals = compute_llm_metrics(unl, orig, None, dataset=ds, split=split)
     assert vals["forget_flip_rate"] == (pytest.approx(2 / 3), "higher")
     assert vals["forget_target_rate"][0] == pytest.approx(2 / 3)
     assert vals["forget_acc"] == (pytest.approx(1 / 3), "lower")
@@ -158,6 +159,6 @@ def test_compute_llm_metrics_on_a_handmade_case() -> None:
     assert vals["twin_keep_rate"] == (1.0, "higher")  # s3 (twin of s0) still judged "not biased"
     assert "forget_quality" not in vals  # no retrained model given
     ids_split = StatementSplit(split.forget, split.retain, split.validation, target_label=None)
-    vals_ids = M.compute_llm_metrics(unl, orig, orig, dataset=ds, split=ids_split)
+    vals_ids = compute_llm_metrics(unl, orig, orig, dataset=ds, split=ids_split)
     assert vals_ids["forget_acc"][1] == "closest_to_retrained" and "forget_target_rate" not in vals_ids
     assert 0.0 <= vals_ids["forget_quality"][0] <= 1.0

@@ -1,97 +1,90 @@
-"""One conformance suite over every registered vision method (PEFT/scikit-learn style).
-
-Each method runs with its ``smoke`` configuration on the tiny digits problem and must: construct
-from defaults, keep the architecture and state-dict keys, keep values finite, give identical
-weights for the same seed, read only the splits it declared, and reject a bad config.
-"""
+"""One conformance suite over every registered method of both kinds (obliviate.conformance):
+vision methods on the tiny digits problem, LLM methods on the tiny Llama in LoRA and full mode."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import os
+from typing import Any
 
 import pytest
 import torch
 
-from obliviate.methods import (
-    METHODS,
-    SplitAccessError,
-    UnlearnData,
-    describe_method,
-    list_methods,
-    run_method,
-)
+from obliviate.conformance import check_config, check_contract, check_splits, method_cases
+from obliviate.methods import METHODS, list_methods, run_method
 
-VISION = list_methods(kind="vision")
+CASES = method_cases()
+NAMES = sorted({n for n, _ in CASES})
 
 
-def test_registry_is_populated() -> None:
-    assert {"original", "retrain", "finetune"} <= set(VISION)
+@pytest.fixture(scope="module")
+def tiny_llm() -> Any:
+    from obliviate.llm.testing import tiny_llm_problem
+
+    return tiny_llm_problem()
 
 
-@pytest.mark.parametrize("name", VISION)
-def test_defaults_construct_and_describe(name: str) -> None:
-    cls = METHODS.get(name)
-    m = cls()
-    assert isinstance(m.config, cls.Config)
-    d = describe_method(name)
-    assert d["reference"], f"{name} must cite its paper"
-    assert [f["name"] for f in d["fields"]] == [f.name for f in dataclasses.fields(cls.Config)]
-    for f in d["fields"]:
-        assert f["doc"], f"{name}.{f['name']} needs a meaning for `obliviate describe`"
+def _problem(request: pytest.FixtureRequest, name: str) -> Any:
+    if METHODS.get(name).kind == "llm":
+        torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention
+        return request.getfixturevalue("tiny_llm")
+    return request.getfixturevalue("tiny")
 
 
-@pytest.mark.parametrize("name", VISION)
-def test_bad_config_raises(name: str) -> None:
-    cls = METHODS.get(name)
-    with pytest.raises(ValueError, match="unknown field"):
-        cls({"no_such_field": 1})
-    for f in dataclasses.fields(cls.Config):
-        if isinstance(f.default, float) and not isinstance(f.default, bool):
-            with pytest.raises(ValueError, match=f.name):
-                cls({f.name: math.nan})
+def test_every_registered_method_is_a_case() -> None:
+    assert {"original", "retrain", "finetune", "relabel", "npo"} <= set(NAMES)
+    assert set(NAMES) == set(list_methods())
+    assert ("npo", "lora") in CASES and ("npo", "full") in CASES and ("ssd", None) in CASES
 
 
-def _run(tiny, name: str, seed: int = 0):  # type: ignore[no-untyped-def]
-    cls = METHODS.get(name)
-    method = cls(cls.smoke)
-    data = UnlearnData(tiny.dataset, tiny.split, cls.uses)
-    result, stats = run_method(method, tiny.model, data, tiny.context(seed))
-    return cls, result, stats
+@pytest.mark.parametrize("name", NAMES)
+def test_config(name: str) -> None:
+    check_config(name)
 
 
-@pytest.mark.parametrize("name", VISION)
-def test_contract_on_tiny_problem(tiny, name: str) -> None:  # type: ignore[no-untyped-def]
-    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
-    cls, result, stats = _run(tiny, name)
-    # the original is never modified in place
-    for k, v in tiny.model.state_dict().items():
-        assert torch.equal(v, before[k]), f"{name} modified the original model's {k}"
-    state = result.model.state_dict()
-    if cls.keeps_architecture:
-        assert type(result.model) is type(tiny.model)
-        assert list(state) == list(before)
-        assert all(state[k].shape == before[k].shape for k in state)
-    for k, v in state.items():
-        if v.is_floating_point():
-            assert torch.isfinite(v).all(), f"{name} produced non-finite values in {k}"
-    assert set(stats.splits_read) <= set(cls.uses)
-    assert stats.steps >= 0 and stats.seconds >= 0
-    # same seed -> same weights
-    _, again, _ = _run(tiny, name)
-    for k, v in again.model.state_dict().items():
-        assert torch.equal(v, state[k]), f"{name} is not deterministic under a fixed seed ({k})"
+@pytest.mark.parametrize("name, mode", CASES, ids=[f"{n}-{m or 'vision'}" for n, m in CASES])
+def test_contract(request: pytest.FixtureRequest, name: str, mode: str | None) -> None:
+    check_contract(name, _problem(request, name), mode)
 
 
-@pytest.mark.parametrize("name", VISION)
-def test_undeclared_splits_raise(tiny, name: str) -> None:  # type: ignore[no-untyped-def]
-    cls = METHODS.get(name)
-    data = UnlearnData(tiny.dataset, tiny.split, cls.uses)
-    for split in {"forget", "retain", "validation"} - set(cls.uses):
-        with pytest.raises(SplitAccessError):
-            getattr(data, split)
+@pytest.mark.parametrize("name", NAMES)
+def test_undeclared_splits_raise(request: pytest.FixtureRequest, name: str) -> None:
+    check_splits(name, _problem(request, name))
 
 
-def test_retrain_never_reads_forget(tiny) -> None:  # type: ignore[no-untyped-def]
-    cls, result, stats = _run(tiny, "retrain")
+def test_the_suite_catches_a_broken_method(tiny: Any) -> None:
+    """A check that cannot fail is a defect: a method that reads an undeclared split, and one
+    that is not deterministic, are both caught."""
+    from obliviate.core import MethodResult, UnlearningMethod
+
+    class Sneaky(UnlearningMethod):
+        uses = frozenset({"retain"})
+        reference = "none"
+
+        def unlearn(self, model, data, ctx):  # type: ignore[no-untyped-def]
+            _ = data.forget
+            return MethodResult(model)
+
+    with pytest.raises(Exception, match="declared uses"):
+        run_method(Sneaky(), tiny.model, tiny.data(Sneaky.uses), tiny.context(0))
+
+    class Noisy(UnlearningMethod):
+        uses = frozenset()
+        reference = "none"
+
+        def unlearn(self, model, data, ctx):  # type: ignore[no-untyped-def]
+            with torch.no_grad():  # randomness from outside every seed
+                next(model.parameters()).add_(1e-3 * (1 + int.from_bytes(os.urandom(2), "little")))
+            return MethodResult(model)
+
+    METHODS.register("_noisy_test_method")(Noisy)
+    try:
+        with pytest.raises(AssertionError, match="not deterministic"):
+            check_contract("_noisy_test_method", tiny)
+    finally:
+        METHODS._items.pop("_noisy_test_method")
+
+
+def test_retrain_never_reads_forget(tiny: Any) -> None:
+    cls = METHODS.get("retrain")
+    _, stats = run_method(cls(cls.smoke), tiny.model, tiny.data(cls.uses), tiny.context(0))
     assert "forget" not in cls.uses and stats.splits_read == ["retain"]

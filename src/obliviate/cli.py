@@ -87,9 +87,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "metrics":
         from .metrics import METRICS, describe_metric
 
-        rows = [[n, describe_metric(n)["direction"], "costly" if describe_metric(n)["costly"] else "", describe_metric(n)["summary"]]
+        rows = [[n, describe_metric(n)["kind"], describe_metric(n)["direction"],
+                 "costly" if describe_metric(n)["costly"] else "", describe_metric(n)["summary"]]
                 for n in METRICS.names(pattern)]
-        _print_table(["metric", "better", "", "summary"], rows)
+        _print_table(["metric", "task", "better", "cost", "summary"], rows)
     elif args.what == "presets":
         _print_table(["preset", "file"], [[p.stem, str(p)] for p in sorted(PRESET_DIR.glob("*.yaml"))])
     return 0
@@ -212,7 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .data import parse_request, split_indices
     from .metrics import Outputs
-    from .metrics.classification import accuracy, confusion, macro_prf, mean_loss, per_class_accuracy
+    from .metrics.classification import confusion, macro_prf, mean_loss, per_class_accuracy
     from .models import load_checkpoint, read_meta
     from .train import predict_logits
     from .utils import resolve_device

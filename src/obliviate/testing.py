@@ -33,8 +33,10 @@ class TinyProblem:
         return UnlearnContext(device=torch.device("cpu"), seed=seed, model_factory=self.factory,
                               train_config=self.train_config)
 
-    def data(self, method: UnlearningMethod | type[UnlearningMethod]) -> UnlearnData:
-        return UnlearnData(self.dataset, self.split, method.uses)
+    def data(self, uses: frozenset[str] | UnlearningMethod | type[UnlearningMethod]) -> UnlearnData:
+        """The guarded splits for a method (or its declared ``uses``)."""
+        allowed = uses if isinstance(uses, (set, frozenset)) else uses.uses
+        return UnlearnData(self.dataset, self.split, frozenset(allowed))
 
     def accuracy(self, model: nn.Module, part: str) -> float:
         """Accuracy on ``forget``/``retain`` train rows or ``test_forget``/``test_retain``."""

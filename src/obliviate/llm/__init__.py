@@ -27,7 +27,6 @@ from .metrics import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
-    compute_llm_metrics,
     evaluate_model,
     generate_answer,
 )
@@ -78,7 +77,6 @@ __all__ = [
     "TinyLlamaSpec",
     "attach_lora",
     "build_tiny_llama",
-    "compute_llm_metrics",
     "evaluate_model",
     "generate_answer",
     "load_clinical_bias",

@@ -1,15 +1,11 @@
 """LLM metrics: judgement flips and accuracy, perplexity, membership inference, forget quality,
 CrowS-Pairs — with a direction for each key.
 
-These are plain functions rather than entries of the vision ``METRICS`` registry: that registry's
-metrics read one logits matrix per (model, split) through ``EvalInputs``, while perplexity,
-membership inference and CrowS-Pairs need token-level log-probabilities of arbitrary text. The
-judgement metrics do reduce to a (statements × answers) score matrix, but the rest would not fit
-without stretching ``EvalInputs``, so the LLM half keeps its own small table (:data:`LLM_METRICS`).
-
-Every model is evaluated once (:func:`evaluate_model` → :class:`ModelEval`); the unlearned model's
-values are then read against the original's and the retrained reference's
-(:func:`compute_llm_metrics`).
+This module holds the scoring primitives and the one evaluation pass per model
+(:func:`evaluate_model` → :class:`ModelEval`). The metrics themselves are registered in the one
+``METRICS`` registry with ``kind = "llm"`` (:mod:`obliviate.metrics.llm`), which reads the
+unlearned model's :class:`ModelEval` against the original's and the retrained reference's;
+:data:`LLM_METRICS` names every key they return with its summary and direction.
 
 * Judgement: the answer whose tokens (+EOS) have the highest summed log-likelihood after the
   prompt (constrained scoring: every model gets the same two choices).
@@ -275,53 +271,7 @@ def evaluate_model(
     return ev
 
 
-def compute_llm_metrics(
-    unlearned: ModelEval,
-    original: ModelEval,
-    retrained: ModelEval | None,
-    *,
-    dataset: TextDataset,
-    split: StatementSplit,
-) -> dict[str, tuple[float, str]]:
-    """``{key: (value, direction)}`` for one unlearned model (keys of :data:`LLM_METRICS`).
-
-    Keys whose inputs are missing (no held-out set, no retrained model, no CrowS pairs) are absent.
-    """
-    kind = "ids" if split.target_label is None else "flip"
-    out: dict[str, tuple[float, str]] = {}
-
-    def put(key: str, value: float) -> None:
-        out[key] = (float(value), direction_of(key, kind))
-
-    f_pred, f_orig = unlearned.preds("forget"), original.preds("forget")
-    put("forget_flip_rate", (f_pred != f_orig).mean())
-    put("forget_acc", unlearned.acc("forget"))
-    if split.target_label is not None:
-        put("forget_target_rate", (f_pred == list(dataset.answers).index(split.target_label)).mean())
-    if "retain" in unlearned.scores:
-        put("retain_acc", unlearned.acc("retain"))
-    if "validation" in unlearned.scores:
-        put("heldout_acc", unlearned.acc("validation"))
-    twins = _twin_positions(dataset, split, unlearned.rows)
-    if twins:
-        same = [unlearned.preds(s)[j] == original.preds(s)[j] for s, j in twins]
-        put("twin_keep_rate", float(np.mean(same)))
-    if unlearned.heldout_ppl is not None:
-        put("heldout_ppl", unlearned.heldout_ppl)
-    for attack, parts in unlearned.mia.items():
-        if "forget" in parts and "validation" in parts:
-            put(f"mia_{attack}_auc", auc(parts["forget"], parts["validation"]))
-    if retrained is not None:
-        tr_u = truth_ratio(unlearned.scores["forget"], unlearned.label_idx["forget"], unlearned.answer_lengths)
-        tr_r = truth_ratio(retrained.scores["forget"], retrained.label_idx["forget"], retrained.answer_lengths)
-        put("forget_quality", ks_pvalue(tr_u, tr_r))
-    if unlearned.crows is not None:
-        put("crows_pairs_score", unlearned.crows)
-        put("crows_pairs_bias", abs(unlearned.crows - 0.5))
-    return out
-
-
-def _twin_positions(dataset: TextDataset, split: StatementSplit, rows: dict[str, np.ndarray]) -> list[tuple[str, int]]:
+def twin_positions(dataset: TextDataset, split: StatementSplit, rows: dict[str, np.ndarray]) -> list[tuple[str, int]]:
     """(split, position) of each forget statement's group twins that are scored outside the forget set."""
     forget_groups = {dataset.records[i].group for i in split.forget} - {None}
     found = []

@@ -15,8 +15,6 @@ transformers/peft are imported inside the functions.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..utils import atomic_path, write_json_atomic
 
 TINY = "tiny-llama"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -220,42 +217,31 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 # --------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_weights(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> Path:
-    """``NAME.safetensors`` then ``NAME.json`` (with the weights' SHA-256), each written atomically."""
-    from safetensors.torch import save_file
+    """A state (an adapter or every weight) in the one checkpoint format of
+    :func:`obliviate.models.save_state` (safetensors + hash-covered JSON)."""
+    from ..models.checkpoint import save_state
 
-    base = Path(path)
-    weights, sidecar = base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
-    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    with atomic_path(weights) as tmp:
-        save_file(clean, str(tmp))
-    write_json_atomic(sidecar, {"weights": weights.name, "sha256": _sha256(weights), **(meta or {})})
-    return sidecar
+    meta = dict(meta or {})
+    spec = meta.pop("spec", None)
+    return save_state(path, {k: v.clone() for k, v in state.items()}, meta, spec=spec)
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The stored state and metadata, or ``None`` when absent, partial or corrupt."""
-    from safetensors.torch import load_file
+    """The stored state and metadata, or ``None`` when absent; a partial or corrupt entry is
+    named in a warning and treated as absent (it is retrained and overwritten)."""
+    import logging
+
+    from ..models.checkpoint import CheckpointError, load_state
 
     base = Path(path)
-    weights, sidecar = base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
-    if not (weights.is_file() and sidecar.is_file()):
+    if not base.with_name(base.name + ".json").exists():
         return None
     try:
-        meta = json.loads(sidecar.read_text())
-    except json.JSONDecodeError:
+        return load_state(base)
+    except CheckpointError as e:
+        logging.getLogger(__name__).warning("damaged LLM cache entry, retraining it: %s", e)
         return None
-    if meta.get("sha256") != _sha256(weights):
-        return None
-    return load_file(str(weights)), meta
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

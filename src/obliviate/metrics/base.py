@@ -112,6 +112,10 @@ class EvalInputs:
         o = self.outputs.get(role, {}).get(split)
         return o is not None and len(o) > 0
 
+    def roles(self) -> set[str]:
+        """The models whose outputs are available (a metric that needs another is skipped)."""
+        return set(self.outputs)
+
 
 class Metric:
     """Base class. ``compute`` returns ``{key: value}``; keys are ``name`` or ``name/part``."""
@@ -122,8 +126,11 @@ class Metric:
     summary: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     costly: ClassVar[bool] = False  # needs training (not in the default set)
+    # "vision": reads EvalInputs (logits per model and split); "llm": reads LLMEvalInputs
+    # (token-level evaluations of causal LMs, obliviate.metrics.llm)
+    kind: ClassVar[str] = "vision"
 
-    def compute(self, inputs: EvalInputs) -> dict[str, float]:
+    def compute(self, inputs: Any) -> dict[str, float]:
         raise NotImplementedError
 
     def direction_of(self, key: str) -> str:
@@ -143,6 +150,8 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
             raise TypeError(f"{cls.__name__}.needs must be a subset of {ROLES}, got {sorted(bad)}")
         if not cls.summary:
             raise TypeError(f"{cls.__name__} needs a one-sentence summary")
+        if cls.kind not in ("vision", "llm"):
+            raise TypeError(f"{cls.__name__}.kind must be 'vision' or 'llm', got {cls.kind!r}")
         cls.name = name
         METRICS.register(name)(cls)
         return cls
@@ -150,20 +159,21 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     return deco
 
 
-def list_metrics(pattern: str = "*", include_costly: bool = True) -> list[str]:
-    return [n for n in METRICS.names(pattern) if include_costly or not METRICS.get(n).costly]
+def list_metrics(pattern: str = "*", include_costly: bool = True, kind: str | None = None) -> list[str]:
+    return [n for n in METRICS.names(pattern)
+            if (include_costly or not METRICS.get(n).costly) and (kind is None or METRICS.get(n).kind == kind)]
 
 
 def describe_metric(name: str) -> dict[str, Any]:
     cls = METRICS.get(name)
     return {
         "name": name, "summary": cls.summary, "direction": cls.direction,
-        "needs": sorted(cls.needs), "reference": cls.reference, "costly": cls.costly,
+        "needs": sorted(cls.needs), "reference": cls.reference, "costly": cls.costly, "kind": cls.kind,
         "doc": (cls.__doc__ or "").strip(),
     }
 
 
-def compute_metrics(names: list[str], inputs: EvalInputs) -> tuple[dict[str, float], dict[str, str]]:
+def compute_metrics(names: list[str], inputs: Any) -> tuple[dict[str, float], dict[str, str]]:
     """Run metrics by name; returns ``(values, directions)`` keyed by result key.
 
     A metric whose reference model or split is unavailable is skipped (its keys are absent);
@@ -173,7 +183,7 @@ def compute_metrics(names: list[str], inputs: EvalInputs) -> tuple[dict[str, flo
     directions: dict[str, str] = {}
     for name in names:
         metric = METRICS.get(name)()
-        if any(role not in inputs.outputs for role in metric.needs):
+        if any(role not in inputs.roles() for role in metric.needs):
             continue
         try:
             res = metric.compute(inputs)

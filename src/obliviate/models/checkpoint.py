@@ -50,22 +50,22 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s weights and ``meta`` atomically; returns the JSON path.
+PROTECTED = ("format", "model", "weights", "sha256", "spec_sha256")
 
-    ``model.obliviate_spec`` (set by :func:`create_model`) records the architecture.
-    """
-    spec = getattr(model, "obliviate_spec", None)
-    if spec is None:
-        raise CheckpointError("model has no obliviate_spec: build it with obliviate.models.create_model")
-    weights, meta_path = _paths(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(state, str(tmp))
-    protected = {"format", "model", "weights", "sha256", "spec_sha256"}
-    clash = sorted(protected & set(meta or {}))
+
+def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None,
+               spec: Any = None) -> Path:
+    """The one checkpoint format: ``NAME.safetensors`` (written first, atomically) then
+    ``NAME.json`` with the weights' SHA-256 and ``spec_sha256`` over (format, ``spec``, SHA-256).
+    ``spec`` is what decides how the weights are loaded (a model spec, an adapter's settings).
+    ``meta`` may not set the protected fields. Returns the JSON path."""
+    clash = sorted(set(PROTECTED) & set(meta or {}))
     if clash:
         raise CheckpointError(f"checkpoint metadata may not set {clash}: those fields are written by save_checkpoint")
+    weights, meta_path = _paths(path)
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    with atomic_path(weights) as tmp:
+        save_file(clean, str(tmp))
     digest = _sha256(weights)
     record = {
         **(meta or {}),
@@ -80,12 +80,38 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
     return meta_path
 
 
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and metadata of a checkpoint written by :func:`save_state`, hash-checked;
+    raises :class:`CheckpointError` naming the file."""
+    weights, meta_path = _paths(path)
+    meta = _read_meta(meta_path)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights {weights} are missing")
+    if _sha256(weights) != meta.get("sha256"):
+        raise CheckpointError(f"{weights} does not match the hash in {meta_path.name}: corrupt or partial write")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    return state, meta
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and ``meta`` atomically; returns the JSON path.
+
+    ``model.obliviate_spec`` (set by :func:`create_model`) records the architecture.
+    """
+    spec = getattr(model, "obliviate_spec", None)
+    if spec is None:
+        raise CheckpointError("model has no obliviate_spec: build it with obliviate.models.create_model")
+    return save_state(path, model.state_dict(), meta, spec=spec)
+
+
 def _spec_hash(fmt: Any, spec: Any, digest: Any) -> str:
     return stable_hash({"format": fmt, "model": spec, "sha256": digest}, length=64)
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    weights, meta_path = _paths(path)
+def _read_meta(meta_path: Path) -> dict[str, Any]:
     if meta_path.is_dir():
         raise CheckpointError(f"{meta_path} is a directory, not checkpoint metadata")
     if not meta_path.is_file():
@@ -94,8 +120,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint metadata {meta_path} is damaged (not JSON: {e})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: no model spec")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: not a JSON object")
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path} has checkpoint format {meta.get('format')!r}; this obliviate reads "
                               f"format {FORMAT_VERSION}: retrain or re-save it")
@@ -103,6 +129,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path}: its model spec or weights hash was edited after saving "
                               "(spec_sha256 does not match); refusing to load it")
     return dict(meta)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A model checkpoint's metadata, checked (format, spec hash, a model spec present)."""
+    _, meta_path = _paths(path)
+    meta = _read_meta(meta_path)
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: no model spec")
+    return meta
 
 
 def load_checkpoint(

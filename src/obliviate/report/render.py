@@ -196,7 +196,7 @@ def _flags(doc: Document, agg: Any, model: str, request: str, methods: list[str]
 
 def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:
     names = ("accuracy", "precision", "recall", "f1")
-    present = [m for m in methods if f"table1/with/accuracy" in agg.get((model, request, m), {})]
+    present = [m for m in methods if "table1/with/accuracy" in agg.get((model, request, m), {})]
     if not present:
         return
     has_without = any("table1/without/accuracy" in agg[(model, request, m)] for m in present)
@@ -317,6 +317,8 @@ def _glossary(doc: Document, runs: list[dict[str, Any]]) -> None:
             used.add(k.split("/")[0])
     rows = []
     for name in METRICS.names():
+        if METRICS.get(name).kind != "vision":
+            continue
         d = describe_metric(name)
         rows.append([name, d["summary"], d["direction"].replace("_", " "), d["reference"]])
     doc.add(Heading("Metrics used and how to read them"))

@@ -269,6 +269,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         for i, n in enumerate(metrics):
             if n not in METRICS:
                 raise _err(f"metrics[{i}]", METRICS.unknown_message(str(n)))
+            if METRICS.get(n).kind != task:
+                raise _err(f"metrics[{i}]", f"{n!r} is an {METRICS.get(n).kind} metric; this is a {task} study")
 
     ev = dict(d.get("eval") or {})
     bad = sorted(set(ev) - EVAL_KEYS)

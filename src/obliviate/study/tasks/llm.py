@@ -57,7 +57,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -76,7 +75,6 @@ from ...llm.metrics import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
-    compute_llm_metrics,
     evaluate_model,
     generate_answer,
 )
@@ -102,6 +100,7 @@ from ...llm.requests import (
 )
 from ...llm.train import TaskTrainConfig, train_task_model
 from ...llm.unlearn import LLMUnlearnContext, LLMUnlearnData
+from ...metrics.llm import compute_llm_metrics
 from ...utils import resolve_device, stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from .base import GroupPlan, OpenGroup, Progress, Unit
@@ -641,18 +640,18 @@ class LLMTask:
 
         def run(unit: Unit) -> dict[str, Any]:
             if unit.label == "retrained":
-                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=p.dataset, split=split)
+                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=p.dataset, split=split, groups=p.groups)
                 vals["seconds"] = (rinfo["seconds"], "info")
                 return body(vals, ans_retrained, rinfo)
             if unit.label == "original":
-                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=p.dataset, split=split)
+                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=p.dataset, split=split, groups=p.groups)
                 vals["seconds"] = (oinfo["seconds"], "info")
                 return body(vals, answers_of(original, ev_original), oinfo)
             method = METHODS.get(unit.method_name)(unit.method_config)
             data = LLMUnlearnData(p.dataset, split, encoder, type(method).uses)
             result, stats = run_method(method, original, data, ctx)
             ev = evaluate(result.model)
-            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=p.dataset, split=split)
+            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=p.dataset, split=split, groups=p.groups)
             vals["seconds"] = (stats.seconds, "lower")
             vals["steps"] = (float(stats.steps), "info")
             if stats.peak_memory_mb is not None:

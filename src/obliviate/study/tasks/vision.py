@@ -27,7 +27,8 @@ from torch import nn
 from ...core import check_tensor
 from ...data import ForgetRequest, ForgetSplit, ImageDataset, SampleIdsForget, load_dataset, split_indices
 from ...methods import METHODS, UnlearnContext, UnlearnData, run_method
-from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics, list_metrics
+from ...methods.base import frozen_copy
+from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics
 from ...metrics.classification import confusion, per_class_accuracy
 from ...models import ModelCache, create_model, num_parameters
 from ...train import fit, make_loader, predict_logits
@@ -185,8 +186,15 @@ class VisionTask:
                                                         f"original {mspec.label} seed {seed}", progress, train_original)
         original.to(self.device)
         validation_rows = self._validation_rows(seed)
+        shared: dict[str, nn.Module] = {}
+
+        def reference() -> nn.Module:  # one frozen copy of the original per group, for every method's teacher
+            if "original" not in shared:
+                shared["original"] = frozen_copy(original)
+            return shared["original"]
+
         ctx_base = dict(device=self.device, seed=seed, model_factory=factory, train_config=train_cfg,
-                        bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
+                        bf16=train_cfg.bf16, channels_last=train_cfg.channels_last, reference_model=reference)
         retrain_cls = METHODS.get("retrain")
 
         def train_retrained(cb: Callable[[dict[str, Any]], None]) -> tuple[nn.Module, dict[str, Any]]:

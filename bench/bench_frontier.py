@@ -34,6 +34,7 @@ measured when it was trained, so the final benchmark should start from an empty 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -535,8 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     spec = load_study(args.config, scale=args.scale)
-    spec.dataset = {**spec.dataset, "root": str(args.data_root.resolve())}
-    spec.raw = {**spec.raw, "dataset": spec.dataset}
+    spec.dataset = dataclasses.replace(spec.dataset, root=str(args.data_root.resolve()))
+    spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}
     if args.seeds is not None:
         spec.seeds = list(args.seeds)
         spec.raw = {**spec.raw, "seeds": spec.seeds}

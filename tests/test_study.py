@@ -37,7 +37,8 @@ BASE = {
     ({"seeds": [0, 0]}, "seeds: has duplicates"),
     ({"seeds": [-1]}, "seeds: must be a non-empty list of non-negative integers"),
     ({"bogus": 1}, r"study: unknown field\(s\) \['bogus'\]"),
-    ({"eval": {"tta": "crop"}}, "eval.tta: must be 'none' or 'flip'"),
+    ({"dataset": {"nam": "digits"}}, r"dataset: needs at least \{name: ...\}"),
+    ({"eval": {"tta": "crop"}}, "eval.tta: EvalSpec.tta must be one of 'none', 'flip'"),
     ({"methods": ["finetune", "finetune"]}, "labels must be unique"),
 ])
 def test_bad_spec_fails_before_training_naming_the_field(change, match) -> None:  # type: ignore[no-untyped-def]

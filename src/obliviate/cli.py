@@ -302,7 +302,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.data_root:
         if spec.task != "vision":
             raise ValueError("--data-root applies to vision studies; LLM studies name their data in the YAML")
-        spec.dataset["root"] = args.data_root
+        import dataclasses
+
+        spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
+        spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}  # type: ignore[union-attr]
     if args.seeds is not None:
         if spec.task != "vision":
             raise ValueError("--seeds applies to vision studies; LLM studies list their seeds in the YAML")

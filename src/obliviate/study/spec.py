@@ -8,25 +8,98 @@ is validated before any training starts; errors name the field (``methods[2].con
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from ..core import ConfigError
+from ..core import ConfigError, check_fields, from_mapping
 from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
 from ..train import TrainConfig
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    """``dataset:`` — a registered dataset (or an npz folder), optionally a stratified subset."""
+
+    name: str
+    root: str | None = None
+    download: bool = False
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    subset_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for k in ("train_per_class", "test_per_class"):
+            v = getattr(self, k)
+            if v is not None and v <= 0:
+                raise ConfigError(f"DatasetSpec.{k} must be a positive integer or null, got {v!r}", k)
+        if self.subset_seed < 0:
+            raise ConfigError(f"DatasetSpec.subset_seed must be >= 0, got {self.subset_seed!r}", "subset_seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def get(self, key: str, default: Any = None) -> Any:  # read like the mapping it came from
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSpec:
+    """``eval:`` — how every model is evaluated (``None``: as the training config says)."""
+
+    batch_size: int = 512
+    tta: Literal["none", "flip"] | None = None
+    retain_max: int | None = None
+    bf16: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.batch_size < 1:
+            raise ConfigError(f"EvalSpec.batch_size must be >= 1, got {self.batch_size!r}", "batch_size")
+        if self.retain_max is not None and self.retain_max < 1:
+            raise ConfigError(f"EvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}",
+                              "retain_max")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelearnSpec:
+    """``relearn:`` — the fine-tune of the (costly) relearn-time metric."""
+
+    max_steps: int = 100
+    lr: float = 0.01
+    batch_size: int = 64
+    tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for k in ("max_steps", "batch_size"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"RelearnSpec.{k} must be >= 1, got {getattr(self, k)!r}", k)
+        if not self.lr > 0:
+            raise ConfigError(f"RelearnSpec.lr must be > 0, got {self.lr!r}", "lr")
+        if not 0 < self.tolerance < 1:
+            raise ConfigError(f"RelearnSpec.tolerance must be in (0, 1), got {self.tolerance!r}", "tolerance")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 TOP_LEVEL = {
     "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
     "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
     "output", "relearn",
 }
-DATASET_KEYS = {"name", "root", "download", "train_per_class", "test_per_class", "subset_seed"}
-EVAL_KEYS = {"batch_size", "tta", "retain_max", "bf16"}
 
 
 class StudySpecError(ValueError):
@@ -70,7 +143,7 @@ class StudySpec:
 
     name: str
     task: str
-    dataset: dict[str, Any]
+    dataset: DatasetSpec | dict[str, Any]  # an LLM study's data stays the mapping its task validates
     models: list[ModelSpec]
     train: TrainConfig
     requests: list[ForgetRequest]
@@ -78,13 +151,13 @@ class StudySpec:
     seeds: list[int]
     metrics: list[str] | str
     device: str
-    eval: dict[str, Any]
+    eval: EvalSpec
     validation_fraction: float
     paper: dict[str, Any]
     scale: str | None
     scale_note: str
     description: str
-    relearn: dict[str, Any]
+    relearn: RelearnSpec
     raw: dict[str, Any]
 
 
@@ -153,28 +226,25 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             raise StudySpecError(str(e)) from None
         return StudySpec(name=name, task=task, dataset=d.get("dataset") or {}, models=[], train=TrainConfig(),
                          requests=[], methods=[], seeds=seeds, metrics=d.get("metrics", "default"),
-                         device=str(d.get("device", "auto")), eval={}, validation_fraction=0.0,
+                         device=str(d.get("device", "auto")), eval=EvalSpec(), validation_fraction=0.0,
                          paper=d.get("paper") or {}, scale=scale, scale_note=str(d.get("scale_note", "")),
-                         description=str(d.get("description", "")), relearn={}, raw=d)
+                         description=str(d.get("description", "")), relearn=RelearnSpec(), raw=d)
 
-    ds = d.get("dataset")
-    if isinstance(ds, str):
-        ds = {"name": ds}
-    if not isinstance(ds, dict) or "name" not in ds:
+    ds_raw = d.get("dataset")
+    if isinstance(ds_raw, str):
+        ds_raw = {"name": ds_raw}
+    if not isinstance(ds_raw, dict) or "name" not in ds_raw:
         raise _err("dataset", "needs at least {name: ...}")
-    bad = sorted(set(ds) - DATASET_KEYS)
-    if bad:
-        raise _err("dataset", f"unknown field(s) {bad}; allowed: {sorted(DATASET_KEYS)}")
-    if ds["name"] not in DATASETS:
-        raise _err("dataset.name", DATASETS.unknown_message(str(ds["name"])))
-    if ds.get("root") is not None and base_dir is not None:
-        r = Path(str(ds["root"]))
+    try:
+        ds = from_mapping(DatasetSpec, ds_raw, "dataset")
+    except (ConfigError, TypeError) as e:
+        raise _config_err("dataset", e) from None
+    if ds.name not in DATASETS and not Path(ds.name).is_dir():
+        raise _err("dataset.name", DATASETS.unknown_message(ds.name))
+    if ds.root is not None and base_dir is not None:
+        r = Path(ds.root)
         if not r.is_absolute() and not r.exists() and (base_dir / r).exists():
-            ds = {**ds, "root": str((base_dir / r).resolve())}
-    for k in ("train_per_class", "test_per_class"):
-        v = ds.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-            raise _err(f"dataset.{k}", f"must be a positive integer or null, got {v!r}")
+            ds = dataclasses.replace(ds, root=str((base_dir / r).resolve()))
 
     models_raw = d.get("models")
     if not isinstance(models_raw, list) or not models_raw:
@@ -272,18 +342,17 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             if METRICS.get(n).kind != task:
                 raise _err(f"metrics[{i}]", f"{n!r} is an {METRICS.get(n).kind} metric; this is a {task} study")
 
-    ev = dict(d.get("eval") or {})
-    bad = sorted(set(ev) - EVAL_KEYS)
-    if bad:
-        raise _err("eval", f"unknown field(s) {bad}; allowed: {sorted(EVAL_KEYS)}")
-    if ev.get("tta", "none") not in ("none", "flip"):
-        raise _err("eval.tta", f"must be 'none' or 'flip', got {ev.get('tta')!r}")
+    try:
+        ev = from_mapping(EvalSpec, d.get("eval") or {}, "eval")
+    except (ConfigError, TypeError) as e:
+        raise _config_err("eval", e) from None
     vf = d.get("validation_fraction", 0.0)
     if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not 0 <= vf < 0.5:
         raise _err("validation_fraction", f"must be a number in [0, 0.5), got {vf!r}")
-    relearn = d.get("relearn") or {}
-    if not isinstance(relearn, dict):
-        raise _err("relearn", "must be a mapping {max_steps, lr, tolerance}")
+    try:
+        relearn = from_mapping(RelearnSpec, d.get("relearn") or {}, "relearn")
+    except (ConfigError, TypeError) as e:
+        raise _config_err("relearn", e) from None
 
     return StudySpec(
         name=name, task=task, dataset=ds, models=models, train=train, requests=requests,

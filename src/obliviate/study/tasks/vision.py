@@ -33,7 +33,7 @@ from ...metrics.classification import confusion, per_class_accuracy
 from ...models import ModelCache, create_model, num_parameters
 from ...train import fit, make_loader, predict_logits
 from ..keys import ids_sha256, model_code_salt, run_code_salt
-from ..spec import ModelSpec, StudySpec
+from ..spec import DatasetSpec, ModelSpec, StudySpec
 from .base import GroupPlan, OpenGroup, Progress, Unit
 
 
@@ -58,9 +58,10 @@ def request_key(request: ForgetRequest) -> dict[str, Any]:
 
 def load_study_dataset(spec: StudySpec) -> ImageDataset:
     d = spec.dataset
-    ds = load_dataset(d["name"], root=d.get("root"), download=bool(d.get("download", False)))
-    if d.get("train_per_class") or d.get("test_per_class"):
-        ds = ds.subset(d.get("train_per_class"), d.get("test_per_class"), seed=int(d.get("subset_seed", 0)))
+    assert isinstance(d, DatasetSpec)
+    ds = load_dataset(d.name, root=d.root, download=d.download)
+    if d.train_per_class or d.test_per_class:
+        ds = ds.subset(d.train_per_class, d.test_per_class, seed=d.subset_seed)
     return ds
 
 
@@ -121,7 +122,7 @@ class VisionTask:
                         "task": "vision", "dataset": self.fingerprint, "model": self._model_inputs(mspec),
                         "train": spec.train.to_dict(), "request": request_key(request),
                         "forget_ids_sha256": ids_sha256(forget_ids), "seed": seed,
-                        "validation_fraction": spec.validation_fraction, "eval": spec.eval,
+                        "validation_fraction": spec.validation_fraction, "eval": spec.eval.to_dict(),
                         "code": model_code_salt("vision"),
                     }
                     units = []
@@ -132,7 +133,7 @@ class VisionTask:
                                if cls.class_level and not split.forget_classes else None)
                         units.append(Unit(m.label, m.name, cfg, {
                             "group": ginputs, "method": {"name": m.name, "config": cfg},
-                            "metrics": self.metric_names, "relearn": spec.relearn,
+                            "metrics": self.metric_names, "relearn": spec.relearn.to_dict(),
                             "code": run_code_salt("vision", cls)}, why))
                     groups.append(GroupPlan(mspec.label, request.describe(), seed, ginputs, units,
                                             _Handle(mspec, request, split)))
@@ -244,7 +245,7 @@ class VisionTask:
     def _eval_rows(self, split: ForgetSplit, validation_rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         assert self.ds is not None
         retain = split.retain
-        cap = self.spec.eval.get("retain_max")
+        cap = self.spec.eval.retain_max
         if cap is not None and len(retain) > int(cap):
             retain = np.sort(np.random.default_rng(seed + 29).choice(retain, int(cap), replace=False))
         held = np.zeros(len(self.ds.test_labels), dtype=bool)
@@ -258,10 +259,10 @@ class VisionTask:
     def _outputs(self, model: nn.Module, rows: dict[str, np.ndarray]) -> dict[str, Outputs]:
         ds = self.ds
         assert ds is not None
-        ev = self.spec.eval
-        kw = dict(mean=ds.mean, std=ds.std, batch_size=int(ev.get("batch_size", 512)), device=self.device,
-                  bf16=bool(ev.get("bf16", self.spec.train.bf16)), channels_last=self.spec.train.channels_last,
-                  tta=str(ev.get("tta", self.spec.train.tta)))
+        ev, tc = self.spec.eval, self.spec.train
+        kw = dict(mean=ds.mean, std=ds.std, batch_size=ev.batch_size, device=self.device,
+                  bf16=tc.bf16 if ev.bf16 is None else ev.bf16, channels_last=tc.channels_last,
+                  tta=tc.tta if ev.tta is None else ev.tta)
         out: dict[str, Outputs] = {}
         for split in ("forget", "retain"):
             r = torch.as_tensor(rows[split])
@@ -295,11 +296,13 @@ class VisionTask:
         def relearn(role: str, max_steps: int | None = None) -> list[float]:
             data = UnlearnData(ds, split, frozenset({"forget"}), device=self.device)
             return relearn_curve(
-                copy.deepcopy(models[role]), data.forget, steps=int(max_steps or cfg.get("max_steps", 100)),
-                lr=float(cfg.get("lr", 0.01)), batch_size=int(cfg.get("batch_size", 64)),
+                copy.deepcopy(models[role]), data.forget, steps=int(max_steps or cfg.max_steps),
+                lr=cfg.lr, batch_size=cfg.batch_size,
                 device=self.device, seed=seed,
             )
 
+        relearn.tolerance = cfg.tolerance  # type: ignore[attr-defined]  # read by the relearn metric
+        relearn.max_steps = cfg.max_steps  # type: ignore[attr-defined]
         return relearn
 
     def _run_unit(self, group: GroupPlan, unit: Unit, original: nn.Module, retrained: nn.Module,

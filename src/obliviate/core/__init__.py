@@ -8,6 +8,7 @@ from .method import (
     METHODS,
     SPLITS,
     GuardedSplits,
+    MethodContext,
     MethodConfig,
     MethodResult,
     RunStats,
@@ -25,7 +26,7 @@ from .typed import ConfigError, check_fields, coerce, from_mapping
 
 __all__ = [
     "NonFiniteError", "check_loss", "check_model", "check_tensor", "finite_or_none",
-    "KINDS", "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats",
+    "KINDS", "METHODS", "SPLITS", "GuardedSplits", "MethodContext", "MethodConfig", "MethodResult", "RunStats",
     "SplitAccessError", "UnlearningMethod", "build_method", "describe_method", "get_method",
     "list_methods", "param", "register_method", "run_method",
     "ConfigError", "check_fields", "coerce", "from_mapping",

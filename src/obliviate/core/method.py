@@ -107,6 +107,30 @@ class GuardedSplits:
         return self._view("validation")
 
 
+@dataclass(kw_only=True)
+class MethodContext:
+    """What every method may use besides the model and data, whatever the task: the device, the
+    seed (all of a method's randomness comes from it), bf16 autocast, and a progress callback.
+    The vision and LLM contexts extend it with what their methods also need."""
+
+    device: torch.device
+    seed: int
+    bf16: bool = False
+    progress: Callable[[dict[str, Any]], None] | None = None
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from ``seed`` and ``offset`` (one stream per use)."""
+        g = torch.Generator()
+        g.manual_seed(self.seed * 7919 + offset)
+        return g
+
+    def autocast(self) -> Any:
+        """bf16 autocast on this context's device when ``bf16`` is set."""
+        from ..utils import autocast_context
+
+        return autocast_context(self.device, self.bf16)
+
+
 @dataclass
 class MethodResult:
     """The unlearned model, the optimizer steps (or equivalent updates) spent, and facts worth

@@ -23,6 +23,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..core import check_fields
+
 
 TINY = "tiny-llama"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -42,6 +44,7 @@ class TinyLlamaSpec:
     max_positions: int = 512
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -143,6 +146,9 @@ class LoraSettings:
     layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.targets, list):
+            object.__setattr__(self, "targets", tuple(self.targets))
+        check_fields(self)
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise ValueError(f"LoRA r must be a positive integer, got {self.r!r}")
         if not self.alpha > 0:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core import check_loss
+from ..core import check_fields, check_loss
 from ..utils import autocast_context
 from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
 from .losses import mean_nll
@@ -120,6 +120,7 @@ class TaskTrainConfig:
                 object.__setattr__(self, "lora", LoraSettings(**lora))
             except TypeError as e:
                 raise ValueError(f"TaskTrainConfig.lora: {e}") from None
+        check_fields(self)
         checks = [
             (self.epochs > 0, "epochs", "> 0"), (self.lr > 0, "lr", "> 0"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1"),

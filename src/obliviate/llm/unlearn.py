@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import GuardedSplits, MethodConfig, MethodResult, SplitAccessError, param
+from ..core import GuardedSplits, MethodConfig, MethodContext, MethodResult, SplitAccessError, param
 from .data import TextDataset
 from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
 from .losses import kl_to_reference, mean_nll
@@ -194,20 +194,12 @@ class LLMUnlearnData(GuardedSplits):
         return self._view("validation")  # type: ignore[no-any-return]
 
 
-@dataclass
-class LLMUnlearnContext:
-    """What an LLM method may use besides the model and data (device, seed, precision, backend)."""
+@dataclass(kw_only=True)
+class LLMUnlearnContext(MethodContext):
+    """The LLM context: the shared :class:`~obliviate.core.MethodContext` plus the model backend
+    (``hf`` or ``unsloth``)."""
 
-    device: torch.device
-    seed: int
-    bf16: bool = False
     backend: str = "hf"
-    progress: Callable[[dict[str, Any]], None] | None = None
-
-    def generator(self, offset: int = 0) -> torch.Generator:
-        g = torch.Generator()
-        g.manual_seed(self.seed * 7919 + offset)
-        return g
 
 
 # --------------------------------------------------------------------------------------------

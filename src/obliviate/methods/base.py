@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from ..core import (
     METHODS,
     SPLITS,
     GuardedSplits,
+    MethodContext,
     MethodConfig,
     MethodResult,
     RunStats,
@@ -37,7 +37,6 @@ from ..core import (
 )
 from ..data import Augment, BatchLoader, ForgetSplit, ImageDataset
 from ..train import TrainConfig
-from ..utils import autocast_context
 
 @dataclass(frozen=True)
 class SplitView:
@@ -187,21 +186,16 @@ def random_other_labels(
     return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
 
 
-@dataclass
-class UnlearnContext:
-    """What a method may use besides the model and data.
+@dataclass(kw_only=True)
+class UnlearnContext(MethodContext):
+    """The vision context: the shared :class:`~obliviate.core.MethodContext` plus what image
+    methods need. ``model_factory(seed)`` builds a freshly initialised model of the same
+    architecture (for retraining and for the incompetent teacher); ``train_config`` is how the
+    original was trained; ``channels_last`` its memory format."""
 
-    ``model_factory(seed)`` builds a freshly initialised model of the same architecture (for
-    retraining and for the incompetent teacher); ``train_config`` is how the original was trained.
-    """
-
-    device: torch.device
-    seed: int
     model_factory: Callable[[int], nn.Module]
     train_config: TrainConfig
-    bf16: bool = False
     channels_last: bool = False
-    progress: Callable[[dict[str, Any]], None] | None = None
     # The runner's frozen copy of the original, made once per group and shared by its methods.
     reference_model: Callable[[], nn.Module] | None = None
 
@@ -213,15 +207,6 @@ class UnlearnContext:
             return self.reference_model()
         return frozen_copy(model)
 
-    def autocast(self) -> Any:
-        """bf16 autocast on this context's device when ``bf16`` is set."""
-        return autocast_context(self.device, self.bf16)
-
-    def generator(self, offset: int = 0) -> torch.Generator:
-        g = torch.Generator()
-        g.manual_seed(self.seed * 7919 + offset)
-        return g
-
     def subset(self, n: int, k: int | None, offset: int = 0) -> torch.Tensor | None:
         """``k`` of ``n`` row positions drawn with ``generator(offset)``, sorted; ``None`` (every
         row) when ``k`` is ``None`` or at least ``n`` — the methods' ``*_samples`` cost knobs."""
@@ -231,7 +216,7 @@ class UnlearnContext:
 
 
 __all__ = [
-    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError",
+    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodContext", "MethodResult", "RunStats", "SplitAccessError",
     "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
     "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
 ]

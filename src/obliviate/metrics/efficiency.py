@@ -1,7 +1,8 @@
 """Cost of unlearning, read from ``EvalInputs.run`` (filled by the study runner).
 
 ``run`` keys: ``seconds`` (wall time of the unlearning call), ``steps`` (optimizer steps),
-``peak_memory_mb`` (peak accelerator or process memory), ``retrain_seconds`` and
+``peak_memory_mb`` (the unlearning call's own peak above its start: CUDA allocation, or resident
+memory sampled every 5 ms on a CPU — see :class:`obliviate.core.RunStats`), ``retrain_seconds`` and
 ``retrain_steps`` (the retrained reference's cost). A metric whose keys are absent is skipped
 (:class:`MissingInputError`); a present but negative or non-finite value is an error.
 """
@@ -72,10 +73,14 @@ class Speedup(Metric):
 
 @register_metric("peak_memory")
 class PeakMemory(Metric):
-    """Peak memory (MiB) during unlearning: ``efficiency/peak_memory_mb``."""
+    """Peak memory (MiB) the unlearning call itself added: ``efficiency/peak_memory_mb``.
+
+    Measured by ``run_method`` above the memory in use when the call began (CUDA's peak
+    allocation; on a CPU the process's resident set sampled every 5 ms). On a CPU, memory the
+    allocator kept from earlier calls is reused without showing, so this is a lower bound."""
 
     direction = "lower"
-    summary = "Peak memory during unlearning (MiB); lower is better."
+    summary = "Peak memory the unlearning call added above its start (MiB); lower is better."
     reference = "standard"
 
     def compute(self, inputs: EvalInputs) -> dict[str, float]:

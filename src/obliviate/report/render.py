@@ -341,6 +341,15 @@ def _what_ran(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], 
         if tr:
             lines.append(f"- original training: median {np.median(tr):.1f}s; retraining: median {np.median(rt):.1f}s "
                          "(cached models keep the time measured when they were trained)")
+        sources = [x["retrained"].get("timing_source") for x in groups if x.get("retrained")]
+        here = sum(src == "trained by this study run" for src in sources)
+        cached = [x["retrained"].get("trained_at") or "?" for x in groups
+                  if x.get("retrained", {}).get("timing_source") == "model cache"]
+        if sources:
+            lines.append(f"- speed-ups are against the retrained reference of each group: {here} timed in this run"
+                         + (f", {len(cached)} taken from the model cache and timed when they were trained "
+                            f"({', '.join(sorted(set(cached))[:3])}) — on another load, those ratios are "
+                            "less comparable" if cached else ""))
     not_applicable = sorted({(g["model"], g["request"], label, why) for g in groups
                              for label, why in (g.get("not_applicable") or {}).items()})
     for model, request, label, why in not_applicable:

@@ -99,6 +99,7 @@ from ...llm.requests import (
     split_statements,
 )
 from ...llm.train import TaskTrainConfig, train_task_model
+from ...core import ConfigError, check_fields, from_mapping
 from ...llm.unlearn import LLMUnlearnContext, LLMUnlearnData
 from ...metrics.llm import compute_llm_metrics
 from ...utils import resolve_device, stable_hash, write_json_atomic
@@ -111,11 +112,30 @@ MODEL_KEYS = {"name", "tiny", "backend", "dtype", "bf16", "template", "max_lengt
               "revision", "vocab_size"}
 DATA_KEYS = {"source", "name", "text_col", "label_col", "id_col", "group_col", "category_col", "split",
              "instruction", "answers", "validation_fraction"}
-EVAL_KEYS = {"batch_size", "answers", "max_new_tokens", "retain_max"}
 METRIC_KEYS = {"groups", "names", "crows_pairs", "mink_k"}
 CROWS_KEYS = {"path", "max_pairs", "seed"}
 LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
 FORMAT = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMEvalSpec:
+    """``eval:`` of an LLM study: scoring batch, before/after answers shown, generation length,
+    and an optional cap on the retain statements scored."""
+
+    batch_size: int = 32
+    answers: int = 4
+    max_new_tokens: int = 12
+    retain_max: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for k, lo in (("batch_size", 1), ("answers", 0), ("max_new_tokens", 1)):
+            if getattr(self, k) < lo:
+                raise ConfigError(f"LLMEvalSpec.{k} must be an integer >= {lo}, got {getattr(self, k)!r}", k)
+        if self.retain_max is not None and self.retain_max < 1:
+            raise ConfigError(f"LLMEvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}",
+                              "retain_max")
 
 
 class LLMSpecError(ValueError):
@@ -400,13 +420,11 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
             raise _err("metrics.crows_pairs.path", str(e)) from None
         order = np.random.default_rng(cseed).permutation(len(allp))
         crows = [allp[i] for i in (order if max_pairs is None else order[:max_pairs])]
-    ev = _mapping(d.get("eval"), "eval", EVAL_KEYS)
-    eval_batch = _pos_int(ev.get("batch_size", 32), "eval.batch_size")
-    n_answers = ev.get("answers", 4)
-    if isinstance(n_answers, bool) or not isinstance(n_answers, int) or n_answers < 0:
-        raise _err("eval.answers", f"must be a non-negative integer (statements shown before/after), got {n_answers!r}")
-    max_new = _pos_int(ev.get("max_new_tokens", 12), "eval.max_new_tokens")
-    retain_max = _opt_pos_int(ev.get("retain_max"), "eval.retain_max")
+    try:
+        ev = from_mapping(LLMEvalSpec, d.get("eval") or {}, "eval")
+    except (ConfigError, TypeError) as e:
+        raise _err(f"eval.{getattr(e, 'field', '')}".rstrip("."), str(e)) from None
+    eval_batch, n_answers, max_new, retain_max = ev.batch_size, ev.answers, ev.max_new_tokens, ev.retain_max
     return LLMStudyPlan(
         raw=d, device=device, seeds=list(seeds), model_name=name, tiny=tiny, backend=backend, dtype=dtype, bf16=bf16,
         template=template, max_length=max_length, revision=m.get("revision"), train=train, dataset=dataset,

@@ -5,6 +5,9 @@
     obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
     obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
     obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
+    obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT] --out DIR
+    obliviate audit CKPT --forget ids:FILE [--reference CKPT]
+    obliviate ledger verify DIR
     obliviate report DIR
 """
 
@@ -329,6 +332,76 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes key=value (a field of the method's config), got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {key}: the value {value!r} is not a YAML scalar ({e})") from None
+    return out
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .deletion.checkpoints import unlearn_checkpoint
+
+    forget = args.forget
+    ids_file = forget[4:] if forget.startswith("ids:") else forget
+    out, result = unlearn_checkpoint(
+        args.checkpoint, ids_file=ids_file, out=args.out, method=args.method, overrides=_overrides(args.set),
+        exact=args.exact, reference=args.reference, device=args.device, seed=args.seed, request_id=args.request_id,
+        ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
+    ev = result.evidence
+    print(f"request {ev['request']['id']}: {ev['verdict']}")
+    print(f"wrote {out}/model.safetensors, model.json, evidence.json, evidence.html, ledger.jsonl "
+          f"({ev['ledger']['entries']} request(s) in this lineage)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .deletion.checkpoints import audit_checkpoint
+
+    res = audit_checkpoint(args.checkpoint, forget=args.forget, reference=args.reference, device=args.device,
+                           seed=args.seed or 0, ds_args={"dataset": args.dataset, "root": args.root,
+                                                         "download": args.download})
+    rows = [["this model", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
+            for s, v in (("forget", res["forget"]), ("heldout", res["heldout"]))]
+    if "reference" in res:
+        rows += [["reference", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
+                 for s, v in (("forget", res["reference"]["forget"]), ("heldout", res["reference"]["heldout"]))]
+    _print_table(["model", "split", "n", "acc %", "loss"], rows)
+    print(f"\nmembership ({res['attack']}):\n  this model: {res['membership']['verdict']}")
+    if "reference" in res:
+        print(f"  reference:  {res['reference']['membership']['verdict']}\n  {res['vs_reference']}")
+    if args.json:
+        from .utils import write_json_atomic
+
+        write_json_atomic(args.json, res)
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from .deletion.ledger import read, verify
+
+    problems = verify(args.dir)
+    if problems:
+        print(f"ledger of {args.dir} does NOT verify:")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    entries = read(Path(args.dir) / "ledger.jsonl")
+    print(f"ledger of {args.dir} verifies: {len(entries)} request(s), chain intact, model file is the last one's")
+    for e in entries:
+        print(f"  {e['index']}: {e['request_id']} {e['received_at']} {len(e['ids'])} id(s) {e['method']}"
+              f"{' (exact)' if e.get('exact') else ''}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import render_report
 
@@ -396,6 +469,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("unlearn", help="honour a deletion request on a saved model: model + evidence + ledger out")
+    s.add_argument("checkpoint", help="a checkpoint (PATH[.json]) or a folder an earlier `obliviate unlearn` wrote")
+    data_args(s, required=False)
+    s.add_argument("--forget", required=True, help="the deletion request: ids:FILE (one training-sample id per line)")
+    s.add_argument("--method", default="auto", help="a vision method, or auto (see obliviate.deletion.policy)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field of the method's config (repeatable)")
+    s.add_argument("--exact", action="store_true", help="demand an exact result (retrain, or sisa for an ensemble)")
+    s.add_argument("--reference", help="a checkpoint retrained without the forget rows: the evidence gives the gap to it")
+    s.add_argument("--request-id", help="the request's id in the evidence and ledger (default: generated)")
+    s.add_argument("--out", required=True, help="a new folder for the unlearned model and its evidence")
+    s.set_defaults(func=cmd_unlearn)
+
+    s = sub.add_parser("audit", help="measure a saved model on a forget request: accuracy, loss, membership audit")
+    s.add_argument("checkpoint")
+    data_args(s, required=False)
+    s.add_argument("--forget", required=True, help="ids:FILE, a class ('airplane'), random:0.1, ...")
+    s.add_argument("--reference", help="a retrained checkpoint to compare with")
+    s.add_argument("--json", help="also write the result as JSON here")
+    s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("ledger", help="verify the hash-chained ledger of an unlearned model's folder")
+    s.add_argument("action", choices=["verify"])
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_ledger)
 
     s = sub.add_parser("report", help="re-render the report of a study directory")
     s.add_argument("dir")

@@ -24,6 +24,7 @@ from .requests import (
     SampleIdsForget,
     SubclassForget,
     parse_request,
+    read_ids_file,
     split_indices,
 )
 
@@ -33,5 +34,5 @@ __all__ = [
     "list_datasets", "load_dataset", "load_npz_folder", "Augment", "Batch", "BatchLoader",
     "augment_batch", "normalise", "ClassForget", "ForgetRequest", "ForgetRequestError",
     "ForgetSplit", "RandomForget", "SampleIdsForget", "SubclassForget", "parse_request",
-    "split_indices",
+    "read_ids_file", "split_indices",
 ]

@@ -106,7 +106,8 @@ class ImageDataset:
     """A classification dataset held as tensors.
 
     Attributes:
-        train_images / test_images: ``uint8`` tensors of shape (N, C, H, W), values 0..255.
+        train_images / test_images: ``uint8`` tensors of shape (N, C, H, W), values 0..255; or
+            floating-point, model-ready inputs of any shape (N, ...) (see ``model_ready``).
         train_labels / test_labels: ``int64`` tensors of shape (N,), the training targets.
         train_ids: original id of each training row (``arange(N)`` unless subset).
         class_names: one name per target class.
@@ -131,7 +132,10 @@ class ImageDataset:
             self.train_ids = torch.arange(len(self.train_labels))
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            if x.dtype != torch.uint8 or x.ndim != 4:
+            if self.model_ready:
+                if x.ndim < 2:
+                    raise ValueError(f"{split} inputs must be (N, ...) with one row per sample, got {tuple(x.shape)}")
+            elif x.dtype != torch.uint8 or x.ndim != 4:
                 raise ValueError(f"{split}_images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
             if len(x) != len(y):
                 raise ValueError(f"{split}: {len(x)} images but {len(y)} labels")
@@ -140,8 +144,14 @@ class ImageDataset:
                     f"{split}_labels must lie in [0, {len(self.class_names) - 1}], "
                     f"got range [{int(y.min())}, {int(y.max())}]"
                 )
-        if len(self.mean) != self.channels or len(self.std) != self.channels:
+        if not self.model_ready and (len(self.mean) != self.channels or len(self.std) != self.channels):
             raise ValueError(f"mean/std need {self.channels} entries, got {self.mean}, {self.std}")
+
+    @property
+    def model_ready(self) -> bool:
+        """Floating-point inputs of any shape, already as the model takes them (a user's own
+        data, see :mod:`obliviate.deletion`): no uint8 scaling, no normalisation, no augmentation."""
+        return self.train_images.is_floating_point()
 
     @property
     def num_classes(self) -> int:
@@ -152,8 +162,8 @@ class ImageDataset:
         return int(self.train_images.shape[1])
 
     @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.train_images.shape[2]), int(self.train_images.shape[3])
+    def image_size(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.train_images.shape[2:])
 
     def label_info(self) -> LabelInfo:
         return LabelInfo(

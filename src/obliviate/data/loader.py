@@ -28,7 +28,12 @@ class Augment:
 
 
 def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float32 standardised with per-channel ``mean``/``std`` (0..1 units)."""
+    """uint8 (B, C, H, W) -> float32 standardised with per-channel ``mean``/``std`` (0..1 units).
+
+    Floating-point inputs (a user's own data, any shape) are the model's inputs already: they are
+    returned as float32, untouched."""
+    if images.is_floating_point():
+        return images.float()
     # in place on the one float copy: same values as ((x / 255) - mean) / std, two fewer buffers
     return images.float().div_(255.0).sub_(mean).div_(std)
 
@@ -76,7 +81,8 @@ class BatchLoader:
         rows: positions to draw from (default all).
         batch_size: samples per batch; ``drop_last`` drops a short final batch.
         shuffle: reshuffle every epoch, from ``seed`` and the epoch number.
-        augment: batch augmentation or ``None``.
+        augment: batch augmentation or ``None``; never applied to floating-point (model-ready)
+            inputs, which are a user's own data of any shape, taken as the model takes them.
         mean / std: per-channel statistics for normalisation.
         channels_last: return batches in ``torch.channels_last`` memory format.
     """
@@ -102,6 +108,8 @@ class BatchLoader:
         self.rows = (torch.arange(len(labels)) if rows is None else torch.as_tensor(rows)).long()
         if len(self.rows) == 0:
             raise ValueError("BatchLoader got an empty set of rows")
+        if images.is_floating_point():
+            augment = None  # model-ready inputs: crops and flips are defined for uint8 images only
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
         dev = images.device

@@ -139,30 +139,8 @@ class SampleIdsForget:
 
     @classmethod
     def from_file(cls, path: str | Path) -> SampleIdsForget:
-        """Read one id per line: ASCII decimal digits only (``1_0``, ``+11``, ``١٢`` and ``1.0`` are
-        refused, naming the line). Blank lines and ``#`` comments are skipped; a UTF-8 byte-order
-        mark and CRLF line ends are accepted. Duplicates are refused (see the constructor)."""
-        path = Path(path)
-        if path.is_dir():
-            raise ForgetRequestError(f"deletion-request file {str(path)!r} is a directory; give the file of ids")
-        if not path.is_file():
-            raise ForgetRequestError(f"deletion-request file {str(path)!r} does not exist")
-        raw_bytes = path.read_bytes()
-        try:
-            text = raw_bytes.decode("utf-8-sig")  # strips a BOM
-        except UnicodeDecodeError as e:
-            raise ForgetRequestError(f"{path} is not UTF-8 text ({e}); write one decimal id per line") from None
-        ids: list[int] = []
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if not _ASCII_INT.fullmatch(line):
-                raise ForgetRequestError(
-                    f"{path}:{lineno}: sample id must be a non-negative decimal integer (ASCII digits only), got {line!r}"
-                )
-            ids.append(int(line))
-        return cls(tuple(ids), source=str(path))
+        """Read one id per line (:func:`read_ids_file`); duplicates are refused."""
+        return cls(tuple(read_ids_file(path)), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": "ids", "ids": list(self.ids)}
@@ -172,6 +150,35 @@ class SampleIdsForget:
 
     def describe(self) -> str:
         return f"ids:{len(self.ids)}" + (f"@{Path(self.source).name}" if self.source else "")
+
+
+def read_ids_file(path: str | Path) -> list[int]:
+    """The ids of a deletion-request file, in file order (duplicates kept: callers decide).
+
+    One id per line: ASCII decimal digits only (``1_0``, ``+11``, ``١٢``, ``1.0`` and ``-3`` are
+    refused, naming the line, although Python's ``int`` accepts some of them). Blank lines and
+    ``#`` comments are skipped; a UTF-8 byte-order mark and CRLF line ends are accepted.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ForgetRequestError(f"deletion-request file {str(path)!r} is a directory; give the file of ids")
+    if not path.is_file():
+        raise ForgetRequestError(f"deletion-request file {str(path)!r} does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # strips a BOM
+    except UnicodeDecodeError as e:
+        raise ForgetRequestError(f"{path} is not UTF-8 text ({e}); write one decimal id per line") from None
+    ids: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not _ASCII_INT.fullmatch(line):
+            raise ForgetRequestError(
+                f"{path}:{lineno}: sample id must be a non-negative decimal integer (ASCII digits only), got {line!r}"
+            )
+        ids.append(int(line))
+    return ids
 
 
 ForgetRequest = Union[ClassForget, SubclassForget, RandomForget, SampleIdsForget]

@@ -1,0 +1,15 @@
+"""Honour a deletion request end to end: a user's model and request in, an unlearned model and
+its evidence out (:func:`unlearn`, :func:`audit`; the CLI's ``obliviate unlearn`` / ``audit`` /
+``ledger verify``), with a hash-chained ledger per model lineage."""
+
+from .audit import bootstrap_auc, membership_audit
+from .evidence import render_html, weights_sha256
+from .ledger import LedgerError, verify
+from .policy import choose
+from .service import DeletionError, DeletionResult, audit, honour, reinit_factory, unlearn
+from .userdata import UserDataError
+
+__all__ = [
+    "DeletionError", "DeletionResult", "LedgerError", "UserDataError", "audit", "bootstrap_auc", "choose",
+    "honour", "membership_audit", "reinit_factory", "render_html", "unlearn", "verify", "weights_sha256",
+]

@@ -1,0 +1,109 @@
+"""An append-only, hash-chained ledger per model lineage (JSON lines).
+
+Each entry records one deletion request: its id and time, the ids' count and SHA-256, the
+method, the SHA-256 of the weights before and after, the hash of the previous entry
+(``prev_sha256``; ``"genesis"`` for the first) and its own hash (``entry_sha256``, over every
+other field). The ledger travels with the model: ``DIR/ledger.jsonl`` beside ``DIR/model.*``,
+each later request copying its parent's entries and appending one.
+
+:func:`verify` detects an edited entry (its hash no longer matches), a removed or reordered
+entry (the chain breaks: a ``prev_sha256`` or a ``model_before`` that does not continue the
+previous entry), and a swapped model file (the last entry's ``model_after`` is not the weights'
+hash). It proves integrity of the record, not that unlearning worked — that is the evidence's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..utils import stable_hash, write_text_atomic
+
+GENESIS = "genesis"
+
+
+class LedgerError(RuntimeError):
+    """A ledger is unreadable or does not verify."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return stable_hash({k: v for k, v in entry.items() if k != "entry_sha256"}, length=64)
+
+
+def read(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of ``path`` (none when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LedgerError(f"{path}:{n} is not a JSON ledger entry ({err})") from None
+        if not isinstance(e, dict):
+            raise LedgerError(f"{path}:{n} is not a JSON object")
+        entries.append(e)
+    return entries
+
+
+def extended(entries: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``entries`` with ``entry`` chained on (``prev_sha256`` and ``entry_sha256`` filled in)."""
+    prev = entries[-1]["entry_sha256"] if entries else GENESIS
+    e = {**entry, "index": len(entries), "prev_sha256": prev}
+    e["entry_sha256"] = entry_hash(e)
+    return [*entries, e]
+
+
+def write(path: str | Path, entries: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+
+def forgotten_ids(entries: list[dict[str, Any]]) -> set[int]:
+    """Every sample id forgotten by any request of the lineage."""
+    return {int(i) for e in entries for i in e.get("ids", [])}
+
+
+def verify(folder: str | Path) -> list[str]:
+    """Problems found in ``folder/ledger.jsonl`` against ``folder/model.safetensors`` (an empty
+    list: the ledger verifies)."""
+    folder = Path(folder)
+    path = folder / "ledger.jsonl"
+    if not path.is_file():
+        return [f"no ledger at {path}"]
+    try:
+        entries = read(path)
+    except LedgerError as e:
+        return [str(e)]
+    if not entries:
+        return [f"{path} has no entries"]
+    problems = []
+    prev_hash, prev_after = GENESIS, None
+    for i, e in enumerate(entries):
+        if e.get("index") != i:
+            problems.append(f"entry {i}: its index is {e.get('index')!r}: an entry was removed, added or moved")
+        if e.get("entry_sha256") != entry_hash(e):
+            problems.append(f"entry {i} (request {e.get('request_id')!r}) was edited: its hash does not match its content")
+        if e.get("prev_sha256") != prev_hash:
+            problems.append(f"entry {i}: prev_sha256 does not continue the chain: an entry before it was removed or changed")
+        if prev_after is not None and e.get("model_before") != prev_after:
+            problems.append(f"entry {i}: model_before is not the previous request's model_after")
+        prev_hash, prev_after = e.get("entry_sha256"), e.get("model_after")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        problems.append(f"no model at {weights}")
+    elif file_sha256(weights) != entries[-1].get("model_after"):
+        problems.append(f"{weights} is not the model the last request produced (its SHA-256 differs): swapped or edited")
+    return problems

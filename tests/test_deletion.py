@@ -1,0 +1,300 @@
+"""Honouring a deletion request end to end: the Python API on a user's own model and data (a
+plain nn.Module + DataLoader, and a timm model), the CLI on digits with a three-request lineage
+whose ledger verifies and catches three kinds of tampering, and each bad input refused with
+nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import obliviate
+from obliviate.cli import main
+from obliviate.deletion import DeletionError, verify
+from obliviate.deletion.audit import auc_members, bootstrap_auc
+
+
+# -- the Python API on a user's own model -----------------------------------------------------------
+
+def _user_problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1200, 16, generator=g)
+    y = (x @ torch.randn(16, 4, generator=g)).argmax(1)
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[:800]), y[:800]).backward()
+        opt.step()
+    return net, x, y
+
+
+def test_api_on_a_plain_module_and_dataloader_forgets_a_class() -> None:
+    net, x, y = _user_problem()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    f = (y[:800] == 2).nonzero().flatten()
+    r = (y[:800] != 2).nonzero().flatten()
+    res = obliviate.unlearn(net, forget=TensorDataset(x[f], y[f]),
+                            retain=DataLoader(TensorDataset(x[r], y[r]), batch_size=64),
+                            heldout=(x[800:], y[800:]), method="retrain",
+                            train_config={"epochs": 15, "lr": 0.05})
+    ev = res.evidence
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the user's model is untouched
+    assert ev["before"]["forget"]["accuracy"] > 0.9 and ev["after"]["forget"]["accuracy"] == 0.0
+    assert ev["after"]["retain"]["accuracy"] > 0.8
+    assert ev["data"]["forget_classes"] == ["2"]  # no retain row of class 2: a whole-class request
+    assert ev["splits_read"] == ["retain"] and ev["method"]["exact"] is True
+    assert ev["models"]["original_sha256"] != ev["models"]["unlearned_sha256"]
+    json.dumps(ev, allow_nan=False)  # the record is plain, finite JSON
+
+
+def test_api_auto_policy_and_audit_on_a_sample_request() -> None:
+    net, x, y = _user_problem(1)
+    f, r = torch.arange(0, 40), torch.arange(40, 800)
+    res = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]))
+    m = res.evidence["method"]
+    assert m["chosen_by"] == "policy" and m["name"] == "finetune" and "sample-level" in m["reason"]
+    mem = res.evidence["membership"]
+    for role in ("original", "unlearned"):
+        a = mem[role]
+        assert a["available"] and a["ci95"][0] <= a["auc"] <= a["ci95"][1]
+        assert a["nonmembers_matched_to_forget_classes"]
+    exact = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), exact=True)
+    assert exact.evidence["method"]["name"] == "retrain"
+    with pytest.raises(DeletionError, match="approximate"):
+        obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), method="finetune", exact=True)
+    got = obliviate.audit(res.model, forget=(x[f], y[f]), heldout=(x[800:], y[800:]), reference=exact.model)
+    assert got["membership"]["available"] and "reference" in got and got["vs_reference"]
+
+
+def test_api_on_a_timm_model_unchanged() -> None:
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("test_resnet", num_classes=3, pretrained=False)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, 32, 32, generator=g)
+    y = torch.arange(48) % 3
+    res = obliviate.unlearn(model, forget=(x[:6], y[:6]), retain=(x[6:36], y[6:36]), heldout=(x[36:], y[36:]),
+                            method="neggrad_plus", config={"epochs": 1.0, "batch_size": 8, "forget_batch_size": 4})
+    assert type(res.model) is type(model)
+    assert res.evidence["after"]["forget"]["n"] == 6 and res.evidence["steps"] > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"forget": (torch.randn(4, 16), torch.zeros(4))}, "float"),  # labels are fine as integers-in-floats...
+    ({"forget": (torch.randn(4, 15), torch.zeros(4, dtype=torch.long))}, "differ in shape"),
+    ({"forget": (torch.randn(0, 16), torch.zeros(0, dtype=torch.long))}, "empty"),
+    ({"forget": (torch.randn(4, 16), torch.full((4,), 9))}, "labels go up to 9 but the model predicts 4"),
+    ({"forget": (torch.full((4, 16), float("nan")), torch.zeros(4, dtype=torch.long))}, "NaN"),
+    ({"method": "ssd", "config": {"alpha": -1}}, r"--set alpha: SSDConfig.alpha"),
+    ({"method": "unsir"}, "whole classes only"),
+    ({"method": "npo"}, "is an llm method"),
+])
+def test_api_bad_input_is_a_clear_error(kwargs: dict[str, Any], match: str) -> None:
+    net, x, y = _user_problem()
+    args: dict[str, Any] = {"forget": (x[:4], y[:4]), "retain": (x[4:100], y[4:100]), "method": "finetune"}
+    args.update(kwargs)
+    if match == "float":  # float labels that are whole numbers are accepted as class indices
+        obliviate.unlearn(net, **args)
+        return
+    with pytest.raises(DeletionError, match=match):
+        obliviate.unlearn(net, **args)
+
+
+# -- the membership audit's statistics --------------------------------------------------------------
+
+def test_auc_on_known_answers_and_bootstrap_coverage() -> None:
+    from scipy.stats import norm
+
+    assert auc_members(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert auc_members(np.array([1.0]), np.array([1.0])) == 0.5  # a tie counts half
+    rng = np.random.default_rng(0)
+    shift = 0.5  # members ~ N(0.5, 1), non-members ~ N(0, 1): AUC = Φ(0.5 / √2)
+    truth = float(norm.cdf(shift / np.sqrt(2)))
+    covered = 0
+    trials = 100
+    for t in range(trials):
+        m, nm = rng.normal(shift, 1, 150), rng.normal(0, 1, 150)
+        _, lo, hi = bootstrap_auc(m, nm, n_boot=300, seed=t)
+        covered += lo <= truth <= hi
+    assert 0.88 <= covered / trials <= 1.0, covered  # a 95 % interval covers the truth at about its rate
+    same = [bootstrap_auc(rng.normal(0, 1, 200), rng.normal(0, 1, 200), n_boot=200, seed=1) for _ in range(20)]
+    assert sum(lo <= 0.5 <= hi for _, lo, hi in same) >= 17  # identical distributions: 0.5 inside
+
+
+# -- the CLI on digits: a lineage of three requests --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("deletion")
+    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.5", "--epochs", "6",
+                 "--out", str(d / "m0"), "-q"]) == 0
+    return d
+
+
+def _ids(path: Path, ids: list[int] | str) -> Path:
+    path.write_text(ids if isinstance(ids, str) else "".join(f"{i}\n" for i in ids))
+    return path
+
+
+def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, tmp_path: Path, capsys: Any) -> None:
+    import shutil
+
+    from obliviate.data import load_dataset
+
+    m0 = trained / "m0"
+    r1 = _ids(tmp_path / "r1.txt", list(range(0, 30)))
+    r2 = _ids(tmp_path / "r2.txt", "\ufeff30\r\n31\r\n31\r\n5\r\n# a comment\r\n32\r\n")  # BOM, CRLF, dup, repeat
+    r3 = _ids(tmp_path / "r3.txt", list(range(100, 120)))
+    assert main(["unlearn", str(m0), "--forget", f"ids:{r1}", "--method", "finetune", "--set", "epochs=1",
+                 "--out", str(tmp_path / "u1")]) == 0
+    assert main(["unlearn", str(tmp_path / "u1"), "--forget", f"ids:{r2}", "--out", str(tmp_path / "u2")]) == 0
+    assert main(["unlearn", str(tmp_path / "u2"), "--forget", f"ids:{r3}", "--method", "neggrad_plus",
+                 "--out", str(tmp_path / "u3"), "--request-id", "dsr-2026-0003"]) == 0
+    u3 = tmp_path / "u3"
+    assert sorted(p.name for p in u3.iterdir()) == ["evidence.html", "evidence.json", "ledger.jsonl",
+                                                   "model.json", "model.safetensors"]
+    ev2 = json.loads((tmp_path / "u2" / "evidence.json").read_text())
+    ids2 = ev2["request"]["ids"]
+    assert ids2["count"] == 3 and ids2["duplicates_removed"] == [31] and ids2["already_forgotten"] == [5]
+    assert ids2["excluded_from_retain"] == 30  # request 1's ids never come back through "retain"
+    ev3 = json.loads((u3 / "evidence.json").read_text())
+    assert ev3["request"]["id"] == "dsr-2026-0003" and ev3["ledger"]["entries"] == 3
+    assert ev3["request"]["ids"]["excluded_from_retain"] == 33
+    html = (u3 / "evidence.html").read_text()
+    assert "dsr-2026-0003" in html and "Membership audit" in html and "Verdict" in html
+    # the evidence's model hashes are the files' hashes, and the chain continues the parent
+    meta1 = json.loads((tmp_path / "u1" / "model.json").read_text())
+    assert ev2["models"]["original_sha256"] == meta1["sha256"]
+    # the model a later request ran on excludes every earlier id from its retain split
+    assert verify(u3) == []
+    capsys.readouterr()
+    assert main(["ledger", "verify", str(u3)]) == 0 and "3 request(s)" in capsys.readouterr().out
+
+    def tampered(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(u3, dest)
+        return dest
+
+    edited = tampered("edited")
+    lines = (edited / "ledger.jsonl").read_text().splitlines()
+    e1 = json.loads(lines[1])
+    e1["ids"] = e1["ids"][:-1]  # someone quietly drops an id from request 2
+    lines[1] = json.dumps(e1, sort_keys=True)
+    (edited / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    assert any("entry 1" in p and "edited" in p for p in verify(edited))
+    removed = tampered("removed")
+    lines = (removed / "ledger.jsonl").read_text().splitlines()
+    (removed / "ledger.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    assert any("chain" in p or "removed" in p for p in verify(removed))
+    swapped = tampered("swapped")
+    shutil.copy(tmp_path / "u1" / "model.safetensors", swapped / "model.safetensors")
+    assert any("swapped" in p for p in verify(swapped))
+    assert main(["ledger", "verify", str(swapped)]) == 1
+    # and a later request refuses to extend a lineage whose model does not match its records
+    from obliviate.deletion.checkpoints import load
+    from obliviate.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not match the hash"):
+        load(swapped, {})
+    meta_swap = json.loads((tmp_path / "u1" / "model.json").read_text())  # model and its json swapped together
+    (swapped / "model.json").write_text(json.dumps(meta_swap))
+    with pytest.raises(DeletionError, match="ledger verify"):
+        load(swapped, {})
+    ds = load_dataset("digits")
+    assert len(ds.train_labels) > 120
+
+
+@pytest.mark.parametrize("content, match", [
+    ([5000], r"not training samples of this dataset, e.g. \[5000\]; allowed: 0..1346"),
+    ("-3\n", "ASCII digits only"),
+    ("1.5\n", "ASCII digits only"),
+    ("abc\n", "ASCII digits only"),
+    ("", "holds no sample ids"),
+    ("# only a comment\n", "holds no sample ids"),
+    ("all", "forget every training row"),
+])
+def test_cli_bad_requests_write_nothing(trained: Path, tmp_path: Path, capsys: Any, content: Any, match: str) -> None:
+    if content == "all":
+        content = list(range(1347))
+    ids = _ids(tmp_path / "r.txt", content)
+    out = tmp_path / "out"
+    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--out", str(out)]) == 2
+    import re
+
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, capsys: Any) -> None:
+    import shutil
+
+    ids = _ids(tmp_path / "r.txt", [1, 2, 3])
+    bad = tmp_path / "bad"
+    shutil.copy(trained / "m0.json", tmp_path / "bad.json")
+    shutil.copy(trained / "m0.safetensors", tmp_path / "bad.safetensors")
+    with open(tmp_path / "bad.safetensors", "r+b") as f:  # flip bytes at the end of the weights
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    assert main(["unlearn", str(bad), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o1")]) == 2
+    assert "does not match the hash" in capsys.readouterr().err
+    # a model for another class count than the dataset's
+    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.25", "--epochs", "0.2",
+                 "--out", str(tmp_path / "m10"), "-q"]) == 0
+    meta = json.loads((tmp_path / "m10.json").read_text())
+    from obliviate.models import create_model, save_checkpoint
+
+    other = create_model("small_cnn", num_classes=7, in_chans=1, seed=0, width=0.25)
+    save_checkpoint(tmp_path / "m7", other, {k: meta[k] for k in ("dataset", "dataset_loader", "dataset_fingerprint")})
+    assert main(["unlearn", str(tmp_path / "m7"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o2")]) == 2
+    assert "trained for 7 classes, expected 10" in capsys.readouterr().err
+    # a reference of another architecture
+    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--reference", str(tmp_path / "m7"),
+                 "--out", str(tmp_path / "o3")]) == 2
+    # the data the checkpoint was trained on, changed: its fingerprint no longer matches
+    meta["dataset_fingerprint"] = "0" * 20
+    from obliviate.models.checkpoint import _spec_hash
+
+    (tmp_path / "m10.json").write_text(json.dumps(meta))  # fingerprint is metadata, not in spec_sha256
+    capsys.readouterr()
+    assert main(["unlearn", str(tmp_path / "m10"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o4")]) == 2
+    assert "content fingerprint differs" in capsys.readouterr().err
+    assert _spec_hash  # the spec hash covers the architecture, not the data provenance
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+
+
+def test_an_interrupted_unlearn_leaves_no_partial_folder(trained: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from obliviate.deletion import checkpoints
+
+    def boom(_ev: Any) -> str:
+        raise KeyboardInterrupt  # the process is stopped while the evidence is being written
+
+    monkeypatch.setattr(checkpoints, "render_html", boom)
+    ids = _ids(tmp_path / "r.txt", [1, 2, 3])
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.unlearn_checkpoint(trained / "m0", ids_file=ids, out=tmp_path / "out", method="finetune",
+                                       overrides={"epochs": 0.5})
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cli_audit_and_exact_auto(trained: Path, tmp_path: Path, capsys: Any) -> None:
+    ids = _ids(tmp_path / "r.txt", list(range(0, 25)))
+    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--exact", "--out",
+                 str(tmp_path / "exact")]) == 0
+    ev = json.loads((tmp_path / "exact" / "evidence.json").read_text())
+    assert ev["method"]["name"] == "retrain" and ev["method"]["chosen_by"] == "policy" and ev["splits_read"] == ["retain"]
+    capsys.readouterr()
+    assert main(["audit", str(trained / "m0"), "--forget", f"ids:{ids}", "--reference", str(tmp_path / "exact"),
+                 "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert "membership" in out and "reference" in out
+    res = json.loads((tmp_path / "a.json").read_text())
+    assert res["membership"]["available"] and res["reference"]["membership"]["available"]

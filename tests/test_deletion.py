@@ -298,3 +298,52 @@ def test_cli_audit_and_exact_auto(trained: Path, tmp_path: Path, capsys: Any) ->
     assert "membership" in out and "reference" in out
     res = json.loads((tmp_path / "a.json").read_text())
     assert res["membership"]["available"] and res["reference"]["membership"]["available"]
+
+
+def test_deployable_sisa_serves_two_requests_exactly(tmp_path: Path) -> None:
+    """Each request retrains only the constituents whose shard holds a deleted id, from the right
+    slice; after two requests every constituent equals one trained from scratch without all
+    deleted rows, bit for bit, and the evidence reports the retraining saved."""
+    from obliviate.data import load_dataset
+    from obliviate.deletion import sisa_state
+    from obliviate.methods.sisa import ShardPlan, SISATrainer
+    from obliviate.models import load_checkpoint
+    from obliviate.train import TrainConfig
+
+    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.25", "--epochs", "3",
+                 "--sisa", "3:3", "--out", str(tmp_path / "s0"), "-q"]) == 0
+    plan = json.loads((tmp_path / "s0.sisa" / "plan.json").read_text())
+    first = plan["slice_ids"][1][2][:2]      # two ids in shard 1's last slice
+    second = plan["slice_ids"][2][0][:1] + plan["slice_ids"][1][0][:1]  # then slice 0 of shards 2 and 1
+    r1, r2 = _ids(tmp_path / "r1.txt", first), _ids(tmp_path / "r2.txt", second)
+    assert main(["unlearn", str(tmp_path / "s0"), "--forget", f"ids:{r1}", "--out", str(tmp_path / "u1")]) == 0
+    assert main(["unlearn", str(tmp_path / "u1"), "--forget", f"ids:{r2}", "--out", str(tmp_path / "u2")]) == 0
+    e1 = json.loads((tmp_path / "u1" / "evidence.json").read_text())
+    e2 = json.loads((tmp_path / "u2" / "evidence.json").read_text())
+    assert e1["method"]["name"] == "sisa" and e1["method"]["chosen_by"] == "policy" and e1["method"]["exact"]
+    d1, d2 = e1["info"]["deletion"], e2["info"]["deletion"]
+    assert d1["affected_shards"] == [1] and d1["restart_slice"] == {"1": 2}
+    assert d1["retrain_steps_saved"] > 0.6 * d1["full_ensemble_retrain_steps"]  # one of 3 shards, last slice only
+    assert d2["affected_shards"] == [1, 2] and d2["restart_slice"] == {"1": 0, "2": 0}
+    assert verify(tmp_path / "u2") == []
+
+    # exactness: a fresh trainer, same plan and seed, every deleted row removed from the start
+    ds = load_dataset("digits")
+    model, meta = load_checkpoint(tmp_path / "u2" / "model")
+    pos = {int(v): r for r, v in enumerate(ds.train_ids.numpy())}
+    slices = [[np.asarray([pos[i] for i in sl]) for sl in shard] for shard in plan["slice_ids"]]
+    fresh = SISATrainer(ds.train_images, ds.train_labels, ShardPlan(slices), sisa_state._factory(meta["model"]["member"]),
+                        TrainConfig.from_dict(plan["stage_train"]), plan["seed"], torch.device("cpu"), ds.mean, ds.std)
+    removed = np.zeros(len(ds.train_labels), dtype=bool)
+    removed[[pos[i] for i in first + second]] = True
+    for k in range(3):
+        fresh.train_constituent(k, removed=removed)
+        want = fresh.constituent(k).state_dict()
+        got = model.members[k].state_dict()
+        assert all(torch.equal(got[n], want[n]) for n in want), f"constituent {k} is not the from-scratch one"
+    # the shard state cannot be swapped under the model
+    state = tmp_path / "u2" / "model.sisa" / "plan.json"
+    state.write_text(state.read_text().replace('"removed_ids": [', '"removed_ids": [0, '))
+    r3 = _ids(tmp_path / "r3.txt", [7])
+    assert main(["unlearn", str(tmp_path / "u2"), "--forget", f"ids:{r3}", "--out", str(tmp_path / "u3")]) == 2
+    assert not (tmp_path / "u3").exists()

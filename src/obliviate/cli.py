@@ -147,6 +147,13 @@ def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ds
 
 
+def _sisa_arg(text: str) -> tuple[int, int]:
+    shards, sep, slices = text.partition(":")
+    if not (sep and shards.isdigit() and slices.isdigit() and int(shards) >= 1 and int(slices) >= 1):
+        raise ValueError(f"--sisa takes SHARDS:SLICES as two positive integers, e.g. 5:4, got {text!r}")
+    return int(shards), int(slices)
+
+
 def _json_arg(text: str, option: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -189,8 +196,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         kwargs["width"] = args.width
     model = create_model(args.model, num_classes=ds.num_classes, in_chans=ds.channels, seed=args.seed, **kwargs)
     progress = _TqdmProgress(quiet=args.quiet)
-    with progress.steps(f"train {args.model}") as cb:
-        res = fit(model, make_loader(ds, rows, cfg, args.seed), cfg, device=device, progress=cb)
+    sisa_meta: dict[str, Any] = {}
+    if args.sisa:
+        import time
+
+        from .deletion import sisa_state
+
+        shards, slices = _sisa_arg(args.sisa)
+        if request is not None:
+            raise ValueError("--sisa trains the deployable ensemble on every training row; it takes no --forget")
+        t0 = time.perf_counter()
+        model, trainer = sisa_state.train_deployable(ds, model.obliviate_spec, cfg, shards=shards, slices=slices,
+                                                     seed=args.seed, device=device)
+        res = type("R", (), {"seconds": time.perf_counter() - t0, "steps": 0, "images_per_second": float("nan")})()
+        sisa_meta = {"sisa": {"plan_sha256": sisa_state.save_state(
+            Path(args.out).with_suffix("") if Path(args.out).suffix in (".json", ".safetensors") else Path(args.out),
+            trainer, ds.train_ids.cpu().numpy(), [])}}
+    else:
+        with progress.steps(f"train {args.model}") as cb:
+            res = fit(model, make_loader(ds, rows, cfg, args.seed), cfg, device=device, progress=cb)
     acc = evaluate_accuracy(model, ds, device=device, bf16=cfg.bf16, tta=cfg.tta)
     from .study.tasks.vision import dataset_fingerprint
 
@@ -203,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = {"dataset": ds.describe(), "dataset_loader": loader, "dataset_root": root, "dataset_fingerprint": dataset_fingerprint(ds),
             "subset": {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class},
             "request": request.to_dict() if request else None,
-            "seed": args.seed, "train": cfg.to_dict(), "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc}
+            "seed": args.seed, "train": cfg.to_dict(), "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc,
+            **sisa_meta}
     path = save_checkpoint(args.out, model, meta)
     print(json.dumps({"checkpoint": str(path), "test_accuracy": acc, "seconds": round(res.seconds, 2),
                       "images_per_second": round(res.images_per_second, 1)}, indent=2))
@@ -445,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float)
     s.add_argument("--bf16", action="store_true", help="bf16 autocast + channels_last")
     s.add_argument("--forget", help="forget request: 'airplane', 'airplane,cat', 'random:0.1', 'subclass:rocket', 'ids:FILE'")
+    s.add_argument("--sisa", metavar="S:R", help="train a deployable SISA ensemble of S constituents with R slices "
+                   "each; its shard state is kept beside the checkpoint so deletions retrain only what they touch")
     s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

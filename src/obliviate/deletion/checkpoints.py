@@ -163,6 +163,28 @@ def unlearn_checkpoint(
             raise DeletionError(f"the reference is a {ref_meta['model'].get('name')!r} model, the checkpoint a {name!r}")
     from ..study.keys import ids_sha256
 
+    runner = None
+    sisa_after: Any = None
+    deployable = type(loaded.model).__name__ == "SISAEnsemble"
+    if deployable and method not in ("auto", "sisa"):
+        raise DeletionError(f"{checkpoint} is a deployable SISA ensemble: delete from it with --method sisa "
+                            f"(or auto), which retrains only the affected constituents; {method!r} cannot")
+    if deployable:
+        from ..core import MethodResult, RunStats
+        from . import sisa_state
+
+        trainer, removed_before = sisa_state.load_state(loaded.base, loaded.meta, ds, dev)
+        member = loaded.meta["model"]["member"]
+
+        def runner() -> tuple[MethodResult, RunStats]:
+            facts = sisa_state.delete(trainer, ds, new, sorted(set(removed_before) | earlier))
+            ens = sisa_state.ensemble_of(trainer, member, loaded.meta["model"].get("aggregation", "mean"))
+            nonlocal sisa_after
+            sisa_after = (trainer, sorted(set(removed_before) | earlier | set(new)))
+            return (MethodResult(ens.to(dev).eval(), steps=facts["steps"], info={"deletion": facts},
+                                 unlearning_seconds=facts["seconds"]),
+                    RunStats(facts["seconds"], facts["steps"], None, ["retain"]))
+
     req = {"ids": {"count": len(new), "sha256": ids_sha256(new), "duplicates_removed": dups,
                    "already_forgotten": repeated, "excluded_from_retain": len(excluded),
                    "file": str(ids_file)},
@@ -170,7 +192,7 @@ def unlearn_checkpoint(
     if request_id:
         req["id"] = request_id
     result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
-                    exact=exact, ctx=ctx, reference=ref_model, request=req)
+                    exact=exact, ctx=ctx, reference=ref_model, request=req, runner=runner)
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
@@ -178,6 +200,11 @@ def unlearn_checkpoint(
     try:
         keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
                                             "subset", "train", "seed") if k in loaded.meta}
+        if sisa_after is not None:  # the shard state travels with the model, updated by this deletion
+            from . import sisa_state
+
+            keep["sisa"] = {"plan_sha256": sisa_state.save_state(tmp / "model", sisa_after[0],
+                                                                 np.asarray(ds.train_ids.cpu()), sisa_after[1])}
         save_checkpoint(tmp / "model", result.model, {**keep, "unlearned": {
             "request_id": ev["request"]["id"], "method": ev["method"]["name"], "parent_sha256": parent_sha}})
         after = read_meta(tmp / "model")["sha256"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..core import METHODS, ConfigError, run_method
+from ..core import METHODS, ConfigError, MethodResult, RunStats, run_method
 from ..data import ForgetSplit, ImageDataset
 from ..methods import UnlearnContext, UnlearnData
 from ..train import TrainConfig, predict_logits
@@ -103,8 +104,11 @@ def honour(
     reference: nn.Module | None = None,
     request: dict[str, Any] | None = None,
     batch_size: int = 512,
+    runner: Callable[[], tuple[MethodResult, RunStats]] | None = None,
 ) -> DeletionResult:
-    """Run one deletion request end to end (see the module docstring); nothing is written."""
+    """Run one deletion request end to end (see the module docstring); nothing is written.
+    ``runner`` replaces the method's ``unlearn`` call (a deployable SISA model deletes from its
+    persisted shard state instead of training an ensemble from scratch)."""
     if len(split.forget) == 0:
         raise DeletionError("the request selects no training row: there is nothing to forget")
     if len(split.retain) == 0:
@@ -133,8 +137,11 @@ def honour(
         raise DeletionError(f"--set {field or 'config'}: {e}") from None
     model = model.to(device).eval()
     before, outs_before = _measure(model, ds, split, heldout, device, batch_size)
-    data = UnlearnData(ds, split, cls.uses, validation_rows, device)
-    result, stats = run_method(m, model, data, ctx)
+    if runner is not None:
+        result, stats = runner()
+    else:
+        data = UnlearnData(ds, split, cls.uses, validation_rows, device)
+        result, stats = run_method(m, model, data, ctx)
     unlearned = result.model.to(device).eval()
     after, outs_after = _measure(unlearned, ds, split, heldout, device, batch_size)
     seed = ctx.seed

@@ -32,6 +32,21 @@ BASE: dict[str, Any] = {
 }
 
 
+class Recorder:
+    """A progress sink that keeps the runner's stage lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage(self, text: str) -> None:
+        self.lines.append(text)
+
+    def steps(self, desc: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext(lambda _e: None)
+
+
 def _all_json_finite(folder: Path) -> None:
     for p in folder.rglob("*.json"):
         json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"{p} holds {c}"))
@@ -62,18 +77,9 @@ def test_a_diverged_method_is_a_failure_and_the_study_goes_on(tmp_path: Path) ->
     _all_json_finite(out)
     _all_json_finite(cache)
     # a non-finite failure is deterministic: kept, not retried
-    again: list[str] = []
-
-    class P:
-        def stage(self, t: str) -> None:
-            again.append(t)
-
-        def steps(self, d: str) -> Any:
-            import contextlib
-            return contextlib.nullcontext(lambda _e: None)
-
-    run_study(parse_study(raw), out, cache_dir=cache, progress=P())
-    assert not any("running" in t for t in again)
+    again = Recorder()
+    run_study(parse_study(raw), out, cache_dir=cache, progress=again)
+    assert not any("running" in t for t in again.lines)
 
 
 def test_a_diverged_reference_fails_its_group_and_caches_nothing(tmp_path: Path, capsys: Any) -> None:
@@ -144,17 +150,9 @@ def test_damaged_cache_group_and_run_records_are_named_moved_and_recomputed(tmp_
     group.write_text("{\"truncated\": ")                           # truncated group record
     run = next((out / "runs").glob("*.json"))
     run.write_text("{}")                                           # a record replaced by {}
-    lines: list[str] = []
-
-    class P:
-        def stage(self, t: str) -> None:
-            lines.append(t)
-
-        def steps(self, d: str) -> Any:
-            import contextlib
-            return contextlib.nullcontext(lambda _e: None)
-
-    run_study(spec, out, cache_dir=cache, progress=P())
+    rec = Recorder()
+    run_study(spec, out, cache_dir=cache, progress=rec)
+    lines = rec.lines
     text = "\n".join(lines)
     assert f"damaged record {group}" in text and f"damaged record {run}" in text
     assert (out / "damaged" / "groups").is_dir() and (out / "damaged" / "runs").is_dir()

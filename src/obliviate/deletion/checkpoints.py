@@ -235,10 +235,12 @@ def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Pa
         rows = split_indices(ds.label_info(), parse_request(forget), seed).forget
     held = np.arange(len(ds.test_labels))
     ds = ds.to(dev)
+    tc = loaded.meta.get("train") or {}
+    kw = dict(bf16=bool(tc.get("bf16", False)), channels_last=bool(tc.get("channels_last", False)))
 
     def outs(m: nn.Module) -> tuple[Any, Any]:
         m = m.to(dev).eval()
-        return _logits(m, ds, rows, False, dev, 512), _logits(m, ds, held, True, dev, 512)
+        return _logits(m, ds, rows, False, dev, 512, **kw), _logits(m, ds, held, True, dev, 512, **kw)
 
     f, h = outs(loaded.model)
     res: dict[str, Any] = {"checkpoint": str(checkpoint), "model_sha256": loaded.meta.get("sha256"),

@@ -74,7 +74,11 @@ def render_html(ev: dict[str, Any]) -> str:
         if b.get("n"):
             trows.append([split, str(b["n"]), _pct(b.get("accuracy")), _pct(a.get("accuracy")),
                           _num(b.get("loss")), _num(a.get("loss"))])
-    doc.add(Table(head, trows, caption="Accuracy and mean cross-entropy (nats) of the model before and after."))
+    d = ev.get("data", {})
+    sampled = (f" The retain figures are on a seeded sample of {d['retain_rows_measured']:,} of the "
+               f"{d['retain_rows_total']:,} retain rows." if d.get("retain_rows_measured", 0) < d.get("retain_rows_total", 0)
+               else "")
+    doc.add(Table(head, trows, caption="Accuracy and mean cross-entropy (nats) of the model before and after." + sampled))
     mem = ev["membership"]
     mrows = []
     for role in ("original", "unlearned", "retrained"):

@@ -160,25 +160,17 @@ class ResultStore:
         return moved
 
     def runs(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Records of ``keys`` (default: the keys listed in ``study.json``), in that order."""
-        keys = list(keys) if keys is not None else self.current_keys()["runs"]
-        out = []
-        for k in keys:
-            p = self.runs_dir / f"{k}.json"
-            if p.is_file():
-                try:
-                    rec = json.loads(p.read_text())
-                except (json.JSONDecodeError, OSError):
-                    continue
-                if isinstance(rec, dict) and rec.get("key") == k:
-                    out.append(rec)
-        return out
+        """Run records of ``keys`` (default: the keys listed in ``study.json``), in that order."""
+        return self._records(self.runs_dir, self.current_keys()["runs"] if keys is None else keys)
 
     def groups(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        keys = list(keys) if keys is not None else self.current_keys()["groups"]
+        return self._records(self.groups_dir, self.current_keys()["groups"] if keys is None else keys)
+
+    @staticmethod
+    def _records(folder: Path, keys: Iterable[str]) -> list[dict[str, Any]]:
         out = []
         for k in keys:
-            p = self.groups_dir / f"{k}.json"
+            p = folder / f"{k}.json"
             if p.is_file():
                 try:
                     rec = json.loads(p.read_text())

@@ -63,7 +63,9 @@ def main() -> int:
     ids = sorted(np.random.default_rng(20261201).choice(50_000, args.ids, replace=False).tolist())
     request.write_text("".join(f"{i}\n" for i in ids))
     timings: dict[str, float] = {}
-    for name, extra in (("original", []), ("retrained", ["--forget", f"ids:{request}"])):
+    refs = (("retrained", ["--forget", f"ids:{request}"]),
+            ("retrained_seed1", ["--forget", f"ids:{request}", "--seed", "1"]))
+    for name, extra in (("original", []), *refs):
         if not (work / f"{name}.json").is_file():
             print(f"training the {name} model (airbench recipe, all 50,000 images{' minus the request' if extra else ''})",
                   flush=True)
@@ -78,7 +80,8 @@ def main() -> int:
             shutil.rmtree(out)
         print(f"obliviate unlearn --method {method}", flush=True)
         wall = run([*cli, "unlearn", str(work / "original"), *data, "--forget", f"ids:{request}", "--method", method,
-                    *sets, "--reference", str(work / "retrained"), "--out", str(out)], env)
+                    *sets, "--reference", str(work / "retrained"), "--reference", str(work / "retrained_seed1"),
+                    "--out", str(out)], env)
         ev = json.loads((out / "evidence.json").read_text())
         mem = ev["membership"]
         rows.append({
@@ -87,6 +90,7 @@ def main() -> int:
             "test_acc": ev["after"]["heldout"]["accuracy"],
             "auc": mem["unlearned"]["auc"], "ci95": mem["unlearned"]["ci95"], "reading": mem["unlearned"]["level"],
             "gap_points": ev["reference"]["avg_gap_points"], "unlearn_s": ev["wall_seconds"], "command_s": wall,
+            "lira": mem["per_example"]["unlearned"],
             "verdict": ev["verdict"],
         })
         base = ev
@@ -95,10 +99,12 @@ def main() -> int:
     table = [
         {"method": "original (before)", "forget_acc": orig["forget"]["accuracy"], "retain_acc": orig["retain"]["accuracy"],
          "test_acc": orig["heldout"]["accuracy"], "auc": mem["original"]["auc"], "ci95": mem["original"]["ci95"],
-         "reading": mem["original"]["level"], "gap_points": None, "unlearn_s": None, "command_s": None},
+         "reading": mem["original"]["level"], "gap_points": None, "unlearn_s": None, "command_s": None,
+         "lira": mem["per_example"]["original"]},
         {"method": "retrained reference", "forget_acc": ref["forget"]["accuracy"], "retain_acc": ref["retain"]["accuracy"],
          "test_acc": ref["heldout"]["accuracy"], "auc": mem["retrained"]["auc"], "ci95": mem["retrained"]["ci95"],
-         "reading": mem["retrained"]["level"], "gap_points": 0.0, "unlearn_s": None, "command_s": None},
+         "reading": mem["retrained"]["level"], "gap_points": 0.0, "unlearn_s": None, "command_s": None,
+         "lira": None},
         *rows,
     ]
 
@@ -108,19 +114,26 @@ def main() -> int:
     def num(v: float | None, digits: int) -> str:
         return "–" if v is None else f"{v:.{digits}f}"
 
-    head = ("| model | forget acc % | retain acc % | test acc % | audit AUC [95 %] | reading | "
-            "gap to retrained (pts) | unlearning s | whole command s |")
+    def lira(a: dict | None) -> str:
+        if not a:
+            return "–"
+        return (f"{a['auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]; TPR@1 % {a['tpr_at_1pct_fpr']:.3f} "
+                f"— {a['level']}")
+
+    head = ("| model | forget acc % | retain acc % | test acc % | population audit AUC [95 %] | "
+            "per-example audit (offline LiRA, K = 2) | gap to retrained (pts) | unlearning s | whole command s |")
     lines = [head, "|" + "---|" * 9]
     for r in table:
         lo, hi = r["ci95"]
         lines.append(f"| {r['method']} | {pct(r['forget_acc'])} | {pct(r['retain_acc'])} | {pct(r['test_acc'])} | "
-                     f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}] | {r['reading']} | {num(r['gap_points'], 2)} | "
-                     f"{num(r['unlearn_s'], 1)} | {num(r['command_s'], 1)} |")
+                     f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}] {r['reading']} | {lira(r['lira'])} | "
+                     f"{num(r['gap_points'], 2)} | {num(r['unlearn_s'], 1)} | {num(r['command_s'], 1)} |")
     md = "\n".join(lines)
     print("\n" + md)
     import hashlib
 
-    trained = {name: json.loads((work / f"{name}.json").read_text()) for name in ("original", "retrained")}
+    trained = {name: json.loads((work / f"{name}.json").read_text())
+               for name in ("original", "retrained", "retrained_seed1")}
     facts = {"request_ids": args.ids, "request_ids_sha256": hashlib.sha256(request.read_bytes()).hexdigest(),
              "request_seed": 20261201, "threads": args.threads,
              "dataset": "CIFAR-10 (50,000 train / 10,000 test)", "model": "airbench (recipe airbench)",

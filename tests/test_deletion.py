@@ -347,3 +347,36 @@ def test_deployable_sisa_serves_two_requests_exactly(tmp_path: Path) -> None:
     r3 = _ids(tmp_path / "r3.txt", [7])
     assert main(["unlearn", str(tmp_path / "u2"), "--forget", f"ids:{r3}", "--out", str(tmp_path / "u3")]) == 2
     assert not (tmp_path / "u3").exists()
+
+
+def test_per_example_audit_separates_a_memorising_original_from_retraining() -> None:
+    """With K = 2 reference models the evidence's per-example audit (offline LiRA) finds the
+    original's forget rows members and a retrained model's not; the population attack, on the same
+    rows, is weaker."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(900, 16, generator=g)
+    y = torch.randint(0, 4, (900,), generator=g)  # random labels: only memorisation fits them
+
+    def fit_net(rows: torch.Tensor, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 4))
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(400):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[rows]), y[rows]).backward()
+            opt.step()
+        return net
+
+    f, r, h = torch.arange(0, 60), torch.arange(60, 600), torch.arange(600, 900)
+    original = fit_net(torch.arange(0, 600), 0)
+    refs = [fit_net(r, 1), fit_net(r, 2)]
+    res = obliviate.unlearn(original, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[h], y[h]),
+                            method="retrain", train_config={"epochs": 20, "lr": 0.05}, references=refs,
+                            reference=refs[0])
+    pe = res.evidence["membership"]["per_example"]
+    assert pe["original"]["level"] == "distinguishable" and pe["original"]["ci95"][0] > 0.8
+    assert pe["original"]["tpr_at_1pct_fpr"] > 0.1
+    assert pe["unlearned"]["ci95"][0] < 0.65  # retrained from scratch: no longer clearly members
+    assert "offline LiRA" in res.evidence["verdict"]
+    html = obliviate.deletion.render_html(res.evidence)
+    assert "Per-example audit" in html

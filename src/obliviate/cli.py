@@ -379,7 +379,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     ids_file = forget[4:] if forget.startswith("ids:") else forget
     out, result = unlearn_checkpoint(
         args.checkpoint, ids_file=ids_file, out=args.out, method=args.method, overrides=_overrides(args.set),
-        exact=args.exact, reference=args.reference, device=args.device, seed=args.seed, request_id=args.request_id,
+        exact=args.exact, reference=args.reference or None, device=args.device, seed=args.seed, request_id=args.request_id,
         ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
     ev = result.evidence
     print(f"request {ev['request']['id']}: {ev['verdict']}")
@@ -504,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="auto", help="a vision method, or auto (see obliviate.deletion.policy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field of the method's config (repeatable)")
     s.add_argument("--exact", action="store_true", help="demand an exact result (retrain, or sisa for an ensemble)")
-    s.add_argument("--reference", help="a checkpoint retrained without the forget rows: the evidence gives the gap to it")
+    s.add_argument("--reference", action="append", help="a checkpoint retrained without the forget rows: the evidence "
+                   "gives the gap to the first; give two or more (different seeds) for the per-example audit")
     s.add_argument("--request-id", help="the request's id in the evidence and ledger (default: generated)")
     s.add_argument("--out", required=True, help="a new folder for the unlearned model and its evidence")
     s.set_defaults(func=cmd_unlearn)

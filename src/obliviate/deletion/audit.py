@@ -7,8 +7,10 @@ model still remembers them) from held-out rows the model never saw, as a ROC AUC
 are matched to the forget set's classes — against the whole test set the attack measures how
 hard a class is, not membership (measured: 0.43 for the original model on 500 ids of one class).
 A percentile bootstrap over both groups gives the interval. This is a *population* attack: it
-can show that a forget set is still recognisable, not prove that one person's rows are gone; the
-per-example audit against reference models is a separate, stronger test.
+can show that a forget set is still recognisable, not prove that one person's rows are gone, and
+it is fooled by differences between the training and the test set that every model shares.
+:func:`per_example_audit` (offline LiRA against K ≥ 2 models retrained without the rows) judges
+each row against its own reference distribution, which cancels those differences out.
 """
 
 from __future__ import annotations
@@ -102,3 +104,37 @@ def compare_to_reference(model_audit: dict[str, Any], reference_audit: dict[str,
                 f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]")
     return (f"differs from the retrained reference: AUC {model_audit['auc']:.3f} [{lo:.3f}, {hi:.3f}] "
             f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]")
+
+
+LIRA = ("offline LiRA (Carlini et al., S&P 2022): each row's logit confidence φ = log(p_y/(1−p_y)) "
+        "against the same row's φ under K models retrained without the forget rows (pooled variance)")
+
+
+def per_example_audit(target_phi: tuple[np.ndarray, np.ndarray], reference_phi: list[tuple[np.ndarray, np.ndarray]],
+                      *, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+    """Offline LiRA on the forget rows against held-out rows of their classes, for one model.
+
+    ``target_phi`` = (φ on forget rows, φ on held-out rows), each ``(N, Q)``; ``reference_phi`` the
+    same for each of K ≥ 2 reference models. Each row is judged against its own reference
+    distribution, so a difference between the training and the test set that every model shares
+    — which fools the population attack — cancels out. AUC and TPR at 1 % FPR, with intervals."""
+    from ..attacks.per_example import auc, bootstrap, lira_offline, tpr_at_fpr
+
+    k = len(reference_phi)
+    if k < 2:
+        return {"attack": LIRA, "available": False, "verdict": f"needs at least 2 reference models, got {k}"}
+    f_scores = lira_offline(target_phi[0], np.stack([r[0] for r in reference_phi]))
+    h_scores = lira_offline(target_phi[1], np.stack([r[1] for r in reference_phi]))
+    a, lo, hi = bootstrap(auc, f_scores, h_scores, n_boot=n_boot, seed=seed)
+    t, tlo, thi = bootstrap(lambda m, n: tpr_at_fpr(m, n, 0.01), f_scores, h_scores, n_boot=n_boot, seed=seed + 1)
+    if lo <= 0.5 <= hi:
+        level, text = "indistinguishable", "indistinguishable from models that never saw the rows"
+    elif lo > 0.5:
+        level, text = "distinguishable", "the model still treats the forget rows as members"
+    else:
+        level, text = "over-forgotten", "the forget rows look less familiar than to models that never saw them"
+    return {"attack": f"{LIRA}; K = {k}", "available": True, "auc": a, "ci95": [lo, hi],
+            "tpr_at_1pct_fpr": t, "tpr_ci95": [tlo, thi], "members": int(len(f_scores)),
+            "nonmembers": int(len(h_scores)), "level": level,
+            "verdict": f"{text} (offline LiRA, K = {k}): AUC {a:.3f} [{lo:.3f}, {hi:.3f}], "
+                       f"TPR at 1 % FPR {t:.3f} [{tlo:.3f}, {thi:.3f}]"}

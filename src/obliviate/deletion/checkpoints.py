@@ -123,7 +123,8 @@ def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray)
 
 def unlearn_checkpoint(
     checkpoint: str | Path, *, ids_file: str | Path, out: str | Path, method: str = "auto",
-    overrides: dict[str, Any] | None = None, exact: bool = False, reference: str | Path | None = None,
+    overrides: dict[str, Any] | None = None, exact: bool = False,
+    reference: str | Path | list[str | Path] | None = None,
     ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int | None = None,
     request_id: str | None = None,
 ) -> tuple[Path, DeletionResult]:
@@ -156,11 +157,14 @@ def unlearn_checkpoint(
     seed = int(loaded.meta.get("seed") or 0) if seed is None else seed
     ctx = UnlearnContext(device=dev, seed=seed, model_factory=factory, train_config=train_cfg,
                          bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
-    ref_model = None
-    if reference is not None:
-        ref_model, ref_meta = load_checkpoint(checkpoint_base(reference)[0], expect_num_classes=ds.num_classes)
+    ref_models = []
+    for ref_path in ([] if reference is None else [reference] if not isinstance(reference, list) else reference):
+        ref_model, ref_meta = load_checkpoint(checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes)
         if ref_meta["model"].get("name") != name:
-            raise DeletionError(f"the reference is a {ref_meta['model'].get('name')!r} model, the checkpoint a {name!r}")
+            raise DeletionError(f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, "
+                                f"the checkpoint a {name!r}")
+        ref_models.append(ref_model)
+    ref_model = ref_models[0] if ref_models else None
     from ..study.keys import ids_sha256
 
     runner = None
@@ -192,7 +196,8 @@ def unlearn_checkpoint(
     if request_id:
         req["id"] = request_id
     result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
-                    exact=exact, ctx=ctx, reference=ref_model, request=req, runner=runner)
+                    exact=exact, ctx=ctx, reference=ref_model, references=ref_models if len(ref_models) >= 2 else None,
+                    request=req, runner=runner)
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)

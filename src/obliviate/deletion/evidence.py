@@ -88,6 +88,17 @@ def render_html(ev: dict[str, Any]) -> str:
     if mrows:
         doc.add(Table(["model", "AUC", "95 % interval", "reading"], mrows,
                       caption=f"Membership audit: {mem.get('attack', '')}."))
+    pe = mem.get("per_example")
+    if pe:
+        prow = []
+        for role in ("original", "unlearned"):
+            a = pe.get(role) or {}
+            if a.get("available"):
+                prow.append([role, _num(a["auc"]), f"[{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]",
+                             f"{a['tpr_at_1pct_fpr']:.3f} [{a['tpr_ci95'][0]:.3f}, {a['tpr_ci95'][1]:.3f}]", a["level"]])
+        if prow:
+            doc.add(Table(["model", "AUC", "95 % interval", "TPR at 1 % FPR", "reading"], prow,
+                          caption=f"Per-example audit: {pe['unlearned'].get('attack', '')}."))
     if mem.get("vs_reference"):
         doc.add(Para(f"Against the retrained reference: {mem['vs_reference']}."))
     if ev.get("reference"):

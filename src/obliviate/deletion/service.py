@@ -27,7 +27,7 @@ from ..methods import UnlearnContext, UnlearnData
 from ..train import TrainConfig, predict_logits
 from ..utils import resolve_device
 from . import policy
-from .audit import ATTACK, compare_to_reference, membership_audit, split_figures
+from .audit import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
 from .evidence import FORMAT, tensor_sha256, weights_sha256
 from .userdata import UserDataError, to_tensors, user_problem
 
@@ -73,6 +73,23 @@ def _logits(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, de
     return out, labels[r.to(labels.device)].cpu()
 
 
+def _phi(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, device: torch.device, batch_size: int,
+         ctx: Any) -> np.ndarray:
+    """φ per row and query ``(N, Q)``: the image and, for images, its mirror (LiRA's queries)."""
+    from ..attacks.per_example import logit_confidence
+
+    kw = dict(bf16=ctx.bf16, channels_last=getattr(ctx, "channels_last", False))
+    logits, labels = _logits(model, ds, rows, test, device, batch_size, **kw)
+    cols = [logit_confidence(logits.numpy(), labels.numpy())]
+    images = ds.test_images if test else ds.train_images
+    if images.ndim == 4 and not images.is_floating_point():
+        r = torch.as_tensor(rows, dtype=torch.long, device=images.device)
+        mirrored = images.index_select(0, r).flip(3)
+        out = predict_logits(model, mirrored, mean=ds.mean, std=ds.std, batch_size=batch_size, device=device, **kw)
+        cols.append(logit_confidence(out.numpy(), labels.numpy()))
+    return np.stack(cols, axis=1)
+
+
 def _measure(model: nn.Module, ds: ImageDataset, split: ForgetSplit, heldout: np.ndarray, device: torch.device,
              batch_size: int, retain_rows: np.ndarray, bf16: bool = False, channels_last: bool = False,
              ) -> tuple[dict[str, Any], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
@@ -105,12 +122,15 @@ def honour(
     ctx: UnlearnContext,
     validation_rows: np.ndarray | None = None,
     reference: nn.Module | None = None,
+    references: list[nn.Module] | None = None,
     request: dict[str, Any] | None = None,
     batch_size: int = 512,
     retain_max: int | None = 5000,
     runner: Callable[[], tuple[MethodResult, RunStats]] | None = None,
 ) -> DeletionResult:
     """Run one deletion request end to end (see the module docstring); nothing is written.
+    ``reference`` is the retrained model the gap is measured to; with ``references`` (K ≥ 2
+    retrained models, ``reference`` among them or not) the evidence adds the per-example audit.
     ``runner`` replaces the method's ``unlearn`` call (a deployable SISA model deletes from its
     persisted shard state instead of training an ensemble from scratch)."""
     if len(split.forget) == 0:
@@ -169,6 +189,19 @@ def honour(
         mem["vs_reference"] = compare_to_reference(mem["unlearned"], mem["retrained"])
         ev_ref = {"sha256": weights_sha256(reference), "figures": ref_figs,
                   "avg_gap_points": _avg_gap(after, ref_figs, mem["unlearned"], mem["retrained"])}
+    refs = list(references or [])
+    if len(refs) >= 2:
+        def phi(mdl: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+            return (_phi(mdl, ds, split.forget, False, device, batch_size, ctx),
+                    _phi(mdl, ds, held_matched, True, device, batch_size, ctx))
+
+        f_classes = np.unique(ds.train_labels.cpu().numpy()[split.forget])
+        test_labels = ds.test_labels.cpu().numpy()[heldout]
+        held_matched = heldout[np.isin(test_labels, f_classes)] if np.isin(test_labels, f_classes).any() else heldout
+        ref_phi = [phi(r.to(device).eval()) for r in refs]
+        mem["per_example"] = {"original": per_example_audit(phi(model), ref_phi, seed=seed),
+                              "unlearned": per_example_audit(phi(unlearned), ref_phi, seed=seed),
+                              "reference_models": [weights_sha256(r) for r in refs]}
     labels = ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu()
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}
     req = dict(request or {})
@@ -178,7 +211,7 @@ def honour(
     ids.setdefault("count", int(len(split.forget)))
     ids["classes_touched"] = touched
     req["ids"] = ids
-    u = mem["unlearned"]
+    u = mem["per_example"]["unlearned"] if "per_example" in mem else mem["unlearned"]
     verdict = (f"{method} {'(exact)' if cls.exact else '(approximate)'} forgot {len(split.forget)} row(s) in "
                f"{stats.seconds:.2f} s; forget accuracy {100 * before['forget']['accuracy']:.1f} % → "
                f"{100 * after['forget']['accuracy']:.1f} %; membership audit: {u['verdict']}")
@@ -220,6 +253,7 @@ def unlearn(
     validation: Any | None = None,
     heldout: Any | None = None,
     reference: nn.Module | None = None,
+    references: list[nn.Module] | None = None,
     exact: bool = False,
     train_config: TrainConfig | dict[str, Any] | None = None,
     model_factory: Any = None,
@@ -240,6 +274,8 @@ def unlearn(
         heldout: data the model never trained on, for the measurements and the membership audit
             (its classes are matched to the forget set's).
         reference: a model retrained without the forget rows; the evidence then gives the gap to it.
+        references: K ≥ 2 models retrained without the forget rows (different seeds): the
+            evidence adds the per-example audit (offline LiRA) and its verdict leads.
         exact: demand an exact method (``retrain``); ``auto`` honours it, others are refused.
         train_config: how the fine-tuning family and ``retrain`` train (a ``TrainConfig`` or its
             fields; default 5 epochs of SGD at lr 0.01, batch 64, no augmentation).
@@ -266,7 +302,7 @@ def unlearn(
                    "what": "SHA-256 of the forget inputs (the API receives rows, not ids)"},
            "dataset_fingerprint": tensor_sha256(ds.train_images)[:20]}
     return honour(model, ds, split, held, method=method, config=config, exact=exact, ctx=ctx,
-                  validation_rows=val_rows, reference=reference, request=req)
+                  validation_rows=val_rows, reference=reference, references=references, request=req)
 
 
 def audit(model: nn.Module, *, forget: Any, heldout: Any, reference: nn.Module | None = None,

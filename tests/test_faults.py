@@ -19,6 +19,7 @@ from obliviate.api import run_study
 from obliviate.cli import main
 from obliviate.models import CheckpointError, ModelCache, create_model, load_checkpoint, save_checkpoint
 from obliviate.study import StudySpecError, parse_study
+from obliviate.testing import RecordingProgress
 
 BASE: dict[str, Any] = {
     "name": "faults",
@@ -32,19 +33,7 @@ BASE: dict[str, Any] = {
 }
 
 
-class Recorder:
-    """A progress sink that keeps the runner's stage lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def stage(self, text: str) -> None:
-        self.lines.append(text)
-
-    def steps(self, desc: str) -> Any:
-        import contextlib
-
-        return contextlib.nullcontext(lambda _e: None)
+Recorder = RecordingProgress
 
 
 def _all_json_finite(folder: Path) -> None:

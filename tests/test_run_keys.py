@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from obliviate.api import run_study
 from obliviate.study import parse_study
+from obliviate.testing import RecordingProgress
 
 BASE: dict[str, Any] = {
     "name": "keys",
@@ -31,21 +31,7 @@ BASE: dict[str, Any] = {
 }
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def stage(self, text: str) -> None:
-        self.lines.append(text)
-
-    def steps(self, desc: str) -> Any:
-        return nullcontext(lambda _ev: None)
-
-    def ran(self) -> set[str]:
-        return {ln.rsplit("running ", 1)[1] for ln in self.lines if ": running " in ln}
-
-    def trained(self) -> int:
-        return sum(ln.endswith(": training") for ln in self.lines)
+Recorder = RecordingProgress
 
 
 def run(raw: dict[str, Any], out: Path, cache: Path) -> Recorder:

@@ -4,6 +4,7 @@ package). Digits, a narrow CNN trained for a few seconds, and one forgotten clas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,3 +57,26 @@ def tiny_problem(request: ForgetRequest | None = None, seed: int = 0, width: flo
     model = create_model("small_cnn", num_classes=ds.num_classes, in_chans=ds.channels, seed=seed, width=width)
     fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), TINY_TRAIN, seed), TINY_TRAIN, device=torch.device("cpu"))
     return TinyProblem(ds, split, model, TINY_TRAIN, width=width)
+
+
+class RecordingProgress:
+    """A study-runner progress sink that keeps every stage line (tests read what ran)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage(self, text: str) -> None:
+        self.lines.append(text)
+
+    def steps(self, desc: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext(lambda _ev: None)
+
+    def ran(self) -> set[str]:
+        """Labels of the units the runner ran (``...: running LABEL`` lines)."""
+        return {ln.rsplit("running ", 1)[1] for ln in self.lines if ": running " in ln}
+
+    def trained(self) -> int:
+        """How many reference models were trained (not taken from the cache)."""
+        return sum(ln.endswith(": training") for ln in self.lines)

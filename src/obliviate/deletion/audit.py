@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
+
+from ..attacks.per_example import auc, bootstrap
 
 ATTACK = ("population loss-threshold attack (Yeom et al., CSF 2018): ROC AUC of −loss, forget rows "
           "against held-out rows of the same classes; 0.5 = indistinguishable")
@@ -41,25 +42,14 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 def auc_members(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """P(member score > non-member score) + ½·P(tie): the Mann–Whitney form of the ROC AUC."""
-    m, n = len(member_scores), len(nonmember_scores)
-    if m == 0 or n == 0:
-        raise ValueError(f"the AUC needs members and non-members, got {m} and {n}")
-    ranks = rankdata(np.concatenate([member_scores, nonmember_scores]))
-    return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
+    return auc(member_scores, nonmember_scores)
 
 
 def bootstrap_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_boot: int = 1000,
                   level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """``(auc, low, high)``: the AUC and its percentile-bootstrap interval, both groups resampled
     with replacement ``n_boot`` times from ``seed``."""
-    rng = np.random.default_rng(seed)
-    a = auc_members(member_scores, nonmember_scores)
-    m, n = len(member_scores), len(nonmember_scores)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        boots[b] = auc_members(member_scores[rng.integers(0, m, m)], nonmember_scores[rng.integers(0, n, n)])
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return a, float(lo), float(hi)
+    return bootstrap(auc, member_scores, nonmember_scores, n_boot=n_boot, level=level, seed=seed)
 
 
 def membership_audit(forget: tuple[torch.Tensor, torch.Tensor], heldout: tuple[torch.Tensor, torch.Tensor], *,
@@ -118,7 +108,7 @@ def per_example_audit(target_phi: tuple[np.ndarray, np.ndarray], reference_phi: 
     same for each of K ≥ 2 reference models. Each row is judged against its own reference
     distribution, so a difference between the training and the test set that every model shares
     — which fools the population attack — cancels out. AUC and TPR at 1 % FPR, with intervals."""
-    from ..attacks.per_example import auc, bootstrap, lira_offline, tpr_at_fpr
+    from ..attacks.per_example import lira_offline, tpr_at_fpr
 
     k = len(reference_phi)
     if k < 2:

@@ -380,3 +380,32 @@ def test_per_example_audit_separates_a_memorising_original_from_retraining() -> 
     assert "offline LiRA" in res.evidence["verdict"]
     html = obliviate.deletion.render_html(res.evidence)
     assert "Per-example audit" in html
+
+
+def test_retrain_refuses_a_model_it_cannot_reinitialise() -> None:
+    class WithBareParam(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(16, 4)
+            self.scale = nn.Parameter(torch.ones(4))  # no reset_parameters owns it
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x) * self.scale
+
+    _, x, y = _user_problem()
+    with pytest.raises(DeletionError, match=r"no reset_parameters \(e.g. \['scale'\]\).*model_factory"):
+        obliviate.unlearn(WithBareParam(), forget=(x[:4], y[:4]), retain=(x[4:100], y[4:100]), method="retrain")
+
+
+def test_the_ledger_covers_the_evidence_and_a_lineage_cannot_restart(trained: Path, tmp_path: Path) -> None:
+    ids = _ids(tmp_path / "r.txt", [1, 2, 3])
+    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--method", "finetune",
+                 "--set", "epochs=0.5", "--out", str(tmp_path / "u1")]) == 0
+    ev = tmp_path / "u1" / "evidence.json"
+    ev.write_text(ev.read_text().replace('"verdict": "', '"verdict": "EDITED '))
+    assert any("evidence" in p for p in verify(tmp_path / "u1"))
+    assert main(["unlearn", str(tmp_path / "u1"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "u2")]) == 2
+    (tmp_path / "u1" / "ledger.jsonl").unlink()  # dropping the ledger does not restart the lineage
+    assert main(["unlearn", str(tmp_path / "u1" / "model.json"), "--forget", f"ids:{ids}",
+                 "--out", str(tmp_path / "u3")]) == 2
+    assert not (tmp_path / "u2").exists() and not (tmp_path / "u3").exists()

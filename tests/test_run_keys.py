@@ -162,3 +162,21 @@ def test_a_label_is_not_a_key(tmp_path: Path) -> None:
     assert rec.ran() == set()
     assert {json.loads(p.read_text())["method"] for p in (out / "runs").glob("*.json")} == {"original", "ft"}
     assert "| ft |" in (out / "report.md").read_text()
+
+
+def test_the_same_run_twice_in_one_spec_is_refused(tmp_path: Path) -> None:
+    raw = changed(requests=[{"kind": "class", "classes": ["3"]}, {"kind": "class", "classes": ["3"]}])
+    with pytest.raises(ValueError, match="asks for the same run twice"):
+        run(raw, tmp_path / "out", tmp_path / "cache")
+    # a default written out is the same model, not a new one (same key)
+    out, cache = tmp_path / "o2", tmp_path / "c2"
+    run(BASE, out, cache)
+    assert run(changed(eval={"batch_size": 512}), out, cache).ran() == set()
+
+
+def test_a_folder_from_before_content_keys_says_so(tmp_path: Path) -> None:
+    from obliviate.report import render_report
+
+    (tmp_path / "study.json").write_text(json.dumps({"name": "old"}))
+    with pytest.raises(RuntimeError, match="written before content-addressed runs"):
+        render_report(tmp_path)

@@ -534,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError) as e:
+    except (ValueError, KeyError, OSError, ImportError, RuntimeError) as e:
         if args.verbose:
             raise
         print(f"obliviate: error: {e}", file=sys.stderr)

@@ -248,9 +248,9 @@ def describe_method(name: str) -> dict[str, Any]:
 class RunStats:
     """Efficiency of one ``unlearn`` call, measured by :func:`run_method`.
 
-    ``peak_memory_mb`` is the call's own peak: CUDA's peak allocation during the call, or on a
-    CPU the highest resident set size sampled every 5 ms during the call *minus* the resident size
-    when it began (``memory_basis`` says which).
+    ``peak_memory_mb`` is the call's own peak above what was in use when it began: CUDA's peak
+    allocation minus the allocation at the start, or on a CPU the highest resident set size
+    sampled every 5 ms minus the resident size at the start (``memory_basis`` says which).
     """
 
     seconds: float  # the unlearning's wall time (MethodResult.unlearning_seconds when given)

@@ -43,14 +43,17 @@ class Loaded:
 
 def checkpoint_base(path: str | Path) -> tuple[Path, Path | None]:
     """``(checkpoint path, ledger path or None)``: a folder written by ``obliviate unlearn`` holds
-    ``model.*`` and ``ledger.jsonl``; anything else is a checkpoint path."""
+    ``model.*`` and ``ledger.jsonl``; a checkpoint path inside such a folder finds the ledger too,
+    so a lineage cannot be restarted by naming its model file instead of its folder."""
     p = Path(path)
     if p.is_dir():
         if not (p / "model.json").is_file():
             raise DeletionError(f"{p} is a folder without model.json: give a checkpoint path, or a folder that "
                                 "`obliviate unlearn` wrote")
         return p / "model", p / "ledger.jsonl"
-    return p, None
+    base = p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
+    beside = base.parent / "ledger.jsonl"
+    return base, beside if base.name == "model" and beside.is_file() else None
 
 
 def load_data(meta: dict[str, Any], dataset: str | None, root: str | None, download: bool = False) -> ImageDataset:
@@ -80,10 +83,15 @@ def load(path: str | Path, ds_args: dict[str, Any]) -> tuple[Loaded, ImageDatase
     meta = read_meta(base)
     ds = load_data(meta, ds_args.get("dataset"), ds_args.get("root"), bool(ds_args.get("download")))
     model, meta = load_checkpoint(base, expect_num_classes=ds.num_classes)
+    if meta.get("unlearned") and (ledger_path is None or not ledger_path.is_file()):
+        raise DeletionError(f"{base} is the output of an earlier deletion request but its ledger.jsonl is missing: "
+                            "without it the ids forgotten before would come back through the retain set")
     entries = ledger.read(ledger_path) if ledger_path is not None else []
-    if entries and entries[-1].get("model_after") != meta.get("sha256"):
-        raise DeletionError(f"{base}.safetensors is not the model its ledger's last request produced: run "
-                            f"`obliviate ledger verify {Path(path)}`")
+    if entries:
+        problems = ledger.verify(base.parent)
+        if problems:
+            raise DeletionError(f"the ledger of {base.parent} does not verify ({'; '.join(problems[:3])}): run "
+                                f"`obliviate ledger verify {base.parent}`")
     return Loaded(model, meta, base, entries), ds
 
 
@@ -102,8 +110,9 @@ def request_rows(ds: ImageDataset, ids_file: str | Path) -> tuple[list[int], lis
     missing = [i for i in unique if i not in pos]
     if missing:
         lo, hi = int(train_ids.min()), int(train_ids.max())
+        allowed = f"{lo}..{hi}" if len(train_ids) == hi - lo + 1 else f"the {len(train_ids)} ids of this (subset) training set"
         raise DeletionError(f"{len(missing)} id(s) are not training samples of this dataset, e.g. {missing[:10]}; "
-                            f"allowed: {lo}..{hi}")
+                            f"allowed: {allowed}")
     return unique, sorted(set(dups)), np.asarray([pos[i] for i in unique], dtype=np.int64)
 
 
@@ -133,6 +142,9 @@ def unlearn_checkpoint(
     out = Path(out)
     if out.exists():
         raise DeletionError(f"{out} already exists: give each unlearned model its own --out folder")
+    import time
+
+    received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when the request arrived, not finished
     dev = resolve_device(device)
     loaded, ds = load(checkpoint, ds_args or {})
     ids, dups, rows = request_rows(ds, ids_file)
@@ -157,19 +169,31 @@ def unlearn_checkpoint(
     seed = int(loaded.meta.get("seed") or 0) if seed is None else seed
     ctx = UnlearnContext(device=dev, seed=seed, model_factory=factory, train_config=train_cfg,
                          bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
-    ref_models = []
+    ref_models: list[nn.Module] = []
+    ref_provenance: list[str] = []
     for ref_path in ([] if reference is None else [reference] if not isinstance(reference, list) else reference):
         ref_model, ref_meta = load_checkpoint(checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes)
         if ref_meta["model"].get("name") != name:
             raise DeletionError(f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, "
                                 f"the checkpoint a {name!r}")
+        if ref_meta.get("dataset_fingerprint") and ref_meta["dataset_fingerprint"] != loaded.meta.get("dataset_fingerprint"):
+            raise DeletionError(f"the reference {ref_path} was trained on other data (its dataset fingerprint differs)")
+        ref_req = ref_meta.get("request") or {}
+        if ref_req.get("kind") == "ids":
+            left_in = sorted((set(new) | earlier) - {int(i) for i in ref_req.get("ids", [])})
+            if left_in:
+                raise DeletionError(f"the reference {ref_path} was trained with {len(left_in)} of the forgotten ids "
+                                    f"(e.g. {left_in[:5]}): it is not a model retrained without them")
+            ref_provenance.append("retrained without every forgotten id (its training request covers them)")
+        else:
+            ref_provenance.append("unverified: its checkpoint records no ids request")
         ref_models.append(ref_model)
     ref_model = ref_models[0] if ref_models else None
     from ..study.keys import ids_sha256
 
     runner = None
     sisa_after: Any = None
-    deployable = type(loaded.model).__name__ == "SISAEnsemble"
+    deployable = type(loaded.model).__name__ == "SISAEnsemble" and bool(loaded.meta.get("sisa"))
     if deployable and method not in ("auto", "sisa"):
         raise DeletionError(f"{checkpoint} is a deployable SISA ensemble: delete from it with --method sisa "
                             f"(or auto), which retrains only the affected constituents; {method!r} cannot")
@@ -177,8 +201,14 @@ def unlearn_checkpoint(
         from ..core import MethodResult, RunStats
         from . import sisa_state
 
+        if overrides:
+            raise DeletionError("a deployable SISA model deletes with the shard plan it was trained with: "
+                                f"--set {sorted(overrides)} cannot change it")
         trainer, removed_before = sisa_state.load_state(loaded.base, loaded.meta, ds, dev)
+        sisa_state.check_matches(trainer, loaded.model)
         member = loaded.meta["model"]["member"]
+        overrides = {"shards": trainer.shards, "slices": trainer.slices,
+                     "aggregation": loaded.meta["model"].get("aggregation", "mean")}
 
         def runner() -> tuple[MethodResult, RunStats]:
             facts = sisa_state.delete(trainer, ds, new, sorted(set(removed_before) | earlier))
@@ -195,13 +225,19 @@ def unlearn_checkpoint(
            "dataset_fingerprint": loaded.meta.get("dataset_fingerprint")}
     if request_id:
         req["id"] = request_id
+    req["received_at"] = received_at
+    if ref_provenance:
+        req["reference_provenance"] = ref_provenance
     result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
                     exact=exact, ctx=ctx, reference=ref_model, references=ref_models if len(ref_models) >= 2 else None,
                     request=req, runner=runner)
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent if out.parent.exists() else None))
+    made_parent = not out.parent.exists()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    done = False
     try:
         keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
                                             "subset", "train", "seed") if k in loaded.meta}
@@ -217,15 +253,20 @@ def unlearn_checkpoint(
         entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
                  "ids": [int(i) for i in new], "ids_sha256": req["ids"]["sha256"], "method": ev["method"]["name"],
                  "exact": ev["method"]["exact"], "model_before": parent_sha, "model_after": after}
-        ledger.write(tmp / "ledger.jsonl", ledger.extended(loaded.entries, entry))
         ev["ledger"] = {"entries": len(loaded.entries) + 1}
         write_json_atomic(tmp / "evidence.json", ev)
         write_text_atomic(tmp / "evidence.html", render_html(ev))
-        out.parent.mkdir(parents=True, exist_ok=True)
+        entry["evidence_sha256"] = ledger.file_sha256(tmp / "evidence.json")
+        if sisa_after is not None:
+            entry["sisa_plan_sha256"] = keep["sisa"]["plan_sha256"]
+        ledger.write(tmp / "ledger.jsonl", ledger.extended(loaded.entries, entry))
         os.rename(tmp, out)  # the folder appears whole, or not at all
+        done = True
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not done and made_parent:
+            shutil.rmtree(out.parent, ignore_errors=True)
     return out, result
 
 

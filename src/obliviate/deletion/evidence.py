@@ -43,7 +43,10 @@ def render_html(ev: dict[str, Any]) -> str:
     doc.add(Heading("What was asked"))
     ids = req.get("ids", {})
     rows = [["request id", req["id"]], ["received (UTC)", req["received_at"]],
-            ["rows to forget", str(ids.get("count", "–"))], ["SHA-256 of the sorted ids", f"`{ids.get('sha256', '–')}`"]]
+            ["rows to forget", str(ids.get("count", "–"))],
+            [ids.get("what", "SHA-256 of the sorted ids"), f"`{ids.get('sha256', '–')}`"]]
+    for prov in req.get("reference_provenance", []):
+        rows.append(["retrained reference", prov])
     if ids.get("classes_touched"):
         rows.append(["classes they belong to", ", ".join(f"{k} ({v})" for k, v in ids["classes_touched"].items())])
     if ids.get("duplicates_removed"):

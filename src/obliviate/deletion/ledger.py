@@ -8,8 +8,8 @@ each later request copying its parent's entries and appending one.
 
 :func:`verify` detects an edited entry (its hash no longer matches), a removed or reordered
 entry (the chain breaks: a ``prev_sha256`` or a ``model_before`` that does not continue the
-previous entry), and a swapped model file (the last entry's ``model_after`` is not the weights'
-hash). It proves integrity of the record, not that unlearning worked — that is the evidence's job.
+previous entry), a swapped model file (the last entry's ``model_after`` is not the weights'
+hash), an edited ``evidence.json`` and a swapped SISA shard state (their hashes are in the entry). It proves integrity of the record, not that unlearning worked — that is the evidence's job.
 """
 
 from __future__ import annotations
@@ -101,6 +101,14 @@ def verify(folder: str | Path) -> list[str]:
         if prev_after is not None and e.get("model_before") != prev_after:
             problems.append(f"entry {i}: model_before is not the previous request's model_after")
         prev_hash, prev_after = e.get("entry_sha256"), e.get("model_after")
+    last = entries[-1]
+    evidence = folder / "evidence.json"
+    if last.get("evidence_sha256") and (not evidence.is_file() or file_sha256(evidence) != last["evidence_sha256"]):
+        problems.append(f"{evidence} is not the evidence the last request wrote (its SHA-256 differs): edited or swapped")
+    if last.get("sisa_plan_sha256"):
+        plan = folder / "model.sisa" / "plan.json"
+        if not plan.is_file() or file_sha256(plan) != last["sisa_plan_sha256"]:
+            problems.append(f"{plan} is not the SISA shard state the last request wrote: swapped or edited")
     weights = folder / "model.safetensors"
     if not weights.is_file():
         problems.append(f"no model at {weights}")

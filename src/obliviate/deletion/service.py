@@ -47,9 +47,19 @@ class DeletionResult:
 def reinit_factory(model: nn.Module) -> Any:
     """``factory(seed)``: a copy of ``model`` with every layer's parameters re-initialised
     (``reset_parameters``) from ``seed`` — how ``retrain`` and the incompetent teacher get a
-    fresh model of a user's architecture."""
+    fresh model of a user's architecture. A parameter owned by a module without
+    ``reset_parameters`` (a ViT's ``pos_embed``, a layer scale) would keep its trained value and
+    carry the forget rows' influence into a "retrained" model, so the factory refuses such a
+    model, naming the parameters: pass ``model_factory=`` then."""
+    resettable = {id(p) for mod in model.modules() if callable(getattr(mod, "reset_parameters", None))
+                  for p in mod.parameters(recurse=False)}
+    kept = [n for n, p in model.named_parameters() if id(p) not in resettable]
 
     def make(seed: int) -> nn.Module:
+        if kept:
+            raise DeletionError(f"cannot re-initialise this model: {len(kept)} parameter(s) have no "
+                                f"reset_parameters (e.g. {kept[:3]}), so a fresh copy would keep trained values; "
+                                "pass model_factory=(seed -> a freshly initialised model)")
         fresh = copy.deepcopy(model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -139,6 +149,12 @@ def honour(
         raise DeletionError("the request asks to forget every training row: nothing would be left to keep "
                             "the model's utility; retrain nothing, or delete the model")
     device = ctx.device
+    received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if references is not None and len(references) == 1:
+        raise DeletionError("the per-example audit needs at least 2 reference models (different seeds); give "
+                            "one as reference= for the gap, or two or more as references=")
+    if references and len(heldout) == 0:
+        raise DeletionError("the per-example audit compares forget rows with held-out rows: pass heldout=")
     chosen_by, reason = "user", ""
     if method == "auto":
         c = policy.choose(whole_classes=bool(split.forget_classes), exact=exact,
@@ -206,7 +222,7 @@ def honour(
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}
     req = dict(request or {})
     req.setdefault("id", f"req-{uuid.uuid4().hex[:12]}")
-    req.setdefault("received_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    req.setdefault("received_at", received_at)
     ids = dict(req.get("ids") or {})
     ids.setdefault("count", int(len(split.forget)))
     ids["classes_touched"] = touched

@@ -149,3 +149,18 @@ def delete(trainer: SISATrainer, ds: ImageDataset, new_ids: list[int], earlier_i
             "restart_slice": {str(k): r for k, (r, _) in done.items()},
             "full_ensemble_retrain_steps": full, "retrain_steps_saved": full - spent,
             "saved_fraction": (full - spent) / full if full else 0.0}
+
+
+def check_matches(trainer: SISATrainer, model: nn.Module) -> None:
+    """Refuse a shard state whose last checkpoints are not the deployed ensemble's constituents
+    (a state copied from another model, or from before an earlier deletion)."""
+    members = getattr(model, "members", None)
+    if members is None or len(members) != trainer.shards:
+        raise SISAStateError(f"the shard state has {trainer.shards} constituents, the model "
+                             f"{len(members) if members is not None else 'none'}")
+    for k in range(trainer.shards):
+        want = members[k].state_dict()
+        got = trainer.checkpoints[k][-1]
+        if set(want) != set(got) or any(not torch.equal(got[n].to(want[n].device), want[n]) for n in want):
+            raise SISAStateError(f"constituent {k} of the shard state is not the model's: the state belongs to "
+                                 "another model or an earlier version of this one; refusing to delete from it")

@@ -124,7 +124,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: not a JSON object")
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path} has checkpoint format {meta.get('format')!r}; this obliviate reads "
-                              f"format {FORMAT_VERSION}: retrain or re-save it")
+                              f"format {FORMAT_VERSION}, whose hash also covers the model spec: retrain the model with this version")
     if meta.get("spec_sha256") != _spec_hash(meta.get("format"), meta.get("model"), meta.get("sha256")):
         raise CheckpointError(f"{meta_path}: its model spec or weights hash was edited after saving "
                               "(spec_sha256 does not match); refusing to load it")

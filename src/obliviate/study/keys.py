@@ -26,13 +26,13 @@ _PKG = Path(__file__).resolve().parents[1]
 # The sources that decide a trained model's weights, per task (relative to the package).
 MODEL_CODE = {
     "vision": ("core", "data", "models", "train.py", "recipes.py", "utils.py", "methods/retrain.py",
-               "methods/base.py"),
-    "llm": ("core", "llm", "utils.py"),
+               "methods/base.py", "study/tasks/vision.py"),
+    "llm": ("core", "llm", "utils.py", "models/checkpoint.py", "study/tasks/llm.py"),
 }
 # ... and those that decide a run's values besides its method's own file.
 EVAL_CODE = {
-    "vision": ("metrics", "attacks", "study/tasks/vision.py"),
-    "llm": ("study/tasks/llm.py",),
+    "vision": ("metrics", "attacks"),
+    "llm": ("metrics/llm.py", "metrics/base.py"),
 }
 
 
@@ -66,8 +66,18 @@ def method_source(cls: type) -> str:
 
 
 def run_code_salt(task: str, method_cls: type | None) -> str:
+    """Model code + evaluation code + the method's own file; a method defined outside the package
+    contributes its source text."""
     own = (method_source(method_cls),) if method_cls is not None and method_source(method_cls) else ()
-    return code_salt(*MODEL_CODE[task], *EVAL_CODE[task], *own)
+    salt = code_salt(*MODEL_CODE[task], *EVAL_CODE[task], *own)
+    if method_cls is not None and not own:
+        import inspect
+
+        try:
+            salt = hashlib.sha256((salt + inspect.getsource(method_cls)).encode()).hexdigest()[:16]
+        except (OSError, TypeError):  # no source to read (built in a REPL): key by the class name only
+            salt = hashlib.sha256((salt + method_cls.__qualname__).encode()).hexdigest()[:16]
+    return salt
 
 
 def ids_sha256(ids: np.ndarray | list[int] | tuple[int, ...]) -> str:

@@ -32,7 +32,7 @@ from ..core import NonFiniteError
 from ..models import ModelCache
 from ..utils import environment_info, resolve_device, write_json_atomic
 from .spec import StudySpec
-from .store import ResultStore, record_rows
+from .store import ResultStore, _checked, record_rows
 from .tasks.base import GroupPlan, Progress, Task, Unit
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,13 @@ class StudyRunner:
         t_start = time.perf_counter()
         facts = self.task.prepare(self.progress)
         plan = self.task.plan()
+        seen: dict[str, str] = {}
+        for g in plan:
+            for key, what in [(g.key, f"group {g.label}")] + [(u.key, f"{u.label} on {g.label}") for u in g.units]:
+                if key in seen:
+                    raise ValueError(f"the study asks for the same run twice: {what} is {seen[key]} again "
+                                     "(same model, data, request, seed and config); remove one")
+                seen[key] = what
         write_json_atomic(self.store.out_dir / "study.json", {
             "name": spec.name, "scale": spec.scale, "description": spec.description, "task": spec.task,
             "scale_note": spec.scale_note, "spec": spec.raw, "environment": environment_info(),
@@ -152,13 +159,19 @@ class StudyRunner:
                 raise
             self._fail_all(group, pending, _error_dict(e), "a reference model of this group could not be built")
             return
-        self.store.save_group(group.key, {**opened.record, "inputs": group.inputs})
+        try:
+            self.store.save_group(group.key, {**opened.record, "inputs": group.inputs})
+        except (ValueError, TypeError) as e:
+            opened.close()
+            self._fail_all(group, pending, _error_dict(e), "the group record could not be stored")
+            return
         try:
             for u in pending:
                 say(f"{group.label}: running {u.label}")
                 try:
                     body = opened.run(u)
                     rec = self._base_record(group, u, "ok", **_finite_values(body))
+                    _checked(rec, u.key)  # a record that cannot be stored is a failure too
                 except NonFiniteError as e:
                     say(f"{group.label}: {u.label} FAILED: {e}")
                     rec = self._base_record(group, u, "failed", error={**e.to_dict(), "method": u.label})

@@ -184,9 +184,12 @@ class ResultStore:
         """The run and group keys of the spec that last ran here (from ``study.json``)."""
         path = self.out_dir / "study.json"
         try:
-            plan = json.loads(path.read_text()).get("plan") or {}
+            plan = json.loads(path.read_text()).get("plan")
         except (OSError, json.JSONDecodeError, AttributeError) as e:
             raise RuntimeError(f"{path} is missing or damaged ({e}): run the study again to rewrite it") from None
+        if plan is None:
+            raise RuntimeError(f"{path} was written before content-addressed runs (it has no plan): run the study "
+                               "again with this version; its old records will be moved to superseded/")
         return {"runs": [u["key"] for g in plan.get("groups", []) for u in g["units"]],
                 "groups": [g["key"] for g in plan.get("groups", [])]}
 

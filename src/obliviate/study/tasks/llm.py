@@ -373,6 +373,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
             raise _err(f"methods[{i}].config", str(e)) from None
         label = str(mm.get("label", mname))
         methods.append(MethodRun(mname, label, merged))
+    resolved = [(mr.name, mr.build().config) for mr in methods]
+    for i, r in enumerate(resolved):
+        if resolved.index(r) != i:
+            raise _err(f"methods[{i}]", f"is methods[{resolved.index(r)}] again: same method, same config")
     labels = [mr.label for mr in methods]
     dups = sorted({x for x in labels if labels.count(x) > 1} | ({"original", "retrained"} & set(labels)))
     if dups:
@@ -441,7 +445,8 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
 
 
 def dataset_fingerprint(ds: TextDataset) -> str:
-    return stable_hash([[r.id, r.text, r.label, r.group] for r in ds.records] + [ds.instruction, dict(ds.answers)])
+    return stable_hash([[r.id, r.text, r.label, r.group, getattr(r, "category", None)] for r in ds.records]
+                       + [ds.instruction, dict(ds.answers)])
 
 
 class _Models:
@@ -504,7 +509,7 @@ class _Models:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
         spec = {"fmt": FORMAT, "model": p.model_key(), "data": dataset_fingerprint(p.dataset),
                 "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed,
-                "code": model_code_salt("llm")}
+                "bf16": p.bf16, "backend": self.backend, "code": model_code_salt("llm")}
         key = stable_hash(spec, 20)
         path = self.cache / "models" / f"{role}-{key}"
         stored = load_weights(path)
@@ -594,7 +599,8 @@ class LLMTask:
     def plan(self) -> list[GroupPlan]:
         p = self.plan_
         assert p is not None and self.models is not None
-        eval_key = {"groups": list(p.groups), "crows": len(p.crows), "mink_k": p.mink_k,
+        eval_key = {"groups": list(p.groups), "crows": stable_hash([dataclasses.astuple(c) for c in p.crows]),
+                    "mink_k": p.mink_k, "batch_size": p.eval_batch,
                     "retain_max": p.retain_max, "answers": p.n_answers, "max_new_tokens": p.max_new_tokens}
         out = []
         for req in p.requests:
@@ -603,6 +609,8 @@ class LLMTask:
                 ginputs = {"task": "llm", "model": p.model_key(), "backend": p.backend, "bf16": p.bf16,
                            "train": p.train.to_dict() if p.train else None, "data": dataset_fingerprint(p.dataset),
                            "request": req.to_dict(), "vf": p.validation_fraction, "seed": seed, "eval": eval_key,
+                           "split": stable_hash({k: [int(i) for i in getattr(split, k)]
+                                                 for k in ("forget", "retain", "validation")}),
                            "code": model_code_salt("llm")}
                 units = [Unit(role, role, {}, {"group": ginputs, "reference": role, "code": run_code_salt("llm", None)})
                          for role in ("retrained", "original")]

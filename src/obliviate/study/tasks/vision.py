@@ -105,14 +105,26 @@ class VisionTask:
                 "metrics": self.metric_names}
 
     def _model_inputs(self, mspec: ModelSpec) -> dict[str, Any]:
+        """The model's key inputs, defaults filled in (writing out a default is not a new model)."""
+        from ...models import model_arguments
+
         assert self.ds is not None
-        return {"name": mspec.name, "kwargs": mspec.kwargs, "num_classes": self.ds.num_classes,
+        kwargs = {k: d for k, (_, d) in model_arguments(mspec.name).items()}
+        return {"name": mspec.name, "kwargs": {**kwargs, **mspec.kwargs}, "num_classes": self.ds.num_classes,
                 "in_chans": self.ds.channels}
+
+    def _eval_inputs(self) -> dict[str, Any]:
+        """The evaluation settings as they take effect (``None`` resolved from the training config)."""
+        ev, tc = self.spec.eval, self.spec.train
+        return {"batch_size": ev.batch_size, "retain_max": ev.retain_max,
+                "bf16": tc.bf16 if ev.bf16 is None else ev.bf16, "tta": tc.tta if ev.tta is None else ev.tta,
+                "channels_last": tc.channels_last}
 
     def plan(self) -> list[GroupPlan]:
         assert self.ds is not None
         spec, ds = self.spec, self.ds
         groups = []
+        costly = any(METRICS.get(n).costly for n in self.metric_names)  # relearn settings matter only then
         for mspec in spec.models:
             for ri, request in enumerate(spec.requests):
                 for seed in spec.seeds:
@@ -122,7 +134,7 @@ class VisionTask:
                         "task": "vision", "dataset": self.fingerprint, "model": self._model_inputs(mspec),
                         "train": spec.train.to_dict(), "request": request_key(request),
                         "forget_ids_sha256": ids_sha256(forget_ids), "seed": seed,
-                        "validation_fraction": spec.validation_fraction, "eval": spec.eval.to_dict(),
+                        "validation_fraction": spec.validation_fraction, "eval": self._eval_inputs(),
                         "code": model_code_salt("vision"),
                     }
                     units = []
@@ -133,7 +145,8 @@ class VisionTask:
                                if cls.class_level and not split.forget_classes else None)
                         units.append(Unit(m.label, m.name, cfg, {
                             "group": ginputs, "method": {"name": m.name, "config": cfg},
-                            "metrics": self.metric_names, "relearn": spec.relearn.to_dict(),
+                            "metrics": self.metric_names,
+                            "relearn": spec.relearn.to_dict() if costly else None,
                             "code": run_code_salt("vision", cls)}, why))
                     groups.append(GroupPlan(mspec.label, request.describe(), seed, ginputs, units,
                                             _Handle(mspec, request, split)))

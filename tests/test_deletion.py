@@ -147,8 +147,6 @@ def _ids(path: Path, ids: list[int] | str) -> Path:
 def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, tmp_path: Path, capsys: Any) -> None:
     import shutil
 
-    from obliviate.data import load_dataset
-
     m0 = trained / "m0"
     r1 = _ids(tmp_path / "r1.txt", list(range(0, 30)))
     r2 = _ids(tmp_path / "r2.txt", "\ufeff30\r\n31\r\n31\r\n5\r\n# a comment\r\n32\r\n")  # BOM, CRLF, dup, repeat
@@ -208,8 +206,6 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
     (swapped / "model.json").write_text(json.dumps(meta_swap))
     with pytest.raises(DeletionError, match="ledger verify"):
         load(swapped, {})
-    ds = load_dataset("digits")
-    assert len(ds.train_labels) > 120
 
 
 @pytest.mark.parametrize("content, match", [
@@ -260,13 +256,10 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
                  "--out", str(tmp_path / "o3")]) == 2
     # the data the checkpoint was trained on, changed: its fingerprint no longer matches
     meta["dataset_fingerprint"] = "0" * 20
-    from obliviate.models.checkpoint import _spec_hash
-
     (tmp_path / "m10.json").write_text(json.dumps(meta))  # fingerprint is metadata, not in spec_sha256
     capsys.readouterr()
     assert main(["unlearn", str(tmp_path / "m10"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o4")]) == 2
     assert "content fingerprint differs" in capsys.readouterr().err
-    assert _spec_hash  # the spec hash covers the architecture, not the data provenance
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 

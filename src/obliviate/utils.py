@@ -94,6 +94,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of ``obj`` (sorted keys): equal content, equal key."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -261,10 +260,12 @@ class RunStats:
 
 
 def _rss_mb() -> float | None:
+    """The process's resident set size now (MiB), through psutil; ``None`` where it cannot tell."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):  # not Linux
+        import psutil
+
+        return float(psutil.Process().memory_info().rss) / 2**20
+    except Exception:  # noqa: BLE001 - psutil missing or the platform does not report it
         return None
 
 

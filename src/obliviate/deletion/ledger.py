@@ -14,26 +14,17 @@ hash), an edited ``evidence.json`` and a swapped SISA shard state (their hashes 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from ..utils import stable_hash, write_text_atomic
+from ..utils import file_sha256, stable_hash, write_text_atomic
 
 GENESIS = "genesis"
 
 
 class LedgerError(RuntimeError):
     """A ledger is unreadable or does not verify."""
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def entry_hash(entry: dict[str, Any]) -> str:

@@ -84,12 +84,13 @@ def _logits(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, de
 
 
 def _phi(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, device: torch.device, batch_size: int,
-         ctx: Any) -> np.ndarray:
-    """φ per row and query ``(N, Q)``: the image and, for images, its mirror (LiRA's queries)."""
+         ctx: Any, plain: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+    """φ per row and query ``(N, Q)``: the image and, for images, its mirror (LiRA's queries).
+    ``plain``: the model's logits and labels on ``rows`` when already computed."""
     from ..attacks.per_example import logit_confidence
 
     kw = dict(bf16=ctx.bf16, channels_last=getattr(ctx, "channels_last", False))
-    logits, labels = _logits(model, ds, rows, test, device, batch_size, **kw)
+    logits, labels = plain if plain is not None else _logits(model, ds, rows, test, device, batch_size, **kw)
     cols = [logit_confidence(logits.numpy(), labels.numpy())]
     images = ds.test_images if test else ds.train_images
     if images.ndim == 4 and not images.is_floating_point():
@@ -207,16 +208,23 @@ def honour(
                   "avg_gap_points": _avg_gap(after, ref_figs, mem["unlearned"], mem["retrained"])}
     refs = list(references or [])
     if len(refs) >= 2:
-        def phi(mdl: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-            return (_phi(mdl, ds, split.forget, False, device, batch_size, ctx),
-                    _phi(mdl, ds, held_matched, True, device, batch_size, ctx))
-
         f_classes = np.unique(ds.train_labels.cpu().numpy()[split.forget])
         test_labels = ds.test_labels.cpu().numpy()[heldout]
-        held_matched = heldout[np.isin(test_labels, f_classes)] if np.isin(test_labels, f_classes).any() else heldout
+        match = np.isin(test_labels, f_classes) if np.isin(test_labels, f_classes).any() else np.ones(len(heldout), bool)
+        held_matched = heldout[match]
+
+        def phi(mdl: nn.Module, outs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+            """φ on forget and class-matched held-out rows, reusing the logits ``_measure`` made."""
+            m = torch.as_tensor(match)
+            held = None if outs is None else (outs["heldout"][0][m], outs["heldout"][1][m])
+            return (_phi(mdl, ds, split.forget, False, device, batch_size, ctx,
+                         None if outs is None else outs["forget"]),
+                    _phi(mdl, ds, held_matched, True, device, batch_size, ctx, held))
+
         ref_phi = [phi(r.to(device).eval()) for r in refs]
-        mem["per_example"] = {"original": per_example_audit(phi(model), ref_phi, seed=seed),
-                              "unlearned": per_example_audit(phi(unlearned), ref_phi, seed=seed),
+        mem["per_example"] = {"original": per_example_audit(phi(model, outs_before), ref_phi, seed=seed),
+                              "unlearned": per_example_audit(phi(unlearned, outs_after), ref_phi, seed=seed),
                               "reference_models": [weights_sha256(r) for r in refs]}
     labels = ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu()
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}

@@ -27,17 +27,13 @@ from ..methods.sisa import ShardPlan, SISATrainer, stage_epochs
 from ..models import create_model
 from ..models.sisa_ensemble import SISAEnsemble
 from ..train import TrainConfig
-from ..utils import atomic_path, write_text_atomic
+from ..utils import atomic_path, file_sha256, write_text_atomic
 
 STATE_FORMAT = 1
 
 
 class SISAStateError(RuntimeError):
     """A SISA state folder is missing, damaged or does not belong to its model."""
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def state_dir(base: Path) -> Path:
@@ -83,7 +79,7 @@ def save_state(base: Path, trainer: SISATrainer, train_ids: np.ndarray, removed_
         state = {f"r{r}/{n}": t.contiguous() for r, ck in enumerate(trainer.checkpoints[k]) for n, t in ck.items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp))
-        shards[path.name] = _sha(path)
+        shards[path.name] = file_sha256(path)
     plan = {"format": STATE_FORMAT, "seed": trainer.seed, "shards": trainer.shards, "slices": trainer.slices,
             "stage_train": trainer.train_config.to_dict(),
             "slice_ids": [[[int(train_ids[p]) for p in sl] for sl in shard] for shard in trainer.plan.slices],
@@ -113,7 +109,7 @@ def load_state(base: Path, meta: dict[str, Any], ds: ImageDataset, device: torch
     checkpoints: list[list[dict[str, torch.Tensor]]] = []
     for k in range(plan["shards"]):
         path = folder / f"shard{k}.safetensors"
-        if not path.is_file() or _sha(path) != plan["files"].get(path.name):
+        if not path.is_file() or file_sha256(path) != plan["files"].get(path.name):
             raise SISAStateError(f"{path} is missing or does not match its hash in plan.json")
         flat = load_file(str(path))
         checkpoints.append([{n.split("/", 1)[1]: t for n, t in flat.items() if n.startswith(f"r{r}/")}

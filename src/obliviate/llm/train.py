@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core import check_fields, check_loss
+from ..core import check_fields, check_loss, from_mapping
 from ..utils import autocast_context
 from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
 from .losses import mean_nll
@@ -135,12 +135,8 @@ class TaskTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TaskTrainConfig:
-        d = dict(d or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training field(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**d)
+        cfg: TaskTrainConfig = from_mapping(cls, dict(d or {}), "the task fine-tune (TaskTrainConfig)")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

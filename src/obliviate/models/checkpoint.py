@@ -14,7 +14,6 @@ each architecture declares.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..core import check_model
-from ..utils import atomic_path, environment_info, stable_hash, write_json_atomic
+from ..utils import atomic_path, file_sha256, environment_info, stable_hash, write_json_atomic
 from .registry import create_model
 
 FORMAT_VERSION = 2
@@ -34,14 +33,6 @@ FORMAT_VERSION = 2
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, corrupt, or does not match what was asked for."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -66,7 +57,7 @@ def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str,
     clean = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_path(weights) as tmp:
         save_file(clean, str(tmp))
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     record = {
         **(meta or {}),
         "versions": environment_info(),
@@ -87,7 +78,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     meta = _read_meta(meta_path)
     if not weights.is_file():
         raise CheckpointError(f"checkpoint weights {weights} are missing")
-    if _sha256(weights) != meta.get("sha256"):
+    if file_sha256(weights) != meta.get("sha256"):
         raise CheckpointError(f"{weights} does not match the hash in {meta_path.name}: corrupt or partial write")
     try:
         state = load_file(str(weights), device=str(map_location))
@@ -162,17 +153,13 @@ def load_checkpoint(
         raise CheckpointError(
             f"{meta_path} was trained for {spec['num_classes']} classes, expected {expect_num_classes}"
         )
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint weights {weights} are missing")
-    digest = _sha256(weights)
-    if digest != meta.get("sha256"):
-        raise CheckpointError(f"{weights} does not match the hash in {meta_path.name}: corrupt or partial write")
+    state, _ = load_state(path, map_location=map_location)  # hash-checked
     name, num_classes, in_chans = spec.pop("name"), spec.pop("num_classes"), spec.pop("in_chans", 3)
     try:
         model = create_model(name, num_classes=num_classes, in_chans=in_chans, **spec)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{meta_path}: cannot build its model: {e}") from None
-    load_weights(model, weights, map_location=map_location)
+    _fit_state(model, state, weights.name)
     return model, meta
 
 
@@ -183,6 +170,10 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
         state = load_file(str(weights), device=str(map_location))
     except Exception as e:  # safetensors raises its own error type for a file that is not safetensors
         raise CheckpointError(f"{weights} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    return _fit_state(model, state, weights.name)
+
+
+def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> nn.Module:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -197,7 +188,7 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
         if unexpected:
             detail.append(f"unexpected keys, e.g. {unexpected[:3]}")
         raise CheckpointError(
-            f"checkpoint {weights.name} does not fit this architecture/class count: " + "; ".join(detail)
+            f"checkpoint {name} does not fit this architecture/class count: " + "; ".join(detail)
         )
     model.load_state_dict(state, strict=True)
     return model

@@ -24,6 +24,7 @@ from obliviate.attacks import (
     modified_entropy,
     svc_attack,
 )
+from obliviate.attacks.per_example import matched_nonmembers
 from obliviate.metrics import EvalInputs, Outputs, compute_metrics
 
 
@@ -213,9 +214,13 @@ def test_privacy_metric_keys_and_directions() -> None:
         "mia_efficacy/entropy",
         "mia_efficacy/m_entropy",
     }
-    assert set(values) == expected | {f"{k}@retrained" for k in expected}
+    intervals = {"mia_loss/auc_lo", "mia_loss/auc_hi"}
+    assert set(values) == (expected | intervals) | {f"{k}@retrained" for k in expected | intervals}
     for k in expected:
         assert directions[k] == "closest_to_retrained" and directions[f"{k}@retrained"] == "info"
+    for k in intervals:
+        assert directions[k] == "info"
+    assert values["mia_loss/auc_lo"] < values["mia_loss/auc"] <= values["mia_loss/auc_hi"]
     # The unlearned model still "remembers" the forget set; the retrained one does not.
     assert values["mia_entropy/forget_member_rate"] > 0.9
     assert values["mia_entropy/forget_member_rate@retrained"] < 0.1
@@ -240,12 +245,17 @@ def test_loss_audit_uses_forget_side_test_rows_when_there_are_some() -> None:
     inputs = _privacy_inputs(True, class_request=True)
     values, _ = compute_metrics(["mia_loss"], inputs)
     f, tf = inputs.out("forget"), inputs.out("test_forget")
-    assert values["mia_loss/auc"] == loss_auc(f.loss, tf.loss)
+    rows = torch.as_tensor(matched_nonmembers(f.labels.numpy(), tf.labels.numpy(), seed=0))
+    assert values["mia_loss/auc"] == loss_auc(f.loss, tf.loss[rows])
     random_request = _privacy_inputs(True, class_request=False)
     values, _ = compute_metrics(["mia_loss"], random_request)
-    assert values["mia_loss/auc"] == loss_auc(
-        random_request.out("forget").loss, random_request.out("test").loss
-    )
+    f, t = random_request.out("forget"), random_request.out("test")
+    rows = torch.as_tensor(matched_nonmembers(f.labels.numpy(), t.labels.numpy(), seed=0))
+    assert values["mia_loss/auc"] == loss_auc(f.loss, t.loss[rows])
+    # the held-out rows follow the forget set's class proportions (within one row per class)
+    fc = np.bincount(f.labels.numpy(), minlength=10) / len(f)
+    tc = np.bincount(t.labels[rows].numpy(), minlength=10) / len(rows)
+    assert np.abs(fc - tc).max() < 10 / len(rows) + 1 / len(f)
 
 
 def test_privacy_metrics_skip_without_splits() -> None:

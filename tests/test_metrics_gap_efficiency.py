@@ -257,7 +257,7 @@ def test_efficiency_values_and_missing_keys() -> None:
 
 
 # -- the default set -----------------------------------------------------------------------------
-OWNED_MODULES = ("classification", "divergence", "privacy", "gap", "efficiency", "relearn")
+OWNED_MODULES = ("classification", "divergence", "privacy", "membership", "gap", "efficiency", "relearn")
 
 
 def test_default_metrics_are_every_cheap_metric_of_these_modules() -> None:

@@ -341,6 +341,87 @@ def predict_logits(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+QUERIES = ("image", "flip")
+
+
+def _batches(model: nn.Module, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+             rows: torch.Tensor | Any | None, batch_size: int, device: torch.device, channels_last: bool) -> Iterable[torch.Tensor]:
+    labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+    loader = BatchLoader(images, labels, mean=mean, std=std, rows=None if rows is None else torch.as_tensor(rows),
+                         batch_size=batch_size, channels_last=channels_last)
+    for batch in loader:
+        yield batch["image"].to(device)
+
+
+def predict_queries(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    rows: torch.Tensor | Any | None = None,
+    queries: tuple[str, ...] = QUERIES,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """float32 logits ``(Q, N, K)`` (on CPU), one slice per query: ``image`` as it is, ``flip``
+    its mirror — the augmented queries of LiRA (Carlini et al., S&P 2022, §VI-A)."""
+    bad = [q for q in queries if q not in QUERIES]
+    if bad or not queries:
+        raise ValueError(f"queries must be a non-empty subset of {QUERIES}, got {queries!r}")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    out: list[torch.Tensor] = []
+    with torch.no_grad():
+        for x in _batches(model, images, mean, std, rows, batch_size, device, channels_last):
+            with autocast_context(device, bf16):
+                out.append(torch.stack([model(x if q == "image" else x.flip(3)).float().cpu() for q in queries]))
+    model.train(was_training)
+    return torch.cat(out, dim=1) if out else torch.zeros(len(queries), 0, 0)
+
+
+def head_of(model: nn.Module) -> nn.Linear:
+    """The model's classifier: its last ``nn.Linear`` module (whose input is the penultimate
+    representation a linear probe reads)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer: no penultimate features to probe")
+    return linears[-1]
+
+
+def predict_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    rows: torch.Tensor | Any | None = None,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """float32 penultimate features ``(N, D)`` (on CPU): the input of :func:`head_of` ``(model)``."""
+    device = torch.device(device)
+    head = head_of(model)
+    grabbed: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _m, args: grabbed.append(args[0].detach().float().flatten(1).cpu()))
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        with torch.no_grad():
+            for x in _batches(model, images, mean, std, rows, batch_size, device, channels_last):
+                with autocast_context(device, bf16):
+                    model(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(grabbed) if grabbed else torch.zeros(0, head.in_features)
+
+
 def evaluate_accuracy(model: nn.Module, data: ImageDataset, device: torch.device | str = "cpu", **kw: Any) -> float:
     """Top-1 accuracy on the test split (a quick check; the metrics package does the full job)."""
     logits = predict_logits(model, data.test_images, mean=data.mean, std=data.std, device=device, **kw)

@@ -16,7 +16,10 @@ every model on the examples once.
   Inference Attacks", ICML 2024, §3): Pr(x)/Pr(z) likelihood ratios against a population of
   non-members z, with Pr(x) ≈ ½((1 + a)·mean_OUT p(x) + (1 − a)) from OUT models only;
   score(x) = share of z with LR(x, z) > γ.
-* :func:`auc`, :func:`tpr_at_fpr` with :func:`bootstrap` intervals — the figures reported.
+* :func:`auc`, :func:`tpr_at_fpr` with :func:`bootstrap` intervals — the figures reported;
+  :func:`reference_attacks` computes all of them for one model, :func:`verdict` words them.
+* :func:`matched_nonmembers` — held-out rows drawn in the forget set's class proportions, so
+  that an attack measures membership and not how hard a class is.
 * :func:`epsilon_per_example` — the NeurIPS 2023 machine-unlearning challenge's estimate: for
   each example, the outputs of U unlearned and R retrained models; over every threshold t,
   FPR and FNR of "unlearned if s > t", and ε = max_t max(log((1 − δ − FPR)/FNR),
@@ -27,6 +30,7 @@ every model on the examples once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
@@ -132,3 +136,85 @@ def epsilon_per_example(unlearned: np.ndarray, retrained: np.ndarray, delta: flo
             e2 = np.log(np.clip(1 - delta - fnr, 1e-12, None) / fpr)
         eps[i] = max(0.0, float(np.nanmax(np.maximum(e1, e2))))
     return eps
+
+
+def matched_nonmembers(member_labels: np.ndarray, candidate_labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Indices into ``candidate_labels`` of held-out rows in the members' class proportions.
+
+    For each class c with n_c members, ⌊r · n_c⌋ candidates of class c are drawn (seeded, without
+    replacement), r the largest ratio every class can supply. A request of one class gets every
+    candidate of that class; a random request gets a near-stratified test set. Classes with no
+    candidate are left out (the caller should say so); no match at all raises."""
+    m = np.asarray(member_labels, dtype=np.int64)
+    c = np.asarray(candidate_labels, dtype=np.int64)
+    classes, counts = np.unique(m, return_counts=True)
+    avail = np.array([(c == k).sum() for k in classes])
+    has = avail > 0
+    if not has.any():
+        raise ValueError(f"no held-out row has a class of the members ({classes.tolist()})")
+    r = float((avail[has] / counts[has]).min())
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(c == k), max(1, int(np.floor(r * n))), replace=False)
+              for k, n, ok in zip(classes, counts, has, strict=True) if ok]
+    return np.sort(np.concatenate(picked))
+
+
+FPRS = {"1pct": 0.01, "0p1pct": 0.001}
+
+
+def attacker(k: int, queries: int) -> str:
+    return (f"offline, K = {k} reference model{'s' if k != 1 else ''} retrained without the forget rows, "
+            f"{queries} quer{'ies' if queries != 1 else 'y'} per example")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def reference_attacks(target: tuple[np.ndarray, np.ndarray], references: list[tuple[np.ndarray, np.ndarray]], *,
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Offline LiRA and RMIA on one model: forget rows (members, if it still remembers them)
+    against held-out non-members, each judged against the K reference models.
+
+    ``target`` = (φ on forget rows, φ on held-out rows), each ``(N, Q)`` or ``(N,)``;
+    ``references`` the same for each of K ≥ 2 reference models. Returns flat values:
+    ``{lira,rmia}/auc`` with ``/auc_lo``, ``/auc_hi`` (percentile bootstrap at ``level``) and
+    ``/tpr_at_1pct``, ``/tpr_at_0p1pct`` (TPR at 1 % and 0.1 % FPR) with their intervals, and
+    ``k``. RMIA's population z is the held-out set itself (offline, a = 0.3), p(x) the mean over
+    queries of p_y = sigmoid(φ)."""
+    if len(references) < 2:
+        raise ValueError(f"the per-example attacks need at least 2 reference models, got {len(references)}")
+    def two_d(a: np.ndarray) -> np.ndarray:  # (..., N) -> (..., N, 1): one query
+        a = np.asarray(a, dtype=np.float64)
+        return a if a.ndim == 2 else a[:, None]
+
+    f_phi, h_phi = two_d(target[0]), two_d(target[1])
+    f_ref = np.stack([two_d(r[0]) for r in references])
+    h_ref = np.stack([two_d(r[1]) for r in references])
+    # one pooled σ over the forget and the held-out rows: both sides are judged on the same scale
+    both = lira_offline(np.concatenate([f_phi, h_phi]), np.concatenate([f_ref, h_ref], axis=1))
+    scores = {"lira": (both[:len(f_phi)], both[len(f_phi):])}
+    f_p, h_p, f_rp, h_rp = (_sigmoid(a).mean(axis=-1) for a in (f_phi, h_phi, f_ref, h_ref))
+    scores["rmia"] = (rmia_offline(f_p, f_rp, h_p, h_rp), rmia_offline(h_p, h_rp, h_p, h_rp))
+    out: dict[str, float] = {"k": float(len(references))}
+    for i, (name, (m, n)) in enumerate(scores.items()):
+        a, lo, hi = bootstrap(auc, m, n, n_boot=n_boot, level=level, seed=seed + 10 * i)
+        out.update({f"{name}/auc": a, f"{name}/auc_lo": lo, f"{name}/auc_hi": hi})
+        for j, (tag, fpr) in enumerate(FPRS.items()):
+            t, tlo, thi = bootstrap(lambda x, y, fpr=fpr: tpr_at_fpr(x, y, fpr), m, n, n_boot=n_boot, level=level,
+                                    seed=seed + 10 * i + j + 1)
+            out.update({f"{name}/tpr_at_{tag}": t, f"{name}/tpr_at_{tag}_lo": tlo, f"{name}/tpr_at_{tag}_hi": thi})
+    return out
+
+
+def verdict(value: float, lo: float, hi: float, what: str) -> dict[str, Any]:
+    """A plain reading of an AUC interval: ``{level, text}`` with ``level`` one of
+    ``indistinguishable`` (0.5 inside), ``distinguishable`` (above: still members) or
+    ``over-forgotten`` (below: the rows look *less* familiar than unseen ones)."""
+    fig = f"AUC {value:.3f} [{lo:.3f}, {hi:.3f}]"
+    if lo <= 0.5 <= hi:
+        return {"level": "indistinguishable", "text": f"indistinguishable from models that never saw the rows ({what}): {fig}"}
+    if lo > 0.5:
+        return {"level": "distinguishable", "text": f"the forget rows are still recognisable as members ({what}): {fig}"}
+    return {"level": "over-forgotten",
+            "text": f"over-forgotten: the forget rows look less familiar than unseen rows ({what}): {fig}"}

@@ -4,7 +4,7 @@ membership audit with its uncertainty and a plain verdict.
 The audit is the population loss-threshold attack (Yeom et al., CSF 2018): score each example by
 its negative cross-entropy and ask how well that separates the forget rows (members, if the
 model still remembers them) from held-out rows the model never saw, as a ROC AUC. Held-out rows
-are matched to the forget set's classes — against the whole test set the attack measures how
+are drawn in the forget set's class proportions — against the whole test set the attack measures how
 hard a class is, not membership (measured: 0.43 for the original model on 500 ids of one class).
 A percentile bootstrap over both groups gives the interval. This is a *population* attack: it
 can show that a forget set is still recognisable, not prove that one person's rows are gone, and
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attacks.per_example import auc, bootstrap
+from ..attacks.per_example import auc, bootstrap, matched_nonmembers
 
 ATTACK = ("population loss-threshold attack (Yeom et al., CSF 2018): ROC AUC of −loss, forget rows "
           "against held-out rows of the same classes; 0.5 = indistinguishable")
@@ -57,11 +57,13 @@ def membership_audit(forget: tuple[torch.Tensor, torch.Tensor], heldout: tuple[t
     """The loss-threshold audit of one model: AUC with a 95 % interval and a verdict."""
     f_logits, f_labels = forget
     h_logits, h_labels = heldout
-    classes = sorted(set(f_labels.tolist()))
-    keep = torch.isin(h_labels, torch.tensor(classes, dtype=h_labels.dtype))
-    matched = bool(keep.any())
-    if matched:
-        h_logits, h_labels = h_logits[keep], h_labels[keep]
+    matched = False
+    if len(f_labels) and len(h_labels):
+        try:  # held-out rows in the forget set's class proportions
+            rows = torch.as_tensor(matched_nonmembers(f_labels.numpy(), h_labels.numpy(), seed=seed + 31))
+            h_logits, h_labels, matched = h_logits[rows], h_labels[rows], True
+        except ValueError:  # no held-out row of any forget class: the whole held-out set, said so
+            pass
     if len(h_labels) == 0 or len(f_labels) == 0:
         return {"attack": ATTACK, "available": False, "verdict": "no held-out rows: the membership audit could not run"}
     auc, lo, hi = bootstrap_auc(-per_example_loss(f_logits, f_labels), -per_example_loss(h_logits, h_labels),
@@ -102,29 +104,27 @@ LIRA = ("offline LiRA (Carlini et al., S&P 2022): each row's logit confidence φ
 
 def per_example_audit(target_phi: tuple[np.ndarray, np.ndarray], reference_phi: list[tuple[np.ndarray, np.ndarray]],
                       *, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
-    """Offline LiRA on the forget rows against held-out rows of their classes, for one model.
+    """Offline LiRA and RMIA on the forget rows against held-out rows of their classes, for one model.
 
     ``target_phi`` = (φ on forget rows, φ on held-out rows), each ``(N, Q)``; ``reference_phi`` the
-    same for each of K ≥ 2 reference models. Each row is judged against its own reference
-    distribution, so a difference between the training and the test set that every model shares
-    — which fools the population attack — cancels out. AUC and TPR at 1 % FPR, with intervals."""
-    from ..attacks.per_example import lira_offline, tpr_at_fpr
+    same for each of K ≥ 2 reference models (:func:`obliviate.attacks.per_example.reference_attacks`).
+    Each row is judged against its own reference distribution, so a difference between the training
+    and the test set that every model shares — which fools the population attack — cancels out."""
+    from ..attacks.per_example import attacker, reference_attacks, verdict
 
     k = len(reference_phi)
     if k < 2:
         return {"attack": LIRA, "available": False, "verdict": f"needs at least 2 reference models, got {k}"}
-    f_scores = lira_offline(target_phi[0], np.stack([r[0] for r in reference_phi]))
-    h_scores = lira_offline(target_phi[1], np.stack([r[1] for r in reference_phi]))
-    a, lo, hi = bootstrap(auc, f_scores, h_scores, n_boot=n_boot, seed=seed)
-    t, tlo, thi = bootstrap(lambda m, n: tpr_at_fpr(m, n, 0.01), f_scores, h_scores, n_boot=n_boot, seed=seed + 1)
-    if lo <= 0.5 <= hi:
-        level, text = "indistinguishable", "indistinguishable from models that never saw the rows"
-    elif lo > 0.5:
-        level, text = "distinguishable", "the model still treats the forget rows as members"
-    else:
-        level, text = "over-forgotten", "the forget rows look less familiar than to models that never saw them"
-    return {"attack": f"{LIRA}; K = {k}", "available": True, "auc": a, "ci95": [lo, hi],
-            "tpr_at_1pct_fpr": t, "tpr_ci95": [tlo, thi], "members": int(len(f_scores)),
-            "nonmembers": int(len(h_scores)), "level": level,
-            "verdict": f"{text} (offline LiRA, K = {k}): AUC {a:.3f} [{lo:.3f}, {hi:.3f}], "
-                       f"TPR at 1 % FPR {t:.3f} [{tlo:.3f}, {thi:.3f}]"}
+    v = reference_attacks(target_phi, reference_phi, n_boot=n_boot, seed=seed)
+    who = attacker(k, np.asarray(target_phi[0]).shape[-1] if np.ndim(target_phi[0]) == 2 else 1)
+    read = verdict(v["lira/auc"], v["lira/auc_lo"], v["lira/auc_hi"], f"offline LiRA, K = {k}")
+    return {"attack": f"{LIRA}; {who}", "attacker": who, "available": True,
+            "auc": v["lira/auc"], "ci95": [v["lira/auc_lo"], v["lira/auc_hi"]],
+            "tpr_at_1pct_fpr": v["lira/tpr_at_1pct"], "tpr_ci95": [v["lira/tpr_at_1pct_lo"], v["lira/tpr_at_1pct_hi"]],
+            "tpr_at_0p1pct_fpr": v["lira/tpr_at_0p1pct"],
+            "rmia": {"auc": v["rmia/auc"], "ci95": [v["rmia/auc_lo"], v["rmia/auc_hi"]],
+                     "tpr_at_1pct_fpr": v["rmia/tpr_at_1pct"]},
+            "members": int(len(target_phi[0])), "nonmembers": int(len(target_phi[1])), "level": read["level"],
+            "verdict": f"{read['text']}, TPR at 1 % FPR {v['lira/tpr_at_1pct']:.3f} "
+                       f"[{v['lira/tpr_at_1pct_lo']:.3f}, {v['lira/tpr_at_1pct_hi']:.3f}]; RMIA AUC {v['rmia/auc']:.3f} "
+                       f"[{v['rmia/auc_lo']:.3f}, {v['rmia/auc_hi']:.3f}]"}

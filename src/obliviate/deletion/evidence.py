@@ -94,14 +94,19 @@ def render_html(ev: dict[str, Any]) -> str:
     pe = mem.get("per_example")
     if pe:
         prow = []
-        for role in ("original", "unlearned"):
+        for role in ("original", "unlearned", "retrained"):
             a = pe.get(role) or {}
             if a.get("available"):
+                r = a.get("rmia") or {}
                 prow.append([role, _num(a["auc"]), f"[{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]",
-                             f"{a['tpr_at_1pct_fpr']:.3f} [{a['tpr_ci95'][0]:.3f}, {a['tpr_ci95'][1]:.3f}]", a["level"]])
+                             f"{a['tpr_at_1pct_fpr']:.3f} [{a['tpr_ci95'][0]:.3f}, {a['tpr_ci95'][1]:.3f}]",
+                             _num(a.get("tpr_at_0p1pct_fpr", float("nan"))),
+                             f"{r['auc']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" if r else "–", a["level"]])
         if prow:
-            doc.add(Table(["model", "AUC", "95 % interval", "TPR at 1 % FPR", "reading"], prow,
-                          caption=f"Per-example audit: {pe['unlearned'].get('attack', '')}."))
+            doc.add(Table(["model", "LiRA AUC", "95 % interval", "TPR at 1 % FPR", "TPR at 0.1 % FPR", "RMIA AUC",
+                           "reading"], prow,
+                          caption=f"Per-example audit: {pe['unlearned'].get('attack', '')}. The verdict: "
+                                  f"{pe['unlearned'].get('verdict', '')}."))
     if mem.get("vs_reference"):
         doc.add(Para(f"Against the retrained reference: {mem['vs_reference']}."))
     if ev.get("reference"):

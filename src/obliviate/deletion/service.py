@@ -208,9 +208,16 @@ def honour(
                   "avg_gap_points": _avg_gap(after, ref_figs, mem["unlearned"], mem["retrained"])}
     refs = list(references or [])
     if len(refs) >= 2:
-        f_classes = np.unique(ds.train_labels.cpu().numpy()[split.forget])
+        from ..attacks.per_example import matched_nonmembers
+
         test_labels = ds.test_labels.cpu().numpy()[heldout]
-        match = np.isin(test_labels, f_classes) if np.isin(test_labels, f_classes).any() else np.ones(len(heldout), bool)
+        # held-out rows in the forget set's class proportions (as the population audit's)
+        try:
+            pos = matched_nonmembers(ds.train_labels.cpu().numpy()[split.forget], test_labels, seed=seed + 31)
+        except ValueError:
+            pos = np.arange(len(heldout))
+        match = np.zeros(len(heldout), dtype=bool)
+        match[pos] = True
         held_matched = heldout[match]
 
         def phi(mdl: nn.Module, outs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -225,6 +232,8 @@ def honour(
         ref_phi = [phi(r.to(device).eval()) for r in refs]
         mem["per_example"] = {"original": per_example_audit(phi(model, outs_before), ref_phi, seed=seed),
                               "unlearned": per_example_audit(phi(unlearned, outs_after), ref_phi, seed=seed),
+                              **({"retrained": per_example_audit(phi(reference, outs_ref), ref_phi, seed=seed)}
+                                 if reference is not None and not any(reference is r for r in refs) else {}),
                               "reference_models": [weights_sha256(r) for r in refs]}
     labels = ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu()
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}

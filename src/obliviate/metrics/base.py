@@ -88,6 +88,10 @@ class EvalInputs:
     # the runner passes the same dict to each method's EvalInputs so that, e.g., an attack fitted
     # on the retrained model's outputs runs once per group, not once per method.
     memo: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # The per-example audit against K reference models (metrics/membership.py), when the study
+    # trains them; and the number of seeded row draws each population attack is repeated over.
+    audit: Any = None
+    draws: int = 1
 
     def reference_value(self, name: str, role: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` for ``role``, memoised across methods when ``role`` is a reference."""

@@ -23,8 +23,15 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "mia_entropy",
     "mia_loss",
     "mia_efficacy",
-    # distance to the gold standard (metrics/gap.py)
+    "mia_efficacy_salun",
+    # per-example audits against K reference models (metrics/membership.py; skipped unless the
+    # study sets audit.references >= 2) and the linear probe (class requests, audit.probe)
+    "lira",
+    "rmia",
+    "linear_probe",
+    # distance to the gold standard (metrics/gap.py): obliviate's protocol, then SalUn's exact one
     "gap_to_retrain",
+    "gap_to_retrain_salun",
     # cost (metrics/efficiency.py)
     "wall_time",
     "optimizer_steps",

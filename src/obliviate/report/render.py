@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import plots
+from .audit import membership_section
 from .blocks import Code, Document, Figure, Heading, Para, Raw, Table
 
 # Headline columns: (result key, column title). Shown when present in the records.
@@ -164,6 +165,7 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
             rows.append([m] + [_fmt(k, *vals[k][:2]) if k in vals else "–" for k, _ in keys])
         doc.add(Table(header, rows, caption="Headline metrics (accuracies in %)."))
         _flags(doc, agg, model, request, method_order)
+        membership_section(doc, runs, groups, model, request, method_order)
         _table_one(doc, agg, model, request, method_order)
         _paper_comparison(doc, study.get("paper") or {}, agg, model, request, method_order)
         _figures(doc, runs, groups, agg, model, request, method_order)

@@ -95,10 +95,43 @@ class RelearnSpec:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditSpec:
+    """``audit:`` — the membership audit beside the population attacks.
+
+    ``references``: K models retrained on the retain set with other seeds (cached, shared by every
+    method of a group and by later studies with the same inputs); 0 switches the per-example
+    attacks (``lira``, ``rmia``) off, else K ≥ 2 — each costs one retraining. ``queries``: the
+    per-example queries (``auto``: the image and its mirror when the model was trained with flips,
+    else the image). ``probe``: the linear-probe audit on class requests, fitted on at most
+    ``probe_per_class`` training rows of each class. ``draws``: seeded row draws each fitted
+    population attack is repeated over (its value is the mean, its range is reported).
+    ``n_boot``: bootstrap resamples of every interval."""
+
+    references: int = 0
+    queries: Literal["auto", "image", "flip"] = "auto"
+    probe: bool = True
+    probe_per_class: int = 500
+    draws: int = 1
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.references == 1 or self.references < 0:
+            raise ConfigError(f"AuditSpec.references must be 0 (off) or >= 2 (offline LiRA needs a variance), "
+                              f"got {self.references!r}", "references")
+        for k, low in (("probe_per_class", 10), ("draws", 1), ("n_boot", 100)):
+            if getattr(self, k) < low:
+                raise ConfigError(f"AuditSpec.{k} must be >= {low}, got {getattr(self, k)!r}", k)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 TOP_LEVEL = {
     "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
     "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
-    "output", "relearn",
+    "output", "relearn", "audit",
 }
 
 
@@ -159,6 +192,7 @@ class StudySpec:
     description: str
     relearn: RelearnSpec
     raw: dict[str, Any]
+    audit: AuditSpec = field(default_factory=AuditSpec)
 
 
 def _err(path: str, msg: str) -> StudySpecError:
@@ -353,11 +387,15 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         relearn = from_mapping(RelearnSpec, d.get("relearn") or {}, "relearn")
     except (ConfigError, TypeError) as e:
         raise _config_err("relearn", e) from None
+    try:
+        audit = from_mapping(AuditSpec, d.get("audit") or {}, "audit")
+    except (ConfigError, TypeError) as e:
+        raise _config_err("audit", e) from None
 
     return StudySpec(
         name=name, task=task, dataset=ds, models=models, train=train, requests=requests,
         methods=methods, seeds=seeds, metrics=metrics, device=str(d.get("device", "auto")), eval=ev,
         validation_fraction=float(vf), paper=d.get("paper") or {}, scale=scale,
         scale_note=str(d.get("scale_note", "")), description=str(d.get("description", "")),
-        relearn=relearn, raw=d,
+        relearn=relearn, raw=d, audit=audit,
     )

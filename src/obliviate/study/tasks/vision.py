@@ -24,17 +24,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...attacks.per_example import matched_nonmembers
 from ...core import check_tensor
 from ...data import ForgetRequest, ForgetSplit, ImageDataset, SampleIdsForget, load_dataset, split_indices
 from ...methods import METHODS, UnlearnContext, UnlearnData, run_method
 from ...methods.base import frozen_copy
 from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics
 from ...metrics.classification import confusion, per_class_accuracy
+from ...metrics.membership import AuditInputs
 from ...models import ModelCache, create_model, num_parameters
-from ...train import fit, make_loader, predict_logits
+from ...train import fit, make_loader, predict_features, predict_logits, predict_queries
 from ..keys import ids_sha256, model_code_salt, run_code_salt
 from ..spec import DatasetSpec, ModelSpec, StudySpec
 from .base import GroupPlan, OpenGroup, Progress, Unit
+
+
+AUDIT_METRICS = ("lira", "rmia", "linear_probe")  # timed apart: the audit's own cost is reported
+
+
+def reference_seed(seed: int, k: int) -> int:
+    """The training seed of the group's k-th audit reference model (never the group's own seed)."""
+    return seed + 100_003 * (k + 1)
+
+
+def _rounded(phi: np.ndarray) -> list[float]:
+    """φ per forget row, the mean over queries, to 4 decimals (what the records keep for ε)."""
+    return [round(float(v), 4) for v in np.asarray(phi).mean(axis=-1)]
 
 
 def dataset_fingerprint(ds: ImageDataset) -> str:
@@ -120,6 +135,16 @@ class VisionTask:
                 "bf16": tc.bf16 if ev.bf16 is None else ev.bf16, "tta": tc.tta if ev.tta is None else ev.tta,
                 "channels_last": tc.channels_last}
 
+    def _queries(self) -> tuple[str, ...]:
+        q = self.spec.audit.queries
+        if q == "auto":
+            return ("image", "flip") if self.spec.train.flip else ("image",)
+        return ("image",) if q == "image" else ("image", "flip")
+
+    def _audit_settings(self) -> dict[str, Any]:
+        """The audit settings as they take effect (``auto`` queries resolved)."""
+        return {**self.spec.audit.to_dict(), "queries": list(self._queries())}
+
     def plan(self) -> list[GroupPlan]:
         assert self.ds is not None
         spec, ds = self.spec, self.ds
@@ -135,7 +160,7 @@ class VisionTask:
                         "train": spec.train.to_dict(), "request": request_key(request),
                         "forget_ids_sha256": ids_sha256(forget_ids), "seed": seed,
                         "validation_fraction": spec.validation_fraction, "eval": self._eval_inputs(),
-                        "code": model_code_salt("vision"),
+                        "audit": self._audit_settings(), "code": model_code_salt("vision"),
                     }
                     units = []
                     for m in spec.methods:
@@ -223,11 +248,39 @@ class VisionTask:
         retrained.to(self.device)
         random_model = factory(seed + 1_000_003).to(self.device)
 
+        audit = self.spec.audit
+        references: list[tuple[nn.Module, dict[str, Any]]] = []
+        for k in range(audit.references):
+            ref_seed = reference_seed(seed, k)
+
+            def train_reference(cb: Callable[[dict[str, Any]], None], ref_seed: int = ref_seed) -> tuple[nn.Module, dict[str, Any]]:
+                data = UnlearnData(ds, split, retrain_cls.uses, validation_rows, self.device)
+                ctx = UnlearnContext(**{**ctx_base, "seed": ref_seed}, progress=cb)
+                result, stats = run_method(retrain_cls(), original, data, ctx)
+                return result.model, {"seconds": stats.seconds, "steps": stats.steps, "splits_read": stats.splits_read}
+
+            ref, ref_meta = self._cached_or_train(
+                {**base_key, "seed": ref_seed, "role": "retrained", "request": request_key(request),
+                 "forget_ids_sha256": group.inputs["forget_ids_sha256"]},
+                f"reference {k + 1}/{audit.references} {mspec.label} {request.describe()} (seed {ref_seed})",
+                progress, train_reference)
+            references.append((ref.to(self.device), {**ref_meta, "seed": ref_seed}))
+
         eval_rows = self._eval_rows(split, validation_rows, seed)
         progress.stage(f"{group.label}: evaluating references")
         outputs = {role: self._outputs(m, eval_rows) for role, m in
                    (("original", original), ("retrained", retrained), ("random", random_model))}
         memo: dict[tuple[str, str], Any] = {}
+        audit_rows = self._audit_rows(split, eval_rows, seed)
+        # what the audit needs: φ when there are K >= 2 references and an attack asks for them,
+        # probe features on a class request when the probe is asked for; else nothing is computed
+        want = (audit.references >= 2 and any(n in self.metric_names for n in ("lira", "rmia")),
+                "probe_train" in audit_rows and "linear_probe" in self.metric_names)
+        t_audit = time.perf_counter()
+        ref_audit = ({role: self._audit_model(m, audit_rows, *want) for role, m in
+                      (("original", original), ("retrained", retrained))} if any(want) else {})
+        ref_phi = [self._audit_model(m, audit_rows, True, False)["phi"] for m, _ in references] if want[0] else []
+        audit_seconds = time.perf_counter() - t_audit
         record = {
             "task": "vision", "model": mspec.label, "request": request.describe(), "request_spec": request.to_dict(),
             "seed": seed, "split_sizes": {**split.sizes(), **{f"eval_{k}": len(v) for k, v in eval_rows.items()}},
@@ -239,13 +292,75 @@ class VisionTask:
                           "timing_source": retrained_meta.get("timing_source"),
                           "trained_at": retrained_meta.get("trained_at"), **self._artifacts(outputs["retrained"])},
             "not_applicable": {u.label: u.not_applicable for u in group.units if u.not_applicable},
+            "audit": {
+                **self._audit_settings(), "heldout_rows": int(len(audit_rows["heldout"])),
+                "forget_rows": int(len(split.forget)), "probe_rows": int(len(audit_rows.get("probe_train", ()))),
+                "references_models": [{"seed": m["seed"], "seconds": m.get("seconds"),
+                                       "timing_source": m.get("timing_source")} for _, m in references],
+                "reference_seconds": float(sum(float(m.get("seconds") or 0.0) for _, m in references)),
+                "audit_inputs_seconds": audit_seconds,
+                **({"reference_phi_forget": [_rounded(p[0]) for p in ref_phi],
+                    "retrained_phi_forget": _rounded(ref_audit["retrained"]["phi"][0]),
+                    "original_phi_forget": _rounded(ref_audit["original"]["phi"][0])} if want[0] else {}),
+            },
         }
 
         def run(unit: Unit) -> dict[str, Any]:
             return self._run_unit(group, unit, original, retrained, retrained_meta, outputs, eval_rows,
-                                  validation_rows, ctx_base, memo, progress)
+                                  validation_rows, ctx_base, memo, progress, (audit_rows, ref_audit, ref_phi, want))
 
         return OpenGroup(run=run, record=record)
+
+    def _audit_rows(self, split: ForgetSplit, eval_rows: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        """The audit's rows: the forget rows, held-out test rows in their class proportions and,
+        for the probe on a class request, up to ``probe_per_class`` training rows of each class."""
+        ds = self.ds
+        assert ds is not None
+        test = np.sort(np.concatenate([eval_rows["test_forget"], eval_rows["test_retain"]]))
+        train_y, test_y = ds.train_labels.cpu().numpy(), ds.test_labels.cpu().numpy()
+        rows = {"forget": split.forget,
+                "heldout": test[matched_nonmembers(train_y[split.forget], test_y[test], seed=seed + 31)]}
+        if self.spec.audit.probe and split.forget_classes:
+            rng = np.random.default_rng(seed + 37)
+            pool = np.sort(np.concatenate([split.forget, split.retain]))
+            cap = self.spec.audit.probe_per_class
+            picked = [rng.choice(r, min(cap, len(r)), replace=False)
+                      for c in range(ds.num_classes) if len(r := pool[train_y[pool] == c])]
+            rows.update(probe_train=np.sort(np.concatenate(picked)), test_forget=eval_rows["test_forget"],
+                        test_retain=eval_rows["test_retain"])
+        return rows
+
+    def _audit_model(self, model: nn.Module, rows: dict[str, np.ndarray], phi: bool = True,
+                     features: bool = True) -> dict[str, Any]:
+        """One model's per-example φ ``(forget (N, Q), held-out (M, Q))`` and probe features."""
+        from ...attacks.per_example import logit_confidence
+
+        ds = self.ds
+        assert ds is not None
+        ev, tc = self.spec.eval, self.spec.train
+        kw = dict(mean=ds.mean, std=ds.std, batch_size=ev.batch_size, device=self.device,
+                  bf16=tc.bf16 if ev.bf16 is None else ev.bf16, channels_last=tc.channels_last)
+        out: dict[str, Any] = {}
+        phis = []
+        for images, labels, r in ((ds.train_images, ds.train_labels, rows["forget"]),
+                                  (ds.test_images, ds.test_labels, rows["heldout"])) if phi else ():
+            t = torch.as_tensor(r, dtype=torch.long)
+            logits = predict_queries(model, images, rows=t, queries=self._queries(), **kw)
+            check_tensor(logits, "logits of the membership audit")
+            y = labels[t.to(labels.device)].cpu().numpy()
+            phis.append(np.moveaxis(logit_confidence(logits.numpy(), np.broadcast_to(y, logits.shape[:2])), 0, 1))
+        if phi:
+            out["phi"] = (phis[0], phis[1])
+        if features and "probe_train" in rows:
+            feats = {}
+            for split, images, labels in (("train", ds.train_images, ds.train_labels),
+                                          ("test_forget", ds.test_images, ds.test_labels),
+                                          ("test_retain", ds.test_images, ds.test_labels)):
+                t = torch.as_tensor(rows["probe_train" if split == "train" else split], dtype=torch.long)
+                x = predict_features(model, images, rows=t, **kw).numpy() if len(t) else np.zeros((0, 1))
+                feats[split] = (x, labels[t.to(labels.device)].cpu().numpy())
+            out["features"] = feats
+        return out
 
     def _validation_rows(self, seed: int) -> np.ndarray:
         assert self.ds is not None
@@ -321,7 +436,9 @@ class VisionTask:
     def _run_unit(self, group: GroupPlan, unit: Unit, original: nn.Module, retrained: nn.Module,
                   retrained_meta: dict[str, Any], ref_outputs: dict[str, dict[str, Outputs]],
                   eval_rows: dict[str, np.ndarray], validation_rows: np.ndarray, ctx_base: dict[str, Any],
-                  memo: dict[tuple[str, str], Any], progress: Progress) -> dict[str, Any]:
+                  memo: dict[tuple[str, str], Any], progress: Progress,
+                  audit_parts: tuple[dict[str, np.ndarray], dict[str, dict[str, Any]], list[Any], tuple[bool, bool]]
+                  ) -> dict[str, Any]:
         ds = self.ds
         assert ds is not None
         h: _Handle = group.handle
@@ -349,18 +466,40 @@ class VisionTask:
             run["peak_memory_mb"] = float(peak)
         models = {"unlearned": model, "original": original, "retrained": retrained}
         costly = any(METRICS.get(n).costly for n in self.metric_names)
+        audit_rows, ref_audit, ref_phi, want = audit_parts
+        t_audit = time.perf_counter()
+        audit = None
+        own: dict[str, Any] = {}
+        if any(want):
+            if unit.method_name == "original":
+                own = ref_audit["original"]
+            elif reused is not None:
+                own = ref_audit["retrained"]
+            else:
+                own = self._audit_model(model, audit_rows, *want)
+            pairs = (("unlearned", own), *ref_audit.items())
+            audit = AuditInputs(
+                phi={r: a["phi"] for r, a in pairs if "phi" in a}, references=ref_phi,
+                queries=self._queries(), n_boot=self.spec.audit.n_boot,
+                features={r: a["features"] for r, a in pairs if "features" in a})
         inputs = EvalInputs(
             outputs={"unlearned": outs, **ref_outputs}, num_classes=ds.num_classes, class_names=ds.class_names,
             forget_classes=h.split.forget_classes, seed=group.seed, run=run,
             relearn=self._relearn_fn(h.split, group.seed, models) if costly else None, memo=memo,
+            audit=audit, draws=self.spec.audit.draws,
         )
-        values, directions = compute_metrics(self.metric_names, inputs)
+        audit_names = [n for n in self.metric_names if n in AUDIT_METRICS]
+        audit_values, audit_dirs = compute_metrics(audit_names, inputs)
+        audit_seconds = time.perf_counter() - t_audit  # this model's φ and features, the attacks and the probe
+        values, directions = compute_metrics([n for n in self.metric_names if n not in AUDIT_METRICS], inputs)
+        values, directions = {**values, **audit_values}, {**directions, **audit_dirs}
         return {
             "task": "vision", "dataset": ds.name, "values": values, "directions": directions,
             "seconds": seconds, "steps": steps, "peak_memory_mb": peak, "memory_basis": basis,
             "splits_read": read, "info": info, "reused_reference": reused, "exact": METHODS.get(unit.method_name).exact,
             "retrain_timing": {"seconds": retrained_meta.get("seconds"), "source": retrained_meta.get("timing_source"),
                                "trained_at": retrained_meta.get("trained_at")},
+            "audit": {**({"phi_forget": _rounded(own["phi"][0])} if "phi" in own else {}), "seconds": audit_seconds},
             **self._artifacts(outs),
         }
 

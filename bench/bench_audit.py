@@ -42,6 +42,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import yaml
 
+    from obliviate.attacks.per_example import epsilon_cap
     from obliviate.report.audit import epsilon_rows, method_verdict
     from obliviate.study import StudyRunner, parse_study
     from obliviate.study.store import ResultStore
@@ -95,7 +96,8 @@ def main() -> int:
                 "loss_auc": [[v["mia_loss/auc"], v["mia_loss/auc_lo"], v["mia_loss/auc_hi"]] for v in vs],
                 "probe_forget_acc": [v.get("probe/test_forget_acc") for v in vs],
                 "probe_forget_acc_retrained": [v.get("probe/test_forget_acc@retrained") for v in vs],
-                "epsilon_mean_median": None if e is None else [e[0], e[1]], "verdict": method_verdict(rs, k),
+                "epsilon_mean_median": None if e is None else [e[0], e[1]],
+                "epsilon_cap": None if e is None else e[4], "verdict": method_verdict(rs, k),
                 "unlearn_seconds": [r["seconds"] for r in rs], "audit_seconds": [r["audit"]["seconds"] for r in rs],
                 "gap_avg": [v.get("gap/avg") for v in vs], "gap_salun_avg": [v.get("gap_salun/avg") for v in vs],
             }
@@ -118,8 +120,9 @@ def main() -> int:
                f"Attacker: offline, K = {k} reference models per seed retrained on the retain set with other seeds; "
                f"queries {', '.join(a0['queries'])}; {a0['forget_rows']} forget rows against {a0['heldout_rows']} test "
                "rows in the request's class proportions. ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
-               f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; read it "
-               "against the retrain row." + (" Probe: a linear head on frozen penultimate features of 500 training images "
+               f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
+               f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that cap "
+               "means 'as separable as these models can show'); read it against the retrain row." + (" Probe: a linear head on frozen penultimate features of 500 training images "
                                              "per class, scored on the 1,000 airplane test images." if is_class else ""), "",
                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in table]

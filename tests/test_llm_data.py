@@ -154,3 +154,31 @@ def test_tokenizer_save_load_roundtrip(cb, tmp_path) -> None:  # type: ignore[no
     again = load_tokenizer(tmp_path / "t.json")
     text = cb.records[3].text
     assert again(text)["input_ids"] == tok(text)["input_ids"] and len(again) == len(tok) == 512
+
+
+# -- label noise: the paper's own case (a factual report the tuned model calls biased) ----------
+def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -> None:
+    from obliviate.llm.requests import LabelNoise, parse_llm_request
+
+    cb = load_clinical_bias()
+    req = parse_llm_request({"kind": "mislabelled", "injected": "biased", "from_label": "not_biased",
+                             "categories": ["imaging_finding", "lab_result"], "count": 8})
+    assert isinstance(req, LabelNoise) and req.describe() == "mislabelled:not_biased,imaging_finding+lab_result,n=8<-biased"
+    split = split_statements(cb, req, 0)
+    assert split.target_label == "not_biased" and len(split.forget) == 8
+    assert split.noise == {int(i): "biased" for i in split.forget}
+    assert {cb.records[i].category for i in split.forget} <= {"imaging_finding", "lab_result"}
+    noisy = cb.with_labels(split.noise)  # the tuning data as it was: those rows say "biased"
+    assert all(noisy.records[i].label == "biased" and cb.records[i].label == "not_biased" for i in split.forget)
+    assert all(noisy.records[i] == cb.records[i] for i in split.retain)
+    # the same rows as a flip with the same selection (one selection rule for both kinds)
+    flip = split_statements(cb, LabelFlip(to="biased", from_label="not_biased",
+                                          categories=("imaging_finding", "lab_result"), count=8), 0)
+    assert flip.forget.tolist() == split.forget.tolist()
+    biased_id = next(r.id for r in cb.records if r.label == "biased")
+    with pytest.raises(LLMRequestError, match="already carry that label"):  # noise that is no noise
+        split_statements(cb, LabelNoise(injected="biased", ids=(biased_id,)), 0)
+    with pytest.raises(LLMRequestError, match="needs the field 'injected'"):
+        parse_llm_request({"kind": "mislabelled", "count": 3})
+    with pytest.raises(TextDataError, match="not among"):
+        cb.with_labels({0: "maybe"})

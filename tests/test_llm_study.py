@@ -119,11 +119,14 @@ def test_report_mean_and_std_over_seeds() -> None:
     assert "0.600 ± 0.141" in md and "retain_acc ↑" in md
 
 
-def test_shipped_config_validates_at_both_scales() -> None:
+def test_shipped_config_validates_at_every_scale() -> None:
     raw = yaml.safe_load(CONFIG.read_text())
-    assert raw["task"] == "llm" and set(raw["scales"]) == {"quick", "full"}
-    quick = validate_llm_spec(apply_scale(raw, "quick"))
-    assert quick.model_name == "tiny-llama" and {m.name for m in quick.methods} == {
+    assert raw["task"] == "llm" and set(raw["scales"]) == {"tiny", "quick", "full"}
+    quick = validate_llm_spec(apply_scale(raw, "quick"))  # validates without fetching the model
+    assert quick.model_name == "smollm2-135m-instruct" and {m.name for m in quick.methods} == {
         "relabel", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu"}
+    assert [r.to_dict()["kind"] for r in quick.requests] == ["mislabelled", "flip"]
+    tiny = validate_llm_spec(apply_scale(raw, "tiny"))
+    assert tiny.model_name == "tiny-llama"
     full = validate_llm_spec(apply_scale(raw, "full"))  # validates without downloading anything
     assert full.model_name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)

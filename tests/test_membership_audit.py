@@ -224,7 +224,9 @@ def test_epsilon_rows_pool_references_across_seeds_of_one_forget_set() -> None:
     runs = [{"method": m, "seed": s, "group_key": f"g{s}", "audit": {"phi_forget": (rng.normal(0, 1, n) + off).tolist()}}
             for m, off in (("retrain", 0.0), ("original", 8.0)) for s in (0, 1)]
     eps = epsilon_rows(runs, groups)
-    assert eps["original"][2:] == (2, 8) and eps["original"][0] > eps["retrain"][0] + 0.5
+    assert eps["original"][2:4] == (2, 8) and eps["original"][0] > eps["retrain"][0] + 0.5
+    # fully separated outputs sit at the cap that 2 against 8 models allow
+    assert eps["original"][0] == pytest.approx(eps["original"][4]) == pytest.approx(np.log((0.95 - 1 / 3) * 9))
     one_seed = epsilon_rows([r for r in runs if r["seed"] == 0], groups)
     assert one_seed == {}  # ε needs at least 2 unlearned models
 

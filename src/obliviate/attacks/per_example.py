@@ -112,6 +112,13 @@ def bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], members: np.ndarr
     return float(value), float(lo), float(hi)
 
 
+def epsilon_cap(n_unlearned: int, n_retrained: int, delta: float = 0.05) -> float:
+    """The largest ε :func:`epsilon_per_example` can return with these model counts (two fully
+    separated groups): an ε at the cap says "as separable as these models can show", not how much."""
+    fnr, fpr = 1 / (n_unlearned + 1), 1 / (n_retrained + 1)
+    return float(max(np.log((1 - delta - fpr) / fnr), np.log((1 - delta - fnr) / fpr)))
+
+
 def epsilon_per_example(unlearned: np.ndarray, retrained: np.ndarray, delta: float = 0.05) -> np.ndarray:
     """The challenge's per-example ε from outputs ``(U, N)`` of unlearned and ``(R, N)`` of
     retrained models (U, R ≥ 2): 0 when the two are indistinguishable at every threshold.

@@ -38,9 +38,11 @@ from .models import (
     build_tiny_llama,
     load_pretrained,
 )
+from .sources import SOURCES, ModelSourceError, resolve_model
 from .report import render_llm_section
 from .requests import (
     LabelFlip,
+    LabelNoise,
     LLMRequest,
     LLMRequestError,
     StatementForget,
@@ -54,6 +56,9 @@ from .unlearn import LLMMethodConfig, LLMUnlearnContext, LLMUnlearnData, Referen
 __all__ = [
     "LLM_METRICS",
     "METRIC_GROUPS",
+    "SOURCES",
+    "ModelSourceError",
+    "resolve_model",
     "TEMPLATE_NAMES",
     "TINY",
     "CrowsPair",
@@ -63,6 +68,7 @@ __all__ = [
     "LLMUnlearnContext",
     "LLMUnlearnData",
     "LabelFlip",
+    "LabelNoise",
     "LoraSettings",
     "ModelEval",
     "Reference",

@@ -10,6 +10,7 @@ hub dataset (:func:`load_text_dataset`). Nothing here imports transformers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -98,6 +99,16 @@ class TextDataset:
         raise TextDataError(
             f"unknown answer {answer!r}; allowed: {sorted(set(self.answers) | set(self.answers.values()))}"
         )
+
+    def with_labels(self, labels: Mapping[int, str]) -> TextDataset:
+        """A copy in which row ``i`` carries ``labels[i]`` (label noise injected into tuning data)."""
+        if not labels:
+            return self
+        bad = sorted({v for v in labels.values() if v not in self.answers})
+        if bad:
+            raise TextDataError(f"labels {bad} are not among {sorted(self.answers)}")
+        recs = tuple(dataclasses.replace(r, label=labels[i]) if i in labels else r for i, r in enumerate(self.records))
+        return dataclasses.replace(self, records=recs, _index={})
 
     def describe(self) -> dict[str, Any]:
         counts: dict[str, int] = {}

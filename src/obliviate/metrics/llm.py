@@ -94,15 +94,17 @@ class Judgement(_LLMMetric):
 
 @register_metric("llm_perplexity")
 class HeldoutPerplexity(_LLMMetric):
-    """``exp`` of the mean token NLL of the held-out examples (prompt + answer)."""
+    """``exp`` of the mean token NLL of the held-out examples (prompt + answer) and, for a
+    pretrained model, of general English text no task trains on (``general_ppl``)."""
 
-    summary = "Perplexity of held-out examples (prompt + answer); lower is better."
+    summary = "Perplexity of held-out examples and of general text; lower is better."
     reference = "standard LM perplexity"
 
     def values(self, inputs: LLMEvalInputs) -> dict[str, float]:
-        if inputs.unlearned.heldout_ppl is None:
-            raise MissingInputError("no held-out perplexity was computed")
-        return {"heldout_ppl": inputs.unlearned.heldout_ppl}
+        if inputs.unlearned.heldout_ppl is None and inputs.unlearned.general_ppl is None:
+            raise MissingInputError("no perplexity was computed")
+        return {k: v for k, v in (("heldout_ppl", inputs.unlearned.heldout_ppl),
+                                  ("general_ppl", inputs.unlearned.general_ppl)) if v is not None}
 
 
 @register_metric("llm_mia")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..attacks.per_example import epsilon_per_example
+from ..attacks.per_example import epsilon_cap, epsilon_per_example
 from .blocks import Document, Heading, Para, Table
 
 
@@ -47,17 +47,18 @@ def method_verdict(runs: list[dict[str, Any]], k: int) -> str:
     return f"{PLAIN[worst]} on {n_ok} of {len(per)} seed(s) at K = {k} (offline LiRA): {figs}"
 
 
-def epsilon_rows(runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float, int, int]]:
-    """Per method: (mean ε, median ε, U, R) over the forget rows, U = the method's models (one per
-    seed), R = every reference model and retrained model of the same forget set. Only where ≥ 2
-    seeds share one forget set."""
+def epsilon_rows(runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]
+                 ) -> dict[str, tuple[float, float, int, int, float]]:
+    """Per method: (mean ε, median ε, U, R, cap) over the forget rows, U = the method's models (one
+    per seed), R = every reference model of the same forget set, cap = the largest ε U and R can
+    show (:func:`~obliviate.attacks.per_example.epsilon_cap`). Only where ≥ 2 seeds share one forget set."""
     by_forget: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         g = groups.get(r.get("group_key", ""))
         if g is None or "phi_forget" not in r.get("audit", {}) or "reference_phi_forget" not in g.get("audit", {}):
             continue
         by_forget[(g.get("inputs") or {}).get("forget_ids_sha256", "")].append(r)
-    out: dict[str, tuple[float, float, int, int]] = {}
+    out: dict[str, tuple[float, float, int, int, float]] = {}
     for rs in by_forget.values():
         gkeys = sorted({r["group_key"] for r in rs})
         ref = [p for gk in gkeys for p in groups[gk]["audit"].get("reference_phi_forget", [])]
@@ -69,7 +70,7 @@ def epsilon_rows(runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]) 
         for m, u in by_method.items():
             if len(u) >= 2 and all(len(x) == len(ref[0]) for x in u):
                 eps = epsilon_per_example(np.asarray(u), np.asarray(ref))
-                out[m] = (float(eps.mean()), float(np.median(eps)), len(u), len(ref))
+                out[m] = (float(eps.mean()), float(np.median(eps)), len(u), len(ref), epsilon_cap(len(u), len(ref)))
     return out
 
 
@@ -115,8 +116,11 @@ def membership_section(doc: Document, runs: list[dict[str, Any]], groups: list[d
                      "A method is indistinguishable when its interval holds 0.5 or overlaps the retrained "
                      "model's (the retrained model is not one of the K). ε: the NeurIPS 2023 challenge's "
                      "per-example estimate (δ = 0.05) from this method's models over seeds against every "
-                     "reference and retrained model of the same forget set; few models bias it upward — read it "
-                     "against the `retrain` row. Probe: a linear head on frozen penultimate features, scored on "
+                     "reference model of the same forget set; few models bias it upward and bound it (with "
+                     + (f"U = {next(iter(eps.values()))[2]} and R = {next(iter(eps.values()))[3]} it cannot exceed "
+                        f"{next(iter(eps.values()))[4]:.2f}: a value at that cap means 'as separable as these models can "
+                        "show')" if eps else "few models it is capped")
+                     + " — read it against the `retrain` row. Probe: a linear head on frozen penultimate features, scored on "
                      "the forgotten class's test rows (class requests)."
                      + (f" The K references cost {cost:.1f} s of training per seed." if cost else "")
                      + (" For a class request the held-out rows are unseen test rows of the forgotten class, so "

@@ -77,6 +77,7 @@ from ...llm.metrics import (
     ModelEval,
     evaluate_model,
     generate_answer,
+    load_general_text,
 )
 from ...llm.models import (
     DTYPES,
@@ -214,9 +215,11 @@ class LLMStudyPlan:
         return self.model_name
 
     def model_key(self) -> dict[str, Any]:
+        from ...llm.sources import source_key
+
         return {"name": self.model_name, "tiny": self.tiny.to_dict() if self.model_name == TINY else None,
                 "dtype": self.dtype, "template": self.template, "max_length": self.max_length,
-                "revision": self.revision}
+                "revision": self.revision, **({"source": source_key(self.model_name)} if source_key(self.model_name) else {})}
 
 
 def _mapping(d: Any, path: str, keys: set[str]) -> dict[str, Any]:
@@ -270,7 +273,7 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     m = _mapping(d.get("model", {"name": TINY}), "model", MODEL_KEYS)
     name = m.get("name", TINY)
     if not isinstance(name, str) or not name:
-        raise _err("model.name", f"must be 'tiny-llama', a hub id or a local folder, got {name!r}")
+        raise _err("model.name", f"must be 'tiny-llama', an offline source, a hub id or a local folder, got {name!r}")
     try:
         tiny = TinyLlamaSpec(**_mapping(m.get("tiny"), "model.tiny", {f.name for f in dataclasses.fields(TinyLlamaSpec)}))
     except (TypeError, ValueError) as e:
@@ -310,8 +313,11 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
             raise _err("model.train", str(e)) from None
     if name == TINY and train is None:
         raise _err("model.train", "tiny-llama starts untrained: it needs a task fine-tune (model.train)")
-    if name != TINY and not Path(name).expanduser().exists() and "/" not in name:
-        raise _err("model.name", f"{name!r} is neither 'tiny-llama', an existing folder, nor a hub id 'owner/name'")
+    from ...llm.sources import SOURCES
+
+    if name != TINY and name not in SOURCES and not Path(name).expanduser().exists() and "/" not in name:
+        raise _err("model.name", f"{name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
+                                 "an existing folder, nor a hub id 'owner/name'")
     cache_dir = m.get("cache_dir") or (str(Path(os.environ["OBLIVIATE_CACHE"]) / "llm") if os.environ.get("OBLIVIATE_CACHE") else None)
     cache = Path(cache_dir).expanduser() if cache_dir else (out_dir / "cache" if out_dir is not None else None)
 
@@ -482,7 +488,9 @@ class _Models:
             else:
                 from transformers import AutoTokenizer
 
-                tok = AutoTokenizer.from_pretrained(p.model_name, revision=p.revision)
+                from ...llm.sources import resolve_model
+
+                tok = AutoTokenizer.from_pretrained(resolve_model(p.model_name), revision=p.revision)
                 if tok.pad_token_id is None:
                     tok.pad_token = tok.eos_token
                 tok.padding_side = "right"
@@ -502,12 +510,15 @@ class _Models:
                                       max_length=p.max_length, revision=p.revision)
         return model
 
-    def trained(self, role: str, rows: np.ndarray, seed: int) -> tuple[nn.Module, dict[str, Any]]:
-        """The task fine-tune on ``rows`` (``role`` = original | retrained), from cache if stored."""
+    def trained(self, role: str, rows: np.ndarray, seed: int, dataset: TextDataset | None = None
+                ) -> tuple[nn.Module, dict[str, Any]]:
+        """The task fine-tune on ``rows`` (``role`` = original | retrained) of ``dataset`` (default:
+        the study's; a ``mislabelled`` request passes the copy with its label noise), from cache if stored."""
         p = self.plan
+        ds = p.dataset if dataset is None else dataset
         if p.train is None:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
-        spec = {"fmt": FORMAT, "model": p.model_key(), "data": dataset_fingerprint(p.dataset),
+        spec = {"fmt": FORMAT, "model": p.model_key(), "data": dataset_fingerprint(ds),
                 "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed,
                 "bf16": p.bf16, "backend": self.backend, "code": model_code_salt("llm")}
         key = stable_hash(spec, 20)
@@ -529,9 +540,9 @@ class _Models:
             return model.eval(), {"seconds": float(meta.get("seconds", 0.0)), "steps": int(meta.get("steps", 0)), "cached": True}
         self.say(f"training the {role} model (seed {seed}, {len(rows)} statements, {p.train.mode})")
         enc = self.encoder()
-        recs = p.dataset.records
+        recs = ds.records
         texts = [recs[i].text for i in rows]
-        answers = [p.dataset.answers[recs[i].label] for i in rows]
+        answers = [ds.answers[recs[i].label] for i in rows]
         adapter: dict[str, torch.Tensor] = {}
         t0 = time.perf_counter()
         model, stats = train_task_model(model, enc, texts, answers, [int(r) for r in rows], p.train, seed=seed,
@@ -607,7 +618,8 @@ class LLMTask:
             for seed in p.seeds:
                 split = split_statements(p.dataset, req, seed, p.validation_fraction)
                 ginputs = {"task": "llm", "model": p.model_key(), "backend": p.backend, "bf16": p.bf16,
-                           "train": p.train.to_dict() if p.train else None, "data": dataset_fingerprint(p.dataset),
+                           "train": p.train.to_dict() if p.train else None,
+                           "data": dataset_fingerprint(p.dataset.with_labels(split.noise)),
                            "request": req.to_dict(), "vf": p.validation_fraction, "seed": seed, "eval": eval_key,
                            "split": stable_hash({k: [int(i) for i in getattr(split, k)]
                                                  for k in ("forget", "retain", "validation")}),
@@ -627,6 +639,7 @@ class LLMTask:
         assert p is not None and models is not None
         h: _Handle = group.handle
         split, seed, rq = h.split, group.seed, h.request.describe()
+        ds = p.dataset.with_labels(split.noise)  # a mislabelled request: the tuning data as it was
         all_retain = np.asarray(split.retain)
         retain_rows = None  # the retain statements scored (a seeded subset when eval.retain_max is set)
         if p.retain_max is not None and len(all_retain) > p.retain_max:
@@ -634,29 +647,32 @@ class LLMTask:
             retain_rows = np.sort(all_retain[pick])
         encoder = models.encoder()
         statements = [int(i) for i in split.forget[: p.n_answers]]
+        # general-text perplexity only means something for a pretrained model (not the tiny fixture)
+        general = load_general_text() if p.model_name != TINY else None
 
         def evaluate(model: nn.Module) -> ModelEval:
-            return evaluate_model(model, encoder, p.dataset, split, device=p.device, batch_size=p.eval_batch,
-                                  groups=p.groups, retain_rows=retain_rows, crows_pairs=p.crows, mink_k=p.mink_k)
+            return evaluate_model(model, encoder, ds, split, device=p.device, batch_size=p.eval_batch,
+                                  groups=p.groups, retain_rows=retain_rows, crows_pairs=p.crows, mink_k=p.mink_k,
+                                  general_text=general)
 
         def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
-            labels = list(p.dataset.answers)
+            labels = list(ds.answers)
             out = {}
             pos = {int(r): j for j, r in enumerate(ev.rows["forget"])}
             for i in statements:
-                rec = p.dataset.records[i]
+                rec = ds.records[i]
                 out[rec.id] = {"text": generate_answer(model, encoder, rec.text, max_new_tokens=p.max_new_tokens,
                                                        device=p.device),
-                               "judgement": p.dataset.answers[labels[int(ev.preds("forget")[pos[i]])]]}
+                               "judgement": ds.answers[labels[int(ev.preds("forget")[pos[i]])]]}
             return out
 
         progress.stage(f"[llm] {rq} seed {seed}: reference models")
-        retrained, rinfo = models.trained("retrained", np.sort(split.retain), seed)
+        retrained, rinfo = models.trained("retrained", np.sort(split.retain), seed, ds)
         ev_retrained = evaluate(retrained)
         ans_retrained = answers_of(retrained, ev_retrained)
         del retrained
         _free(p.device)
-        original, oinfo = models.trained("original", split.train, seed)
+        original, oinfo = models.trained("original", split.train, seed, ds)
         ev_original = evaluate(original)
         ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.bf16, backend=models.backend)
 
@@ -666,18 +682,18 @@ class LLMTask:
 
         def run(unit: Unit) -> dict[str, Any]:
             if unit.label == "retrained":
-                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=p.dataset, split=split, groups=p.groups)
+                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=ds, split=split, groups=p.groups)
                 vals["seconds"] = (rinfo["seconds"], "info")
                 return body(vals, ans_retrained, rinfo)
             if unit.label == "original":
-                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=p.dataset, split=split, groups=p.groups)
+                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
                 vals["seconds"] = (oinfo["seconds"], "info")
                 return body(vals, answers_of(original, ev_original), oinfo)
             method = METHODS.get(unit.method_name)(unit.method_config)
-            data = LLMUnlearnData(p.dataset, split, encoder, type(method).uses)
+            data = LLMUnlearnData(ds, split, encoder, type(method).uses)
             result, stats = run_method(method, original, data, ctx)
             ev = evaluate(result.model)
-            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=p.dataset, split=split, groups=p.groups)
+            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
             vals["seconds"] = (stats.seconds, "lower")
             vals["steps"] = (float(stats.steps), "info")
             if stats.peak_memory_mb is not None:
@@ -690,7 +706,9 @@ class LLMTask:
             return out
 
         record = {"task": "llm", "model": p.model_label, "request": rq, "seed": seed,
-                  "references": {"original": oinfo, "retrained": rinfo}}
+                  "references": {"original": oinfo, "retrained": rinfo},
+                  "label_noise": [{"id": p.dataset.records[i].id, "true": p.dataset.records[i].label, "injected": lab}
+                                  for i, lab in sorted(split.noise.items())]}
         return OpenGroup(run=run, record=record)
 
     def finish(self, records: list[dict[str, Any]], out_dir: Path) -> None:
@@ -710,7 +728,8 @@ class LLMTask:
             for i in split.forget[: p.n_answers]:
                 rec = p.dataset.records[int(i)]
                 statements.append({
-                    "id": rec.id, "text": rec.text, "label": p.dataset.answers[rec.label],
+                    "id": rec.id, "text": rec.text, "label": p.dataset.answers[split.noise.get(int(i), rec.label)],
+                    **({"true_label": p.dataset.answers[rec.label]} if int(i) in split.noise else {}),
                     "target": p.dataset.answers[split.target_label] if split.target_label else None,
                     "answers": {label: r.get("answers", {}).get(rec.id, {}) for label, r in recs.items()},
                 })

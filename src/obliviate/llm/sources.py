@@ -157,6 +157,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, meta: dict[str, Any] | None = N
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache folder is meant to be read by its users
     try:
         try:
             tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

@@ -85,6 +85,10 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
     assert len(st) == 2 and set(st[0]["answers"]) == methods
     assert st[0]["answers"]["original"]["judgement"] in ("biased", "not biased")
     assert any("training the original model" in m for m in messages)
+    from obliviate.report import render_report  # the full report renders for an LLM study folder too
+
+    md, _ = render_report(tmp_path)
+    assert "## LLM unlearning" in md.read_text() and "relabel" in md.read_text()
 
     # re-run: everything is read back, nothing is trained or run again
     again: list[str] = []

@@ -335,7 +335,7 @@ def _what_ran(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], 
         d = study["dataset"]
         lines.append(f"- dataset: {d.get('name')} ({d.get('train')} train / {d.get('test')} test, {d.get('classes')} classes, "
                      f"image {d.get('image')}); source: {d.get('source')}")
-    if groups:
+    if groups and all("original" in x and "retrained" in x for x in groups):  # vision groups (LLM ones differ)
         g = groups[0]
         lines.append(f"- model parameters: {g.get('num_parameters'):,}; split sizes (seed {g['seed']}): {g.get('split_sizes')}")
         tr = [x["original"]["seconds"] for x in groups if x["original"].get("seconds")]

@@ -326,12 +326,8 @@ def predict_logits(
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
-    labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
-    loader = BatchLoader(images, labels, mean=mean, std=std, rows=None if rows is None else torch.as_tensor(rows),
-                         batch_size=batch_size, channels_last=channels_last)
     out = []
-    for batch in loader:
-        x = batch["image"].to(device)
+    for x in _batches(model, images, mean, std, rows, batch_size, device, channels_last):
         with autocast_context(device, bf16):
             logits = model(x).float()
             if tta == "flip":

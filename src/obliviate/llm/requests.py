@@ -148,16 +148,16 @@ class LabelNoise:
         return None  # the true label, resolved by split_statements
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": "mislabelled", "injected": self.injected}
-        for k in ("ids", "from_label", "categories", "count", "fraction"):
-            v = getattr(self, k)
-            if v not in (None, ()):
-                d[k] = list(v) if isinstance(v, tuple) else v
-        return d
+        flip = self._as_flip().to_dict()
+        del flip["kind"], flip["to"]
+        return {"kind": "mislabelled", "injected": self.injected, **flip}
+
+    def _as_flip(self) -> LabelFlip:
+        return LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
+                         count=self.count, fraction=self.fraction)
 
     def describe(self) -> str:
-        flip = LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
-                         count=self.count, fraction=self.fraction).describe()
+        flip = self._as_flip().describe()
         return "mislabelled:" + flip.split(":", 1)[1].rsplit("->", 1)[0] + f"<-{self.injected}"
 
 

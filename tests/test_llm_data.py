@@ -182,3 +182,45 @@ def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -
         parse_llm_request({"kind": "mislabelled", "count": 3})
     with pytest.raises(TextDataError, match="not among"):
         cb.with_labels({0: "maybe"})
+
+
+def test_group_by_length_batches_every_row_once_with_less_padding(cb) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.llm.encode import TaskEncoder, TextBatchLoader
+    from obliviate.llm.testing import tiny_tokenizer
+
+    enc = TaskEncoder(tiny_tokenizer(cb), cb.instruction, cb.answers, template="short", max_length=96)
+    recs = cb.records[:200]
+    args = ([r.text for r in recs], [cb.answers[r.label] for r in recs], list(range(len(recs))))
+    plain = TextBatchLoader(enc, *args, batch_size=8, seed=1)
+    grouped = TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)
+    width = {True: [], False: []}
+    for flag, loader in ((False, plain), (True, grouped)):
+        for _epoch in range(2):
+            seen = []
+            for b in loader:
+                seen += b["index"].tolist()
+                width[flag].append(b["input_ids"].numel())
+            assert sorted(seen) == list(range(len(recs)))  # every row once per epoch
+    assert sum(width[True]) < 0.9 * sum(width[False])  # padded tokens: grouped batches are denser
+    # the same seed and epoch give the same batches; another epoch another order
+    again = TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)
+    first = [b["index"].tolist() for b in again]
+    assert first == [b["index"].tolist() for b in TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)]
+    assert first != [b["index"].tolist() for b in again]
+
+
+def test_a_system_message_needs_the_chat_template(cb) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.llm.encode import TaskEncoder
+    from obliviate.llm.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer(cb)
+    with pytest.raises(ValueError, match="system message needs template 'chat'"):
+        TaskEncoder(tok, cb.instruction, cb.answers, template="short", system="You judge.")
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    plain = TaskEncoder(tok, cb.instruction, cb.answers, template="chat")
+    sys_enc = TaskEncoder(tok, cb.instruction, cb.answers, template="chat", system="You judge clinical statements.")
+    text = cb.records[0].text
+    assert "You judge clinical statements." in sys_enc.prompt_text(text)
+    assert "You judge clinical statements." not in plain.prompt_text(text)
+    assert len(sys_enc.prompt_ids(text)) > len(plain.prompt_ids(text)) and text in sys_enc.prompt_text(text)

@@ -162,3 +162,30 @@ def test_compute_llm_metrics_on_a_handmade_case() -> None:
     vals_ids = compute_llm_metrics(unl, orig, orig, dataset=ds, split=ids_split)
     assert vals_ids["forget_acc"][1] == "closest_to_retrained" and "forget_target_rate" not in vals_ids
     assert 0.0 <= vals_ids["forget_quality"][0] <= 1.0
+
+
+def test_one_pass_gives_the_answer_scores_and_the_membership_likelihoods() -> None:
+    """The evaluation's single forward pass per (statement, answer) must give what the separate
+    passes gave: answer-only scores, and the whole example's token log-probs (MIA, perplexity)."""
+    from obliviate.llm.testing import tiny_llm_problem
+
+    p = tiny_llm_problem()
+    ds, enc, split = p.dataset, p.encoder, p.split
+    texts = [ds.records[i].text for i in split.forget]
+    answers = [ds.answers[k] for k in ds.answers]
+    scores = M.answer_scores(p.model, enc, texts, answers)
+    for j, t in enumerate(texts):
+        for k, a in enumerate(answers):
+            alone = M.token_logprobs(p.model, enc, [enc.example(t, a, "answer")])[0]
+            assert scores[j, k] == pytest.approx(alone.sum(), abs=1e-5)
+    ev = M.evaluate_model(p.model, enc, ds, split, groups=("judgement", "mia", "perplexity"))
+    for name in ("forget", "validation"):
+        ex = [enc.example(ds.records[i].text, ds.answers[ds.records[i].label], "all") for i in ev.rows[name]]
+        want = np.array([lp.mean() for lp in M.token_logprobs(p.model, enc, ex)])
+        np.testing.assert_allclose(ev.mia["loss"][name], want, atol=1e-6)
+    ex = [enc.example(ds.records[i].text, ds.answers[ds.records[i].label], "all") for i in split.validation]
+    assert ev.heldout_ppl == pytest.approx(M.perplexity(M.token_logprobs(p.model, enc, ex)), rel=1e-6)
+    # bf16 autocast scores the same model to within bf16's precision, same judgements here
+    ev16 = M.evaluate_model(p.model, enc, ds, split, groups=("judgement",), bf16=True)
+    assert np.abs(ev16.scores["validation"] - ev.scores["validation"]).max() < 0.5
+    assert ev16.scores["validation"].tolist() != ev.scores["validation"].tolist()  # it did run in bf16

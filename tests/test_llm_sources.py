@@ -122,3 +122,36 @@ def test_the_real_smollm2_loads_offline_from_pypi() -> None:
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+
+
+def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf, tmp_path: Path) -> None:
+    """A pretrained model the study tunes gets a ``pretrained`` reference row: the model as loaded,
+    scored like every other (here the converted tiny GGUF, from a local folder)."""
+    import numpy as np
+
+    from obliviate.llm.metrics import evaluate_model
+    from obliviate.llm.models import load_pretrained
+    from obliviate.llm.requests import split_statements
+    from obliviate.study.tasks.llm import _Models, run_llm_study, validate_llm_spec
+
+    folder = convert_gguf(tiny_gguf[0], tmp_path / "hf")
+    spec = {"task": "llm", "device": "cpu", "seeds": [0],
+            "model": {"name": str(folder), "template": "short", "max_length": 96, "lora": {"r": 4, "alpha": 8},
+                      "train": {"mode": "lora", "epochs": 1, "lr": 1e-3, "batch_size": 32, "group_by_length": True}},
+            "data": {"source": "clinical_bias", "validation_fraction": 0.2},
+            "requests": [{"kind": "flip", "from_label": "biased", "count": 4, "to": "not biased"}],
+            "methods": [{"name": "relabel", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4}}],
+            "metrics": {"groups": ["judgement", "perplexity"]}, "eval": {"answers": 1, "max_new_tokens": 2, "batch_size": 64}}
+    torch.set_num_threads(1)
+    rows = run_llm_study(spec, tmp_path / "out", cache_dir=tmp_path / "cache")
+    by = {(r["method"], r["metric"]): r["value"] for r in rows}
+    assert {r["method"] for r in rows} == {"pretrained", "original", "retrained", "relabel"}
+    plan = validate_llm_spec(spec)
+    split = split_statements(plan.dataset, plan.requests[0], 0, plan.validation_fraction)
+    model, _, _ = load_pretrained(str(folder), device="cpu")
+    ev = evaluate_model(model, _Models(plan, tmp_path / "cache", print).encoder(), plan.dataset, split,
+                        groups=("judgement", "perplexity"), batch_size=64)
+    assert by[("pretrained", "heldout_acc")] == ev.acc("validation")
+    assert by[("pretrained", "heldout_ppl")] == ev.heldout_ppl
+    assert by[("pretrained", "heldout_ppl")] != by[("original", "heldout_ppl")]  # the tuning changed the model
+    assert np.isfinite(by[("pretrained", "general_ppl")])

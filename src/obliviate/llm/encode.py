@@ -3,7 +3,8 @@
 A training example is ``prompt(instruction, statement) + answer + EOS``. The prompt template is
 one of :data:`TEMPLATES` — ``alpaca`` is the template of the Unsloth notebooks the paper used
 (§III.B), ``short`` a compact one for tiny models, ``chat`` the tokenizer's own chat template
-(instruct checkpoints). The template's fixed parts and the statement are tokenised separately so
+(instruct checkpoints; ``system`` sets its system message, else the tokenizer's default one is
+used). The template's fixed parts and the statement are tokenised separately so
 that a long statement is truncated without ever cutting the answer.
 
 Batches are dicts: ``input_ids``, ``attention_mask`` (right-padded), ``labels`` (``-100`` where no
@@ -52,9 +53,12 @@ class TaskEncoder:
         answers: Mapping[str, str],
         template: str = "alpaca",
         max_length: int = 256,
+        system: str | None = None,
     ) -> None:
         if template not in TEMPLATE_NAMES:
             raise ValueError(f"template must be one of {TEMPLATE_NAMES}, got {template!r}")
+        if system is not None and template != "chat":
+            raise ValueError(f"a system message needs template 'chat' (got template {template!r})")
         if max_length < 16:
             raise ValueError(f"max_length must be >= 16, got {max_length}")
         self.tokenizer = tokenizer
@@ -62,6 +66,7 @@ class TaskEncoder:
         self.answers = dict(answers)
         self.template = template
         self.max_length = max_length
+        self.system = system
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
         self.bos_id = tokenizer.bos_token_id
@@ -76,8 +81,9 @@ class TaskEncoder:
         if self.template == "chat":
             if not getattr(self.tokenizer, "chat_template", None):
                 raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'short'")
+            system = [] if self.system is None else [{"role": "system", "content": self.system}]
             rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": f"{self.instruction}\n\n{_SLOT}"}],
+                [*system, {"role": "user", "content": f"{self.instruction}\n\n{_SLOT}"}],
                 add_generation_prompt=True, tokenize=False,
             )
         else:
@@ -162,7 +168,12 @@ class TextBatchLoader:
 
     ``answers[i]`` is the answer string taught/scored for ``texts[i]``; ``rows[i]`` its position
     in the dataset (returned as ``batch["index"]``). Shuffling draws from ``seed`` and the epoch.
+    ``group_by_length`` (as Hugging Face's ``Trainer(group_by_length=True)``): each epoch's shuffled
+    order is cut into mega-batches of ``MEGA`` batches, each sorted by length and cut into batches
+    (less padding), and the batches are shuffled again.
     """
+
+    MEGA = 16
 
     def __init__(
         self,
@@ -175,6 +186,7 @@ class TextBatchLoader:
         loss_on: str = "answer",
         shuffle: bool = True,
         seed: int = 0,
+        group_by_length: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -183,6 +195,7 @@ class TextBatchLoader:
         if len(texts) == 0:
             raise ValueError("TextBatchLoader got no rows")
         self.encoder, self.batch_size, self.shuffle, self.seed = encoder, batch_size, shuffle, seed
+        self.group_by_length = group_by_length
         self.examples = [encoder.example(t, a, loss_on) for t, a in zip(texts, answers)]
         self.rows = list(rows)
         self.epoch = 0
@@ -192,13 +205,22 @@ class TextBatchLoader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         order = list(range(len(self.examples)))
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
         if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(len(order), generator=g).tolist()
         self.epoch += 1
-        for s in range(0, len(order), self.batch_size):
-            chunk = order[s:s + self.batch_size]
+        bs = self.batch_size
+        chunks = [order[s:s + bs] for s in range(0, len(order), bs)]
+        if self.group_by_length:
+            mega = bs * self.MEGA
+            chunks = []
+            for m in range(0, len(order), mega):
+                part = sorted(order[m:m + mega], key=lambda i: -len(self.examples[i].ids))
+                chunks += [part[s:s + bs] for s in range(0, len(part), bs)]
+            if self.shuffle:
+                chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
+        for chunk in chunks:
             yield self.encoder.collate([self.examples[i] for i in chunk], [self.rows[i] for i in chunk])
 
     def forever(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -27,6 +27,7 @@ unlearned model's :class:`ModelEval` against the original's and the retrained re
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from torch import nn
 from .data import CrowsPair, TextDataset
 from .encode import Encoded, TaskEncoder, model_inputs
 from .losses import token_nll
+from ..utils import autocast_context
 from .requests import StatementSplit
 
 # key -> (summary, direction); "flip|ids" directions depend on the request kind
@@ -84,11 +86,12 @@ def direction_of(key: str, request_kind: str) -> str:
 @torch.no_grad()
 def token_logprobs(
     model: nn.Module, encoder: TaskEncoder, examples: Sequence[Encoded], *, batch_size: int = 32,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", bf16: bool = False,
 ) -> list[np.ndarray]:
     """Log-probabilities of each example's loss tokens (float64 arrays), in input order.
 
-    Examples are batched by length to limit padding.
+    Examples are batched by length to limit padding. ``bf16``: the forward pass under bf16
+    autocast (the log-softmax stays float32).
     """
     device = torch.device(device)
     was = model.training
@@ -99,7 +102,9 @@ def token_logprobs(
         chunk = order[s:s + batch_size]
         batch = encoder.collate([examples[i] for i in chunk])
         batch = {k: v.to(device) for k, v in batch.items()}
-        nll, mask = token_nll(model(**model_inputs(batch)).logits, batch["labels"])
+        with autocast_context(device, bf16):
+            logits = model(**model_inputs(batch)).logits
+        nll, mask = token_nll(logits, batch["labels"])
         lp = (-nll).double().cpu().numpy()
         m = mask.bool().cpu().numpy()
         for j, i in enumerate(chunk):
@@ -110,12 +115,100 @@ def token_logprobs(
 
 def answer_scores(
     model: nn.Module, encoder: TaskEncoder, texts: Sequence[str], answers: Sequence[str], *,
-    batch_size: int = 32, device: torch.device | str = "cpu",
+    batch_size: int = 32, device: torch.device | str = "cpu", bf16: bool = False,
 ) -> np.ndarray:
     """``(N, K)`` summed log-likelihood of each answer (+EOS) after each statement's prompt."""
-    ex = [encoder.example(t, a, "answer") for t in texts for a in answers]
-    lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
-    return np.array([lp.sum() for lp in lps], dtype=np.float64).reshape(len(texts), len(answers))
+    lps = sequence_logprobs(model, encoder, texts, answers, batch_size=batch_size, device=device, bf16=bf16)
+    return _answer_part(lps, encoder, answers)
+
+
+def sequence_logprobs(
+    model: nn.Module, encoder: TaskEncoder, texts: Sequence[str], answers: Sequence[str], *,
+    batch_size: int = 32, device: torch.device | str = "cpu", bf16: bool = False,
+) -> list[list[np.ndarray]]:
+    """Per statement, per answer: the log-probabilities of every token after BOS of
+    ``prompt + answer + EOS`` — the answer's score and the whole example's likelihood, which the
+    membership attacks and the perplexity read.
+
+    The prompt is run once per statement and every answer continues it from the key/value cache
+    (left-padded batches); a statement whose prompt is truncated differently per answer (longer
+    than ``max_length`` allows) is scored one example per answer instead.
+    """
+    device = torch.device(device)
+    ans = [encoder.answer_ids(a) for a in answers]
+    prompts = [[encoder.prompt_ids(t, reserve=len(a)) for a in ans] for t in texts]
+    out: list[list[np.ndarray]] = [[] for _ in texts]
+    shared = [i for i, ps in enumerate(prompts) if all(q == ps[0] for q in ps)]
+    rest = sorted(set(range(len(texts))) - set(shared))
+    if rest:
+        ex = [Encoded([*prompts[i][k], *a], [True] * (len(prompts[i][k]) + len(a))) for i in rest for k, a in enumerate(ans)]
+        lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device, bf16=bf16)
+        for j, i in enumerate(rest):
+            out[i] = lps[j * len(ans):(j + 1) * len(ans)]
+    was = model.training
+    model.eval()
+    order = sorted(shared, key=lambda i: len(prompts[i][0]))
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            chunk = order[s:s + batch_size]
+            for i, row in zip(chunk, _continue_prompts(model, encoder, [prompts[i][0] for i in chunk], ans, device, bf16)):
+                out[i] = row
+    model.train(was)
+    return out
+
+
+@functools.cache
+def _cache_arg() -> str:
+    """The name of a causal LM's key/value cache argument: ``cache`` (transformers ≥ 5.2x) or
+    ``past_key_values`` (earlier)."""
+    import inspect
+
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+def _continue_prompts(model: nn.Module, encoder: TaskEncoder, prompts: list[list[int]], answers: list[list[int]],
+                      device: torch.device, bf16: bool) -> list[list[np.ndarray]]:
+    """One left-padded prompt pass, then each answer from the cache (cropped back after each)."""
+    b, width = len(prompts), max(len(q) for q in prompts)
+    ids = torch.full((b, width), encoder.pad_id, dtype=torch.long)
+    att = torch.zeros((b, width), dtype=torch.long)
+    for j, q in enumerate(prompts):
+        ids[j, width - len(q):] = torch.tensor(q)
+        att[j, width - len(q):] = 1
+    ids, att = ids.to(device), att.to(device)
+    pos = (att.cumsum(1) - 1).clamp(min=0)
+    with autocast_context(device, bf16):
+        o = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True)
+    logp = torch.log_softmax(o.logits.float(), -1)
+    prompt_lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0].double().cpu().numpy()
+    last = logp[:, -1]  # predicts each answer's first token
+    cache_arg = _cache_arg()
+    cache = o.cache if cache_arg == "cache" else o.past_key_values
+    rows: list[list[np.ndarray]] = [[] for _ in prompts]
+    for a in answers:
+        n = len(a)
+        a_ids = torch.tensor(a, device=device).expand(b, n)
+        with autocast_context(device, bf16):
+            o2 = model(input_ids=a_ids, attention_mask=torch.cat([att, torch.ones_like(a_ids)], 1),
+                       position_ids=pos[:, -1:] + 1 + torch.arange(n, device=device), use_cache=True,
+                       **{cache_arg: cache})
+        lp2 = torch.log_softmax(o2.logits.float(), -1)
+        first = last.gather(-1, a_ids[:, :1])
+        tail = lp2[:, :-1].gather(-1, a_ids[:, 1:, None])[..., 0]
+        a_lp = torch.cat([first, tail], 1).double().cpu().numpy()
+        cache.crop(-n)  # back to the prompt
+        for j, q in enumerate(prompts):
+            rows[j].append(np.concatenate([prompt_lp[j, width - len(q):], a_lp[j]]))
+    return rows
+
+
+def _answer_part(lps: Sequence[Sequence[np.ndarray]], encoder: TaskEncoder, answers: Sequence[str]) -> np.ndarray:
+    """``(N, K)`` sums of the answer tokens (+EOS): the last ``len(answer_ids)`` log-probs."""
+    lengths = [len(encoder.answer_ids(a)) for a in answers]
+    return np.array([[float(lp[-n:].sum()) for lp, n in zip(row, lengths)] for row in lps],
+                    dtype=np.float64).reshape(len(lps), len(answers))
 
 
 def perplexity(token_lps: Sequence[np.ndarray]) -> float:
@@ -174,13 +267,13 @@ def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
 
 def crows_pairs_score(
     model: nn.Module, encoder: TaskEncoder, pairs: Sequence[CrowsPair], *, batch_size: int = 32,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", bf16: bool = False,
 ) -> float:
     """Share of pairs in which ``sent_more`` gets the higher total log-likelihood."""
     if not pairs:
         raise ValueError("CrowS-Pairs score of no pairs is undefined")
     ex = [encoder.lm_example(s) for p in pairs for s in (p.sent_more, p.sent_less)]
-    lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
+    lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device, bf16=bf16)
     more = np.array([lps[2 * i].sum() for i in range(len(pairs))])
     less = np.array([lps[2 * i + 1].sum() for i in range(len(pairs))])
     return float((more > less).mean())
@@ -188,13 +281,15 @@ def crows_pairs_score(
 
 @torch.no_grad()
 def generate_answer(model: nn.Module, encoder: TaskEncoder, text: str, *, max_new_tokens: int = 16,
-                    device: torch.device | str = "cpu") -> str:
+                    device: torch.device | str = "cpu", bf16: bool = False) -> str:
     """Greedy continuation of the statement's prompt (the answer the model would write)."""
     was = model.training
     model.eval()
     ids = torch.tensor([encoder.prompt_ids(text, reserve=max_new_tokens)], device=device)
-    out = cast(Any, model).generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, pad_token_id=encoder.pad_id, eos_token_id=encoder.eos_id)
+    with autocast_context(torch.device(device), bf16):
+        out = cast(Any, model).generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        max_new_tokens=max_new_tokens, do_sample=False,
+                                        pad_token_id=encoder.pad_id, eos_token_id=encoder.eos_id)
     model.train(was)
     return str(encoder.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)).strip()
 
@@ -237,11 +332,15 @@ def evaluate_model(
     crows_pairs: Sequence[CrowsPair] | None = None,
     mink_k: float = 0.2,
     general_text: Sequence[str] | None = None,
+    bf16: bool = False,
 ) -> ModelEval:
     """Score ``model`` once: judgements on every split, plus what ``groups`` need.
 
     ``retain_rows`` (a subset of ``split.retain``) bounds the cost on large retain sets;
-    ``general_text``: passages for the general-text perplexity (``perplexity`` group).
+    ``general_text``: passages for the general-text perplexity (``perplexity`` group); ``bf16``:
+    forward passes under bf16 autocast. One forward pass per (statement, answer) gives the
+    judgement scores and — from the example with the dataset's answer — the whole-example
+    log-probabilities the membership attacks and the held-out perplexity read.
     """
     labels = list(dataset.answers)
     answers = [dataset.answers[label] for label in labels]
@@ -249,32 +348,31 @@ def evaluate_model(
             "validation": split.validation}
     rows = {k: np.asarray(v) for k, v in rows.items() if len(v)}
     recs = dataset.records
-    scores, label_idx = {}, {}
+    scores, label_idx, seqs = {}, {}, {}
     for name, r in rows.items():
-        scores[name] = answer_scores(model, encoder, [recs[i].text for i in r], answers,
-                                     batch_size=batch_size, device=device)
+        lps = sequence_logprobs(model, encoder, [recs[i].text for i in r], answers,
+                                batch_size=batch_size, device=device, bf16=bf16)
+        scores[name] = _answer_part(lps, encoder, answers)
         label_idx[name] = np.array([labels.index(recs[i].label) for i in r])
+        seqs[name] = [row[k] for row, k in zip(lps, label_idx[name])]  # the example with its dataset answer
     lengths = np.array([len(encoder.answer_ids(a)) for a in answers], dtype=np.float64)
     ev = ModelEval(scores, rows, label_idx, lengths)
     want_mia = "mia" in groups and "validation" in rows
     if want_mia or ("perplexity" in groups and "validation" in rows):
-        seqs: dict[str, list[np.ndarray]] = {}
-        for name in (("forget", "validation") if want_mia else ("validation",)):
-            ex = [encoder.example(recs[i].text, dataset.answers[recs[i].label], "all") for i in rows[name]]
-            seqs[name] = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device)
         if "perplexity" in groups:
             ev.heldout_ppl = perplexity(seqs["validation"])
         if want_mia:
-            for name, lps in seqs.items():
+            for name in ("forget", "validation"):
+                lps = seqs[name]
                 texts = [f"{recs[i].text} {dataset.answers[recs[i].label]}" for i in rows[name]]
                 ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
                 ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
                 ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
     if "perplexity" in groups and general_text:
         ev.general_ppl = perplexity(token_logprobs(model, encoder, [encoder.lm_example(t) for t in general_text],
-                                                   batch_size=batch_size, device=device))
+                                                   batch_size=batch_size, device=device, bf16=bf16))
     if "crows_pairs" in groups and crows_pairs:
-        ev.crows = crows_pairs_score(model, encoder, crows_pairs, batch_size=batch_size, device=device)
+        ev.crows = crows_pairs_score(model, encoder, crows_pairs, batch_size=batch_size, device=device, bf16=bf16)
     return ev
 
 

@@ -15,7 +15,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Privacy, bias and cost", ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score",
                                 "seconds", "steps")),
 )
-REFERENCES = ("original", "retrained")
+REFERENCES = ("pretrained", "original", "retrained")
 
 
 def _cell(text: Any) -> str:
@@ -59,7 +59,9 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
         out += [f"### {model} — request `{request}`", "",
                 (f"Seeds {seeds}; mean ± std over seeds. ↑ higher is better, ↓ lower is better, "
                  "≈R closest to the retrained model (trained without the forget set) is better. "
-                 "`original` is the model before unlearning; `retrained` the reference."), ""]
+                 "`original` is the model before unlearning; `retrained` the reference"
+                 + ("; `pretrained` the model as loaded, before the task tuning." if "pretrained" in methods else ".")),
+                ""]
         present = {r["metric"] for r in sub}
         for title, metrics in TABLES:
             cols = [m for m in metrics if m in present]

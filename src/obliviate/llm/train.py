@@ -97,7 +97,8 @@ class TaskTrainConfig:
     model (on forget ∪ retain) and the retrained reference (on retain only).
 
     ``mode="lora"`` trains an adapter and merges it into the weights (for hub checkpoints);
-    ``"full"`` trains every weight (the tiny Llama from scratch).
+    ``"full"`` trains every weight (the tiny Llama from scratch). ``group_by_length`` batches
+    statements of similar length together (less padding; :class:`~obliviate.llm.encode.TextBatchLoader`).
     """
 
     epochs: float = 30.0
@@ -110,6 +111,7 @@ class TaskTrainConfig:
     loss_on: str = "all"
     mode: str = "full"
     lora: LoraSettings = field(default_factory=LoraSettings)
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -172,7 +174,7 @@ def train_task_model(
     net = attach_lora(model, cfg.lora, seed, backend) if cfg.mode == "lora" else model
     net.train()
     loader = TextBatchLoader(encoder, texts, answers, rows, batch_size=cfg.batch_size, loss_on=cfg.loss_on,
-                             shuffle=True, seed=seed)
+                             shuffle=True, seed=seed, group_by_length=cfg.group_by_length)
     batches = loader.forever()
 
     def step_loss(_: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """The LLM task of the one study runner: causal LMs judging statements, LLM unlearning methods.
 
 :func:`validate_llm_spec` checks an LLM study's fields; :class:`LLMTask` plans its runs (one
-group per request × seed; units ``retrained``, ``original`` and every method) and runs them
+group per request × seed; units ``retrained``, ``original``, ``pretrained`` (a pretrained model
+before the task tuning) and every method) and runs them
 through :class:`~obliviate.study.runner.StudyRunner`, which keys, stores, skips and reports them
 exactly as it does vision runs. :func:`run_llm_study` is the plain-dict entry point.
 
@@ -15,8 +16,9 @@ Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for
       tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 172, vocab_size: 1024}
       backend: hf                    # hf | unsloth (falls back to hf with a warning)
       dtype: float32                 # float32 | bfloat16 | float16 (weights of hub models)
-      bf16: false                    # bf16 autocast in training
+      bf16: false                    # bf16 autocast in training and scoring
       template: short                # alpaca (Unsloth's, the paper's) | short | chat
+      system: null                   # chat only: the system message (null: the tokenizer's default)
       max_length: 128
       lora: {r: 16, alpha: 32, dropout: 0.0, targets: [q_proj, ...]}   # defaults for methods' lora_*
       train: {epochs: 30, lr: 3e-3, batch_size: 16, mode: full, loss_on: all}   # null: use as is
@@ -41,7 +43,7 @@ Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for
     eval: {batch_size: 32, answers: 4, max_new_tokens: 12, retain_max: null}
 
 Result rows: one per (request, seed, method, metric) with ``method`` one of the method labels or
-the references ``original`` (before unlearning) and ``retrained``; metric keys and directions
+the references ``original`` (before unlearning), ``retrained`` and ``pretrained``; metric keys and directions
 are :data:`obliviate.llm.metrics.LLM_METRICS` plus ``seconds`` (lower), ``steps`` and
 ``peak_memory_mb`` (info).
 
@@ -109,14 +111,17 @@ from .base import GroupPlan, OpenGroup, Progress, Unit
 
 TOP_LEVEL = {"task", "name", "description", "scale_note", "paper", "scales", "output", "device", "seeds",
              "model", "data", "dataset", "requests", "methods", "metrics", "eval"}
-MODEL_KEYS = {"name", "tiny", "backend", "dtype", "bf16", "template", "max_length", "lora", "train", "cache_dir",
-              "revision", "vocab_size"}
+MODEL_KEYS = {"name", "tiny", "backend", "dtype", "bf16", "template", "system", "max_length", "lora", "train",
+              "cache_dir", "revision", "vocab_size"}
 DATA_KEYS = {"source", "name", "text_col", "label_col", "id_col", "group_col", "category_col", "split",
              "instruction", "answers", "validation_fraction"}
 METRIC_KEYS = {"groups", "names", "crows_pairs", "mink_k"}
 CROWS_KEYS = {"path", "max_pairs", "seed"}
 LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
 FORMAT = 1
+# reference rows of every group; ``pretrained`` (the model before the task tuning) only for a
+# pretrained model that the study tunes (not the from-scratch tiny fixture)
+REFERENCE_ROLES = ("pretrained", "original", "retrained")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,6 +198,7 @@ class LLMStudyPlan:
     dtype: str
     bf16: bool
     template: str
+    system: str | None
     max_length: int
     revision: str | None
     train: TaskTrainConfig | None
@@ -219,6 +225,7 @@ class LLMStudyPlan:
 
         return {"name": self.model_name, "tiny": self.tiny.to_dict() if self.model_name == TINY else None,
                 "dtype": self.dtype, "template": self.template, "max_length": self.max_length,
+                **({"system": self.system} if self.system is not None else {}),
                 "revision": self.revision, **({"source": source_key(self.model_name)} if source_key(self.model_name) else {})}
 
 
@@ -292,6 +299,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise _err("model.template", f"must be one of {TEMPLATE_NAMES}, got {template!r}")
     if template == "chat" and name == TINY:
         raise _err("model.template", "'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama")
+    system = m.get("system")
+    if system is not None and (not isinstance(system, str) or template != "chat"):
+        raise _err("model.system", f"is the chat template's system message: a string with template 'chat' "
+                                   f"(got {system!r} with template {template!r})")
     max_length = _pos_int(m.get("max_length", 128), "model.max_length")
     if max_length < 16:
         raise _err("model.max_length", f"must be >= 16, got {max_length}")
@@ -384,9 +395,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         if resolved.index(r) != i:
             raise _err(f"methods[{i}]", f"is methods[{resolved.index(r)}] again: same method, same config")
     labels = [mr.label for mr in methods]
-    dups = sorted({x for x in labels if labels.count(x) > 1} | ({"original", "retrained"} & set(labels)))
+    dups = sorted({x for x in labels if labels.count(x) > 1} | (set(REFERENCE_ROLES) & set(labels)))
     if dups:
-        raise _err("methods", f"labels must be unique and not 'original'/'retrained': {dups}; set 'label' to tell runs apart")
+        raise _err("methods", f"labels must be unique and not one of {list(REFERENCE_ROLES)}: {dups}; "
+                              "set 'label' to tell runs apart")
 
     # -- metrics & eval ---------------------------------------------------------------------------
     met = d.get("metrics", "default")
@@ -437,7 +449,7 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     eval_batch, n_answers, max_new, retain_max = ev.batch_size, ev.answers, ev.max_new_tokens, ev.retain_max
     return LLMStudyPlan(
         raw=d, device=device, seeds=list(seeds), model_name=name, tiny=tiny, backend=backend, dtype=dtype, bf16=bf16,
-        template=template, max_length=max_length, revision=m.get("revision"), train=train, dataset=dataset,
+        template=template, system=system, max_length=max_length, revision=m.get("revision"), train=train, dataset=dataset,
         data_spec={"source": str(source), **{k: v for k, v in ds_raw.items() if k not in ("source", "name")}},
         validation_fraction=float(vf), requests=requests, methods=methods, groups=groups, crows=crows,
         mink_k=float(mink_k), eval_batch=eval_batch, n_answers=n_answers, max_new_tokens=max_new,
@@ -499,9 +511,14 @@ class _Models:
 
     def encoder(self) -> TaskEncoder:
         p = self.plan
-        return TaskEncoder(self.tokenizer(), p.dataset.instruction, p.dataset.answers, p.template, p.max_length)
+        return TaskEncoder(self.tokenizer(), p.dataset.instruction, p.dataset.answers, p.template, p.max_length,
+                           system=p.system)
 
     # models --------------------------------------------------------------------------------
+    def pretrained(self) -> nn.Module:
+        """The pretrained model as loaded (no task tuning): the ``pretrained`` reference row."""
+        return self._fresh(0).eval()
+
     def _fresh(self, seed: int) -> nn.Module:
         p = self.plan
         if p.model_name == TINY:
@@ -624,8 +641,9 @@ class LLMTask:
                            "split": stable_hash({k: [int(i) for i in getattr(split, k)]
                                                  for k in ("forget", "retain", "validation")}),
                            "code": model_code_salt("llm")}
+                roles = ("retrained", "original", *(("pretrained",) if self._has_pretrained() else ()))
                 units = [Unit(role, role, {}, {"group": ginputs, "reference": role, "code": run_code_salt("llm", None)})
-                         for role in ("retrained", "original")]
+                         for role in roles]
                 for mr in p.methods:
                     cls = METHODS.get(mr.name)
                     cfg = mr.build().config.to_dict()
@@ -633,6 +651,13 @@ class LLMTask:
                                                                "code": run_code_salt("llm", cls)}))
                 out.append(GroupPlan(p.model_label, req.describe(), seed, ginputs, units, _Handle(req, split)))
         return out
+
+    def _has_pretrained(self) -> bool:
+        """A ``pretrained`` reference row: the model as loaded, before the task tuning (only for a
+        pretrained model the study tunes; the tiny fixture starts from random weights)."""
+        p = self.plan_
+        assert p is not None
+        return p.model_name != TINY and p.train is not None
 
     def open(self, group: GroupPlan, progress: Progress) -> OpenGroup:
         p, models = self.plan_, self.models
@@ -653,7 +678,7 @@ class LLMTask:
         def evaluate(model: nn.Module) -> ModelEval:
             return evaluate_model(model, encoder, ds, split, device=p.device, batch_size=p.eval_batch,
                                   groups=p.groups, retain_rows=retain_rows, crows_pairs=p.crows, mink_k=p.mink_k,
-                                  general_text=general)
+                                  general_text=general, bf16=p.bf16)
 
         def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
             labels = list(ds.answers)
@@ -662,7 +687,7 @@ class LLMTask:
             for i in statements:
                 rec = ds.records[i]
                 out[rec.id] = {"text": generate_answer(model, encoder, rec.text, max_new_tokens=p.max_new_tokens,
-                                                       device=p.device),
+                                                       device=p.device, bf16=p.bf16),
                                "judgement": ds.answers[labels[int(ev.preds("forget")[pos[i]])]]}
             return out
 
@@ -689,6 +714,14 @@ class LLMTask:
                 vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
                 vals["seconds"] = (oinfo["seconds"], "info")
                 return body(vals, answers_of(original, ev_original), oinfo)
+            if unit.label == "pretrained":
+                base = models.pretrained()
+                ev = evaluate(base)
+                vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
+                out = body(vals, answers_of(base, ev), {"source": p.model_name, "seconds": 0.0})
+                del base
+                _free(p.device)
+                return out
             method = METHODS.get(unit.method_name)(unit.method_config)
             data = LLMUnlearnData(ds, split, encoder, type(method).uses)
             result, stats = run_method(method, original, data, ctx)

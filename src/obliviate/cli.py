@@ -335,8 +335,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
         spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}  # type: ignore[union-attr]
     if args.seeds is not None:
-        if spec.task != "vision":
-            raise ValueError("--seeds applies to vision studies; LLM studies list their seeds in the YAML")
         if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
             raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
         spec.seeds = list(args.seeds)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from .markdown import inline, to_html
+
 
 @dataclass
 class Heading:
@@ -29,6 +31,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     caption: str = ""
+    id: str = ""  # an HTML anchor (``headline`` marks the report's headline table)
 
 
 @dataclass
@@ -45,9 +48,11 @@ class Code:
 
 @dataclass
 class Raw:
-    """Pre-rendered Markdown (e.g. a section from the LLM half); shown as-is in both outputs."""
+    """Pre-rendered Markdown (e.g. a section from the LLM half): as-is in the Markdown report,
+    rendered to HTML (:mod:`obliviate.report.markdown`) in the HTML one."""
 
     markdown: str
+    first_table_id: str = ""  # an HTML id for its first table (``headline``)
 
 
 Block = Union[Heading, Para, Table, Figure, Code, Raw]
@@ -87,29 +92,34 @@ class Document:
 
     def to_html(self) -> str:
         parts = [
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
             f"<title>{html.escape(self.title)}</title>",
             "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
             "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
             "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
             "caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}"
-            "pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style></head><body>",
+            "pre{background:#f6f6f6;padding:8px;overflow-x:auto}.scroll{overflow-x:auto;max-width:100%}"
+            "blockquote{margin:0.5em 0;padding:0 1em;border-left:3px solid #ccc;color:#444}"
+            "details{margin:0.5em 0 1em}summary{cursor:pointer}p,li,figcaption,code{overflow-wrap:anywhere}"
+            "</style></head><body>",
             f"<h1>{html.escape(self.title)}</h1>",
         ]
         for b in self.blocks:
             if isinstance(b, Heading):
                 parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
             elif isinstance(b, Para):
-                parts.append(f"<p>{_inline(b.text)}</p>")
+                parts.append(to_html(b.text) if "\n- " in f"\n{b.text}" else f"<p>{_inline(b.text)}</p>")
             elif isinstance(b, Table):
-                parts.append("<table>")
+                anchor = f" id='{html.escape(b.id)}'" if b.id else ""
+                parts.append(f"<div class='scroll'{anchor}><table>")
                 if b.caption:
                     parts.append(f"<caption>{_inline(b.caption)}</caption>")
                 parts.append("<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.header) + "</tr>")
                 for row in b.rows:
                     parts.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
-                parts.append("</table>")
+                parts.append("</table></div>")
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png).decode()
                 parts.append(f"<figure><img alt='{html.escape(b.name)}' src='data:image/png;base64,{data}'>"
@@ -117,7 +127,7 @@ class Document:
             elif isinstance(b, Code):
                 parts.append(f"<pre>{html.escape(b.text)}</pre>")
             elif isinstance(b, Raw):
-                parts.append(f"<pre style='white-space:pre-wrap;background:none'>{html.escape(b.markdown)}</pre>")
+                parts.append(to_html(b.markdown, b.first_table_id))
         parts.append("</body></html>")
         return "\n".join(parts)
 
@@ -140,10 +150,5 @@ def _md_cell(text: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape, then render **bold** and `code` spans (the only inline Markdown we emit)."""
-    import re
-
-    t = html.escape(str(text))
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return t
+    """Escape, then render the inline Markdown spans the report writes."""
+    return inline(text)

@@ -136,7 +136,7 @@ def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> No
     answers = json.loads(answers_path.read_text()) if answers_path.is_file() else {}
     from ..llm.report import render_llm_section
 
-    doc.add(Raw(render_llm_section(rows, answers)))
+    doc.add(Raw(render_llm_section(rows, answers), first_table_id="headline"))
 
 
 def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
@@ -163,7 +163,8 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
             if vals is None:
                 continue
             rows.append([m] + [_fmt(k, *vals[k][:2]) if k in vals else "–" for k, _ in keys])
-        doc.add(Table(header, rows, caption="Headline metrics (accuracies in %)."))
+        first = not any(isinstance(b, Table) and b.id == "headline" for b in doc.blocks)
+        doc.add(Table(header, rows, caption="Headline metrics (accuracies in %).", id="headline" if first else ""))
         _flags(doc, agg, model, request, method_order)
         membership_section(doc, runs, groups, model, request, method_order)
         _table_one(doc, agg, model, request, method_order)
@@ -182,18 +183,18 @@ def _flags(doc: Document, agg: Any, model: str, request: str, methods: list[str]
         from ..metrics.gap import over_forgetting
     except ImportError:  # pragma: no cover - the metrics package provides it
         return
-    notes = []
+    rows = []
     for m in methods:
         vals = agg.get((model, request, m))
-        if vals is None or m == "retrain":
+        if vals is None or m in ("retrain", "original"):  # references: the original did nothing
             continue
         flags = over_forgetting({k: v[0] for k, v in vals.items()}, {k: v[0] for k, v in ref.items()})
-        for key, excess in flags.items():
-            notes.append(f"**{m}** `{key}` goes {_fmt(key, excess)} past the retrained model")
-    if notes:
-        doc.add(Para("Over-forgetting flags (a forget-side value far below the retrained model's is itself a "
-                     "privacy signal: it tells an attacker the data was removed):"))
-        doc.add(Para("; ".join(notes)))
+        if flags:
+            rows.append([m, "; ".join(f"`{key}` {_fmt(key, excess)} past" for key, excess in flags.items())])
+    if rows:
+        doc.add(Table(["method", "forget-side values below the retrained model's"], rows,
+                      caption=("Over-forgetting flags: a forget-side value far below the retrained model's is itself "
+                               "a privacy signal (it tells an attacker the data was removed).")))
 
 
 def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:

@@ -1,6 +1,7 @@
 """The default report, laid out by a real browser (headless Chromium): nothing sticks out of the
 page at a desktop or a narrow width, no Markdown marker shows, every figure loads, and the headline
-table starts on the first screen. ``.ci/run`` installs Debian's ``chromium`` and sets
+table starts on the first screen (the default study on its first seed only, to keep the suite
+short: the page is the same with one seed as with three). ``.ci/run`` installs Debian's ``chromium`` and sets
 ``OBLIVIATE_REQUIRE_BROWSER=1`` so that a missing browser fails there instead of skipping."""
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def default_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from obliviate.study import load_study
 
     out = tmp_path_factory.mktemp("default-report")
-    run_study(load_study(PRESET_DIR / "default.yaml"), out)
+    spec = load_study(PRESET_DIR / "default.yaml")
+    spec.seeds, spec.raw = [0], {**spec.raw, "seeds": [0]}  # one seed of three: the same page, a third of the time
+    run_study(spec, out)
     return out / "report.html"
 
 

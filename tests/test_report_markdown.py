@@ -62,5 +62,5 @@ def test_the_llm_section_and_list_paragraphs_are_not_raw_markdown_in_html() -> N
     p = _parse(h)
     visible = "".join(p.text)
     assert "relabel" in visible and "A statement." in visible
-    assert p.tags.count("li") == 2 and "table" in p.tags and "blockquote" in p.tags
+    assert p.tags.count("li") == 3 and "table" in p.tags and "blockquote" in p.tags  # 2 items + 1 definition
     assert not re.search(r"\*\*|`|^\s*[-|>] |\|---|^#+ ", visible, re.M)

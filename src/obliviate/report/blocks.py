@@ -98,6 +98,7 @@ class Document:
             "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
             "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+            "td{white-space:nowrap}td.text{white-space:normal;text-align:left;min-width:16em}"
             "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
             "caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}"
             "pre{background:#f6f6f6;padding:8px;overflow-x:auto}.scroll{overflow-x:auto;max-width:100%}"
@@ -118,7 +119,7 @@ class Document:
                     parts.append(f"<caption>{_inline(b.caption)}</caption>")
                 parts.append("<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.header) + "</tr>")
                 for row in b.rows:
-                    parts.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
+                    parts.append("<tr>" + "".join(_td(c) for c in row) + "</tr>")
                 parts.append("</table></div>")
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png).decode()
@@ -143,6 +144,11 @@ class Document:
         write_text_atomic(md, self.to_markdown())
         write_text_atomic(htm, self.to_html())
         return md, htm
+
+
+def _td(cell: str) -> str:
+    """A table cell; a short one (a number, ``mean ± std``) never wraps, prose does."""
+    return f"<td class='text'>{_inline(cell)}</td>" if len(str(cell)) > 40 else f"<td>{_inline(cell)}</td>"
 
 
 def _md_cell(text: str) -> str:

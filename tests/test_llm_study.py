@@ -136,13 +136,15 @@ def test_shipped_config_validates_at_every_scale() -> None:
     assert full.model_name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)
 
 
-def test_the_cli_seeds_option_overrides_an_llm_studys_seeds(tmp_path: Path) -> None:
+def test_the_cli_seeds_and_set_options_reach_an_llm_study(tmp_path: Path) -> None:
     from obliviate.cli import main
 
     spec = micro_spec(methods=[{"name": "relabel", "config": {"lr": 3e-3, "epochs": 1, "batch_size": 4}}],
                       metrics={"groups": ["judgement"]}, eval={"answers": 0, "batch_size": 64})
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump({"name": "micro", **spec}))
-    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "3", "-q"]) == 0
-    seeds = {json.loads(p.read_text())["seed"] for p in (tmp_path / "o" / "runs").glob("*.json")}
-    assert seeds == {3}
+    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "3",
+                 "--set", "methods[0].config.epochs=2", "-q"]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
+    assert {r["seed"] for r in recs} == {3}
+    assert [r["method_config"]["epochs"] for r in recs if r["method"] == "relabel"] == [2]

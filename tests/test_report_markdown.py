@@ -64,3 +64,18 @@ def test_the_llm_section_and_list_paragraphs_are_not_raw_markdown_in_html() -> N
     assert "relabel" in visible and "A statement." in visible
     assert p.tags.count("li") == 3 and "table" in p.tags and "blockquote" in p.tags  # 2 items + 1 definition
     assert not re.search(r"\*\*|`|^\s*[-|>] |\|---|^#+ ", visible, re.M)
+
+
+def test_a_saturated_mia_efficacy_is_said_to_be_uninformative() -> None:
+    from obliviate.report.render import _saturation_note
+
+    key = "mia_efficacy/confidence"
+    agg = {("m", "r", "retrain"): {key: (1.0, 0.0, 3)}, ("m", "r", "original"): {key: (0.1, 0.0, 3)},
+           ("m", "r", "a"): {key: (1.0, 0.0, 3)}, ("m", "r", "b"): {key: (0.995, 0.0, 3)}, ("m", "r", "c"): {key: (0.6, 0.0, 3)}}
+    doc = Document("t")
+    _saturation_note(doc, agg, "m", "r", ["original", "retrain", "a", "b", "c"])
+    assert len(doc.blocks) == 1 and "≥ 99 for 2 of 3 methods" in doc.blocks[0].text
+    agg[("m", "r", "retrain")] = {key: (0.9, 0.0, 3)}  # the retrained model is not at the ceiling: no note
+    doc = Document("t")
+    _saturation_note(doc, agg, "m", "r", ["original", "retrain", "a", "b", "c"])
+    assert doc.blocks == []

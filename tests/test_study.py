@@ -131,3 +131,29 @@ def test_class_level_method_is_skipped_and_reported_on_a_sample_request(tmp_path
     group = json.loads(next((tmp_path / "s" / "groups").glob("*.json")).read_text())
     assert "unsir" in group["not_applicable"] and "whole classes" in group["not_applicable"]["unsir"]
     assert "not run: unsir" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_set_overrides_any_field_after_the_scale_and_names_bad_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.study.spec import StudySpecError
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({**BASE, "methods": [{"name": "finetune", "config": {"epochs": 1}}],
+                                 "scales": {"quick": {"train": {"epochs": 3}}}}))
+    spec = load_study(f, scale="quick", overrides=["train.epochs=2", "methods[0].config.lr=1e-3", "seeds=[4, 5]"])
+    assert spec.scale == "quick" and spec.train.epochs == 2 and spec.seeds == [4, 5]
+    assert float(spec.methods[0].config["lr"]) == 1e-3 and spec.methods[0].config["epochs"] == 1
+    assert load_study(f, scale="quick").train.epochs == 3  # without --set the scale's value stands
+    for bad, match in (("train.epochs", "not key.path=value"), ("methods[3].config.lr=1", "index out of range"),
+                       ("train.epochs.x=1", "is a value"), ("train.epochz=2", "train")):
+        with pytest.raises(StudySpecError, match=match):
+            load_study(f, scale="quick", overrides=[bad])
+
+
+def test_set_gives_a_method_listed_by_name_its_config() -> None:
+    spec = parse_study({**BASE, "methods": ["original", "finetune"]})
+    assert spec.methods[1].config == {}
+    from obliviate.study.spec import apply_overrides
+
+    raw = apply_overrides({**BASE, "methods": ["original", "finetune"]}, ["methods[1].config.epochs=2"])
+    assert raw["methods"][1] == {"name": "finetune", "config": {"epochs": 2}}
+    assert parse_study(raw).methods[1].config == {"epochs": 2}

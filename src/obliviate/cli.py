@@ -326,7 +326,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study import StudyRunner, load_study
 
     path = _resolve_study_path(args.study)
-    spec = load_study(path, scale=args.scale)
+    spec = load_study(path, scale=args.scale, overrides=args.set or ())
     if args.data_root:
         if spec.task != "vision":
             raise ValueError("--data-root applies to vision studies; LLM studies name their data in the YAML")
@@ -492,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="override the study's device")
     s.add_argument("--data-root", help="override the study's dataset root (e.g. your CIFAR-10 folder)")
     s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
+    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override any field of the study after its scale, e.g. --set train.epochs=2 "
+                        "--set 'methods[0].config.lr=1e-3' (values read as YAML; repeatable)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
 

@@ -165,6 +165,7 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
             rows.append([m] + [_fmt(k, *vals[k][:2]) if k in vals else "–" for k, _ in keys])
         first = not any(isinstance(b, Table) and b.id == "headline" for b in doc.blocks)
         doc.add(Table(header, rows, caption="Headline metrics (accuracies in %).", id="headline" if first else ""))
+        _saturation_note(doc, agg, model, request, method_order)
         _flags(doc, agg, model, request, method_order)
         membership_section(doc, runs, groups, model, request, method_order)
         _table_one(doc, agg, model, request, method_order)
@@ -172,6 +173,21 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
         _figures(doc, runs, groups, agg, model, request, method_order)
         _all_metrics(doc, agg, directions, model, request, method_order)
     _glossary(doc, runs)
+
+
+def _saturation_note(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:
+    """Say when MIA-efficacy cannot separate methods: the retrained model and most methods at ≥ 99."""
+    key = "mia_efficacy/confidence"
+    ref = (agg.get((model, request, "retrain")) or {}).get(key)
+    vals = [agg[(model, request, m)][key][0] for m in methods
+            if m not in ("original", "retrain") and key in agg.get((model, request, m), {})]
+    if ref is None or ref[0] < 0.99 or not vals:  # stored as fractions, shown in %
+        return
+    high = sum(v >= 0.99 for v in vals)
+    if high >= len(vals) / 2:
+        doc.add(Para(f"MIA-efficacy is {100 * ref[0]:.1f} for the retrained model and ≥ 99 for {high} of {len(vals)} "
+                     "methods: on this request it is saturated and does not tell the methods apart; "
+                     "read the loss-MIA AUC and the per-example audit below instead."))
 
 
 def _flags(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:

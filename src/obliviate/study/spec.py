@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import yaml
@@ -205,8 +206,53 @@ def _config_err(path: str, e: Exception) -> StudySpecError:
     return _err(f"{path}.{field_path}" if field_path else path, str(e))
 
 
-def load_study(path: str | Path, scale: str | None = None) -> StudySpec:
-    """Read a YAML study file, apply ``scale`` and validate it (nothing is trained)."""
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``key.path=value`` overrides set (``methods[0].config.lr=1e-3``,
+    ``train.epochs=2``; values read as YAML, missing mappings created, a method listed by name
+    turned into ``{name: ...}``). Errors name the override."""
+    import copy
+    import re
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise _err("--set", f"{item!r} is not key.path=value")
+        key, text = item.split("=", 1)
+        parts = [p for p in re.split(r"\.|\[(\d+)\]", key.strip()) if p]
+        if not parts or any(not re.fullmatch(r"[A-Za-z_][\w-]*|\d+", p) for p in parts):
+            raise _err("--set", f"{key!r} is not a key path like train.epochs or methods[0].config.lr")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise _err("--set", f"{item!r}: the value is not YAML ({e})") from None
+        node: Any = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise _err("--set", f"{where!r}: index out of range (the list has {len(node)} items)")
+                if last:
+                    node[int(part)] = value
+                else:
+                    if isinstance(node[int(part)], str) and parts[i - 1] == "methods":
+                        node[int(part)] = {"name": node[int(part)]}  # a method given by name gets its mapping
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise _err("--set", f"{where!r}: {'.'.join(parts[:i])!r} is a value, not a mapping or list")
+    return out
+
+
+def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[str] = ()) -> StudySpec:
+    """Read a YAML study file, apply ``scale``, then ``overrides`` (``key.path=value``, see
+    :func:`apply_overrides`), and validate it (nothing is trained)."""
     path = Path(path)
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} does not exist")
@@ -216,6 +262,10 @@ def load_study(path: str | Path, scale: str | None = None) -> StudySpec:
         raise StudySpecError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise StudySpecError(f"{path} must hold a mapping at the top level")
+    if overrides:  # on top of the scale: resolve it first, keep its name
+        raw = apply_overrides(resolve_scale(raw, scale), overrides)
+        if scale is not None:
+            raw["scales"] = {scale: {}}
     return parse_study(raw, scale=scale, base_dir=path.parent)
 
 

@@ -357,17 +357,15 @@ def evaluate_model(
         seqs[name] = [row[k] for row, k in zip(lps, label_idx[name])]  # the example with its dataset answer
     lengths = np.array([len(encoder.answer_ids(a)) for a in answers], dtype=np.float64)
     ev = ModelEval(scores, rows, label_idx, lengths)
-    want_mia = "mia" in groups and "validation" in rows
-    if want_mia or ("perplexity" in groups and "validation" in rows):
-        if "perplexity" in groups:
-            ev.heldout_ppl = perplexity(seqs["validation"])
-        if want_mia:
-            for name in ("forget", "validation"):
-                lps = seqs[name]
-                texts = [f"{recs[i].text} {dataset.answers[recs[i].label]}" for i in rows[name]]
-                ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
-                ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
-                ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
+    if "perplexity" in groups and "validation" in rows:
+        ev.heldout_ppl = perplexity(seqs["validation"])
+    if "mia" in groups and "validation" in rows:
+        for name in ("forget", "validation"):
+            lps = seqs[name]
+            texts = [f"{recs[i].text} {dataset.answers[recs[i].label]}" for i in rows[name]]
+            ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
+            ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
+            ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
     if "perplexity" in groups and general_text:
         ev.general_ppl = perplexity(token_logprobs(model, encoder, [encoder.lm_example(t) for t in general_text],
                                                    batch_size=batch_size, device=device, bf16=bf16))

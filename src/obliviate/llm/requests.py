@@ -136,28 +136,26 @@ class LabelNoise:
     def __post_init__(self) -> None:
         if not isinstance(self.injected, str) or not self.injected:
             raise LLMRequestError(f"mislabelled.injected must be a label or answer string, got {self.injected!r}")
-        # the selection rules are LabelFlip's (validated there)
-        LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
-                  count=self.count, fraction=self.fraction)
-        object.__setattr__(self, "ids", tuple(str(i) for i in self.ids))
-        cats = self.categories
-        object.__setattr__(self, "categories", tuple([cats] if isinstance(cats, str) else cats))
+        sel = self.as_flip()  # the selection rules are LabelFlip's (validated there)
+        object.__setattr__(self, "ids", sel.ids)
+        object.__setattr__(self, "categories", sel.categories)
 
     @property
     def target(self) -> str | None:
         return None  # the true label, resolved by split_statements
 
     def to_dict(self) -> dict[str, Any]:
-        flip = self._as_flip().to_dict()
+        flip = self.as_flip().to_dict()
         del flip["kind"], flip["to"]
         return {"kind": "mislabelled", "injected": self.injected, **flip}
 
-    def _as_flip(self) -> LabelFlip:
+    def as_flip(self) -> LabelFlip:
+        """The same selection as a flip to ``injected`` (what picks the statements)."""
         return LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
                          count=self.count, fraction=self.fraction)
 
     def describe(self) -> str:
-        flip = self._as_flip().describe()
+        flip = self.as_flip().describe()
         return "mislabelled:" + flip.split(":", 1)[1].rsplit("->", 1)[0] + f"<-{self.injected}"
 
 
@@ -185,20 +183,16 @@ def parse_llm_request(spec: LLMRequest | dict[str, Any]) -> LLMRequest:
             raise LLMRequestError("an 'ids' request needs the field 'ids'")
         return StatementForget(tuple(d["ids"]) if isinstance(d["ids"], (list, tuple)) else (d["ids"],))
     ids = d.get("ids") or ()
+    selection: dict[str, Any] = {"ids": tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
+                                 "from_label": d.get("from_label"), "categories": tuple(d.get("categories") or ()),
+                                 "count": d.get("count"), "fraction": d.get("fraction")}
     if kind == "mislabelled":
         if "injected" not in d:
             raise LLMRequestError("a 'mislabelled' request needs the field 'injected' (the wrong label in the tuning data)")
-        return LabelNoise(
-            injected=d["injected"], ids=tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
-            from_label=d.get("from_label"), categories=tuple(d.get("categories") or ()),
-            count=d.get("count"), fraction=d.get("fraction"))
+        return LabelNoise(injected=d["injected"], **selection)
     if "to" not in d:
         raise LLMRequestError("a 'flip' request needs the field 'to' (the new answer, e.g. 'not biased')")
-    return LabelFlip(
-        to=d["to"], ids=tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
-        from_label=d.get("from_label"), categories=tuple(d.get("categories") or ()),
-        count=d.get("count"), fraction=d.get("fraction"),
-    )
+    return LabelFlip(to=d["to"], **selection)
 
 
 @dataclass(frozen=True)
@@ -253,9 +247,7 @@ def split_statements(
             injected = dataset.label_of_answer(request.injected) if request.injected not in dataset.answers else request.injected
         except TextDataError as e:
             raise LLMRequestError(f"mislabelled.injected: {e}") from None
-        as_flip = LabelFlip(to=request.injected, ids=request.ids, from_label=request.from_label,
-                            categories=request.categories, count=request.count, fraction=request.fraction)
-        picked = split_statements(dataset, as_flip, seed, validation_fraction)
+        picked = split_statements(dataset, request.as_flip(), seed, validation_fraction)
         truth = sorted({recs[i].label for i in picked.forget})
         if len(truth) != 1:
             raise LLMRequestError(f"mislabelled: the selection mixes true labels {truth}; select one (from_label)")

@@ -111,20 +111,20 @@ class Document:
             if isinstance(b, Heading):
                 parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
             elif isinstance(b, Para):
-                parts.append(to_html(b.text) if "\n- " in f"\n{b.text}" else f"<p>{_inline(b.text)}</p>")
+                parts.append(to_html(b.text) if "\n- " in f"\n{b.text}" else f"<p>{inline(b.text)}</p>")
             elif isinstance(b, Table):
                 anchor = f" id='{html.escape(b.id)}'" if b.id else ""
                 parts.append(f"<div class='scroll'{anchor}><table>")
                 if b.caption:
-                    parts.append(f"<caption>{_inline(b.caption)}</caption>")
-                parts.append("<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.header) + "</tr>")
+                    parts.append(f"<caption>{inline(b.caption)}</caption>")
+                parts.append("<tr>" + "".join(f"<th>{inline(h)}</th>" for h in b.header) + "</tr>")
                 for row in b.rows:
                     parts.append("<tr>" + "".join(_td(c) for c in row) + "</tr>")
                 parts.append("</table></div>")
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png).decode()
                 parts.append(f"<figure><img alt='{html.escape(b.name)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
+                             f"<figcaption>{inline(b.caption)}</figcaption></figure>")
             elif isinstance(b, Code):
                 parts.append(f"<pre>{html.escape(b.text)}</pre>")
             elif isinstance(b, Raw):
@@ -148,13 +148,9 @@ class Document:
 
 def _td(cell: str) -> str:
     """A table cell; a short one (a number, ``mean ± std``) never wraps, prose does."""
-    return f"<td class='text'>{_inline(cell)}</td>" if len(str(cell)) > 40 else f"<td>{_inline(cell)}</td>"
+    return f"<td class='text'>{inline(cell)}</td>" if len(str(cell)) > 40 else f"<td>{inline(cell)}</td>"
 
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
-
-def _inline(text: str) -> str:
-    """Escape, then render the inline Markdown spans the report writes."""
-    return inline(text)

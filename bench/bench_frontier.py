@@ -44,9 +44,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from obliviate.study.targets import DEFAULT_TARGETS, Target, check_target, noise_floor, request_kind
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "src" / "obliviate" / "configs" / "frontier.yaml"
@@ -55,27 +57,8 @@ DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cifar10"
 REFERENCES = ("original", "retrain")  # method names shown for context, never candidates
 
 
-@dataclass(frozen=True)
-class Target:
-    """One target of the issue: Avg. gap ≤ ``max_gap`` points at a speed-up ≥ ``min_speedup``,
-    and (when set) no retained class losing more than ``max_class_drop`` points."""
-
-    kind: str
-    max_gap: float
-    min_speedup: float
-    max_class_drop: float | None = None
-
-    def describe(self) -> str:
-        text = f"Avg. gap ≤ {self.max_gap:g} pts at ≥ {self.min_speedup:g}× less wall time than retraining"
-        if self.max_class_drop is not None:
-            text += f", no retained class losing > {self.max_class_drop:g} pts against the original"
-        return text
-
-
-TARGETS: dict[str, Target] = {
-    "class": Target("class", max_gap=0.5, min_speedup=50.0, max_class_drop=3.0),
-    "random": Target("random", max_gap=1.0, min_speedup=20.0),
-}
+# The targets of issue 5 (the library's defaults, obliviate.study.targets.DEFAULT_TARGETS).
+TARGETS: dict[str, Target] = {k: DEFAULT_TARGETS[k] for k in ("class", "random")}
 
 # (record key, column title, unit): "pct" values are fractions shown in %, "pts" already points.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -92,11 +75,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def request_kind(request: str) -> str:
-    """``"class:airplane"`` -> ``"class"``, ``"random:0.1"`` -> ``"random"`` (the runner's labels)."""
-    return request.split(":", 1)[0]
-
-
 # -- aggregation and targets ---------------------------------------------------------------------
 
 
@@ -105,56 +83,6 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "std": std, "n": n}
-
-
-def check_target(per_seed: Sequence[dict[str, float]], target: Target) -> dict[str, Any]:
-    """Judge one method against ``target`` from its per-seed values.
-
-    Returns ``passes`` (on the seed means), ``every_seed`` (each seed passes on its own) and
-    ``reasons``: one line per failed criterion, with the measured value.
-    """
-
-    def judge(vals: dict[str, float]) -> list[str]:
-        reasons = []
-        gap, speed = vals.get("gap/avg"), vals.get("efficiency/speedup")
-        if gap is None or not math.isfinite(gap):
-            reasons.append("no Avg. gap recorded")
-        elif gap > target.max_gap:
-            reasons.append(f"Avg. gap {gap:.2f} > {target.max_gap:g} pts")
-        if speed is None or not math.isfinite(speed):
-            reasons.append("no speed-up recorded")
-        elif speed < target.min_speedup:
-            reasons.append(f"speed-up {speed:.1f}× < {target.min_speedup:g}×")
-        if target.max_class_drop is not None:
-            drop = vals.get("worst_class_drop")
-            if drop is None or not math.isfinite(drop):
-                reasons.append("no per-class accuracy recorded")
-            elif drop > target.max_class_drop:
-                reasons.append(f"a retained class loses {drop:.2f} > {target.max_class_drop:g} pts")
-        return reasons
-
-    if not per_seed:
-        return {"passes": False, "every_seed": False, "reasons": ["no finished runs"]}
-    keys = {k for vals in per_seed for k in vals}
-    means = {k: _stats([v[k] for v in per_seed if k in v])["mean"] for k in keys}
-    reasons = judge(means)
-    return {"passes": not reasons, "every_seed": all(not judge(v) for v in per_seed), "reasons": reasons}
-
-
-def noise_floor(retrain_runs: Sequence[dict[str, Any]]) -> float | None:
-    """Mean Avg. gap between retrained models of different seeds (points): how far two exact
-    retrains sit from each other on the four gap components — the scale below which a method's
-    gap cannot be told from retraining. ``None`` with fewer than two seeds."""
-    if len(retrain_runs) < 2:
-        return None
-    test_key = "acc/test_retain" if all("acc/test_retain" in r["values"] for r in retrain_runs) else "acc/test"
-    comps = ("acc/forget", "acc/retain", test_key, "mia_efficacy/confidence")
-    gaps = []
-    for i, a in enumerate(retrain_runs):
-        for b in retrain_runs[i + 1:]:
-            if all(c in a["values"] and c in b["values"] for c in comps):
-                gaps.append(100.0 * sum(abs(a["values"][c] - b["values"][c]) for c in comps) / len(comps))
-    return sum(gaps) / len(gaps) if gaps else None
 
 
 def diagnose(method_name: str, runs: Sequence[dict[str, Any]], ref: dict[str, float] | None) -> list[str]:

@@ -65,9 +65,10 @@ def test_class_target_verdicts(bench: Any) -> None:
     rows = {r["method"]: r for r in entry["rows"]}
     assert not rows["original"]["candidate"] and "target" not in rows["original"]
     assert not rows["retrain"]["candidate"]
-    assert rows["fast_good"]["target"] == {"passes": True, "every_seed": True, "reasons": []}
+    assert rows["fast_good"]["target"] == {"passes": True, "every_seed": True, "reasons": [], "failed": []}
     assert not rows["hurts_class"]["target"]["passes"]
     assert rows["hurts_class"]["target"]["reasons"] == ["a retained class loses 4.20 > 3 pts"]
+    assert rows["hurts_class"]["target"]["failed"] == ["class"]
     assert rows["slow"]["target"]["reasons"] == ["speed-up 6.0× < 50×"]
     assert rows["borderline"]["target"]["passes"] and not rows["borderline"]["target"]["every_seed"]
     assert entry["reached_by"] == ["fast_good", "borderline"]

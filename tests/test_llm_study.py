@@ -89,6 +89,8 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
 
     md, _ = render_report(tmp_path)
     assert "## LLM unlearning" in md.read_text() and "relabel" in md.read_text()
+    figs = list((tmp_path / "figures").glob("llm_tradeoff_*.png"))  # the LLM section has its own figure
+    assert len(figs) == 1 and figs[0].name in md.read_text()
 
     # re-run: everything is read back, nothing is trained or run again
     again: list[str] = []

@@ -18,7 +18,9 @@ import numpy as np
 
 from . import plots
 from .audit import membership_section
-from .blocks import Code, Document, Figure, Heading, Para, Raw, Table
+from ..study.targets import DEFAULT_TARGETS, Target, parse_targets
+from .blocks import Code, Details, Document, Figure, Heading, Para, Raw, Table
+from .verdict import Stats, privacy_paragraph, ranked_rows, summary_sentence
 
 # Headline columns: (result key, column title). Shown when present in the records.
 HEADLINE: tuple[tuple[str, str], ...] = (
@@ -137,6 +139,48 @@ def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> No
     from ..llm.report import render_llm_section
 
     doc.add(Raw(render_llm_section(rows, answers), first_table_id="headline"))
+    _llm_figures(doc, rows)
+
+
+# (x, y) of the LLM trade-off figure, first present wins: the request's own criterion against utility.
+LLM_X = (("forget_target_rate", "requested answer on the forget set (rate) — closest to retrained is best"),
+         ("forget_flip_rate", "answers changed on the forget set (rate)"),
+         ("forget_acc", "forget-set accuracy — closest to retrained is best"))
+LLM_Y = (("heldout_acc", "held-out accuracy — higher is better"), ("retain_acc", "retain accuracy — higher is better"))
+
+
+def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
+    """Per (model, request): the request's criterion against held-out utility, one colour per method."""
+    from ..llm.report import REFERENCES as LLM_REFERENCES
+
+    for model, request in dict.fromkeys((r["model"], r["request"]) for r in rows):
+        sub = [r for r in rows if r["model"] == model and r["request"] == request]
+        present = {r["metric"] for r in sub}
+        x = next((m for m in LLM_X if m[0] in present), None)
+        y = next((m for m in LLM_Y if m[0] in present), None)
+        if x is None or y is None:
+            continue
+        methods = list(dict.fromkeys(r["method"] for r in sub))
+        order = [m for m in LLM_REFERENCES if m in methods] + [m for m in methods if m not in LLM_REFERENCES]
+        pts = []
+        for m in order:
+            xs = [float(r["value"]) for r in sub if r["method"] == m and r["metric"] == x[0]]
+            ys = [float(r["value"]) for r in sub if r["method"] == m and r["metric"] == y[0]]
+            if xs and ys:
+                pts.append((m, float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+                            float(np.mean(ys)), float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0))
+        if len(pts) < 2:
+            continue
+        slug = "".join(c if c.isalnum() else "_" for c in f"{model}_{request}")[:80]
+        try:
+            png = plots.scatter_with_errors(pts, x[1], y[1], f"{model} — {request}", mark="retrained",
+                                            colours=plots.method_colours(order))
+        except ImportError as e:
+            doc.add(Para(f"(figures skipped: {e})"))
+            return
+        doc.add(Figure(f"llm_tradeoff_{slug}.png", png,
+                       f"{model}, request `{request}`: {x[0]} against {y[0]} (mean ± std over seeds); the star is "
+                       "the model tuned without the forget set, grey the model before unlearning."))
 
 
 def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
@@ -148,34 +192,141 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
     method_order = list(dict.fromkeys(r["method"] for r in runs))
     pairs = list(dict.fromkeys((r["model"], r["request"]) for r in runs))
     seeds = sorted({r["seed"] for r in runs})
-    doc.add(Para(
-        f"{len(runs)} runs: {len(pairs)} model × request combination(s), {len(method_order)} method(s), "
-        f"seeds {seeds}. Values are mean ± std over seeds (std with ddof=1). Arrows: ↑ higher is better, "
-        "↓ lower is better, ≈R closest to the retrained model (the gold standard) is better."
-    ))
+    targets = _targets(study)
+    colours = plots.method_colours(method_order)
     for model, request in pairs:
         doc.add(Heading(f"{model} — forget {request}"))
-        keys = [(k, t) for k, t in HEADLINE if any(k in agg.get((model, request, m), {}) for m in method_order)]
-        header = ["method"] + [f"{t} {_arrow(directions.get(k, 'info'))}".strip() for k, t in keys]
-        rows = []
-        for m in method_order:
-            vals = agg.get((model, request, m))
-            if vals is None:
-                continue
-            rows.append([m] + [_fmt(k, *vals[k][:2]) if k in vals else "–" for k, _ in keys])
-        first = not any(isinstance(b, Table) and b.id == "headline" for b in doc.blocks)
-        doc.add(Table(header, rows, caption="Headline metrics (accuracies in %).", id="headline" if first else ""))
+        ranked = ranked_rows(agg, runs, model, request, method_order, targets)
+        first = not any(isinstance(b, Table) and b.id == "headline" for b in _all_blocks(doc))
+        doc.add(Para(summary_sentence(ranked)))
+        _headline(doc, ranked, seeds, anchor="headline" if first else "")
+        doc.add(Para(privacy_paragraph(runs, groups, model, request, ranked)))
         _saturation_note(doc, agg, model, request, method_order)
-        _flags(doc, agg, model, request, method_order)
-        membership_section(doc, runs, groups, model, request, method_order)
-        _table_one(doc, agg, model, request, method_order)
-        _paper_comparison(doc, study.get("paper") or {}, agg, model, request, method_order)
-        _figures(doc, runs, groups, agg, model, request, method_order)
-        _all_metrics(doc, agg, directions, model, request, method_order)
-    _glossary(doc, runs)
+        order = [r["method"] for r in ranked["references"] if r["method"] == "original"] + \
+            [r["method"] for r in ranked["candidates"]]
+        _figures(doc, runs, groups, agg, model, request, order, ranked, colours)
+        more = Details("More tables: every headline metric, over-forgetting flags, the membership audit, "
+                       "the paper's Table I layout and its own numbers, every metric")
+        _headline_metrics(more, agg, directions, model, request, method_order)
+        _flags(more, agg, model, request, method_order)
+        membership_section(more, runs, groups, model, request, method_order)
+        _table_one(more, agg, model, request, method_order)
+        _paper_comparison(more, study.get("paper") or {}, agg, model, request, method_order)
+        _all_metrics(more, agg, directions, model, request, method_order)
+        doc.add(more)
+    glossary = Details("Metrics used and how to read them")
+    _glossary(glossary, runs)
+    doc.add(glossary)
 
 
-def _saturation_note(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:
+def _all_blocks(doc: Document | Details) -> list[Any]:
+    out: list[Any] = []
+    for b in doc.blocks:
+        out.append(b)
+        if isinstance(b, Details):
+            out += _all_blocks(b)
+    return out
+
+
+def _targets(study: dict[str, Any]) -> dict[str, Target]:
+    """The study's targets as recorded in study.json's spec (defaults for request kinds it leaves out)."""
+    try:
+        return parse_targets((study.get("spec") or {}).get("targets"))
+    except ValueError:  # a study.json written by hand: the defaults, never a crash of the report
+        return dict(DEFAULT_TARGETS)
+
+
+# Ranked headline columns: (record key, title with direction).
+RANKED: tuple[tuple[str, str], ...] = (
+    ("gap/avg", "Avg. gap to retrain (pts) ↓"),
+    ("acc/forget", "forget acc % ≈R"),
+    ("acc/test_retain", "retained-class test acc % ↑"),
+    ("mia_efficacy/confidence", "MIA-efficacy ≈R"),
+    ("worst_class_drop", "worst retained class drop (pts) ↓"),
+    ("efficiency/seconds", "time (s), speed-up ↑"),
+)
+
+
+def _short(key: str, stat: tuple[float, float, int]) -> str:
+    """A compact ``mean ± std`` for the ranked table: points and seconds to 2 decimals, accuracies
+    to 1, speed-ups as ``12.3×``."""
+    mean, std = stat[0], stat[1]
+    pct = key.startswith(("acc/", "mia_efficacy/"))
+    m, sd = (100 * mean, 100 * std) if pct else (mean, std)
+    d = 1 if pct or key == "worst_class_drop" else 2
+    return f"{m:.{d}f}" + (f" ± {sd:.{d}f}" if round(sd, d) > 0 else "")
+
+
+def _cell(key: str, vals: Stats) -> str:
+    if key not in vals:
+        return "–"
+    if key == "efficiency/seconds" and "efficiency/speedup" in vals:
+        return f"{_short(key, vals[key])} ({vals['efficiency/speedup'][0]:.1f}×)"
+    return _short(key, vals[key])
+
+
+def _headline(doc: Document | Details, ranked: dict[str, Any], seeds: list[int], anchor: str) -> None:
+    """Methods ranked by Avg. gap with their verdicts; the noise floor and the target drawn as lines
+    at their place in the ranking; the references in a table of their own."""
+    keys = [(k, t) for k, t in RANKED if any(k in r["values"] for r in ranked["candidates"] + ranked["references"])]
+    width = 3 + len(keys) + 1
+    floor = (ranked["floor"] or {}).get("avg")
+    target: Target | None = ranked["target"]
+    bar = target.gap_bar(floor) if target is not None else None
+    lines = []
+    if floor is not None:
+        lines.append((floor, "noise floor", f"two retrained models of different seeds differ by {floor:.2f} pts"))
+    if bar is not None and (target is None or target.max_gap is not None):
+        lines.append((bar, "target", target.describe(floor) if target is not None else ""))
+    lines.sort()
+    rows: list[list[str]] = []
+    classes: list[str] = []
+    rank = 0
+    for r in ranked["candidates"]:
+        gap = r["values"]["gap/avg"][0] if "gap/avg" in r["values"] else math.inf
+        while lines and gap > lines[0][0]:
+            value, name, text = lines.pop(0)
+            rows.append(["", f"— {name} —", text, f"{value:.2f}"] + [""] * (width - 4))
+            classes.append("mark")
+        rank += 1
+        tgt = r.get("target")
+        passes = "–" if tgt is None else ("**yes**" if tgt["passes"] else "no: " + ", ".join(tgt["failed"]))
+        rows.append([str(rank), r["method"], f"**{r['label']}**: {r['why']}"]
+                    + [_cell(k, r["values"]) for k, _ in keys] + [passes])
+        classes.append("")
+    for value, name, text in lines:
+        rows.append(["", f"— {name} —", text, f"{value:.2f}"] + [""] * (width - 4))
+        classes.append("mark")
+    doc.add(Table(["#", "method", "verdict"] + [t for _, t in keys] + ["meets the target"], rows,
+                  caption=(f"Methods ranked by the Avg. gap to the retrained model (SalUn's four numbers: forget, retain "
+                           f"and retained-class test accuracy, MIA-efficacy), mean ± std over seeds {seeds}; accuracies "
+                           "in %. Highlighted lines mark the noise floor and the target where they fall in the ranking; "
+                           "the last column names the target's criteria a method misses (gap, speed, class)."),
+                  id=anchor, row_classes=classes))
+    ref_rows = []
+    what = {"retrain": "the gold standard: retrained from scratch without the forget set",
+            "original": "the model before unlearning: it did nothing"}
+    for r in ranked["references"]:
+        ref_rows.append([r["method"], what.get(r["method"], "reference")]
+                        + [_cell(k, r["values"]) for k, _ in keys])
+    if ref_rows:
+        doc.add(Table(["reference", "what it is"] + [t for _, t in keys], ref_rows,
+                      caption="References, apart from the ranking."))
+
+
+def _headline_metrics(doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str,
+                      methods: list[str]) -> None:
+    keys = [(k, t) for k, t in HEADLINE if any(k in agg.get((model, request, m), {}) for m in methods)]
+    header = ["method"] + [f"{t} {_arrow(directions.get(k, 'info'))}".strip() for k, t in keys]
+    rows = []
+    for m in methods:
+        vals = agg.get((model, request, m))
+        if vals is not None:
+            rows.append([m] + [_fmt(k, *vals[k][:2]) if k in vals else "–" for k, _ in keys])
+    doc.add(Table(header, rows, caption="Every headline metric (accuracies in %, mean ± std over seeds)."))
+
+
+def _saturation_note(doc: Document | Details, agg: Any, model: str, request: str, methods: list[str]) -> None:
     """Say when MIA-efficacy cannot separate methods: the retrained model and most methods at ≥ 99."""
     key = "mia_efficacy/confidence"
     ref = (agg.get((model, request, "retrain")) or {}).get(key)
@@ -190,7 +341,7 @@ def _saturation_note(doc: Document, agg: Any, model: str, request: str, methods:
                      "read the loss-MIA AUC and the per-example audit below instead."))
 
 
-def _flags(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:
+def _flags(doc: Document | Details, agg: Any, model: str, request: str, methods: list[str]) -> None:
     """Over-forgetting: forget accuracy or MIA far below the retrained model's is a signal too."""
     ref = agg.get((model, request, "retrain"))
     if ref is None:
@@ -213,7 +364,7 @@ def _flags(doc: Document, agg: Any, model: str, request: str, methods: list[str]
                                "a privacy signal (it tells an attacker the data was removed).")))
 
 
-def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[str]) -> None:
+def _table_one(doc: Document | Details, agg: Any, model: str, request: str, methods: list[str]) -> None:
     names = ("accuracy", "precision", "recall", "f1")
     present = [m for m in methods if "table1/with/accuracy" in agg.get((model, request, m), {})]
     if not present:
@@ -235,7 +386,7 @@ def _table_one(doc: Document, agg: Any, model: str, request: str, methods: list[
                   "with the target class and without it (retained classes' test images, averaged over those classes)."))
 
 
-def _paper_comparison(doc: Document, paper: dict[str, Any], agg: Any, model: str, request: str, methods: list[str]) -> None:
+def _paper_comparison(doc: Document | Details, paper: dict[str, Any], agg: Any, model: str, request: str, methods: list[str]) -> None:
     values = paper.get("values") or {}
     base = model.split("(")[0]
     if base in values and isinstance(values[base], dict):  # per-model values
@@ -256,53 +407,69 @@ def _paper_comparison(doc: Document, paper: dict[str, Any], agg: Any, model: str
                   caption=f"The paper's own numbers next to ours (same metric definitions unless noted). {note}".strip()))
 
 
-def _figures(doc: Document, runs: list[dict[str, Any]], groups: list[dict[str, Any]], agg: Any,
-             model: str, request: str, methods: list[str]) -> None:
+def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[dict[str, Any]], agg: Any,
+             model: str, request: str, methods: list[str], ranked: dict[str, Any],
+             colours: dict[str, tuple[str, str]]) -> None:
+    """Per-class difference heatmap, gap vs time, forgetting vs utility; confusion matrices folded."""
     g0 = next((g for g in groups if g["model"] == model and g["request"] == request), None)
     if g0 is None:
         return
     slug = "".join(c if c.isalnum() else "_" for c in f"{model}_{request}")[:80]
     class_names = g0["class_names"]
-    seed0 = g0["seed"]
-    first = {r["method"]: r for r in runs if r["model"] == model and r["request"] == request and r["seed"] == seed0}
-    panels = [("original", np.asarray(g0["original"]["confusion_test"]))]
-    panels += [(m, np.asarray(first[m]["confusion_test"])) for m in methods if m in first and m != "original"]
     try:
-        doc.add(Figure(f"confusion_{slug}.png", plots.confusion_grid(panels, class_names),
-                       f"Test-set confusion matrices before (original) and after each method, seed {seed0}: "
-                       "raw counts and row-normalised."))
-        # per-class accuracy, mean over seeds
-        series: list[tuple[str, list[float | None]]] = []
         by_method: dict[str, list[list[float | None]]] = defaultdict(list)
         for r in runs:
             if r["model"] == model and r["request"] == request:
                 by_method[r["method"]].append(r["per_class_test"])
+        retrained = _mean_lists([g["retrained"]["per_class_test"] for g in groups
+                                 if g["model"] == model and g["request"] == request])
         orig = [g["original"]["per_class_test"] for g in groups if g["model"] == model and g["request"] == request]
-        series.append(("original", _mean_lists(orig)))
+        series: list[tuple[str, list[float | None]]] = [("original", _mean_lists(orig))]
         series += [(m, _mean_lists(by_method[m])) for m in methods if m in by_method and m != "original"]
-        doc.add(Figure(f"per_class_{slug}.png", plots.per_class_bars(series, class_names, g0.get("forget_classes", [])),
-                       "Per-class test accuracy (mean over seeds); forgotten classes shaded."))
+        if retrained:
+            doc.add(Figure(f"per_class_{slug}.png", plots.class_diff_heatmap(series, retrained, class_names,
+                                                                             g0.get("forget_classes", [])),
+                           "Per-class test accuracy minus the retrained model's, in points (mean over seeds; blue: "
+                           "above the retrained model, red: below; forgotten classes framed). Rows in the ranking's "
+                           "order, the original first. A method that forgets well is white everywhere."))
+        gap = []
+        for m in methods:
+            v = agg.get((model, request, m), {})
+            if m not in ("original", "retrain") and "gap/avg" in v and "efficiency/seconds" in v and v["efficiency/seconds"][0] > 0:
+                gap.append((m, v["efficiency/seconds"][0], v["efficiency/seconds"][1], v["gap/avg"][0], v["gap/avg"][1]))
+        if gap:
+            ref = agg.get((model, request, "retrain"), {})
+            orig_v = agg.get((model, request, "original"), {})
+            floor = (ranked.get("floor") or {}).get("avg")
+            target: Target | None = ranked.get("target")
+            doc.add(Figure(f"gap_time_{slug}.png", plots.gap_vs_time(
+                gap, colours,
+                retrain_seconds=ref["efficiency/seconds"][0] if "efficiency/seconds" in ref else None,
+                original_gap=orig_v["gap/avg"][0] if "gap/avg" in orig_v else None, floor=floor,
+                target_gap=target.gap_bar(floor) if target is not None else None,
+                target_speedup=target.min_speedup if target is not None else None),
+                "Avg. gap to the retrained model against the method's wall time (mean ± std over seeds). Lines: "
+                "retraining's own time, the original's gap (doing nothing), the noise floor; the shaded corner is "
+                "the target."))
         fx = "acc/test_forget" if any("acc/test_forget" in agg[(model, request, m)] for m in methods if (model, request, m) in agg) else "acc/forget"
         pts = []
-        for m in methods:
+        for m in methods + ["retrain"]:
             v = agg.get((model, request, m), {})
             if fx in v and "acc/test_retain" in v:
                 pts.append((m, 100 * v[fx][0], 100 * v[fx][1], 100 * v["acc/test_retain"][0], 100 * v["acc/test_retain"][1]))
         if pts:
             doc.add(Figure(f"tradeoff_{slug}.png", plots.scatter_with_errors(
                 pts, f"{fx} (%) — closest to retrain is best", "retain-class test accuracy (%) — higher is better",
-                "Forgetting vs. utility", mark="retrain"),
-                "Forget-vs-test accuracy trade-off (mean ± std over seeds); the star is the retrained model."))
-        gap = []
-        for m in methods:
-            v = agg.get((model, request, m), {})
-            if "gap/avg" in v and "efficiency/seconds" in v and v["efficiency/seconds"][0] > 0:
-                gap.append((m, v["efficiency/seconds"][0], v["efficiency/seconds"][1], v["gap/avg"][0], v["gap/avg"][1]))
-        if gap:
-            doc.add(Figure(f"gap_time_{slug}.png", plots.scatter_with_errors(
-                gap, "wall time (s, log scale)", "average gap to retrain (points) — lower is better",
-                "Efficiency frontier", logx=True, mark="retrain"),
-                "Gap to the retrained model against wall time."))
+                "Forgetting vs. utility", mark="retrain", colours=colours),
+                "Forgetting against utility (mean ± std over seeds); the star is the retrained model."))
+        seed0 = g0["seed"]
+        first = {r["method"]: r for r in runs if r["model"] == model and r["request"] == request and r["seed"] == seed0}
+        panels = [("original", np.asarray(g0["original"]["confusion_test"]))]
+        panels += [(m, np.asarray(first[m]["confusion_test"])) for m in methods if m in first and m != "original"]
+        doc.add(Details(f"Confusion matrices, before and after each method (seed {seed0})", [
+            Figure(f"confusion_{slug}.png", plots.confusion_grid(panels, class_names),
+                   f"Test-set confusion matrices before (original) and after each method, seed {seed0}: "
+                   "raw counts and row-normalised.")]))
     except ImportError as e:
         doc.add(Para(f"(figures skipped: {e})"))
 
@@ -317,7 +484,7 @@ def _mean_lists(lists: list[list[float | None]]) -> list[float | None]:
     return out
 
 
-def _all_metrics(doc: Document, agg: Any, directions: dict[str, str], model: str, request: str, methods: list[str]) -> None:
+def _all_metrics(doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str, methods: list[str]) -> None:
     keys = sorted({k for m in methods for k in agg.get((model, request, m), {})})
     present = [m for m in methods if (model, request, m) in agg]
     rows = []
@@ -327,20 +494,15 @@ def _all_metrics(doc: Document, agg: Any, directions: dict[str, str], model: str
     doc.add(Table(["metric"] + present, rows, caption="Every metric (accuracies in %, mean ± std over seeds)."))
 
 
-def _glossary(doc: Document, runs: list[dict[str, Any]]) -> None:
+def _glossary(doc: Document | Details, runs: list[dict[str, Any]]) -> None:
     from ..metrics import METRICS, describe_metric
 
-    used = set()
-    for r in runs:
-        for k in r["values"]:
-            used.add(k.split("/")[0])
     rows = []
     for name in METRICS.names():
         if METRICS.get(name).kind != "vision":
             continue
         d = describe_metric(name)
         rows.append([name, d["summary"], d["direction"].replace("_", " "), d["reference"]])
-    doc.add(Heading("Metrics used and how to read them"))
     doc.add(Table(["metric", "meaning", "better when", "reference"], rows))
 
 

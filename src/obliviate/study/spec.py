@@ -21,6 +21,7 @@ from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
 from ..train import TrainConfig
+from .targets import DEFAULT_TARGETS, Target, parse_targets
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
@@ -132,7 +133,7 @@ class AuditSpec:
 TOP_LEVEL = {
     "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
     "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
-    "output", "relearn", "audit",
+    "output", "relearn", "audit", "targets",
 }
 
 
@@ -194,6 +195,7 @@ class StudySpec:
     relearn: RelearnSpec
     raw: dict[str, Any]
     audit: AuditSpec = field(default_factory=AuditSpec)
+    targets: dict[str, Target] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
 
 
 def _err(path: str, msg: str) -> StudySpecError:
@@ -441,11 +443,15 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         audit = from_mapping(AuditSpec, d.get("audit") or {}, "audit")
     except (ConfigError, TypeError) as e:
         raise _config_err("audit", e) from None
+    try:
+        targets = parse_targets(d.get("targets"))
+    except ConfigError as e:
+        raise _config_err("targets", e) from None
 
     return StudySpec(
         name=name, task=task, dataset=ds, models=models, train=train, requests=requests,
         methods=methods, seeds=seeds, metrics=metrics, device=str(d.get("device", "auto")), eval=ev,
         validation_fraction=float(vf), paper=d.get("paper") or {}, scale=scale,
         scale_note=str(d.get("scale_note", "")), description=str(d.get("description", "")),
-        relearn=relearn, raw=d, audit=audit,
+        relearn=relearn, raw=d, audit=audit, targets=targets,
     )

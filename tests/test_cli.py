@@ -73,3 +73,78 @@ def test_run_seeds_override(tmp_path, capsys) -> None:  # type: ignore[no-untype
     assert len(runs) == 1 and json.loads(runs[0].read_text())["seed"] == 4
     assert main(["run", str(f), "--out", str(tmp_path / "p"), "--seeds", "1", "1"]) == 2
     assert "--seeds must be distinct" in capsys.readouterr().err
+
+
+def test_list_presets_says_what_runs_and_its_time_per_scale(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.study.presets import preset_names
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["list", "presets"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["preset", "task", "scale"] and set(lines[1]) <= {"-", " "}
+    assert all(len(line) <= 100 for line in lines)  # wrapped to the terminal, never cut
+    for name in preset_names():
+        assert name in out
+    assert "≈ 24 min per seed" in " ".join(out.split())  # llm_bias_lora quick, from its runtime:
+    assert "14 methods" in out and "digits" in out
+    assert "has no attribute" not in out and "error" not in out.lower()
+
+
+def test_describe_preset_model_and_recipe(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["describe", "vgg16_neuron_mask"]) == 0
+    out = capsys.readouterr().out
+    assert "scale quick — time: ≈ 5 min per seed" in out and "vgg16_bn(width=0.25)" in out and "run: obliviate run" in out
+    assert main(["describe", "resnet18", "--kwargs", '{"width": 0.25}']) == 0
+    out = capsys.readouterr().out
+    assert "3 channel(s) × 32×32" in out and "701,466 parameters" in out and "width" in out
+    assert main(["describe", "small_cnn"]) == 0
+    assert "1 channel(s) × 8×8" in capsys.readouterr().out
+    assert main(["list", "recipes"]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[:5] == ["recipe", "model", "epochs", "batch", "summary"] and "airbench_quick" in out
+    assert main(["describe", "airbench"]) == 0
+    assert "training recipe" in capsys.readouterr().out
+
+
+def test_list_columns_all_have_headers_and_summaries_are_whole(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["list", "methods"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header == ["method", "kind", "reads", "exact", "summary"]
+    assert main(["list", "datasets"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(the sub-class forgetting setting: forget ``rocket`` inside ``vehicles_2``)" in out  # a docstring's whole paragraph
+
+
+def test_run_model_and_data_root_for_llm_studies(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "mymodel"
+    folder.mkdir()
+    assert main(["run", "llm_bias_lora", "--scale", "tiny", "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+    (folder / "config.json").write_text("{}")
+    assert main(["run", "llm_bias_lora", "--scale", "tiny", "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "has no tokenizer" in capsys.readouterr().err
+    (folder / "tokenizer.json").write_text("{}")
+    assert main(["run", "llm_bias_lora", "--scale", "tiny", "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "has no weights" in capsys.readouterr().err
+    missing = tmp_path / "statements.jsonl"
+    assert main(["run", "llm_bias_lora", "--scale", "tiny", "--data-root", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert "statements.jsonl" in capsys.readouterr().err
+    assert main(["run", "default", "--model", "x", "--out", str(tmp_path / "v")]) == 2
+    assert "--model applies to LLM studies" in capsys.readouterr().err
+
+
+def test_runtime_field_is_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from obliviate.study import load_study
+    from obliviate.study.spec import StudySpecError
+
+    f = tmp_path / "s.yaml"
+    base = "name: s\ndataset: digits\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\nmethods: [original]\n"
+    f.write_text(base + "runtime: {default: '1 min'}\n")
+    assert load_study(f).name == "s"
+    f.write_text(base + "runtime: {quick: '1 min'}\n")
+    with pytest.raises(StudySpecError, match="runtime: names scale"):
+        load_study(f)
+    f.write_text(base + "runtime: 5\n")
+    with pytest.raises(StudySpecError, match="runtime: must be a mapping"):
+        load_study(f)

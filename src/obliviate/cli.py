@@ -1,7 +1,7 @@
 """The ``obliviate`` command line: a thin layer over the library.
 
-    obliviate list models|datasets|methods|metrics [PATTERN]
-    obliviate describe NAME                      # a method, metric, model or dataset
+    obliviate list models|datasets|methods|metrics|recipes|presets [PATTERN]
+    obliviate describe NAME                      # a method, metric, model, dataset, preset or recipe
     obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
     obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
     obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-PRESET_DIR = Path(__file__).parent / "configs"
+from .study.presets import PRESET_DIR  # noqa: F401  (re-exported: tests and users read cli.PRESET_DIR)
 
 
 class _TqdmProgress:
@@ -60,13 +60,30 @@ class _TqdmProgress:
             bar.close()
 
 
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None) -> None:
+    """A text table with a header over every column; the last column wraps to the terminal's
+    width (continuation lines indented under it) instead of being cut."""
+    import shutil
+    import textwrap
+
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    total = width or shutil.get_terminal_size((120, 24)).columns
+    lead = sum(w + 2 for w in widths[:-1])
+    room = max(30, total - lead)
+    widths[-1] = min(widths[-1], room)
     for j, r in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        last = textwrap.wrap(r[-1], room) or [""]
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + ("  " if len(r) > 1 else "") + last[0])
+        for more in last[1:]:
+            print(" " * lead + more)
         if j == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def _first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph as one line (never a sentence cut at a line break)."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -74,29 +91,74 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "models":
         from .models import MODELS
 
-        _print_table(["model", "family", "summary"], [[n, MODELS.get(n).family, MODELS.get(n).summary] for n in MODELS.names(pattern)])
+        _print_table(["model", "family", "input", "summary"],
+                     [[n, MODELS.get(n).family, "×".join(map(str, MODELS.get(n).input_size or ())) or "its members'",
+                       MODELS.get(n).summary] for n in MODELS.names(pattern)])
     elif args.what == "datasets":
         from .data import DATASETS
 
-        _print_table(["dataset", "summary"], [[n, (DATASETS.get(n).__doc__ or "").strip().split("\n")[0]] for n in DATASETS.names(pattern)])
+        _print_table(["dataset", "summary"], [[n, _first_paragraph(DATASETS.get(n).__doc__)] for n in DATASETS.names(pattern)])
     elif args.what == "methods":
         from .methods import METHODS, describe_method
 
         rows = []
         for n in METHODS.names(pattern):
             d = describe_method(n)
-            rows.append([n, d["kind"], ",".join(d["uses"]) or "-", "exact" if d["exact"] else "", d["summary"]])
-        _print_table(["method", "kind", "reads", "", "summary"], rows)
+            rows.append([n, d["kind"], ",".join(d["uses"]) or "-", "yes" if d["exact"] else "no", d["summary"]])
+        _print_table(["method", "kind", "reads", "exact", "summary"], rows)
     elif args.what == "metrics":
         from .metrics import METRICS, describe_metric
 
         rows = [[n, describe_metric(n)["kind"], describe_metric(n)["direction"],
-                 "costly" if describe_metric(n)["costly"] else "", describe_metric(n)["summary"]]
+                 "costly" if describe_metric(n)["costly"] else "cheap", describe_metric(n)["summary"]]
                 for n in METRICS.names(pattern)]
         _print_table(["metric", "task", "better", "cost", "summary"], rows)
+    elif args.what == "recipes":
+        from .recipes import list_recipes, recipe
+
+        rows = []
+        for n in list_recipes(pattern):
+            r = recipe(n)
+            kw = ", ".join(f"{k}={v}" for k, v in r.model_kwargs.items())
+            rows.append([n, f"{r.model}({kw})", f"{r.config.epochs:g}", str(r.config.batch_size), r.summary])
+        _print_table(["recipe", "model", "epochs", "batch", "summary"], rows)
     elif args.what == "presets":
-        _print_table(["preset", "file"], [[p.stem, str(p)] for p in sorted(PRESET_DIR.glob("*.yaml"))])
+        import fnmatch
+
+        from .study.presets import describe_preset, preset_names
+
+        rows = []
+        for n in [p for p in preset_names() if fnmatch.fnmatch(p, pattern)]:
+            d = describe_preset(n)
+            for i, sc in enumerate(d["scales"]):
+                what = sc.get("error") or (
+                    f"{sc['dataset']} · {', '.join(sc['models'])} · {', '.join(sc['requests'])} · "
+                    f"{len(sc['methods'])} methods · {len(sc['seeds'])} seed(s) — time: {sc['runtime']}")
+                rows.append([n if i == 0 else "", d["task"] if i == 0 else "", sc["scale"], what])
+        _print_table(["preset", "task", "scale", "what it runs — and what it took, as measured"], rows)
+        print("\n`obliviate describe PRESET` for the description and scale notes; `obliviate run PRESET --scale S`.")
     return 0
+
+
+def _presets() -> list[str]:
+    from .study.presets import preset_names
+
+    return preset_names()
+
+
+def _recipes() -> list[str]:
+    from .recipes import list_recipes
+
+    return list_recipes()
+
+
+def _describe_recipe(name: str) -> None:
+    from .recipes import recipe
+
+    r = recipe(name)
+    print(f"{name} (training recipe): {r.summary}")
+    print(f"model: {r.model}({', '.join(f'{k}={v}' for k, v in r.model_kwargs.items())}); use it with `recipe: {name}`")
+    _print_table(["field", "value"], [[k, repr(v)] for k, v in r.config.to_dict().items()])
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -123,18 +185,51 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if d["doc"]:
             print(d["doc"])
     elif name in MODELS:
-        e = MODELS.get(name)
-        print(f"{name} (model, {e.family}): {e.summary}")
+        from .models import describe_model
+
+        kwargs = json.loads(args.kwargs) if getattr(args, "kwargs", None) else {}
+        d = describe_model(name, num_classes=args.num_classes, **kwargs)
+        print(f"{name} (model, {d['family']}): {d['summary']}")
+        size = "×".join(map(str, d["input_size"])) if d["input_size"] else "its constituents' input"
+        print(f"input: {d['in_chans']} channel(s) × {size}; built with num_classes={d['num_classes']}"
+              + (f", {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else "")
+              + f": {d['num_parameters']:,} parameters" + (f", output {d['output_shape']}" if "output_shape" in d else ""))
+        print("constructor arguments (besides num_classes, in_chans; set them under models[].kwargs or --model-kwargs):")
+        _print_table(["argument", "type", "default"],
+                     [[k, tp, repr(default)] for k, (tp, default) in d["arguments"].items()] or [["(none)", "", ""]])
+        if name in _recipes():  # a model and the recipe that trains it may share a name
+            print()
+            _describe_recipe(name)
+    elif name in _presets():
+        from .study.presets import describe_preset
+
+        d = describe_preset(name)
+        print(f"{d['name']} (preset, {d['task']} study {d['study']!r}): {d['file']}")
+        print(d["description"])
+        for sc in d["scales"]:
+            print(f"\nscale {sc['scale']} — time: {sc['runtime']}")
+            if "error" in sc:
+                print(f"  does not run on its own: {sc['error']}")
+                continue
+            print(f"  dataset: {sc['dataset']}; models: {', '.join(sc['models'])}; seeds: {sc['seeds']}")
+            print(f"  requests: {', '.join(sc['requests'])}")
+            print(f"  methods ({len(sc['methods'])}): {', '.join(sc['methods'])}")
+            if sc["scale_note"]:
+                print(f"  note: {' '.join(sc['scale_note'].split())}")
+        scales = [sc["scale"] for sc in d["scales"] if sc["scale"] != "default"]
+        print(f"\nrun: obliviate run {d['name']}" + (f" --scale {'|'.join(scales)}" if scales else ""))
+    elif name in _recipes():
+        _describe_recipe(name)
     elif name in DATASETS:
         print(f"{name} (dataset): {(DATASETS.get(name).__doc__ or '').strip()}")
     else:
         import difflib
 
-        names = list(METHODS) + list(METRICS) + list(MODELS) + list(DATASETS)
+        names = list(METHODS) + list(METRICS) + list(MODELS) + list(DATASETS) + _presets() + _recipes()
         near = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise UnknownNameError(f"Unknown name {name!r}: not a method, metric, model or dataset.{hint} "
-                               "See `obliviate list methods|metrics|models|datasets`.")
+        raise UnknownNameError(f"Unknown name {name!r}: not a method, metric, model, dataset, preset or recipe.{hint} "
+                               "See `obliviate list methods|metrics|models|datasets|presets|recipes`.")
     return 0
 
 
@@ -309,16 +404,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _resolve_study_path(arg: str | None) -> Path:
+    from .study.presets import preset_names, preset_path
+
     if arg is None:
-        return PRESET_DIR / "default.yaml"
+        return preset_path("default")
     p = Path(arg)
     if p.is_file():
         return p
-    preset = PRESET_DIR / f"{arg.removesuffix('.yaml')}.yaml"
-    if preset.is_file():
-        return preset
-    choices = ", ".join(sorted(q.stem for q in PRESET_DIR.glob("*.yaml")))
-    raise FileNotFoundError(f"no study file {arg!r} and no preset of that name; presets: {choices}")
+    if arg.removesuffix(".yaml") in preset_names():
+        return preset_path(arg)
+    raise FileNotFoundError(f"no study file {arg!r} and no preset of that name; presets: {', '.join(preset_names())}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -326,10 +421,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study import StudyRunner, load_study
 
     path = _resolve_study_path(args.study)
-    spec = load_study(path, scale=args.scale, overrides=args.set or ())
-    if args.data_root:
-        if spec.task != "vision":
-            raise ValueError("--data-root applies to vision studies; LLM studies name their data in the YAML")
+    overrides = list(args.set or ())
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    if raw.get("task") == "llm":  # --data-root and --model become overrides of the LLM spec's fields
+        data_key = "data" if "data" in raw or any("data" in (v or {}) for v in (raw.get("scales") or {}).values()) else "dataset"
+        if args.data_root:
+            overrides.append(f"{data_key}.source={args.data_root}")
+        if args.model:
+            overrides.append(f"model.name={args.model}")
+    elif args.model:
+        raise ValueError("--model applies to LLM studies (a hub id or a local model folder); a vision study names its "
+                         "architecture under models: (or --set models[0].name=NAME)")
+    spec = load_study(path, scale=args.scale, overrides=overrides)
+    if args.data_root and spec.task == "vision":
         import dataclasses
 
         spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
@@ -438,13 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("list", help="list registered models, datasets, methods, metrics or presets")
-    s.add_argument("what", choices=["models", "datasets", "methods", "metrics", "presets"])
+    s = sub.add_parser("list", help="list registered models, datasets, methods, metrics, recipes or presets")
+    s.add_argument("what", choices=["models", "datasets", "methods", "metrics", "recipes", "presets"])
     s.add_argument("pattern", nargs="?", help="shell-style wildcard, e.g. 'resnet*'")
     s.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("describe", help="explain a method (config fields, paper symbols), metric, model or dataset")
+    s = sub.add_parser("describe", help="explain a method (config fields, paper symbols), metric, model, dataset, "
+                                        "preset or recipe")
     s.add_argument("name")
+    s.add_argument("--num-classes", type=int, default=10, help="for a model: the classes it is built with (default 10)")
+    s.add_argument("--kwargs", help="for a model: JSON of constructor arguments, e.g. '{\"width\": 0.25}'")
     s.set_defaults(func=cmd_describe)
 
     def data_args(s: argparse.ArgumentParser, required: bool) -> None:
@@ -490,7 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default runs/NAME[-SCALE])")
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
     s.add_argument("--device", help="override the study's device")
-    s.add_argument("--data-root", help="override the study's dataset root (e.g. your CIFAR-10 folder)")
+    s.add_argument("--data-root", help="override the study's data: a vision dataset root (e.g. your CIFAR-10 folder), "
+                                       "or an LLM study's statements file (.csv/.jsonl)")
+    s.add_argument("--model", help="LLM studies: the model to tune and unlearn (a hub id or a local folder with "
+                                   "config.json, tokenizer and weights)")
     s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
     s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override any field of the study after its scale, e.g. --set train.epochs=2 "

@@ -104,6 +104,28 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+
+
+def check_model_folder(path: str | Path) -> None:
+    """A local model folder must hold what ``from_pretrained`` reads: ``config.json`` (the
+    architecture), a tokenizer (one of :data:`TOKENIZER_FILES`) and weights (safetensors or .bin).
+    Raises ``FileNotFoundError`` naming the missing file; a path that is not a folder is left alone
+    (a hub id or a registered source)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"model folder {p} has no config.json (the architecture): save the model with "
+                                "save_pretrained(), which writes it")
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"model folder {p} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there "
+                                "(save it with tokenizer.save_pretrained() into the same folder)")
+    if not any(any(p.glob(pat)) for pat in WEIGHT_PATTERNS):
+        raise FileNotFoundError(f"model folder {p} has no weights (no *.safetensors or pytorch_model*.bin)")
+
+
 def load_pretrained(
     name: str, *, dtype: str = "float32", device: torch.device | str = "cpu", backend: str = "hf",
     max_length: int = 512, revision: str | None = None,
@@ -114,6 +136,7 @@ def load_pretrained(
     from .sources import resolve_model
 
     name = resolve_model(name)  # a registered offline source -> its converted folder
+    check_model_folder(name)
     used = resolve_backend(backend)
     try:
         if used == "unsloth":

@@ -2,9 +2,11 @@
 
 from . import airbench, cifar, sisa_ensemble, timm_models  # noqa: F401  (registers the architectures)
 from .checkpoint import CheckpointError, ModelCache, load_checkpoint, load_weights, read_meta, save_checkpoint
-from .registry import MODELS, check_model_kwargs, create_model, model_arguments, list_models, model_summary, num_parameters, register_model
+from .registry import (MODELS, check_model_kwargs, create_model, describe_model, list_models, model_arguments, model_summary,
+                       num_parameters, register_model)
 
 __all__ = [
-    "MODELS", "check_model_kwargs", "create_model", "model_arguments", "list_models", "model_summary", "num_parameters", "register_model",
+    "MODELS", "check_model_kwargs", "create_model", "describe_model", "model_arguments", "list_models", "model_summary",
+    "num_parameters", "register_model",
     "CheckpointError", "ModelCache", "load_checkpoint", "load_weights", "read_meta", "save_checkpoint",
 ]

@@ -158,6 +158,6 @@ def resnet9(num_classes: int, in_chans: int = 3, width: float = 1.0) -> nn.Modul
     return ResNet9(num_classes, in_chans, width)
 
 
-@register_model("small_cnn", "small 3-layer CNN for the digits dataset", family="small")
+@register_model("small_cnn", "small 3-layer CNN for the digits dataset", family="small", input_size=(8, 8))
 def small_cnn(num_classes: int, in_chans: int = 1, width: float = 1.0) -> nn.Module:
     return SmallCNN(num_classes, in_chans, width)

@@ -23,14 +23,16 @@ class ModelEntry:
     factory: Callable[..., nn.Module]
     summary: str
     family: str  # "cifar", "timm", "small", "llm"
+    input_size: tuple[int, int] | None = (32, 32)  # (H, W) it is built for; None: its constituents'
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, summary: str, family: str = "cifar") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(name: str, summary: str, family: str = "cifar", input_size: tuple[int, int] | None = (32, 32)
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(name)(ModelEntry(fn, summary, family))
+        MODELS.register(name)(ModelEntry(fn, summary, family, input_size))
         return fn
 
     return deco
@@ -99,6 +101,27 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def model_summary(name: str) -> str:
     return MODELS.get(name).summary
+
+
+def describe_model(name: str, num_classes: int = 10, **kwargs: Any) -> dict[str, Any]:
+    """What model ``name`` is: its summary, declared arguments (annotation, default), input size,
+    and — built with ``num_classes`` and ``kwargs`` — its parameter count and output shape on one
+    zero input."""
+    entry = MODELS.get(name)
+    args = {k: (getattr(tp, "__name__", str(tp).replace("typing.", "")), default)
+            for k, (tp, default) in model_arguments(name).items()}
+    in_chans = inspect.signature(entry.factory).parameters["in_chans"].default
+    out: dict[str, Any] = {"name": name, "summary": entry.summary, "family": entry.family, "arguments": args,
+                           "in_chans": in_chans, "input_size": entry.input_size, "num_classes": num_classes,
+                           "kwargs": kwargs}
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans, seed=0, **kwargs)
+    out["num_parameters"] = num_parameters(model)
+    if entry.input_size is not None:
+        model.eval()
+        with torch.no_grad():
+            y = model(torch.zeros(1, in_chans, *entry.input_size))
+        out["output_shape"] = tuple(y.shape)
+    return out
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -47,7 +47,7 @@ class SISAEnsemble(nn.Module):
 
 
 @register_model("sisa_ensemble", "SISA ensemble of S constituents (Bourtoule et al., IEEE S&P 2021)",
-                family="ensemble")
+                family="ensemble", input_size=None)
 def sisa_ensemble(
     num_classes: int,
     in_chans: int = 3,

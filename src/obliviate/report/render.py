@@ -37,6 +37,7 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("worst_class_drop", "Worst retained-class drop (pts)"),
     ("efficiency/seconds", "Time (s)"),
     ("efficiency/speedup", "Speed-up vs retrain"),
+    ("efficiency/peak_memory_mb", "Peak memory above the call's start (MiB)"),
 )
 
 

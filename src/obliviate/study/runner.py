@@ -115,7 +115,9 @@ class StudyRunner:
             say(f"{len(moved)} record(s) are not part of this spec (another config, seed, method or code "
                 f"version) and were moved to {self.store.superseded_dir}: {', '.join(moved[:6])}"
                 + (" ..." if len(moved) > 6 else ""))
-        for group in plan:
+        for i, group in enumerate(plan, 1):
+            if len(plan) > 1:
+                say(f"group {i}/{len(plan)}: {group.label} ({len(group.units)} runs)")
             self._run_group(group)
         records = self.store.runs([u.key for g in plan for u in g.units])
         self.task.finish(records, self.store.out_dir)
@@ -166,8 +168,8 @@ class StudyRunner:
             self._fail_all(group, pending, _error_dict(e), "the group record could not be stored")
             return
         try:
-            for u in pending:
-                say(f"{group.label}: running {u.label}")
+            for i, u in enumerate(pending, 1):
+                say(f"{group.label}: running {u.label} ({i}/{len(pending)})")
                 try:
                     body = opened.run(u)
                     rec = self._base_record(group, u, "ok", **_finite_values(body))

@@ -133,7 +133,7 @@ class AuditSpec:
 TOP_LEVEL = {
     "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
     "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
-    "output", "relearn", "audit", "targets",
+    "output", "relearn", "audit", "targets", "runtime",
 }
 
 
@@ -264,6 +264,7 @@ def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[s
         raise StudySpecError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise StudySpecError(f"{path} must hold a mapping at the top level")
+    check_runtime(raw)
     if overrides:  # on top of the scale: resolve it first, keep its name
         raw = apply_overrides(resolve_scale(raw, scale), overrides)
         if scale is not None:
@@ -282,12 +283,28 @@ def resolve_scale(raw: dict[str, Any], scale: str | None) -> dict[str, Any]:
     return deep_merge({k: v for k, v in raw.items() if k != "scales"}, scales[scale] or {})
 
 
+def check_runtime(raw: dict[str, Any], scales: bool = True) -> dict[str, str]:
+    """``runtime:`` — what a run costs, as measured, per scale (``default`` for no scale):
+    ``{default: "≈ 2 min on 2 CPU cores", quick: ...}``. Informational only (``obliviate list
+    presets`` shows it; it is never a run key input). ``scales``: also check that every name is a
+    scale the study defines."""
+    rt = raw.get("runtime") or {}
+    if not isinstance(rt, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in rt.items()):
+        raise _err("runtime", f"must be a mapping of scale name (or 'default') to a text, got {rt!r}")
+    names = set(raw.get("scales") or {}) | {"default"}
+    unknown = sorted(set(rt) - names)
+    if unknown and scales:
+        raise _err("runtime", f"names scale(s) {unknown} the study does not define; allowed: {sorted(names)}")
+    return dict(rt)
+
+
 def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | None = None) -> StudySpec:
     """Validate a study dict (see module docstring); relative dataset roots resolve from
     ``base_dir`` first, then the working directory."""
     task = raw.get("task", "vision")
     if task not in ("vision", "llm"):
         raise _err("task", f"must be 'vision' or 'llm', got {task!r}")
+    check_runtime(raw, scales=False)  # (load_study checks the names against the file's scales)
     if task == "vision":
         unknown = sorted(set(raw) - TOP_LEVEL)
         if unknown:

@@ -88,6 +88,7 @@ from ...llm.models import (
     TinyLlamaSpec,
     attach_lora,
     build_tiny_llama,
+    check_model_folder,
     load_pretrained,
     load_weights,
     merge_lora,
@@ -110,7 +111,7 @@ from ..keys import model_code_salt, run_code_salt
 from .base import GroupPlan, OpenGroup, Progress, Unit
 
 TOP_LEVEL = {"task", "name", "description", "scale_note", "paper", "scales", "output", "device", "seeds",
-             "model", "data", "dataset", "requests", "methods", "metrics", "eval"}
+             "model", "data", "dataset", "requests", "methods", "metrics", "eval", "runtime"}
 MODEL_KEYS = {"name", "tiny", "backend", "dtype", "bf16", "template", "system", "max_length", "lora", "train",
               "cache_dir", "revision", "vocab_size"}
 DATA_KEYS = {"source", "name", "text_col", "label_col", "id_col", "group_col", "category_col", "split",
@@ -281,6 +282,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     name = m.get("name", TINY)
     if not isinstance(name, str) or not name:
         raise _err("model.name", f"must be 'tiny-llama', an offline source, a hub id or a local folder, got {name!r}")
+    try:
+        check_model_folder(name)
+    except FileNotFoundError as e:
+        raise _err("model.name", str(e)) from None
     try:
         tiny = TinyLlamaSpec(**_mapping(m.get("tiny"), "model.tiny", {f.name for f in dataclasses.fields(TinyLlamaSpec)}))
     except (TypeError, ValueError) as e:

@@ -9,6 +9,7 @@
     obliviate audit CKPT --forget ids:FILE [--reference CKPT]
     obliviate ledger verify DIR
     obliviate report DIR
+    obliviate export DIR [--tensorboard LOGDIR]
 """
 
 from __future__ import annotations
@@ -531,6 +532,14 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .report.export import export_tensorboard
+
+    out = export_tensorboard(args.dir, args.tensorboard)
+    print(f"TensorBoard runs: {out}\n  view them with: tensorboard --logdir {out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import render_report
 
@@ -639,6 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="re-render the report of a study directory")
     s.add_argument("dir")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("export", help="export a study's results to TensorBoard (scalars + HParams per run)")
+    s.add_argument("dir", help="a study folder (what `obliviate run` wrote)")
+    s.add_argument("--tensorboard", metavar="LOGDIR", help="where to write the event files (default DIR/tensorboard)")
+    s.set_defaults(func=cmd_export)
     return p
 
 

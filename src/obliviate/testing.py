@@ -74,8 +74,10 @@ class RecordingProgress:
         return contextlib.nullcontext(lambda _ev: None)
 
     def ran(self) -> set[str]:
-        """Labels of the units the runner ran (``...: running LABEL`` lines)."""
-        return {ln.rsplit("running ", 1)[1] for ln in self.lines if ": running " in ln}
+        """Labels of the units the runner ran (``...: running LABEL (i/n)`` lines)."""
+        import re
+
+        return {re.sub(r" \(\d+/\d+\)$", "", ln.rsplit("running ", 1)[1]) for ln in self.lines if ": running " in ln}
 
     def trained(self) -> int:
         """How many reference models were trained (not taken from the cache)."""

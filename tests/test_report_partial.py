@@ -26,7 +26,9 @@ def test_report_renders_a_partial_study(tmp_path: Path, capsys) -> None:  # type
     victim.unlink()
     assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "finetune" in md and "Closest to retraining" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 1 | finetune |"))
+    assert " ± " not in row.split("|")[4]  # its gap is seed 0's alone: one value, no spread
+    assert "Closest to retraining: **finetune**" in md
     # interrupted before the first run finished: the plan alone still renders
     for p in (out / "runs").glob("*.json"):
         p.unlink()

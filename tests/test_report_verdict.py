@@ -86,6 +86,15 @@ def test_verdicts_name_the_deciding_numbers() -> None:
     _, why = method_verdict(_stats(**{**RETRAIN, "acc__retain": 0.8, "gap__avg": 5.0}), ref, floor, target,
                             exact=True, info={"shards": 5})
     assert "exact by construction" in why and "1/5 of the data" in why
+    # MIA-efficacy: higher = more rows judged non-members = more forgotten
+    label, why = method_verdict(_stats(**{**RETRAIN, "mia_efficacy__confidence": 0.6, "gap__avg": 10.0}), ref, floor, target)
+    assert label == "forgets too little" and "MIA-efficacy 60.0 vs retrained 100.0" in why
+    low = _stats(**{**RETRAIN, "mia_efficacy__confidence": 0.5})
+    assert method_verdict(_stats(**{**RETRAIN, "mia_efficacy__confidence": 0.9, "gap__avg": 10.0}), low, floor,
+                          target)[0] == "over-forgets"
+    # nothing to judge against: never "forgets"
+    label, why = method_verdict(_stats(gap__avg=30.0), {}, None, target)
+    assert label == "not judged" and "retrain" in why
 
 
 def _study_runs() -> list[dict[str, Any]]:
@@ -125,6 +134,21 @@ def test_ranked_headline_draws_floor_and_target_and_keeps_references_apart() -> 
     assert [row[0] for row in refs.rows] == ["original", "retrain"]
     html = doc.to_html()
     assert html.count("<tr class='mark'>") == 2
+
+
+def test_a_study_without_retrain_or_gap_is_not_ranked_as_if_it_had_them() -> None:
+    from obliviate.report.render import _headline, aggregate
+
+    runs = [r for r in _study_runs() if r["method"] != "retrain"]
+    ranked = ranked_rows(aggregate(runs), runs, "m", REQUEST, ["original", "far", "mid", "close"])
+    assert ranked["retrain_label"] is None and all(c["label"] == "not judged" for c in ranked["candidates"])
+    assert "No `retrain` run" in summary_sentence(ranked)
+    no_gap = [dict(r, values={k: v for k, v in r["values"].items() if k != "gap/avg"}) for r in _study_runs()]
+    ranked = ranked_rows(aggregate(no_gap), no_gap, "m", REQUEST, ["original", "retrain", "far", "mid", "close"])
+    assert "unranked" in summary_sentence(ranked)
+    doc = Document("t")
+    _headline(doc, ranked, [0, 1], anchor="")
+    assert "mark" not in doc.blocks[0].row_classes  # no gap column: no lines drawn in another column
 
 
 def test_privacy_paragraph_says_what_population_attacks_cannot_tell() -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .study.presets import PRESET_DIR  # noqa: F401  (re-exported: tests and users read cli.PRESET_DIR)
+PRESET_DIR = Path(__file__).parent / "configs"  # = obliviate.study.presets.PRESET_DIR (kept torch-free here)
 
 
 class _TqdmProgress:
@@ -426,7 +426,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import yaml
 
     raw = yaml.safe_load(path.read_text()) or {}
-    if raw.get("task") == "llm":  # --data-root and --model become overrides of the LLM spec's fields
+    if isinstance(raw, dict) and raw.get("task") == "llm":  # --data-root and --model become overrides of the LLM spec's fields
         data_key = "data" if "data" in raw or any("data" in (v or {}) for v in (raw.get("scales") or {}).values()) else "dataset"
         if args.data_root:
             overrides.append(f"{data_key}.source={args.data_root}")

@@ -113,7 +113,7 @@ class Document:
         from ..utils import atomic_path, write_text_atomic
 
         fig_dir = out_dir / "figures"
-        for b in _walk(self.blocks):
+        for b in walk(self.blocks):
             if isinstance(b, Figure):
                 with atomic_path(fig_dir / b.name) as tmp:
                     tmp.write_bytes(b.png)
@@ -123,12 +123,13 @@ class Document:
         return md, htm
 
 
-def _walk(blocks: list[Block]) -> list[Block]:
+def walk(blocks: list[Block]) -> list[Block]:
+    """Every block, those folded in :class:`Details` included, in document order."""
     out: list[Block] = []
     for b in blocks:
         out.append(b)
         if isinstance(b, Details):
-            out += _walk(b.blocks)
+            out += walk(b.blocks)
     return out
 
 

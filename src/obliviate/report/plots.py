@@ -184,27 +184,6 @@ def gap_vs_time(points: Sequence[tuple[str, float, float, float, float]], colour
     return _png(fig)
 
 
-def per_class_bars(series: Sequence[tuple[str, Sequence[float | None]]], class_names: Sequence[str],
-                   highlight: Sequence[int] = ()) -> bytes:
-    """Grouped bars of test accuracy per class, one colour per model; forgotten classes shaded."""
-    plt = _plt()
-    k, m = len(class_names), len(series)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * k * max(1, m) / 2.5), 3.6))
-    width = 0.8 / max(m, 1)
-    x = np.arange(k)
-    for c in highlight:
-        ax.axvspan(c - 0.45, c + 0.45, color="#fde2e2", zorder=0)
-    for i, (name, vals) in enumerate(series):
-        v = [np.nan if a is None else 100 * a for a in vals]
-        ax.bar(x - 0.4 + width * (i + 0.5), v, width, label=name)
-    ax.set_xticks(x, list(class_names), rotation=45 if k <= 20 else 90, ha="right", fontsize=8)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, ncol=min(m, 5), loc="lower left")
-    fig.tight_layout()
-    return _png(fig)
-
-
 def scatter_with_errors(points: Sequence[tuple[str, float, float, float, float]], xlabel: str, ylabel: str,
                         title: str = "", logx: bool = False, mark: str | None = None,
                         colours: dict[str, tuple[str, str]] | None = None) -> bytes:

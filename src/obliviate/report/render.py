@@ -1,9 +1,11 @@
 """Turn a study directory (study.json, runs/, groups/) into report.md and report.html.
 
-The report shows, per (model, request): mean ± std over seeds of every metric; the paper's
-Table I layout; the paper's own numbers next to ours; confusion matrices before/after (raw and
-normalised); per-class accuracy bars; the forget-vs-test trade-off; gap vs wall time; a glossary
-with each metric's direction; over-forgetting flags; and what ran (versions, device, seeds, scale).
+The report shows, per (model, request): the methods ranked by Avg. gap with a verdict each, the
+noise floor and the study's target (:mod:`.verdict`), the references apart, a privacy paragraph;
+a methods × classes heatmap of the difference to the retrained model, gap vs wall time and the
+forget-vs-utility trade-off; then, folded, confusion matrices before/after (raw and normalised),
+every headline metric, over-forgetting flags, the membership audit, the paper's Table I layout and
+its own numbers, every metric and a glossary; and what ran (versions, device, seeds, scale).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from . import plots
 from .audit import membership_section
 from ..study.targets import DEFAULT_TARGETS, Target, parse_targets
-from .blocks import Code, Details, Document, Figure, Heading, Para, Raw, Table
+from .blocks import Code, Details, Document, Figure, Heading, Para, Raw, Table, walk
 from .verdict import Stats, privacy_paragraph, ranked_rows, summary_sentence
 
 # Headline columns: (result key, column title). Shown when present in the records.
@@ -144,7 +146,7 @@ def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> No
 
 
 # (x, y) of the LLM trade-off figure, first present wins: the request's own criterion against utility.
-LLM_X = (("forget_target_rate", "requested answer on the forget set (rate) — closest to retrained is best"),
+LLM_X = (("forget_target_rate", "requested answer on the forget set (rate) — higher is better"),
          ("forget_flip_rate", "answers changed on the forget set (rate)"),
          ("forget_acc", "forget-set accuracy — closest to retrained is best"))
 LLM_Y = (("heldout_acc", "held-out accuracy — higher is better"), ("retain_acc", "retain accuracy — higher is better"))
@@ -198,7 +200,7 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
     for model, request in pairs:
         doc.add(Heading(f"{model} — forget {request}"))
         ranked = ranked_rows(agg, runs, model, request, method_order, targets)
-        first = not any(isinstance(b, Table) and b.id == "headline" for b in _all_blocks(doc))
+        first = not any(isinstance(b, Table) and b.id == "headline" for b in walk(doc.blocks))
         doc.add(Para(summary_sentence(ranked)))
         _headline(doc, ranked, seeds, anchor="headline" if first else "")
         doc.add(Para(privacy_paragraph(runs, groups, model, request, ranked)))
@@ -218,15 +220,6 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
     glossary = Details("Metrics used and how to read them")
     _glossary(glossary, runs)
     doc.add(glossary)
-
-
-def _all_blocks(doc: Document | Details) -> list[Any]:
-    out: list[Any] = []
-    for b in doc.blocks:
-        out.append(b)
-        if isinstance(b, Details):
-            out += _all_blocks(b)
-    return out
 
 
 def _targets(study: dict[str, Any]) -> dict[str, Target]:
@@ -270,24 +263,30 @@ def _headline(doc: Document | Details, ranked: dict[str, Any], seeds: list[int],
     """Methods ranked by Avg. gap with their verdicts; the noise floor and the target drawn as lines
     at their place in the ranking; the references in a table of their own."""
     keys = [(k, t) for k, t in RANKED if any(k in r["values"] for r in ranked["candidates"] + ranked["references"])]
-    width = 3 + len(keys) + 1
     floor = (ranked["floor"] or {}).get("avg")
     target: Target | None = ranked["target"]
     bar = target.gap_bar(floor) if target is not None else None
     lines = []
-    if floor is not None:
-        lines.append((floor, "noise floor", f"two retrained models of different seeds differ by {floor:.2f} pts"))
-    if bar is not None and (target is None or target.max_gap is not None):
-        lines.append((bar, "target", target.describe(floor) if target is not None else ""))
+    gap_col = next((i for i, (k, _) in enumerate(keys) if k == "gap/avg"), None)
+    if gap_col is not None:  # lines are drawn at their place in the gap ranking, in its column
+        if floor is not None:
+            lines.append((floor, "noise floor", f"two retrained models of different seeds differ by {floor:.2f} pts"))
+        if target is not None and bar is not None and target.max_gap is not None:
+            lines.append((bar, "target", target.describe(floor)))
     lines.sort()
+
+    def line_row(value: float, name: str, text: str) -> list[str]:
+        cells = [""] * len(keys)
+        cells[gap_col or 0] = f"{value:.2f}"
+        return ["", f"— {name} —", text] + cells + [""]
+
     rows: list[list[str]] = []
     classes: list[str] = []
     rank = 0
     for r in ranked["candidates"]:
         gap = r["values"]["gap/avg"][0] if "gap/avg" in r["values"] else math.inf
         while lines and gap > lines[0][0]:
-            value, name, text = lines.pop(0)
-            rows.append(["", f"— {name} —", text, f"{value:.2f}"] + [""] * (width - 4))
+            rows.append(line_row(*lines.pop(0)))
             classes.append("mark")
         rank += 1
         tgt = r.get("target")
@@ -296,7 +295,7 @@ def _headline(doc: Document | Details, ranked: dict[str, Any], seeds: list[int],
                     + [_cell(k, r["values"]) for k, _ in keys] + [passes])
         classes.append("")
     for value, name, text in lines:
-        rows.append(["", f"— {name} —", text, f"{value:.2f}"] + [""] * (width - 4))
+        rows.append(line_row(value, name, text))
         classes.append("mark")
     doc.add(Table(["#", "method", "verdict"] + [t for _, t in keys] + ["meets the target"], rows,
                   caption=(f"Methods ranked by the Avg. gap to the retrained model (SalUn's four numbers: forget, retain "

@@ -8,8 +8,9 @@ two retrains of different seeds):
 * **indistinguishable from retraining** — Avg. gap within the noise floor;
 * **forgets too little** — forget accuracy (or the forget set's MIA-efficacy) on the original's
   side of the retrained model by more than the tolerance;
-* **over-forgets** — on the other side (:func:`obliviate.metrics.gap.over_forgetting` or the
-  same tolerance): itself a signal to an attacker;
+* **over-forgets** — on the other side by more than the tolerance: itself a signal to an
+  attacker (the folded over-forgetting table applies :func:`obliviate.metrics.gap.over_forgetting`,
+  whose fixed 5-point margin is coarser);
 * **loses utility** — retain or retained-class test accuracy below the retrained model's by more
   than the tolerance, or a retained class losing more than the target allows;
 * **forgets** — none of these: the gap is made of small differences.
@@ -47,11 +48,14 @@ def tolerances(floor: Mapping[str, float] | None) -> dict[str, float]:
 def method_verdict(vals: Stats, ref: Stats, floor: Mapping[str, float] | None, target: Target | None,
                    exact: bool = False, info: Mapping[str, Any] | None = None) -> tuple[str, str]:
     """``(label, sentence)`` for one method: the label is one of the module's five verdicts (or
-    two joined by "and"), the sentence gives the numbers that decide it."""
+    two joined by "and"), or ``not judged`` when there is no gap or no retrained run to judge
+    against; the sentence gives the numbers that decide it."""
     tol = tolerances(floor)
     gap = _m(vals, "gap/avg")
     if gap is None:
         return "not judged", "no Avg. gap recorded"
+    if not all(_m(ref, k) is not None for k in ("acc/forget", "acc/retain")):
+        return "not judged", "no `retrain` run of this request to compare with (add `retrain` to the study's methods)"
     floor_avg = (floor or {}).get("avg")
     test_key = "acc/test_retain" if "acc/test_retain" in vals and "acc/test_retain" in ref else "acc/test"
 
@@ -106,10 +110,13 @@ def ranked_rows(agg: Mapping[tuple[str, str, str], Stats], runs: Sequence[Mappin
     targets = targets or DEFAULT_TARGETS
     target = targets.get(request_kind(request))
     mine = [r for r in runs if r["model"] == model and r["request"] == request]
-    retrain_runs = sorted((r for r in mine if r.get("method_name", r["method"]) == "retrain"), key=lambda r: r["seed"])
+    retrain_labels = list(dict.fromkeys(r["method"] for r in mine if r.get("method_name", r["method"]) == "retrain"))
+    label = "retrain" if "retrain" in retrain_labels else (retrain_labels[0] if retrain_labels else "retrain")
+    retrain_runs = sorted((r for r in mine if r["method"] == label), key=lambda r: r["seed"])
     floor = noise_floor_components(retrain_runs)
-    ref = agg.get((model, request, "retrain")) or {}
-    out: dict[str, Any] = {"target": target, "floor": floor, "candidates": [], "references": []}
+    ref = agg.get((model, request, label)) or {}
+    out: dict[str, Any] = {"target": target, "floor": floor, "candidates": [], "references": [],
+                           "retrain_label": label if retrain_runs else None}
     for m in methods:
         vals = agg.get((model, request, m))
         if vals is None:
@@ -147,6 +154,8 @@ def summary_sentence(ranked: Mapping[str, Any]) -> str:
         parts.append(f"Two retrained models of different seeds differ by {floor:.2f} pts (the noise floor); "
                      + (f"{', '.join(inside)} {'is' if len(inside) == 1 else 'are'} within it."
                         if inside else "no method is within it."))
+    elif ranked.get("retrain_label") is None:
+        parts.append("No `retrain` run: nothing to judge against (add `retrain` to the study's methods).")
     else:
         parts.append("The noise floor needs at least two seeds; with one, only the target separates the methods.")
     if target is not None:

@@ -39,7 +39,7 @@ class Target:
     max_class_drop: float | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        check_fields(self)  # (rejects NaN and ±inf in every float field)
         if self.kind not in REQUEST_KINDS:
             raise ConfigError(f"Target.kind must be one of {REQUEST_KINDS}, got {self.kind!r}", "kind")
         if self.max_gap is not None and self.max_gap <= 0:

@@ -55,3 +55,37 @@ def test_msg_moves_the_forget_set_and_keeps_the_retain_set(tiny: TinyProblem) ->
     assert tiny.accuracy(result.model, "retain") > 0.9  # measured 0.939, 0.955
     assert result.info["reinitialised_fraction"] == pytest.approx(0.3, abs=0.01)
     assert stats.splits_read == ["forget", "retain"]
+
+
+def test_challenge_first_losses() -> None:
+    from obliviate.methods.challenge_first import similarity_spread, uniform_kl
+
+    assert float(uniform_kl(torch.zeros(4, 10))) == pytest.approx(0.0, abs=1e-7)  # already uniform
+    assert float(uniform_kl(torch.tensor([[5.0, 0.0, 0.0]]))) > 1.0
+    f = torch.randn(3, 5, requires_grad=True)
+    r = torch.randn(4, 5, requires_grad=True)
+    similarity_spread(f, r, 1.15).backward()
+    assert f.grad is not None and r.grad is None  # the retain outputs are a fixed target
+
+
+def test_challenge_first_moves_the_forget_set_and_keeps_retain(tiny: TinyProblem) -> None:
+    result, stats = _run(tiny, "challenge_first")  # defaults: 8 rounds, batch 256
+    assert tiny.accuracy(result.model, "forget") < 0.8  # measured 0.606 (seed 0), 0.613 (seed 1)
+    assert tiny.accuracy(result.model, "retain") > 0.95  # measured 0.988, 0.995
+    assert stats.splits_read == ["forget", "retain"] and result.info["forget_steps"] == 8
+
+
+def test_delete_target_masks_the_class_and_keeps_the_rest() -> None:
+    from obliviate.methods.delete import masked_target
+
+    z = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    t = masked_target(z, torch.tensor([0, 1]))
+    assert t[0, 0] == 0 and t[1, 1] == 0 and torch.allclose(t.sum(1), torch.ones(2))
+    assert t[0, 1] / t[0, 2] == pytest.approx(float(torch.e))  # the other classes keep their ratios
+
+
+def test_delete_forgets_the_class_from_forget_data_alone(tiny: TinyProblem) -> None:
+    result, stats = _run(tiny, "delete")  # the authors' CIFAR-10 defaults: 20 epochs, lr 1e-4
+    assert tiny.accuracy(result.model, "forget") < 0.4  # measured 0.226 (seed 0), 0.015 (seed 1)
+    assert tiny.accuracy(result.model, "retain") > 0.8  # measured 0.876, 0.922
+    assert stats.splits_read == ["forget"]

@@ -37,13 +37,13 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..train import Steps
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 REDUCTIONS = ("batchmean", "mean")
 
 
 @dataclass(frozen=True, kw_only=True)
-class BadTeacherConfig(MethodConfig):
+class BadTeacherConfig(VisionConfig):
     temperature: float = param(1.0, "distillation temperature (their KL_temperature = 1)", "τ")
     retain_fraction: float = param(0.3, "share of the retain set mixed in as l_u = 0 samples (theirs: 0.3)")
     epochs: float = param(1.0, "passes over the mixed forget + retain-subset data (theirs: 1)")
@@ -93,7 +93,7 @@ def _derived_seed(ctx: UnlearnContext, offset: int) -> int:
 
 
 @register_method("bad_teacher")
-class BadTeacher(UnlearningMethod):
+class BadTeacher(VisionMethod):
     """Competent/incompetent teacher distillation (Chundawat et al., AAAI 2023)."""
 
     Config = BadTeacherConfig

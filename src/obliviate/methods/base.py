@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..core import (
     METHODS,
+    ConfigError,
     SPLITS,
     GuardedSplits,
     MethodContext,
@@ -186,6 +188,60 @@ def random_other_labels(
     return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
 
 
+@dataclass(frozen=True, kw_only=True)
+class VisionConfig(MethodConfig):
+    """Base of every vision method's config: what the method does with batch-norm statistics
+    (:mod:`obliviate.methods.bn`), a choice like any other hyperparameter."""
+
+    bn_stats: Literal["method", "keep", "eval", "retain"] = param(
+        "method", "batch-norm running statistics: the method's own (method), the original's restored "
+                  "(keep), frozen in eval mode (eval), or re-estimated on the retain set after (retain)")
+    bn_samples: int = param(2000, "retain rows the statistics are re-estimated on (bn_stats: retain)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(self.bn_samples >= 1, "bn_samples", ">= 1")
+
+
+class VisionMethod(UnlearningMethod):
+    """Base of every vision method: :meth:`run` applies the config's ``bn_stats`` around
+    :meth:`unlearn` and records it in the result's ``info``."""
+
+    def __init__(self, config: MethodConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        policy = getattr(self.config, "bn_stats", "method")
+        if policy != "method" and (self.exact or not self.keeps_architecture):
+            raise ConfigError(f"{type(self).__name__} builds its model anew (exact: {self.exact}): bn_stats must be "
+                              f"'method', got {policy!r}", "bn_stats")
+        if policy == "retain" and "retain" not in self.uses:
+            raise ConfigError(f"bn_stats='retain' reads the retain set, which {type(self).__name__} does not "
+                              f"(it reads {sorted(self.uses) or 'nothing'}); use 'keep' or 'eval'", "bn_stats")
+
+    def run(self, model: nn.Module, data: Any, ctx: Any) -> MethodResult:
+        from .bn import bn_layers, frozen_statistics, reestimate, restore, snapshot
+
+        policy = getattr(self.config, "bn_stats", "method")
+        if policy == "method" or not bn_layers(model):
+            return self.unlearn(model, data, ctx)
+        info: dict[str, Any] = {"bn_stats": policy}
+        if policy == "keep":
+            saved = snapshot(model)
+            result = self.unlearn(model, data, ctx)
+            restore(result.model, saved)
+        elif policy == "eval":
+            with frozen_statistics(model):
+                result = self.unlearn(model, data, ctx)
+        else:  # retain
+            result = self.unlearn(model, data, ctx)
+            retain = data.retain
+            rows = ctx.subset(len(retain), self.config.bn_samples, offset=97)  # type: ignore[attr-defined]
+            info["bn_rows"] = reestimate(result.model, retain.loader(256, shuffle=False, rows=rows,
+                                                                      channels_last=ctx.channels_last), ctx.device)
+        result.model.eval()
+        result.info.update(info)
+        return result
+
+
 @dataclass(kw_only=True)
 class UnlearnContext(MethodContext):
     """The vision context: the shared :class:`~obliviate.core.MethodContext` plus what image
@@ -217,6 +273,7 @@ class UnlearnContext(MethodContext):
 
 __all__ = [
     "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodContext", "MethodResult", "RunStats", "SplitAccessError",
-    "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
+    "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "VisionConfig", "VisionMethod", "build_method",
+    "describe_method",
     "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
 ]

@@ -30,11 +30,11 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChallengeFirstConfig(MethodConfig):
+class ChallengeFirstConfig(VisionConfig):
     rounds: int = param(8, "forget + retain rounds after the uniform pass")
     batch_size: int = param(256, "batch size of every stage")
     uniform_lr: float = param(5e-3, "SGD learning rate of the uniform pass")
@@ -72,7 +72,7 @@ def similarity_spread(forget_logits: torch.Tensor, retain_logits: torch.Tensor, 
 
 
 @register_method("challenge_first")
-class ChallengeFirst(UnlearningMethod):
+class ChallengeFirst(VisionMethod):
     """NeurIPS 2023 challenge, 1st place: KL to uniform on the forget set, then forget/retain rounds."""
 
     Config = ChallengeFirstConfig

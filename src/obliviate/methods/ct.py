@@ -24,11 +24,11 @@ from torch import nn
 
 from ..data import Augment
 from ..train import fit
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class CTConfig(MethodConfig):
+class CTConfig(VisionConfig):
     epochs: float = param(3.0, "fine-tuning epochs over the retain set after the transpose")
     lr: float = param(1e-3, "peak SGD learning rate", "η")
     momentum: float = param(0.9, "SGD momentum")
@@ -64,7 +64,7 @@ def transpose_kernels(model: nn.Module) -> tuple[int, int]:
 
 
 @register_method("ct")
-class ConvTranspose(UnlearningMethod):
+class ConvTranspose(VisionMethod):
     """Convolution Transpose: transpose every conv kernel, then fine-tune on the retain set."""
 
     Config = CTConfig

@@ -27,13 +27,13 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 MASKED = -1e10  # the authors' "inf" soft label: the true class's logit before the softmax
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeleteConfig(MethodConfig):
+class DeleteConfig(VisionConfig):
     epochs: float = param(20.0, "passes over the forget set")
     lr: float = param(1e-4, "SGD learning rate (constant)", "η")
     momentum: float = param(0.9, "SGD momentum")
@@ -62,7 +62,7 @@ def _bn_eval(model: nn.Module) -> None:
 
 
 @register_method("delete")
-class Delete(UnlearningMethod):
+class Delete(VisionMethod):
     """DELETE: distil the original's prediction with the sample's class masked, on the forget set only."""
 
     Config = DeleteConfig

@@ -12,11 +12,11 @@ from typing import Literal
 from torch import nn
 
 from ..train import TrainConfig, fit
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class FinetuneConfig(MethodConfig):
+class FinetuneConfig(VisionConfig):
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
     lr: float = param(0.02, "peak learning rate", "η")
     optimizer: Literal["sgd", "adamw"] = param("sgd", "optimizer")
@@ -47,7 +47,7 @@ class FinetuneConfig(MethodConfig):
 
 
 @register_method("finetune")
-class Finetune(UnlearningMethod):
+class Finetune(VisionMethod):
     """Fine-tune the original model on the retain set."""
 
     Config = FinetuneConfig

@@ -51,19 +51,19 @@ from torch import nn
 from ..data import Batch
 from ..train import Steps
 from .base import (
-    MethodConfig,
     MethodResult,
     SplitView,
     UnlearnContext,
     UnlearnData,
-    UnlearningMethod,
+    VisionConfig,
+    VisionMethod,
     param,
     register_method,
 )
 
 
 @dataclass(frozen=True, kw_only=True)
-class InstanceWiseConfig(MethodConfig):
+class InstanceWiseConfig(VisionConfig):
     lr: float = param(1e-3, "SGD learning rate", "η")
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(1e-4, "SGD weight decay")
@@ -176,7 +176,7 @@ def _all_misclassified(model: nn.Module, forget: SplitView, device: torch.device
 
 
 @register_method("instance_wise")
-class InstanceWise(UnlearningMethod):
+class InstanceWise(VisionMethod):
     """Instance-wise unlearning: misclassify D_f, regularised by adversarial examples and MAS importance."""
 
     Config = InstanceWiseConfig

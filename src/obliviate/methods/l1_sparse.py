@@ -33,19 +33,11 @@ from torch import nn
 
 from ..data import Augment
 from ..train import TrainConfig, fit
-from .base import (
-    MethodConfig,
-    MethodResult,
-    UnlearnContext,
-    UnlearnData,
-    UnlearningMethod,
-    param,
-    register_method,
-)
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class L1SparseConfig(MethodConfig):
+class L1SparseConfig(VisionConfig):
     epochs: int = param(10, "fine-tuning epochs over the retain set", "E")
     gamma: float = param(5e-4, "initial ℓ1 weight, decayed linearly per epoch", "γ")
     no_l1_epochs: int = param(0, "final epochs without the ℓ1 penalty", "E₀")
@@ -101,7 +93,7 @@ class DecayingL1:
 
 
 @register_method("l1_sparse")
-class L1Sparse(UnlearningMethod):
+class L1Sparse(VisionMethod):
     """ℓ1-sparse MU: retain-set fine-tuning with a linearly decaying ℓ1 penalty."""
 
     Config = L1SparseConfig

@@ -32,11 +32,11 @@ from torch import nn
 
 from ..data import Augment
 from ..train import fit
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class MSGConfig(MethodConfig):
+class MSGConfig(VisionConfig):
     init_rate: float = param(0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ")
     damp: float = param(0.1, "gradient multiplier of the weights that are kept during the fine-tune")
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
@@ -100,7 +100,7 @@ def reinit_small_gradients(model: nn.Module, rate: float, damp: float, generator
 
 
 @register_method("msg")
-class MaskSmallGradients(UnlearningMethod):
+class MaskSmallGradients(VisionMethod):
     """Re-initialise the conv weights with the smallest retain-vs-forget gradient, damp the rest, fine-tune."""
 
     Config = MSGConfig

@@ -40,19 +40,11 @@ from torch import nn
 
 from ..data import Augment, Batch, BatchLoader
 from ..train import Steps
-from .base import (
-    MethodConfig,
-    MethodResult,
-    UnlearnContext,
-    UnlearnData,
-    UnlearningMethod,
-    param,
-    register_method,
-)
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class NegGradPlusConfig(MethodConfig):
+class NegGradPlusConfig(VisionConfig):
     beta: float = param(0.95, "weight of the retain loss; the forget loss gets 1 − β "
                               "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)", "β")
     epochs: float = param(10.0, "passes over the retain set (the forget set is cycled alongside)")
@@ -86,7 +78,7 @@ def _forever(loader: BatchLoader) -> Iterator[Batch]:
 
 
 @register_method("neggrad_plus")
-class NegGradPlus(UnlearningMethod):
+class NegGradPlus(VisionMethod):
     """NegGrad+: β·CE(retain) − (1 − β)·CE(forget), minimised jointly with SGD."""
 
     Config = NegGradPlusConfig

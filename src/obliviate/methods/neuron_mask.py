@@ -48,7 +48,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 SCORES = ("standardized", "difference", "ratio", "forget_mean")
 # Activation modules that may close a unit: each maps 0 to 0, so zeroing the producer silences it.
@@ -58,7 +58,7 @@ _EPS = 1e-8
 
 
 @dataclass(frozen=True, kw_only=True)
-class NeuronMaskConfig(MethodConfig):
+class NeuronMaskConfig(VisionConfig):
     score: Literal["standardized", "difference", "ratio", "forget_mean"] = param(
         "standardized", "unit score s_u from forget/retain activation statistics (see module docstring)", "s_u")
     fraction: float | None = param(
@@ -271,7 +271,7 @@ def mask_units(module: nn.Module, units: torch.Tensor) -> None:
 
 
 @register_method("neuron_mask")
-class NeuronMask(UnlearningMethod):
+class NeuronMask(VisionMethod):
     """Mask the hidden units most selective for the forget class(es) (paper §III.A.1)."""
 
     Config = NeuronMaskConfig

@@ -6,11 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from .base import MethodConfig, MethodResult, UnlearningMethod, register_method
+from .base import MethodConfig, MethodResult, VisionMethod, register_method
 
 
 @register_method("original")
-class Original(UnlearningMethod):
+class Original(VisionMethod):
     """The original model, unchanged (the 'before' column of every table)."""
 
     Config = MethodConfig

@@ -28,11 +28,11 @@ from torch import nn
 from ..data import Augment, BatchLoader
 from ..train import Steps
 from .base import (
-    MethodConfig,
     MethodResult,
     UnlearnContext,
     UnlearnData,
-    UnlearningMethod,
+    VisionConfig,
+    VisionMethod,
     param,
     random_other_labels,
     register_method,
@@ -40,7 +40,7 @@ from .base import (
 
 
 @dataclass(frozen=True, kw_only=True)
-class RandomLabelConfig(MethodConfig):
+class RandomLabelConfig(VisionConfig):
     epochs: int = param(10, "epochs; each epoch visits every forget and every retain sample once")
     lr: float = param(0.01, "SGD learning rate (constant)", "η")
     momentum: float = param(0.9, "SGD momentum")
@@ -65,7 +65,7 @@ class RandomLabelConfig(MethodConfig):
 
 
 @register_method("random_label")
-class RandomLabel(UnlearningMethod):
+class RandomLabel(VisionMethod):
     """Random labelling: forget samples get random wrong labels, retain samples keep theirs."""
 
     Config = RandomLabelConfig

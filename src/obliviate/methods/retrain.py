@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..train import fit
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetrainConfig(MethodConfig):
+class RetrainConfig(VisionConfig):
     epochs: float | None = param(None, "training epochs; None = the same budget as the original model")
 
     def validate(self) -> None:
@@ -23,7 +23,7 @@ class RetrainConfig(MethodConfig):
 
 
 @register_method("retrain")
-class Retrain(UnlearningMethod):
+class Retrain(VisionMethod):
     """Retrain from scratch on the retain set with the original's training recipe."""
 
     Config = RetrainConfig

@@ -44,11 +44,11 @@ from torch import nn
 from ..data import Augment, BatchLoader
 from ..train import Steps
 from .base import (
-    MethodConfig,
     MethodResult,
     UnlearnContext,
     UnlearnData,
-    UnlearningMethod,
+    VisionConfig,
+    VisionMethod,
     param,
     random_other_labels,
     register_method,
@@ -56,7 +56,7 @@ from .base import (
 
 
 @dataclass(frozen=True, kw_only=True)
-class SalUnConfig(MethodConfig):
+class SalUnConfig(VisionConfig):
     epochs: int = param(10, "unlearning epochs (one pass over forget and retain sets each)")
     lr: float = param(0.013, "SGD learning rate (constant)", "η")
     momentum: float = param(0.9, "SGD momentum")
@@ -157,7 +157,7 @@ class MaskedSGD:
 
 
 @register_method("salun")
-class SalUn(UnlearningMethod):
+class SalUn(VisionMethod):
     """SalUn: random-label unlearning confined to the weights most salient for the forget loss."""
 
     Config = SalUnConfig

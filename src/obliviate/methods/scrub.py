@@ -36,19 +36,11 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import (
-    MethodConfig,
-    MethodResult,
-    UnlearnContext,
-    UnlearnData,
-    UnlearningMethod,
-    param,
-    register_method,
-)
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class SCRUBConfig(MethodConfig):
+class SCRUBConfig(VisionConfig):
     epochs: int = param(3, "total epochs (each: optional max-step pass, then a min-step pass)")
     msteps: int = param(2, "number of leading epochs that include a max-step pass over the forget set")
     lr: float = param(5e-4, "learning rate", "η")
@@ -113,7 +105,7 @@ def lr_at(epoch: int, lr: float, decay_epochs: tuple[int, ...], rate: float) -> 
 
 
 @register_method("scrub")
-class SCRUB(UnlearningMethod):
+class SCRUB(VisionMethod):
     """SCRUB: a student distils the original on retain data and is pushed away from it on forget data."""
 
     Config = SCRUBConfig

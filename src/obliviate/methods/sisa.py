@@ -55,11 +55,11 @@ from torch import nn
 from ..data import Augment, BatchLoader
 from ..models.sisa_ensemble import AGGREGATIONS, SISAEnsemble
 from ..train import TrainConfig, fit
-from .base import MethodConfig, MethodResult, UnlearnContext, UnlearnData, UnlearningMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class SISAConfig(MethodConfig):
+class SISAConfig(VisionConfig):
     shards: int = param(
         5, "number of shards / constituent models (a practical default; the paper sweeps 1..~100)", "S")
     slices: int = param(4, "slices per shard; a checkpoint is kept after each", "R")
@@ -214,7 +214,7 @@ class SISATrainer:
 
 
 @register_method("sisa")
-class SISA(UnlearningMethod):
+class SISA(VisionMethod):
     """SISA training, then exact deletion by retraining only the affected constituents."""
 
     Config = SISAConfig

@@ -63,19 +63,19 @@ from torch import nn
 
 from ..data import BatchLoader
 from .base import (
-    MethodConfig,
     MethodResult,
     SplitView,
     UnlearnContext,
     UnlearnData,
-    UnlearningMethod,
+    VisionConfig,
+    VisionMethod,
     param,
     register_method,
 )
 
 
 @dataclass(frozen=True, kw_only=True)
-class SSDConfig(MethodConfig):
+class SSDConfig(VisionConfig):
     alpha: float = param(10.0, "selection weight: dampen θ_i where imp_forget > α·imp_train", "α")
     lambda_: float = param(1.0, "dampening constant: θ_i *= min(λ·imp_train/imp_forget, 1)", "λ")
     batch_size: int = param(64, "batch size of the importance passes (batch-mean gradients, squared)")
@@ -181,7 +181,7 @@ def dampen_(
 
 
 @register_method("ssd")
-class SelectiveSynapticDampening(UnlearningMethod):
+class SelectiveSynapticDampening(VisionMethod):
     """Selective Synaptic Dampening: shrink the weights the forget set relies on disproportionately."""
 
     Config = SSDConfig

@@ -43,19 +43,11 @@ from torch import nn
 from ..data import ForgetRequestError, normalise
 from ..train import Steps
 from ..utils import autocast_context
-from .base import (
-    MethodConfig,
-    MethodResult,
-    UnlearnContext,
-    UnlearnData,
-    UnlearningMethod,
-    param,
-    register_method,
-)
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
-class UNSIRConfig(MethodConfig):
+class UNSIRConfig(VisionConfig):
     noise_batch_size: int = param(256, "noise images learned per forgotten class", "|N|")
     noise_steps: int = param(40, "Adam steps on the noise (the notebook: 5 epochs × 8 steps)")
     noise_lr: float = param(0.1, "Adam learning rate for the noise")
@@ -118,7 +110,7 @@ def _retain_subset(labels: torch.Tensor, per_class: int, generator: torch.Genera
 
 
 @register_method("unsir")
-class UNSIR(UnlearningMethod):
+class UNSIR(VisionMethod):
     """UNSIR: learn error-maximising noise for the forgotten classes, impair with it, repair on retain data."""
 
     Config = UNSIRConfig

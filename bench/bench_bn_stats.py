@@ -47,6 +47,18 @@ def study(seed: int, data_root: str) -> dict[str, Any]:
             "description": "bn_stats policies side by side on the frontier's class request (one seed)."}
 
 
+class Printer:
+    """The runner's progress, printed to stderr."""
+
+    def stage(self, text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    def steps(self, desc: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext(lambda _ev: None)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-root", default=str(REPO / ".." / "shared" / "data" / "cifar10"))
@@ -64,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     spec = parse_study(study(args.seed, args.data_root))
-    run_study(spec, args.out, cache_dir=args.cache, progress=lambda m: print(f"[bench] {m}", file=sys.stderr))
+    run_study(spec, args.out, cache_dir=args.cache, progress=Printer())
     runs = [json.loads(p.read_text()) for p in (args.out / "runs").glob("*.json")]
     runs = [r for r in runs if r.get("status") == "ok"]
     agg = aggregate(runs)

@@ -22,29 +22,14 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from ..data import Augment
-from ..train import fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, param, register_method
+from .finetune import RetainTuneConfig, retain_finetune
 
 
 @dataclass(frozen=True, kw_only=True)
-class CTConfig(VisionConfig):
+class CTConfig(RetainTuneConfig):
     epochs: float = param(3.0, "fine-tuning epochs over the retain set after the transpose")
-    lr: float = param(1e-3, "peak SGD learning rate", "η")
-    momentum: float = param(0.9, "SGD momentum")
-    weight_decay: float = param(5e-4, "weight decay")
-    batch_size: int = param(64, "batch size")
     schedule: Literal["cosine", "constant", "linear"] = param("cosine", "learning-rate schedule")
-    augment: bool = param(True, "the original's crops and flips on the retain set")
-    retain_samples: int | None = param(None, "retain rows fine-tuned on, drawn once (None = all)")
-
-    def validate(self) -> None:
-        self._require(self.epochs > 0, "epochs", "> 0")
-        self._require(self.lr > 0, "lr", "> 0")
-        self._require(self.momentum >= 0, "momentum", ">= 0")
-        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
-        self._require(self.batch_size >= 1, "batch_size", ">= 1")
-        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 @torch.no_grad()
@@ -75,16 +60,7 @@ class ConvTranspose(VisionMethod):
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: CTConfig = self.config  # type: ignore[assignment]
-        base = ctx.train_config
-        tc = base.with_(epochs=cfg.epochs, lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
-                        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, schedule=cfg.schedule,
-                        augment=cfg.augment, label_smoothing=0.0, bias_lr_scale=1.0, bias_wd_scale=1.0)
         done, skipped = transpose_kernels(model)
-        retain = data.retain
-        keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
-        aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
-        loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last,
-                               rows=keep)
-        res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress)
+        res, rows = retain_finetune(model, data, ctx, cfg, schedule=cfg.schedule)
         return MethodResult(model=model, steps=res.steps, info={"kernels_transposed": done, "kernels_skipped": skipped,
-                                                                "retain_rows": len(retain) if keep is None else len(keep)})
+                                                                "retain_rows": rows})

@@ -6,12 +6,14 @@ The cheap baseline every unlearning paper reports (e.g. Golatkar et al. 2020 "FT
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
-from ..train import TrainConfig, fit
+from ..data import Augment
+from ..train import FitResult, TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
@@ -60,3 +62,43 @@ class Finetune(VisionMethod):
         tc = cfg.train_config(ctx.train_config)
         res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress)
         return MethodResult(model=model, steps=res.steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetainTuneConfig(VisionConfig):
+    """The retain-set fine-tune that ends several methods (``ct``, ``msg``): plain SGD with
+    momentum on (a seeded sample of) the retain set. Subclasses set their papers' defaults."""
+
+    epochs: float = param(3.0, "fine-tuning epochs over the retain set")
+    lr: float = param(1e-3, "peak SGD learning rate", "η")
+    momentum: float = param(0.9, "SGD momentum")
+    weight_decay: float = param(5e-4, "weight decay")
+    batch_size: int = param(64, "batch size")
+    augment: bool = param(True, "the original's crops and flips on the retain set")
+    retain_samples: int | None = param(None, "retain rows fine-tuned on, drawn once (None = all)")
+
+    def validate(self) -> None:
+        self._require(self.epochs > 0, "epochs", "> 0")
+        self._require(self.lr > 0, "lr", "> 0")
+        self._require(self.momentum >= 0, "momentum", ">= 0")
+        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self._require(self.batch_size >= 1, "batch_size", ">= 1")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
+
+
+def retain_finetune(model: nn.Module, data: UnlearnData, ctx: UnlearnContext, cfg: RetainTuneConfig, *,
+                    after_backward: Callable[[nn.Module], None] | None = None, **schedule: Any) -> tuple[FitResult, int]:
+    """Fine-tune ``model`` on the retain rows ``cfg`` selects with the original's recipe and
+    ``cfg``'s budget (``schedule``: TrainConfig schedule fields); returns the fit and the rows used."""
+    tc = ctx.train_config.with_(
+        epochs=cfg.epochs, lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
+        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, augment=cfg.augment, label_smoothing=0.0,
+        bias_lr_scale=1.0, bias_wd_scale=1.0, **schedule)
+    retain = data.retain
+    keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
+    aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
+    loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last,
+                           rows=keep)
+    res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, after_backward=after_backward)
+    return res, len(retain) if keep is None else len(keep)
+

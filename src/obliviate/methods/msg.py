@@ -30,32 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Augment
-from ..train import fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, param, register_method
+from .finetune import RetainTuneConfig, retain_finetune
 
 
 @dataclass(frozen=True, kw_only=True)
-class MSGConfig(VisionConfig):
+class MSGConfig(RetainTuneConfig):
     init_rate: float = param(0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ")
     damp: float = param(0.1, "gradient multiplier of the weights that are kept during the fine-tune")
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
-    lr: float = param(1e-3, "peak SGD learning rate", "η")
-    momentum: float = param(0.9, "SGD momentum")
-    weight_decay: float = param(5e-4, "weight decay")
-    batch_size: int = param(64, "batch size of the gradient pass and the fine-tune")
-    augment: bool = param(True, "the original's crops and flips during the fine-tune")
-    retain_samples: int | None = param(None, "retain rows fine-tuned on, drawn once (None = all)")
 
     def validate(self) -> None:
+        super().validate()
         self._require(0.0 < self.init_rate < 1.0, "init_rate", "in (0, 1)")
         self._require(0.0 <= self.damp <= 1.0, "damp", "in [0, 1]")
-        self._require(self.epochs > 0, "epochs", "> 0")
-        self._require(self.lr > 0, "lr", "> 0")
-        self._require(self.momentum >= 0, "momentum", ">= 0")
-        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
-        self._require(self.batch_size >= 1, "batch_size", ">= 1")
-        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
 def contrast_gradients(model: nn.Module, retain_batches: Any, forget_batches: Any, device: torch.device) -> None:
@@ -125,18 +113,10 @@ class MaskSmallGradients(VisionMethod):
                 if w.grad is not None:
                     w.grad.mul_(mult)
 
-        tc = ctx.train_config.with_(
-            epochs=cfg.epochs, lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
-            weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, schedule="triangle", warmup_frac=0.5,
-            start_factor=0.0, end_factor=0.0, augment=cfg.augment, label_smoothing=0.0, bias_lr_scale=1.0,
-            bias_wd_scale=1.0)
-        keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
-        aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
-        loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last,
-                               rows=keep)
-        res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, after_backward=damp_kept)
+        res, rows = retain_finetune(model, data, ctx, cfg, after_backward=damp_kept, schedule="triangle",
+                                    warmup_frac=0.5, start_factor=0.0, end_factor=0.0)
         n = sum(int((mult == 1.0).sum()) for _, mult in masks)
         total = sum(mult.numel() for _, mult in masks)
         return MethodResult(model=model, steps=res.steps, info={
             "conv_layers": len(masks), "reinitialised_fraction": n / total if total else 0.0,
-            "retain_rows": len(retain) if keep is None else len(keep)})
+            "retain_rows": rows})

@@ -108,6 +108,7 @@ class FitResult:
     seconds: float = 0.0
     images: int = 0
     epoch_loss: list[float] = field(default_factory=list)
+    stopped: bool = False  # ended early by fit's ``stop``
 
     @property
     def images_per_second(self) -> float:
@@ -182,6 +183,7 @@ def fit(
     regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
     after_backward: Callable[[nn.Module], None] | None = None,
     params: Iterable[nn.Parameter] | None = None,
+    stop: Callable[[nn.Module, int], bool] | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` over ``loader``.
 
@@ -190,6 +192,8 @@ def fit(
         after_backward: called after ``backward()`` and before the step (e.g. gradient masks).
         params: the parameters to optimise (default: all trainable ones).
         progress: called after every step with ``{"step", "total", "loss", "epoch"}``.
+        stop: called after every step with (model, steps taken); ``True`` ends training there
+            (an early stop; ``FitResult.stopped`` says so).
     """
     model.to(device)
     if cfg.channels_last:
@@ -211,10 +215,10 @@ def fit(
                   progress=progress)
     hook = (lambda: after_backward(model)) if after_backward is not None else None
     epoch = 0
-    while not steps.done:
+    while not steps.done and not result.stopped:
         running, count = 0.0, 0
         for batch in loader:
-            if steps.done:
+            if steps.done or result.stopped:
                 break
             set_lr(opt, lr_factor(steps.step, total, cfg))
             x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
@@ -225,6 +229,8 @@ def fit(
             running += steps.update(loss, after_backward=hook, epoch=epoch)  # a NaN loss stops here, naming the step
             count += 1
             result.images += len(batch["label"])
+            if stop is not None and stop(model, steps.step):
+                result.stopped = True
         result.epoch_loss.append(running / max(count, 1))
         epoch_hook = getattr(model, "obliviate_epoch_end", None)
         if callable(epoch_hook):

@@ -190,7 +190,7 @@ def honour(
     if runner is not None:
         result, stats = runner()
     else:
-        data = UnlearnData(ds, split, cls.uses, validation_rows, device)
+        data = UnlearnData(ds, split, m.uses, validation_rows, device)
         result, stats = run_method(m, model, data, ctx)
     unlearned = result.model.to(device).eval()
     after, outs_after = measure(unlearned)

@@ -216,6 +216,8 @@ class VisionMethod(UnlearningMethod):
         if policy == "retain" and "retain" not in self.uses:
             raise ConfigError(f"bn_stats='retain' reads the retain set, which {type(self).__name__} does not "
                               f"(it reads {sorted(self.uses) or 'nothing'}); use 'keep' or 'eval'", "bn_stats")
+        if getattr(self.config, "stop", "budget") == "calibrated":  # the stop measures forget and held-out rows
+            self.uses = frozenset(type(self).uses | {"forget", "validation"})
 
     def run(self, model: nn.Module, data: Any, ctx: Any) -> MethodResult:
         from .bn import bn_layers, frozen_statistics, reestimate, restore, snapshot

@@ -15,10 +15,11 @@ from torch import nn
 from ..data import Augment
 from ..train import FitResult, TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .calibrate import StopConfig, calibrated_stop
 
 
 @dataclass(frozen=True, kw_only=True)
-class FinetuneConfig(VisionConfig):
+class FinetuneConfig(StopConfig):
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
     lr: float = param(0.02, "peak learning rate", "η")
     optimizer: Literal["sgd", "adamw"] = param("sgd", "optimizer")
@@ -60,8 +61,9 @@ class Finetune(VisionMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
         tc = cfg.train_config(ctx.train_config)
-        res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress)
-        return MethodResult(model=model, steps=res.steps)
+        stop = calibrated_stop(cfg, data, ctx)
+        res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress, stop=stop)
+        return MethodResult(model=model, steps=res.steps, info=stop.info() if stop is not None else {})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,11 +40,12 @@ from torch import nn
 
 from ..data import Augment, Batch, BatchLoader
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, param, register_method
+from .calibrate import StopConfig, calibrated_stop
 
 
 @dataclass(frozen=True, kw_only=True)
-class NegGradPlusConfig(VisionConfig):
+class NegGradPlusConfig(StopConfig):
     beta: float = param(0.95, "weight of the retain loss; the forget loss gets 1 − β "
                               "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)", "β")
     epochs: float = param(10.0, "passes over the retain set (the forget set is cycled alongside)")
@@ -101,11 +102,13 @@ class NegGradPlus(VisionMethod):
         total = max(1, round(cfg.epochs * len(retain)))
         steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, grad_clip=cfg.grad_clip, progress=ctx.progress)
         cap = cfg.forget_loss_cap
+        stop = calibrated_stop(cfg, data, ctx)
+        stopped = False
         epoch = 0
         capped = 0  # forget samples past the cap, summed over steps (reported in info)
-        while not steps.done:
+        while not steps.done and not stopped:
             for rb in retain:
-                if steps.done:
+                if steps.done or stopped:
                     break
                 fb = next(forget)
                 xr, yr = rb["image"].to(ctx.device), rb["label"].to(ctx.device)
@@ -118,6 +121,8 @@ class NegGradPlus(VisionMethod):
                     ce_f = ce_f.clamp(max=cap)  # zero gradient for samples already past the cap
                 loss = cfg.beta * loss_r.float() - (1.0 - cfg.beta) * ce_f.mean()
                 steps.update(loss, epoch=epoch)
+                stopped = stop is not None and stop(model, steps.step)
             epoch += 1
         model.eval()
-        return MethodResult(model=model, steps=steps.step, info={"forget_samples_capped": capped})
+        return MethodResult(model=model, steps=steps.step, info={"forget_samples_capped": capped,
+                                                                 **(stop.info() if stop is not None else {})})

@@ -168,6 +168,11 @@ class VisionTask:
                         cfg = m.build().config.to_dict()
                         why = (f"{m.name} forgets whole classes only; this request ({request.describe()}) has none"
                                if cls.class_level and not split.forget_classes else None)
+                        if cfg.get("stop") == "calibrated" and why is None:
+                            why = ("the calibrated stop is for sample-level requests; this one forgets whole classes"
+                                   if split.forget_classes else
+                                   "the calibrated stop needs held-out rows: set the study's validation_fraction > 0"
+                                   if spec.validation_fraction <= 0 else None)
                         units.append(Unit(m.label, m.name, cfg, {
                             "group": ginputs, "method": {"name": m.name, "config": cfg},
                             "metrics": self.metric_names,

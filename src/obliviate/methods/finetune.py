@@ -103,4 +103,3 @@ def retain_finetune(model: nn.Module, data: UnlearnData, ctx: UnlearnContext, cf
                            rows=keep)
     res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, after_backward=after_backward)
     return res, len(retain) if keep is None else len(keep)
-

@@ -55,12 +55,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..core import ConfigError
 from ..data import BatchLoader
 from .base import (
     MethodResult,
@@ -88,6 +89,14 @@ class SSDConfig(VisionConfig):
     forget_samples: int | None = param(
         None, "forget samples (seeded, whole batches) estimating the importance over D_f; None = all, as the paper"
     )
+    alpha_rule: Literal["fixed", "forget_zero"] = param(
+        "fixed", "fixed: use alpha; forget_zero (class requests): the largest α on a grid below the selection "
+                 "ceiling that drives the forget sample's accuracy to target_forget_acc — no retrained model needed")
+    target_forget_acc: float = param(0.01, "forget-sample accuracy forget_zero aims at (a model retrained without "
+                                           "the class never predicts it)")
+    alpha_steps: int = param(12, "grid points of forget_zero, geometric from 0.95 × the ceiling down to 1")
+    alpha_refine: int = param(4, "bisections (in log α) of forget_zero between the last grid α that missed the "
+                                 "target and the first that reached it")
 
     def validate(self) -> None:
         self._require(self.alpha > 0, "alpha", "> 0")
@@ -98,6 +107,9 @@ class SSDConfig(VisionConfig):
                       ">= 1 or None")
         self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples",
                       ">= 1 or None")
+        self._require(0.0 <= self.target_forget_acc < 1.0, "target_forget_acc", "in [0, 1)")
+        self._require(self.alpha_steps >= 2, "alpha_steps", ">= 2")
+        self._require(self.alpha_refine >= 0, "alpha_refine", ">= 0")
 
 
 def squared_gradient_sums(
@@ -209,12 +221,69 @@ class SelectiveSynapticDampening(VisionMethod):
         # []_D = (N_r·mean_r + N_f·mean_f) / (N_r + N_f), mean_f = sum_f / N_f  (module docstring)
         imp_forget = {k: v / seen_f for k, v in sum_f.items()}
         imp_train = {k: (n_r * (sum_r[k] / seen_r) + n_f * imp_forget[k]) / (n_r + n_f) for k in sum_f}
-        changed = dampen_(model, imp_train, imp_forget, cfg.alpha, cfg.lambda_)
+        ceiling = (n_r + n_f) / n_f
+        search: dict[str, Any] = {}
+        if cfg.alpha_rule == "forget_zero":
+            if not data.forget_classes:
+                raise ConfigError("alpha_rule='forget_zero' needs a class request: only a model retrained without "
+                                  "a whole class is known (without retraining) to score 0 on it", "alpha_rule")
+            alpha, search = search_alpha(model, imp_train, imp_forget, forget_batches, cfg, ceiling, ctx.device)
+        else:
+            alpha = cfg.alpha
+        changed = dampen_(model, imp_train, imp_forget, alpha, cfg.lambda_)
         total = sum(p.numel() for p in model.parameters())
         return MethodResult(
             model=model,
             steps=0,
             info={"dampened": changed, "dampened_fraction": changed / max(total, 1),
-                  "selection_ceiling": (n_r + n_f) / n_f,
+                  "selection_ceiling": ceiling, "alpha": alpha, **search,
                   "importance_batches": {"forget": seen_f, "retain": seen_r}},
         )
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device) -> float:
+    model.eval()
+    hit = n = 0
+    for b in batches:
+        hit += int((model(b["image"].to(device)).argmax(1) == b["label"].to(device)).sum())
+        n += len(b["label"])
+    return hit / max(n, 1)
+
+
+def search_alpha(model: nn.Module, imp_train: dict[str, torch.Tensor], imp_forget: dict[str, torch.Tensor],
+                 forget_batches: Iterable[dict[str, torch.Tensor]], cfg: SSDConfig, ceiling: float,
+                 device: torch.device) -> tuple[float, dict[str, Any]]:
+    """The largest α of a geometric grid from 0.95·ceiling down to 1 whose dampening brings the
+    forget sample's accuracy to ``target_forget_acc`` (the least dampening that forgets; each
+    trial dampens a copy of the weights, the importances are computed once), refined by
+    ``alpha_refine`` bisections in log α against the grid point above it. Falls back to the grid's
+    smallest α when none reaches the target (said in ``alpha_reached``)."""
+    grid = np.geomspace(0.95 * ceiling, 1.0, cfg.alpha_steps) if ceiling > 1.0 / 0.95 else np.array([1.0])
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trials: list[tuple[float, float]] = []
+
+    def forgets(a: float) -> bool:
+        model.load_state_dict(saved)
+        dampen_(model, imp_train, imp_forget, a, cfg.lambda_)
+        acc = _accuracy(model, forget_batches, device)
+        trials.append((round(a, 4), round(acc, 4)))
+        return acc <= cfg.target_forget_acc
+
+    chosen, reached, above = float(grid[-1]), False, None
+    for a in grid:
+        if forgets(float(a)):
+            chosen, reached = float(a), True
+            break
+        above = float(a)
+    if reached and above is not None:
+        lo, hi = chosen, above  # lo reaches the target, hi does not
+        for _ in range(cfg.alpha_refine):
+            mid = float(np.sqrt(lo * hi))
+            if forgets(mid):
+                lo = mid
+            else:
+                hi = mid
+        chosen = lo
+    model.load_state_dict(saved)
+    return chosen, {"alpha_trials": trials, "alpha_reached": reached}

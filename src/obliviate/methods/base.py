@@ -10,7 +10,7 @@ provably never reads the forget set.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ from ..core import (
     register_method,
     run_method,
 )
-from ..data import Augment, BatchLoader, ForgetSplit, ImageDataset
+from ..data import Augment, Batch, BatchLoader, ForgetSplit, ImageDataset
 from ..train import TrainConfig
 
 @dataclass(frozen=True)
@@ -156,6 +156,12 @@ class UnlearnData(GuardedSplits):
     @property
     def validation(self) -> SplitView:
         return self._view("validation")  # type: ignore[no-any-return]
+
+
+def forever(loader: BatchLoader) -> Iterator[Batch]:
+    """Cycle a loader; each pass reshuffles (the loader's epoch counter advances)."""
+    while True:
+        yield from loader
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -277,5 +283,5 @@ __all__ = [
     "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodContext", "MethodResult", "RunStats", "SplitAccessError",
     "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "VisionConfig", "VisionMethod", "build_method",
     "describe_method",
-    "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
+    "forever", "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
 ]

@@ -30,7 +30,6 @@ it and keeps 98 % retain accuracy with it (pinned by a test).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Augment, Batch, BatchLoader
+from ..data import Augment
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 
 
@@ -72,12 +71,6 @@ class NegGradPlusConfig(StopConfig):
         self._require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
 
 
-def _forever(loader: BatchLoader) -> Iterator[Batch]:
-    """Cycle a loader; each pass reshuffles (the loader's epoch counter advances)."""
-    while True:
-        yield from loader
-
-
 @register_method("neggrad_plus")
 class NegGradPlus(VisionMethod):
     """NegGrad+: β·CE(retain) − (1 − β)·CE(forget), minimised jointly with SGD."""
@@ -94,7 +87,7 @@ class NegGradPlus(VisionMethod):
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
         retain = data.retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
                                     channels_last=ctx.channels_last)
-        forget = _forever(data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug,
+        forget = forever(data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug,
                                              seed=ctx.seed + 1, channels_last=ctx.channels_last))
         model.to(ctx.device).train()
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -20,7 +20,6 @@ configured with β = 1, which leaves the weights unchanged, and is not reproduce
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Augment, Batch, BatchLoader
+from ..data import Augment, BatchLoader
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import (MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
+                   register_method)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,11 +84,6 @@ def adaptive_ce(logits: torch.Tensor, labels: torch.Tensor, lambd: float) -> tor
     return (coef / coef.sum() * loss * len(loss)).mean()
 
 
-def _forever(loader: BatchLoader) -> Iterator[Batch]:
-    while True:
-        yield from loader
-
-
 @register_method("sfron")
 class SFRon(VisionMethod):
     """SFR-on: Fisher-ratio saliency mask, adaptive masked ascent on forget batches between retain descent steps."""
@@ -111,9 +106,9 @@ class SFRon(VisionMethod):
         params = dict(model.named_parameters())
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        r_iter = _forever(retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
+        r_iter = forever(retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
                                         channels_last=ctx.channels_last))
-        f_iter = _forever(forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
+        f_iter = forever(forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
                                         channels_last=ctx.channels_last))
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay)

@@ -174,7 +174,7 @@ def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
                             float(np.mean(ys)), float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0))
         if len(pts) < 2:
             continue
-        slug = "".join(c if c.isalnum() else "_" for c in f"{model}_{request}")[:80]
+        slug = _slug(model, request)
         try:
             png = plots.scatter_with_errors(pts, x[1], y[1], f"{model} — {request}", mark="retrained",
                                             colours=plots.method_colours(order))
@@ -414,7 +414,8 @@ def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[d
     g0 = next((g for g in groups if g["model"] == model and g["request"] == request), None)
     if g0 is None:
         return
-    slug = "".join(c if c.isalnum() else "_" for c in f"{model}_{request}")[:80]
+    slug = _slug(model, request)
+    retrain = ranked.get("retrain_label") or "retrain"
     class_names = g0["class_names"]
     try:
         by_method: dict[str, list[list[float | None]]] = defaultdict(list)
@@ -435,10 +436,10 @@ def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[d
         gap = []
         for m in methods:
             v = agg.get((model, request, m), {})
-            if m not in ("original", "retrain") and "gap/avg" in v and "efficiency/seconds" in v and v["efficiency/seconds"][0] > 0:
+            if m not in ("original", retrain) and "gap/avg" in v and "efficiency/seconds" in v and v["efficiency/seconds"][0] > 0:
                 gap.append((m, v["efficiency/seconds"][0], v["efficiency/seconds"][1], v["gap/avg"][0], v["gap/avg"][1]))
         if gap:
-            ref = agg.get((model, request, "retrain"), {})
+            ref = agg.get((model, request, retrain), {})
             orig_v = agg.get((model, request, "original"), {})
             floor = (ranked.get("floor") or {}).get("avg")
             target: Target | None = ranked.get("target")
@@ -453,14 +454,14 @@ def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[d
                 "the target."))
         fx = "acc/test_forget" if any("acc/test_forget" in agg[(model, request, m)] for m in methods if (model, request, m) in agg) else "acc/forget"
         pts = []
-        for m in methods + ["retrain"]:
+        for m in methods + [retrain]:
             v = agg.get((model, request, m), {})
             if fx in v and "acc/test_retain" in v:
                 pts.append((m, 100 * v[fx][0], 100 * v[fx][1], 100 * v["acc/test_retain"][0], 100 * v["acc/test_retain"][1]))
         if pts:
             doc.add(Figure(f"tradeoff_{slug}.png", plots.scatter_with_errors(
                 pts, f"{fx} (%) — closest to retrain is best", "retain-class test accuracy (%) — higher is better",
-                "Forgetting vs. utility", mark="retrain", colours=colours),
+                "Forgetting vs. utility", mark=retrain, colours=colours),
                 "Forgetting against utility (mean ± std over seeds); the star is the retrained model."))
         seed0 = g0["seed"]
         first = {r["method"]: r for r in runs if r["model"] == model and r["request"] == request and r["seed"] == seed0}
@@ -472,6 +473,11 @@ def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[d
                    "raw counts and row-normalised.")]))
     except ImportError as e:
         doc.add(Para(f"(figures skipped: {e})"))
+
+
+def _slug(model: str, request: str) -> str:
+    """A figure file name's stem for one (model, request)."""
+    return "".join(c if c.isalnum() else "_" for c in f"{model}_{request}")[:80]
 
 
 def _mean_lists(lists: list[list[float | None]]) -> list[float | None]:

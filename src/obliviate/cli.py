@@ -176,8 +176,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print(f"reference: {d['reference']}")
         print(f"reads splits: {', '.join(d['uses']) or 'none'}{'; exact unlearning' if d['exact'] else ''}")
         print("config:")
-        _print_table(["field", "default", "symbol", "meaning"],
-                     [[f["name"], repr(f["default"]), f["symbol"] or "", f["doc"]] for f in d["fields"]] or [["(none)", "", "", ""]])
+        _print_table(["field", "default", "symbol", "tune range", "meaning"],
+                     [[f["name"], repr(f["default"]), f["symbol"] or "", f.get("tune") or "", f["doc"]]
+                      for f in d["fields"]] or [["(none)", "", "", "", ""]])
     elif name in METRICS:
         d = describe_metric(name)
         print(f"{name} (metric): {d['summary']}")
@@ -214,6 +215,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 continue
             print(f"  dataset: {sc['dataset']}; models: {', '.join(sc['models'])}; seeds: {sc['seeds']}")
             print(f"  requests: {', '.join(sc['requests'])}")
+            if sc.get("tune"):
+                print(f"  tune split (obliviate tune METHOD --study {d['name']}): "
+                      f"{', '.join(sc['tune']['requests'])}; seeds {sc['tune']['seeds']}")
             print(f"  methods ({len(sc['methods'])}): {', '.join(sc['methods'])}")
             if sc["scale_note"]:
                 print(f"  note: {' '.join(sc['scale_note'].split())}")
@@ -449,9 +453,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
     progress = _TqdmProgress(quiet=args.quiet)
     progress.stage(f"study {spec.name} from {path} -> {out}")
-    kw: dict[str, Any] = {"progress": progress, "cache_dir": args.cache, "device": args.device}
+    from .study.executors import StudyIncompleteError
+
+    kw: dict[str, Any] = {"progress": progress, "cache_dir": args.cache, "device": args.device,
+                          "executor": _executor(args)}
     runner = StudyRunner(spec, out, **kw)
-    runner.run()
+    try:
+        runner.run()
+    except StudyIncompleteError as e:
+        render_report(out)
+        print(f"obliviate: {e}", file=sys.stderr)
+        return 1
     render_report(out)
     print(f"report: {out / 'report.md'}\n        {out / 'report.html'}\nresults: {out / 'results.csv'}")
     if runner.failed:
@@ -460,6 +472,66 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  - {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def _load_spec(args: argparse.Namespace) -> Any:
+    """The study of ``args.study`` with --scale, --set, --data-root and --seeds applied (vision)."""
+    from .study import load_study
+
+    spec = load_study(_resolve_study_path(args.study), scale=args.scale, overrides=list(args.set or ()))
+    if args.data_root and spec.task == "vision":
+        import dataclasses
+
+        spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
+        spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}  # type: ignore[union-attr]
+    return spec
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .study.tune import TuneSettings, tune_method
+
+    spec = _load_spec(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-tune-{args.method}"
+    progress = _TqdmProgress(quiet=args.quiet)
+    settings = TuneSettings(**{k: v for k, v in {
+        "trials": args.trials, "search_seed": args.search_seed, "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial, "address": args.address, "num_cpus": args.ray_cpus}.items()
+        if v is not None})
+    res = tune_method(spec, args.method, out, params=args.param or (), settings=settings, cache_dir=args.cache,
+                      device=args.device, progress=progress)
+    rows = sorted(res.trials, key=lambda t: (t["gap"] is None, t["gap"] or 0.0))
+    _print_table(["trial", "config", "mean Avg. gap (pts)", "groups", "speed-up"],
+                 [[t["trial"], ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in t["config"].items()),
+                   "failed" if t["failed"] else ("" if t["gap"] is None else f"{t['gap']:.3f}"), t["groups"],
+                   "" if t["speedup"] is None else f"{t['speedup']:.1f}x"] for t in rows])
+    print(f"trials: {out / 'tune.json'}")
+    if res.interrupted:
+        print("obliviate: the tune was interrupted; run the same command again to resume it", file=sys.stderr)
+        return 1
+    if res.best_yaml is None:
+        print("obliviate: no trial finished every tuning group; nothing to evaluate", file=sys.stderr)
+        return 1
+    print(f"best: {res.best_yaml}  (evaluate on the held-out split: obliviate run {res.best_yaml})")
+    return 0
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor of ``--executor`` and its Ray options (refused with the serial one)."""
+    from .study.executors import make_executor
+
+    return make_executor(args.executor, address=args.address, cpus_per_group=args.cpus_per_group,
+                         gpus_per_group=args.gpus_per_group, max_retries=args.ray_retries, num_cpus=args.ray_cpus)
+
+
+def _ray_args(s: argparse.ArgumentParser, unit: str) -> None:
+    s.add_argument("--address", help="a running Ray cluster (what `ray start --head` printed, or 'auto'); "
+                                     "default: a local Ray started for this command")
+    s.add_argument(f"--cpus-per-{unit}", dest=f"cpus_per_{unit}", type=float,
+                   help=f"CPUs each {unit}'s Ray task declares (default 1; torch uses as many threads)")
+    s.add_argument(f"--gpus-per-{unit}", dest=f"gpus_per_{unit}", type=float,
+                   help=f"GPUs each {unit}'s Ray task declares (default 0; e.g. 1, or 0.5 to share one)")
+    s.add_argument("--ray-cpus", type=int, help="size of the local Ray (default: every core); not with --address")
 
 
 def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -613,11 +685,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="LLM studies: the model to tune and unlearn (a hub id or a local folder with "
                                    "config.json, tokenizer and weights)")
     s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
+    s.add_argument("--executor", choices=["serial", "ray"], default="serial",
+                   help="serial: every group in this process; ray: one Ray task per (model, request, seed) group")
+    _ray_args(s, "group")
+    s.add_argument("--ray-retries", type=int, help="times Ray reruns a group whose worker died (default 1)")
     s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override any field of the study after its scale, e.g. --set train.epochs=2 "
                         "--set 'methods[0].config.lr=1e-3' (values read as YAML; repeatable)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("tune", help="search a method's hyperparameters on a study's tuning split (Ray Tune + Optuna)")
+    s.add_argument("method", help="a vision method (obliviate describe METHOD lists its tune ranges)")
+    s.add_argument("--study", required=True, help="a study file or preset with a tune: split (requests, seeds)")
+    s.add_argument("--scale", help="a scale defined in the study")
+    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a study field (repeatable)")
+    s.add_argument("--data-root", help="override the study's dataset root")
+    s.add_argument("--param", action="append", metavar="NAME[=LOW:HIGH[:log][:int] | =A,B]",
+                   help="search only these fields (a declared range, or one given here); repeatable")
+    s.add_argument("--trials", type=int, help="configs to try (default 12)")
+    s.add_argument("--search-seed", type=int, help="Optuna's sampler seed (default 0)")
+    s.add_argument("--out", help="output directory (default runs/STUDY-tune-METHOD); rerun to resume")
+    s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
+    s.add_argument("--device", help="override the study's device")
+    _ray_args(s, "trial")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("unlearn", help="honour a deletion request on a saved model: model + evidence + ledger out")
     s.add_argument("checkpoint", help="a checkpoint (PATH[.json]) or a folder an earlier `obliviate unlearn` wrote")

@@ -5,6 +5,8 @@ registry; ``data``, ``models``, ``train``, ``methods``, ``llm`` and ``study`` bu
 from .faults import NonFiniteError, check_loss, check_model, check_tensor, finite_or_none
 from .method import (
     KINDS,
+    Choice,
+    Range,
     METHODS,
     SPLITS,
     GuardedSplits,
@@ -21,6 +23,7 @@ from .method import (
     param,
     register_method,
     run_method,
+    search_space,
 )
 from .typed import ConfigError, check_fields, coerce, from_mapping
 
@@ -28,6 +31,6 @@ __all__ = [
     "NonFiniteError", "check_loss", "check_model", "check_tensor", "finite_or_none",
     "KINDS", "METHODS", "SPLITS", "GuardedSplits", "MethodContext", "MethodConfig", "MethodResult", "RunStats",
     "SplitAccessError", "UnlearningMethod", "build_method", "describe_method", "get_method",
-    "list_methods", "param", "register_method", "run_method",
+    "list_methods", "param", "register_method", "run_method", "Range", "Choice", "search_space",
     "ConfigError", "check_fields", "coerce", "from_mapping",
 ]

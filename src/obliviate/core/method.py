@@ -35,9 +35,50 @@ class SplitAccessError(PermissionError):
     """A method touched a split it did not declare in ``uses``."""
 
 
-def param(default: Any, doc: str, symbol: str | None = None) -> Any:
-    """A config field with its meaning (and the paper's symbol) attached for ``describe``."""
-    return field(default=default, metadata={"doc": doc, "symbol": symbol})
+@dataclass(frozen=True)
+class Range:
+    """A tunable numeric range of a config field: ``[low, high]``, on a log scale with ``log``,
+    integers only with ``integer``. Declared beside the field (``param(..., tune=Range(1, 50, log=True))``);
+    ``obliviate tune`` searches it."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise ConfigError(f"Range needs low < high, got [{self.low!r}, {self.high!r}]")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"a log Range needs low > 0, got {self.low!r}")
+
+    def describe(self) -> str:
+        return f"[{self.low:g}, {self.high:g}]" + (" log" if self.log else "") + (" int" if self.integer else "")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A tunable set of values of a config field (``param(..., tune=Choice(("keep", "eval")))``)."""
+
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.values) < 2:
+            raise ConfigError(f"a Choice needs at least two values, got {self.values!r}")
+
+    def describe(self) -> str:
+        return "{" + ", ".join(str(v) for v in self.values) + "}"
+
+
+def param(default: Any, doc: str, symbol: str | None = None, tune: Range | Choice | None = None) -> Any:
+    """A config field with its meaning (and the paper's symbol) attached for ``describe``; ``tune``:
+    the range ``obliviate tune`` searches for it."""
+    return field(default=default, metadata={"doc": doc, "symbol": symbol, "tune": tune})
+
+
+def search_space(config_cls: type) -> dict[str, Range | Choice]:
+    """The tunable fields a method config declares (``param(..., tune=...)``), in field order."""
+    return {f.name: f.metadata["tune"] for f in dataclasses.fields(config_cls) if f.metadata.get("tune") is not None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,6 +276,7 @@ def describe_method(name: str) -> dict[str, Any]:
             "default": f.default if f.default is not dataclasses.MISSING else None,
             "doc": f.metadata.get("doc", ""),
             "symbol": f.metadata.get("symbol"),
+            "tune": f.metadata["tune"].describe() if f.metadata.get("tune") is not None else None,
         })
     return {
         "name": name,

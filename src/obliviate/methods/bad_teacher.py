@@ -37,17 +37,18 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 REDUCTIONS = ("batchmean", "mean")
 
 
 @dataclass(frozen=True, kw_only=True)
 class BadTeacherConfig(VisionConfig):
-    temperature: float = param(1.0, "distillation temperature (their KL_temperature = 1)", "τ")
+    temperature: float = param(1.0, "distillation temperature (their KL_temperature = 1)", "τ",
+                               tune=Range(0.5, 8.0, log=True))
     retain_fraction: float = param(0.3, "share of the retain set mixed in as l_u = 0 samples (theirs: 0.3)")
     epochs: float = param(1.0, "passes over the mixed forget + retain-subset data (theirs: 1)")
-    lr: float = param(1e-4, "Adam learning rate (theirs: 1e-4)", "η")
+    lr: float = param(1e-4, "Adam learning rate (theirs: 1e-4)", "η", tune=Range(1e-5, 1e-2, log=True))
     batch_size: int = param(256, "batch size (theirs: 256)")
     kl_reduction: Literal["batchmean", "mean"] = param(
         "batchmean",

@@ -22,10 +22,12 @@ from ..core import (
     METHODS,
     ConfigError,
     SPLITS,
+    Choice,
     GuardedSplits,
     MethodContext,
     MethodConfig,
     MethodResult,
+    Range,
     RunStats,
     SplitAccessError,
     UnlearningMethod,
@@ -201,7 +203,8 @@ class VisionConfig(MethodConfig):
 
     bn_stats: Literal["method", "keep", "eval", "retain"] = param(
         "method", "batch-norm running statistics: the method's own (method), the original's restored "
-                  "(keep), frozen in eval mode (eval), or re-estimated on the retain set after (retain)")
+                  "(keep), frozen in eval mode (eval), or re-estimated on the retain set after (retain)",
+        tune=Choice(("method", "keep", "eval", "retain")))
     bn_samples: int = param(2000, "retain rows the statistics are re-estimated on (bn_stats: retain)")
 
     def __post_init__(self) -> None:
@@ -283,5 +286,5 @@ __all__ = [
     "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodContext", "MethodResult", "RunStats", "SplitAccessError",
     "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "VisionConfig", "VisionMethod", "build_method",
     "describe_method",
-    "forever", "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
+    "Choice", "Range", "forever", "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
 ]

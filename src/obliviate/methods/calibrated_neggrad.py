@@ -20,13 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .base import param, register_method
+from .base import Range, param, register_method
 from .neggrad_plus import NegGradPlus, NegGradPlusConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class CalibratedNegGradConfig(NegGradPlusConfig):
-    beta: float = param(0.3, "weight of the retain loss; the forget loss gets 1 − β", "β")
+    beta: float = param(0.3, "weight of the retain loss; the forget loss gets 1 − β", "β",
+                        tune=Range(0.05, 0.95))
     stop: Literal["budget", "calibrated"] = param("calibrated", "calibrated: end when the forget loss reaches the "
                                                                 "held-out loss of the same classes (budget: NegGrad+)")
     stop_every: int = param(5, "steps between two checks of the stop")

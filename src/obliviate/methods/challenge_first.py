@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +38,11 @@ class ChallengeFirstConfig(VisionConfig):
     rounds: int = param(8, "forget + retain rounds after the uniform pass")
     batch_size: int = param(256, "batch size of every stage")
     uniform_lr: float = param(5e-3, "SGD learning rate of the uniform pass")
-    forget_lr: float = param(3e-4, "peak SGD learning rate of the forget rounds (cosine to eta_min)")
+    forget_lr: float = param(3e-4, "peak SGD learning rate of the forget rounds (cosine to eta_min)",
+                             tune=Range(1e-5, 1e-3, log=True))
     eta_min: float = param(1e-6, "final learning rate of the forget rounds' cosine schedule")
-    retain_lr: float = param(1e-3, "SGD learning rate of the retain rounds per 64 images (scaled by batch/64)")
+    retain_lr: float = param(1e-3, "SGD learning rate of the retain rounds per 64 images (scaled by batch/64)",
+                             tune=Range(1e-4, 1e-2, log=True))
     retain_weight_decay: float = param(1e-2, "weight decay of the retain rounds")
     momentum: float = param(0.9, "SGD momentum of every stage")
     temperature: float = param(1.15, "temperature T of the forget rounds' similarity softmax", "T")

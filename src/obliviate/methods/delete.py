@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 MASKED = -1e10  # the authors' "inf" soft label: the true class's logit before the softmax
 
@@ -35,7 +35,7 @@ MASKED = -1e10  # the authors' "inf" soft label: the true class's logit before t
 @dataclass(frozen=True, kw_only=True)
 class DeleteConfig(VisionConfig):
     epochs: float = param(20.0, "passes over the forget set")
-    lr: float = param(1e-4, "SGD learning rate (constant)", "η")
+    lr: float = param(1e-4, "SGD learning rate (constant)", "η", tune=Range(1e-5, 1e-2, log=True))
     momentum: float = param(0.9, "SGD momentum")
     batch_size: int = param(128, "forget batch size")
     bn_eval: bool = param(False, "keep batch-norm layers in eval mode while distilling (the authors' disable_bn)")

@@ -14,14 +14,14 @@ from torch import nn
 
 from ..data import Augment
 from ..train import FitResult, TrainConfig, fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuneConfig(StopConfig):
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
-    lr: float = param(0.02, "peak learning rate", "η")
+    lr: float = param(0.02, "peak learning rate", "η", tune=Range(1e-3, 0.1, log=True))
     optimizer: Literal["sgd", "adamw"] = param("sgd", "optimizer")
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
@@ -72,7 +72,7 @@ class RetainTuneConfig(VisionConfig):
     momentum on (a seeded sample of) the retain set. Subclasses set their papers' defaults."""
 
     epochs: float = param(3.0, "fine-tuning epochs over the retain set")
-    lr: float = param(1e-3, "peak SGD learning rate", "η")
+    lr: float = param(1e-3, "peak SGD learning rate", "η", tune=Range(1e-4, 1e-2, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
     batch_size: int = param(64, "batch size")

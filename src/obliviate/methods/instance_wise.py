@@ -57,6 +57,7 @@ from .base import (
     UnlearnData,
     VisionConfig,
     VisionMethod,
+    Range,
     param,
     register_method,
 )
@@ -64,7 +65,7 @@ from .base import (
 
 @dataclass(frozen=True, kw_only=True)
 class InstanceWiseConfig(VisionConfig):
-    lr: float = param(1e-3, "SGD learning rate", "η")
+    lr: float = param(1e-3, "SGD learning rate", "η", tune=Range(1e-4, 1e-2, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(1e-4, "SGD weight decay")
     forget_batch_size: int = param(32, "forget instances per step")

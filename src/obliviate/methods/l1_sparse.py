@@ -33,15 +33,16 @@ from torch import nn
 
 from ..data import Augment
 from ..train import TrainConfig, fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
 class L1SparseConfig(VisionConfig):
     epochs: int = param(10, "fine-tuning epochs over the retain set", "E")
-    gamma: float = param(5e-4, "initial ℓ1 weight, decayed linearly per epoch", "γ")
+    gamma: float = param(5e-4, "initial ℓ1 weight, decayed linearly per epoch", "γ",
+                         tune=Range(1e-5, 1e-2, log=True))
     no_l1_epochs: int = param(0, "final epochs without the ℓ1 penalty", "E₀")
-    lr: float = param(0.01, "SGD learning rate (constant)", "η")
+    lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
     batch_size: int = param(256, "batch size")

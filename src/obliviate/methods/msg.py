@@ -30,14 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, Range, param, register_method
 from .finetune import RetainTuneConfig, retain_finetune
 
 
 @dataclass(frozen=True, kw_only=True)
 class MSGConfig(RetainTuneConfig):
-    init_rate: float = param(0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ")
-    damp: float = param(0.1, "gradient multiplier of the weights that are kept during the fine-tune")
+    init_rate: float = param(0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ",
+                             tune=Range(0.05, 0.6))
+    damp: float = param(0.1, "gradient multiplier of the weights that are kept during the fine-tune",
+                        tune=Range(0.01, 1.0, log=True))
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
 
     def validate(self) -> None:

@@ -39,16 +39,17 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 
 
 @dataclass(frozen=True, kw_only=True)
 class NegGradPlusConfig(StopConfig):
     beta: float = param(0.95, "weight of the retain loss; the forget loss gets 1 − β "
-                              "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)", "β")
+                              "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)", "β",
+                                  tune=Range(0.5, 0.999))
     epochs: float = param(10.0, "passes over the retain set (the forget set is cycled alongside)")
-    lr: float = param(0.01, "SGD learning rate (constant)", "η")
+    lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.0, "SGD momentum (the reference uses none)")
     weight_decay: float = param(0.0, "SGD weight decay (the reference uses none)")
     batch_size: int = param(128, "retain batch size")

@@ -48,7 +48,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 SCORES = ("standardized", "difference", "ratio", "forget_mean")
 # Activation modules that may close a unit: each maps 0 to 0, so zeroing the producer silences it.
@@ -62,7 +62,8 @@ class NeuronMaskConfig(VisionConfig):
     score: Literal["standardized", "difference", "ratio", "forget_mean"] = param(
         "standardized", "unit score s_u from forget/retain activation statistics (see module docstring)", "s_u")
     fraction: float | None = param(
-        0.03, "mask this share of the units, ranked by score within `scope` (used when top_k and threshold are None)")
+        0.03, "mask this share of the units, ranked by score within `scope` (used when top_k and threshold are None)",
+            tune=Range(0.005, 0.2, log=True))
     top_k: int | None = param(None, "mask this many units within `scope` (overrides fraction)", "k")
     threshold: float | None = param(
         None, "mask every unit whose score exceeds τ, the paper's 'above a certain threshold' (overrides "

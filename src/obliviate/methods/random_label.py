@@ -33,6 +33,7 @@ from .base import (
     UnlearnData,
     VisionConfig,
     VisionMethod,
+    Range,
     param,
     random_other_labels,
     register_method,
@@ -42,7 +43,7 @@ from .base import (
 @dataclass(frozen=True, kw_only=True)
 class RandomLabelConfig(VisionConfig):
     epochs: int = param(10, "epochs; each epoch visits every forget and every retain sample once")
-    lr: float = param(0.01, "SGD learning rate (constant)", "η")
+    lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "SGD weight decay")
     batch_size: int = param(256, "batch size (forget and retain)")

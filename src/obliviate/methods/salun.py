@@ -49,6 +49,7 @@ from .base import (
     UnlearnData,
     VisionConfig,
     VisionMethod,
+    Range,
     param,
     random_other_labels,
     register_method,
@@ -58,13 +59,13 @@ from .base import (
 @dataclass(frozen=True, kw_only=True)
 class SalUnConfig(VisionConfig):
     epochs: int = param(10, "unlearning epochs (one pass over forget and retain sets each)")
-    lr: float = param(0.013, "SGD learning rate (constant)", "η")
+    lr: float = param(0.013, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay (never applied to frozen weights)")
     batch_size: int = param(256, "batch size of the forget and retain loaders")
     saliency_ratio: float = param(
         0.5, "fraction of weights marked salient (largest |∇θ ℓ_f|); the rest are frozen", "γ"
-    )
+    , tune=Range(0.1, 0.9))
     order: Literal["sequential", "mixed"] = param(
         "sequential", "'sequential': forget batches, then retain batches; 'mixed': shuffled together"
     )

@@ -36,21 +36,22 @@ from torch import nn
 
 from ..data import Augment
 from ..train import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
 class SCRUBConfig(VisionConfig):
     epochs: int = param(3, "total epochs (each: optional max-step pass, then a min-step pass)")
     msteps: int = param(2, "number of leading epochs that include a max-step pass over the forget set")
-    lr: float = param(5e-4, "learning rate", "η")
+    lr: float = param(5e-4, "learning rate", "η", tune=Range(1e-4, 1e-2, log=True))
     optimizer: Literal["sgd", "adam"] = param(
         "sgd", "optimizer ('adam': torch Adam with L2 weight decay, as the authors')"
     )
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
     temperature: float = param(4.0, "distillation temperature", "T")
-    alpha: float = param(0.001, "weight of KL(teacher‖student) in the min-step", "α")
+    alpha: float = param(0.001, "weight of KL(teacher‖student) in the min-step", "α",
+                         tune=Range(1e-4, 1.0, log=True))
     gamma: float = param(0.99, "weight of the cross-entropy in the min-step", "γ")
     forget_batch_size: int = param(512, "batch size of the max-step (forget) loader")
     retain_batch_size: int = param(256, "batch size of the min-step (retain) loader")

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..train import Steps
-from .base import (MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
+from .base import (MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
                    register_method)
 
 
@@ -37,10 +37,12 @@ from .base import (MethodResult, UnlearnContext, UnlearnData, VisionConfig, Visi
 class SFRonConfig(VisionConfig):
     iters: int = param(1500, "steps (one retain batch each)", "T")
     forget_every: int = param(5, "a forget step before every k-th retain step")
-    lr: float = param(0.01, "peak SGD learning rate (cosine over the steps)", "η")
+    lr: float = param(0.01, "peak SGD learning rate (cosine over the steps)", "η",
+                      tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
-    forget_alpha: float = param(25.0, "peak weight α of the ascent term (cosine to 0 over the steps)", "α")
+    forget_alpha: float = param(25.0, "peak weight α of the ascent term (cosine to 0 over the steps)", "α",
+                                tune=Range(1.0, 100.0, log=True))
     lambd: float = param(0.5, "adaptive weighting exponent: a sample weighs 1 / loss^λ", "λ")
     threshold: float = param(1.0, "saliency threshold on F_forget / F_retain", "γ")
     max_norm: float = param(7.0, "gradient-norm clip of the forget step")

@@ -70,6 +70,7 @@ from .base import (
     UnlearnData,
     VisionConfig,
     VisionMethod,
+    Range,
     param,
     register_method,
 )
@@ -77,8 +78,10 @@ from .base import (
 
 @dataclass(frozen=True, kw_only=True)
 class SSDConfig(VisionConfig):
-    alpha: float = param(10.0, "selection weight: dampen θ_i where imp_forget > α·imp_train", "α")
-    lambda_: float = param(1.0, "dampening constant: θ_i *= min(λ·imp_train/imp_forget, 1)", "λ")
+    alpha: float = param(10.0, "selection weight: dampen θ_i where imp_forget > α·imp_train", "α",
+                         tune=Range(1.0, 50.0, log=True))
+    lambda_: float = param(1.0, "dampening constant: θ_i *= min(λ·imp_train/imp_forget, 1)", "λ",
+                           tune=Range(0.1, 10.0, log=True))
     batch_size: int = param(64, "batch size of the importance passes (batch-mean gradients, squared)")
     batch_order: Literal["class", "row"] = param(
         "class", "batch rows grouped by label ('class', like the reference's class-forgetting loaders) or by row"

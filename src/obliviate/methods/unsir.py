@@ -43,7 +43,7 @@ from torch import nn
 from ..data import ForgetRequestError, normalise
 from ..train import Steps
 from ..utils import autocast_context
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
+from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,9 +56,11 @@ class UNSIRConfig(VisionConfig):
     retain_per_class: int = param(1000, "retain images per class used by impair and repair")
     batch_size: int = param(256, "batch size of impair and repair")
     impair_epochs: int = param(1, "epochs of the impair step")
-    impair_lr: float = param(0.02, "Adam learning rate of the impair step (high)")
+    impair_lr: float = param(0.02, "Adam learning rate of the impair step (high)",
+                             tune=Range(1e-3, 0.1, log=True))
     repair_epochs: int = param(1, "epochs of the repair step")
-    repair_lr: float = param(0.01, "Adam learning rate of the repair step (lower)")
+    repair_lr: float = param(0.01, "Adam learning rate of the repair step (lower)",
+                             tune=Range(1e-3, 0.1, log=True))
 
     def validate(self) -> None:
         self._require(self.noise_batch_size >= 1, "noise_batch_size", ">= 1")

@@ -44,8 +44,11 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
         methods = [m.label for m in spec.methods]
         ds = spec.dataset
         dataset = ds.name + (f", {ds.train_per_class}/class" if getattr(ds, "train_per_class", None) else "")
+    tune = ({"requests": [r.describe() for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}
+            if spec.tune is not None else None)
     return {"scale": scale or "default", "task": spec.task, "dataset": dataset, "models": models,
-            "requests": requests, "methods": methods, "seeds": list(spec.seeds), "scale_note": spec.scale_note}
+            "requests": requests, "methods": methods, "seeds": list(spec.seeds), "scale_note": spec.scale_note,
+            "tune": tune}
 
 
 def describe_preset(name: str) -> dict[str, Any]:

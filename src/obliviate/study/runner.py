@@ -31,6 +31,7 @@ from typing import Any
 from ..core import NonFiniteError
 from ..models import ModelCache
 from ..utils import environment_info, resolve_device, write_json_atomic
+from .executors import Executor, SerialExecutor, StudyIncompleteError
 from .spec import StudySpec
 from .store import ResultStore, _checked, record_rows
 from .tasks.base import GroupPlan, Progress, Task, Unit
@@ -76,27 +77,55 @@ class StudyRunner:
         cache_dir: str | Path | None = None,
         progress: Progress | None = None,
         device: str | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.spec = spec
         self.progress: Progress = progress or _LogProgress()
         self.store = ResultStore(out_dir, say=self.progress.stage)
+        self.device_name = device  # as given (a Ray worker resolves it on its own machine)
         self.device = resolve_device(device or spec.device)
         # ``cache_dir`` is the vision model cache itself (the CLI's --cache); LLM models go in its llm/
+        self.model_cache_dir = Path(cache_dir) if cache_dir is not None else None
         models = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
         llm = Path(cache_dir) / "llm" if cache_dir is not None else default_cache_dir() / "llm"
         self.task = make_task(spec, models, llm, self.device)
+        self.executor: Executor = executor or SerialExecutor()
         self.failed: list[str] = []
+        self.lost: list[str] = []
+        self._facts: dict[str, Any] | None = None
+        self._plan: list[GroupPlan] = []
 
     def run(self) -> list[dict[str, Any]]:
-        """Run everything not already finished; returns the current spec's result rows."""
+        """Run everything not already finished; returns the current spec's result rows. Raises
+        :class:`~obliviate.study.executors.StudyIncompleteError` (after writing the tables of what
+        finished) when the executor lost a group."""
         with self.store.lock():
             return self._run()
+
+    def prepare(self) -> list[GroupPlan]:
+        """Load the data, resolve every split and plan the groups (once); returns the plan."""
+        if self._facts is None:
+            self._facts = self.task.prepare(self.progress)
+            self._plan = self.task.plan()
+        return self._plan
+
+    def group_by_key(self, key: str) -> GroupPlan:
+        """The planned group of content key ``key`` (a Ray worker finds its group this way)."""
+        for g in self.prepare():
+            if g.key == key:
+                return g
+        raise KeyError(f"group {key} is not part of this study's plan (the worker's spec or code differs "
+                       "from the driver's: install the same obliviate version on every node)")
+
+    def set_progress(self, progress: Progress) -> None:
+        self.progress = progress
+        self.store.say = progress.stage
 
     def _run(self) -> list[dict[str, Any]]:
         spec, say = self.spec, self.progress.stage
         t_start = time.perf_counter()
-        facts = self.task.prepare(self.progress)
-        plan = self.task.plan()
+        plan = self.prepare()
+        facts = self._facts or {}
         seen: dict[str, str] = {}
         for g in plan:
             for key, what in [(g.key, f"group {g.label}")] + [(u.key, f"{u.label} on {g.label}") for u in g.units]:
@@ -115,10 +144,7 @@ class StudyRunner:
             say(f"{len(moved)} record(s) are not part of this spec (another config, seed, method or code "
                 f"version) and were moved to {self.store.superseded_dir}: {', '.join(moved[:6])}"
                 + (" ..." if len(moved) > 6 else ""))
-        for i, group in enumerate(plan, 1):
-            if len(plan) > 1:
-                say(f"group {i}/{len(plan)}: {group.label} ({len(group.units)} runs)")
-            self._run_group(group)
+        self.lost = self.executor.run_groups(self, plan)
         records = self.store.runs([u.key for g in plan for u in g.units])
         self.task.finish(records, self.store.out_dir)
         rows = [r for rec in records for r in record_rows(rec, spec.name, spec.scale)]
@@ -127,7 +153,16 @@ class StudyRunner:
                        for r in records if r.get("status") == "failed"]
         say(f"study {spec.name} finished in {time.perf_counter() - t_start:.1f}s"
             + (f"; {len(self.failed)} run(s) FAILED — see the report" if self.failed else ""))
+        if self.lost:
+            raise StudyIncompleteError(self.lost)
         return rows
+
+    def _group_done(self, group: GroupPlan) -> bool:
+        """The group record exists and every unit has its record or is not applicable: ``_run_group``
+        opens nothing (the Ray executor runs such a group in the driver)."""
+        if self.store.load_group(group.key) is None:
+            return False
+        return all(u.not_applicable for u in self._pending(group))
 
     def _pending(self, group: GroupPlan) -> list[Unit]:
         pending = []

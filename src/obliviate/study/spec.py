@@ -130,10 +130,24 @@ class AuditSpec:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class TuneSplit:
+    """``tune:`` — the requests and seeds that ``obliviate tune`` chooses hyperparameters on. The
+    study's evaluation (``requests`` × ``seeds``) never uses them: tuning seeds are not evaluation
+    seeds, and a class, sub-class or sample-id request is not an evaluation request (a random
+    request may repeat: its rows are drawn per seed)."""
+
+    requests: tuple[ForgetRequest, ...]
+    seeds: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": [r.to_dict() for r in self.requests], "seeds": list(self.seeds)}
+
+
 TOP_LEVEL = {
     "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
     "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
-    "output", "relearn", "audit", "targets", "runtime",
+    "output", "relearn", "audit", "targets", "runtime", "tune",
 }
 
 
@@ -196,6 +210,7 @@ class StudySpec:
     raw: dict[str, Any]
     audit: AuditSpec = field(default_factory=AuditSpec)
     targets: dict[str, Target] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
+    tune: TuneSplit | None = None
 
 
 def _err(path: str, msg: str) -> StudySpecError:
@@ -381,19 +396,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     except (ValueError, TypeError, KeyError) as e:
         raise _config_err("train" if recipe is None else "recipe/train", e) from None
 
-    reqs_raw = d.get("requests")
-    if not isinstance(reqs_raw, list) or not reqs_raw:
-        raise _err("requests", "must be a non-empty list of forget requests, e.g. [{kind: class, classes: [airplane]}]")
-    requests = []
-    for i, r in enumerate(reqs_raw):
-        if isinstance(r, dict) and r.get("kind") == "ids" and "path" in r and base_dir is not None:
-            p = Path(str(r["path"]))
-            if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
-                r = {**r, "path": str(base_dir / p)}
-        try:
-            requests.append(parse_request(r))
-        except ForgetRequestError as e:
-            raise _err(f"requests[{i}]", str(e)) from None
+    requests = _requests(d.get("requests"), "requests", base_dir)
+    tune = _tune_split(d.get("tune"), requests, seeds, base_dir)
 
     methods_raw = d.get("methods")
     if methods_raw == "all":
@@ -470,5 +474,50 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         methods=methods, seeds=seeds, metrics=metrics, device=str(d.get("device", "auto")), eval=ev,
         validation_fraction=float(vf), paper=d.get("paper") or {}, scale=scale,
         scale_note=str(d.get("scale_note", "")), description=str(d.get("description", "")),
-        relearn=relearn, raw=d, audit=audit, targets=targets,
+        relearn=relearn, raw=d, audit=audit, targets=targets, tune=tune,
     )
+
+
+def _requests(reqs_raw: Any, where: str, base_dir: Path | None) -> list[ForgetRequest]:
+    """Parse a list of forget requests (an ids request's relative path resolves from ``base_dir``)."""
+    if not isinstance(reqs_raw, list) or not reqs_raw:
+        raise _err(where, "must be a non-empty list of forget requests, e.g. [{kind: class, classes: [airplane]}]")
+    requests = []
+    for i, r in enumerate(reqs_raw):
+        if isinstance(r, dict) and r.get("kind") == "ids" and "path" in r and base_dir is not None:
+            p = Path(str(r["path"]))
+            if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
+                r = {**r, "path": str(base_dir / p)}
+        try:
+            requests.append(parse_request(r))
+        except ForgetRequestError as e:
+            raise _err(f"{where}[{i}]", str(e)) from None
+    return requests
+
+
+def _tune_split(raw: Any, requests: list[ForgetRequest], seeds: list[int], base_dir: Path | None) -> TuneSplit | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"requests", "seeds"} or "seeds" not in raw:
+        raise _err("tune", f"must be {{requests: [...], seeds: [...]}} (requests default to the study's), got {raw!r}")
+    t_seeds = raw["seeds"]
+    if (not isinstance(t_seeds, list) or not t_seeds or len(set(t_seeds)) != len(t_seeds)
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in t_seeds)):
+        raise _err("tune.seeds", f"must be a non-empty list of distinct non-negative integers, got {t_seeds!r}")
+    shared = sorted(set(t_seeds) & set(seeds))
+    if shared:
+        raise _err("tune.seeds", f"seed(s) {shared} are also evaluation seeds ({seeds}); a hyperparameter chosen "
+                                 "on a seed must be judged on others")
+    t_reqs = _requests(raw.get("requests", [r.to_dict() for r in requests]), "tune.requests", base_dir)
+    evaluated = {request_key_of(r) for r in requests if r.to_dict().get("kind") != "random"}
+    for i, r in enumerate(t_reqs):
+        if request_key_of(r) in evaluated:
+            raise _err(f"tune.requests[{i}]", f"{r.describe()} is also an evaluation request; tune on other classes "
+                                              "or ids than the study judges on")
+    return TuneSplit(tuple(t_reqs), tuple(t_seeds))
+
+
+def request_key_of(r: ForgetRequest) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in r.to_dict().items() if k != "source"}, sort_keys=True)

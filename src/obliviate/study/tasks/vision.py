@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,9 +273,8 @@ class VisionTask:
             references.append((ref.to(self.device), {**ref_meta, "seed": ref_seed}))
 
         eval_rows = self._eval_rows(split, validation_rows, seed)
-        progress.stage(f"{group.label}: evaluating references")
-        outputs = {role: self._outputs(m, eval_rows) for role, m in
-                   (("original", original), ("retrained", retrained), ("random", random_model))}
+        outputs = self._reference_outputs(group, eval_rows, progress, {
+            "original": original, "retrained": retrained, "random": random_model})
         memo: dict[tuple[str, str], Any] = {}
         audit_rows = self._audit_rows(split, eval_rows, seed)
         # what the audit needs: φ when there are K >= 2 references and an attack asks for them,
@@ -410,6 +410,36 @@ class VisionTask:
         pos = {int(r): i for i, r in enumerate(test_rows)}
         for split in ("test_forget", "test_retain"):
             out[split] = test.subset(torch.as_tensor([pos[int(r)] for r in rows[split]], dtype=torch.long))
+        return out
+
+    def _reference_outputs(self, group: GroupPlan, rows: dict[str, np.ndarray], progress: Progress,
+                           models: dict[str, nn.Module]) -> dict[str, dict[str, Outputs]]:
+        """The references' outputs on every split, kept beside the model cache under the group's
+        key (``outputs/<key>.safetensors``): a rerun, another method or a tuning trial of the same
+        group reads them instead of evaluating three models again. The key holds everything that
+        decides them (models, data, request, seed, eval settings, the model code salt)."""
+        from safetensors.torch import load_file, save_file
+
+        path = self.cache.root / "outputs" / f"{group.key}.safetensors"
+        sizes = {k: len(v) for k, v in rows.items()}
+        sizes["test"] = sizes["test_forget"] + sizes["test_retain"]
+        if path.exists():
+            try:
+                t = load_file(str(path))
+                out = {role: {split: Outputs(t[f"{role}/{split}/logits"], t[f"{role}/{split}/labels"])
+                              for split in sizes} for role in models}
+                if all(len(out[r][sp]) == n for r in out for sp, n in sizes.items()):
+                    progress.stage(f"{group.label}: reference outputs from the cache")
+                    return out
+            except Exception:  # noqa: BLE001 - a damaged or partial file is recomputed
+                pass
+        progress.stage(f"{group.label}: evaluating references")
+        out = {role: self._outputs(m, rows) for role, m in models.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({f"{role}/{split}/{what}": getattr(o, what).contiguous() for role, d in out.items()
+                   for split, o in d.items() for what in ("logits", "labels")}, str(tmp))
+        os.replace(tmp, path)
         return out
 
     def _artifacts(self, outs: dict[str, Outputs]) -> dict[str, Any]:

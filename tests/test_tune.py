@@ -1,0 +1,117 @@
+"""`obliviate tune` (issue 17): declared search spaces, the tuning split, a tune interrupted and
+resumed with Tuner.restore, and the best config written as a study that `obliviate run` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from obliviate.core import Choice, Range, search_space
+from obliviate.methods import METHODS
+from obliviate.study import StudySpecError, load_study
+from obliviate.study.presets import preset_path
+from obliviate.study.tune import method_space, parse_param, tuning_spec
+
+TUNE_SPLIT = 'tune={requests: [{kind: class, classes: ["5"]}], seeds: [3, 4]}'
+STUDY_SET = ["audit.references=0", "methods=[original,retrain,ssd]", TUNE_SPLIT]
+
+
+def test_methods_declare_ranges_beside_their_fields() -> None:
+    space = search_space(METHODS.get("ssd").Config)
+    assert space["alpha"] == Range(1.0, 50.0, log=True) and isinstance(space["bn_stats"], Choice)
+    # every vision method that edits a model declares something to search
+    for name in ("finetune", "neggrad_plus", "scrub", "salun", "l1_sparse", "bad_teacher", "sfron", "ct", "msg"):
+        assert len(search_space(METHODS.get(name).Config)) >= 2, name
+    # bn_stats: 'retain' is dropped for a method that never reads the retain set (delete reads the forget set)
+    assert method_space("delete", ["bn_stats"])["bn_stats"] == Choice(("method", "keep", "eval"))
+    assert "retain" in method_space("finetune", ["bn_stats"])["bn_stats"].values
+
+
+def test_param_syntax_and_errors() -> None:
+    assert parse_param("alpha") == ("alpha", None)
+    assert parse_param("alpha=1:20:log") == ("alpha", Range(1.0, 20.0, log=True))
+    assert parse_param("batch_size=32:256:int") == ("batch_size", Range(32.0, 256.0, integer=True))
+    assert parse_param("bn_stats=keep,eval") == ("bn_stats", Choice(("keep", "eval")))
+    with pytest.raises(ValueError, match="low < high"):
+        parse_param("alpha=5:1")
+    with pytest.raises(ValueError, match="log Range needs low > 0"):
+        parse_param("alpha=0:1:log")
+    with pytest.raises(ValueError, match="no config field 'alpah'"):
+        method_space("ssd", ["alpah"])
+    with pytest.raises(ValueError, match="declares no tune range; give one"):
+        method_space("ssd", ["batch_size"])
+    assert method_space("ssd", ["batch_size=16:128:int"]) == {"batch_size": Range(16.0, 128.0, integer=True)}
+
+
+def test_tuning_split_is_validated_and_used() -> None:
+    spec = load_study(preset_path("default"), overrides=STUDY_SET)
+    sub = tuning_spec(spec, "ssd", {"alpha": 4.0})
+    assert [r.describe() for r in sub.requests] == ["class:5"] and sub.seeds == [3, 4]
+    assert [(m.name, m.config) for m in sub.methods] == [("ssd", {"alpha": 4.0})]
+    with pytest.raises(StudySpecError, match="has no tune: split"):
+        tuning_spec(load_study(preset_path("default")), "ssd", {})
+    with pytest.raises(StudySpecError, match="SSDConfig.alpha must be > 0"):
+        tuning_spec(spec, "ssd", {"alpha": -1.0})
+
+
+def _tune_cmd(out: Path, cache: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "obliviate.cli", "tune", "ssd", "--study", "default", "--param", "alpha=1:12:log",
+           "--trials", "4", "--out", str(out), "--cache", str(cache), "--ray-cpus", "2"]
+    for o in STUDY_SET:
+        cmd += ["--set", o]
+    return cmd
+
+
+def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> None:
+    out, cache = tmp_path / "tune", tmp_path / "cache"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_tune_cmd(out, cache), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    first, log, deadline = None, [], time.monotonic() + 300
+    for line in proc.stderr:
+        log.append(line.rstrip())
+        if first is None and "finished (1 of 4)" in line:
+            first = line.split("trial ", 1)[1].split()[0]
+            proc.send_signal(signal.SIGINT)  # Ctrl-C after the first trial
+        assert time.monotonic() < deadline, log
+    proc.stdout.read() if proc.stdout else None
+    assert proc.wait(timeout=60) == 1, log
+    assert first is not None, log
+    assert any("run the same command again to resume" in ln for ln in log), log
+    assert not (out / "best.yaml").exists()
+    interrupted = json.loads((out / "tune.json").read_text())
+    assert interrupted["interrupted"] is True
+    kept = next(t for t in interrupted["trials"] if t["trial"] == first)
+
+    again = subprocess.run(_tune_cmd(out, cache), capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming the interrupted tune" in again.stderr
+    assert f"trial {first} finished" not in again.stderr  # the finished trial is not run again
+    done = json.loads((out / "tune.json").read_text())
+    assert done["resumed"] is True and done["interrupted"] is False
+    assert len(done["trials"]) == 4 and len({t["trial"] for t in done["trials"]}) == 4
+    assert next(t for t in done["trials"] if t["trial"] == first) == kept  # kept as it was
+    best = done["best"]
+    assert best["groups"] == 2 and best["gap"] == min(t["gap"] for t in done["trials"] if t["groups"] == 2)
+    assert 1.0 <= best["config"]["alpha"] <= 12.0
+
+    # the written study adds ssd_tuned with the best config and runs as it is (its first seed)
+    written = yaml.safe_load((out / "best.yaml").read_text())
+    assert written["methods"][-1] == {"name": "ssd", "label": "ssd_tuned", "config": {"alpha": best["config"]["alpha"]}}
+    assert written["tune"]["seeds"] == [3, 4] and written["seeds"] == [0, 1, 2]
+    run = subprocess.run([sys.executable, "-m", "obliviate.cli", "run", str(out / "best.yaml"), "--seeds", "0",
+                          "--out", str(tmp_path / "heldout"), "--cache", str(cache), "-q"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "heldout" / "runs").glob("*.json")]
+    tuned = [r for r in recs if r["method"] == "ssd_tuned"]
+    assert len(tuned) == 1 and tuned[0]["status"] == "ok" and tuned[0]["request"] == "class:3"
+    assert tuned[0]["method_config"]["alpha"] == best["config"]["alpha"]

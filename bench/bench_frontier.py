@@ -107,7 +107,11 @@ def diagnose(method_name: str, runs: Sequence[dict[str, Any]], ref: dict[str, fl
     infos = [r.get("info") or {} for r in runs]
     if all("selection_ceiling" in i for i in infos):
         ceil = min(i["selection_ceiling"] for i in infos)
+        chosen = [i["alpha"] for i in infos if "alpha" in i]
         alpha = runs[0].get("method_config", {}).get("alpha")
+        if runs[0].get("method_config", {}).get("alpha_rule", "fixed") != "fixed" and chosen:
+            alpha = None  # chosen per run by the rule: say which
+            notes.append(f"α chosen by the rule: {', '.join(f'{a:.3g}' for a in chosen)}")
         frac = sum(i.get("dampened_fraction", 0.0) for i in infos) / len(infos)
         text = f"selection ceiling (N_r+N_f)/N_f = {ceil:.2f}"
         if alpha is not None:

@@ -23,6 +23,9 @@ from obliviate.study.presets import preset_path  # noqa: E402
 
 # a small digits study: 2 groups (seeds), the references and two methods; no audit references
 OVERRIDES = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seeds=[0,1]"]
+# two requests of one seed: two groups that share one original model, run side by side
+SHARED = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seeds=[0]",
+          'requests=[{kind: class, classes: ["3"]}, {kind: class, classes: ["5"]}]']
 # wall times and memory are measurements of the machine, not results: everything else must agree
 MACHINE = ("efficiency/seconds", "efficiency/speedup", "efficiency/peak_memory_mb")
 
@@ -56,7 +59,7 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        StudyRunner(load_study(preset_path("default"), overrides=OVERRIDES), out / "study",
+        StudyRunner(load_study(preset_path("default"), overrides=SHARED), out / "study",
                     cache_dir=out / "cache", progress=_Lines()).run()
     finally:
         torch.set_num_threads(threads)
@@ -64,7 +67,7 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path) -> None:
-    spec = load_study(preset_path("default"), overrides=OVERRIDES)
+    spec = load_study(preset_path("default"), overrides=SHARED)
     said = _Lines()
     StudyRunner(spec, tmp_path / "study", cache_dir=tmp_path / "cache", progress=said,
                 executor=RayExecutor(num_cpus=2)).run()
@@ -75,6 +78,8 @@ def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path
         assert _results(rec) == _results(serial_recs[key])  # same numbers, bit for bit
     workers = {ln.split("worker pid ")[1].split()[0] for ln in said.lines if "on worker pid" in ln}
     assert len(workers) == 2, said.lines  # both groups ran in Ray workers, side by side
+    # they share the original: one worker trained it, the other waited for the cache entry and loaded it
+    assert sum(ln.startswith("original small_cnn(width=0.5) seed 0: training") for ln in said.lines) == 1, said.lines
     assert any(ln.startswith("local Ray started (2 CPUs)") for ln in said.lines)
     # a serial rerun on the Ray run's folder finds everything done and trains nothing
     again = _Lines()

@@ -2,7 +2,7 @@
 
 The runner plans the study, writes ``study.json`` and retires stale records in the driver; then an
 executor runs every group (model × request × seed: its references, then its pending units) with
-the one :meth:`StudyRunner._run_group`. The executors differ only in *where* that call happens:
+the one :meth:`StudyRunner.run_group`. The executors differ only in *where* that call happens:
 
 * :class:`SerialExecutor` — one group after another in this process (``obliviate run``);
 * :class:`RayExecutor` — one Ray task per group that has work left, with declared resources
@@ -63,7 +63,7 @@ class SerialExecutor:
         for i, group in enumerate(groups, 1):
             if len(groups) > 1:
                 runner.progress.stage(f"group {i}/{len(groups)}: {group.label} ({len(group.units)} runs)")
-            runner._run_group(group)
+            runner.run_group(group)
         return []
 
 
@@ -102,8 +102,8 @@ class RayExecutor:
         say = runner.progress.stage
         todo = []
         for i, group in enumerate(groups, 1):
-            if runner._group_done(group):
-                runner._run_group(group)  # says it is done (or records what is not applicable); opens nothing
+            if runner.group_done(group):
+                runner.run_group(group)  # says it is done (or records what is not applicable); opens nothing
             else:
                 todo.append((i, group))
         if not todo:
@@ -112,12 +112,12 @@ class RayExecutor:
             from ray.util.queue import Queue
 
             queue = Queue()
-            spec_ref = ray.put(runner.spec)
+            spec_ref = ray.put(with_absolute_paths(runner.spec))
             remote = ray.remote(_run_group_task).options(
                 num_cpus=self.cpus_per_group, num_gpus=self.gpus_per_group, max_retries=self.max_retries,
                 retry_exceptions=False)
             threads = max(1, int(self.cpus_per_group))
-            cache = str(runner.model_cache_dir) if runner.model_cache_dir is not None else None
+            cache = str(runner.model_cache_dir.resolve()) if runner.model_cache_dir is not None else None
             pending = {}
             for i, group in todo:
                 say(f"group {i}/{len(groups)}: {group.label} ({len(group.units)} runs) submitted")
@@ -143,6 +143,17 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
                 raise
             return lost
+
+
+def with_absolute_paths(spec: StudySpec) -> StudySpec:
+    """``spec`` with a relative dataset root made absolute: a worker need not share the driver's
+    working directory (the content fingerprint, not the path, is in every key)."""
+    import dataclasses
+
+    root = getattr(spec.dataset, "root", None)
+    if root is None or Path(root).is_absolute() or not Path(root).exists():
+        return spec
+    return dataclasses.replace(spec, dataset=dataclasses.replace(spec.dataset, root=str(Path(root).resolve())))
 
 
 def import_ray() -> Any:
@@ -251,7 +262,7 @@ def _run_group_task(spec: StudySpec, out_dir: str, cache_dir: str | None, device
     runner.set_progress(progress)
     group = runner.group_by_key(group_key)
     progress.stage(f"{group.label}: on worker pid {os.getpid()} ({socket.gethostname()}), {threads} thread(s)")
-    runner._run_group(group)
+    runner.run_group(group)
     return group_key
 
 

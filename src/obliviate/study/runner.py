@@ -6,7 +6,8 @@
          --task.plan-----> groups (model × request × seed), each unit with its content key
     study.json  <- the plan (which keys make up this study), written before any training
     superseded/ <- every record in runs/ or groups/ that the plan does not name
-    for each group with a pending unit (no finished record of its key):
+    executor.run_groups(plan)    serial: here, in order; ray: a Ray task per group (executors.py)
+    for each group with a pending unit (no finished record of its key):       (run_group)
         task.open(group)           references trained or taken from the cache, once
         for each pending unit:     task's run(unit) -> record  (a failure is a record too)
             runs/<key>.json        atomic write; a rerun skips it on an exact key match
@@ -157,8 +158,8 @@ class StudyRunner:
             raise StudyIncompleteError(self.lost)
         return rows
 
-    def _group_done(self, group: GroupPlan) -> bool:
-        """The group record exists and every unit has its record or is not applicable: ``_run_group``
+    def group_done(self, group: GroupPlan) -> bool:
+        """The group record exists and every unit has its record or is not applicable: ``run_group``
         opens nothing (the Ray executor runs such a group in the driver)."""
         if self.store.load_group(group.key) is None:
             return False
@@ -174,7 +175,7 @@ class StudyRunner:
                 self.store.save_run(u.key, {**rec, "method": u.label})
         return pending
 
-    def _run_group(self, group: GroupPlan) -> None:
+    def run_group(self, group: GroupPlan) -> None:
         say = self.progress.stage
         have_group = self.store.load_group(group.key) is not None  # a damaged one is named and moved aside
         pending = self._pending(group)

@@ -36,7 +36,7 @@ from ..core import Choice, ConfigError, Range, check_fields, search_space
 from ..data import ForgetRequest, SampleIdsForget
 from ..methods import METHODS
 from ..utils import write_json_atomic, write_text_atomic
-from .executors import ray_session
+from .executors import import_ray, ray_session, with_absolute_paths
 from .keys import key_of
 from .spec import MethodSpec, StudySpec, StudySpecError
 
@@ -209,7 +209,7 @@ class _ReportEachGroup:
     def run_groups(self, runner: Any, groups: list[Any]) -> list[str]:
         gaps, speedups, failed = [], [], 0
         for i, group in enumerate(groups, 1):
-            runner._run_group(group)
+            runner.run_group(group)
             rec = runner.store.load_run(group.units[0].key)
             values = (rec or {}).get("values", {})
             if rec is None or rec.get("status") != "ok" or "gap/avg" not in values:
@@ -279,11 +279,17 @@ def tune_method(
 ) -> TuneResult:
     """Search ``method``'s hyperparameters on ``spec``'s tuning split (see the module docstring);
     the base config is the study's own entry for ``method`` (its budget knobs), else the defaults."""
+    import_ray()  # (says what to install when Ray is missing)
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:  # pragma: no cover - the dist extra installs it
+        raise ImportError("obliviate tune needs Optuna: pip install 'obliviate[dist]'")
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     settings = settings or TuneSettings()
+    spec = with_absolute_paths(spec)  # (Ray Tune runs each trial in its own working directory)
     say = progress.stage if progress is not None else (lambda _t: None)
     if spec.task != "vision":
         raise StudySpecError("obliviate tune searches vision studies (an LLM study's methods declare no ranges yet)")
@@ -326,7 +332,10 @@ def tune_method(
         callback = _progress_callback(say, settings.trials, n_groups)
         resumed = tune.Tuner.can_restore(str(storage / name))
         if resumed:
-            say(f"resuming the interrupted tune in {storage / name}")
+            prev = out_dir / "tune.json"
+            finished = prev.exists() and json.loads(prev.read_text()).get("interrupted") is False
+            say(f"the tune in {storage / name} finished before: its trials are read back" if finished
+                else f"resuming the interrupted tune in {storage / name}")
             tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_errored=True)
         else:
             search = OptunaSearch(metric="gap", mode="min", seed=settings.search_seed)

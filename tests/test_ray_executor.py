@@ -20,6 +20,7 @@ pytest.importorskip("ray")
 from obliviate.study import StudyRunner, load_study  # noqa: E402
 from obliviate.study.executors import RayExecutor, StudyIncompleteError, make_executor  # noqa: E402
 from obliviate.study.presets import preset_path  # noqa: E402
+from obliviate.testing import RecordingProgress  # noqa: E402
 
 # a small digits study: 2 groups (seeds), the references and two methods; no audit references
 OVERRIDES = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seeds=[0,1]"]
@@ -28,19 +29,6 @@ SHARED = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seed
           'requests=[{kind: class, classes: ["3"]}, {kind: class, classes: ["5"]}]']
 # wall times and memory are measurements of the machine, not results: everything else must agree
 MACHINE = ("efficiency/seconds", "efficiency/speedup", "efficiency/peak_memory_mb")
-
-
-class _Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def stage(self, text: str) -> None:
-        self.lines.append(text)
-
-    def steps(self, desc: str) -> Any:
-        from contextlib import nullcontext
-
-        return nullcontext(lambda _ev: None)
 
 
 def _records(out: Path) -> dict[str, dict[str, Any]]:
@@ -60,7 +48,7 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     try:
         StudyRunner(load_study(preset_path("default"), overrides=SHARED), out / "study",
-                    cache_dir=out / "cache", progress=_Lines()).run()
+                    cache_dir=out / "cache", progress=RecordingProgress()).run()
     finally:
         torch.set_num_threads(threads)
     return out / "study"
@@ -68,7 +56,7 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path) -> None:
     spec = load_study(preset_path("default"), overrides=SHARED)
-    said = _Lines()
+    said = RecordingProgress()
     StudyRunner(spec, tmp_path / "study", cache_dir=tmp_path / "cache", progress=said,
                 executor=RayExecutor(num_cpus=2)).run()
     ray_recs, serial_recs = _records(tmp_path / "study"), _records(serial_run)
@@ -82,7 +70,7 @@ def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path
     assert sum(ln.startswith("original small_cnn(width=0.5) seed 0: training") for ln in said.lines) == 1, said.lines
     assert any(ln.startswith("local Ray started (2 CPUs)") for ln in said.lines)
     # a serial rerun on the Ray run's folder finds everything done and trains nothing
-    again = _Lines()
+    again = RecordingProgress()
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "study" / "runs").iterdir()}
     StudyRunner(spec, tmp_path / "study", cache_dir=tmp_path / "cache", progress=again).run()
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "study" / "runs").iterdir()} == before
@@ -127,7 +115,7 @@ def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> 
     assert len(stored) == 6
     # the rerun (serial this time) runs exactly the two missing units and touches nothing else
     spec = load_study(preset_path("default"), overrides=OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"])
-    said = _Lines()
+    said = RecordingProgress()
     StudyRunner(spec, out, cache_dir=cache, progress=said).run()
     after = {p.stem: p.read_bytes() for p in (out / "runs").glob("*.json")}
     assert sorted(after) == sorted(keys)  # everything, once (a record per key, named by it)

@@ -6,25 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from obliviate.study import StudyRunner, load_study
 from obliviate.study.presets import preset_path
+from obliviate.testing import RecordingProgress
 
 SET = ["methods=[original,retrain,finetune]", "audit.references=0", "seeds=[0]"]
-
-
-class _Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def stage(self, text: str) -> None:
-        self.lines.append(text)
-
-    def steps(self, desc: str) -> Any:
-        from contextlib import nullcontext
-
-        return nullcontext(lambda _ev: None)
 
 
 def _values(out: Path) -> dict[str, dict[str, float]]:
@@ -34,7 +21,7 @@ def _values(out: Path) -> dict[str, dict[str, float]]:
 
 def test_second_folder_reads_reference_outputs_and_agrees(tmp_path: Path) -> None:
     spec = load_study(preset_path("default"), overrides=SET)
-    first, second, third = _Lines(), _Lines(), _Lines()
+    first, second, third = RecordingProgress(), RecordingProgress(), RecordingProgress()
     StudyRunner(spec, tmp_path / "a", cache_dir=tmp_path / "cache", progress=first).run()
     StudyRunner(spec, tmp_path / "b", cache_dir=tmp_path / "cache", progress=second).run()
     assert any(ln.endswith("evaluating references") for ln in first.lines)

@@ -475,7 +475,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_spec(args: argparse.Namespace) -> Any:
-    """The study of ``args.study`` with --scale, --set, --data-root and --seeds applied (vision)."""
+    """The study of ``args.study`` with --scale, --set and --data-root applied."""
     from .study import load_study
 
     spec = load_study(_resolve_study_path(args.study), scale=args.scale, overrides=list(args.set or ()))

@@ -115,3 +115,39 @@ def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> N
     tuned = [r for r in recs if r["method"] == "ssd_tuned"]
     assert len(tuned) == 1 and tuned[0]["status"] == "ok" and tuned[0]["request"] == "class:3"
     assert tuned[0]["method_config"]["alpha"] == best["config"]["alpha"]
+
+
+def test_objective_leaves_out_requests_the_method_does_not_apply_to() -> None:
+    """A class-only method on a random request, or the calibrated stop on a class request, is not
+    a failure: the group is left out of the mean gap (and counted as skipped); a failed run costs
+    FAILED_GAP; a method that applies to no tuning request gets the worst objective, failed."""
+    from types import SimpleNamespace
+
+    from obliviate.study.tune import FAILED_GAP, _ReportEachGroup
+
+    class Runner:
+        def __init__(self, records: dict[str, dict | None]) -> None:
+            self.store = SimpleNamespace(load_run=records.get)
+
+        def run_group(self, group: object) -> None:
+            pass
+
+    def groups(*keys: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(units=[SimpleNamespace(key=k)]) for k in keys]
+
+    ok = lambda gap: {"status": "ok", "values": {"gap/avg": gap, "efficiency/speedup": 40.0}}  # noqa: E731
+    na = {"status": "not_applicable", "reason": "class requests only"}
+    reports: list[dict] = []
+    _ReportEachGroup(reports.append, 4).run_groups(
+        Runner({"a": ok(1.0), "b": na, "c": ok(3.0), "d": na}), groups("a", "b", "c", "d"))
+    assert [(r["groups"], r["gap"], r["skipped"], r["failed"]) for r in reports] == [
+        (1, 1.0, 0, 0), (3, 2.0, 1, 0), (4, 2.0, 2, 0)]
+
+    reports.clear()
+    _ReportEachGroup(reports.append, 3).run_groups(
+        Runner({"a": na, "b": ok(0.5), "c": {"status": "failed", "values": {}}}), groups("a", "b", "c"))
+    assert [(r["groups"], r["gap"], r["failed"]) for r in reports] == [(2, 0.5, 0), (3, (0.5 + FAILED_GAP) / 2, 1)]
+
+    reports.clear()
+    _ReportEachGroup(reports.append, 2).run_groups(Runner({"a": na, "b": na}), groups("a", "b"))
+    assert len(reports) == 1 and reports[0]["gap"] == FAILED_GAP and reports[0]["failed"] == 2

@@ -63,6 +63,7 @@ from torch import nn
 
 from ..core import ConfigError
 from ..data import BatchLoader
+from ..utils import autocast_context
 from .base import (
     MethodResult,
     SplitView,
@@ -230,7 +231,8 @@ class SelectiveSynapticDampening(VisionMethod):
             if not data.forget_classes:
                 raise ConfigError("alpha_rule='forget_zero' needs a class request: only a model retrained without "
                                   "a whole class is known (without retraining) to score 0 on it", "alpha_rule")
-            alpha, search = search_alpha(model, imp_train, imp_forget, forget_batches, cfg, ceiling, ctx.device)
+            alpha, search = search_alpha(model, imp_train, imp_forget, forget_batches, cfg, ceiling, ctx.device,
+                                         bf16=ctx.train_config.bf16, channels_last=ctx.channels_last)
         else:
             alpha = cfg.alpha
         changed = dampen_(model, imp_train, imp_forget, alpha, cfg.lambda_)
@@ -245,18 +247,24 @@ class SelectiveSynapticDampening(VisionMethod):
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device) -> float:
+def _accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device,
+              bf16: bool = False, channels_last: bool = False) -> float:
+    """Eval-mode accuracy on ``batches``, in the recipe's inference precision and memory format."""
     model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     hit = n = 0
     for b in batches:
-        hit += int((model(b["image"].to(device)).argmax(1) == b["label"].to(device)).sum())
+        with autocast_context(device, bf16):
+            logits = model(b["image"].to(device).contiguous(memory_format=fmt))
+        hit += int((logits.argmax(1) == b["label"].to(device)).sum())
         n += len(b["label"])
     return hit / max(n, 1)
 
 
 def search_alpha(model: nn.Module, imp_train: dict[str, torch.Tensor], imp_forget: dict[str, torch.Tensor],
                  forget_batches: Iterable[dict[str, torch.Tensor]], cfg: SSDConfig, ceiling: float,
-                 device: torch.device) -> tuple[float, dict[str, Any]]:
+                 device: torch.device, *, bf16: bool = False, channels_last: bool = False
+                 ) -> tuple[float, dict[str, Any]]:
     """The largest α of a geometric grid from 0.95·ceiling down to 1 whose dampening brings the
     forget sample's accuracy to ``target_forget_acc`` (the least dampening that forgets; each
     trial dampens a copy of the weights, the importances are computed once), refined by
@@ -269,7 +277,7 @@ def search_alpha(model: nn.Module, imp_train: dict[str, torch.Tensor], imp_forge
     def forgets(a: float) -> bool:
         model.load_state_dict(saved)
         dampen_(model, imp_train, imp_forget, a, cfg.lambda_)
-        acc = _accuracy(model, forget_batches, device)
+        acc = _accuracy(model, forget_batches, device, bf16, channels_last)
         trials.append((round(a, 4), round(acc, 4)))
         return acc <= cfg.target_forget_acc
 

@@ -207,20 +207,28 @@ class _ReportEachGroup:
         self.report, self.total = report, total
 
     def run_groups(self, runner: Any, groups: list[Any]) -> list[str]:
-        gaps, speedups, failed = [], [], 0
+        """Groups whose request the method does not apply to (a class-only method on a random
+        request, the calibrated stop on a class) are left out of the mean, not scored as failed."""
+        gaps, speedups, failed, skipped = [], [], 0, 0
         for i, group in enumerate(groups, 1):
             runner.run_group(group)
             rec = runner.store.load_run(group.units[0].key)
             values = (rec or {}).get("values", {})
-            if rec is None or rec.get("status") != "ok" or "gap/avg" not in values:
+            if rec is not None and rec.get("status") == "not_applicable":
+                skipped += 1
+            elif rec is None or rec.get("status") != "ok" or "gap/avg" not in values:
                 failed += 1
                 gaps.append(FAILED_GAP)
             else:
                 gaps.append(float(values["gap/avg"]))
                 if "efficiency/speedup" in values:
                     speedups.append(float(values["efficiency/speedup"]))
-            self.report({"gap": sum(gaps) / len(gaps), "groups": i, "failed": failed,
-                         "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
+            if gaps and (i == len(groups) or rec is None or rec.get("status") != "not_applicable"):
+                self.report({"gap": sum(gaps) / len(gaps), "groups": i, "failed": failed, "skipped": skipped,
+                             "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
+        if not gaps:  # applies to none of the tuning requests: the worst objective
+            self.report({"gap": FAILED_GAP, "groups": len(groups), "failed": len(groups), "skipped": skipped,
+                         "speedup": float("nan"), "error": "not applicable to any tuning request"})
         return []
 
 

@@ -1,0 +1,154 @@
+"""The tuning runs of issue 16's held-out frontier, apart from its verdict.
+
+    .venv/bin/python bench/summarize_tunes.py [--tunes runs/heldout_tune] [--out bench/results/frontier_heldout_tune]
+
+Reads every ``obliviate tune METHOD --study frontier_heldout --out TUNES/METHOD`` folder
+(``tune.json`` and each trial's run records under ``trials/<config key>/runs/``) and writes
+
+* ``OUT/METHOD.json`` — the search as ``tune.json`` has it, plus each trial's per-request values;
+* ``OUT/summary.md`` — per method: the space searched, the trials (config, mean Avg. gap over the
+  tuning groups it reached, per-request Avg. gap and forget accuracy, whether ASHA stopped it),
+  and the chosen config.
+
+These are the tuning split's numbers (automobile, dog, a random 10 %, 300 ids inside horse; seed
+3): they chose the settings; the held-out frontier (``bench_frontier.py --config
+configs/frontier_heldout.yaml``) judges them on other classes, another id set and other seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "—"
+        return f"{v:.{digits}g}" if abs(v) < 1e-2 and v != 0 else f"{v:.{digits}f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def trial_records(tune_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """``{trial folder: [record, ...]}`` for every trial that wrote run records."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in sorted((tune_dir / "trials").glob("*")):
+        recs = []
+        for f in sorted((d / "runs").glob("*.json")):
+            try:
+                recs.append(json.loads(f.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        if recs:
+            out[d.name] = recs
+    return out
+
+
+def _config_of(rec: dict[str, Any]) -> dict[str, Any]:
+    return dict(rec.get("method_config") or {})
+
+
+def per_request(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{request: {status, gap, forget_acc, worst_drop, seconds}}`` of one trial's records."""
+    out = {}
+    for r in recs:
+        v = r.get("values") or {}
+        out[str(r.get("request"))] = {
+            "status": r.get("status"), "gap": v.get("gap/avg"), "forget_acc": v.get("acc/forget"),
+            "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds"),
+            "reason": r.get("reason") or str(r.get("error") or "")[:200],
+        }
+    return out
+
+
+def summarize(tune_dir: Path) -> dict[str, Any] | None:
+    path = tune_dir / "tune.json"
+    if not path.exists():
+        return None
+    tune = json.loads(path.read_text())
+    recs = trial_records(tune_dir)
+    by_config = {}
+    for recs_ in recs.values():
+        cfg = _config_of(recs_[0])
+        by_config[json.dumps(cfg, sort_keys=True)] = per_request(recs_)
+    base = tune.get("base") or {}
+    for t in tune.get("trials", []):
+        full = {**base, **(t.get("config") or {})}
+        # a record's method_config is the method's full config: match on the searched fields
+        for key, reqs in by_config.items():
+            cfg = json.loads(key)
+            if all(cfg.get(k) == v for k, v in full.items()):
+                t["requests"] = reqs
+                break
+    return tune
+
+
+def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
+    lines = ["# Issue 16's tuning runs (the tune split, not the verdict)", "",
+             "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
+             "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "
+             "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
+             "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
+             "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "
+             "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
+             "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
+             "10 % and 300 ids inside *frog*, seeds 0–2.", ""]
+    for method, t in sorted(tunes.items()):
+        best = t.get("best") or {}
+        lines += [f"## {method}", "",
+                  f"Searched: {', '.join(f'`{k}` {v}' for k, v in (t.get('space') or {}).items())}; "
+                  f"fixed: {', '.join(f'`{k}` = {_fmt(v)}' for k, v in (t.get('base') or {}).items()) or 'nothing'}; "
+                  f"{len(t.get('trials', []))} trials{' (interrupted)' if t.get('interrupted') else ''}.", ""]
+        reqs = sorted({r for tr in t.get("trials", []) for r in (tr.get("requests") or {})})
+        head = ["trial", "config", "mean gap (groups)"] + [f"{r}: gap / forget acc %" for r in reqs]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for tr in sorted(t.get("trials", []), key=lambda x: (x.get("gap") is None, x.get("gap") or 0.0)):
+            cells = [("**" + str(tr.get("trial")) + "**") if tr.get("trial") == best.get("trial") else str(tr.get("trial")),
+                     ", ".join(f"{k}={_fmt(v, 3)}" for k, v in (tr.get("config") or {}).items()),
+                     f"{_fmt(tr.get('gap'))} ({tr.get('groups')})" + (f" — {tr['error']}" if tr.get("error") else "")]
+            for r in reqs:
+                x = (tr.get("requests") or {}).get(r)
+                if x is None:
+                    cells.append("not run (stopped)")
+                elif x["status"] == "not_applicable":
+                    cells.append("not applicable")
+                elif x["status"] != "ok":
+                    cells.append(str(x["status"]))
+                else:
+                    cells.append(f"{_fmt(x['gap'])} / {_fmt(100 * float(x['forget_acc']), 1)}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
+                  f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)." if best else "Chosen: nothing "
+                  "(no trial finished every tuning group).", ""]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tunes", type=Path, default=REPO / "runs" / "heldout_tune")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontier_heldout_tune")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    tunes = {}
+    for d in sorted(p for p in args.tunes.glob("*") if p.is_dir()):
+        t = summarize(d)
+        if t is None:
+            print(f"{d.name}: no tune.json (not run, or still running)")
+            continue
+        tunes[d.name] = t
+        (args.out / f"{d.name}.json").write_text(json.dumps(t, indent=1, sort_keys=True) + "\n")
+        best = t.get("best") or {}
+        print(f"{d.name}: {len(t.get('trials', []))} trials, best {best.get('config')} gap {best.get('gap')}")
+    write_markdown(tunes, args.out)
+    print(f"wrote {args.out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

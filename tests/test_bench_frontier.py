@@ -77,6 +77,34 @@ def test_class_target_verdicts(bench: Any) -> None:
     assert entry["target"]["time_budget_s"] == pytest.approx(360.0 / 50.0)
 
 
+def test_ids_target_is_the_requests_noise_floor(bench: Any) -> None:
+    """Sample ids inside a class: within the retrain noise floor at >= 20x, no class losing > 3 pts."""
+    req = "ids:300@ids.txt"
+    recs = []
+    for seed in (0, 1):
+        base = {"acc/retain": 0.95, "acc/test": 0.91, "mia_efficacy/confidence": 0.10}
+        # two retrains 4 points apart on forget accuracy, equal elsewhere: floor (4 + 0 + 0 + 0) / 4 = 1
+        recs.append(_record("retrain", seed, request=req, **base,
+                            **{"gap/avg": 0.0, "acc/forget": 0.92 + 0.04 * seed, "efficiency/seconds": 200.0,
+                               "efficiency/speedup": 1.0}))
+        recs.append(_record("inside", seed, request=req, name="calibrated_neggrad", **base,
+                            **{"gap/avg": 0.8, "acc/forget": 0.95, "worst_class_drop": 1.0,
+                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
+        recs.append(_record("outside", seed, request=req, name="finetune", **base,
+                            **{"gap/avg": 1.3, "acc/forget": 0.97, "worst_class_drop": 1.0,
+                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
+        recs.append(_record("hurts", seed, request=req, name="random_label", **base,
+                            **{"gap/avg": 0.5, "acc/forget": 0.93, "worst_class_drop": 3.5,
+                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
+    entry = bench.summarise(recs)[req]
+    rows = {r["method"]: r for r in entry["rows"]}
+    assert entry["kind"] == "ids" and entry["noise_floor"] == pytest.approx(1.0)
+    assert "within the noise floor (1.00 pts)" in entry["target"]["text"]
+    assert entry["reached_by"] == ["inside"]
+    assert rows["outside"]["target"]["failed"] == ["gap"]
+    assert rows["hurts"]["target"]["failed"] == ["class"]
+
+
 def test_means_and_stds_come_from_the_seeds(bench: Any) -> None:
     entry = bench.summarise(_class_records())["class:airplane"]
     row = next(r for r in entry["rows"] if r["method"] == "fast_good")

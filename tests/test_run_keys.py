@@ -180,3 +180,24 @@ def test_a_folder_from_before_content_keys_says_so(tmp_path: Path) -> None:
     (tmp_path / "study.json").write_text(json.dumps({"name": "old"}))
     with pytest.raises(RuntimeError, match="written before content-addressed runs"):
         render_report(tmp_path)
+
+
+def test_a_methods_helper_modules_are_part_of_its_key() -> None:
+    """A change to the calibrated stop, the retain fine-tune or the BN policy must rerun the methods
+    that use them: their files are in the method's code salt, and only in theirs."""
+    from obliviate.methods import METHODS
+    from obliviate.study.keys import method_sources
+
+    def files(name: str) -> tuple[str, ...]:
+        return method_sources(type(METHODS.get(name)()))
+
+    assert {"methods/calibrated_neggrad.py", "methods/neggrad_plus.py", "methods/calibrate.py",
+            "methods/bn.py"} <= set(files("calibrated_neggrad"))
+    assert {"methods/ct.py", "methods/finetune.py", "methods/calibrate.py"} <= set(files("ct"))
+    assert "methods/calibrate.py" not in files("ssd") and "methods/finetune.py" not in files("ssd")
+    assert "methods/bn.py" in files("ssd")
+
+    class Outside:  # a user's method: no package files (its source text keys it instead)
+        pass
+
+    assert method_sources(Outside) == ()

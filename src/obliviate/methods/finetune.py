@@ -61,7 +61,7 @@ class Finetune(VisionMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
         tc = cfg.train_config(ctx.train_config)
-        stop = calibrated_stop(cfg, data, ctx)
+        stop = calibrated_stop(cfg, data, ctx, model)
         res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress, stop=stop)
         return MethodResult(model=model, steps=res.steps, info=stop.info() if stop is not None else {})
 

@@ -96,7 +96,7 @@ class NegGradPlus(VisionMethod):
         total = max(1, round(cfg.epochs * len(retain)))
         steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, grad_clip=cfg.grad_clip, progress=ctx.progress)
         cap = cfg.forget_loss_cap
-        stop = calibrated_stop(cfg, data, ctx)
+        stop = calibrated_stop(cfg, data, ctx, model)
         stopped = False
         epoch = 0
         capped = 0  # forget samples past the cap, summed over steps (reported in info)

@@ -232,7 +232,7 @@ class SelectiveSynapticDampening(VisionMethod):
                 raise ConfigError("alpha_rule='forget_zero' needs a class request: only a model retrained without "
                                   "a whole class is known (without retraining) to score 0 on it", "alpha_rule")
             alpha, search = search_alpha(model, imp_train, imp_forget, forget_batches, cfg, ceiling, ctx.device,
-                                         bf16=ctx.train_config.bf16, channels_last=ctx.channels_last)
+                                         bf16=ctx.bf16, channels_last=ctx.channels_last)
         else:
             alpha = cfg.alpha
         changed = dampen_(model, imp_train, imp_forget, alpha, cfg.lambda_)

@@ -3,7 +3,8 @@
 A run key is the hash of everything that decides a run's numbers — the dataset's content, the
 model spec, the training recipe, the request with the content hash of its forget ids, the seed,
 the method's name and full config, the evaluation and metric settings, the record format, and a
-*code salt*: the hash of the source files that produce the models and the values. Change any of
+*code salt*: the hash of the source files that produce the models and the values (for a method:
+its own file and the helper modules of ``methods/`` it uses). Change any of
 them and the key changes, so the run is recomputed; nothing else (a label, a file's path, the
 output folder) can make a stale record look current. The model cache uses the same scheme.
 """
@@ -65,10 +66,49 @@ def method_source(cls: type) -> str:
         return ""
 
 
+# Helper modules imported inside a function (so not among a module's globals): the batch-norm
+# policy every vision method runs through VisionMethod.
+_LAZY_IMPORTS: dict[str, tuple[str, ...]] = {"methods.base": ("methods/bn.py",)}
+
+
+def method_sources(cls: type) -> tuple[str, ...]:
+    """The package-relative files of a method: its own module and every module of the package's
+    ``methods/`` folder it uses, transitively (a shared loop such as the calibrated stop or the
+    retain fine-tune). Empty for a method defined outside the package."""
+    import sys
+    import types
+
+    own = method_source(cls)
+    if not own:
+        return ()
+    prefix = f"{_PKG.name}.methods."
+    seen: dict[str, types.ModuleType] = {}
+    stack = [sys.modules.get(cls.__module__)]
+    while stack:
+        mod = stack.pop()
+        if mod is None or mod.__name__ in seen or not mod.__name__.startswith(prefix):
+            continue
+        seen[mod.__name__] = mod
+        for v in vars(mod).values():
+            m = v if isinstance(v, types.ModuleType) else sys.modules.get(getattr(v, "__module__", "") or "")
+            if m is not None and m.__name__.startswith(prefix) and m.__name__ not in seen:
+                stack.append(m)
+    files = {own}
+    for mod in seen.values():
+        files.update(_LAZY_IMPORTS.get(mod.__name__.removeprefix(f"{_PKG.name}."), ()))
+        f = getattr(mod, "__file__", None)
+        if f:
+            try:
+                files.add(str(Path(f).resolve().relative_to(_PKG)))
+            except ValueError:
+                continue
+    return tuple(sorted(files))
+
+
 def run_code_salt(task: str, method_cls: type | None) -> str:
-    """Model code + evaluation code + the method's own file; a method defined outside the package
-    contributes its source text."""
-    own = (method_source(method_cls),) if method_cls is not None and method_source(method_cls) else ()
+    """Model code + evaluation code + the method's files (:func:`method_sources`); a method defined
+    outside the package contributes its source text."""
+    own = method_sources(method_cls) if method_cls is not None else ()
     salt = code_salt(*MODEL_CODE[task], *EVAL_CODE[task], *own)
     if method_cls is not None and not own:
         import inspect

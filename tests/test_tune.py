@@ -151,3 +151,34 @@ def test_objective_leaves_out_requests_the_method_does_not_apply_to() -> None:
     reports.clear()
     _ReportEachGroup(reports.append, 2).run_groups(Runner({"a": na, "b": na}), groups("a", "b"))
     assert len(reports) == 1 and reports[0]["gap"] == FAILED_GAP and reports[0]["failed"] == 2
+
+
+def test_method_entries_run_on_their_kinds_and_tune_per_kind(tmp_path: Path) -> None:
+    """``kinds:`` on a method entry: its runs on other request kinds are not applicable (so a
+    method can carry one setting for classes and one for sample ids); ``tune --kinds`` tunes on
+    the tuning requests of those kinds only, and refuses a kind the split lacks."""
+    from obliviate.study.runner import _restrict_to_kinds
+    from obliviate.study.tasks.base import GroupPlan, Unit
+    from obliviate.study.tune import tune_method
+
+    methods = ["original", {"name": "ssd", "label": "ssd_class", "kinds": ["class"], "config": {"alpha": 5.0}},
+               {"name": "ssd", "label": "ssd_sample", "kinds": ["random", "ids"], "config": {"alpha": 2.0}}]
+    spec = load_study(preset_path("default"), overrides=[*STUDY_SET[:1], f"methods={json.dumps(methods)}",
+                                                         'tune={requests: [{kind: class, classes: ["5"]}, '
+                                                         '{kind: random, fraction: 0.1}], seeds: [3]}'])
+    assert [(m.label, m.kinds) for m in spec.methods] == [
+        ("original", ()), ("ssd_class", ("class",)), ("ssd_sample", ("random", "ids"))]
+    plan = [GroupPlan("m", req, 0, {}, [Unit(m.label, m.name, {}, {}) for m in spec.methods])
+            for req in ("class:5", "random:0.1", "ids:300@x.txt")]
+    _restrict_to_kinds(plan, spec.methods)
+    skipped = {(g.request, u.label) for g in plan for u in g.units if u.not_applicable}
+    assert skipped == {("class:5", "ssd_sample"), ("random:0.1", "ssd_class"), ("ids:300@x.txt", "ssd_class")}
+    assert "on class requests only; this one is random" in plan[1].units[1].not_applicable
+
+    with pytest.raises(StudySpecError, match=r"methods\[1\]\.kinds"):
+        load_study(preset_path("default"), overrides=[
+            'methods=[original, {name: ssd, kinds: [classes]}]'])
+    with pytest.raises(StudySpecError, match="has no subclass request"):
+        tune_method(spec, "ssd", tmp_path / "t", kinds=("subclass",))
+    with pytest.raises(StudySpecError, match="unknown request kind"):
+        tune_method(spec, "ssd", tmp_path / "t", kinds=("sample",))

@@ -24,7 +24,7 @@ def tune_method(spec: StudySpec, method: str, out_dir: str | Path, *, settings: 
                 **kw: Any) -> TuneResult:
     """Search ``method``'s declared hyperparameter ranges on ``spec``'s ``tune:`` split with Ray Tune
     and Optuna; writes ``out_dir/best.yaml`` for the held-out evaluation (:func:`obliviate.study.tune.tune_method`;
-    ``kw``: ``params``, ``cache_dir``, ``device``, ``progress``)."""
+    ``kw``: ``params``, ``kinds``, ``cache_dir``, ``device``, ``progress``)."""
     from .study.tune import tune_method as _tune
 
     return _tune(spec, method, out_dir, settings=settings, **kw)

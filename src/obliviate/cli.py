@@ -491,13 +491,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .study.tune import TuneSettings, tune_method
 
     spec = _load_spec(args)
-    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-tune-{args.method}"
+    kinds = tuple(k.strip() for k in (args.kinds or "").split(",") if k.strip())
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-tune-{args.method}{''.join('-' + k for k in kinds)}"
     progress = _TqdmProgress(quiet=args.quiet)
     settings = TuneSettings(**{k: v for k, v in {
         "trials": args.trials, "search_seed": args.search_seed, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial, "address": args.address, "num_cpus": args.ray_cpus}.items()
         if v is not None})
-    res = tune_method(spec, args.method, out, params=args.param or (), settings=settings, cache_dir=args.cache,
+    res = tune_method(spec, args.method, out, params=args.param or (), kinds=kinds, settings=settings, cache_dir=args.cache,
                       device=args.device, progress=progress)
     rows = sorted(res.trials, key=lambda t: (t["gap"] is None, t["gap"] or 0.0))
     _print_table(["trial", "config", "mean Avg. gap (pts)", "groups", "speed-up"],
@@ -703,9 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", help="override the study's dataset root")
     s.add_argument("--param", action="append", metavar="NAME[=LOW:HIGH[:log][:int] | =A,B]",
                    help="search only these fields (a declared range, or one given here); repeatable")
+    s.add_argument("--kinds", metavar="KIND[,KIND]",
+                   help="tune on the tuning requests of these kinds only (class, subclass, random, ids), from "
+                        "the study's entry for METHOD that runs on them: one setting per kind of request")
     s.add_argument("--trials", type=int, help="configs to try (default 12)")
     s.add_argument("--search-seed", type=int, help="Optuna's sampler seed (default 0)")
-    s.add_argument("--out", help="output directory (default runs/STUDY-tune-METHOD); rerun to resume")
+    s.add_argument("--out", help="output directory (default runs/STUDY-tune-METHOD[-KIND...]); rerun to resume")
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
     s.add_argument("--device", help="override the study's device")
     _ray_args(s, "trial")

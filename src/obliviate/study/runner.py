@@ -35,6 +35,7 @@ from ..utils import environment_info, resolve_device, write_json_atomic
 from .executors import Executor, SerialExecutor, StudyIncompleteError
 from .spec import StudySpec
 from .store import ResultStore, _checked, record_rows
+from .targets import request_kind
 from .tasks.base import GroupPlan, Progress, Task, Unit
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class StudyRunner:
         """Load the data, resolve every split and plan the groups (once); returns the plan."""
         if self._facts is None:
             self._facts = self.task.prepare(self.progress)
-            self._plan = self.task.plan()
+            self._plan = _restrict_to_kinds(self.task.plan(), getattr(self.spec, "methods", None) or [])
         return self._plan
 
     def group_by_key(self, key: str) -> GroupPlan:
@@ -235,6 +236,18 @@ class StudyRunner:
             "method_config": unit.method_config, "inputs": unit.inputs, "group_key": group.key,
             "values": {}, "directions": {}, **body,
         }
+
+
+def _restrict_to_kinds(plan: list[GroupPlan], methods: list[Any]) -> list[GroupPlan]:
+    """Mark the runs of a method entry with ``kinds`` not applicable on requests of other kinds."""
+    kinds = {m.label: m.kinds for m in methods if getattr(m, "kinds", ())}
+    for group in plan:
+        kind = request_kind(group.request)
+        for u in group.units:
+            if u.label in kinds and kind not in kinds[u.label] and not u.not_applicable:
+                u.not_applicable = (f"the study runs {u.label} on {', '.join(kinds[u.label])} requests only; "
+                                    f"this one is {kind}")
+    return plan
 
 
 def _plan_json(plan: list[GroupPlan]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
 from ..train import TrainConfig
-from .targets import DEFAULT_TARGETS, Target, parse_targets
+from .targets import DEFAULT_TARGETS, REQUEST_KINDS, Target, parse_targets
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
@@ -178,9 +178,17 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """One method entry of a study. ``kinds``: the request kinds it runs on (empty: every kind);
+    on the others its runs are *not applicable* — so one method can carry one setting for class
+    requests and another for sample-level ones."""
+
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    kinds: tuple[str, ...] = ()
+
+    def applies_to(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
 
     def build(self) -> UnlearningMethod:
         return METHODS.get(self.name)(self.config)
@@ -412,8 +420,14 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     methods: list[MethodSpec] = []
     for i, m in enumerate(methods_raw):
         m = {"name": m} if isinstance(m, str) else m
-        if not isinstance(m, dict) or "name" not in m or set(m) - {"name", "config", "label"}:
-            raise _err(f"methods[{i}]", f"must be a name or {{name, config, label}}, got {m!r}")
+        if not isinstance(m, dict) or "name" not in m or set(m) - {"name", "config", "label", "kinds"}:
+            raise _err(f"methods[{i}]", f"must be a name or {{name, config, label, kinds}}, got {m!r}")
+        kinds = m.get("kinds") or []
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if not isinstance(kinds, list) or any(k not in REQUEST_KINDS for k in kinds):
+            raise _err(f"methods[{i}].kinds", f"must be a list of request kinds ({', '.join(REQUEST_KINDS)}), "
+                                              f"got {m.get('kinds')!r}")
         if m["name"] not in METHODS:
             raise _err(f"methods[{i}].name", METHODS.unknown_message(str(m["name"])))
         cls = METHODS.get(m["name"])
@@ -421,7 +435,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             raise _err(f"methods[{i}].name", f"{m['name']!r} is an {cls.kind} method; this is a vision study")
         if not isinstance(m.get("config") or {}, dict):
             raise _err(f"methods[{i}].config", f"must be a mapping of config fields, got {m['config']!r}")
-        spec = MethodSpec(m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]))
+        spec = MethodSpec(m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]),
+                          tuple(dict.fromkeys(kinds)))
         try:
             spec.build()
         except (ValueError, TypeError) as e:

@@ -39,6 +39,7 @@ from ..utils import write_json_atomic, write_text_atomic
 from .executors import import_ray, ray_session, with_absolute_paths
 from .keys import key_of
 from .spec import MethodSpec, StudySpec, StudySpecError
+from .targets import REQUEST_KINDS, request_kind
 
 FAILED_GAP = 100.0  # the objective of a run that failed (diverged, or a config the method refuses)
 
@@ -280,13 +281,17 @@ def tune_method(
     out_dir: str | Path,
     *,
     params: Sequence[str] = (),
+    kinds: Sequence[str] = (),
     settings: TuneSettings | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     progress: Any = None,
 ) -> TuneResult:
     """Search ``method``'s hyperparameters on ``spec``'s tuning split (see the module docstring);
-    the base config is the study's own entry for ``method`` (its budget knobs), else the defaults."""
+    the base config is the study's own entry for ``method`` (its budget knobs), else the defaults.
+    ``kinds`` (e.g. ``("class",)`` or ``("random", "ids")``) tunes on the tuning requests of those
+    kinds only, from the study's entry for ``method`` that runs on them: one setting per kind of
+    request, where one setting for all would trade one kind against another."""
     import_ray()  # (says what to install when Ray is missing)
     import importlib.util
 
@@ -307,7 +312,18 @@ def tune_method(
         raise StudySpecError(f"{method!r} is an {METHODS.get(method).kind} method; this is a vision study")
     if spec.tune is None:
         tuning_spec(spec, method, {})  # raises the message that says what to add
-    entry = next((m for m in spec.methods if m.name == method), None)
+    kinds = tuple(dict.fromkeys(kinds))
+    if kinds:
+        assert spec.tune is not None
+        bad = [k for k in kinds if k not in REQUEST_KINDS]
+        if bad:
+            raise StudySpecError(f"unknown request kind(s) {bad}; allowed: {', '.join(REQUEST_KINDS)}")
+        reqs = tuple(r for r in spec.tune.requests if request_kind(r.describe()) in kinds)
+        if not reqs:
+            raise StudySpecError(f"the tune split has no {'/'.join(kinds)} request; it has "
+                                 f"{', '.join(r.describe() for r in spec.tune.requests)}")
+        spec = dataclasses.replace(spec, tune=dataclasses.replace(spec.tune, requests=reqs))
+    entry = next((m for m in spec.methods if m.name == method and all(m.applies_to(k) for k in kinds)), None)
     base = dict(entry.config) if entry is not None else {}
     space = method_space(method, params, base)
     base = {k: v for k, v in base.items() if k not in space}
@@ -315,7 +331,7 @@ def tune_method(
     n_groups = len(spec.models) * len(spec.tune.requests) * len(spec.tune.seeds)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    identity = {"study": spec.raw, "scale": spec.scale, "method": method, "base": base,
+    identity = {"study": spec.raw, "scale": spec.scale, "method": method, "base": base, "kinds": list(kinds),
                 "space": {k: v.describe() for k, v in space.items()}, "trials": settings.trials,
                 "search_seed": settings.search_seed}
     ident_path = out_dir / "tune_request.json"
@@ -372,7 +388,7 @@ def tune_method(
             "run the same command again to resume it")
     elif best is not None:
         best_yaml = out_dir / "best.yaml"
-        write_text_atomic(best_yaml, best_study_yaml(spec, method, {**base, **best["config"]}, best))
+        write_text_atomic(best_yaml, best_study_yaml(spec, method, {**base, **best["config"]}, best, kinds))
         say(f"best {method}: {best['config']} — mean Avg. gap {best['gap']:.3f} pts on the tuning split; "
             f"evaluate it on the held-out requests and seeds: obliviate run {best_yaml}")
     else:
@@ -431,8 +447,10 @@ def _portable(r: ForgetRequest) -> dict[str, Any]:
     return r.to_dict()
 
 
-def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: dict[str, Any]) -> str:
-    """The study with ``METHOD_tuned`` (``config``) added: the held-out evaluation of the tune."""
+def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: dict[str, Any],
+                    kinds: Sequence[str] = ()) -> str:
+    """The study with ``METHOD_tuned`` (``config``; ``METHOD_tuned_KIND`` run on those request
+    kinds only when the tune was restricted to them) added: the held-out evaluation of the tune."""
     raw = dict(spec.raw)
     raw["name"] = f"{spec.name}-{method}-tuned"
     if hasattr(spec.dataset, "to_dict"):
@@ -440,9 +458,9 @@ def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: 
     raw["requests"] = [_portable(r) for r in spec.requests]
     if spec.tune is not None:
         raw["tune"] = {"requests": [_portable(r) for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}
-    label = f"{method}_tuned"
+    label = f"{method}_tuned" + "".join(f"_{k}" for k in kinds)
     methods = [m for m in raw.get("methods", []) if not (isinstance(m, dict) and m.get("label") == label)]
-    methods.append({"name": method, "label": label, "config": _plain(config)})
+    methods.append({"name": method, "label": label, "config": _plain(config), **({"kinds": list(kinds)} if kinds else {})})
     raw["methods"] = methods
     raw.pop("scales", None)
     head = (f"# {method} tuned by `obliviate tune` on the tuning split (requests "

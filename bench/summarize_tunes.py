@@ -6,7 +6,8 @@ Reads every ``obliviate tune METHOD --study frontier_heldout --out TUNES/METHOD`
 (``tune.json`` and each trial's run records under ``trials/<config key>/runs/``) and writes
 
 * ``OUT/METHOD.json`` — the search as ``tune.json`` has it, plus each trial's per-request values;
-* ``OUT/summary.md`` — per method: the space searched, the trials (config, mean Avg. gap over the
+* ``OUT/references.json`` — the tuning split's original and retrained models' values;
+* ``OUT/summary.md`` — the references, then per method: the space searched, the trials (config, mean Avg. gap over the
   tuning groups it reached, per-request Avg. gap and forget accuracy, whether ASHA stopped it),
   and the chosen config.
 
@@ -60,9 +61,11 @@ def per_request(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for r in recs:
         v = r.get("values") or {}
+        info = r.get("info") or {}
         out[str(r.get("request"))] = {
             "status": r.get("status"), "gap": v.get("gap/avg"), "forget_acc": v.get("acc/forget"),
-            "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds"),
+            "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds"), "steps": r.get("steps"),
+            **{k: info[k] for k in ("stop_checks", "stop_forget_loss", "stop_heldout_loss") if k in info},
             "reason": r.get("reason") or str(r.get("error") or "")[:200],
         }
     return out
@@ -90,7 +93,22 @@ def summarize(tune_dir: Path) -> dict[str, Any] | None:
     return tune
 
 
-def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
+def reference_rows(refs_dir: Path) -> list[dict[str, Any]]:
+    """The tuning split's own references (``original``, ``retrain`` per tuning request), from the
+    run that trained them (``obliviate run … --seeds 3 --set requests=[the tune requests]``)."""
+    rows = []
+    for f in sorted((refs_dir / "runs").glob("*.json")):
+        r = json.loads(f.read_text())
+        if r.get("status") != "ok":
+            continue
+        v = r.get("values") or {}
+        rows.append({"request": r.get("request"), "method": r.get("method"), "seed": r.get("seed"),
+                     "gap": v.get("gap/avg"), "forget_acc": v.get("acc/forget"),
+                     "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds")})
+    return sorted(rows, key=lambda x: (str(x["request"]), str(x["method"])))
+
+
+def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[str, Any]] = ()) -> None:
     lines = ["# Issue 16's tuning runs (the tune split, not the verdict)", "",
              "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
              "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "
@@ -100,6 +118,13 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
              "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
              "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
              "10 % and 300 ids inside *frog*, seeds 0–2.", ""]
+    if refs:
+        lines += ["## The tuning split's references (seed 3)", "",
+                  "| request | model | Avg. gap to retrain (pts) | forget acc % | worst retained class drop vs original (pts) | s |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {x['request']} | {x['method']} | {_fmt(x['gap'])} | {_fmt(100 * float(x['forget_acc']), 1)} | "
+                  f"{_fmt(x['worst_drop'])} | {_fmt(float(x['seconds'] or 0.0), 1)} |" for x in refs]
+        lines.append("")
     for method, t in sorted(tunes.items()):
         best = t.get("best") or {}
         lines += [f"## {method}", "",
@@ -107,7 +132,7 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
                   f"fixed: {', '.join(f'`{k}` = {_fmt(v)}' for k, v in (t.get('base') or {}).items()) or 'nothing'}; "
                   f"{len(t.get('trials', []))} trials{' (interrupted)' if t.get('interrupted') else ''}.", ""]
         reqs = sorted({r for tr in t.get("trials", []) for r in (tr.get("requests") or {})})
-        head = ["trial", "config", "mean gap (groups)"] + [f"{r}: gap / forget acc %" for r in reqs]
+        head = ["trial", "config", "mean gap (groups)"] + [f"{r}: gap / forget acc % / steps / s" for r in reqs]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for tr in sorted(t.get("trials", []), key=lambda x: (x.get("gap") is None, x.get("gap") or 0.0)):
             cells = [("**" + str(tr.get("trial")) + "**") if tr.get("trial") == best.get("trial") else str(tr.get("trial")),
@@ -122,7 +147,8 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
                 elif x["status"] != "ok":
                     cells.append(str(x["status"]))
                 else:
-                    cells.append(f"{_fmt(x['gap'])} / {_fmt(100 * float(x['forget_acc']), 1)}")
+                    cells.append(f"{_fmt(x['gap'])} / {_fmt(100 * float(x['forget_acc']), 1)} / "
+                                 f"{x.get('steps')} / {_fmt(float(x.get('seconds') or 0.0), 1)}")
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
                   f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)." if best else "Chosen: nothing "
@@ -133,6 +159,8 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tunes", type=Path, default=REPO / "runs" / "heldout_tune")
+    ap.add_argument("--references", type=Path, default=REPO / "runs" / "heldout_tune_refs",
+                    help="the run folder of the tuning split's original and retrained models")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontier_heldout_tune")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +174,10 @@ def main() -> None:
         (args.out / f"{d.name}.json").write_text(json.dumps(t, indent=1, sort_keys=True) + "\n")
         best = t.get("best") or {}
         print(f"{d.name}: {len(t.get('trials', []))} trials, best {best.get('config')} gap {best.get('gap')}")
-    write_markdown(tunes, args.out)
+    refs = reference_rows(args.references) if (args.references / "runs").is_dir() else []
+    if refs:
+        (args.out / "references.json").write_text(json.dumps(refs, indent=1) + "\n")
+    write_markdown(tunes, args.out, refs)
     print(f"wrote {args.out / 'summary.md'}")
 
 

@@ -240,13 +240,13 @@ class StudyRunner:
 
 def _restrict_to_kinds(plan: list[GroupPlan], methods: list[Any]) -> list[GroupPlan]:
     """Mark the runs of a method entry with ``kinds`` not applicable on requests of other kinds."""
-    kinds = {m.label: m.kinds for m in methods if getattr(m, "kinds", ())}
+    restricted = {m.label: m for m in methods if getattr(m, "kinds", ())}
     for group in plan:
         kind = request_kind(group.request)
         for u in group.units:
-            if u.label in kinds and kind not in kinds[u.label] and not u.not_applicable:
-                u.not_applicable = (f"the study runs {u.label} on {', '.join(kinds[u.label])} requests only; "
-                                    f"this one is {kind}")
+            m = restricted.get(u.label)
+            if m is not None and not m.applies_to(kind) and not u.not_applicable:
+                u.not_applicable = f"the study runs {u.label} on {', '.join(m.kinds)} requests only; this one is {kind}"
     return plan
 
 

@@ -215,7 +215,8 @@ class _ReportEachGroup:
             runner.run_group(group)
             rec = runner.store.load_run(group.units[0].key)
             values = (rec or {}).get("values", {})
-            if rec is not None and rec.get("status") == "not_applicable":
+            applicable = rec is None or rec.get("status") != "not_applicable"
+            if not applicable:
                 skipped += 1
             elif rec is None or rec.get("status") != "ok" or "gap/avg" not in values:
                 failed += 1
@@ -224,7 +225,7 @@ class _ReportEachGroup:
                 gaps.append(float(values["gap/avg"]))
                 if "efficiency/speedup" in values:
                     speedups.append(float(values["efficiency/speedup"]))
-            if gaps and (i == len(groups) or rec is None or rec.get("status") != "not_applicable"):
+            if gaps and (applicable or i == len(groups)):
                 self.report({"gap": sum(gaps) / len(gaps), "groups": i, "failed": failed, "skipped": skipped,
                              "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
         if not gaps:  # applies to none of the tuning requests: the worst objective

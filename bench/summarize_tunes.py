@@ -9,7 +9,13 @@ Reads every ``obliviate tune METHOD --study frontier_heldout --out TUNES/METHOD`
 * ``OUT/references.json`` — the tuning split's original and retrained models' values;
 * ``OUT/summary.md`` — the references, then per method: the space searched, the trials (config, mean Avg. gap over the
   tuning groups it reached, per-request Avg. gap and forget accuracy, whether ASHA stopped it),
-  and the chosen config.
+  the config the tune chose over every tuning group, and the one chosen per kind (the trial with
+  the lowest mean Avg. gap over the class requests, and over the random + ids requests, among the
+  trials that ran every request of that kind): the settings of the study's ``_tuned_class`` and
+  ``_tuned_random_ids`` entries.
+
+``--from-json`` re-renders ``summary.md`` from ``OUT/*.json`` alone (the trial folders need not
+exist any more).
 
 These are the tuning split's numbers (automobile, dog, a random 10 %, 300 ids inside horse; seed
 3): they chose the settings; the held-out frontier (``bench_frontier.py --config
@@ -93,6 +99,32 @@ def summarize(tune_dir: Path) -> dict[str, Any] | None:
     return tune
 
 
+KIND_GROUPS: dict[str, tuple[str, ...]] = {"class": ("class",), "random_ids": ("random", "ids")}
+
+
+def best_per_kind(tune: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"class" | "random_ids": {trial, config, gap, worst_drop, requests}}``: per kind group, the
+    trial with the lowest mean Avg. gap over that group's tuning requests, among the trials that
+    finished all of them (ASHA-stopped trials that never reached a request are not candidates)."""
+    trials = tune.get("trials") or []
+    out: dict[str, dict[str, Any]] = {}
+    for label, kinds in KIND_GROUPS.items():
+        reqs = sorted({r for t in trials for r in (t.get("requests") or {}) if r.split(":", 1)[0] in kinds})
+        best: dict[str, Any] | None = None
+        for t in trials:
+            got = t.get("requests") or {}
+            if not reqs or not all(got.get(r, {}).get("status") == "ok" for r in reqs):
+                continue
+            gap = sum(float(got[r]["gap"]) for r in reqs) / len(reqs)
+            if best is None or gap < best["gap"]:
+                best = {"trial": t.get("trial"), "config": t.get("config") or {}, "gap": gap,
+                        "worst_drop": max(float(got[r].get("worst_drop") or 0.0) for r in reqs),
+                        "requests": reqs}
+        if best is not None:
+            out[label] = best
+    return out
+
+
 def reference_rows(refs_dir: Path) -> list[dict[str, Any]]:
     """The tuning split's own references (``original``, ``retrain`` per tuning request), from the
     run that trained them (``obliviate run … --seeds 3 --set requests=[the tune requests]``)."""
@@ -153,6 +185,11 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
         lines += ["", f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
                   f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)." if best else "Chosen: nothing "
                   "(no trial finished every tuning group).", ""]
+        for label, b in best_per_kind(t).items():
+            lines.append(f"Chosen per kind, {label.replace('_', ' + ')} ({', '.join(b['requests'])}): trial "
+                         f"{b['trial']}, {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in b['config'].items())} "
+                         f"(mean gap {_fmt(b['gap'])} pts; worst retained class drop {_fmt(b['worst_drop'])} pts).")
+            lines.append("")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -162,8 +199,19 @@ def main() -> None:
     ap.add_argument("--references", type=Path, default=REPO / "runs" / "heldout_tune_refs",
                     help="the run folder of the tuning split's original and retrained models")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontier_heldout_tune")
+    ap.add_argument("--from-json", action="store_true",
+                    help="re-render OUT/summary.md from OUT/*.json (no trial folders needed)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        tunes = {f.stem: json.loads(f.read_text()) for f in sorted(args.out.glob("*.json")) if f.stem != "references"}
+        ref_path = args.out / "references.json"
+        write_markdown(tunes, args.out, json.loads(ref_path.read_text()) if ref_path.exists() else [])
+        for method, t in tunes.items():
+            for label, b in best_per_kind(t).items():
+                print(f"{method} {label}: trial {b['trial']} {b['config']} mean gap {b['gap']:.2f}")
+        print(f"wrote {args.out / 'summary.md'}")
+        return
     tunes = {}
     for d in sorted(p for p in args.tunes.glob("*") if p.is_dir()):
         t = summarize(d)

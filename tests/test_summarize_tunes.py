@@ -1,0 +1,70 @@
+"""The tune summary's per-kind choice (bench/summarize_tunes.py), on a synthetic tune (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "summarize_tunes.py"
+
+
+@pytest.fixture(scope="module")
+def summ() -> Any:
+    spec = importlib.util.spec_from_file_location("summarize_tunes", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _req(gap: float | None, status: str = "ok", drop: float = 1.0) -> dict[str, Any]:
+    return {"status": status, "gap": gap, "forget_acc": 0.5, "worst_drop": drop, "seconds": 1.0, "steps": 3}
+
+
+def _tune() -> dict[str, Any]:
+    # trial a: best on classes, poor on samples; b: the reverse; c: best mean on samples but stopped
+    # before the ids request (not a candidate for random + ids); d: a failed class request
+    return {"base": {"epochs": 1}, "best": {"trial": "a", "config": {"lr": 0.1}, "gap": 2.0}, "space": {}, "trials": [
+        {"trial": "a", "config": {"lr": 0.1}, "gap": 2.0, "groups": 4,
+         "requests": {"class:cat": _req(0.5, drop=4.0), "class:dog": _req(1.5), "random:0.1": _req(3.0),
+                      "ids:3@x.txt": _req(3.0)}},
+        {"trial": "b", "config": {"lr": 0.01}, "gap": 3.0, "groups": 4,
+         "requests": {"class:cat": _req(5.0), "class:dog": _req(5.0), "random:0.1": _req(1.0),
+                      "ids:3@x.txt": _req(1.0)}},
+        {"trial": "c", "config": {"lr": 0.02}, "gap": 0.2, "groups": 3,
+         "requests": {"class:cat": _req(0.1), "class:dog": _req(0.1), "random:0.1": _req(0.4)}},
+        {"trial": "d", "config": {"lr": 0.5}, "gap": 100.0, "groups": 1,
+         "requests": {"class:cat": _req(None, status="failed")}},
+    ]}
+
+
+def test_best_per_kind_takes_complete_trials_only(summ: Any) -> None:
+    best = summ.best_per_kind(_tune())
+    assert best["class"]["trial"] == "c"  # c ran both classes: 0.1 mean beats a's 1.0
+    assert best["class"]["gap"] == pytest.approx(0.1)
+    assert best["random_ids"]["trial"] == "b"  # c never reached the ids request
+    assert best["random_ids"]["gap"] == pytest.approx(1.0)
+    assert best["random_ids"]["requests"] == ["ids:3@x.txt", "random:0.1"]
+
+
+def test_best_per_kind_reports_the_worst_class_drop(summ: Any) -> None:
+    t = _tune()
+    t["trials"] = t["trials"][:2]
+    assert summ.best_per_kind(t)["class"] == {"trial": "a", "config": {"lr": 0.1}, "gap": pytest.approx(1.0),
+                                              "worst_drop": 4.0, "requests": ["class:cat", "class:dog"]}
+
+
+def test_no_kind_without_a_complete_trial(summ: Any) -> None:
+    t = _tune()
+    t["trials"] = [t["trials"][3]]
+    assert summ.best_per_kind(t) == {}
+
+
+def test_summary_renders_from_json(summ: Any, tmp_path: Path) -> None:
+    summ.write_markdown({"m": _tune()}, tmp_path)
+    text = (tmp_path / "summary.md").read_text()
+    assert "Chosen per kind, class (class:cat, class:dog): trial c" in text
+    assert "Chosen per kind, random + ids (ids:3@x.txt, random:0.1): trial b" in text

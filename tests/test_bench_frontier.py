@@ -222,3 +222,22 @@ def test_study_file_parses_with_every_method(bench: Any) -> None:
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
     assert len(spec.seeds) == 3
     assert {r.describe().split(":")[0] for r in spec.requests} == {"class", "random"}
+
+
+def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
+    from obliviate.methods import build_method, list_methods
+    from obliviate.study import load_study
+
+    spec = load_study(bench.REPO / "src" / "obliviate" / "configs" / "frontier_heldout.yaml")
+    # every vision method but the two that cannot reach 20x by construction (see the file's comment)
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"sisa", "instance_wise"}
+    for m in spec.methods:
+        build_method(m.name, m.config)  # a tuned entry's settings are valid for its method
+        if m.label.endswith("_tuned_class"):
+            assert m.kinds == ("class",)
+        elif m.label.endswith("_tuned_random_ids") and m.name != "calibrated_neggrad":
+            assert m.kinds == ("random", "ids")
+    # the verdict's classes and id sets were not tuned on; its random 10 % is another draw (the seed's)
+    tuned = {r.describe() for r in spec.tune.requests}
+    assert tuned & {r.describe() for r in spec.requests} == {"random:0.1"}
+    assert not set(spec.tune.seeds) & set(spec.seeds)

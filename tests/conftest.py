@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -45,3 +46,18 @@ def cifar10_root() -> Path:
     if not (CIFAR10_ROOT / "train.npz").is_file():
         pytest.skip(f"real CIFAR-10 arrays not found at {CIFAR10_ROOT} (set OBLIVIATE_CIFAR10)")
     return CIFAR10_ROOT
+
+
+def load_bench_script(name: str) -> Any:
+    """Import ``bench/NAME.py`` as module ``NAME`` (registered in ``sys.modules``: dataclasses
+    resolve their module by name)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_bench_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "summarize_tunes.py"
 
 
 @pytest.fixture(scope="module")
 def summ() -> Any:
-    spec = importlib.util.spec_from_file_location("summarize_tunes", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("summarize_tunes")
 
 
 def _req(gap: float | None, status: str = "ok", drop: float = 1.0) -> dict[str, Any]:

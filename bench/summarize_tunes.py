@@ -12,7 +12,9 @@ Reads every ``obliviate tune METHOD --study frontier_heldout --out TUNES/METHOD`
   the config the tune chose over every tuning group, and the one chosen per kind (the trial with
   the lowest mean Avg. gap over the class requests, and over the random + ids requests, among the
   trials that ran every request of that kind): the settings of the study's ``_tuned_class`` and
-  ``_tuned_random_ids`` entries.
+  ``_tuned_random_ids`` entries; and, where it differs, the trial the target-aware objective
+  (:func:`obliviate.study.targets.tune_score`: the gap plus the points a retained class drops
+  beyond the target, which these tunes did not yet use) picks from the same trials.
 
 ``--from-json`` re-renders ``summary.md`` from ``OUT/*.json`` alone (the trial folders need not
 exist any more).
@@ -29,6 +31,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from obliviate.study.targets import DEFAULT_TARGETS, tune_score
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,10 +106,24 @@ def summarize(tune_dir: Path) -> dict[str, Any] | None:
 KIND_GROUPS: dict[str, tuple[str, ...]] = {"class": ("class",), "random_ids": ("random", "ids")}
 
 
-def best_per_kind(tune: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"class" | "random_ids": {trial, config, gap, worst_drop, requests}}``: per kind group, the
-    trial with the lowest mean Avg. gap over that group's tuning requests, among the trials that
-    finished all of them (ASHA-stopped trials that never reached a request are not candidates)."""
+def _target_score_of(tune: dict[str, Any], chosen: dict[str, Any]) -> float:
+    """The target-aware score of a trial chosen by gap (to set beside the target-aware choice)."""
+    t = next(x for x in tune.get("trials") or [] if x.get("trial") == chosen["trial"])
+    reqs = chosen["requests"]
+    return sum(_score(t["requests"][r], r, "target") for r in reqs) / len(reqs)
+
+
+def _score(x: dict[str, Any], request: str, objective: str) -> float:
+    values = {"gap/avg": float(x["gap"]), "worst_class_drop": x.get("worst_drop")}
+    return tune_score(values, DEFAULT_TARGETS[request.split(":", 1)[0]], objective)
+
+
+def best_per_kind(tune: dict[str, Any], objective: str = "gap") -> dict[str, dict[str, Any]]:
+    """``{"class" | "random_ids": {trial, config, score, gap, worst_drop, requests}}``: per kind
+    group, the trial with the lowest mean score (``objective``: ``"gap"``, the Avg. gap, as the
+    study's entries were chosen; ``"target"``, gap + class drop beyond the target) over that
+    group's tuning requests, among the trials that finished all of them (ASHA-stopped trials that
+    never reached a request are not candidates)."""
     trials = tune.get("trials") or []
     out: dict[str, dict[str, Any]] = {}
     for label, kinds in KIND_GROUPS.items():
@@ -115,9 +133,10 @@ def best_per_kind(tune: dict[str, Any]) -> dict[str, dict[str, Any]]:
             got = t.get("requests") or {}
             if not reqs or not all(got.get(r, {}).get("status") == "ok" for r in reqs):
                 continue
-            gap = sum(float(got[r]["gap"]) for r in reqs) / len(reqs)
-            if best is None or gap < best["gap"]:
-                best = {"trial": t.get("trial"), "config": t.get("config") or {}, "gap": gap,
+            score = sum(_score(got[r], r, objective) for r in reqs) / len(reqs)
+            if best is None or score < best["score"]:
+                best = {"trial": t.get("trial"), "config": t.get("config") or {}, "score": score,
+                        "gap": sum(float(got[r]["gap"]) for r in reqs) / len(reqs),
                         "worst_drop": max(float(got[r].get("worst_drop") or 0.0) for r in reqs),
                         "requests": reqs}
         if best is not None:
@@ -185,10 +204,20 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
         lines += ["", f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
                   f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)." if best else "Chosen: nothing "
                   "(no trial finished every tuning group).", ""]
+        aware = best_per_kind(t, "target")
         for label, b in best_per_kind(t).items():
             lines.append(f"Chosen per kind, {label.replace('_', ' + ')} ({', '.join(b['requests'])}): trial "
                          f"{b['trial']}, {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in b['config'].items())} "
                          f"(mean gap {_fmt(b['gap'])} pts; worst retained class drop {_fmt(b['worst_drop'])} pts).")
+            a = aware.get(label)
+            if a is not None and a["trial"] != b["trial"]:
+                lines.append(f"The target-aware objective (gap + class drop beyond the target) picks trial "
+                             f"{a['trial']} instead: {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in a['config'].items())} "
+                             f"(score {_fmt(a['score'])}, mean gap {_fmt(a['gap'])} pts; worst retained class drop "
+                             f"{_fmt(a['worst_drop'])} pts; the gap-chosen trial scores {_fmt(_target_score_of(t, b))}).")
+            elif a is not None:
+                lines.append("The target-aware objective (gap + class drop beyond the target) picks the same trial "
+                             f"(score {_fmt(a['score'])}).")
             lines.append("")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
@@ -208,8 +237,10 @@ def main() -> None:
         ref_path = args.out / "references.json"
         write_markdown(tunes, args.out, json.loads(ref_path.read_text()) if ref_path.exists() else [])
         for method, t in tunes.items():
-            for label, b in best_per_kind(t).items():
-                print(f"{method} {label}: trial {b['trial']} {b['config']} mean gap {b['gap']:.2f}")
+            for objective in ("gap", "target"):
+                for label, b in best_per_kind(t, objective).items():
+                    print(f"{method} {label} by {objective}: trial {b['trial']} {b['config']} mean gap {b['gap']:.2f}, "
+                          f"worst drop {b['worst_drop']:.2f}, score {b['score']:.2f}")
         print(f"wrote {args.out / 'summary.md'}")
         return
     tunes = {}

@@ -48,8 +48,32 @@ def test_best_per_kind_takes_complete_trials_only(summ: Any) -> None:
 def test_best_per_kind_reports_the_worst_class_drop(summ: Any) -> None:
     t = _tune()
     t["trials"] = t["trials"][:2]
-    assert summ.best_per_kind(t)["class"] == {"trial": "a", "config": {"lr": 0.1}, "gap": pytest.approx(1.0),
-                                              "worst_drop": 4.0, "requests": ["class:cat", "class:dog"]}
+    assert summ.best_per_kind(t)["class"] == {"trial": "a", "config": {"lr": 0.1}, "score": pytest.approx(1.0),
+                                              "gap": pytest.approx(1.0), "worst_drop": 4.0,
+                                              "requests": ["class:cat", "class:dog"]}
+
+
+def test_target_objective_charges_class_damage_beyond_the_bar(summ: Any, tmp_path: Path) -> None:
+    """By gap, trial a wins the classes (1.0 against e's 1.2); a's cat run breaks a retained class
+    by 7 points, 4 beyond the class target's 3, so the target-aware score (1.0 + 4 / 2 = 3.0) hands
+    the choice to e (1.2, no class beyond the bar). Random requests have no class bar: the same."""
+    t = _tune()
+    t["trials"] = [t["trials"][0], t["trials"][1]]
+    t["trials"][0]["requests"]["class:cat"] = _req(0.5, drop=7.0)
+    t["trials"].append({"trial": "e", "config": {"lr": 0.05}, "gap": 2.0, "groups": 4,
+                        "requests": {"class:cat": _req(1.2, drop=2.9), "class:dog": _req(1.2),
+                                     "random:0.1": _req(2.0, drop=40.0), "ids:3@x.txt": _req(2.0)}})
+    by_gap, by_target = summ.best_per_kind(t), summ.best_per_kind(t, "target")
+    assert by_gap["class"]["trial"] == "a" and by_gap["class"]["score"] == pytest.approx(1.0)
+    assert by_target["class"]["trial"] == "e"
+    assert by_target["class"]["score"] == pytest.approx(1.2) and by_target["class"]["gap"] == pytest.approx(1.2)
+    assert summ._target_score_of(t, by_gap["class"]) == pytest.approx(3.0)
+    # ids carry the class bar (b's drops are 1.0: no charge), random does not (e's 40-point drop is free)
+    assert by_target["random_ids"]["trial"] == "b" and by_target["random_ids"]["score"] == pytest.approx(1.0)
+    summ.write_markdown({"m": t}, tmp_path)
+    text = (tmp_path / "summary.md").read_text()
+    assert "The target-aware objective (gap + class drop beyond the target) picks trial e instead" in text
+    assert "the gap-chosen trial scores 3.00" in text
 
 
 def test_no_kind_without_a_complete_trial(summ: Any) -> None:

@@ -100,7 +100,9 @@ def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> N
     assert len(done["trials"]) == 4 and len({t["trial"] for t in done["trials"]}) == 4
     assert next(t for t in done["trials"] if t["trial"] == first) == kept  # kept as it was
     best = done["best"]
-    assert best["groups"] == 2 and best["gap"] == min(t["gap"] for t in done["trials"] if t["groups"] == 2)
+    assert done["objective"] == "target"
+    assert best["groups"] == 2 and best["score"] == min(t["score"] for t in done["trials"] if t["groups"] == 2)
+    assert best["score"] >= best["gap"]  # the gap plus any class drop beyond the target
     assert 1.0 <= best["config"]["alpha"] <= 12.0
 
     # the written study adds ssd_tuned with the best config and runs as it is (its first seed)
@@ -151,6 +153,62 @@ def test_objective_leaves_out_requests_the_method_does_not_apply_to() -> None:
     reports.clear()
     _ReportEachGroup(reports.append, 2).run_groups(Runner({"a": na, "b": na}), groups("a", "b"))
     assert len(reports) == 1 and reports[0]["gap"] == FAILED_GAP and reports[0]["failed"] == 2
+
+
+def test_objective_charges_class_damage_beyond_the_target() -> None:
+    """The target-aware score adds the points by which a run's worst retained class drops beyond
+    its request kind's bar (the study's targets: class 3 pts, ids 3 pts, random none) to its gap;
+    ``objective="gap"`` scores the gap alone. Both are reported, with the worst drop."""
+    from types import SimpleNamespace
+
+    from obliviate.study.targets import DEFAULT_TARGETS, Target
+    from obliviate.study.tune import _ReportEachGroup
+
+    recs = {"a": {"status": "ok", "request": "class:cat", "values": {"gap/avg": 1.0, "worst_class_drop": 7.5}},
+            "b": {"status": "ok", "request": "random:0.1", "values": {"gap/avg": 2.0, "worst_class_drop": 9.0}},
+            "c": {"status": "ok", "request": "ids:300@f.txt", "values": {"gap/avg": 0.5, "worst_class_drop": 2.0}}}
+
+    class Runner:
+        store = SimpleNamespace(load_run=recs.get)
+
+        def run_group(self, group: object) -> None:
+            pass
+
+    gs = [SimpleNamespace(units=[SimpleNamespace(key=k)]) for k in "abc"]
+    reports: list[dict] = []
+    _ReportEachGroup(reports.append, 3).run_groups(Runner(), gs)
+    assert [r["score"] for r in reports] == pytest.approx([1.0 + 4.5, (5.5 + 2.0) / 2, (5.5 + 2.0 + 0.5) / 3])
+    assert reports[-1]["gap"] == pytest.approx(3.5 / 3) and reports[-1]["worst_drop"] == 9.0
+
+    reports.clear()
+    _ReportEachGroup(reports.append, 3, objective="gap").run_groups(Runner(), gs)
+    assert [r["score"] for r in reports] == [r["gap"] for r in reports] == pytest.approx([1.0, 1.5, 3.5 / 3])
+
+    # the study's own targets set the bar: a 10-point class bar charges nothing here
+    reports.clear()
+    loose = {**DEFAULT_TARGETS, "class": Target(kind="class", max_gap=0.5, min_speedup=50, max_class_drop=10.0)}
+    _ReportEachGroup(reports.append, 3, loose).run_groups(Runner(), gs[:1])
+    assert reports[0]["score"] == pytest.approx(1.0)
+
+
+def test_tune_score() -> None:
+    from obliviate.core import ConfigError
+    from obliviate.study.targets import DEFAULT_TARGETS, tune_score
+
+    cls, rnd = DEFAULT_TARGETS["class"], DEFAULT_TARGETS["random"]
+    assert tune_score({"gap/avg": 0.4, "worst_class_drop": 2.9}, cls) == pytest.approx(0.4)
+    assert tune_score({"gap/avg": 0.4, "worst_class_drop": 5.0}, cls) == pytest.approx(2.4)
+    assert tune_score({"gap/avg": 0.4, "worst_class_drop": 5.0}, cls, "gap") == pytest.approx(0.4)
+    assert tune_score({"gap/avg": 0.4, "worst_class_drop": 50.0}, rnd) == pytest.approx(0.4)  # no class bar
+    assert tune_score({"gap/avg": 0.4}, cls) == pytest.approx(0.4)  # no per-class record: the gap
+    assert tune_score({"gap/avg": 0.4, "worst_class_drop": float("nan")}, cls) == pytest.approx(0.4)
+    with pytest.raises(ConfigError, match="must be one of"):
+        tune_score({"gap/avg": 0.4}, cls, "speed")
+    from obliviate.study.tune import TuneSettings
+
+    assert TuneSettings().objective == "target"
+    with pytest.raises(ConfigError, match="objective must be one of"):
+        TuneSettings(objective="speed")
 
 
 def test_method_entries_run_on_their_kinds_and_tune_per_kind(tmp_path: Path) -> None:

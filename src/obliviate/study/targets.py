@@ -146,6 +146,25 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs)
 
 
+TUNE_OBJECTIVES = ("target", "gap")
+
+
+def tune_score(values: Mapping[str, Any], target: Target, objective: str = "target") -> float:
+    """The number a hyperparameter search minimises for one run (points): its Avg. gap to the
+    retrained model, plus — with ``objective="target"`` — the points by which its worst retained
+    class drops further than ``target.max_class_drop`` allows. Both are points of test accuracy,
+    so a setting that closes the gap by breaking another class gains nothing; a target without a
+    class bar (random requests) scores the gap alone. Speed is not scored: a search varies
+    strengths and learning rates, the budgets (epochs, samples) are fixed in the study."""
+    if objective not in TUNE_OBJECTIVES:
+        raise ConfigError(f"the tune objective must be one of {TUNE_OBJECTIVES}, got {objective!r}", "objective")
+    score = float(values["gap/avg"])
+    drop = values.get("worst_class_drop")
+    if objective == "target" and target.max_class_drop is not None and drop is not None and math.isfinite(float(drop)):
+        score += max(0.0, float(drop) - target.max_class_drop)
+    return score
+
+
 def check_target(per_seed: Sequence[Mapping[str, float]], target: Target, floor: float | None = None) -> dict[str, Any]:
     """Judge one method against ``target`` from its per-seed values (``gap/avg``,
     ``efficiency/speedup``, ``worst_class_drop``).

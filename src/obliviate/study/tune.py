@@ -6,12 +6,15 @@ fields (``param(..., tune=Range(...))``; ``obliviate describe METHOD`` lists the
 Each trial is one Ray Tune trial that runs the study's own pipeline on the tuning groups (model ×
 tuning request × tuning seed) with the trial's config: references come from the shared model
 cache (trained once, under its lock), every trial's records are content-keyed in
-``OUT/trials/<config key>/``, so a config tried twice is read, not rerun. The objective is the mean
-Avg. gap to the retrained model (points, minimised) over the tuning groups, reported after each
-group: with two or more groups an ASHA scheduler stops poor trials early (``time_attr``: groups
-done). Optuna's TPE sampler proposes the configs (``OptunaSearch``, seeded).
+``OUT/trials/<config key>/``, so a config tried twice is read, not rerun. The objective (points,
+minimised) is the mean over the tuning groups of each run's Avg. gap to the retrained model plus
+the points by which its worst retained class drops beyond the study's target for that request
+kind (:func:`~obliviate.study.targets.tune_score`; ``objective="gap"``: the gap alone, which picked
+settings that break a retained class on the held-out classes of issue 16). It is reported after
+each group: with two or more groups an ASHA scheduler stops poor trials early (``time_attr``:
+groups done). Optuna's TPE sampler proposes the configs (``OptunaSearch``, seeded).
 
-Out: ``OUT/tune.json`` (every trial: config, gap, speed-up, groups), ``OUT/best.yaml`` — the study
+Out: ``OUT/tune.json`` (every trial: config, score, gap, worst class drop, speed-up, groups), ``OUT/best.yaml`` — the study
 with the best config added as ``METHOD_tuned``, which ``obliviate run OUT/best.yaml`` evaluates on
 the study's own (held-out) requests and seeds — and ``OUT/ray/`` (Ray Tune's experiment). An
 interrupted tune (Ctrl-C, a lost driver) resumes from there with ``Tuner.restore`` when the same
@@ -39,7 +42,7 @@ from ..utils import write_json_atomic, write_text_atomic
 from .executors import import_ray, ray_session, with_absolute_paths
 from .keys import key_of
 from .spec import MethodSpec, StudySpec, StudySpecError
-from .targets import REQUEST_KINDS, request_kind
+from .targets import DEFAULT_TARGETS, REQUEST_KINDS, TUNE_OBJECTIVES, Target, request_kind, tune_score
 
 FAILED_GAP = 100.0  # the objective of a run that failed (diverged, or a config the method refuses)
 
@@ -48,7 +51,8 @@ FAILED_GAP = 100.0  # the objective of a run that failed (diverged, or a config 
 class TuneSettings:
     """How a search runs. ``trials``: configs tried; ``search_seed``: Optuna's sampler seed;
     ``cpus_per_trial`` / ``gpus_per_trial``: what each trial declares to Ray (torch uses as many
-    threads); ``address``: a running Ray cluster (``None``: a local Ray, ``num_cpus`` its size)."""
+    threads); ``address``: a running Ray cluster (``None``: a local Ray, ``num_cpus`` its size);
+    ``objective``: ``"target"`` (gap + class damage beyond the study's target) or ``"gap"``."""
 
     trials: int = 12
     search_seed: int = 0
@@ -56,9 +60,13 @@ class TuneSettings:
     gpus_per_trial: float = 0.0
     address: str | None = None
     num_cpus: int | None = None
+    objective: str = "target"
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.objective not in TUNE_OBJECTIVES:
+            raise ConfigError(f"TuneSettings.objective must be one of {TUNE_OBJECTIVES}, got {self.objective!r}",
+                              "objective")
         if self.trials < 1:
             raise ConfigError(f"TuneSettings.trials must be >= 1, got {self.trials!r}", "trials")
         if not self.cpus_per_trial > 0:
@@ -189,6 +197,7 @@ class _TrialContext:
     device: str | None
     threads: int
     groups: int
+    objective: str = "target"
 
 
 class _Quiet:
@@ -202,15 +211,19 @@ class _Quiet:
 
 
 class _ReportEachGroup:
-    """The serial executor, reporting the running mean gap to Ray Tune after every group."""
+    """The serial executor, reporting the running mean score (and gap) to Ray Tune after every
+    group; ``targets`` (the study's, per request kind) set each group's class bar."""
 
-    def __init__(self, report: Callable[[dict[str, Any]], None], total: int) -> None:
-        self.report, self.total = report, total
+    def __init__(self, report: Callable[[dict[str, Any]], None], total: int,
+                 targets: dict[str, Target] | None = None, objective: str = "target") -> None:
+        self.report, self.total, self.objective = report, total, objective
+        self.targets = targets or DEFAULT_TARGETS
 
     def run_groups(self, runner: Any, groups: list[Any]) -> list[str]:
         """Groups whose request the method does not apply to (a class-only method on a random
-        request, the calibrated stop on a class) are left out of the mean, not scored as failed."""
-        gaps, speedups, failed, skipped = [], [], 0, 0
+        request, the calibrated stop on a class) are left out of the mean, not scored as failed;
+        a failed run scores :data:`FAILED_GAP`."""
+        scores, gaps, drops, speedups, failed, skipped = [], [], [], [], 0, 0
         for i, group in enumerate(groups, 1):
             runner.run_group(group)
             rec = runner.store.load_run(group.units[0].key)
@@ -220,17 +233,24 @@ class _ReportEachGroup:
                 skipped += 1
             elif rec is None or rec.get("status") != "ok" or "gap/avg" not in values:
                 failed += 1
+                scores.append(FAILED_GAP)
                 gaps.append(FAILED_GAP)
             else:
+                target = self.targets.get(request_kind(str(rec.get("request", ""))), DEFAULT_TARGETS["class"])
+                scores.append(tune_score(values, target, self.objective))
                 gaps.append(float(values["gap/avg"]))
+                if values.get("worst_class_drop") is not None:
+                    drops.append(float(values["worst_class_drop"]))
                 if "efficiency/speedup" in values:
                     speedups.append(float(values["efficiency/speedup"]))
-            if gaps and (applicable or i == len(groups)):
-                self.report({"gap": sum(gaps) / len(gaps), "groups": i, "failed": failed, "skipped": skipped,
-                             "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
-        if not gaps:  # applies to none of the tuning requests: the worst objective
-            self.report({"gap": FAILED_GAP, "groups": len(groups), "failed": len(groups), "skipped": skipped,
-                         "speedup": float("nan"), "error": "not applicable to any tuning request"})
+            if scores and (applicable or i == len(groups)):
+                self.report({"score": sum(scores) / len(scores), "gap": sum(gaps) / len(gaps),
+                             "worst_drop": max(drops) if drops else float("nan"), "groups": i, "failed": failed,
+                             "skipped": skipped, "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
+        if not scores:  # applies to none of the tuning requests: the worst objective
+            self.report({"score": FAILED_GAP, "gap": FAILED_GAP, "worst_drop": float("nan"), "groups": len(groups),
+                         "failed": len(groups), "skipped": skipped, "speedup": float("nan"),
+                         "error": "not applicable to any tuning request"})
         return []
 
 
@@ -247,12 +267,12 @@ def _trial(config: dict[str, Any], ctx: _TrialContext) -> None:
     try:
         sub = tuning_spec(ctx.spec, ctx.method, cfg)
     except StudySpecError as e:  # a combination the method refuses: the worst objective, said why
-        tune.report({"gap": FAILED_GAP, "groups": ctx.groups, "failed": ctx.groups, "speedup": float("nan"),
-                     "error": str(e)[:300]})
+        tune.report({"score": FAILED_GAP, "gap": FAILED_GAP, "worst_drop": float("nan"), "groups": ctx.groups,
+                     "failed": ctx.groups, "speedup": float("nan"), "error": str(e)[:300]})
         return
     out = Path(ctx.out_root) / "trials" / key_of({"method": ctx.method, "config": cfg})[:16]
     runner = StudyRunner(sub, out, cache_dir=ctx.cache_dir, device=ctx.device, progress=_Quiet(),
-                         executor=_ReportEachGroup(tune.report, ctx.groups))
+                         executor=_ReportEachGroup(tune.report, ctx.groups, ctx.spec.targets, ctx.objective))
     while True:  # the same config proposed twice at once: the second waits for the first's folder
         try:
             runner.run()
@@ -334,20 +354,21 @@ def tune_method(
     out_dir.mkdir(parents=True, exist_ok=True)
     identity = {"study": spec.raw, "scale": spec.scale, "method": method, "base": base, "kinds": list(kinds),
                 "space": {k: v.describe() for k, v in space.items()}, "trials": settings.trials,
-                "search_seed": settings.search_seed}
+                "search_seed": settings.search_seed, "objective": settings.objective}
     ident_path = out_dir / "tune_request.json"
     if ident_path.exists():
         old = json.loads(ident_path.read_text())
         if key_of(old) != key_of(identity):
-            raise StudySpecError(f"{out_dir} holds a tune of another study, method, space or trial count; give "
+            raise StudySpecError(f"{out_dir} holds a tune of another study, method, space, objective or trial count; give "
                                  "another --out (or delete the folder to start over)")
     write_json_atomic(ident_path, identity)
     say(f"tuning {method} on {n_groups} group(s) of the tuning split (requests "
         f"{', '.join(r.describe() for r in spec.tune.requests)}; seeds {list(spec.tune.seeds)}), "
-        f"{settings.trials} trials over {', '.join(f'{k} {v.describe()}' for k, v in space.items())}")
+        f"{settings.trials} trials over {', '.join(f'{k} {v.describe()}' for k, v in space.items())}; objective: "
+        + ("Avg. gap + class drop beyond the target" if settings.objective == "target" else "Avg. gap"))
 
     ctx = _TrialContext(spec, method, base, str(out_dir), None if cache_dir is None else str(Path(cache_dir).resolve()),
-                        device, max(1, int(settings.cpus_per_trial)), n_groups)
+                        device, max(1, int(settings.cpus_per_trial)), n_groups, settings.objective)
     trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
                                     {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     storage, name = out_dir / "ray", "tune"
@@ -363,8 +384,8 @@ def tune_method(
                 else f"resuming the interrupted tune in {storage / name}")
             tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_errored=True)
         else:
-            search = OptunaSearch(metric="gap", mode="min", seed=settings.search_seed)
-            scheduler = (ASHAScheduler(time_attr="groups", metric="gap", mode="min", max_t=n_groups, grace_period=1,
+            search = OptunaSearch(metric="score", mode="min", seed=settings.search_seed)
+            scheduler = (ASHAScheduler(time_attr="groups", metric="score", mode="min", max_t=n_groups, grace_period=1,
                                        reduction_factor=2) if n_groups >= 2 else None)
             tuner = tune.Tuner(
                 trainable, param_space=_ray_space(space),
@@ -379,10 +400,11 @@ def tune_method(
         if not m:  # proposed but never reported (an interrupted tune): nothing to show
             continue
         trials.append({"trial": m.get("trial_id") or (r.path and Path(r.path).name), "config": r.config or {},
-                       "gap": _num(m.get("gap")), "groups": m.get("groups", 0), "failed": m.get("failed"),
+                       "score": _num(m.get("score")), "gap": _num(m.get("gap")), "worst_drop": _num(m.get("worst_drop")),
+                       "groups": m.get("groups", 0), "failed": m.get("failed"),
                        "speedup": _num(m.get("speedup")), "error": m.get("error") or (str(r.error)[:300] if r.error else None)})
-    complete = [t for t in trials if t["groups"] == n_groups and t["gap"] is not None and not t["failed"]]
-    best = min(complete, key=lambda t: t["gap"]) if complete else None
+    complete = [t for t in trials if t["groups"] == n_groups and t["score"] is not None and not t["failed"]]
+    best = min(complete, key=lambda t: t["score"]) if complete else None
     best_yaml = None
     if interrupted:
         say(f"the tune was interrupted after {grid.num_terminated + grid.num_errors} of {settings.trials} trials; "
@@ -390,13 +412,15 @@ def tune_method(
     elif best is not None:
         best_yaml = out_dir / "best.yaml"
         write_text_atomic(best_yaml, best_study_yaml(spec, method, {**base, **best["config"]}, best, kinds))
-        say(f"best {method}: {best['config']} — mean Avg. gap {best['gap']:.3f} pts on the tuning split; "
+        say(f"best {method}: {best['config']} — score {best['score']:.3f}, mean Avg. gap {best['gap']:.3f} pts, "
+            f"worst retained class −{best['worst_drop'] or 0.0:.2f} pts on the tuning split; "
             f"evaluate it on the held-out requests and seeds: obliviate run {best_yaml}")
     else:
         say("no trial finished every tuning group without failing: nothing written to best.yaml")
     if best_yaml is None and (out_dir / "best.yaml").exists():
         (out_dir / "best.yaml").unlink()  # (a stale one from an earlier, other outcome)
-    write_json_atomic(out_dir / "tune.json", {"method": method, "space": identity["space"], "base": base,
+    write_json_atomic(out_dir / "tune.json", {"method": method, "objective": settings.objective,
+                                              "space": identity["space"], "base": base,
                                               "tuning_groups": n_groups, "trials": trials, "best": best,
                                               "resumed": resumed, "interrupted": interrupted})
     return TuneResult(trials, best, best_yaml, out_dir, resumed, interrupted)
@@ -431,7 +455,8 @@ def _progress_callback(say: Callable[[str], None], total: int, groups: int) -> A
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             res = trial.last_result or {}
             cfg = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (trial.config or {}).items()}
-            how = f"gap {res['gap']:.3f} pts over {res.get('groups')}/{groups} group(s)" if "gap" in res else "no result"
+            how = (f"score {res.get('score', res['gap']):.3f}, gap {res['gap']:.3f} pts over {res.get('groups')}/{groups} "
+                   "group(s)" if "gap" in res else "no result")
             done = 1 + sum(t.status == "TERMINATED" for t in trials if t is not trial)
             say(f"trial {trial.trial_id} finished ({done} of {total}): {cfg}: {how}")
 
@@ -467,7 +492,8 @@ def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: 
     head = (f"# {method} tuned by `obliviate tune` on the tuning split (requests "
             f"{', '.join(r.describe() for r in spec.tune.requests) if spec.tune else '?'}; seeds "
             f"{list(spec.tune.seeds) if spec.tune else '?'}): mean Avg. gap {best['gap']:.3f} pts over "
-            f"{best['groups']} group(s).\n# Run it to judge the config on the study's own requests and seeds, "
+            f"{best['groups']} group(s)" + (f", score {best['score']:.3f} (gap + class drop beyond the target)"
+                                            if best.get("score") is not None else "") + ".\n# Run it to judge the config on the study's own requests and seeds, "
             "which the tune never saw.\n")
     return head + yaml.safe_dump(_plain(raw), sort_keys=False, allow_unicode=True, width=110)
 

@@ -152,8 +152,8 @@ TUNE_OBJECTIVES = ("target", "gap")
 def tune_score(values: Mapping[str, Any], target: Target, objective: str = "target") -> float:
     """The number a hyperparameter search minimises for one run (points): its Avg. gap to the
     retrained model, plus — with ``objective="target"`` — the points by which its worst retained
-    class drops further than ``target.max_class_drop`` allows. Both are points of test accuracy,
-    so a setting that closes the gap by breaking another class gains nothing; a target without a
+    class drops further than ``target.max_class_drop`` allows. Both are percentage points, so a
+    setting that closes the gap by breaking another class gains nothing; a target without a
     class bar (random requests) scores the gap alone. Speed is not scored: a search varies
     strengths and learning rates, the budgets (epochs, samples) are fixed in the study."""
     if objective not in TUNE_OBJECTIVES:

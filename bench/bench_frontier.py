@@ -191,6 +191,60 @@ def summarise(
     return out
 
 
+def by_kind(records: Sequence[dict[str, Any]], summary: dict[str, Any],
+            targets: dict[str, Target] = TARGETS) -> dict[str, Any]:
+    """Per request kind, each candidate's runs pooled over that kind's requests and seeds: how many
+    runs reach the target on their own (each against its own request's noise floor), on which
+    requests the seed mean reaches it, the Avg. gap over all runs, the worst class drop and the
+    lowest speed-up. ``summary`` is :func:`summarise`'s output for the same records."""
+    out: dict[str, Any] = {}
+    for kind in dict.fromkeys(e["kind"] for e in summary.values()):
+        requests = [q for q, e in summary.items() if e["kind"] == kind]
+        target = targets.get(kind)
+        labels = list(dict.fromkeys(r["method"] for q in requests for r in summary[q]["rows"] if r["candidate"]))
+        rows = []
+        for label in labels:
+            runs = [r for r in records if r["request"] in requests and r["method"] == label]
+            gaps = [r["values"]["gap/avg"] for r in runs if math.isfinite(r["values"].get("gap/avg", math.nan))]
+            drops = [r["values"]["worst_class_drop"] for r in runs if "worst_class_drop" in r["values"]]
+            speeds = [r["values"]["efficiency/speedup"] for r in runs if "efficiency/speedup" in r["values"]]
+            row: dict[str, Any] = {
+                "method": label, "runs": len(runs),
+                "gap": _stats(gaps) if gaps else None,
+                "worst_class_drop_max": max(drops) if drops else None,
+                "speedup_min": min(speeds) if speeds else None,
+            }
+            if target is not None:
+                row["passing_runs"] = sum(
+                    check_target([r["values"]], target, summary[r["request"]]["noise_floor"])["passes"] for r in runs)
+                row["requests_reached"] = [q for q in requests if label in summary[q].get("reached_by", [])]
+            rows.append(row)
+        rows.sort(key=lambda r: (-r.get("passing_runs", 0), r["gap"]["mean"] if r["gap"] else math.inf))
+        out[kind] = {"requests": requests, "rows": rows}
+    return out
+
+
+def kind_lines(pooled: dict[str, Any]) -> list[str]:
+    """The pooled table of :func:`by_kind`, one markdown table per kind."""
+    out: list[str] = []
+    for kind, entry in pooled.items():
+        out += [f"### {kind} requests: {', '.join(entry['requests'])}", ""]
+        header = ["method", "runs", "runs reaching the target", "requests reached (seed mean)",
+                  "Avg. gap over runs (pts)", "worst class drop, max (pts)", "speed-up, min"]
+        rows = []
+        for r in entry["rows"]:
+            rows.append([
+                r["method"], str(r["runs"]),
+                f"{r['passing_runs']}/{r['runs']}" if "passing_runs" in r else "–",
+                ", ".join(r.get("requests_reached", [])) or "–",
+                fmt_cell("gap/avg", r["gap"]),
+                "–" if r["worst_class_drop_max"] is None else f"{r['worst_class_drop_max']:.2f}",
+                "–" if r["speedup_min"] is None else f"{r['speedup_min']:.1f}×",
+            ])
+        out += [md_table(header, rows), ""]
+    return out
+
+
 # -- rendering -----------------------------------------------------------------------------------
 
 
@@ -274,6 +328,11 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], notes: str = 
             "|Δ| to the retrained model over forget, retain and test accuracy and MIA-efficacy "
             "(SalUn's Avg. Gap; for a class request the test accuracy is on the retained classes), "
             "in points. Speed-up = retrain wall time / method wall time, per seed, then averaged.", ""]
+    if meta.get("by_kind"):
+        out += ["## By kind of request (each method's runs pooled over the kind's requests and seeds)", "",
+                "A run reaches the target when it does on its own, against its own request's noise floor "
+                "and retraining time; the requests column says where the mean over seeds does.", ""]
+        out += kind_lines(meta["by_kind"])
     for request, entry in summary.items():
         out += [f"## Forget {request}", ""]
         if entry.get("retrain_seconds"):
@@ -511,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      if entry.get("noise_floor") is not None else ""))
         print(text_table(header, rows))
         print("\n".join(verdict_lines(request, entry)))
+    meta["by_kind"] = by_kind(records, summary, spec.targets)
     figure = summary_dir / "frontier_gap_time.png"
     if frontier_figure(summary, figure):
         meta["figure"] = figure.name

@@ -234,3 +234,31 @@ def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
     tuned = {r.describe() for r in spec.tune.requests}
     assert tuned & {r.describe() for r in spec.requests} == {"random:0.1"}
     assert not set(spec.tune.seeds) & set(spec.seeds)
+
+
+def test_runs_pool_by_kind_each_against_its_own_request(bench: Any) -> None:
+    """Two class requests: a method's runs are pooled over both; each run is judged on its own, against
+    its request's noise floor; the requests column lists where the seed mean reaches the target."""
+    recs = _class_records()
+    for r in _class_records():  # a second class where `borderline` misses on every seed
+        r = {**r, "request": "class:cat", "values": dict(r["values"])}
+        if r["method"] == "borderline":
+            r["values"]["gap/avg"] = 0.9
+        recs.append(r)
+    summary = bench.summarise(recs)
+    pooled = bench.by_kind(recs, summary)
+    assert list(pooled) == ["class"] and pooled["class"]["requests"] == ["class:airplane", "class:cat"]
+    rows = {r["method"]: r for r in pooled["class"]["rows"]}
+    assert "original" not in rows and "retrain" not in rows
+    assert rows["fast_good"]["runs"] == 6 and rows["fast_good"]["passing_runs"] == 6
+    assert rows["fast_good"]["requests_reached"] == ["class:airplane", "class:cat"]
+    # airplane seeds 0 and 1 pass alone (0.3), seed 2 (0.75) and every cat seed (0.9) do not
+    assert rows["borderline"]["passing_runs"] == 2 and rows["borderline"]["requests_reached"] == ["class:airplane"]
+    assert rows["borderline"]["gap"]["mean"] == pytest.approx((0.3 + 0.3 + 0.75 + 3 * 0.9) / 6)
+    assert rows["hurts_class"]["passing_runs"] == 0 and rows["hurts_class"]["worst_class_drop_max"] == pytest.approx(4.2)
+    assert rows["slow"]["speedup_min"] == pytest.approx(6.0)
+    assert [r["method"] for r in pooled["class"]["rows"]][:2] == ["fast_good", "borderline"]  # most passing runs first
+    text = "\n".join(bench.kind_lines(pooled))
+    assert "| fast_good | 6 | 6/6 | class:airplane, class:cat | 0.30 ± 0.01 | 1.50 | 72.0× |" in text
+    md = bench.render_markdown(summary, {"by_kind": pooled})
+    assert md.index("## By kind of request") < md.index("## Forget class:airplane")

@@ -155,3 +155,63 @@ def test_the_target_is_the_original_held_out_loss_not_the_drifting_one(memorised
     _, h_orig = drifting.gap(memorised.model)
     assert fixed.gap(damaged)[1] == pytest.approx(h_orig, rel=1e-9)
     assert drifting.gap(damaged)[1] > h_orig  # the damaged model's held-out loss has risen
+
+
+def test_weighted_median_is_the_half_weight_point() -> None:
+    """Checked against a brute-force definition: the smallest value whose cumulative weight
+    reaches half the total; unit weights give the lower median; zero weights are ignored."""
+    import torch
+
+    from obliviate.methods.calibrate import weighted_median
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        v = rng.normal(size=rng.integers(1, 40))
+        w = rng.random(len(v)) * (rng.random(len(v)) > 0.2)
+        if w.sum() == 0:
+            continue
+        brute = min(x for x in v if w[v <= x].sum() >= w.sum() / 2)
+        assert weighted_median(torch.tensor(v), torch.tensor(w)) == pytest.approx(brute, abs=0)
+    assert weighted_median(torch.tensor([5.0, 1.0, 3.0, 2.0]), torch.ones(4)) == 2.0
+    # a few rows pushed far move the mean, not the median
+    assert weighted_median(torch.tensor([0.1, 0.2, 0.3, 0.4, 90.0]), torch.ones(5)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="positive weight"):
+        weighted_median(torch.tensor([1.0]), torch.tensor([0.0]))
+
+
+def test_the_error_and_median_statistics(memorised: TinyProblem) -> None:
+    """``error`` compares the forget rows' misclassified fraction with the class-weighted held-out
+    error (computed here by hand from the predictions); ``median`` the medians. Both see the
+    memorised forget rows as easier than held-out rows, and both end calibrated_neggrad's run."""
+    import torch
+
+    m = get_method("calibrated_neggrad")()
+    data = _data(memorised, m)
+    device = memorised.context(0).device
+    stop = CalibratedStop(data.forget, data.validation, device, statistic="error")
+    f_err, h_err = stop.gap(memorised.model)
+    model = memorised.model.eval()
+
+    def wrong(view):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return np.concatenate([(model(b["image"]).argmax(1) != b["label"]).numpy()
+                                   for b in view.loader(128, shuffle=False)]).astype(float)
+
+    assert f_err == pytest.approx(wrong(data.forget).mean(), abs=1e-12)
+    assert h_err == pytest.approx(float((wrong(data.validation) * stop._weights.numpy()).sum()), abs=1e-12)
+    assert 0.0 <= f_err <= h_err <= 1.0
+    med = CalibratedStop(data.forget, data.validation, device, statistic="median")
+    f_med, h_med = med.gap(memorised.model)
+    f_mean, h_mean = CalibratedStop(data.forget, data.validation, device).gap(memorised.model)
+    assert f_med < h_med and f_med <= f_mean  # losses are right-skewed: the median sits below the mean
+    for statistic in ("median", "error"):
+        m = get_method("calibrated_neggrad")({"stop_statistic": statistic})
+        result, stats = run_method(m, memorised.model, _data(memorised, m), memorised.context(0))
+        what = "error" if statistic == "error" else "loss"
+        info = result.info
+        assert info["stop_statistic"] == statistic
+        assert info[f"stop_forget_{what}"] >= info[f"stop_heldout_{what}"]
+    with pytest.raises(ConfigError, match="stop_statistic"):
+        get_method("calibrated_neggrad")({"stop_statistic": "max"})
+    with pytest.raises(ConfigError, match="stop_statistic"):
+        CalibratedStop(data.forget, data.validation, device, statistic="max")  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .base import Range, param, register_method
+from .base import Choice, Range, param, register_method
 from .neggrad_plus import NegGradPlus, NegGradPlusConfig
 
 
@@ -31,6 +31,9 @@ class CalibratedNegGradConfig(NegGradPlusConfig):
     stop: Literal["budget", "calibrated"] = param("calibrated", "calibrated: end when the forget loss reaches the "
                                                                 "held-out loss of the same classes (budget: NegGrad+)")
     stop_every: int = param(5, "steps between two checks of the stop")
+    stop_statistic: Literal["mean", "median", "error"] = param(
+        "mean", "what the stop compares: the mean loss, the median loss, or the fraction misclassified",
+        tune=Choice(("mean", "median", "error")))
 
 
 @register_method("calibrated_neggrad")

@@ -221,3 +221,41 @@ def test_the_error_and_median_statistics(memorised: TinyProblem) -> None:
         get_method("calibrated_neggrad")({"stop_statistic": "max"})
     with pytest.raises(ConfigError, match="stop_statistic"):
         CalibratedStop(data.forget, data.validation, device, statistic="max")  # type: ignore[arg-type]
+
+
+def test_under_keep_each_check_measures_the_returned_model(memorised: TinyProblem) -> None:
+    """``bn_stats: keep`` restores the original's batch-norm statistics after the method, so a check
+    must read the model with those statistics, not the ones the loop's train-mode passes rewrote;
+    the loop's statistics are back in place after the check."""
+    import copy
+
+    import torch
+
+    from obliviate.methods.bn import bn_layers, restore, snapshot
+
+    m = get_method("calibrated_neggrad")()
+    data = _data(memorised, m)
+    device = memorised.context(0).device
+    model = copy.deepcopy(memorised.model)
+    assert bn_layers(model), "the fixture's net must have batch norm for this test to mean anything"
+    original = snapshot(model)
+    keep = CalibratedStop(data.forget, data.validation, device, start=model, bn_stats="keep", statistic="error")
+    loop = CalibratedStop(data.forget, data.validation, device, start=model, statistic="error")
+    with torch.no_grad():  # a train-mode pass on shifted inputs rewrites the running statistics
+        model.train()
+        for b in data.forget.loader(64, shuffle=False):
+            model(b["image"] * 3.0 + 1.0)
+    rewritten = snapshot(model)
+    assert any(not torch.equal(a["running_mean"], b["running_mean"]) for a, b in zip(original, rewritten))
+    returned = copy.deepcopy(model)
+    restore(returned, original)
+    f_keep, _ = keep.gap(model)
+    assert f_keep == pytest.approx(CalibratedStop(data.forget, data.validation, device, statistic="error")
+                                   .gap(returned)[0], abs=1e-12)
+    assert f_keep != loop.gap(model)[0]  # the rewritten statistics measure another model
+    assert all(torch.equal(a["running_mean"], b["running_mean"]) for a, b in zip(snapshot(model), rewritten))
+    assert model.training  # the mode is put back too
+    keep(model, 0)
+    assert keep.info()["stop_bn"] == "start" and loop.info()["stop_bn"] == "loop"
+    with pytest.raises(ValueError, match="keep"):
+        CalibratedStop(data.forget, data.validation, device, bn_stats="keep")

@@ -182,7 +182,7 @@ def test_weighted_median_is_the_half_weight_point() -> None:
 def test_the_error_and_median_statistics(memorised: TinyProblem) -> None:
     """``error`` compares the forget rows' misclassified fraction with the class-weighted held-out
     error (computed here by hand from the predictions); ``median`` the medians. Both see the
-    memorised forget rows as easier than held-out rows, and both end calibrated_neggrad's run."""
+    memorised forget rows as easier than held-out rows; a run ends on the stop or else on its budget."""
     import torch
 
     m = get_method("calibrated_neggrad")()

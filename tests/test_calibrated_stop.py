@@ -14,24 +14,6 @@ from obliviate.testing import TinyProblem
 HELDOUT = np.arange(0, 450, 2)  # every other test row is the validation split
 
 
-@pytest.fixture(scope="module")
-def memorised() -> TinyProblem:
-    """A random 10 % request on a small CNN trained to memorise digits (30 epochs, no augmentation,
-    no weight decay): forget loss 0.005 nats against 0.031 on held-out rows (≈ 4.5 s)."""
-    import torch
-
-    from obliviate.data import RandomForget, load_dataset, split_indices
-    from obliviate.models import create_model
-    from obliviate.testing import TINY_TRAIN
-    from obliviate.train import fit, make_loader
-
-    ds = load_dataset("digits")
-    tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0)
-    model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
-    fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
-    return TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5)
-
-
 def _data(problem: TinyProblem, method) -> UnlearnData:  # type: ignore[no-untyped-def]
     return UnlearnData(problem.dataset, problem.split, method.uses, validation_rows=HELDOUT)
 

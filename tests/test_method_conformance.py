@@ -27,6 +27,8 @@ def _problem(request: pytest.FixtureRequest, name: str) -> Any:
     if METHODS.get(name).kind == "llm":
         torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention
         return request.getfixturevalue("tiny_llm")
+    if "validation" in METHODS.get(name).uses:  # reads held-out rows: a sample-level request that has them
+        return request.getfixturevalue("tiny_heldout")
     return request.getfixturevalue("tiny")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,7 @@ class TinyProblem:
     train_config: TrainConfig
     model_name: str = "small_cnn"
     width: float = 0.5
+    validation_rows: np.ndarray | None = None  # test rows given as the validation split (None: none)
 
     def factory(self, seed: int) -> nn.Module:
         return create_model(self.model_name, num_classes=self.dataset.num_classes,
@@ -37,7 +39,7 @@ class TinyProblem:
     def data(self, uses: frozenset[str] | UnlearningMethod | type[UnlearningMethod]) -> UnlearnData:
         """The guarded splits for a method (or its declared ``uses``)."""
         allowed = uses if isinstance(uses, (set, frozenset)) else uses.uses
-        return UnlearnData(self.dataset, self.split, frozenset(allowed))
+        return UnlearnData(self.dataset, self.split, frozenset(allowed), validation_rows=self.validation_rows)
 
     def accuracy(self, model: nn.Module, part: str) -> float:
         """Accuracy on ``forget``/``retain`` train rows or ``test_forget``/``test_retain``."""

@@ -1,0 +1,89 @@
+"""``loss_match``: forget rows' losses moved onto the held-out rows' distribution, by rank per class."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from obliviate.core import ConfigError
+from obliviate.methods import UnlearnData, get_method, run_method
+from obliviate.methods.calibrate import _losses
+from obliviate.methods.loss_match import quantile_targets
+from obliviate.testing import TinyProblem
+
+HELDOUT = np.arange(0, 450, 2)
+
+
+def test_quantile_targets_by_rank_within_each_class() -> None:
+    """By hand: class 0 has four forget rows and held-out losses 0..3 (quantiles at 1/8, 3/8, 5/8,
+    7/8 interpolate to 0.375, 1.125, 1.875, 2.625), assigned in the order of the rows' own losses;
+    class 1 has two held-out rows, fewer than ``min_class_rows``, so it reads all six."""
+    f_loss = torch.tensor([0.3, 0.1, 0.4, 0.2, 5.0, 0.0])
+    f_y = torch.tensor([0, 0, 0, 0, 1, 1])
+    h_loss = torch.tensor([3.0, 0.0, 2.0, 1.0, 10.0, 20.0])
+    h_y = torch.tensor([0, 0, 0, 0, 1, 1])
+    t = quantile_targets(f_loss, f_y, h_loss, h_y, min_class_rows=3)
+    assert t[:4].tolist() == pytest.approx([1.875, 0.375, 2.625, 1.125])
+    pooled = torch.quantile(h_loss.double(), torch.tensor([0.25, 0.75], dtype=torch.float64))
+    assert t[4:].tolist() == pytest.approx([pooled[1].item(), pooled[0].item()])  # the larger loss, the higher target
+    # with the class's own two rows allowed, class 1 reads only them
+    t2 = quantile_targets(f_loss, f_y, h_loss, h_y, min_class_rows=2)
+    assert t2[4:].tolist() == pytest.approx([17.5, 12.5])
+    with pytest.raises(ValueError, match="held-out"):
+        quantile_targets(f_loss, f_y, h_loss[:0], h_y[:0])
+
+
+@pytest.fixture(scope="module")
+def smoothed() -> TinyProblem:
+    """A random 10 % request on a small CNN trained 30 epochs with label smoothing 0.2 (as
+    airbench is) and no augmentation: the forget rows' loss (0.197 nats) sits below the held-out
+    rows' (0.237), and no row is so confident that its gradient vanishes (≈ 5.5 s)."""
+    from obliviate.data import RandomForget, load_dataset, split_indices
+    from obliviate.models import create_model
+    from obliviate.testing import TINY_TRAIN
+    from obliviate.train import fit, make_loader
+
+    ds = load_dataset("digits")
+    tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0, label_smoothing=0.2)
+    model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
+    fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
+    return TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5,
+                       validation_rows=HELDOUT)
+
+
+def test_loss_match_moves_the_forget_rows_towards_the_held_out_rows(smoothed: TinyProblem) -> None:
+    """The forget rows' mean loss rises towards the held-out target and stays below it, the retain
+    rows stay learnt; the rows short of their target are counted, and the method reads the
+    validation split it declares. With a plain cross-entropy retain term (the context says the
+    original was trained without smoothing) the same steps lower the forget loss instead."""
+    m = get_method("loss_match")(steps=40, lr=0.02, beta=0.5, min_gap=0.0)
+    data = smoothed.data(m)
+    ctx = smoothed.context(0)
+    before = float(_losses(smoothed.model, data.forget, ctx.device).mean())
+    result, stats = run_method(m, smoothed.model, data, ctx)
+    after = float(_losses(result.model, data.forget, ctx.device).mean())
+    info = result.info
+    assert info["forget_loss_start"] == pytest.approx(before, rel=1e-4)
+    assert before < after < info["forget_loss_target"]
+    assert 0 < info["rows_short"] < info["rows_forget"] == len(data.forget)
+    assert smoothed.accuracy(result.model, "retain") > 0.99
+    assert "validation" in stats.splits_read and stats.steps == 40
+    plain = dataclasses.replace(ctx, train_config=ctx.train_config.with_(label_smoothing=0.0))
+    sharpened, _ = run_method(m, smoothed.model, smoothed.data(m), plain)
+    assert float(_losses(sharpened.model, data.forget, ctx.device).mean()) < before
+
+
+def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem,
+                                                                   tiny_random: TinyProblem) -> None:
+    m = get_method("loss_match")(steps=2)
+    with pytest.raises(ConfigError, match="sample-level"):
+        run_method(m, tiny.model, UnlearnData(tiny.dataset, tiny.split, m.uses, validation_rows=HELDOUT),
+                   tiny.context(0))
+    with pytest.raises(Exception, match="validation_fraction"):
+        run_method(m, tiny_random.model, tiny_random.data(m), tiny_random.context(0))
+    for bad in ({"steps": 0}, {"beta": 1.5}, {"huber": 0.0}, {"min_gap": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            get_method("loss_match")(**bad)

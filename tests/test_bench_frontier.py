@@ -212,7 +212,8 @@ def test_study_file_parses_with_every_method(bench: Any) -> None:
     from obliviate.study import load_study
 
     spec = load_study(bench.DEFAULT_CONFIG)
-    assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
+    # every method that existed for issue 5's frontier; loss_match came later (sample_level_20x.yaml)
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match"}
     assert len(spec.seeds) == 3
     assert {r.describe().split(":")[0] for r in spec.requests} == {"class", "random"}
 
@@ -223,7 +224,8 @@ def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
 
     spec = load_study(bench.REPO / "src" / "obliviate" / "configs" / "frontier_heldout.yaml")
     # every vision method but the two that cannot reach 20x by construction (see the file's comment)
-    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"sisa", "instance_wise"}
+    # and loss_match, which came after this verdict and has its own (sample_level_20x.yaml)
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"sisa", "instance_wise", "loss_match"}
     for m in spec.methods:
         build_method(m.name, m.config)  # a tuned entry's settings are valid for its method
         if m.label.endswith("_tuned_class"):
@@ -233,6 +235,21 @@ def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
     # the verdict's classes and id sets were not tuned on; its random 10 % is another draw (the seed's)
     tuned = {r.describe() for r in spec.tune.requests}
     assert tuned & {r.describe() for r in spec.requests} == {"random:0.1"}
+    assert not set(spec.tune.seeds) & set(spec.seeds)
+
+
+def test_sample_level_study_builds_every_entry(bench: Any) -> None:
+    """The 20x sample-level verdict: loss_match and calibrated_neggrad, each entry valid for its
+    method, sample-level requests only, and a tune split on a seed the verdict does not use."""
+    from obliviate.methods import build_method
+    from obliviate.study import load_study
+
+    spec = load_study(bench.REPO / "src" / "obliviate" / "configs" / "sample_level_20x.yaml")
+    assert {"loss_match", "calibrated_neggrad"} <= {m.name for m in spec.methods}
+    for m in spec.methods:
+        build_method(m.name, m.config)
+    assert {r.describe().split(":")[0] for r in spec.requests} == {"random", "ids"}
+    assert {r.describe() for r in spec.tune.requests} == {"random:0.1"}
     assert not set(spec.tune.seeds) & set(spec.seeds)
 
 

@@ -118,7 +118,10 @@ def test_default_study_runs_every_vision_method() -> None:
     from obliviate.methods import list_methods
 
     spec = load_study(PRESET_DIR / "default.yaml")
-    assert {m.name for m in spec.methods} == set(list_methods(kind="vision"))
+    # but loss_match: it needs held-out rows of a sample-level request, and the default is a class
+    # request on which it would fail (the planner's not-applicable hook knows only the calibrated
+    # stop); its study is configs/sample_level_20x.yaml
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match"}
     assert spec.dataset["name"] == "digits"
 
 

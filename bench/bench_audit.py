@@ -2,21 +2,26 @@
 
     .venv/bin/python bench/bench_audit.py [--data-root ../shared/data/cifar10]
         [--work bench/work/audit] [--out bench/results] [--threads 2]
+        [--config src/obliviate/configs/audit_cifar10.yaml] [--cache DIR] [--name audit_cifar10]
 
-Runs ``configs/audit_cifar10.yaml`` through the study runner (models cached in ``--work``; a rerun
-recomputes nothing whose key is unchanged): an airbench net memorising 5,000 CIFAR-10 images, a
-deletion request of 300 ids, every sample-level method, and K = 4 reference models per seed
-retrained without the request. Prints one table — the original's train/test gap, then per method
-the forget / test accuracy, offline LiRA AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap
+Runs ``configs/audit_cifar10.yaml`` through the study runner (models cached in ``--work``, or
+``--cache``; a rerun recomputes nothing whose key is unchanged): an airbench net memorising 5,000
+CIFAR-10 images, a deletion request of 300 ids, every sample-level method, and K = 4 reference
+models per seed retrained without the request. ``--config`` audits another study with
+``audit.references`` set (``configs/frontier_audit.yaml``: the frontier's frog ids at full scale,
+``--cache`` the frontier's model cache so that its originals and retrained models are reused).
+Prints one table — the original's train/test gap, then per method the forget / test accuracy and
+Avg. gap, offline LiRA AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap
 intervals per seed, RMIA AUC, the per-example ε over the two seeds, the loss-threshold AUC, the
 verdict, the unlearning and audit wall time — and the reference models' cost; writes
-``bench/results/audit_cifar10.{md,json}``.
+``bench/results/NAME.{md,json}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -33,6 +38,10 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "audit")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", type=Path, default=ROOT / "src" / "obliviate" / "configs" / "audit_cifar10.yaml",
+                    help="a study with audit.references >= 2")
+    ap.add_argument("--cache", type=Path, default=None, help="model cache (default WORK/cache)")
+    ap.add_argument("--name", default="audit_cifar10", help="stem of the written OUT/NAME.{md,json}")
     args = ap.parse_args()
     if not (args.data_root / "train.npz").is_file():
         sys.exit(f"CIFAR-10 arrays not found at {args.data_root} (train.npz / test.npz)")
@@ -40,6 +49,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")  # the runner's stages
     import yaml
 
     from obliviate.attacks.per_example import epsilon_cap
@@ -47,13 +57,15 @@ def main() -> int:
     from obliviate.study import StudyRunner, parse_study
     from obliviate.study.store import ResultStore
 
-    cfg_path = ROOT / "src" / "obliviate" / "configs" / "audit_cifar10.yaml"
+    cfg_path = args.config.resolve()
     raw = yaml.safe_load(cfg_path.read_text())
     raw["dataset"]["root"] = str(args.data_root.resolve())
     spec = parse_study(raw, base_dir=cfg_path.parent)
     study_dir = args.work / "study"
     t0 = time.perf_counter()
-    StudyRunner(spec, study_dir, cache_dir=args.work / "cache").run()
+    if spec.audit.references < 2:
+        sys.exit(f"{cfg_path} sets no per-example audit (audit.references must be >= 2)")
+    StudyRunner(spec, study_dir, cache_dir=args.cache or args.work / "cache").run()
     wall = time.perf_counter() - t0
     store = ResultStore(study_dir)
     runs = [r for r in store.runs() if r.get("status") == "ok"]
@@ -67,9 +79,9 @@ def main() -> int:
     def ci(v: dict[str, float], key: str) -> str:
         return f"{v[key]:.3f} [{v[key + '_lo']:.3f}, {v[key + '_hi']:.3f}]"
 
-    md = ["# Membership audit on CIFAR-10 (bench/bench_audit.py)", "",
-          f"Study `configs/audit_cifar10.yaml`: {spec.scale_note}", "",
-          f"The original model memorises: train accuracy {100 * gap['train_acc']:.1f} %, test {100 * gap['test_acc']:.1f} % "
+    md = [f"# Membership audit on CIFAR-10 (bench/bench_audit.py, study `{spec.name}`)", "",
+          f"Study `configs/{cfg_path.name}`: {spec.scale_note}", "",
+          f"The original model: train accuracy {100 * gap['train_acc']:.1f} %, test {100 * gap['test_acc']:.1f} % "
           f"(gap {100 * (gap['train_acc'] - gap['test_acc']):.1f} points; mean over seeds {spec.seeds} and requests).", ""]
     out: dict[str, object] = {"original_gap": gap, "k": k, "requests": {}}
     for request in dict.fromkeys(r["request"] for r in runs):
@@ -104,7 +116,9 @@ def main() -> int:
             rows.append(row)
             probe = ("; ".join(f"{100 * v['probe/test_forget_acc']:.1f}" for v in vs)
                      if is_class and all("probe/test_forget_acc" in v for v in vs) else None)
+            gaps = [g for g in row["gap_avg"] if g is not None]
             table.append([m, f"{100 * row['forget_acc']:.1f}", f"{100 * row['test_acc']:.1f}",
+                          "; ".join(f"{g:.2f}" for g in gaps) if gaps else "–",
                           "; ".join(ci(v, "lira/auc") for v in vs), "; ".join(ci(v, "lira/tpr_at_1pct") for v in vs),
                           "; ".join(f"{v['lira/tpr_at_0p1pct']:.3f}" for v in vs),
                           "; ".join(f"{v['rmia/auc']:.3f}" for v in vs), "–" if e is None else f"{e[0]:.2f} / {e[1]:.2f}",
@@ -112,17 +126,19 @@ def main() -> int:
                          + ([probe or "–"] if is_class else [])
                          + ["; ".join(f"{r['seconds']:.1f}" for r in rs), "; ".join(f"{r['audit']['seconds']:.2f}" for r in rs),
                             row["verdict"].split(" (offline")[0]])
-        header = (["method", "forget acc %", "test acc %", f"LiRA AUC [95 % CI] per seed (K = {k})", "TPR @1 % FPR [CI]",
+        header = (["method", "forget acc %", "test acc %", "Avg. gap (pts) per seed", f"LiRA AUC [95 % CI] per seed (K = {k})", "TPR @1 % FPR [CI]",
                    "TPR @0.1 % FPR", "RMIA AUC", "ε mean / median", "loss-MIA AUC [CI]"]
                   + (["probe: forgotten-class test acc %"] if is_class else []) + ["unlearn s", "audit s", "verdict"])
         a0 = gs[0]["audit"]
         md += [f"## Request: {request}", "",
                f"Attacker: offline, K = {k} reference models per seed retrained on the retain set with other seeds; "
                f"queries {', '.join(a0['queries'])}; {a0['forget_rows']} forget rows against {a0['heldout_rows']} test "
-               "rows in the request's class proportions. ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
-               f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
-               f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that cap "
-               "means 'as separable as these models can show'); read it against the retrain row." + (" Probe: a linear head on frozen penultimate features of 500 training images "
+               "rows in the request's class proportions. "
+               + ("ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
+                  f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
+                  f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that "
+                  "cap means 'as separable as these models can show'); read it against the retrain row." if eps else
+                  "ε: not computed (it needs a method's models of two or more seeds on one forget set).") + (" Probe: a linear head on frozen penultimate features of 500 training images "
                                              "per class, scored on the 1,000 airplane test images." if is_class else ""), "",
                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in table]
@@ -134,8 +150,8 @@ def main() -> int:
     md += [f"Whole study command: {wall:.0f} s in this invocation (cached models are not retrained)."]
     out["wall_seconds"] = wall
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audit_cifar10.md").write_text("\n".join(md) + "\n")
-    (args.out / "audit_cifar10.json").write_text(json.dumps(out, indent=1) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(md) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
     print("\n".join(md))
     return 0
 

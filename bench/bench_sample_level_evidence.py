@@ -13,6 +13,15 @@
    smoothing 0.2, a random 10 % request): ``loss_match`` (40 steps, β 0.5, lr 0.02) with the
    original's smoothing in its retain term, and with plain cross-entropy; the forget rows' mean
    loss before, after each, and the held-out target (≈ 15 s on 2 cores).
+3. **Which forget rows does retraining get wrong, and does the original's loss point at them?**
+   ``loss_match``'s rank rule gives the held-out tail to the forget rows the original finds
+   hardest. From the reference outputs the study runner keeps beside the model cache
+   (``--cache``/outputs/GROUP_KEY.safetensors, per group of ``bench/results/sample_level_20x``):
+   the forget rows the retrained model misclassifies, how many the original already misclassifies,
+   the AUC of the original's per-row loss for telling them apart, and the precision of the rank
+   rule's pick (the n rows of highest loss, n = the retrained model's misses). Beside it, the same
+   AUC on the test rows (neither model trained on them): how well one model's loss predicts
+   another's errors where no memorisation is involved. Skipped, and said so, without the cache.
 """
 
 from __future__ import annotations
@@ -59,6 +68,37 @@ def spreads() -> dict[str, Any]:
     return out
 
 
+def rank_rule(cache: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, Any] = {}
+    for p in sorted(glob.glob(str(RESULTS / "sample_level_20x" / "groups" / "*.json"))):
+        g = json.loads(Path(p).read_text())
+        f = cache / "outputs" / f"{g['key']}.safetensors"
+        if not f.is_file():
+            out[f"{g['request']} seed {g['seed']}"] = {"skipped": f"no reference outputs at {f}"}
+            continue
+        t = load_file(str(f))
+        row: dict[str, Any] = {}
+        for split in ("forget", "test"):
+            y = t[f"original/{split}/labels"].long()
+            lo = F.cross_entropy(t[f"original/{split}/logits"].float(), y, reduction="none").numpy()
+            miss_o = (t[f"original/{split}/logits"].argmax(1) != y).numpy()
+            miss_r = (t[f"retrained/{split}/logits"].argmax(1) != y).numpy()
+            n = int(miss_r.sum())
+            top = np.argsort(-lo, kind="stable")[:n]
+            row[split] = {"rows": int(len(y)), "retrained_misses": n, "of_them_original_misses": int((miss_o & miss_r).sum()),
+                          "original_misses": int(miss_o.sum()),
+                          "auc_original_loss_for_retrained_miss": round(float(roc_auc_score(miss_r, lo)), 3),
+                          "rank_pick_precision": round(float(miss_r[top].mean()), 3) if n else None}
+        out[f"{g['request']} seed {g['seed']}"] = row
+    return out
+
+
 def smoothing() -> dict[str, float]:
     import numpy as np
     import torch
@@ -91,8 +131,14 @@ def smoothing() -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "sample_level_evidence.json")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="the model cache the study ran with (default $OBLIVIATE_CACHE or ~/.cache/obliviate, /models)")
     args = ap.parse_args()
-    result = {"spread_forget_minus_retain_pts": spreads(), "retain_term_label_smoothing_nats": smoothing()}
+    from obliviate.study.runner import default_cache_dir
+
+    cache = args.cache or default_cache_dir() / "models"
+    result = {"spread_forget_minus_retain_pts": spreads(), "retain_term_label_smoothing_nats": smoothing(),
+              "rank_rule": rank_rule(cache)}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

@@ -253,6 +253,29 @@ def test_sample_level_study_builds_every_entry(bench: Any) -> None:
     assert not set(spec.tune.seeds) & set(spec.seeds)
 
 
+@pytest.mark.parametrize("name", ["frontier_audit.yaml", "frontier_audit_random.yaml"])
+def test_frontier_audit_reuses_the_frontier_models_and_settings(bench: Any, name: str) -> None:
+    """The audit studies run frontier requests on the frontier's models (every input of the model
+    cache's key equal), with each method entry at its frontier (or 20x-study) setting, a
+    per-example audit of K >= 2 references, on seeds the tunes did not use."""
+    from obliviate.study import load_study
+
+    cfgs = bench.REPO / "src" / "obliviate" / "configs"
+    audit = load_study(cfgs / name)
+    front = load_study(cfgs / "frontier_heldout.yaml")
+    twenty = load_study(cfgs / "sample_level_20x.yaml")
+    assert audit.audit.references >= 2 and "lira" in audit.metrics and "rmia" in audit.metrics
+    for field in ("dataset", "models", "validation_fraction", "eval"):
+        assert getattr(audit, field) == getattr(front, field), field
+    assert audit.train.to_dict() == front.train.to_dict()
+    assert len(audit.requests) == 1 and audit.requests[0].describe() in {r.describe() for r in front.requests}
+    known = {m.label: m for m in (*front.methods, *twenty.methods)}
+    for m in audit.methods:
+        assert m.label in known, m.label
+        assert (m.name, m.config) == (known[m.label].name, known[m.label].config), m.label
+    assert not set(audit.seeds) & set(front.tune.seeds) and set(audit.seeds) <= set(front.seeds)
+
+
 def test_runs_pool_by_kind_each_against_its_own_request(bench: Any) -> None:
     """Two class requests: a method's runs are pooled over both; each run is judged on its own, against
     its request's noise floor; the requests column lists where the seed mean reaches the target."""

@@ -76,6 +76,31 @@ def test_loss_match_moves_the_forget_rows_towards_the_held_out_rows(smoothed: Ti
     assert float(_losses(sharpened.model, data.forget, ctx.device).mean()) < before
 
 
+def test_visits_scale_the_steps_with_the_rows_short_of_their_target(smoothed: TinyProblem) -> None:
+    """``visits`` passes over the short rows set the step count, ``steps`` caps it; a batch with
+    fewer rows than B pushes each row as a full batch's row would (the sum is divided by B)."""
+    ctx = smoothed.context(0)
+    one = get_method("loss_match")(steps=500, visits=1.0, forget_batch_size=16, min_gap=0.0)
+    result, stats = run_method(one, smoothed.model, smoothed.data(one), ctx)
+    short = result.info["rows_short"]
+    assert 16 < short and stats.steps == result.info["steps_budget"] == -(-short // 16)
+    capped = get_method("loss_match")(steps=3, visits=100.0, forget_batch_size=16, min_gap=0.0)
+    result, stats = run_method(capped, smoothed.model, smoothed.data(capped), ctx)
+    assert stats.steps == result.info["steps_budget"] == 3
+    # B = 4096 > every short row: one step's forget term weighs each row 1/4096, so the loss barely
+    # moves; at B = short rows the same single step moves it further
+    data = smoothed.data(one)
+    before = float(_losses(smoothed.model, data.forget, ctx.device).mean())
+    moved = []
+    for b in (4096, short):
+        m = get_method("loss_match")(steps=1, beta=0.0, lr=0.5, forget_batch_size=b, min_gap=0.0, bn_stats="keep")
+        r, _ = run_method(m, smoothed.model, smoothed.data(m), ctx)
+        moved.append(float(_losses(r.model, data.forget, ctx.device).mean()) - before)
+    assert 0 <= moved[0] < moved[1] / 10
+    with pytest.raises(ValueError, match="visits"):
+        get_method("loss_match")(visits=0.0)
+
+
 def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem,
                                                                    tiny_random: TinyProblem) -> None:
     m = get_method("loss_match")(steps=2)

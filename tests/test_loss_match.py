@@ -101,6 +101,20 @@ def test_visits_scale_the_steps_with_the_rows_short_of_their_target(smoothed: Ti
         get_method("loss_match")(visits=0.0)
 
 
+def test_each_step_is_one_forward_pass_over_the_retain_and_forget_rows(smoothed: TinyProblem) -> None:
+    """Batch norm (train mode, ``bn_stats: method``) sees the retain and the forget batch as one
+    batch: one running-statistics update per step, never a forget batch alone (which, for an ids
+    request inside one class, would normalise it with one class's statistics and end the running
+    statistics on them)."""
+    from obliviate.methods.bn import bn_layers
+
+    m = get_method("loss_match")(steps=3, lr=1e-9, min_gap=0.0, bn_stats="method")
+    before = [int(b.num_batches_tracked) for b in bn_layers(smoothed.model)]
+    result, stats = run_method(m, smoothed.model, smoothed.data(m), smoothed.context(0))
+    after = [int(b.num_batches_tracked) for b in bn_layers(result.model)]
+    assert before and stats.steps == 3 and [a - b for a, b in zip(after, before)] == [3] * len(before)
+
+
 def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem,
                                                                    tiny_random: TinyProblem) -> None:
     m = get_method("loss_match")(steps=2)

@@ -90,6 +90,8 @@ def main() -> int:
         eps = epsilon_rows(rr, gmap)
         refs = [{"seed": g["seed"], "reference_seconds": g["audit"]["reference_seconds"],
                  "retrained_seconds": g["retrained"]["seconds"], "audit_inputs_seconds": g["audit"]["audit_inputs_seconds"],
+                 "reference_phi_forget_mean": (float(np.mean(g["audit"]["reference_phi_forget"]))
+                                               if g["audit"].get("reference_phi_forget") else None),
                  "timing_sources": sorted({m["timing_source"] for m in g["audit"]["references_models"]})} for g in gs]
         is_class = bool(gs[0].get("forget_classes"))
         rows, table = [], []
@@ -111,6 +113,8 @@ def main() -> int:
                 "epsilon_mean_median": None if e is None else [e[0], e[1]],
                 "epsilon_cap": None if e is None else e[4], "verdict": method_verdict(rs, k),
                 "unlearn_seconds": [r["seconds"] for r in rs], "audit_seconds": [r["audit"]["seconds"] for r in rs],
+                "phi_forget_mean": [float(np.mean(r["audit"]["phi_forget"])) if r.get("audit", {}).get("phi_forget")
+                                    else None for r in rs],
                 "gap_avg": [v.get("gap/avg") for v in vs], "gap_salun_avg": [v.get("gap_salun/avg") for v in vs],
             }
             rows.append(row)
@@ -122,12 +126,13 @@ def main() -> int:
                           "; ".join(ci(v, "lira/auc") for v in vs), "; ".join(ci(v, "lira/tpr_at_1pct") for v in vs),
                           "; ".join(f"{v['lira/tpr_at_0p1pct']:.3f}" for v in vs),
                           "; ".join(f"{v['rmia/auc']:.3f}" for v in vs), "–" if e is None else f"{e[0]:.2f} / {e[1]:.2f}",
+                          "; ".join("–" if x is None else f"{x:.2f}" for x in row["phi_forget_mean"]),
                           "; ".join(ci(v, "mia_loss/auc") for v in vs)]
                          + ([probe or "–"] if is_class else [])
                          + ["; ".join(f"{r['seconds']:.1f}" for r in rs), "; ".join(f"{r['audit']['seconds']:.2f}" for r in rs),
                             row["verdict"].split(" (offline")[0]])
         header = (["method", "forget acc %", "test acc %", "Avg. gap (pts) per seed", f"LiRA AUC [95 % CI] per seed (K = {k})", "TPR @1 % FPR [CI]",
-                   "TPR @0.1 % FPR", "RMIA AUC", "ε mean / median", "loss-MIA AUC [CI]"]
+                   "TPR @0.1 % FPR", "RMIA AUC", "ε mean / median", "forget rows' mean φ per seed", "loss-MIA AUC [CI]"]
                   + (["probe: forgotten-class test acc %"] if is_class else []) + ["unlearn s", "audit s", "verdict"])
         a0 = gs[0]["audit"]
         md += [f"## Request: {request}", "",
@@ -144,7 +149,9 @@ def main() -> int:
         md += ["| " + " | ".join(r) + " |" for r in table]
         md += ["", "Reference models (per seed): " + "; ".join(
             f"seed {r['seed']}: K = {k} references {r['reference_seconds']:.0f} s of training "
-            f"({', '.join(r['timing_sources'])}), one retraining {r['retrained_seconds']:.0f} s, φ of the references and "
+            f"({', '.join(r['timing_sources'])}; their forget rows' mean φ "
+            + ("–" if r["reference_phi_forget_mean"] is None else f"{r['reference_phi_forget_mean']:.2f}")
+            + f"), one retraining {r['retrained_seconds']:.0f} s, φ of the references and "
             f"the two fixed models {r['audit_inputs_seconds']:.1f} s" for r in refs), ""]
         out["requests"][request] = {"references": refs, "rows": rows}  # type: ignore[index]
     md += [f"Whole study command: {wall:.0f} s in this invocation (cached models are not retrained)."]

@@ -36,24 +36,6 @@ def test_quantile_targets_by_rank_within_each_class() -> None:
         quantile_targets(f_loss, f_y, h_loss[:0], h_y[:0])
 
 
-@pytest.fixture(scope="module")
-def smoothed() -> TinyProblem:
-    """A random 10 % request on a small CNN trained 30 epochs with label smoothing 0.2 (as
-    airbench is) and no augmentation: the forget rows' loss (0.197 nats) sits below the held-out
-    rows' (0.237), and no row is so confident that its gradient vanishes (≈ 5.5 s)."""
-    from obliviate.data import RandomForget, load_dataset, split_indices
-    from obliviate.models import create_model
-    from obliviate.testing import TINY_TRAIN
-    from obliviate.train import fit, make_loader
-
-    ds = load_dataset("digits")
-    tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0, label_smoothing=0.2)
-    model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
-    fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
-    return TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5,
-                       validation_rows=HELDOUT)
-
-
 def test_loss_match_moves_the_forget_rows_towards_the_held_out_rows(smoothed: TinyProblem) -> None:
     """The forget rows' mean loss rises towards the held-out target and stays below it, the retain
     rows stay learnt; the rows short of their target are counted, and the method reads the

@@ -16,6 +16,7 @@ from ..data import Augment
 from ..train import FitResult, TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
+from .losses import check_smoothing, retain_smoothing, smoothing_param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,8 +29,10 @@ class FinetuneConfig(StopConfig):
     batch_size: int = param(128, "batch size")
     schedule: Literal["onecycle", "cosine", "linear", "constant"] = param("cosine", "learning-rate schedule")
     augment: bool = param(True, "random crop + flip on the retain set")
+    label_smoothing: float | None = smoothing_param()
 
     def validate(self) -> None:
+        check_smoothing(self)
         self._require(self.epochs > 0, "epochs", "> 0")
         self._require(self.lr > 0, "lr", "> 0")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
@@ -40,12 +43,13 @@ class FinetuneConfig(StopConfig):
                       "one of onecycle, cosine, linear, constant")
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
-        """The original's recipe (augmentation geometry, bf16, layout) with this run's budget."""
+        """The original's recipe (augmentation geometry, bf16, layout, and by default its label
+        smoothing: :mod:`obliviate.methods.losses`) with this run's budget."""
         return base.with_(
             epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
             weight_decay=self.weight_decay, batch_size=self.batch_size, schedule=self.schedule,
             augment=self.augment, warmup_frac=0.0 if self.schedule != "onecycle" else base.warmup_frac,
-            label_smoothing=0.0, bias_lr_scale=1.0,
+            label_smoothing=retain_smoothing(self.label_smoothing, base), bias_lr_scale=1.0,
         )
 
 
@@ -63,7 +67,8 @@ class Finetune(VisionMethod):
         tc = cfg.train_config(ctx.train_config)
         stop = calibrated_stop(cfg, data, ctx, model)
         res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress, stop=stop)
-        return MethodResult(model=model, steps=res.steps, info=stop.info() if stop is not None else {})
+        return MethodResult(model=model, steps=res.steps, info={"retain_label_smoothing": tc.label_smoothing,
+                                                                **(stop.info() if stop is not None else {})})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +83,10 @@ class RetainTuneConfig(VisionConfig):
     batch_size: int = param(64, "batch size")
     augment: bool = param(True, "the original's crops and flips on the retain set")
     retain_samples: int | None = param(None, "retain rows fine-tuned on, drawn once (None = all)")
+    label_smoothing: float | None = smoothing_param()
 
     def validate(self) -> None:
+        check_smoothing(self)
         self._require(self.epochs > 0, "epochs", "> 0")
         self._require(self.lr > 0, "lr", "> 0")
         self._require(self.momentum >= 0, "momentum", ">= 0")
@@ -90,12 +97,13 @@ class RetainTuneConfig(VisionConfig):
 
 def retain_finetune(model: nn.Module, data: UnlearnData, ctx: UnlearnContext, cfg: RetainTuneConfig, *,
                     after_backward: Callable[[nn.Module], None] | None = None, **schedule: Any) -> tuple[FitResult, int]:
-    """Fine-tune ``model`` on the retain rows ``cfg`` selects with the original's recipe and
-    ``cfg``'s budget (``schedule``: TrainConfig schedule fields); returns the fit and the rows used."""
+    """Fine-tune ``model`` on the retain rows ``cfg`` selects with the original's recipe (its label
+    smoothing unless ``cfg`` sets one) and ``cfg``'s budget (``schedule``: TrainConfig schedule
+    fields); returns the fit and the rows used."""
     tc = ctx.train_config.with_(
         epochs=cfg.epochs, lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
-        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, augment=cfg.augment, label_smoothing=0.0,
-        bias_lr_scale=1.0, bias_wd_scale=1.0, **schedule)
+        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, augment=cfg.augment,
+        label_smoothing=retain_smoothing(cfg.label_smoothing, ctx.train_config), bias_lr_scale=1.0, bias_wd_scale=1.0, **schedule)
     retain = data.retain
     keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
     aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None

@@ -34,6 +34,7 @@ from torch import nn
 from ..data import Augment
 from ..train import TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .losses import check_smoothing, retain_smoothing, smoothing_param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,8 +51,10 @@ class L1SparseConfig(VisionConfig):
     retain_samples: int | None = param(
         None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
               "as the reference")
+    label_smoothing: float | None = smoothing_param()
 
     def validate(self) -> None:
+        check_smoothing(self)
         self._require(self.epochs >= 1, "epochs", ">= 1")
         self._require(self.gamma >= 0, "gamma", ">= 0")
         self._require(0 <= self.no_l1_epochs < self.epochs, "no_l1_epochs", f">= 0 and < epochs ({self.epochs})")
@@ -118,15 +121,17 @@ class L1Sparse(VisionMethod):
             loader = retain.train_loader(tc, ctx.seed)
         reg = DecayingL1(cfg.gamma, cfg.epochs, cfg.no_l1_epochs, len(loader))
         res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, regularizer=reg)
-        return MethodResult(model=model, steps=res.steps, info={"l1_weight_first": reg.weights[0],
+        return MethodResult(model=model, steps=res.steps, info={"retain_label_smoothing": tc.label_smoothing,
+                                                                "l1_weight_first": reg.weights[0],
                                                                 "l1_weight_last": reg.weights[-1]})
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """The original's recipe (augmentation geometry, bf16, layout) with the paper's fine-tuning
-        budget: plain SGD (no Nesterov) at a constant rate."""
+        budget: plain SGD (no Nesterov) at a constant rate, and the original's label smoothing
+        unless the config sets one (:mod:`obliviate.methods.losses`)."""
         cfg: L1SparseConfig = self.config  # type: ignore[assignment]
         return base.with_(
             epochs=float(cfg.epochs), lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
             weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, schedule="constant", warmup_frac=0.0,
-            augment=cfg.augment, label_smoothing=0.0, bias_lr_scale=1.0, bias_wd_scale=1.0, grad_clip=None,
+            augment=cfg.augment, label_smoothing=retain_smoothing(cfg.label_smoothing, base), bias_lr_scale=1.0, bias_wd_scale=1.0, grad_clip=None,
         )

@@ -7,7 +7,10 @@ minimises
 
     L(w) = β · CE(retain batch) − (1 − β) · CE(forget batch)
 
-with plain SGD. β = 1 is fine-tuning, β = 0 is pure gradient ascent ("NegGrad").
+with plain SGD. β = 1 is fine-tuning, β = 0 is pure gradient ascent ("NegGrad"). CE on the retain
+batch carries the original's label smoothing unless ``label_smoothing`` says otherwise (``0.0`` is
+the reference); ``forward: joint`` sends both batches through one forward pass instead of the
+reference's two (:mod:`obliviate.methods.losses`).
 
 Defaults are SCRUB's small-scale setting (``small_scale_unlearning.ipynb``: ``ng_alpha = 0.95``,
 ``ng_lr = 0.01``, ``ng_epochs = 10``, ``SGD(lr, weight_decay=0)`` without momentum, batches of
@@ -31,7 +34,7 @@ it and keeps 98 % retain accuracy with it (pinned by a test).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,7 @@ from ..data import Augment
 from ..train import Steps
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
+from .losses import check_forward, check_smoothing, forward_pair, forward_param, retain_smoothing, smoothing_param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,8 +63,12 @@ class NegGradPlusConfig(StopConfig):
         10.0, "per-sample ceiling (nats) on the forget cross-entropy; past it a sample stops "
               "pushing (divergence guard; None = unbounded, as in the reference)")
     grad_clip: float | None = param(None, "max global gradient norm per step (None = no clipping)")
+    label_smoothing: float | None = smoothing_param()
+    forward: Literal["separate", "joint"] = forward_param()
 
     def validate(self) -> None:
+        check_smoothing(self)
+        check_forward(self)
         self._require(0.0 <= self.beta <= 1.0, "beta", "in [0, 1]")
         self._require(self.epochs > 0, "epochs", "> 0")
         self._require(self.lr > 0, "lr", "> 0")
@@ -96,6 +104,7 @@ class NegGradPlus(VisionMethod):
         total = max(1, round(cfg.epochs * len(retain)))
         steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, grad_clip=cfg.grad_clip, progress=ctx.progress)
         cap = cfg.forget_loss_cap
+        smoothing = retain_smoothing(cfg.label_smoothing, tc)
         stop = calibrated_stop(cfg, data, ctx, model)
         stopped = False
         epoch = 0
@@ -108,8 +117,9 @@ class NegGradPlus(VisionMethod):
                 xr, yr = rb["image"].to(ctx.device), rb["label"].to(ctx.device)
                 xf, yf = fb["image"].to(ctx.device), fb["label"].to(ctx.device)
                 with steps.autocast():
-                    loss_r = F.cross_entropy(model(xr), yr)
-                    ce_f = F.cross_entropy(model(xf), yf, reduction="none").float()
+                    logits_r, logits_f = forward_pair(model, xr, xf, cfg.forward)
+                    loss_r = F.cross_entropy(logits_r, yr, label_smoothing=smoothing)
+                    ce_f = F.cross_entropy(logits_f, yf, reduction="none").float()
                 if cap is not None:
                     capped += int((ce_f.detach() >= cap).sum())
                     ce_f = ce_f.clamp(max=cap)  # zero gradient for samples already past the cap
@@ -119,4 +129,5 @@ class NegGradPlus(VisionMethod):
             epoch += 1
         model.eval()
         return MethodResult(model=model, steps=steps.step, info={"forget_samples_capped": capped,
+                                                                 "retain_label_smoothing": smoothing,
                                                                  **(stop.info() if stop is not None else {})})

@@ -518,8 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the issue's 2 CPU cores)")
     ap.add_argument("--summary-dir", type=Path, default=None,
                     help="where frontier_summary.{json,md} go (default: the parent of --out)")
-    ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("frontier_notes.md"),
-                    help="hand-written analysis appended to the Markdown summary, if the file exists")
+    ap.add_argument("--notes", type=Path, default=None,
+                    help="hand-written analysis appended to the Markdown summary, if the file exists (default: "
+                         "bench/frontier_notes.md for the default config, none for another study: its notes "
+                         "would describe another study)")
     ap.add_argument("--summary-only", action="store_true", help="summarise the finished runs in --out; run nothing")
     args = ap.parse_args(argv)
 
@@ -574,7 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = summary_dir / "frontier_gap_time.png"
     if frontier_figure(summary, figure):
         meta["figure"] = figure.name
-    notes = args.notes.read_text() if args.notes.is_file() else ""
+    if args.notes is None and args.config.resolve() == Path(DEFAULT_CONFIG).resolve():
+        args.notes = Path(__file__).with_name("frontier_notes.md")
+    notes = args.notes.read_text() if args.notes is not None and args.notes.is_file() else ""
     summary_dir.mkdir(parents=True, exist_ok=True)
     (summary_dir / "frontier_summary.json").write_text(
         json.dumps({"meta": meta, "requests": summary}, indent=1, default=str) + "\n")

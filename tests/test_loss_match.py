@@ -53,8 +53,10 @@ def test_loss_match_moves_the_forget_rows_towards_the_held_out_rows(smoothed: Ti
     assert 0 < info["rows_short"] < info["rows_forget"] == len(data.forget)
     assert smoothed.accuracy(result.model, "retain") > 0.99
     assert "validation" in stats.splits_read and stats.steps == 40
+    assert info["retain_label_smoothing"] == ctx.train_config.label_smoothing == pytest.approx(0.2)
     plain = dataclasses.replace(ctx, train_config=ctx.train_config.with_(label_smoothing=0.0))
     sharpened, _ = run_method(m, smoothed.model, smoothed.data(m), plain)
+    assert sharpened.info["retain_label_smoothing"] == 0.0
     assert float(_losses(sharpened.model, data.forget, ctx.device).mean()) < before
 
 

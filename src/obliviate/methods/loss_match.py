@@ -63,6 +63,7 @@ from .base import (
     register_method,
 )
 from .calibrate import _losses
+from .losses import forward_pair, retain_smoothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,21 +160,21 @@ class LossMatch(VisionMethod):
                                             channels_last=ctx.channels_last))
         rows = forever(forget.loader(cfg.forget_batch_size, shuffle=True, seed=ctx.seed + 1, rows=short,
                                      channels_last=ctx.channels_last))
-        smoothing = ctx.train_config.label_smoothing  # the retain term is the loss the original was trained on
+        smoothing = retain_smoothing(None, ctx.train_config)  # the retain term is the loss the original was trained on
+        info["retain_label_smoothing"] = smoothing
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         steps = Steps(opt, n_steps, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
         while not steps.done:
             rb, fb = next(retain), next(rows)
-            n_r = len(rb["label"])
             # one forward pass over both batches: in train mode, batch norm normalises the forget rows
             # with the statistics of a mixed batch, and its running statistics never end on a batch
             # of one class (a forget batch of an ids request inside one class)
-            x = torch.cat([rb["image"], fb["image"]]).to(ctx.device)
             with steps.autocast():
-                logits = model(x)
-                loss_r = F.cross_entropy(logits[:n_r], rb["label"].to(ctx.device), label_smoothing=smoothing)
-                ce_f = F.cross_entropy(logits[n_r:], fb["label"].to(ctx.device), reduction="none").float()
+                logits_r, logits_f = forward_pair(model, rb["image"].to(ctx.device), fb["image"].to(ctx.device),
+                                                  "joint")
+                loss_r = F.cross_entropy(logits_r, rb["label"].to(ctx.device), label_smoothing=smoothing)
+                ce_f = F.cross_entropy(logits_f, fb["label"].to(ctx.device), reduction="none").float()
             # summed over the batch and divided by the nominal B (not the rows in it), so that a row's
             # push does not grow when fewer rows are short than a batch holds
             match = F.huber_loss(ce_f, target[fb["index"].to(ctx.device)], delta=cfg.huber,

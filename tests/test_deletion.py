@@ -60,13 +60,29 @@ def test_api_auto_policy_and_audit_on_a_sample_request() -> None:
     net, x, y = _user_problem(1)
     f, r = torch.arange(0, 40), torch.arange(40, 800)
     res = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]))
-    m = res.evidence["method"]
-    assert m["chosen_by"] == "policy" and m["name"] == "finetune" and "sample-level" in m["reason"]
+    m, data = res.evidence["method"], res.evidence["data"]
+    # held-out rows given: the calibrated stop, reading a carved 10 % of them that the audit never sees
+    assert m["chosen_by"] == "policy" and m["name"] == "calibrated_neggrad" and "held-out rows" in m["reason"]
+    assert m["config"]["stop"] == "calibrated" and m["config"]["beta"] == 0.431
+    assert (data["validation_rows"], data["heldout_rows"]) == (40, 360) and data["validation_source"].startswith("carved")
+    assert "validation" in res.evidence["splits_read"] and res.evidence["info"]["stop"] == "calibrated"
+    assert res.evidence["before"]["heldout"]["n"] == 360
     mem = res.evidence["membership"]
     for role in ("original", "unlearned"):
         a = mem[role]
         assert a["available"] and a["ci95"][0] <= a["auc"] <= a["ci95"][1]
         assert a["nonmembers_matched_to_forget_classes"]
+    # no held-out rows to calibrate against: the fine-tuning baseline, and a method that reads them is refused
+    blind = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]))
+    assert blind.evidence["method"]["name"] == "finetune" and "no held-out rows" in blind.evidence["method"]["reason"]
+    assert blind.evidence["data"]["validation_source"] == "none"
+    with pytest.raises(DeletionError, match="reads held-out rows"):
+        obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), method="loss_match")
+    # validation rows given: read as given, nothing carved from the audited rows
+    given = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[1000:], y[1000:]),
+                              validation=(x[800:1000], y[800:1000]))
+    assert given.evidence["method"]["name"] == "calibrated_neggrad"
+    assert (given.evidence["data"]["validation_rows"], given.evidence["data"]["heldout_rows"]) == (200, 200)
     exact = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), exact=True)
     assert exact.evidence["method"]["name"] == "retrain"
     with pytest.raises(DeletionError, match="approximate"):
@@ -166,6 +182,11 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
     ev3 = json.loads((u3 / "evidence.json").read_text())
     assert ev3["request"]["id"] == "dsr-2026-0003" and ev3["ledger"]["entries"] == 3
     assert ev3["request"]["ids"]["excluded_from_retain"] == 33
+    # auto on a sample request: the calibrated stop reads a carved tenth of the test rows, the audit the rest
+    d2 = ev2["data"]
+    assert ev2["method"]["name"] == "calibrated_neggrad" and ev2["method"]["chosen_by"] == "policy"
+    assert d2["validation_rows"] > 0 and d2["validation_rows"] + d2["heldout_rows"] == ev3["data"]["heldout_rows"]
+    assert "held-out rows (carved:" in (tmp_path / "u2" / "evidence.html").read_text()
     html = (u3 / "evidence.html").read_text()
     assert "dsr-2026-0003" in html and "Membership audit" in html and "Verdict" in html
     # the evidence's model hashes are the files' hashes, and the chain continues the parent
@@ -402,3 +423,38 @@ def test_the_ledger_covers_the_evidence_and_a_lineage_cannot_restart(trained: Pa
     assert main(["unlearn", str(tmp_path / "u1" / "model.json"), "--forget", f"ids:{ids}",
                  "--out", str(tmp_path / "u3")]) == 2
     assert not (tmp_path / "u2").exists() and not (tmp_path / "u3").exists()
+
+
+def test_carved_validation_rows_are_the_study_runners_and_never_audited() -> None:
+    """The held-out rows a method reads are a seeded 10 % of those given, disjoint from the audited
+    rest; on a test set of n rows they are the study runner's validation rows of the same seed
+    (so `obliviate unlearn` runs the frontier's protocol)."""
+    from types import SimpleNamespace
+
+    from obliviate.deletion.service import carve_validation
+    from obliviate.study.tasks.vision import VisionTask
+
+    held = np.arange(10_000)
+    val, audited = carve_validation(held, seed=2)
+    assert len(val) == 1000 and len(audited) == 9000 and not set(val) & set(audited)
+    assert np.array_equal(np.sort(np.concatenate([val, audited])), held)
+    runner = SimpleNamespace(ds=SimpleNamespace(test_labels=np.zeros(10_000)),
+                             spec=SimpleNamespace(validation_fraction=0.1))
+    assert np.array_equal(val, VisionTask._validation_rows(runner, 2))  # type: ignore[arg-type]
+    assert not np.array_equal(val, carve_validation(held, seed=3)[0])
+    sub = np.arange(500, 530)  # a subset keeps its own ids
+    v, a = carve_validation(sub, seed=0)
+    assert len(v) == 3 and set(v) | set(a) == set(sub.tolist())
+    assert len(carve_validation(np.arange(4), seed=0)[0]) == 0  # too few rows: nothing carved
+
+
+def test_api_auto_forgets_a_class_with_the_forget_zero_rule() -> None:
+    net, x, y = _user_problem(2)
+    f = (y[:800] == 1).nonzero().flatten()
+    r = (y[:800] != 1).nonzero().flatten()
+    res = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]))
+    ev = res.evidence
+    assert ev["method"]["name"] == "ssd" and ev["method"]["config"]["alpha_rule"] == "forget_zero"
+    assert ev["data"]["validation_source"] == "none" and ev["data"]["heldout_rows"] == 400  # SSD reads none
+    assert ev["info"]["alpha"] < ev["info"]["selection_ceiling"]
+    assert ev["after"]["forget"]["accuracy"] < 0.5 * ev["before"]["forget"]["accuracy"]

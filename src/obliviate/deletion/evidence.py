@@ -81,6 +81,9 @@ def render_html(ev: dict[str, Any]) -> str:
     sampled = (f" The retain figures are on a seeded sample of {d['retain_rows_measured']:,} of the "
                f"{d['retain_rows_total']:,} retain rows." if d.get("retain_rows_measured", 0) < d.get("retain_rows_total", 0)
                else "")
+    if d.get("validation_rows"):
+        sampled += (f" The method read {d['validation_rows']:,} held-out rows ({d.get('validation_source', 'given')}); "
+                    "the held-out figures and the audits are on the others.")
     doc.add(Table(head, trows, caption="Accuracy and mean cross-entropy (nats) of the model before and after." + sampled))
     mem = ev["membership"]
     mrows = []

@@ -2,9 +2,11 @@
 engine under ``obliviate unlearn`` / ``obliviate audit`` (:func:`honour`).
 
 One path for both: the method runs through :func:`~obliviate.core.run_method` on guarded splits
-(it can read only what it declared), the model is measured before and after on the forget,
-retain and held-out rows, the membership audit runs on the original, the unlearned and (when
-given) the retrained reference, and everything lands in one evidence record.
+(it can read only what it declared; a method that reads held-out rows gets ``validation=``, or a
+seeded 10 % carved from the held-out rows and left out of every measurement), the model is
+measured before and after on the forget, retain and held-out rows, the membership audit runs on
+the original, the unlearned and (when given) the retrained reference, and everything lands in
+one evidence record.
 """
 
 from __future__ import annotations
@@ -121,6 +123,35 @@ def _avg_gap(after: dict[str, Any], ref: dict[str, Any], mem_u: dict[str, Any], 
     return 100.0 * float(np.mean(diffs)) if diffs else float("nan")
 
 
+VALIDATION_FRACTION = 0.1  # of the held-out rows, carved for a method that reads held-out data
+
+
+def carve_validation(heldout: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, audited rows): a seeded ``fraction`` of the held-out rows for a method that
+    reads held-out data (the calibrated stop), the rest for the measurements and the membership
+    audit — a row is never both, so the audit never reads rows the method tuned itself on. With
+    the CIFAR-10 test set and seed s these are the study runner's validation rows of seed s (the
+    frontier's protocol). Either part may be empty when there are too few rows."""
+    heldout = np.asarray(heldout, dtype=np.int64)
+    k = int(round(fraction * len(heldout)))
+    if k == 0 or k >= len(heldout):
+        return np.zeros(0, dtype=np.int64), heldout
+    pick = np.zeros(len(heldout), dtype=bool)
+    pick[np.random.default_rng(seed + 17).permutation(len(heldout))[:k]] = True
+    return np.sort(heldout[pick]), heldout[~pick]
+
+
+def _covers(ds: ImageDataset, validation_rows: np.ndarray, split: ForgetSplit) -> bool:
+    """Whether the validation rows hold a row of some class of the forget rows (what the calibrated
+    stop compares with)."""
+    if len(validation_rows) == 0:
+        return False
+    f = set(ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu().tolist())
+    v = set(ds.test_labels[torch.as_tensor(validation_rows, device=ds.test_labels.device)].cpu().tolist())
+    return bool(f & v)
+
+
 def honour(
     model: nn.Module,
     ds: ImageDataset,
@@ -157,9 +188,12 @@ def honour(
     if references and len(heldout) == 0:
         raise DeletionError("the per-example audit compares forget rows with held-out rows: pass heldout=")
     chosen_by, reason = "user", ""
+    given = validation_rows is not None and len(validation_rows) > 0
+    carved, audited = (np.zeros(0, dtype=np.int64), heldout) if given else carve_validation(heldout, ctx.seed)
     if method == "auto":
+        readable = np.asarray(validation_rows if validation_rows is not None and given else carved, dtype=np.int64)
         c = policy.choose(whole_classes=bool(split.forget_classes), exact=exact,
-                          sisa_model=type(model).__name__ == "SISAEnsemble")
+                          sisa_model=type(model).__name__ == "SISAEnsemble", heldout=_covers(ds, readable, split))
         method, reason = c.method, c.reason
         config = {**c.config, **(config or {})}
         chosen_by = "policy"
@@ -176,6 +210,14 @@ def honour(
     except (ConfigError, ValueError, TypeError) as e:
         field = getattr(e, "field", "")
         raise DeletionError(f"--set {field or 'config'}: {e}") from None
+    validation_source = "given" if given else "none"
+    if "validation" in m.uses and not given:
+        if len(carved) == 0:
+            raise DeletionError(f"{method!r} reads held-out rows (a validation split) and none were given: pass "
+                                "validation= or enough heldout= rows to carve 10 % of them from")
+        validation_rows, heldout = carved, audited
+        validation_source = (f"carved: a seeded {VALIDATION_FRACTION:.0%} of the held-out rows, read by the method "
+                             "and left out of the measurements and the audit")
     model = model.to(device).eval()
     # retain accuracy on a seeded sample (every retain row of a large training set costs a pass
     # over the data per model); the forget and held-out rows are measured whole
@@ -255,6 +297,8 @@ def honour(
         "format": FORMAT, "request": req,
         "data": {"fingerprint": (request or {}).get("dataset_fingerprint"), "train_rows": int(len(ds.train_labels)),
                  "heldout_rows": int(len(heldout)), "retain_rows_measured": int(len(retain_rows)),
+                 "validation_rows": int(len(validation_rows)) if validation_rows is not None else 0,
+                 "validation_source": validation_source,
                  "retain_rows_total": int(len(split.retain)), "forget_classes": [ds.class_names[c] for c in split.forget_classes]},
         "models": {"original_sha256": weights_sha256(model), "unlearned_sha256": weights_sha256(unlearned),
                    "architecture": type(model).__name__},

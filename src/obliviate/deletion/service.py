@@ -191,7 +191,7 @@ def honour(
     given = validation_rows is not None and len(validation_rows) > 0
     carved, audited = (np.zeros(0, dtype=np.int64), heldout) if given else carve_validation(heldout, ctx.seed)
     if method == "auto":
-        readable = np.asarray(validation_rows if validation_rows is not None and given else carved, dtype=np.int64)
+        readable = carved if validation_rows is None or not given else np.asarray(validation_rows, dtype=np.int64)
         c = policy.choose(whole_classes=bool(split.forget_classes), exact=exact,
                           sisa_model=type(model).__name__ == "SISAEnsemble", heldout=_covers(ds, readable, split))
         method, reason = c.method, c.reason

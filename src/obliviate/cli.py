@@ -554,14 +554,20 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .deletion import DeletionRefused
     from .deletion.checkpoints import unlearn_checkpoint
 
     forget = args.forget
     ids_file = forget[4:] if forget.startswith("ids:") else forget
-    out, result = unlearn_checkpoint(
-        args.checkpoint, ids_file=ids_file, out=args.out, method=args.method, overrides=_overrides(args.set),
-        exact=args.exact, reference=args.reference or None, device=args.device, seed=args.seed, request_id=args.request_id,
-        ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
+    try:
+        out, result = unlearn_checkpoint(
+            args.checkpoint, ids_file=ids_file, out=args.out, method=args.method, overrides=_overrides(args.set),
+            exact=args.exact, reference=args.reference or None, device=args.device, seed=args.seed,
+            request_id=args.request_id, model_factory=args.model_factory, fallback=args.fallback,
+            ledger_form=args.ledger_ids, ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
+    except DeletionRefused as e:
+        print(f"obliviate: refused: {e}", file=sys.stderr)
+        return 3
     ev = result.evidence
     print(f"request {ev['request']['id']}: {ev['verdict']}")
     print(f"wrote {out}/model.safetensors, model.json, evidence.json, evidence.html, ledger.jsonl "
@@ -573,8 +579,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .deletion.checkpoints import audit_checkpoint
 
     res = audit_checkpoint(args.checkpoint, forget=args.forget, reference=args.reference, device=args.device,
-                           seed=args.seed or 0, ds_args={"dataset": args.dataset, "root": args.root,
-                                                         "download": args.download})
+                           seed=args.seed or 0, model_factory=args.model_factory,
+                           ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
     rows = [["this model", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
             for s, v in (("forget", res["forget"]), ("heldout", res["heldout"]))]
     if "reference" in res:
@@ -588,6 +594,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from .utils import write_json_atomic
 
         write_json_atomic(args.json, res)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .deletion.checkpoints import import_weights
+
+    path = import_weights(args.weights, model_factory=args.model_factory, out=args.out, dataset=args.dataset,
+                          root=args.root, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
+                          train_config=_json_arg(args.train_json, "--train-json") if args.train_json else None,
+                          seed=0 if args.seed is None else args.seed, download=args.download)
+    print(f"wrote {path} (and its .safetensors): a checkpoint of {args.model_factory} trained on {args.dataset}; "
+          f"pass it to `obliviate unlearn` with --model-factory {args.model_factory}")
     return 0
 
 
@@ -732,14 +750,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", action="append", help="a checkpoint retrained without the forget rows: the evidence "
                    "gives the gap to the first; give two or more (different seeds) for the per-example audit")
     s.add_argument("--request-id", help="the request's id in the evidence and ledger (default: generated)")
+    s.add_argument("--model-factory", metavar="MODULE:FUNCTION",
+                   help="your own architecture: the function that builds it (a checkpoint made by `obliviate import`)")
+    s.add_argument("--fallback", choices=["retrain", "refuse"], default="retrain",
+                   help="when no approximate attempt passes the guard: retrain (exact; default) or refuse (exit 3, "
+                        "nothing written)")
+    s.add_argument("--ledger-ids", choices=["plain", "salted"], default="plain",
+                   help="keep the ids in the ledger as they are, or as HMACs under $OBLIVIATE_LEDGER_SALT")
     s.add_argument("--out", required=True, help="a new folder for the unlearned model and its evidence")
     s.set_defaults(func=cmd_unlearn)
+
+    s = sub.add_parser("import", help="bring your own model: a plain state dict (.pt/.pth/.safetensors) of your "
+                                      "architecture as a checkpoint with its training data's provenance")
+    s.add_argument("weights", help="torch.save(model.state_dict(), PATH) or a .safetensors file")
+    s.add_argument("--model-factory", required=True, metavar="MODULE:FUNCTION",
+                   help="the function that builds your model (called with num_classes= when it takes it)")
+    data_args(s, required=True)
+    s.add_argument("--train-json", help="JSON of TrainConfig fields: how you trained it (label smoothing, optimiser, "
+                                        "epochs...), recorded as your recipe")
+    s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
+    s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("audit", help="measure a saved model on a forget request: accuracy, loss, membership audit")
     s.add_argument("checkpoint")
     data_args(s, required=False)
     s.add_argument("--forget", required=True, help="ids:FILE, a class ('airplane'), random:0.1, ...")
     s.add_argument("--reference", help="a retrained checkpoint to compare with")
+    s.add_argument("--model-factory", metavar="MODULE:FUNCTION", help="your own architecture (see import)")
     s.add_argument("--json", help="also write the result as JSON here")
     s.set_defaults(func=cmd_audit)
 

@@ -5,11 +5,11 @@ its evidence out (:func:`unlearn`, :func:`audit`; the CLI's ``obliviate unlearn`
 from .audit import bootstrap_auc, membership_audit
 from .evidence import render_html, weights_sha256
 from .ledger import LedgerError, verify
-from .policy import choose
-from .service import DeletionError, DeletionResult, audit, honour, reinit_factory, unlearn
+from .policy import plan
+from .service import DeletionError, DeletionRefused, DeletionResult, audit, honour, reinit_factory, unlearn
 from .userdata import UserDataError
 
 __all__ = [
-    "DeletionError", "DeletionResult", "LedgerError", "UserDataError", "audit", "bootstrap_auc", "choose",
+    "DeletionError", "DeletionRefused", "DeletionResult", "LedgerError", "UserDataError", "audit", "bootstrap_auc", "plan",
     "honour", "membership_audit", "reinit_factory", "render_html", "unlearn", "verify", "weights_sha256",
 ]

@@ -13,8 +13,6 @@ retain set excludes every id the lineage ever forgot.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,11 @@ from torch import nn
 from ..data import DATASETS, ForgetSplit, ImageDataset, load_dataset, parse_request, read_ids_file, split_indices
 from ..methods import UnlearnContext
 from ..models import create_model, load_checkpoint, read_meta, save_checkpoint
+from ..models.user import build_from_factory, is_factory_spec
 from ..train import TrainConfig
-from ..utils import resolve_device, write_json_atomic, write_text_atomic
+from ..utils import resolve_device
 from . import ledger
 from .audit import ATTACK, compare_to_reference, membership_audit, split_figures
-from .evidence import render_html
 from .service import DeletionError, DeletionResult, _logits, honour
 
 
@@ -78,11 +76,11 @@ def load_data(meta: dict[str, Any], dataset: str | None, root: str | None, downl
     return ds
 
 
-def load(path: str | Path, ds_args: dict[str, Any]) -> tuple[Loaded, ImageDataset]:
+def load(path: str | Path, ds_args: dict[str, Any], model_factory: str | None = None) -> tuple[Loaded, ImageDataset]:
     base, ledger_path = checkpoint_base(path)
     meta = read_meta(base)
     ds = load_data(meta, ds_args.get("dataset"), ds_args.get("root"), bool(ds_args.get("download")))
-    model, meta = load_checkpoint(base, expect_num_classes=ds.num_classes)
+    model, meta = load_checkpoint(base, expect_num_classes=ds.num_classes, model_factory=model_factory)
     if meta.get("unlearned") and (ledger_path is None or not ledger_path.is_file()):
         raise DeletionError(f"{base} is the output of an earlier deletion request but its ledger.jsonl is missing: "
                             "without it the ids forgotten before would come back through the retain set")
@@ -93,6 +91,58 @@ def load(path: str | Path, ds_args: dict[str, Any]) -> tuple[Loaded, ImageDatase
             raise DeletionError(f"the ledger of {base.parent} does not verify ({'; '.join(problems[:3])}): run "
                                 f"`obliviate ledger verify {base.parent}`")
     return Loaded(model, meta, base, entries), ds
+
+
+def trained_without(meta: dict[str, Any], ds: ImageDataset) -> set[int]:
+    """The sample ids the checkpoint's own training request left out (``obliviate train --forget``):
+    the model never saw them, so a later request's retain set may not teach them back."""
+    spec = meta.get("request")
+    if not spec:
+        return set()
+    try:
+        request = parse_request(spec)
+    except ValueError as e:
+        raise DeletionError(f"the checkpoint's recorded training request {spec!r} cannot be read ({e})") from None
+    rows = split_indices(ds.label_info(), request, int(meta.get("seed") or 0)).forget
+    return {int(i) for i in np.asarray(ds.train_ids.cpu())[rows]}
+
+
+def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, dataset: str,
+                   root: str | None = None, train_per_class: int | None = None, test_per_class: int | None = None,
+                   train_config: dict[str, Any] | None = None, seed: int = 0, download: bool = False) -> Path:
+    """A plain state dict (``.pt``/``.pth`` with ``weights_only=True``, or ``.safetensors``) of
+    the user's own architecture (``MODULE:FUNCTION``) as an obliviate checkpoint with its data
+    provenance: the dataset it was trained on (loader, root, subset, content fingerprint) and the
+    recipe, recorded as the user's when ``train_config`` is given. Returns the JSON path."""
+    from ..models.user import FactoryError, read_state_dict
+    from ..models.checkpoint import CheckpointError, _fit_state
+    from ..study.tasks.vision import dataset_fingerprint
+    from ..utils import file_sha256
+
+    meta_in = {"dataset_loader": dataset, "dataset_root": root,
+               "subset": {"train_per_class": train_per_class, "test_per_class": test_per_class}}
+    loader, root_ = dataset, root
+    if dataset not in DATASETS and Path(dataset).is_dir():
+        loader, root_ = "npz", dataset
+    ds = load_data({**meta_in, "dataset_loader": loader, "dataset_root": root_}, None, None, download)
+    try:
+        state = read_state_dict(weights)
+        model = build_from_factory(model_factory, ds.num_classes, seed=seed)
+        _fit_state(model, state, Path(weights).name)
+    except (FactoryError, CheckpointError) as e:
+        raise DeletionError(str(e)) from None
+    try:
+        cfg = TrainConfig.from_dict(train_config or {})
+    except (ValueError, TypeError) as e:
+        raise DeletionError(f"--train-json: {e}") from None
+    meta = {"dataset": ds.describe(), "dataset_loader": loader,
+            "dataset_root": str(Path(root_).expanduser().resolve()) if root_ else None,
+            "dataset_fingerprint": dataset_fingerprint(ds), "subset": meta_in["subset"], "request": None,
+            "seed": seed, "train": cfg.to_dict(),
+            "recipe_source": "the user's (given at import)" if train_config else
+                             "obliviate default (none given at import; pass --train-json)",
+            "imported_from": {"file": str(weights), "sha256": file_sha256(Path(weights))}}
+    return save_checkpoint(out, model, meta)
 
 
 def request_rows(ds: ImageDataset, ids_file: str | Path) -> tuple[list[int], list[int], np.ndarray]:
@@ -135,34 +185,54 @@ def unlearn_checkpoint(
     overrides: dict[str, Any] | None = None, exact: bool = False,
     reference: str | Path | list[str | Path] | None = None,
     ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int | None = None,
-    request_id: str | None = None,
+    request_id: str | None = None, model_factory: str | None = None, fallback: str = "retrain",
+    ledger_form: str = "plain",
 ) -> tuple[Path, DeletionResult]:
     """Honour the deletion request ``ids_file`` on ``checkpoint`` and write ``out`` (see the
-    module docstring). Nothing is written when anything is refused."""
-    out = Path(out)
-    if out.exists():
-        raise DeletionError(f"{out} already exists: give each unlearned model its own --out folder")
+    module docstring). Nothing is written when anything is refused. ``model_factory``
+    (``MODULE:FUNCTION``) rebuilds a checkpoint of the user's own architecture; ``ledger_form``
+    ``salted`` keeps the ids as HMACs under ``$OBLIVIATE_LEDGER_SALT``."""
+    from .output import OutputError, check_out, ledger_ids, write_output
+
+    salt = os.environ.get("OBLIVIATE_LEDGER_SALT")
+    try:
+        out = check_out(out)
+        ledger_ids([], ledger_form, salt)
+    except OutputError as e:
+        raise DeletionError(str(e)) from None
     import time
 
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when the request arrived, not finished
     dev = resolve_device(device)
-    loaded, ds = load(checkpoint, ds_args or {})
+    loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
     ids, dups, rows = request_rows(ds, ids_file)
-    earlier = ledger.forgotten_ids(loaded.entries)
+    train_ids = np.asarray(ds.train_ids.cpu())
+    try:
+        earlier = ledger.forgotten_ids(loaded.entries, universe=train_ids.tolist(), salt=salt)
+    except ledger.LedgerError as e:
+        raise DeletionError(str(e)) from None
+    never = trained_without(loaded.meta, ds)  # the rows the model's own training request left out
     repeated = [i for i in ids if i in earlier]
-    new = [i for i in ids if i not in earlier]
+    untrained = [i for i in ids if i in never and i not in earlier]
+    new = [i for i in ids if i not in earlier and i not in never]
     if not new:
-        raise DeletionError(f"every id of {ids_file} was already forgotten by an earlier request of this lineage "
-                            f"(e.g. {repeated[:5]}): nothing new to forget")
-    pos = {int(v): r for r, v in enumerate(np.asarray(ds.train_ids.cpu()))}
+        raise DeletionError(f"no id of {ids_file} is in this model's training data any more: "
+                            + (f"{len(repeated)} already forgotten by an earlier request of this lineage (e.g. "
+                               f"{repeated[:5]})" if repeated else "")
+                            + ("; " if repeated and untrained else "")
+                            + (f"{len(untrained)} left out by the model's own training request (e.g. {untrained[:5]})"
+                               if untrained else "") + ": nothing new to forget")
+    pos = {int(v): r for r, v in enumerate(train_ids)}
     forget_rows = np.asarray([pos[i] for i in new], dtype=np.int64)
-    excluded = np.asarray([pos[i] for i in earlier if i in pos], dtype=np.int64)
+    excluded = np.asarray(sorted({pos[i] for i in earlier | never if i in pos}), dtype=np.int64)
     split = _split(ds, forget_rows, excluded)
     ds = ds.to(dev)
     spec = dict(loaded.meta["model"])
     name, k, c = spec.pop("name"), spec.pop("num_classes"), spec.pop("in_chans", 3)
 
     def factory(s: int) -> nn.Module:
+        if is_factory_spec(loaded.meta["model"]):
+            return build_from_factory(str(model_factory), k, seed=s)
         return create_model(name, num_classes=k, in_chans=c, seed=s, **spec)
 
     train_cfg = TrainConfig.from_dict(loaded.meta["train"]) if loaded.meta.get("train") else TrainConfig()
@@ -172,7 +242,8 @@ def unlearn_checkpoint(
     ref_models: list[nn.Module] = []
     ref_provenance: list[str] = []
     for ref_path in ([] if reference is None else [reference] if not isinstance(reference, list) else reference):
-        ref_model, ref_meta = load_checkpoint(checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes)
+        ref_model, ref_meta = load_checkpoint(checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes,
+                                              model_factory=model_factory)
         if ref_meta["model"].get("name") != name:
             raise DeletionError(f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, "
                                 f"the checkpoint a {name!r}")
@@ -220,61 +291,59 @@ def unlearn_checkpoint(
                     RunStats(facts["seconds"], facts["steps"], None, ["retain"]))
 
     req = {"ids": {"count": len(new), "sha256": ids_sha256(new), "duplicates_removed": dups,
-                   "already_forgotten": repeated, "excluded_from_retain": len(excluded),
-                   "file": str(ids_file)},
+                   "already_forgotten": repeated, "never_trained_on": untrained,
+                   "excluded_from_retain": len(excluded), "file": str(ids_file)},
            "dataset_fingerprint": loaded.meta.get("dataset_fingerprint")}
     if request_id:
         req["id"] = request_id
     req["received_at"] = received_at
     if ref_provenance:
         req["reference_provenance"] = ref_provenance
+    recipe = {"train_config": train_cfg.to_dict(),
+              "source": loaded.meta.get("recipe_source", "the checkpoint's recorded training recipe")
+              if loaded.meta.get("train") else "obliviate default (the checkpoint records none)",
+              "retraining": "obliviate.train.fit with train_config",
+              "model_factory": model_factory or f"the zoo's {name!r}"}
     result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
                     exact=exact, ctx=ctx, reference=ref_model, references=ref_models if len(ref_models) >= 2 else None,
-                    request=req, runner=runner)
+                    request=req, runner=runner, fallback=fallback, recipe=recipe)
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
-    made_parent = not out.parent.exists()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    done = False
-    try:
-        keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
-                                            "subset", "train", "seed") if k in loaded.meta}
+    keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
+                                        "subset", "train", "seed", "request", "recipe_source") if k in loaded.meta}
+    entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
+             **ledger_ids([int(i) for i in new], ledger_form, salt), "ids_sha256": req["ids"]["sha256"],
+             "method": ev["method"]["name"], "exact": ev["method"]["exact"], "outcome": ev["outcome"],
+             "model_before": parent_sha}
+
+    plan: dict[str, str] = {}
+
+    def save_model(path: Path) -> None:
         if sisa_after is not None:  # the shard state travels with the model, updated by this deletion
             from . import sisa_state
 
-            keep["sisa"] = {"plan_sha256": sisa_state.save_state(tmp / "model", sisa_after[0],
-                                                                 np.asarray(ds.train_ids.cpu()), sisa_after[1])}
-        save_checkpoint(tmp / "model", result.model, {**keep, "unlearned": {
+            plan["sha"] = sisa_state.save_state(path, sisa_after[0], train_ids, sisa_after[1])
+            keep["sisa"] = {"plan_sha256": plan["sha"]}
+        save_checkpoint(path, result.model, {**keep, "unlearned": {
             "request_id": ev["request"]["id"], "method": ev["method"]["name"], "parent_sha256": parent_sha}})
-        after = read_meta(tmp / "model")["sha256"]
-        ev["models"]["unlearned_sha256"] = after
-        entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
-                 "ids": [int(i) for i in new], "ids_sha256": req["ids"]["sha256"], "method": ev["method"]["name"],
-                 "exact": ev["method"]["exact"], "model_before": parent_sha, "model_after": after}
-        ev["ledger"] = {"entries": len(loaded.entries) + 1}
-        write_json_atomic(tmp / "evidence.json", ev)
-        write_text_atomic(tmp / "evidence.html", render_html(ev))
-        entry["evidence_sha256"] = ledger.file_sha256(tmp / "evidence.json")
-        if sisa_after is not None:
-            entry["sisa_plan_sha256"] = keep["sisa"]["plan_sha256"]
-        ledger.write(tmp / "ledger.jsonl", ledger.extended(loaded.entries, entry))
-        os.rename(tmp, out)  # the folder appears whole, or not at all
-        done = True
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if not done and made_parent:
-            shutil.rmtree(out.parent, ignore_errors=True)
+
+    def extra(tmp: Path) -> dict[str, Any]:
+        return {"sisa_plan_sha256": plan["sha"]} if plan else {}
+
+    try:
+        write_output(out, save_model=save_model, evidence=ev, entries=loaded.entries, entry=entry, extra=extra)
+    except OutputError as e:
+        raise DeletionError(str(e)) from None
     return out, result
 
 
 def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Path | None = None,
-                     ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int = 0) -> dict[str, Any]:
+                     ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
+                     model_factory: str | None = None) -> dict[str, Any]:
     """Measure a saved model on a forget request (``ids:FILE``, a class, …) against the test set."""
     dev = resolve_device(device)
-    loaded, ds = load(checkpoint, ds_args or {})
+    loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
     if forget.startswith("ids:"):
         _, _, rows = request_rows(ds, forget[4:])
     else:
@@ -293,7 +362,8 @@ def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Pa
                            "forget": split_figures(*f), "heldout": split_figures(*h), "attack": ATTACK,
                            "membership": membership_audit(f, h, seed=seed)}
     if reference is not None:
-        ref, _ = load_checkpoint(checkpoint_base(reference)[0], expect_num_classes=ds.num_classes)
+        ref, _ = load_checkpoint(checkpoint_base(reference)[0], expect_num_classes=ds.num_classes,
+                                 model_factory=model_factory)
         rf, rh = outs(ref)
         res["reference"] = {"forget": split_figures(*rf), "heldout": split_figures(*rh),
                             "membership": membership_audit(rf, rh, seed=seed)}
@@ -301,4 +371,5 @@ def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Pa
     return res
 
 
-__all__ = ["audit_checkpoint", "checkpoint_base", "load_data", "request_rows", "unlearn_checkpoint"]
+__all__ = ["audit_checkpoint", "checkpoint_base", "import_weights", "load_data", "request_rows",
+           "trained_without", "unlearn_checkpoint"]

@@ -62,9 +62,29 @@ def write(path: str | Path, entries: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
-def forgotten_ids(entries: list[dict[str, Any]]) -> set[int]:
-    """Every sample id forgotten by any request of the lineage."""
-    return {int(i) for e in entries for i in e.get("ids", [])}
+def salted(i: Any, salt: str) -> str:
+    """HMAC-SHA256 of one id under the operator's secret salt (hex)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(salt.encode(), str(i).encode(), hashlib.sha256).hexdigest()
+
+
+def forgotten_ids(entries: list[dict[str, Any]], universe: Any = None, salt: str | None = None) -> set[int]:
+    """Every sample id forgotten by any request of the lineage. Entries that keep their ids
+    salted (``ids_hmac``) are matched against ``universe`` (the training ids) under ``salt``."""
+    plain = {int(i) for e in entries for i in e.get("ids", [])}
+    hashed = {h for e in entries for h in e.get("ids_hmac", [])}
+    if hashed:
+        if not salt:
+            raise LedgerError("this lineage keeps its ids as salted hashes: set OBLIVIATE_LEDGER_SALT to the salt "
+                              "they were written with, or the ids forgotten before would return to the retain set")
+        found = {int(i) for i in (universe if universe is not None else []) if salted(int(i), salt) in hashed}
+        if len(found) < len(hashed):
+            raise LedgerError(f"{len(hashed) - len(found)} salted id(s) in the ledger match no training id under this "
+                              "salt: OBLIVIATE_LEDGER_SALT is not the one the ledger was written with")
+        plain |= found
+    return plain
 
 
 def verify(folder: str | Path) -> list[str]:

@@ -97,7 +97,7 @@ def output_classes(model: nn.Module, example: torch.Tensor, device: torch.device
 
 
 def user_problem(model: nn.Module, forget: Any, retain: Any, heldout: Any | None,
-                 device: torch.device) -> tuple[ImageDataset, ForgetSplit, np.ndarray]:
+                 device: torch.device, class_names: Any = None) -> tuple[ImageDataset, ForgetSplit, np.ndarray]:
     """One in-memory dataset — train rows ``[forget | retain]``, test rows ``heldout`` — its
     split, and the held-out rows. Whole classes absent from ``retain`` are the forgotten classes."""
     xf, yf = to_tensors(forget, "forget")
@@ -114,9 +114,16 @@ def user_problem(model: nn.Module, forget: Any, retain: Any, heldout: Any | None
     top = int(max(yf.max(), yr.max(), yh.max() if len(yh) else 0))
     if top >= k:
         raise UserDataError(f"labels go up to {top} but the model predicts {k} classes")
+    if class_names is not None:
+        names = tuple(str(c) for c in class_names)
+        if len(names) != k or len(set(names)) != k:
+            raise UserDataError(f"class_names: the model predicts {k} classes, got {len(names)} name(s)"
+                                f"{' with duplicates' if len(set(names)) != len(names) else ''}: {list(names)[:12]}")
+    else:
+        names = tuple(str(i) for i in range(k))
     ds = ImageDataset(
         name="user data", train_images=torch.cat([xf, xr]), train_labels=torch.cat([yf, yr]),
-        test_images=xh, test_labels=yh, class_names=tuple(str(i) for i in range(k)), mean=(), std=(),
+        test_images=xh, test_labels=yh, class_names=names, mean=(), std=(),
         source="the caller's Dataset/DataLoader",
     )
     nf = len(yf)

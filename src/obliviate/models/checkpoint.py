@@ -27,6 +27,7 @@ from torch import nn
 from ..core import check_model
 from ..utils import atomic_path, file_sha256, environment_info, stable_hash, write_json_atomic
 from .registry import create_model
+from .user import FactoryError, build_from_factory, is_factory_spec, untied
 
 FORMAT_VERSION = 2
 
@@ -54,7 +55,7 @@ def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str,
     if clash:
         raise CheckpointError(f"checkpoint metadata may not set {clash}: those fields are written by save_checkpoint")
     weights, meta_path = _paths(path)
-    clean = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    clean = untied(state)
     with atomic_path(weights) as tmp:
         save_file(clean, str(tmp))
     digest = file_sha256(weights)
@@ -105,6 +106,14 @@ def _spec_hash(fmt: Any, spec: Any, digest: Any) -> str:
 def _read_meta(meta_path: Path) -> dict[str, Any]:
     if meta_path.is_dir():
         raise CheckpointError(f"{meta_path} is a directory, not checkpoint metadata")
+    base = meta_path.with_name(meta_path.name.removesuffix(".json"))
+    plain = [p for p in (base, base.with_name(base.name + ".safetensors")) if p.is_file()]
+    if not meta_path.is_file() and plain:
+        f = plain[0]
+        raise CheckpointError(f"{f} is a plain weights file, not an obliviate checkpoint (no {meta_path.name} records "
+                              "its architecture and training data): import it first — obliviate import "
+                              f"{f} --model-factory MODULE:FUNCTION --dataset NAME [--root DIR] --out CKPT — "
+                              "then pass CKPT (and the same --model-factory)")
     if not meta_path.is_file():
         raise CheckpointError(f"no checkpoint metadata at {meta_path} (incomplete or never written)")
     try:
@@ -137,10 +146,13 @@ def load_checkpoint(
     expect_model: str | None = None,
     expect_num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
+    model_factory: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model recorded in the checkpoint and load its weights (hash-checked).
 
-    ``expect_model`` / ``expect_num_classes`` guard against loading the wrong checkpoint.
+    ``expect_model`` / ``expect_num_classes`` guard against loading the wrong checkpoint. A
+    checkpoint of a user's own architecture (:mod:`obliviate.models.user`) needs its
+    ``model_factory`` (``MODULE:FUNCTION``) passed again: code named in a file is never imported.
     """
     weights, meta_path = _paths(path)
     meta = read_meta(path)
@@ -154,6 +166,19 @@ def load_checkpoint(
             f"{meta_path} was trained for {spec['num_classes']} classes, expected {expect_num_classes}"
         )
     state, _ = load_state(path, map_location=map_location)  # hash-checked
+    if is_factory_spec(spec):
+        made_by = spec["name"].split(":", 1)[1]
+        if model_factory is None:
+            raise CheckpointError(f"{meta_path} holds a model built by your factory {made_by}: pass --model-factory "
+                                  f"{made_by} (model_factory=) — obliviate never imports code named inside a file")
+        if model_factory != made_by:
+            raise CheckpointError(f"{meta_path} holds a model built by {made_by}, not by {model_factory}")
+        try:
+            model = build_from_factory(model_factory, spec["num_classes"])
+        except FactoryError as e:
+            raise CheckpointError(str(e)) from None
+        _fit_state(model, state, weights.name)
+        return model, meta
     name, num_classes, in_chans = spec.pop("name"), spec.pop("num_classes"), spec.pop("in_chans", 3)
     try:
         model = create_model(name, num_classes=num_classes, in_chans=in_chans, **spec)

@@ -8,14 +8,13 @@
    both are kept in ``--work`` and reused by a rerun.
 2. A request of ``--ids`` training-sample ids drawn with a fixed seed (one person's deletion
    request stands in for a random set of rows), honoured four ways by ``obliviate unlearn``:
-   ``--method auto`` (the policy picks ``calibrated_neggrad`` at the held-out frontier's setting
-   for a sample request, reading a seeded 1,000 of the test rows, which it then leaves out of
-   the measurements and the audit), ``finetune`` (0.1 epoch: the policy's choice without held-out
-   rows), ``neggrad_plus`` (0.1 epoch) and ``ssd`` (α = 5, 640 + 640 importance samples) — the
+   ``--method auto`` (the guarded policy: ``calibrated_neggrad`` with its step size derived from
+   the model, reading a seeded 1,000 of the test rows, which it then leaves out of the
+   measurements and the audit, rolled back and retried or retrained when the guard says so),
+   ``finetune`` (0.1 epoch), ``neggrad_plus`` (0.1 epoch) and ``ssd`` (α = 5, 640 + 640 importance samples) — the
    frontier benchmarks' budgets, set there on their own seeds — each with two ``--reference``
    models, so the evidence holds the gap to the retrained model and the per-example audit. This
-   model, request and pair of references are none of the frontier's: the policy, chosen there,
-   is judged here.
+   model, request and pair of references are none of the frontier's.
 3. Prints one table — forget / retain / test accuracy after, the membership audit (AUC with its
    bootstrap interval) of the original, each unlearned model and the reference, the gap to the
    reference, wall time of the unlearning and of the whole command — and writes it to

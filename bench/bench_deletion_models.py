@@ -179,9 +179,15 @@ def unlearn_stage(names: list[str], root: Path, work: Path, out: Path) -> None:
                 ref_s.append(dt)
             f, r = torch.as_tensor(forget), torch.as_tensor(keep)
             t0 = time.perf_counter()
-            res = obliviate.unlearn(orig, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(xt, yt),
-                                    model_factory=um.build, train_fn=um.train, train_config=RECIPES[name],
-                                    class_names=names_, seed=0)
+            try:
+                res = obliviate.unlearn(orig, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(xt, yt),
+                                        model_factory=um.build, train_fn=um.train, train_config=RECIPES[name],
+                                        class_names=names_, seed=0)
+            except obliviate.deletion.DeletionRefused as e:
+                rows.append({"model": name, "request": kind, "rows": int(len(forget)), "outcome": "refused",
+                             "verdict": str(e), "attempts": e.evidence["attempts"]})
+                print(f"{name:14s} {kind:12s} refused: {e}", flush=True)
+                continue
             call_s = time.perf_counter() - t0
             ev = res.evidence
             a = obliviate.audit(res.model, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(xt, yt), original=orig,
@@ -212,7 +218,7 @@ def unlearn_stage(names: list[str], root: Path, work: Path, out: Path) -> None:
                 "verdict": ev["verdict"],
             }
             row["checks"] = {
-                "utility_within_tolerance": ev["outcome"] == "exact" or not ev["utility_violations"],
+                "utility_within_tolerance": not ev["utility_violations"],
                 "not_farther_than_doing_nothing_beyond_floor": row["gap"] <= row["gap_doing_nothing"] + row["noise_floor"],
             }
             rows.append(row)
@@ -232,6 +238,9 @@ def render(rows: list[dict[str, Any]]) -> str:
              "| gap to retrained / doing nothing / floor, pts | LiRA AUC original → result | unlearning s (retrain s, ×) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["outcome"] == "refused":
+            lines.append(f"| {r['model']} | {r['request']} ({r['rows']}) | refused | – | – | – | – | – |")
+            continue
         att = " → ".join(f"{t['method']}{'' if t['passed'] else ' ✗'}" for t in r["attempts"])
         u = r["utility"]
         util = " / ".join(f"{100 * (u[s]['after'] - u[s]['before']):+.2f} (±{100 * u[s]['tolerance']:.2f})"
@@ -241,13 +250,18 @@ def render(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['model']} | {r['request']} ({r['rows']}) | {r['outcome']} | {r['method']}{lr} ({att}) | {util} "
                      f"| {r['gap']:.2f} / {r['gap_doing_nothing']:.2f} / {r['noise_floor']:.2f} | {lira} "
                      f"| {r['unlearning_seconds']:.1f} ({r['retrain_seconds']:.0f}, {r['speedup']:.0f}×) |")
-    approx = [r for r in rows if r["outcome"] != "exact" and not r["model"].startswith("dev_")]
+    approx = [r for r in rows if r["outcome"] in ("verified", "not verifiable") and not r["model"].startswith("dev_")]
     counts = {o: sum(r["outcome"] == o for r in rows if not r["model"].startswith("dev_"))
-              for o in ("verified", "not verifiable", "exact")}
+              for o in ("verified", "not verifiable", "exact", "refused")}
     med = float(np.median([r["speedup"] for r in approx])) if approx else float("nan")
+    rep = [r for r in rows if not r["model"].startswith("dev_") and r["outcome"] != "refused"]
+    bad_u = [f"{r['model']}/{r['request']} ({r['outcome']})" for r in rep if not r["checks"]["utility_within_tolerance"]]
+    bad_g = [f"{r['model']}/{r['request']} ({r['outcome']})" for r in rep
+             if not r["checks"]["not_farther_than_doing_nothing_beyond_floor"]]
     lines += ["", f"Reported models: {counts['verified']} verified, {counts['not verifiable']} not verifiable, "
-                  f"{counts['exact']} exact (escalated to retraining or demanded); median speed-up of the approximate "
-                  f"results {med:.0f}×.", ""]
+                  f"{counts['exact']} exact (escalated to retraining), {counts['refused']} refused; median speed-up of "
+                  f"the approximate results {med:.0f}×. Utility past its tolerance: {', '.join(bad_u) or 'none'}. "
+                  f"Farther from retraining than doing nothing beyond the noise floor: {', '.join(bad_g) or 'none'}.", ""]
     lines += [f"- `{n}`: {models[n].summary}" for n in dict.fromkeys(r["model"] for r in rows) if n in models]
     return "\n".join(lines) + "\n"
 

@@ -221,6 +221,10 @@ def test_cli_brings_the_users_own_architecture(tmp_path: Path, monkeypatch: pyte
     meta = json.loads((tmp_path / "ck.json").read_text())
     assert meta["model"]["name"] == "factory:usermodels:make" and meta["dataset_fingerprint"]
     assert meta["imported_from"]["file"] == "model.pt" and meta["recipe_source"].startswith("the user's")
+    assert meta["input_normalisation"]["source"] == "the dataset's own statistics"
+    assert main(["import", "model.pt", "--model-factory", "usermodels:make", "--dataset", "digits",
+                 "--mean", "0.5,0.5", "--std", "0.5,0.5", "--out", "ck2"]) == 2
+    assert "1 value(s) each" in capsys.readouterr().err
     # the factory is named by the caller, never imported from the file
     assert main(["unlearn", "ck", *forget, "--out", "o"]) == 2
     assert "--model-factory usermodels:make" in capsys.readouterr().err
@@ -228,3 +232,56 @@ def test_cli_brings_the_users_own_architecture(tmp_path: Path, monkeypatch: pyte
     ev = json.loads((tmp_path / "o" / "evidence.json").read_text())
     assert ev["outcome"] in ("exact", "verified", "not verifiable") and ev["recipe"]["model_factory"] == "usermodels:make"
     assert main(["ledger", "verify", "o"]) == 0
+
+
+def test_the_evidence_page_reads_on_a_390px_phone(tmp_path: Path) -> None:
+    """Laid out by headless Chromium 390 px wide: nothing sticks out of the page (every value wraps),
+    and the outcome is the first thing on it."""
+    import os
+
+    from obliviate.report.browser import check_report, find_browser
+
+    if find_browser() is None:
+        if os.environ.get("OBLIVIATE_REQUIRE_BROWSER") == "1":
+            pytest.fail("no Chromium-family browser on PATH; .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium-family browser on PATH (apt-get install chromium)")
+    x, y = _problem(6)
+    net = _trained(x, y)
+    f, r = torch.arange(0, 40), torch.arange(40, 800)
+    refs = [_loop(_mlp(s), x[40:800], y[40:800], s).eval() for s in (1, 2)]
+    res = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]),
+                            method="neggrad_plus", config={"lr": 3.0, "beta": 0.0, "epochs": 0.5, "forget_loss_cap": None},
+                            references=refs, train_fn=_loop, model_factory=_mlp,
+                            request_id="req-a-long-identifier-that-must-wrap-0123456789abcdef")
+    page = tmp_path / "evidence.html"
+    page.write_text(obliviate.deletion.render_html(res.evidence))
+    r_ = check_report(page, width=500, height=844, page_width=390)
+    assert r_["width"] == 390 and r_["overflowing"] == [], f"clipped at 390 px: {r_['overflowing'][:10]}"
+    assert r_["markers"] == []
+    html = page.read_text()
+    assert html.index("EXACT") < html.index("What was asked") and "rolled back" in html
+
+
+def test_rows_the_checkpoint_never_trained_on_stay_out_of_the_retain_set(tmp_path: Path, capsys: Any) -> None:
+    """A model trained without ids A (``train --forget ids:A``): a later request's retain set must
+    not teach A back, and ids of A in the request are reported as never trained on."""
+    (tmp_path / "a.txt").write_text("".join(f"{i}\n" for i in range(0, 30)))
+    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.5", "--epochs", "2",
+                 "--forget", f"ids:{tmp_path / 'a.txt'}", "--out", str(tmp_path / "m0"), "-q"]) == 0
+    (tmp_path / "b.txt").write_text("".join(f"{i}\n" for i in range(20, 50)))
+    assert main(["unlearn", str(tmp_path / "m0"), "--forget", f"ids:{tmp_path / 'b.txt'}", "--exact",
+                 "--out", str(tmp_path / "m1")]) == 0
+    ev = json.loads((tmp_path / "m1" / "evidence.json").read_text())
+    assert ev["request"]["ids"]["never_trained_on"] == list(range(20, 30)) and ev["request"]["ids"]["count"] == 20
+    assert ev["data"]["retain_rows_total"] == 1347 - 30 - 20
+    capsys.readouterr()
+    (tmp_path / "c.txt").write_text("3\n4\n")  # every id already outside the training data
+    assert main(["unlearn", str(tmp_path / "m0"), "--forget", f"ids:{tmp_path / 'c.txt'}", "--out",
+                 str(tmp_path / "m2")]) == 2
+    assert "left out by the model's own training request" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()
+    # the original itself is no retrained reference
+    assert main(["unlearn", str(tmp_path / "m0"), "--forget", f"ids:{tmp_path / 'b.txt'}", "--reference",
+                 str(tmp_path / "m0"), "--out", str(tmp_path / "m3")]) == 2
+    err = capsys.readouterr().err
+    assert "original's own weights" in err or "not a model retrained without them" in err

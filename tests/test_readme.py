@@ -40,5 +40,9 @@ def test_the_readme_python_example_runs() -> None:
     with contextlib.redirect_stdout(buf):
         exec(compile(block.group(1), "README.md", "exec"), {})
     out = buf.getvalue()
-    # heldout= given: the policy picks the calibrated stop
-    assert "calibrated_neggrad" in out and "membership audit" in out and "held-out" in out
+    # a memorising model: the guard rolls the calibrated stop back twice (utility, then still
+    # recognised) and the user's own loop retrains it; the outcome leads the verdict
+    first, verdict = out.splitlines()[:2]
+    assert first.split(" - ")[0] in ("exact", "verified", "not verifiable")
+    assert verdict.split(" — ")[0] in ("EXACT", "VERIFIED", "NOT VERIFIABLE AT THIS SIZE")
+    assert "membership audit" in verdict and "tolerance" in verdict

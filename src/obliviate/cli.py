@@ -566,7 +566,9 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             request_id=args.request_id, model_factory=args.model_factory, fallback=args.fallback,
             ledger_form=args.ledger_ids, ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
     except DeletionRefused as e:
-        print(f"obliviate: refused: {e}", file=sys.stderr)
+        print(f"obliviate: {e}", file=sys.stderr)
+        for i, a in enumerate(e.evidence.get("attempts", []), 1):
+            print(f"  attempt {i}: {a['method']} — " + ("; ".join(a["failures"]) or "passed"), file=sys.stderr)
         return 3
     ev = result.evidence
     print(f"request {ev['request']['id']}: {ev['verdict']}")
@@ -597,13 +599,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated numbers, one per channel (e.g. 0.5,0.5,0.5), got {text!r}") from None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .deletion.checkpoints import import_weights
 
     path = import_weights(args.weights, model_factory=args.model_factory, out=args.out, dataset=args.dataset,
                           root=args.root, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
                           train_config=_json_arg(args.train_json, "--train-json") if args.train_json else None,
-                          seed=0 if args.seed is None else args.seed, download=args.download)
+                          seed=0 if args.seed is None else args.seed, download=args.download,
+                          mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"))
     print(f"wrote {path} (and its .safetensors): a checkpoint of {args.model_factory} trained on {args.dataset}; "
           f"pass it to `obliviate unlearn` with --model-factory {args.model_factory}")
     return 0
@@ -768,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(s, required=True)
     s.add_argument("--train-json", help="JSON of TrainConfig fields: how you trained it (label smoothing, optimiser, "
                                         "epochs...), recorded as your recipe")
+    s.add_argument("--mean", help="the per-channel mean your model's inputs were normalised with, in 0..1 units "
+                                  "(e.g. 0.5,0.5,0.5; default: the dataset's own statistics)")
+    s.add_argument("--std", help="the per-channel standard deviation, with --mean")
     s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
     s.set_defaults(func=cmd_import)
 

@@ -73,6 +73,11 @@ def load_data(meta: dict[str, Any], dataset: str | None, root: str | None, downl
     if want and dataset_fingerprint(ds) != want:
         raise DeletionError(f"the dataset at {root or name!r} is not the one this model was trained on (its content "
                             "fingerprint differs): pass the training data with --root")
+    norm = meta.get("input_normalisation") or {}
+    if norm.get("mean") and norm.get("std"):  # the user's model reads its own normalisation, not the dataset's
+        from dataclasses import replace
+
+        ds = replace(ds, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
     return ds
 
 
@@ -109,11 +114,14 @@ def trained_without(meta: dict[str, Any], ds: ImageDataset) -> set[int]:
 
 def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, dataset: str,
                    root: str | None = None, train_per_class: int | None = None, test_per_class: int | None = None,
-                   train_config: dict[str, Any] | None = None, seed: int = 0, download: bool = False) -> Path:
+                   train_config: dict[str, Any] | None = None, seed: int = 0, download: bool = False,
+                   mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Path:
     """A plain state dict (``.pt``/``.pth`` with ``weights_only=True``, or ``.safetensors``) of
     the user's own architecture (``MODULE:FUNCTION``) as an obliviate checkpoint with its data
-    provenance: the dataset it was trained on (loader, root, subset, content fingerprint) and the
-    recipe, recorded as the user's when ``train_config`` is given. Returns the JSON path."""
+    provenance: the dataset it was trained on (loader, root, subset, content fingerprint), the
+    input normalisation the model expects (``mean``/``std`` per channel in 0..1 units; default
+    the dataset's own statistics, recorded as such) and the recipe, recorded as the user's when
+    ``train_config`` is given. Returns the JSON path."""
     from ..models.user import FactoryError, read_state_dict
     from ..models.checkpoint import CheckpointError, _fit_state
     from ..study.tasks.vision import dataset_fingerprint
@@ -125,6 +133,14 @@ def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, 
     if dataset not in DATASETS and Path(dataset).is_dir():
         loader, root_ = "npz", dataset
     ds = load_data({**meta_in, "dataset_loader": loader, "dataset_root": root_}, None, None, download)
+    if (mean is None) != (std is None):
+        raise DeletionError("give both --mean and --std (the normalisation your model was trained with), or neither")
+    if mean is not None and std is not None:
+        if len(mean) != ds.channels or len(std) != ds.channels or not all(v > 0 for v in std):
+            raise DeletionError(f"--mean/--std need {ds.channels} value(s) each (one per channel, std > 0), got "
+                                f"{list(mean)} / {list(std)}")
+    norm = {"mean": list(mean or ds.mean), "std": list(std or ds.std),
+            "source": "the user's (given at import)" if mean is not None else "the dataset's own statistics"}
     try:
         state = read_state_dict(weights)
         model = build_from_factory(model_factory, ds.num_classes, seed=seed)
@@ -139,6 +155,7 @@ def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, 
             "dataset_root": str(Path(root_).expanduser().resolve()) if root_ else None,
             "dataset_fingerprint": dataset_fingerprint(ds), "subset": meta_in["subset"], "request": None,
             "seed": seed, "train": cfg.to_dict(),
+            "input_normalisation": norm,
             "recipe_source": "the user's (given at import)" if train_config else
                              "obliviate default (none given at import; pass --train-json)",
             "imported_from": {"file": str(weights), "sha256": file_sha256(Path(weights))}}
@@ -311,7 +328,8 @@ def unlearn_checkpoint(
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
     keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
-                                        "subset", "train", "seed", "request", "recipe_source") if k in loaded.meta}
+                                        "subset", "train", "seed", "request", "recipe_source",
+                                        "input_normalisation") if k in loaded.meta}
     entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
              **ledger_ids([int(i) for i in new], ledger_form, salt), "ids_sha256": req["ids"]["sha256"],
              "method": ev["method"]["name"], "exact": ev["method"]["exact"], "outcome": ev["outcome"],

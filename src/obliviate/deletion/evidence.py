@@ -88,7 +88,7 @@ def render_html(ev: dict[str, Any]) -> str:
         asked.append(("retrained reference", _e(prov)))
     parts += ["<h2>What was asked</h2>", _dl(asked)]
     done = [("method", f"<code>{_e(m['name'])}</code> ({'exact: provably no influence of the rows left' if m.get('exact') else 'approximate'})"),
-            ("chosen by", _e("the policy" if m["chosen_by"] == "policy" else "the user")
+            ("chosen by", _e({"policy": "the policy", "guard": "the guard (the fallback)"}.get(m["chosen_by"], "the user"))
              + (f", after {m['rolled_back_before']} attempt(s) were rolled back" if m.get("rolled_back_before") else "")),
             ("why", _e(m.get("reason") or "–")), ("paper", _e(m.get("reference") or "–"))]
     if m.get("derived"):

@@ -25,7 +25,8 @@ _MARK = "obliviate-browser-check"
 _SCRIPT = """
 <script>
 window.addEventListener('load', function () {
-  var W = document.documentElement.clientWidth, out = {width: W, scroll_width: document.documentElement.scrollWidth,
+  var W = window.__obliviateWidth || document.documentElement.clientWidth, out = {width: W,
+    scroll_width: window.__obliviateWidth ? document.body.scrollWidth : document.documentElement.scrollWidth,
     height: document.documentElement.scrollHeight, window_height: window.innerHeight, overflowing: [], images: 0,
     broken_images: [], markers: [], headline_top: null};
   function scrolls(el) {
@@ -80,10 +81,16 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def check_report(html_path: str | Path, *, width: int = 1400, height: int = 900, timeout: float = 120.0) -> dict[str, Any]:
+def check_report(html_path: str | Path, *, width: int = 1400, height: int = 900, timeout: float = 120.0,
+                 page_width: int | None = None) -> dict[str, Any]:
     """Lay ``html_path`` out at ``width`` × ``height`` in headless Chromium and measure it (see the
-    module docstring for the keys)."""
+    module docstring for the keys). ``page_width``: lay the page out that narrow inside the window
+    (the root element's width) and measure against it — a phone's 390 px, narrower than the
+    500 px headless Chromium's window can be."""
     src = Path(html_path).read_text(encoding="utf-8")
+    if page_width is not None:
+        narrow = f"<style>html{{width:{int(page_width)}px}}</style><script>window.__obliviateWidth={int(page_width)}</script>"
+        src = src.replace("</head>", narrow + "</head>") if "</head>" in src else narrow + src
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "page.html"
         page.write_text(src.replace("</body>", _SCRIPT + "</body>") if "</body>" in src else src + _SCRIPT,

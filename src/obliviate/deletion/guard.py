@@ -7,16 +7,20 @@ A result is delivered as honoured only when what was measured on *this* model sa
   bootstrap interval over the measured rows (:func:`tolerances`). For a class request the
   held-out figures are on the retained classes' rows.
 * **forgetting** — a whole class is forgotten when neither its training rows nor its held-out
-  rows are predicted above chance (1/K; a model retrained without the class scores ≈ 0 %). Sample
-  rows are forgotten when the membership audit that saw them in the original no longer does.
+  rows are predicted above chance (1/K; a model retrained without the class scores ≈ 0 %). An
+  attempt is rolled back when the membership audit that recognised the rows in the original still
+  recognises them (:func:`membership_reading`); it is *verified* only when the audit no longer
+  separates them and saw them move (its interval now lies below the original's reading).
 * **doing nothing** — with a retrained reference, a result farther from it than the original
-  (the study's Avg.-gap protocol, :func:`obliviate.metrics.gap.avg_gap`) is a failure.
+  beyond the two references' own distance (the study's Avg.-gap protocol,
+  :func:`obliviate.metrics.gap.avg_gap`) is a failure.
 * **the audit's power** — when the audit cannot separate the original from data it never saw
   (or from the reference), it cannot tell anything about the result either: the outcome is then
   *not verifiable at this size*, never "indistinguishable".
 
 Outcomes (:data:`OUTCOMES`): ``exact`` (retrained, or SISA: provably no influence left),
-``verified``, ``not verifiable``, ``refused`` (every attempt failed and retraining was forbidden).
+``verified``, ``not verifiable``, ``refused`` (every attempt failed and retraining was forbidden, or
+retraining by obliviate's ``fit`` could not keep the held-out utility).
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ retraining does (or, with ``fallback="refuse"``, nothing is delivered).
 * **samples, no held-out rows**: nothing can tell where a model that never saw the rows would
   put them, so no approximate method can be checked: ``retrain``.
 
-ρ = 2·10⁻³ and β = 0.5 (retain weight) were chosen on two development models (a VGG-style CNN
-with batch norm trained with SGD, and a two-layer CNN trained with Adam; ``bench/deletion_models``)
-and are judged on four others trained by their own code (``bench/bench_deletion_models.py``).
+ρ = 2·10⁻³ and β = 0.5 (retain weight) were set and checked on two development models only (a
+VGG-style CNN with batch norm trained with SGD, and a two-layer CNN trained with Adam; the ``dev_``
+models of ``bench/deletion_models``; not swept) and are judged on four others trained by their own
+code (``bench/bench_deletion_models.py``).
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ def plan(*, whole_classes: bool, exact: bool, sisa_model: bool = False, heldout:
                         "1 % accuracy of a model that never saw the class)")]
     if not heldout:
         return []
+    if model is None or data is None or ctx is None:
+        raise ValueError("plan() needs the model, its data and context to derive a sample request's step size")
     attempts = []
     for k, rho in enumerate((RHO, RHO / GENTLER)):
-        lr, derived = relative_lr(model, data, ctx, rho) if model is not None else (0.01, {})
+        lr, derived = relative_lr(model, data, ctx, rho)
         cfg = {"beta": BETA, "lr": lr, "epochs": MAX_EPOCHS, "stop_every": 1, "bn_stats": "keep"}
         why = ("some rows of their classes are forgotten and held-out rows of those classes are given: NegGrad+ "
                "runs until the forget rows' mean loss reaches the original's on held-out rows of their classes "

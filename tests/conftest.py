@@ -43,8 +43,12 @@ def tiny_random() -> TinyProblem:
 
 @pytest.fixture(scope="session")
 def memorised() -> TinyProblem:
-    """A random 10 % request on a small CNN trained to memorise digits (30 epochs, no augmentation,
-    no weight decay): forget loss 0.005 nats against 0.031 on held-out rows (≈ 4.5 s)."""
+    """A random 10 % request on a small CNN trained to memorise digits (35 epochs, no augmentation,
+    no weight decay): forget loss 0.007 nats against 0.057 on the calibrated-stop tests' held-out
+    rows, no forget row misclassified, and NegGrad+ (β 0.3) reaches the held-out loss and error
+    within its budget (≈ 5 s; measured with torch 2.14.1, numpy 2.4). The calibrated-stop tests
+    read these properties: at 30 epochs a forget row was still wrong on this machine, at 40 and
+    more the ascent no longer reaches the target within the budget."""
     import torch
 
     from obliviate.data import RandomForget, load_dataset, split_indices
@@ -53,7 +57,7 @@ def memorised() -> TinyProblem:
     from obliviate.train import fit, make_loader
 
     ds = load_dataset("digits")
-    tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0)
+    tc = TINY_TRAIN.with_(epochs=35, augment=False, weight_decay=0.0)
     model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
     fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
     return TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5)

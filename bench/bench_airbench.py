@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_airbench.py [--data ../shared/data/cifar10] [--recipes airbench airbench_quick]
         [--seed 0] [--threads 2] [--out bench/results/airbench.json]
 
-Training wall time is measured around :func:`obliviate.train.fit` (whitening init included,
+Training wall time is measured around :func:`obliviate.training.fit` (whitening init included,
 evaluation excluded). The load average (``os.getloadavg``) is recorded before and after each run:
 on a shared machine a high load inflates the wall time.
 """
@@ -23,7 +23,7 @@ import torch
 from obliviate.data import load_dataset
 from obliviate.models import create_model, num_parameters
 from obliviate.recipes import list_recipes, recipe
-from obliviate.train import fit, make_loader, predict_logits
+from obliviate.training import fit, make_loader, predict_logits
 from obliviate.utils import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@
 
 Four user-style models (``bench/deletion_models/user_models.py``: torchvision's ResNet-18 with
 SGD, a timm ViT with AdamW, a small CNN with Adam and label smoothing, an MLP on scikit-learn's
-digits as tabular features), each trained by its own loop — never by ``obliviate.train.fit``.
+digits as tabular features), each trained by its own loop — never by ``obliviate.training.fit``.
 Per model three requests: a few dozen ids inside one class, a random 1 %, a whole class; for
 each, two references retrained by the model's own loop without the rows (seeds 1, 2). Then
 ``obliviate.unlearn(model, forget=, retain=, heldout=)`` with ``method="auto"`` as a production

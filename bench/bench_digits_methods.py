@@ -76,7 +76,7 @@ def calibrated_stop(betas: tuple[float, ...] = (0.95, 0.9, 0.7, 0.5, 0.3, 0.2, 0
     from obliviate.methods import UnlearnData, get_method, run_method
     from obliviate.models import create_model
     from obliviate.testing import TINY_TRAIN, TinyProblem
-    from obliviate.train import fit, make_loader
+    from obliviate.training import fit, make_loader
 
     ds = load_dataset("digits")
     tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0)

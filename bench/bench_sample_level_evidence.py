@@ -108,7 +108,7 @@ def smoothing() -> dict[str, float]:
     from obliviate.methods.calibrate import _losses
     from obliviate.models import create_model
     from obliviate.testing import TINY_TRAIN, TinyProblem
-    from obliviate.train import fit, make_loader
+    from obliviate.training import fit, make_loader
 
     torch.manual_seed(0)
     ds = load_dataset("digits")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_train_loop.py [--model resnet9] [--width 0.25] [--batch 512]
         [--steps 60] [--repeats 5] [--bf16] [--threads 2]
 
-*fit*: one epoch of :func:`obliviate.train.fit` (loader with crop + flip augmentation, the lr
+*fit*: one epoch of :func:`obliviate.training.fit` (loader with crop + flip augmentation, the lr
 schedule, loss bookkeeping) over ``steps × batch`` uint8 images. *bare*: the same model, batch size,
 optimizer and loss as a plain forward + backward + step loop over pre-made normalised float batches.
 The two alternate ``repeats`` times (so load changes hit both alike); the medians and their ratio
@@ -22,7 +22,7 @@ from torch import nn
 
 from obliviate.data import ImageDataset
 from obliviate.models import create_model
-from obliviate.train import TrainConfig, fit, make_loader, make_optimizer
+from obliviate.training import TrainConfig, fit, make_loader, make_optimizer
 from obliviate.utils import autocast_context, write_json_atomic
 
 

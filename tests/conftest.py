@@ -54,7 +54,7 @@ def memorised() -> TinyProblem:
     from obliviate.data import RandomForget, load_dataset, split_indices
     from obliviate.models import create_model
     from obliviate.testing import TINY_TRAIN
-    from obliviate.train import fit, make_loader
+    from obliviate.training import fit, make_loader
 
     ds = load_dataset("digits")
     tc = TINY_TRAIN.with_(epochs=35, augment=False, weight_decay=0.0)
@@ -74,7 +74,7 @@ def smoothed() -> TinyProblem:
     from obliviate.data import RandomForget, load_dataset, split_indices
     from obliviate.models import create_model
     from obliviate.testing import TINY_TRAIN
-    from obliviate.train import fit, make_loader
+    from obliviate.training import fit, make_loader
 
     ds = load_dataset("digits")
     tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0, label_smoothing=0.2)
@@ -115,3 +115,31 @@ def load_bench_script(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def run_llm() -> Any:
+    """Run an LLM study given as a plain dict through the one study runner (what ``obliviate run``
+    does with a YAML file); ``progress`` receives every stage line."""
+    import contextlib
+    from collections.abc import Callable
+
+    from obliviate.study import StudyRunner, parse_study
+
+    class _Say:
+        def __init__(self, sink: Callable[[str], None] | None) -> None:
+            self.sink = sink
+
+        def stage(self, text: str) -> None:
+            if self.sink is not None:
+                self.sink(text)
+
+        def steps(self, desc: str) -> Any:
+            return contextlib.nullcontext(lambda _ev: None)
+
+    def run(spec: dict[str, Any], out_dir: Path, *, progress: Callable[[str], None] | None = None,
+            cache_dir: Path | None = None) -> list[dict[str, Any]]:
+        study = parse_study({"name": "llm-study", **spec, "task": "llm"})
+        return StudyRunner(study, out_dir, cache_dir=cache_dir, progress=_Say(progress)).run()
+
+    return run

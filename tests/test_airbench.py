@@ -13,7 +13,7 @@ from obliviate.data import ImageDataset, load_dataset
 from obliviate.models import create_model, num_parameters
 from obliviate.models.airbench import AirbenchNet, PatchWhitening
 from obliviate.recipes import decoupled_sgd, get_recipe, list_recipes, recipe
-from obliviate.train import TrainConfig, evaluate_accuracy, fit, make_loader, make_optimizer
+from obliviate.training import TrainConfig, evaluate_accuracy, fit, make_loader, make_optimizer
 
 
 def _correlated_images(n: int, seed: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from obliviate.attacks import entropy_attack, loss_auc, mia_efficacy, subsample,
 from obliviate.data import RandomForget, load_dataset, split_indices
 from obliviate.metrics import EvalInputs, Outputs, compute_metrics
 from obliviate.models import create_model
-from obliviate.train import TrainConfig, fit, make_loader, predict_logits
+from obliviate.training import TrainConfig, fit, make_loader, predict_logits
 from obliviate.utils import resolve_device
 
 

@@ -72,7 +72,20 @@ def test_run_seeds_override(tmp_path, capsys) -> None:  # type: ignore[no-untype
     runs = list((tmp_path / "o" / "runs").glob("*.json"))
     assert len(runs) == 1 and json.loads(runs[0].read_text())["seed"] == 4
     assert main(["run", str(f), "--out", str(tmp_path / "p"), "--seeds", "1", "1"]) == 2
-    assert "--seeds must be distinct" in capsys.readouterr().err
+    assert "seeds: must be distinct" in capsys.readouterr().err
+
+
+def test_progress_in_a_log_is_a_line_per_training_run_not_a_bar(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
+                 "train: {epochs: 2, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
+                 "methods: [original, finetune]\nseeds: [0]\n")
+    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "\r" not in err and "it/s" not in err and "step/s" not in err
+    summaries = [line for line in err.splitlines() if " steps" in line and line.endswith(" s")]
+    assert len(summaries) >= 2, err  # the original's training and finetune's, one line each
+    assert all(line.startswith("[obliviate] ") for line in err.splitlines() if line.strip()), err
 
 
 def test_list_presets_says_what_runs_and_its_time_per_scale(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +144,7 @@ def test_run_model_and_data_root_for_llm_studies(tmp_path, capsys) -> None:  # t
     assert main(["run", "llm_bias_lora", "--scale", "tiny", "--data-root", str(missing), "--out", str(tmp_path / "o")]) == 2
     assert "statements.jsonl" in capsys.readouterr().err
     assert main(["run", "default", "--model", "x", "--out", str(tmp_path / "v")]) == 2
-    assert "--model applies to LLM studies" in capsys.readouterr().err
+    assert "model: applies to LLM studies" in capsys.readouterr().err
 
 
 def test_runtime_field_is_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]

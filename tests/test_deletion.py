@@ -328,7 +328,7 @@ def test_deployable_sisa_serves_two_requests_exactly(tmp_path: Path) -> None:
     from obliviate.deletion import sisa_state
     from obliviate.methods.sisa import ShardPlan, SISATrainer
     from obliviate.models import load_checkpoint
-    from obliviate.train import TrainConfig
+    from obliviate.training import TrainConfig
 
     assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.25", "--epochs", "3",
                  "--sisa", "3:3", "--out", str(tmp_path / "s0"), "-q"]) == 0

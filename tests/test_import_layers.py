@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "obliviate"
 
 
 def _unit(module: str) -> str:
-    """``obliviate.methods.ssd`` -> ``methods``; ``obliviate.train`` -> ``train``."""
+    """``obliviate.methods.ssd`` -> ``methods``; ``obliviate.training`` -> ``training``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 
@@ -90,3 +90,43 @@ def test_the_layers_read_as_documented() -> None:
     assert "methods" not in g["llm"] and "study" not in g["llm"]
     assert not ({"study", "report", "cli"} & g["methods"])
     assert "methods" not in g["metrics"] and "methods" not in g["attacks"]
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (lazy imports inside functions included;
+    ``from pkg import name`` points at ``pkg.name`` when that is a module, else at ``pkg``)."""
+    modules: dict[str, Path] = {}
+    for f in PKG.rglob("*.py"):
+        parts = list(f.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = f
+    graph: dict[str, set[str]] = {}
+    for module, f in modules.items():
+        pkg = module.split(".") if f.name == "__init__.py" else module.split(".")[:-1]
+        deps = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(pkg[: len(pkg) - node.level + 1] + ([node.module] if node.module else []))
+                elif node.module and node.module.startswith("obliviate"):
+                    base = node.module
+                else:
+                    continue
+                for a in node.names:
+                    deps.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in modules)
+        deps.discard(module)
+    # a package's __init__ re-exporting its own modules is not a design tie: drop package -> own child edges
+    for module in graph:
+        graph[module] = {d for d in graph[module] if not d.startswith(module + ".")}
+    return graph
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Inside a subpackage too (the study runner, its executors, spec and tasks once formed a circle)."""
+    graph = module_graph()
+    assert {"obliviate.study.runner", "obliviate.study.executors", "obliviate.cli"} <= set(graph)
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"

@@ -124,7 +124,7 @@ def test_the_real_smollm2_loads_offline_from_pypi() -> None:
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
 
 
-def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf, tmp_path: Path) -> None:
+def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf, tmp_path: Path, run_llm) -> None:
     """A pretrained model the study tunes gets a ``pretrained`` reference row: the model as loaded,
     scored like every other (here the converted tiny GGUF, from a local folder)."""
     import numpy as np
@@ -132,7 +132,7 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     from obliviate.llm.metrics import evaluate_model
     from obliviate.llm.models import load_pretrained
     from obliviate.llm.requests import split_statements
-    from obliviate.study.tasks.llm import _Models, run_llm_study, validate_llm_spec
+    from obliviate.study.tasks.llm import _Models, validate_llm_spec
 
     folder = convert_gguf(tiny_gguf[0], tmp_path / "hf")
     spec = {"task": "llm", "device": "cpu", "seeds": [0],
@@ -143,7 +143,7 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
             "methods": [{"name": "relabel", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4}}],
             "metrics": {"groups": ["judgement", "perplexity"]}, "eval": {"answers": 1, "max_new_tokens": 2, "batch_size": 64}}
     torch.set_num_threads(1)
-    rows = run_llm_study(spec, tmp_path / "out", cache_dir=tmp_path / "cache")
+    rows = run_llm(spec, tmp_path / "out", cache_dir=tmp_path / "cache")
     by = {(r["method"], r["metric"]): r["value"] for r in rows}
     assert {r["method"] for r in rows} == {"pretrained", "original", "retrained", "relabel"}
     plan = validate_llm_spec(spec)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from obliviate.llm.report import render_llm_section
-from obliviate.study.tasks.llm import LLMSpecError, apply_scale, run_llm_study, validate_llm_spec
+from obliviate.study.tasks.llm import LLMSpecError, apply_scale, validate_llm_spec
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_bias_lora.yaml"
 ROW_KEYS = {"model", "request", "method", "seed", "metric", "value", "direction"}
@@ -65,9 +66,9 @@ def test_spec_errors_name_the_field(patch: dict, field: str) -> None:
         validate_llm_spec(micro_spec(**patch))
 
 
-def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
+def test_micro_study_end_to_end_and_resume(tmp_path: Path, run_llm: Any) -> None:
     messages: list[str] = []
-    rows = run_llm_study(micro_spec(), tmp_path, progress=messages.append)
+    rows = run_llm(micro_spec(), tmp_path, progress=messages.append)
     assert rows and all(set(r) >= ROW_KEYS for r in rows)
     assert {r["direction"] for r in rows} <= DIRECTIONS
     assert all(math.isfinite(r["value"]) for r in rows)
@@ -94,7 +95,7 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
 
     # re-run: everything is read back, nothing is trained or run again
     again: list[str] = []
-    rows2 = run_llm_study(micro_spec(), tmp_path, progress=again.append)
+    rows2 = run_llm(micro_spec(), tmp_path, progress=again.append)
     assert rows2 == rows and any("already finished" in m for m in again)
     assert not any("training" in m or "running" in m for m in again)
 
@@ -102,7 +103,7 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path) -> None:
     victim = next(p for p in (tmp_path / "runs").glob("*.json") if json.loads(p.read_text())["method"] == "npo")
     victim.unlink()
     third: list[str] = []
-    rows3 = run_llm_study(micro_spec(), tmp_path, progress=third.append)
+    rows3 = run_llm(micro_spec(), tmp_path, progress=third.append)
     assert any("running npo" in m for m in third) and not any("running relabel" in m for m in third)
     assert not any("training" in m for m in third)
     old = {(r["method"], r["metric"]): r["value"] for r in rows}

@@ -17,7 +17,7 @@ from obliviate.methods import MethodResult, RunStats, UnlearnData, get_method, r
 from obliviate.methods import instance_wise as iw
 from obliviate.methods import random_label as rl
 from obliviate.testing import TinyProblem
-from obliviate.train import predict_logits
+from obliviate.training import predict_logits
 
 
 def _run(problem: TinyProblem, name: str, **cfg: object) -> tuple[MethodResult, RunStats]:

@@ -25,7 +25,7 @@ from obliviate.metrics.gap import FORGETTING_SENSE, avg_gap, over_forgetting, re
 from obliviate.metrics.privacy import svc_mia_efficacy
 from obliviate.metrics.relearn import anamnesis_index, relearn_curve, steps_to_relearn
 from obliviate.testing import TinyProblem
-from obliviate.train import fit, make_loader, predict_logits
+from obliviate.training import fit, make_loader, predict_logits
 
 
 # -- Avg. Gap ------------------------------------------------------------------------------------

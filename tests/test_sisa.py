@@ -16,7 +16,7 @@ from obliviate.methods.sisa import ShardPlan, SISAConfig, SISATrainer, stage_epo
 from obliviate.models import load_checkpoint, save_checkpoint
 from obliviate.models.sisa_ensemble import SISAEnsemble
 from obliviate.testing import TinyProblem
-from obliviate.train import TrainConfig, evaluate_accuracy
+from obliviate.training import TrainConfig, evaluate_accuracy
 
 S, R = 3, 3
 

@@ -7,7 +7,7 @@ import torch
 
 from obliviate.data import load_dataset
 from obliviate.models import create_model
-from obliviate.train import TrainConfig, evaluate_accuracy, fit, lr_factor, make_loader
+from obliviate.training import TrainConfig, evaluate_accuracy, fit, lr_factor, make_loader
 
 
 def test_schedules_shape() -> None:

@@ -27,21 +27,38 @@ PRESET_DIR = Path(__file__).parent / "configs"  # = obliviate.study.presets.PRES
 
 
 class _TqdmProgress:
-    """Progress for the study runner: stage lines and a bar per training run."""
+    """Progress for the study runner: stage lines, and a bar per training run on a terminal. Into
+    a log (stderr not a terminal) each training run writes one summary line instead of a bar."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, terminal: bool | None = None) -> None:
         self.quiet = quiet
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
 
     def stage(self, text: str) -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self.terminal:
             from tqdm import tqdm
 
-            tqdm.write(f"[obliviate] {text}", file=sys.stderr)
+            tqdm.write(f"[obliviate] {text}", file=sys.stderr)  # above the bar
+        else:
+            print(f"[obliviate] {text}", file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def steps(self, desc: str) -> Iterator[Callable[[dict[str, Any]], None]]:
         if self.quiet:
             yield lambda _ev: None
+            return
+        if not self.terminal:
+            import time
+
+            last: dict[str, Any] = {}
+            t0 = time.perf_counter()
+            yield last.update
+            if last:
+                loss = f", loss {last['loss']:.3f}" if "loss" in last else ""
+                print(f"[obliviate] {desc}: {last.get('step', '?')}/{last.get('total', '?')} steps{loss}, "
+                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             return
         from tqdm import tqdm
 
@@ -238,15 +255,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .data import load_dataset
-
-    ds = load_dataset(args.dataset, root=args.root, download=args.download)
-    if args.train_per_class or args.test_per_class:
-        ds = ds.subset(args.train_per_class, args.test_per_class, seed=0)
-    return ds
-
-
 def _sisa_arg(text: str) -> tuple[int, int]:
     shards, sep, slices = text.partition(":")
     if not (sep and shards.isdigit() and slices.isdigit() and int(shards) >= 1 and int(slices) >= 1):
@@ -265,134 +273,37 @@ def _json_arg(text: str, option: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    from .api import train
 
-    from .data import DATASETS, parse_request, split_indices
-    from .models import create_model, save_checkpoint
-    from .train import FitResult, TrainConfig, evaluate_accuracy, fit, make_loader
-    from .utils import resolve_device
-
-    device = resolve_device(args.device)
-    args.seed = 0 if args.seed is None else args.seed
-    ds = _load_data(args).to(device)
-    cfg = TrainConfig.from_dict(_json_arg(args.train_json, "--train-json")) if args.train_json else TrainConfig()
-    if args.recipe:
-        from .recipes import get_recipe
-
-        cfg = get_recipe(args.recipe)
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None}
+    overrides: dict[str, Any] = _json_arg(args.train_json, "--train-json") if args.train_json else {}
+    overrides.update({k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None})
     if args.bf16:
         overrides.update(bf16=True, channels_last=True)
-    cfg = cfg.with_(**overrides)
-    rows = torch.arange(len(ds.train_labels))
-    request = None
-    if args.forget:
-        request = parse_request(args.forget)
-        split = split_indices(ds.label_info(), request, args.seed)
-        rows = torch.as_tensor(split.retain)
-        print(f"training the retrained reference without {request.describe()}: {split.sizes()}", file=sys.stderr)
     kwargs = _json_arg(args.model_kwargs, "--model-kwargs") if args.model_kwargs else {}
     if args.width is not None:
         kwargs["width"] = args.width
-    model = create_model(args.model, num_classes=ds.num_classes, in_chans=ds.channels, seed=args.seed, **kwargs)
-    progress = _TqdmProgress(quiet=args.quiet)
-    sisa_meta: dict[str, Any] = {}
-    if args.sisa:
-        import time
-
-        from .deletion import sisa_state
-
-        shards, slices = _sisa_arg(args.sisa)
-        if request is not None:
-            raise ValueError("--sisa trains the deployable ensemble on every training row; it takes no --forget")
-        t0 = time.perf_counter()
-        model, trainer = sisa_state.train_deployable(ds, model.obliviate_spec, cfg, shards=shards, slices=slices,
-                                                     seed=args.seed, device=device)
-        res = FitResult(seconds=time.perf_counter() - t0)  # the constituents' steps are in the shard state
-        sisa_meta = {"sisa": {"plan_sha256": sisa_state.save_state(
-            Path(args.out).with_suffix("") if Path(args.out).suffix in (".json", ".safetensors") else Path(args.out),
-            trainer, ds.train_ids.cpu().numpy(), [])}}
-    else:
-        with progress.steps(f"train {args.model}") as cb:
-            res = fit(model, make_loader(ds, rows, cfg, args.seed), cfg, device=device, progress=cb)
-    acc = evaluate_accuracy(model, ds, device=device, bf16=cfg.bf16, tta=cfg.tta)
-    from .study.tasks.vision import dataset_fingerprint
-
-    # record where the data was, absolutely, and how to load it again (a folder given as --dataset
-    # is an npz folder): evaluate must find it from any working directory
-    loader, root = args.dataset, args.root
-    if args.dataset not in DATASETS and Path(args.dataset).is_dir():
-        loader, root = "npz", args.dataset
-    root = str(Path(root).expanduser().resolve()) if root else None
-    meta = {"dataset": ds.describe(), "dataset_loader": loader, "dataset_root": root, "dataset_fingerprint": dataset_fingerprint(ds),
-            "subset": {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class},
-            "request": request.to_dict() if request else None,
-            "seed": args.seed, "train": cfg.to_dict(), "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc,
-            **sisa_meta}
-    path = save_checkpoint(args.out, model, meta)
-    print(json.dumps({"checkpoint": str(path), "test_accuracy": acc, "seconds": round(res.seconds, 2),
-                      "images_per_second": round(res.images_per_second, 1)}, indent=2))
+    if args.forget:
+        print(f"training the retrained reference without {args.forget}", file=sys.stderr)
+    with _TqdmProgress(quiet=args.quiet).steps(f"train {args.model}") as cb:
+        res = train(args.model, args.dataset, args.out, root=args.root, download=args.download, forget=args.forget,
+                    recipe=args.recipe, train_config=overrides, model_kwargs=kwargs,
+                    seed=0 if args.seed is None else args.seed, train_per_class=args.train_per_class,
+                    test_per_class=args.test_per_class, sisa=_sisa_arg(args.sisa) if args.sisa else None,
+                    device=args.device, progress=cb)
+    print(json.dumps({"checkpoint": str(res.checkpoint), "test_accuracy": res.test_accuracy,
+                      "seconds": round(res.seconds, 2), "images_per_second": round(res.images_per_second, 1)},
+                     indent=2))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from .data import parse_request, split_indices
-    from .metrics import Outputs
-    from .metrics.classification import confusion, macro_prf, mean_loss, per_class_accuracy
-    from .models import load_checkpoint, read_meta
-    from .train import predict_logits
-    from .utils import resolve_device
+    from .api import evaluate
 
-    meta = read_meta(args.checkpoint)
-    ds_meta = meta.get("dataset") or {}
-    args.dataset = args.dataset or meta.get("dataset_loader") or ds_meta.get("name", "").replace("[subset]", "") or None
-    args.root = args.root or meta.get("dataset_root")
-    subset = meta.get("subset") or {}
-    if args.train_per_class is None and args.test_per_class is None:
-        args.train_per_class, args.test_per_class = subset.get("train_per_class"), subset.get("test_per_class")
-    if args.seed is None:
-        args.seed = int(meta.get("seed") or 0)
-    if not args.dataset:
-        raise ValueError("the checkpoint does not record its dataset: pass --dataset")
-    device = resolve_device(args.device)
-    ds = _load_data(args)
-    if meta.get("dataset_fingerprint"):
-        from .study.tasks.vision import dataset_fingerprint
-
-        if dataset_fingerprint(ds) != meta["dataset_fingerprint"] and not args.allow_other_data:
-            raise ValueError(f"the dataset at {args.root or args.dataset!r} is not the one {args.checkpoint} was trained "
-                             "on (its content fingerprint differs); pass the training data's --root, or "
-                             "--allow-other-data to evaluate on this one anyway")
-    model, meta = load_checkpoint(args.checkpoint, expect_num_classes=ds.num_classes, map_location="cpu")
-    req_spec = args.forget or (meta.get("request") and meta["request"])
-    kw = dict(mean=ds.mean, std=ds.std, device=device, bf16=args.bf16)
-    splits: dict[str, Outputs] = {}
-    test = Outputs(predict_logits(model, ds.test_images, **kw), ds.test_labels)
-    splits["test"] = test
-    forget_classes: tuple[int, ...] = ()
-    if req_spec:
-        request = parse_request(req_spec)
-        sp = split_indices(ds.label_info(), request, args.seed)
-        forget_classes = sp.forget_classes
-        for name, rows in (("forget", sp.forget), ("retain", sp.retain)):
-            r = torch.as_tensor(rows)
-            splits[name] = Outputs(predict_logits(model, ds.train_images, rows=r, **kw), ds.train_labels[r])
-        if len(sp.test_forget):
-            splits["test_forget"] = test.subset(torch.as_tensor(sp.test_forget))
-        splits["test_retain"] = test.subset(torch.as_tensor(sp.test_retain))
-    report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "splits": {}}
-    k = ds.num_classes
-    for name, o in splits.items():
-        labels = sorted(set(o.labels.tolist())) if name.startswith(("test_retain", "retain")) else list(range(k))
-        report["splits"][name] = {
-            "n": len(o), "loss": mean_loss(o), **macro_prf(o, labels),
-            "per_class_accuracy": dict(zip(ds.class_names, per_class_accuracy(o, k))),
-            "confusion": confusion(o, k).tolist(),
-        }
-    report["forget_classes"] = [ds.class_names[c] for c in forget_classes]
+    report = evaluate(args.checkpoint, dataset=args.dataset, root=args.root, forget=args.forget, seed=args.seed,
+                      train_per_class=args.train_per_class, test_per_class=args.test_per_class,
+                      allow_other_data=args.allow_other_data, device=args.device, bf16=args.bf16)
     if args.json:
         from .utils import write_json_atomic
 
@@ -423,33 +334,10 @@ def _resolve_study_path(arg: str | None) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import render_report
-    from .study import StudyRunner, load_study
+    from .study import StudyRunner
 
     path = _resolve_study_path(args.study)
-    overrides = list(args.set or ())
-    import yaml
-
-    raw = yaml.safe_load(path.read_text()) or {}
-    if isinstance(raw, dict) and raw.get("task") == "llm":  # --data-root and --model become overrides of the LLM spec's fields
-        data_key = "data" if "data" in raw or any("data" in (v or {}) for v in (raw.get("scales") or {}).values()) else "dataset"
-        if args.data_root:
-            overrides.append(f"{data_key}.source={args.data_root}")
-        if args.model:
-            overrides.append(f"model.name={args.model}")
-    elif args.model:
-        raise ValueError("--model applies to LLM studies (a hub id or a local model folder); a vision study names its "
-                         "architecture under models: (or --set models[0].name=NAME)")
-    spec = load_study(path, scale=args.scale, overrides=overrides)
-    if args.data_root and spec.task == "vision":
-        import dataclasses
-
-        spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
-        spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}  # type: ignore[union-attr]
-    if args.seeds is not None:
-        if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-            raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
-        spec.seeds = list(args.seeds)
-        spec.raw = {**spec.raw, "seeds": spec.seeds}
+    spec = _load_spec(args)
     out = Path(args.out) if args.out else Path("runs") / (spec.name + (f"-{spec.scale}" if spec.scale else ""))
     progress = _TqdmProgress(quiet=args.quiet)
     progress.stage(f"study {spec.name} from {path} -> {out}")
@@ -475,16 +363,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_spec(args: argparse.Namespace) -> Any:
-    """The study of ``args.study`` with --scale, --set and --data-root applied."""
+    """The study of ``args.study`` with --scale, --set, --data-root, --model and --seeds applied."""
     from .study import load_study
 
-    spec = load_study(_resolve_study_path(args.study), scale=args.scale, overrides=list(args.set or ()))
-    if args.data_root and spec.task == "vision":
-        import dataclasses
-
-        spec.dataset = dataclasses.replace(spec.dataset, root=args.data_root)  # type: ignore[type-var]
-        spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}  # type: ignore[union-attr]
-    return spec
+    return load_study(_resolve_study_path(args.study), scale=args.scale, overrides=list(args.set or ()),
+                      data_root=args.data_root, model=getattr(args, "model", None), seeds=getattr(args, "seeds", None))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

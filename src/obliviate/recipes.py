@@ -1,8 +1,8 @@
-"""Named training recipes: a model and the :class:`~obliviate.train.TrainConfig` that trains it well.
+"""Named training recipes: a model and the :class:`~obliviate.training.TrainConfig` that trains it well.
 
 Every study can ask for the same recipe by name (``get_recipe("airbench")``) instead of copying
 hyperparameters. A recipe's model is built with ``create_model(recipe.model, num_classes=...,
-**recipe.model_kwargs)`` and trained with :func:`obliviate.train.fit`; nothing here is a second
+**recipe.model_kwargs)`` and trained with :func:`obliviate.training.fit`; nothing here is a second
 training loop.
 
 Recipes:
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._registry import Registry
-from .train import TrainConfig
+from .training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def decoupled_sgd(
     g = 1 + 1/(1 − μ) (μ = ``momentum``), the long-run gain of Nesterov momentum on a constant
     gradient, so that the mean step does not move with μ; its decay per step is
     ``weight_decay``·B/(1024·g), independent of the lr. With the batch-*mean* loss of
-    :func:`~obliviate.train.fit` the same steps are PyTorch ``lr = lr·B/(1024·g)`` and PyTorch
+    :func:`~obliviate.training.fit` the same steps are PyTorch ``lr = lr·B/(1024·g)`` and PyTorch
     ``weight_decay = weight_decay/lr`` (so lr_torch·wd_torch is the decay per step). 1-D
     parameters (BN shifts) get ``bias_scaler``× the rate and 1/``bias_scaler``× the decay
     coefficient, so their per-step decay matches the rest.

@@ -13,7 +13,7 @@ from torch import nn
 from .data import ClassForget, ForgetRequest, ForgetSplit, ImageDataset, load_dataset, split_indices
 from .methods import UnlearnContext, UnlearnData, UnlearningMethod
 from .models import create_model
-from .train import TrainConfig, fit, make_loader
+from .training import TrainConfig, fit, make_loader
 
 TINY_TRAIN = TrainConfig(epochs=6, batch_size=64, lr=0.05, crop_pad=1, flip=False, schedule="onecycle")
 
@@ -43,7 +43,7 @@ class TinyProblem:
 
     def accuracy(self, model: nn.Module, part: str) -> float:
         """Accuracy on ``forget``/``retain`` train rows or ``test_forget``/``test_retain``."""
-        from .train import predict_logits
+        from .training import predict_logits
 
         ds = self.dataset
         rows = getattr(self.split, part)

@@ -175,6 +175,17 @@ class ImageDataset:
             target_level=self.target_level,
         )
 
+    def fingerprint(self) -> str:
+        """Content hash of the images, labels, ids, class names and normalisation: results and
+        checkpoints survive a path change, and an edited dataset is a new dataset."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for t in (self.train_images, self.train_labels, self.test_images, self.test_labels, self.train_ids):
+            h.update(t.cpu().numpy().tobytes())
+        h.update(repr((self.class_names, self.mean, self.std)).encode())
+        return h.hexdigest()[:20]
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -23,8 +23,9 @@ from torch import nn
 from ..data import DATASETS, ForgetSplit, ImageDataset, load_dataset, parse_request, read_ids_file, split_indices
 from ..methods import UnlearnContext
 from ..models import create_model, load_checkpoint, read_meta, save_checkpoint
+from ..models import provenance
 from ..models.user import build_from_factory, is_factory_spec
-from ..train import TrainConfig
+from ..training import TrainConfig
 from ..utils import resolve_device
 from . import ledger
 from .audit import ATTACK, compare_to_reference, membership_audit, split_figures
@@ -55,30 +56,11 @@ def checkpoint_base(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def load_data(meta: dict[str, Any], dataset: str | None, root: str | None, download: bool = False) -> ImageDataset:
-    """The dataset a checkpoint was trained on (its recorded loader, root and subset), refused
-    when its content fingerprint differs from the one recorded at training."""
-    from ..study.tasks.vision import dataset_fingerprint
-
-    name = dataset or meta.get("dataset_loader") or (meta.get("dataset") or {}).get("name")
-    if not name:
-        raise DeletionError("the checkpoint does not record its dataset: pass --dataset (and --root)")
-    root = root or meta.get("dataset_root")
-    if name not in DATASETS and not Path(name).is_dir():
-        raise DeletionError(f"unknown dataset {name!r}: {DATASETS.unknown_message(name)}")
-    ds = load_dataset(name, root=root, download=download)
-    sub = meta.get("subset") or {}
-    if sub.get("train_per_class") or sub.get("test_per_class"):
-        ds = ds.subset(sub.get("train_per_class"), sub.get("test_per_class"), seed=0)
-    want = meta.get("dataset_fingerprint")
-    if want and dataset_fingerprint(ds) != want:
-        raise DeletionError(f"the dataset at {root or name!r} is not the one this model was trained on (its content "
-                            "fingerprint differs): pass the training data with --root")
-    norm = meta.get("input_normalisation") or {}
-    if norm.get("mean") and norm.get("std"):  # the user's model reads its own normalisation, not the dataset's
-        from dataclasses import replace
-
-        ds = replace(ds, mean=tuple(norm["mean"]), std=tuple(norm["std"]))
-    return ds
+    """The dataset a checkpoint was trained on (:func:`obliviate.models.provenance.load_training_data`)."""
+    try:
+        return provenance.load_training_data(meta, dataset=dataset, root=root, download=download)
+    except provenance.DataProvenanceError as e:
+        raise DeletionError(str(e)) from None
 
 
 def load(path: str | Path, ds_args: dict[str, Any], model_factory: str | None = None) -> tuple[Loaded, ImageDataset]:
@@ -124,15 +106,13 @@ def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, 
     ``train_config`` is given. Returns the JSON path."""
     from ..models.user import FactoryError, read_state_dict
     from ..models.checkpoint import CheckpointError, _fit_state
-    from ..study.tasks.vision import dataset_fingerprint
     from ..utils import file_sha256
 
-    meta_in = {"dataset_loader": dataset, "dataset_root": root,
-               "subset": {"train_per_class": train_per_class, "test_per_class": test_per_class}}
-    loader, root_ = dataset, root
-    if dataset not in DATASETS and Path(dataset).is_dir():
-        loader, root_ = "npz", dataset
-    ds = load_data({**meta_in, "dataset_loader": loader, "dataset_root": root_}, None, None, download)
+    try:
+        ds = provenance.load_data(dataset, root, train_per_class=train_per_class, test_per_class=test_per_class,
+                                  download=download)
+    except provenance.DataProvenanceError as e:
+        raise DeletionError(str(e)) from None
     if (mean is None) != (std is None):
         raise DeletionError("give both --mean and --std (the normalisation your model was trained with), or neither")
     if mean is not None and std is not None:
@@ -151,10 +131,8 @@ def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, 
         cfg = TrainConfig.from_dict(train_config or {})
     except (ValueError, TypeError) as e:
         raise DeletionError(f"--train-json: {e}") from None
-    meta = {"dataset": ds.describe(), "dataset_loader": loader,
-            "dataset_root": str(Path(root_).expanduser().resolve()) if root_ else None,
-            "dataset_fingerprint": dataset_fingerprint(ds), "subset": meta_in["subset"], "request": None,
-            "seed": seed, "train": cfg.to_dict(),
+    meta = {**provenance.record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),
+            "request": None, "seed": seed, "train": cfg.to_dict(),
             "input_normalisation": norm,
             "recipe_source": "the user's (given at import)" if train_config else
                              "obliviate default (none given at import; pass --train-json)",
@@ -319,7 +297,7 @@ def unlearn_checkpoint(
     recipe = {"train_config": train_cfg.to_dict(),
               "source": loaded.meta.get("recipe_source", "the checkpoint's recorded training recipe")
               if loaded.meta.get("train") else "obliviate default (the checkpoint records none)",
-              "retraining": "obliviate.train.fit with train_config",
+              "retraining": "obliviate.training.fit with train_config",
               "model_factory": model_factory or f"the zoo's {name!r}"}
     result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
                     exact=exact, ctx=ctx, reference=ref_model, references=ref_models if len(ref_models) >= 2 else None,
@@ -327,8 +305,7 @@ def unlearn_checkpoint(
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
-    keep = {k: loaded.meta[k] for k in ("dataset", "dataset_loader", "dataset_root", "dataset_fingerprint",
-                                        "subset", "train", "seed", "request", "recipe_source",
+    keep = {k: loaded.meta[k] for k in (*provenance.PROVENANCE_KEYS, "train", "seed", "request", "recipe_source",
                                         "input_normalisation") if k in loaded.meta}
     entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
              **ledger_ids([int(i) for i in new], ledger_form, salt), "ids_sha256": req["ids"]["sha256"],

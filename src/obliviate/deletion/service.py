@@ -27,7 +27,7 @@ from .. import __version__
 from ..core import METHODS, ConfigError, MethodResult, NonFiniteError, RunStats, run_method
 from ..data import ForgetSplit, ImageDataset
 from ..methods import UnlearnContext, UnlearnData
-from ..train import TrainConfig, predict_logits
+from ..training import TrainConfig, predict_logits
 from ..utils import resolve_device
 from . import policy
 from .audit import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
@@ -243,7 +243,7 @@ def honour(
     audit. ``runner`` replaces the method's ``unlearn`` call (a deployable SISA model deletes
     from its persisted shard state). ``recipe`` says where the training recipe and the model
     factory came from (recorded in the evidence); ``train_fn`` is the user's own training loop,
-    which ``retrain`` then runs instead of :func:`obliviate.train.fit`."""
+    which ``retrain`` then runs instead of :func:`obliviate.training.fit`."""
     if len(split.forget) == 0:
         raise DeletionError("the request selects no training row: there is nothing to forget")
     if len(split.retain) == 0:
@@ -705,7 +705,7 @@ def unlearn(
               "model_factory": "user" if model_factory is not None else "re-initialise the model's layers "
                                                                         "(reset_parameters)",
               "retraining": "train_fn: the user's own loop" if train_fn is not None else
-                            "obliviate.train.fit with train_config"}
+                            "obliviate.training.fit with train_config"}
     ctx = UnlearnContext(device=dev, seed=seed, model_factory=model_factory or reinit_factory(model),
                          train_config=cfg)
     xf = ds.train_images[: len(split.forget)]

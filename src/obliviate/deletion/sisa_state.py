@@ -26,7 +26,7 @@ from ..data import ImageDataset
 from ..methods.sisa import ShardPlan, SISATrainer, stage_epochs
 from ..models import create_model
 from ..models.sisa_ensemble import SISAEnsemble
-from ..train import TrainConfig
+from ..training import TrainConfig
 from ..utils import atomic_path, file_sha256, write_text_atomic
 
 STATE_FORMAT = 1

@@ -73,6 +73,14 @@ class TextDataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    def fingerprint(self) -> str:
+        """Content hash of the records, the instruction and the answers (as
+        :meth:`obliviate.data.ImageDataset.fingerprint` is of images)."""
+        from ..utils import stable_hash
+
+        return stable_hash([[r.id, r.text, r.label, r.group, getattr(r, "category", None)] for r in self.records]
+                           + [self.instruction, dict(self.answers)])
+
     @property
     def labels(self) -> tuple[str, ...]:
         """Label values in a fixed order (the order of ``answers``)."""

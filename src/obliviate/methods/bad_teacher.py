@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..train import Steps
+from ..training import Steps
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 REDUCTIONS = ("batchmean", "mean")

@@ -40,7 +40,7 @@ from ..core import (
     run_method,
 )
 from ..data import Augment, Batch, BatchLoader, ForgetSplit, ImageDataset
-from ..train import TrainConfig
+from ..training import TrainConfig
 
 @dataclass(frozen=True)
 class SplitView:
@@ -57,7 +57,7 @@ class SplitView:
         return len(self.labels)
 
     def train_loader(self, cfg: TrainConfig, seed: int) -> BatchLoader:
-        """A shuffled, augmented loader configured like :func:`obliviate.train.make_loader`."""
+        """A shuffled, augmented loader configured like :func:`obliviate.training.make_loader`."""
         aug = Augment(pad=cfg.crop_pad, flip=cfg.flip) if cfg.augment else None
         return self.loader(cfg.batch_size, shuffle=True, augment=aug, seed=seed, channels_last=cfg.channels_last)
 

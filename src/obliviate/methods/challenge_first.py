@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment
-from ..train import Steps
+from ..training import Steps
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import Augment
-from ..train import FitResult, TrainConfig, fit
+from ..training import FitResult, TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 from .losses import check_smoothing, retain_smoothing, smoothing_param

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Batch
-from ..train import Steps
+from ..training import Steps
 from .base import (
     MethodResult,
     SplitView,

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..data import Augment
-from ..train import TrainConfig, fit
+from ..training import TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 from .losses import check_smoothing, retain_smoothing, smoothing_param
 
@@ -72,7 +72,7 @@ def l1_weight(epoch: int, gamma: float, epochs: int, no_l1_epochs: int = 0) -> f
 
 
 class DecayingL1:
-    """A ``regularizer(model)`` for :func:`obliviate.train.fit` that counts its calls.
+    """A ``regularizer(model)`` for :func:`obliviate.training.fit` that counts its calls.
 
     ``fit`` calls it once per optimizer step, so call ``t`` belongs to epoch
     ``t // steps_per_epoch``; it returns ``γ_e · Σ|θ|`` over all trainable parameters.

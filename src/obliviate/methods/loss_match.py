@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from ..train import Steps
+from ..training import Steps
 from .base import (
     MethodResult, Range, SplitView, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
     register_method,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..train import TrainConfig
+from ..training import TrainConfig
 from .base import Choice, param
 
 Forward = Literal["joint", "separate"]

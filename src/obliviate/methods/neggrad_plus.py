@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment
-from ..train import Steps
+from ..training import Steps
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, Range, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 from .losses import check_forward, check_smoothing, forward_pair, forward_param, retain_smoothing, smoothing_param

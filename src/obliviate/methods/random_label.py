@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..train import Steps
+from ..training import Steps
 from .base import (
     MethodResult,
     UnlearnContext,

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..train import Steps
+from ..training import Steps
 from .base import (
     MethodResult,
     UnlearnContext,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import Augment, BatchLoader
-from ..train import Steps
+from ..training import Steps
 from .base import (MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
                    register_method)
 

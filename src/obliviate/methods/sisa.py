@@ -28,7 +28,7 @@ How this fits the method contract (design decisions):
 * **Training budget.** Each constituent uses ``ctx.train_config`` (``epochs`` = e overridable).
   As in the reference ``sisa.py`` (``avg_epochs_per_slice = 2R/(R+1)·e/R``), every stage
   trains e′ = 2e/(R+1) epochs over its cumulative data, so a constituent processes the same
-  number of samples as e epochs over its shard. Each stage is a fresh :func:`~obliviate.train.fit`
+  number of samples as e epochs over its shard. Each stage is a fresh :func:`~obliviate.training.fit`
   (new optimizer and learning-rate schedule) on a freshly built constituent loaded from the
   previous checkpoint, so a stage's result is a function of (checkpoint, data, seed) only —
   which is what makes restarting from a checkpoint exact.
@@ -54,7 +54,7 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..models.sisa_ensemble import AGGREGATIONS, SISAEnsemble
-from ..train import TrainConfig, fit
+from ..training import TrainConfig, fit
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
@@ -87,7 +87,7 @@ def stage_epochs(epochs: float, slices: int) -> float:
 
 
 def stage_steps(n: int, cfg: TrainConfig) -> int:
-    """Optimizer steps :func:`obliviate.train.fit` takes for ``n`` samples (0 for no data)."""
+    """Optimizer steps :func:`obliviate.training.fit` takes for ``n`` samples (0 for no data)."""
     return 0 if n == 0 else max(1, round(cfg.epochs * -(-n // cfg.batch_size)))
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ForgetRequestError, normalise
-from ..train import Steps
+from ..training import Steps
 from ..utils import autocast_context
 from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
 

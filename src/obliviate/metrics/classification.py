@@ -7,6 +7,9 @@ images of the retained classes, averaged over those classes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -124,3 +127,14 @@ class WorstRetainedClass(Metric):
 
     def direction_of(self, key: str) -> str:
         return "lower" if key == "worst_class_drop" else "higher"
+
+
+def split_summary(o: Outputs, class_names: Sequence[str], every_class: bool = True) -> dict[str, Any]:
+    """One split's accuracy, macro precision/recall/F1 (over every class, or over the classes
+    present when ``every_class`` is false — a retain split has no forgotten class), mean loss,
+    per-class accuracy by name and the confusion matrix (rows true, columns predicted)."""
+    k = len(class_names)
+    labels = list(range(k)) if every_class else sorted(set(o.labels.tolist()))
+    return {"n": len(o), "loss": mean_loss(o), **macro_prf(o, labels),
+            "per_class_accuracy": dict(zip(class_names, per_class_accuracy(o, k))),
+            "confusion": confusion(o, k).tolist()}

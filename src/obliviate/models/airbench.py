@@ -4,7 +4,7 @@ About 2 M parameters at ``width=1``:
 
 * a 2×2 *patch-whitening* convolution (no padding, 32×32 -> 31×31) whose 2·(3·2·2) = 24 filters
   are ±the eigenvectors of the training patches' covariance divided by √(λ + ε). It is set from
-  the data by :meth:`AirbenchNet.obliviate_fit_start` (the hook :func:`obliviate.train.fit` calls
+  the data by :meth:`AirbenchNet.obliviate_fit_start` (the hook :func:`obliviate.training.fit` calls
   with up to 5,000 normalised training images) and frozen; only its bias trains, and only for the
   first ``whiten_bias_epochs`` epochs;
 * three groups ``conv3×3 -> max-pool 2 -> BN -> GELU -> conv3×3 -> BN -> GELU`` with widths
@@ -78,7 +78,7 @@ class PatchWhitening(nn.Module):
 
     ``weight`` (2·d, C, k, k) with d = C·k²: rows ``[V/√(λ+ε); −V/√(λ+ε)]`` where ``λ``, ``V`` are
     the eigenvalues/vectors of the uncentred patch covariance E[p pᵀ]. The bias has shape
-    (2·d, 1, 1) so that :func:`obliviate.train.make_optimizer`, which scales the learning rate of
+    (2·d, 1, 1) so that :func:`obliviate.training.make_optimizer`, which scales the learning rate of
     1-D parameters (BN shifts), leaves it at the base rate as in airbench.
     """
 

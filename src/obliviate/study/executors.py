@@ -22,7 +22,6 @@ Ray is imported only here, lazily (``pip install 'obliviate[dist]'``).
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,9 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.typed import ConfigError, check_fields
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import StudyRunner
     from .spec import StudySpec
-    from .tasks.base import GroupPlan
+    from .tasks.base import GroupPlan, Progress
 
 EXECUTORS = ("serial", "ray")
 
@@ -50,16 +48,36 @@ class StudyIncompleteError(RuntimeError):
             "Every finished run is stored: run the same command again to resume")
 
 
+class GroupRunner(Protocol):
+    """What an executor needs of the study runner (:class:`~obliviate.study.StudyRunner`)."""
+
+    spec: StudySpec
+    progress: Progress
+    device_name: str | None
+    model_cache_dir: Path | None
+
+    @property
+    def out_dir(self) -> Path: ...
+
+    def group_done(self, group: GroupPlan) -> bool: ...
+
+    def run_group(self, group: GroupPlan) -> None: ...
+
+    @staticmethod
+    def on_worker(spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str,
+                  progress: Progress) -> None: ...
+
+
 class Executor(Protocol):
     """Runs the groups of a planned study; returns the labels (and why) of groups that did not finish."""
 
-    def run_groups(self, runner: StudyRunner, groups: list[GroupPlan]) -> list[str]: ...
+    def run_groups(self, runner: GroupRunner, groups: list[GroupPlan]) -> list[str]: ...
 
 
 class SerialExecutor:
     """Every group in this process, in plan order."""
 
-    def run_groups(self, runner: StudyRunner, groups: list[GroupPlan]) -> list[str]:
+    def run_groups(self, runner: GroupRunner, groups: list[GroupPlan]) -> list[str]:
         for i, group in enumerate(groups, 1):
             if len(groups) > 1:
                 runner.progress.stage(f"group {i}/{len(groups)}: {group.label} ({len(group.units)} runs)")
@@ -98,7 +116,7 @@ class RayExecutor:
             raise ConfigError("RayExecutor.num_cpus sizes a local Ray; the cluster at address has its own size",
                               "num_cpus")
 
-    def run_groups(self, runner: StudyRunner, groups: list[GroupPlan]) -> list[str]:
+    def run_groups(self, runner: GroupRunner, groups: list[GroupPlan]) -> list[str]:
         say = runner.progress.stage
         todo = []
         for i, group in enumerate(groups, 1):
@@ -121,7 +139,7 @@ class RayExecutor:
             pending = {}
             for i, group in todo:
                 say(f"group {i}/{len(groups)}: {group.label} ({len(group.units)} runs) submitted")
-                ref = remote.remote(spec_ref, str(runner.store.out_dir.resolve()), cache, runner.device_name,
+                ref = remote.remote(type(runner).on_worker, spec_ref, str(runner.out_dir.resolve()), cache, runner.device_name,
                                     group.key, queue, threads)
                 pending[ref] = group
             lost: list[str] = []
@@ -238,31 +256,14 @@ class _QueueProgress:
         return nullcontext(lambda _ev: None)
 
 
-# One runner per worker process and study (data loaded once, reused by the next group of that study).
-_WORKER_RUNNERS: dict[tuple[str, str, str | None, str | None], Any] = {}
-
-
-def _run_group_task(spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str,
-                    queue: Any, threads: int) -> str:
-    """The body of one Ray task: plan ``spec`` as the driver did and run the group ``group_key``."""
+def _run_group_task(run: Callable[..., None], spec: StudySpec, out_dir: str, cache_dir: str | None,
+                    device: str | None, group_key: str, queue: Any, threads: int) -> str:
+    """The body of one Ray task: ``run`` (the runner's :meth:`~obliviate.study.StudyRunner.on_worker`)
+    plans ``spec`` as the driver did and runs the group ``group_key``, its progress sent to the driver."""
     import torch
 
-    from .keys import key_of
-    from .runner import StudyRunner
-
     torch.set_num_threads(threads)
-    progress = _QueueProgress(queue)
-    memo = (key_of({"spec": spec.raw, "scale": spec.scale}), out_dir, cache_dir, device)
-    runner = _WORKER_RUNNERS.get(memo)
-    if runner is None:
-        runner = StudyRunner(spec, Path(out_dir), cache_dir=cache_dir, progress=progress, device=device)
-        runner.prepare()
-        _WORKER_RUNNERS.clear()  # one study's data per worker at a time
-        _WORKER_RUNNERS[memo] = runner
-    runner.set_progress(progress)
-    group = runner.group_by_key(group_key)
-    progress.stage(f"{group.label}: on worker pid {os.getpid()} ({socket.gethostname()}), {threads} thread(s)")
-    runner.run_group(group)
+    run(spec, out_dir, cache_dir, device, group_key, _QueueProgress(queue))
     return group_key
 
 
@@ -277,5 +278,5 @@ def make_executor(name: str, **kw: Any) -> Executor:
     raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "StudyIncompleteError", "make_executor",
+__all__ = ["EXECUTORS", "Executor", "GroupRunner", "RayExecutor", "SerialExecutor", "StudyIncompleteError", "make_executor",
            "ray_session"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from ..core import NonFiniteError
 from ..models import ModelCache
 from ..utils import environment_info, resolve_device, write_json_atomic
 from .executors import Executor, SerialExecutor, StudyIncompleteError
+from .keys import key_of
 from .spec import StudySpec
 from .store import ResultStore, _checked, record_rows
 from .targets import request_kind
@@ -65,6 +68,10 @@ def make_task(spec: StudySpec, model_cache: Path, llm_cache: Path, device: Any) 
     from .tasks.vision import VisionTask
 
     return VisionTask(spec, ModelCache(model_cache), device)
+
+
+# One runner per worker process and study (data loaded once, reused by the next group of that study).
+_WORKER_RUNNERS: dict[tuple[str, str, str | None, str | None], StudyRunner] = {}
 
 
 class StudyRunner:
@@ -118,6 +125,30 @@ class StudyRunner:
                 return g
         raise KeyError(f"group {key} is not part of this study's plan (the worker's spec or code differs "
                        "from the driver's: install the same obliviate version on every node)")
+
+    @property
+    def out_dir(self) -> Path:
+        return self.store.out_dir
+
+    @staticmethod
+    def on_worker(spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str,
+                  progress: Progress) -> None:
+        """Run the group ``group_key`` of ``spec`` in a worker process (a Ray task): the worker
+        plans the same spec as the driver, reusing one runner per study (data loaded once)."""
+        memo = (key_of({"spec": spec.raw, "scale": spec.scale}), out_dir, cache_dir, device)
+        runner = _WORKER_RUNNERS.get(memo)
+        if runner is None:
+            runner = StudyRunner(spec, Path(out_dir), cache_dir=cache_dir, progress=progress, device=device)
+            runner.prepare()
+            _WORKER_RUNNERS.clear()  # one study's data per worker at a time
+            _WORKER_RUNNERS[memo] = runner
+        runner.set_progress(progress)
+        group = runner.group_by_key(group_key)
+        import torch
+
+        progress.stage(f"{group.label}: on worker pid {os.getpid()} ({socket.gethostname()}), "
+                       f"{torch.get_num_threads()} thread(s)")
+        runner.run_group(group)
 
     def set_progress(self, progress: Progress) -> None:
         self.progress = progress

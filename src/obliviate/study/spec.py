@@ -20,7 +20,7 @@ from ..core import ConfigError, check_fields, from_mapping
 from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
-from ..train import TrainConfig
+from ..training import TrainConfig
 from .targets import DEFAULT_TARGETS, REQUEST_KINDS, Target, parse_targets
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,9 +275,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return out
 
 
-def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[str] = ()) -> StudySpec:
+def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[str] = (), *,
+               data_root: str | None = None, model: str | None = None,
+               seeds: Sequence[int] | None = None) -> StudySpec:
     """Read a YAML study file, apply ``scale``, then ``overrides`` (``key.path=value``, see
-    :func:`apply_overrides`), and validate it (nothing is trained)."""
+    :func:`apply_overrides`), and validate it (nothing is trained).
+
+    ``data_root``: the data to use (a vision dataset's root, or an LLM study's data source);
+    ``model``: an LLM study's model (a hub id or a local folder; a vision study names its
+    architectures under ``models:``); ``seeds``: replaces the study's seeds."""
     path = Path(path)
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} does not exist")
@@ -288,10 +294,23 @@ def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[s
     if not isinstance(raw, dict):
         raise StudySpecError(f"{path} must hold a mapping at the top level")
     check_runtime(raw)
-    if overrides:  # on top of the scale: resolve it first, keep its name
-        raw = apply_overrides(resolve_scale(raw, scale), overrides)
+    if overrides or data_root is not None or model is not None or seeds is not None:
+        raw = apply_overrides(resolve_scale(raw, scale), overrides)  # on top of the scale: resolve it first
+        llm = raw.get("task") == "llm"
+        if model is not None:
+            if not llm:
+                raise _err("model", "applies to LLM studies (a hub id or a local model folder); a vision study names "
+                                    "its architecture under models: (or models[0].name=NAME)")
+            raw["model"] = {**(raw.get("model") or {}), "name": model}
+        if data_root is not None:
+            key, field_ = ("data" if "data" in raw else "dataset", "source") if llm else ("dataset", "root")
+            raw[key] = {**(raw.get(key) or {}), field_: str(data_root)}
+        if seeds is not None:
+            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+                raise _err("seeds", f"must be distinct non-negative integers, got {list(seeds)}")
+            raw["seeds"] = [int(s) for s in seeds]
         if scale is not None:
-            raw["scales"] = {scale: {}}
+            raw["scales"] = {scale: {}}  # keep its name
     return parse_study(raw, scale=scale, base_dir=path.parent)
 
 

@@ -4,7 +4,7 @@
 group per request × seed; units ``retrained``, ``original``, ``pretrained`` (a pretrained model
 before the task tuning) and every method) and runs them
 through :class:`~obliviate.study.runner.StudyRunner`, which keys, stores, skips and reports them
-exactly as it does vision runs. :func:`run_llm_study` is the plain-dict entry point.
+exactly as it does vision runs.
 
 Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for a raw dict)::
 
@@ -188,7 +188,7 @@ class MethodRun:
 
 @dataclass
 class LLMStudyPlan:
-    """Everything :func:`run_llm_study` needs, validated (nothing trained yet)."""
+    """Everything an LLM study needs, validated (nothing trained yet)."""
 
     raw: dict[str, Any]
     device: torch.device
@@ -264,7 +264,7 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise LLMSpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
     d = _mapping(spec, "study", TOP_LEVEL)
     if d.get("task", "llm") != "llm":
-        raise _err("task", f"must be 'llm' for run_llm_study, got {d.get('task')!r}")
+        raise _err("task", f"must be 'llm' for an LLM study, got {d.get('task')!r}")
     if "data" in d and "dataset" in d:
         raise _err("data", "give 'data' or its alias 'dataset', not both")
     try:
@@ -467,11 +467,6 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
 # --------------------------------------------------------------------------------------------
 
 
-def dataset_fingerprint(ds: TextDataset) -> str:
-    return stable_hash([[r.id, r.text, r.label, r.group, getattr(r, "category", None)] for r in ds.records]
-                       + [ds.instruction, dict(ds.answers)])
-
-
 class _Models:
     """Builds and caches the tokenizer, the original and the retrained model of one study."""
 
@@ -490,7 +485,7 @@ class _Models:
             if p.model_name == TINY:
                 from ...llm.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
 
-                key = stable_hash({"fmt": FORMAT, "data": dataset_fingerprint(p.dataset), "template": p.template,
+                key = stable_hash({"fmt": FORMAT, "data": p.dataset.fingerprint(), "template": p.template,
                                    "vocab": p.tiny.vocab_size})
                 path = self.cache / "tokenizers" / f"bpe-{key}.json"
                 if path.is_file():
@@ -540,7 +535,7 @@ class _Models:
         ds = p.dataset if dataset is None else dataset
         if p.train is None:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
-        spec = {"fmt": FORMAT, "model": p.model_key(), "data": dataset_fingerprint(ds),
+        spec = {"fmt": FORMAT, "model": p.model_key(), "data": ds.fingerprint(),
                 "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed,
                 "bf16": p.bf16, "backend": self.backend, "code": model_code_salt("llm")}
         key = stable_hash(spec, 20)
@@ -581,29 +576,6 @@ class _Models:
 # --------------------------------------------------------------------------------------------
 
 
-def run_llm_study(
-    spec: dict[str, Any], out_dir: Path, *, progress: Callable[[str], None] | None = None,
-    cache_dir: str | Path | None = None,
-) -> list[dict[str, Any]]:
-    """Run every (request × seed × method) of an LLM study given as a plain dict, through the one
-    study runner; returns result rows ``{model, request, method, seed, metric, value, direction}``."""
-    from ..runner import StudyRunner
-    from ..spec import parse_study
-
-    class _Say:
-        def stage(self, text: str) -> None:
-            if progress is not None:
-                progress(text)
-
-        def steps(self, desc: str) -> Any:
-            import contextlib
-
-            return contextlib.nullcontext(lambda _ev: None)
-
-    study = parse_study({"name": "llm-study", **spec, "task": "llm"})
-    return StudyRunner(study, out_dir, cache_dir=cache_dir, progress=_Say()).run()
-
-
 @dataclass
 class _Handle:
     request: LLMRequest
@@ -627,7 +599,7 @@ class LLMTask:
         self.plan_ = plan
         self.models = _Models(plan, plan.cache_dir or self.cache_root, lambda msg: progress.stage(f"[llm] {msg}"))
         return {"dataset": {"name": plan.data_spec.get("source"), "statements": len(plan.dataset.records)},
-                "dataset_fingerprint": dataset_fingerprint(plan.dataset), "metrics": list(plan.groups)}
+                "dataset_fingerprint": plan.dataset.fingerprint(), "metrics": list(plan.groups)}
 
     def plan(self) -> list[GroupPlan]:
         p = self.plan_
@@ -641,7 +613,7 @@ class LLMTask:
                 split = split_statements(p.dataset, req, seed, p.validation_fraction)
                 ginputs = {"task": "llm", "model": p.model_key(), "backend": p.backend, "bf16": p.bf16,
                            "train": p.train.to_dict() if p.train else None,
-                           "data": dataset_fingerprint(p.dataset.with_labels(split.noise)),
+                           "data": p.dataset.with_labels(split.noise).fingerprint(),
                            "request": req.to_dict(), "vf": p.validation_fraction, "seed": seed, "eval": eval_key,
                            "split": stable_hash({k: [int(i) for i in getattr(split, k)]
                                                  for k in ("forget", "retain", "validation")}),

@@ -13,7 +13,6 @@ For one (model, request, seed) group::
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics
 from ...metrics.classification import confusion, per_class_accuracy
 from ...metrics.membership import AuditInputs
 from ...models import ModelCache, create_model, num_parameters
-from ...train import fit, make_loader, predict_features, predict_logits, predict_queries
+from ...training import fit, make_loader, predict_features, predict_logits, predict_queries
 from ..keys import ids_sha256, model_code_salt, run_code_salt
 from ..spec import DatasetSpec, ModelSpec, StudySpec
 from .base import GroupPlan, OpenGroup, Progress, Unit
@@ -51,16 +50,6 @@ def reference_seed(seed: int, k: int) -> int:
 def _rounded(phi: np.ndarray) -> list[float]:
     """φ per forget row, the mean over queries, to 4 decimals (what the records keep for ε)."""
     return [round(float(v), 4) for v in np.asarray(phi).mean(axis=-1)]
-
-
-def dataset_fingerprint(ds: ImageDataset) -> str:
-    """Content hash of a dataset's images and labels (so results survive path changes, and an
-    edited dataset is a new dataset)."""
-    h = hashlib.sha256()
-    for t in (ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, ds.train_ids):
-        h.update(t.cpu().numpy().tobytes())
-    h.update(repr((ds.class_names, ds.mean, ds.std)).encode())
-    return h.hexdigest()[:20]
 
 
 def request_key(request: ForgetRequest) -> dict[str, Any]:
@@ -112,7 +101,7 @@ class VisionTask:
     def prepare(self, progress: Progress) -> dict[str, Any]:
         progress.stage(f"loading dataset {self.spec.dataset['name']}")
         self.ds = load_study_dataset(self.spec).to(self.device)
-        self.fingerprint = dataset_fingerprint(self.ds)
+        self.fingerprint = self.ds.fingerprint()
         labels = self.ds.label_info()
         # splits are computed (and validated) for every request and seed before any training
         self._splits = {(ri, seed): split_indices(labels, r, seed)

@@ -29,9 +29,7 @@ from obliviate.utils import write_json_atomic
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_recipe(
-    name: str, data: Any, seed: int, changes: dict[str, Any], width: float | None
-) -> dict[str, Any]:
+def run_recipe(name: str, data: Any, seed: int, changes: dict[str, Any], width: float | None) -> dict[str, Any]:
     r = recipe(name)
     cfg = r.config.with_(**changes) if changes else r.config
     kwargs = dict(r.model_kwargs)
@@ -81,9 +79,7 @@ def run_recipe(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "cifar10")
-    ap.add_argument(
-        "--recipes", nargs="+", default=["airbench", "airbench_quick"], choices=list_recipes()
-    )
+    ap.add_argument("--recipes", nargs="+", default=["airbench", "airbench_quick"], choices=list_recipes())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")

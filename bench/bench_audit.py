@@ -38,8 +38,12 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "audit")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--config", type=Path, default=ROOT / "src" / "obliviate" / "configs" / "audit_cifar10.yaml",
-                    help="a study with audit.references >= 2")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "src" / "obliviate" / "configs" / "audit_cifar10.yaml",
+        help="a study with audit.references >= 2",
+    )
     ap.add_argument("--cache", type=Path, default=None, help="model cache (default WORK/cache)")
     ap.add_argument("--name", default="audit_cifar10", help="stem of the written OUT/NAME.{md,json}")
     args = ap.parse_args()
@@ -74,25 +78,43 @@ def main() -> int:
     k = spec.audit.references
     order = [m.label for m in spec.methods]
     orig = [r["values"] for r in runs if r["method"] == "original"]
-    gap = {"train_acc": float(np.mean([v["acc/retain"] for v in orig])), "test_acc": float(np.mean([v["acc/test"] for v in orig]))}
+    gap = {
+        "train_acc": float(np.mean([v["acc/retain"] for v in orig])),
+        "test_acc": float(np.mean([v["acc/test"] for v in orig])),
+    }
 
     def ci(v: dict[str, float], key: str) -> str:
         return f"{v[key]:.3f} [{v[key + '_lo']:.3f}, {v[key + '_hi']:.3f}]"
 
-    md = [f"# Membership audit on CIFAR-10 (bench/bench_audit.py, study `{spec.name}`)", "",
-          f"Study `configs/{cfg_path.name}`: {spec.scale_note}", "",
-          f"The original model: train accuracy {100 * gap['train_acc']:.1f} %, test {100 * gap['test_acc']:.1f} % "
-          f"(gap {100 * (gap['train_acc'] - gap['test_acc']):.1f} points; mean over seeds {spec.seeds} and requests).", ""]
+    md = [
+        f"# Membership audit on CIFAR-10 (bench/bench_audit.py, study `{spec.name}`)",
+        "",
+        f"Study `configs/{cfg_path.name}`: {spec.scale_note}",
+        "",
+        f"The original model: train accuracy {100 * gap['train_acc']:.1f} %, test {100 * gap['test_acc']:.1f} % "
+        f"(gap {100 * (gap['train_acc'] - gap['test_acc']):.1f} points; mean over seeds {spec.seeds} and requests).",
+        "",
+    ]
     out: dict[str, object] = {"original_gap": gap, "k": k, "requests": {}}
     for request in dict.fromkeys(r["request"] for r in runs):
         rr = [r for r in runs if r["request"] == request]
         gs = sorted((g for g in groups if g["request"] == request), key=lambda g: g["seed"])
         eps = epsilon_rows(rr, gmap)
-        refs = [{"seed": g["seed"], "reference_seconds": g["audit"]["reference_seconds"],
-                 "retrained_seconds": g["retrained"]["seconds"], "audit_inputs_seconds": g["audit"]["audit_inputs_seconds"],
-                 "reference_phi_forget_mean": (float(np.mean(g["audit"]["reference_phi_forget"]))
-                                               if g["audit"].get("reference_phi_forget") else None),
-                 "timing_sources": sorted({m["timing_source"] for m in g["audit"]["references_models"]})} for g in gs]
+        refs = [
+            {
+                "seed": g["seed"],
+                "reference_seconds": g["audit"]["reference_seconds"],
+                "retrained_seconds": g["retrained"]["seconds"],
+                "audit_inputs_seconds": g["audit"]["audit_inputs_seconds"],
+                "reference_phi_forget_mean": (
+                    float(np.mean(g["audit"]["reference_phi_forget"]))
+                    if g["audit"].get("reference_phi_forget")
+                    else None
+                ),
+                "timing_sources": sorted({m["timing_source"] for m in g["audit"]["references_models"]}),
+            }
+            for g in gs
+        ]
         is_class = bool(gs[0].get("forget_classes"))
         rows, table = [], []
         for m in order:
@@ -102,57 +124,125 @@ def main() -> int:
             vs = [r["values"] for r in rs]
             e = eps.get(m)
             row = {
-                "method": m, "seeds": [r["seed"] for r in rs],
-                "forget_acc": float(np.mean([v["acc/forget"] for v in vs])), "test_acc": float(np.mean([v["acc/test"] for v in vs])),
-                "lira": [{x: v[f"lira/{x}"] for x in ("auc", "auc_lo", "auc_hi", "tpr_at_1pct", "tpr_at_1pct_lo",
-                                                       "tpr_at_1pct_hi", "tpr_at_0p1pct")} for v in vs],
+                "method": m,
+                "seeds": [r["seed"] for r in rs],
+                "forget_acc": float(np.mean([v["acc/forget"] for v in vs])),
+                "test_acc": float(np.mean([v["acc/test"] for v in vs])),
+                "lira": [
+                    {
+                        x: v[f"lira/{x}"]
+                        for x in (
+                            "auc",
+                            "auc_lo",
+                            "auc_hi",
+                            "tpr_at_1pct",
+                            "tpr_at_1pct_lo",
+                            "tpr_at_1pct_hi",
+                            "tpr_at_0p1pct",
+                        )
+                    }
+                    for v in vs
+                ],
                 "rmia_auc": [v["rmia/auc"] for v in vs],
                 "loss_auc": [[v["mia_loss/auc"], v["mia_loss/auc_lo"], v["mia_loss/auc_hi"]] for v in vs],
                 "probe_forget_acc": [v.get("probe/test_forget_acc") for v in vs],
                 "probe_forget_acc_retrained": [v.get("probe/test_forget_acc@retrained") for v in vs],
                 "epsilon_mean_median": None if e is None else [e[0], e[1]],
-                "epsilon_cap": None if e is None else e[4], "verdict": method_verdict(rs, k),
-                "unlearn_seconds": [r["seconds"] for r in rs], "audit_seconds": [r["audit"]["seconds"] for r in rs],
-                "phi_forget_mean": [float(np.mean(r["audit"]["phi_forget"])) if r.get("audit", {}).get("phi_forget")
-                                    else None for r in rs],
-                "gap_avg": [v.get("gap/avg") for v in vs], "gap_salun_avg": [v.get("gap_salun/avg") for v in vs],
+                "epsilon_cap": None if e is None else e[4],
+                "verdict": method_verdict(rs, k),
+                "unlearn_seconds": [r["seconds"] for r in rs],
+                "audit_seconds": [r["audit"]["seconds"] for r in rs],
+                "phi_forget_mean": [
+                    float(np.mean(r["audit"]["phi_forget"])) if r.get("audit", {}).get("phi_forget") else None
+                    for r in rs
+                ],
+                "gap_avg": [v.get("gap/avg") for v in vs],
+                "gap_salun_avg": [v.get("gap_salun/avg") for v in vs],
             }
             rows.append(row)
-            probe = ("; ".join(f"{100 * v['probe/test_forget_acc']:.1f}" for v in vs)
-                     if is_class and all("probe/test_forget_acc" in v for v in vs) else None)
+            probe = (
+                "; ".join(f"{100 * v['probe/test_forget_acc']:.1f}" for v in vs)
+                if is_class and all("probe/test_forget_acc" in v for v in vs)
+                else None
+            )
             gaps = [g for g in row["gap_avg"] if g is not None]
-            table.append([m, f"{100 * row['forget_acc']:.1f}", f"{100 * row['test_acc']:.1f}",
-                          "; ".join(f"{g:.2f}" for g in gaps) if gaps else "–",
-                          "; ".join(ci(v, "lira/auc") for v in vs), "; ".join(ci(v, "lira/tpr_at_1pct") for v in vs),
-                          "; ".join(f"{v['lira/tpr_at_0p1pct']:.3f}" for v in vs),
-                          "; ".join(f"{v['rmia/auc']:.3f}" for v in vs), "–" if e is None else f"{e[0]:.2f} / {e[1]:.2f}",
-                          "; ".join("–" if x is None else f"{x:.2f}" for x in row["phi_forget_mean"]),
-                          "; ".join(ci(v, "mia_loss/auc") for v in vs)]
-                         + ([probe or "–"] if is_class else [])
-                         + ["; ".join(f"{r['seconds']:.1f}" for r in rs), "; ".join(f"{r['audit']['seconds']:.2f}" for r in rs),
-                            row["verdict"].split(" (offline")[0]])
-        header = (["method", "forget acc %", "test acc %", "Avg. gap (pts) per seed", f"LiRA AUC [95 % CI] per seed (K = {k})", "TPR @1 % FPR [CI]",
-                   "TPR @0.1 % FPR", "RMIA AUC", "ε mean / median", "forget rows' mean φ per seed", "loss-MIA AUC [CI]"]
-                  + (["probe: forgotten-class test acc %"] if is_class else []) + ["unlearn s", "audit s", "verdict"])
+            table.append(
+                [
+                    m,
+                    f"{100 * row['forget_acc']:.1f}",
+                    f"{100 * row['test_acc']:.1f}",
+                    "; ".join(f"{g:.2f}" for g in gaps) if gaps else "–",
+                    "; ".join(ci(v, "lira/auc") for v in vs),
+                    "; ".join(ci(v, "lira/tpr_at_1pct") for v in vs),
+                    "; ".join(f"{v['lira/tpr_at_0p1pct']:.3f}" for v in vs),
+                    "; ".join(f"{v['rmia/auc']:.3f}" for v in vs),
+                    "–" if e is None else f"{e[0]:.2f} / {e[1]:.2f}",
+                    "; ".join("–" if x is None else f"{x:.2f}" for x in row["phi_forget_mean"]),
+                    "; ".join(ci(v, "mia_loss/auc") for v in vs),
+                ]
+                + ([probe or "–"] if is_class else [])
+                + [
+                    "; ".join(f"{r['seconds']:.1f}" for r in rs),
+                    "; ".join(f"{r['audit']['seconds']:.2f}" for r in rs),
+                    row["verdict"].split(" (offline")[0],
+                ]
+            )
+        header = (
+            [
+                "method",
+                "forget acc %",
+                "test acc %",
+                "Avg. gap (pts) per seed",
+                f"LiRA AUC [95 % CI] per seed (K = {k})",
+                "TPR @1 % FPR [CI]",
+                "TPR @0.1 % FPR",
+                "RMIA AUC",
+                "ε mean / median",
+                "forget rows' mean φ per seed",
+                "loss-MIA AUC [CI]",
+            ]
+            + (["probe: forgotten-class test acc %"] if is_class else [])
+            + ["unlearn s", "audit s", "verdict"]
+        )
         a0 = gs[0]["audit"]
-        md += [f"## Request: {request}", "",
-               f"Attacker: offline, K = {k} reference models per seed retrained on the retain set with other seeds; "
-               f"queries {', '.join(a0['queries'])}; {a0['forget_rows']} forget rows against {a0['heldout_rows']} test "
-               "rows in the request's class proportions. "
-               + ("ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
-                  f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
-                  f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that "
-                  "cap means 'as separable as these models can show'); read it against the retrain row." if eps else
-                  "ε: not computed (it needs a method's models of two or more seeds on one forget set).") + (" Probe: a linear head on frozen penultimate features of 500 training images "
-                                             "per class, scored on the 1,000 airplane test images." if is_class else ""), "",
-               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += [
+            f"## Request: {request}",
+            "",
+            f"Attacker: offline, K = {k} reference models per seed retrained on the retain set with other seeds; "
+            f"queries {', '.join(a0['queries'])}; {a0['forget_rows']} forget rows against {a0['heldout_rows']} test "
+            "rows in the request's class proportions. "
+            + (
+                "ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
+                f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
+                f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that "
+                "cap means 'as separable as these models can show'); read it against the retrain row."
+                if eps
+                else "ε: not computed (it needs a method's models of two or more seeds on one forget set)."
+            )
+            + (
+                " Probe: a linear head on frozen penultimate features of 500 training images "
+                "per class, scored on the 1,000 airplane test images."
+                if is_class
+                else ""
+            ),
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
         md += ["| " + " | ".join(r) + " |" for r in table]
-        md += ["", "Reference models (per seed): " + "; ".join(
-            f"seed {r['seed']}: K = {k} references {r['reference_seconds']:.0f} s of training "
-            f"({', '.join(r['timing_sources'])}; their forget rows' mean φ "
-            + ("–" if r["reference_phi_forget_mean"] is None else f"{r['reference_phi_forget_mean']:.2f}")
-            + f"), one retraining {r['retrained_seconds']:.0f} s, φ of the references and "
-            f"the two fixed models {r['audit_inputs_seconds']:.1f} s" for r in refs), ""]
+        md += [
+            "",
+            "Reference models (per seed): "
+            + "; ".join(
+                f"seed {r['seed']}: K = {k} references {r['reference_seconds']:.0f} s of training "
+                f"({', '.join(r['timing_sources'])}; their forget rows' mean φ "
+                + ("–" if r["reference_phi_forget_mean"] is None else f"{r['reference_phi_forget_mean']:.2f}")
+                + f"), one retraining {r['retrained_seconds']:.0f} s, φ of the references and "
+                f"the two fixed models {r['audit_inputs_seconds']:.1f} s"
+                for r in refs
+            ),
+            "",
+        ]
         out["requests"][request] = {"references": refs, "rows": rows}  # type: ignore[index]
     md += [f"Whole study command: {wall:.0f} s in this invocation (cached models are not retrained)."]
     out["wall_seconds"] = wall

@@ -33,9 +33,7 @@ def cpu_flags() -> set[str]:
 
 
 def step_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int) -> float:
-    opt = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, nesterov=True
-    )
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, nesterov=True)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     t0 = time.perf_counter()
@@ -48,16 +46,12 @@ def step_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool, st
     return steps * len(y) / (time.perf_counter() - t0)
 
 
-def bench(
-    name: str, width: float, batch: int, steps: int, repeats: int, seed: int
-) -> tuple[float, float]:
+def bench(name: str, width: float, batch: int, steps: int, repeats: int, seed: int) -> tuple[float, float]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (batch,), generator=g)
     fp32 = create_model(name, num_classes=10, seed=seed, width=width)
-    bf16 = create_model(name, num_classes=10, seed=seed, width=width).to(
-        memory_format=torch.channels_last
-    )
+    bf16 = create_model(name, num_classes=10, seed=seed, width=width).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     for m in (fp32, bf16):  # airbench's whitening filters come from data; any batch will do here
         hook = getattr(m, "obliviate_fit_start", None)
@@ -74,9 +68,7 @@ def bench(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--models", nargs="+", default=["resnet18:1.0", "resnet18:0.25", "airbench:1.0"]
-    )
+    ap.add_argument("--models", nargs="+", default=["resnet18:1.0", "resnet18:0.25", "airbench:1.0"])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
@@ -101,14 +93,31 @@ def main() -> None:
             f"(load avg {os.getloadavg()[0]:.2f})",
             flush=True,
         )
-        rows.append({"model": name, "width": width, "batch": args.batch, "fp32_img_s": f,
-                     "bf16_channels_last_img_s": b, "ratio_bf16_over_fp32": b / f})
+        rows.append(
+            {
+                "model": name,
+                "width": width,
+                "batch": args.batch,
+                "fp32_img_s": f,
+                "bf16_channels_last_img_s": b,
+                "ratio_bf16_over_fp32": b / f,
+            }
+        )
     if args.out:
         from obliviate.utils import write_json_atomic
 
-        write_json_atomic(args.out, {"threads": args.threads, "steps": args.steps, "repeats": args.repeats,
-                                     "avx512_bf16": "avx512_bf16" in flags, "torch": torch.__version__,
-                                     "loadavg": os.getloadavg(), "models": rows})
+        write_json_atomic(
+            args.out,
+            {
+                "threads": args.threads,
+                "steps": args.steps,
+                "repeats": args.repeats,
+                "avx512_bf16": "avx512_bf16" in flags,
+                "torch": torch.__version__,
+                "loadavg": os.getloadavg(),
+                "models": rows,
+            },
+        )
 
 
 if __name__ == "__main__":

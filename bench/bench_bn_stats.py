@@ -30,8 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 FRONTIER = REPO / "src" / "obliviate" / "configs" / "frontier.yaml"
 POLICIES = ("method", "keep", "eval", "retain")
 METHODS = ("scrub", "finetune", "random_label")
-KEYS = (("acc/forget", "forget acc %", 100), ("acc/test_retain", "retained-class test acc %", 100),
-        ("gap/avg", "Avg. gap (pts)", 1), ("efficiency/seconds", "time (s)", 1))
+KEYS = (
+    ("acc/forget", "forget acc %", 100),
+    ("acc/test_retain", "retained-class test acc %", 100),
+    ("gap/avg", "Avg. gap (pts)", 1),
+    ("efficiency/seconds", "time (s)", 1),
+)
 
 
 def study(seed: int, data_root: str) -> dict[str, Any]:
@@ -41,10 +45,15 @@ def study(seed: int, data_root: str) -> dict[str, Any]:
     for name in METHODS:
         for p in POLICIES:
             methods.append({"name": name, "label": f"{name}[{p}]", "config": {**frontier[name], "bn_stats": p}})
-    return {**{k: v for k, v in raw.items() if k not in ("scales", "runtime", "methods", "requests", "seeds")},
-            "name": "bn-stats", "dataset": {**raw["dataset"], "root": data_root},
-            "requests": [{"kind": "class", "classes": ["airplane"]}], "methods": methods, "seeds": [seed],
-            "description": "bn_stats policies side by side on the frontier's class request (one seed)."}
+    return {
+        **{k: v for k, v in raw.items() if k not in ("scales", "runtime", "methods", "requests", "seeds")},
+        "name": "bn-stats",
+        "dataset": {**raw["dataset"], "root": data_root},
+        "requests": [{"kind": "class", "classes": ["airplane"]}],
+        "methods": methods,
+        "seeds": [seed],
+        "description": "bn_stats policies side by side on the frontier's class request (one seed).",
+    }
 
 
 class Printer:
@@ -87,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.append({"method": label, **{k: v[k][0] * s for k, _, s in KEYS if k in v}})
     header = "| method | " + " | ".join(t for _, t, _ in KEYS) + " |"
-    lines = [f"# bn_stats side by side (CIFAR-10 airbench, forget airplane, seed {args.seed})", "",
-             header, "|---|" + "---|" * len(KEYS)]
+    lines = [
+        f"# bn_stats side by side (CIFAR-10 airbench, forget airplane, seed {args.seed})",
+        "",
+        header,
+        "|---|" + "---|" * len(KEYS),
+    ]
     for r in rows:
         lines.append(f"| {r['method']} | " + " | ".join(f"{r[k]:.2f}" if k in r else "–" for k, _, _ in KEYS) + " |")
     text = "\n".join(lines) + "\n"

@@ -33,8 +33,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # the frontier benchmark's cost-bounded settings (chosen on its seeds 0-2, class and random requests)
-METHODS = (("auto", []), ("finetune", ["--set", "epochs=0.1"]), ("neggrad_plus", ["--set", "epochs=0.1"]),
-           ("ssd", ["--set", "alpha=5.0", "--set", "forget_samples=640", "--set", "retain_samples=640"]))
+METHODS = (
+    ("auto", []),
+    ("finetune", ["--set", "epochs=0.1"]),
+    ("neggrad_plus", ["--set", "epochs=0.1"]),
+    ("ssd", ["--set", "alpha=5.0", "--set", "forget_samples=640", "--set", "retain_samples=640"]),
+)
 
 
 def run(cmd: list[str], env: dict[str, str]) -> float:
@@ -66,14 +70,32 @@ def main() -> int:
     ids = sorted(np.random.default_rng(20261201).choice(50_000, args.ids, replace=False).tolist())
     request.write_text("".join(f"{i}\n" for i in ids))
     timings: dict[str, float] = {}
-    refs = (("retrained", ["--forget", f"ids:{request}"]),
-            ("retrained_seed1", ["--forget", f"ids:{request}", "--seed", "1"]))
+    refs = (
+        ("retrained", ["--forget", f"ids:{request}"]),
+        ("retrained_seed1", ["--forget", f"ids:{request}", "--seed", "1"]),
+    )
     for name, extra in (("original", []), *refs):
         if not (work / f"{name}.json").is_file():
-            print(f"training the {name} model (airbench recipe, all 50,000 images{' minus the request' if extra else ''})",
-                  flush=True)
-            timings[f"train_{name}_s"] = run([*cli, "train", *data, "--recipe", "airbench", "--model", "airbench",
-                                              *extra, "--out", str(work / name), "-q"], env)
+            print(
+                f"training the {name} model (airbench recipe, all 50,000 images{' minus the request' if extra else ''})",
+                flush=True,
+            )
+            timings[f"train_{name}_s"] = run(
+                [
+                    *cli,
+                    "train",
+                    *data,
+                    "--recipe",
+                    "airbench",
+                    "--model",
+                    "airbench",
+                    *extra,
+                    "--out",
+                    str(work / name),
+                    "-q",
+                ],
+                env,
+            )
     rows = []
     for method, sets in METHODS:
         out = work / f"unlearned-{method}"
@@ -82,34 +104,80 @@ def main() -> int:
 
             shutil.rmtree(out)
         print(f"obliviate unlearn --method {method}", flush=True)
-        wall = run([*cli, "unlearn", str(work / "original"), *data, "--forget", f"ids:{request}", "--method", method,
-                    *sets, "--reference", str(work / "retrained"), "--reference", str(work / "retrained_seed1"),
-                    "--out", str(out)], env)
+        wall = run(
+            [
+                *cli,
+                "unlearn",
+                str(work / "original"),
+                *data,
+                "--forget",
+                f"ids:{request}",
+                "--method",
+                method,
+                *sets,
+                "--reference",
+                str(work / "retrained"),
+                "--reference",
+                str(work / "retrained_seed1"),
+                "--out",
+                str(out),
+            ],
+            env,
+        )
         ev = json.loads((out / "evidence.json").read_text())
         mem = ev["membership"]
-        rows.append({
-            "method": method if method != "auto" else f"auto → {ev['method']['name']}",
-            "forget_acc": ev["after"]["forget"]["accuracy"], "retain_acc": ev["after"]["retain"]["accuracy"],
-            "test_acc": ev["after"]["heldout"]["accuracy"],
-            "auc": mem["unlearned"]["auc"], "ci95": mem["unlearned"]["ci95"], "reading": mem["unlearned"]["level"],
-            "gap_points": ev["reference"]["avg_gap_points"], "unlearn_s": ev["wall_seconds"], "command_s": wall,
-            "lira": mem["per_example"]["unlearned"], "heldout_rows": ev["data"]["heldout_rows"],
-            "validation_rows": ev["data"].get("validation_rows", 0), "info": ev["info"],
-            "verdict": ev["verdict"],
-        })
+        rows.append(
+            {
+                "method": method if method != "auto" else f"auto → {ev['method']['name']}",
+                "forget_acc": ev["after"]["forget"]["accuracy"],
+                "retain_acc": ev["after"]["retain"]["accuracy"],
+                "test_acc": ev["after"]["heldout"]["accuracy"],
+                "auc": mem["unlearned"]["auc"],
+                "ci95": mem["unlearned"]["ci95"],
+                "reading": mem["unlearned"]["level"],
+                "gap_points": ev["reference"]["avg_gap_points"],
+                "unlearn_s": ev["wall_seconds"],
+                "command_s": wall,
+                "lira": mem["per_example"]["unlearned"],
+                "heldout_rows": ev["data"]["heldout_rows"],
+                "validation_rows": ev["data"].get("validation_rows", 0),
+                "info": ev["info"],
+                "verdict": ev["verdict"],
+            }
+        )
         if not ev["data"].get("validation_rows"):
             base = ev  # the original's and the reference's rows: from a run that audits every test row
     ref, orig = base["reference"]["figures"], base["before"]
     mem = base["membership"]
     table = [
-        {"method": "original (before)", "forget_acc": orig["forget"]["accuracy"], "retain_acc": orig["retain"]["accuracy"],
-         "test_acc": orig["heldout"]["accuracy"], "auc": mem["original"]["auc"], "ci95": mem["original"]["ci95"],
-         "reading": mem["original"]["level"], "gap_points": None, "unlearn_s": None, "command_s": None,
-         "lira": mem["per_example"]["original"], "heldout_rows": base["data"]["heldout_rows"]},
-        {"method": "retrained reference", "forget_acc": ref["forget"]["accuracy"], "retain_acc": ref["retain"]["accuracy"],
-         "test_acc": ref["heldout"]["accuracy"], "auc": mem["retrained"]["auc"], "ci95": mem["retrained"]["ci95"],
-         "reading": mem["retrained"]["level"], "gap_points": 0.0, "unlearn_s": None, "command_s": None,
-         "lira": None, "heldout_rows": base["data"]["heldout_rows"]},
+        {
+            "method": "original (before)",
+            "forget_acc": orig["forget"]["accuracy"],
+            "retain_acc": orig["retain"]["accuracy"],
+            "test_acc": orig["heldout"]["accuracy"],
+            "auc": mem["original"]["auc"],
+            "ci95": mem["original"]["ci95"],
+            "reading": mem["original"]["level"],
+            "gap_points": None,
+            "unlearn_s": None,
+            "command_s": None,
+            "lira": mem["per_example"]["original"],
+            "heldout_rows": base["data"]["heldout_rows"],
+        },
+        {
+            "method": "retrained reference",
+            "forget_acc": ref["forget"]["accuracy"],
+            "retain_acc": ref["retain"]["accuracy"],
+            "test_acc": ref["heldout"]["accuracy"],
+            "auc": mem["retrained"]["auc"],
+            "ci95": mem["retrained"]["ci95"],
+            "reading": mem["retrained"]["level"],
+            "gap_points": 0.0,
+            "unlearn_s": None,
+            "command_s": None,
+            "lira": None,
+            "heldout_rows": base["data"]["heldout_rows"],
+        },
         *rows,
     ]
 
@@ -122,39 +190,53 @@ def main() -> int:
     def lira(a: dict | None) -> str:
         if not a:
             return "–"
-        return (f"{a['auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]; TPR@1 % {a['tpr_at_1pct_fpr']:.3f} "
-                f"— {a['level']}")
+        return (
+            f"{a['auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]; TPR@1 % {a['tpr_at_1pct_fpr']:.3f} "
+            f"— {a['level']}"
+        )
 
-    head = ("| model | forget acc % | retain acc % | test acc % | population audit AUC [95 %] | "
-            "per-example audit (offline LiRA, K = 2) | gap to retrained (pts) | unlearning s | whole command s | "
-            "test rows measured |")
+    head = (
+        "| model | forget acc % | retain acc % | test acc % | population audit AUC [95 %] | "
+        "per-example audit (offline LiRA, K = 2) | gap to retrained (pts) | unlearning s | whole command s | "
+        "test rows measured |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in table:
         lo, hi = r["ci95"]
-        lines.append(f"| {r['method']} | {pct(r['forget_acc'])} | {pct(r['retain_acc'])} | {pct(r['test_acc'])} | "
-                     f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}] {r['reading']} | {lira(r['lira'])} | "
-                     f"{num(r['gap_points'], 2)} | {num(r['unlearn_s'], 1)} | {num(r['command_s'], 1)} | "
-                     f"{r['heldout_rows']:,} |")
+        lines.append(
+            f"| {r['method']} | {pct(r['forget_acc'])} | {pct(r['retain_acc'])} | {pct(r['test_acc'])} | "
+            f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}] {r['reading']} | {lira(r['lira'])} | "
+            f"{num(r['gap_points'], 2)} | {num(r['unlearn_s'], 1)} | {num(r['command_s'], 1)} | "
+            f"{r['heldout_rows']:,} |"
+        )
     md = "\n".join(lines)
     print("\n" + md)
     import hashlib
 
-    trained = {name: json.loads((work / f"{name}.json").read_text())
-               for name in ("original", "retrained", "retrained_seed1")}
-    facts = {"request_ids": args.ids, "request_ids_sha256": hashlib.sha256(request.read_bytes()).hexdigest(),
-             "request_seed": 20261201, "threads": args.threads,
-             "dataset": "CIFAR-10 (50,000 train / 10,000 test)", "model": "airbench (recipe airbench)",
-             "train_seconds": {k: round(v["seconds"], 1) for k, v in trained.items()},
-             "test_accuracy_flip_tta": {k: v["test_accuracy"] for k, v in trained.items()},
-             "note": "accuracies in the rows are without test-time augmentation; retain accuracy on a seeded "
-                     "5,000-row sample of the 49,700 retain rows; a method that reads held-out rows (the "
-                     "calibrated stop) is measured, audited and compared with the references on the 9,000 test "
-                     "rows it did not read, the others on all 10,000",
-             **timings, "rows": table}
+    trained = {
+        name: json.loads((work / f"{name}.json").read_text()) for name in ("original", "retrained", "retrained_seed1")
+    }
+    facts = {
+        "request_ids": args.ids,
+        "request_ids_sha256": hashlib.sha256(request.read_bytes()).hexdigest(),
+        "request_seed": 20261201,
+        "threads": args.threads,
+        "dataset": "CIFAR-10 (50,000 train / 10,000 test)",
+        "model": "airbench (recipe airbench)",
+        "train_seconds": {k: round(v["seconds"], 1) for k, v in trained.items()},
+        "test_accuracy_flip_tta": {k: v["test_accuracy"] for k, v in trained.items()},
+        "note": "accuracies in the rows are without test-time augmentation; retain accuracy on a seeded "
+        "5,000-row sample of the 49,700 retain rows; a method that reads held-out rows (the "
+        "calibrated stop) is measured, audited and compared with the references on the 9,000 test "
+        "rows it did not read, the others on all 10,000",
+        **timings,
+        "rows": table,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "deletion_cifar10.json").write_text(json.dumps(facts, indent=1) + "\n")
     (args.out / "deletion_cifar10.md").write_text(
-        f"# Honouring a deletion request on CIFAR-10 ({args.ids} sample ids)\n\n{md}\n")
+        f"# Honouring a deletion request on CIFAR-10 ({args.ids} sample ids)\n\n{md}\n"
+    )
     return 0
 
 

@@ -37,8 +37,12 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 TRAIN_PER_CLASS, TEST_PER_CLASS = 300, 200
 # per model: (class of the ids request, the whole class forgotten); the DEV models' are the policy's
 REQUESTS: dict[str, tuple[int, int]] = {
-    "resnet18_sgd": (3, 8), "vit_adamw": (5, 1), "cnn_adam_ls": (6, 9), "mlp_tabular": (7, 4),
-    "dev_vgg_bn": (0, 2), "dev_issue_cnn": (1, 4),
+    "resnet18_sgd": (3, 8),
+    "vit_adamw": (5, 1),
+    "cnn_adam_ls": (6, 9),
+    "mlp_tabular": (7, 4),
+    "dev_vgg_bn": (0, 2),
+    "dev_issue_cnn": (1, 4),
 }
 IDS = 40  # a few dozen ids inside one class
 RANDOM = 0.01
@@ -72,12 +76,16 @@ def requests(name: str, y: torch.Tensor) -> dict[str, np.ndarray]:
     ids_class, whole = REQUESTS[name]
     rng = np.random.default_rng(sum(map(ord, name)))
     yy = y.numpy()
-    return {"ids": np.sort(rng.choice(np.flatnonzero(yy == ids_class), IDS, replace=False)),
-            "random_1pct": np.sort(rng.choice(len(yy), max(1, round(RANDOM * len(yy))), replace=False)),
-            "class": np.flatnonzero(yy == whole)}
+    return {
+        "ids": np.sort(rng.choice(np.flatnonzero(yy == ids_class), IDS, replace=False)),
+        "random_1pct": np.sort(rng.choice(len(yy), max(1, round(RANDOM * len(yy))), replace=False)),
+        "class": np.flatnonzero(yy == whole),
+    }
 
 
-def trained(um: U.UserModel, data: dict[str, torch.Tensor], rows: np.ndarray, seed: int, path: Path) -> tuple[torch.nn.Module, float]:
+def trained(
+    um: U.UserModel, data: dict[str, torch.Tensor], rows: np.ndarray, seed: int, path: Path
+) -> tuple[torch.nn.Module, float]:
     """The model trained by its own loop on ``rows`` (cached as a state dict), and the seconds it took."""
     model = um.build(seed)
     meta = path.with_suffix(".json")
@@ -105,14 +113,19 @@ def train_stage(names: list[str], root: Path, work: Path) -> None:
         data = load_data(um.data, root, seed=1 if name.startswith("dev_") else 0)
         n = len(data["y"])
         orig, dt = trained(um, data, np.arange(n), 0, work / name / "original.pt")
-        print(f"{name}: original {dt:.0f} s, train {accuracy(orig, data['x'], data['y']):.3f} "
-              f"test {accuracy(orig, data['xt'], data['yt']):.3f}", flush=True)
+        print(
+            f"{name}: original {dt:.0f} s, train {accuracy(orig, data['x'], data['y']):.3f} "
+            f"test {accuracy(orig, data['xt'], data['yt']):.3f}",
+            flush=True,
+        )
         for kind, forget in requests(name, data["y"]).items():
             keep = np.setdiff1d(np.arange(n), forget)
             for s in (1, 2):
                 ref, dt = trained(um, data, keep, s, work / name / kind / f"ref{s}.pt")
-                print(f"  {kind} ({len(forget)} rows) ref{s}: {dt:.0f} s, test {accuracy(ref, data['xt'], data['yt']):.3f}",
-                      flush=True)
+                print(
+                    f"  {kind} ({len(forget)} rows) ref{s}: {dt:.0f} s, test {accuracy(ref, data['xt'], data['yt']):.3f}",
+                    flush=True,
+                )
 
 
 def main() -> int:
@@ -140,18 +153,58 @@ def main() -> int:
 # epochs, batch (augmentation off: the tensors given are model-ready). Exact retraining itself runs
 # the model's own loop (``train_fn=``), as a user who has one passes it.
 RECIPES: dict[str, dict[str, Any]] = {
-    "resnet18_sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
-                     "schedule": "cosine", "epochs": 10, "batch_size": 128},
-    "vit_adamw": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle", "warmup_frac": 0.1,
-                  "epochs": 20, "batch_size": 128},
-    "cnn_adam_ls": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.0, "schedule": "cosine", "epochs": 24,
-                    "batch_size": 64, "label_smoothing": 0.1},
-    "mlp_tabular": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "constant", "epochs": 60,
-                    "batch_size": 32},
-    "dev_vgg_bn": {"optimizer": "sgd", "lr": 0.1, "schedule": "onecycle", "warmup_frac": 0.3, "epochs": 15,
-                   "batch_size": 128},
-    "dev_issue_cnn": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "epochs": 5,
-                      "batch_size": 64},
+    "resnet18_sgd": {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "epochs": 10,
+        "batch_size": 128,
+    },
+    "vit_adamw": {
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "weight_decay": 0.05,
+        "schedule": "onecycle",
+        "warmup_frac": 0.1,
+        "epochs": 20,
+        "batch_size": 128,
+    },
+    "cnn_adam_ls": {
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "epochs": 24,
+        "batch_size": 64,
+        "label_smoothing": 0.1,
+    },
+    "mlp_tabular": {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "schedule": "constant",
+        "epochs": 60,
+        "batch_size": 32,
+    },
+    "dev_vgg_bn": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "schedule": "onecycle",
+        "warmup_frac": 0.3,
+        "epochs": 15,
+        "batch_size": 128,
+    },
+    "dev_issue_cnn": {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "epochs": 5,
+        "batch_size": 64,
+    },
 }
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -180,88 +233,164 @@ def unlearn_stage(names: list[str], root: Path, work: Path, out: Path) -> None:
             f, r = torch.as_tensor(forget), torch.as_tensor(keep)
             t0 = time.perf_counter()
             try:
-                res = obliviate.unlearn(orig, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(xt, yt),
-                                        model_factory=um.build, train_fn=um.train, train_config=RECIPES[name],
-                                        class_names=names_, seed=0)
+                res = obliviate.unlearn(
+                    orig,
+                    forget=(x[f], y[f]),
+                    retain=(x[r], y[r]),
+                    heldout=(xt, yt),
+                    model_factory=um.build,
+                    train_fn=um.train,
+                    train_config=RECIPES[name],
+                    class_names=names_,
+                    seed=0,
+                )
             except obliviate.deletion.DeletionRefused as e:
-                rows.append({"model": name, "request": kind, "rows": int(len(forget)), "outcome": "refused",
-                             "verdict": str(e), "attempts": e.evidence["attempts"]})
+                rows.append(
+                    {
+                        "model": name,
+                        "request": kind,
+                        "rows": int(len(forget)),
+                        "outcome": "refused",
+                        "verdict": str(e),
+                        "attempts": e.evidence["attempts"],
+                    }
+                )
                 print(f"{name:14s} {kind:12s} refused: {e}", flush=True)
                 continue
             call_s = time.perf_counter() - t0
             ev = res.evidence
-            a = obliviate.audit(res.model, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(xt, yt), original=orig,
-                                references=refs, class_names=names_)
+            a = obliviate.audit(
+                res.model,
+                forget=(x[f], y[f]),
+                retain=(x[r], y[r]),
+                heldout=(xt, yt),
+                original=orig,
+                references=refs,
+                class_names=names_,
+            )
             retrain_s = float(np.mean(ref_s))
             row = {
-                "model": name, "request": kind, "rows": int(len(forget)), "outcome": ev["outcome"],
-                "method": ev["method"]["name"], "config": {k: ev["method"]["config"].get(k) for k in ("lr", "beta", "alpha")
-                                                          if ev["method"]["config"].get(k) is not None},
-                "attempts": [{"method": t["method"], "passed": t["passed"], "failures": t["failures"],
-                              "seconds": t["seconds"], "steps": t["steps"],
-                              "lr": t["config"].get("lr")} for t in ev["attempts"]],
-                "utility": {s_: {"before": ev["before"][s_]["accuracy"], "after": ev["after"][s_]["accuracy"],
-                                 "tolerance": ev["tolerance"][s_]["accuracy"]} for s_ in ("retain", "heldout")},
+                "model": name,
+                "request": kind,
+                "rows": int(len(forget)),
+                "outcome": ev["outcome"],
+                "method": ev["method"]["name"],
+                "config": {
+                    k: ev["method"]["config"].get(k)
+                    for k in ("lr", "beta", "alpha")
+                    if ev["method"]["config"].get(k) is not None
+                },
+                "attempts": [
+                    {
+                        "method": t["method"],
+                        "passed": t["passed"],
+                        "failures": t["failures"],
+                        "seconds": t["seconds"],
+                        "steps": t["steps"],
+                        "lr": t["config"].get("lr"),
+                    }
+                    for t in ev["attempts"]
+                ],
+                "utility": {
+                    s_: {
+                        "before": ev["before"][s_]["accuracy"],
+                        "after": ev["after"][s_]["accuracy"],
+                        "tolerance": ev["tolerance"][s_]["accuracy"],
+                    }
+                    for s_ in ("retain", "heldout")
+                },
                 "utility_violations": ev["utility_violations"],
-                "gap": a["gap_points"], "gap_doing_nothing": a["original"]["gap_points"],
+                "gap": a["gap_points"],
+                "gap_doing_nothing": a["original"]["gap_points"],
                 "noise_floor": a["noise_floor_points"],
                 "audit_power": ev["audit_power"],
-                "population_audit": {"original": ev["membership"]["original"].get("auc"),
-                                     "result": ev["membership"]["unlearned"].get("auc")},
-                "lira": {"original": [a["original"]["per_example"]["auc"], *a["original"]["per_example"]["ci95"]],
-                         "result": [a["per_example"]["auc"], *a["per_example"]["ci95"]]},
-                "forget_acc": {"original": ev["before"]["forget"]["accuracy"], "result": ev["after"]["forget"]["accuracy"],
-                               "references": [a["reference"]["forget"]["accuracy"]]},
+                "population_audit": {
+                    "original": ev["membership"]["original"].get("auc"),
+                    "result": ev["membership"]["unlearned"].get("auc"),
+                },
+                "lira": {
+                    "original": [a["original"]["per_example"]["auc"], *a["original"]["per_example"]["ci95"]],
+                    "result": [a["per_example"]["auc"], *a["per_example"]["ci95"]],
+                },
+                "forget_acc": {
+                    "original": ev["before"]["forget"]["accuracy"],
+                    "result": ev["after"]["forget"]["accuracy"],
+                    "references": [a["reference"]["forget"]["accuracy"]],
+                },
                 "classes": ev["classes"],
-                "unlearning_seconds": ev["wall_seconds"], "call_seconds": call_s, "retrain_seconds": retrain_s,
+                "unlearning_seconds": ev["wall_seconds"],
+                "call_seconds": call_s,
+                "retrain_seconds": retrain_s,
                 "speedup": retrain_s / max(ev["wall_seconds"], 1e-9),
                 "verdict": ev["verdict"],
             }
             row["checks"] = {
                 "utility_within_tolerance": not ev["utility_violations"],
-                "not_farther_than_doing_nothing_beyond_floor": row["gap"] <= row["gap_doing_nothing"] + row["noise_floor"],
+                "not_farther_than_doing_nothing_beyond_floor": row["gap"]
+                <= row["gap_doing_nothing"] + row["noise_floor"],
             }
             rows.append(row)
-            print(f"{name:14s} {kind:12s} {ev['outcome']:15s} {ev['method']['name']:18s} gap {row['gap']:.2f} "
-                  f"(nothing {row['gap_doing_nothing']:.2f}, floor {row['noise_floor']:.2f}) "
-                  f"{ev['wall_seconds']:.1f}s vs {retrain_s:.0f}s  {row['checks']}", flush=True)
+            print(
+                f"{name:14s} {kind:12s} {ev['outcome']:15s} {ev['method']['name']:18s} gap {row['gap']:.2f} "
+                f"(nothing {row['gap_doing_nothing']:.2f}, floor {row['noise_floor']:.2f}) "
+                f"{ev['wall_seconds']:.1f}s vs {retrain_s:.0f}s  {row['checks']}",
+                flush=True,
+            )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "threads": torch.get_num_threads(),
-                                                  "torch": torch.__version__}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps({"rows": rows, "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=1)
+    )
     (out / "results.md").write_text(render(rows))
     print(render(rows))
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     models = {m.name: m for m in U.REPORT + U.DEV}
-    lines = ["| model | request | outcome | `auto` ended with (attempts) | retain / held-out acc change (tolerance), pts "
-             "| gap to retrained / doing nothing / floor, pts | LiRA AUC original → result | unlearning s (retrain s, ×) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | request | outcome | `auto` ended with (attempts) | retain / held-out acc change (tolerance), pts "
+        "| gap to retrained / doing nothing / floor, pts | LiRA AUC original → result | unlearning s (retrain s, ×) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["outcome"] == "refused":
             lines.append(f"| {r['model']} | {r['request']} ({r['rows']}) | refused | – | – | – | – | – |")
             continue
         att = " → ".join(f"{t['method']}{'' if t['passed'] else ' ✗'}" for t in r["attempts"])
         u = r["utility"]
-        util = " / ".join(f"{100 * (u[s]['after'] - u[s]['before']):+.2f} (±{100 * u[s]['tolerance']:.2f})"
-                          for s in ("retain", "heldout"))
+        util = " / ".join(
+            f"{100 * (u[s]['after'] - u[s]['before']):+.2f} (±{100 * u[s]['tolerance']:.2f})"
+            for s in ("retain", "heldout")
+        )
         lira = f"{r['lira']['original'][0]:.3f} → {r['lira']['result'][0]:.3f}"
         lr = f", lr {r['config']['lr']:.3g}" if r["config"].get("lr") else ""
-        lines.append(f"| {r['model']} | {r['request']} ({r['rows']}) | {r['outcome']} | {r['method']}{lr} ({att}) | {util} "
-                     f"| {r['gap']:.2f} / {r['gap_doing_nothing']:.2f} / {r['noise_floor']:.2f} | {lira} "
-                     f"| {r['unlearning_seconds']:.1f} ({r['retrain_seconds']:.0f}, {r['speedup']:.0f}×) |")
+        lines.append(
+            f"| {r['model']} | {r['request']} ({r['rows']}) | {r['outcome']} | {r['method']}{lr} ({att}) | {util} "
+            f"| {r['gap']:.2f} / {r['gap_doing_nothing']:.2f} / {r['noise_floor']:.2f} | {lira} "
+            f"| {r['unlearning_seconds']:.1f} ({r['retrain_seconds']:.0f}, {r['speedup']:.0f}×) |"
+        )
     approx = [r for r in rows if r["outcome"] in ("verified", "not verifiable") and not r["model"].startswith("dev_")]
-    counts = {o: sum(r["outcome"] == o for r in rows if not r["model"].startswith("dev_"))
-              for o in ("verified", "not verifiable", "exact", "refused")}
+    counts = {
+        o: sum(r["outcome"] == o for r in rows if not r["model"].startswith("dev_"))
+        for o in ("verified", "not verifiable", "exact", "refused")
+    }
     med = float(np.median([r["speedup"] for r in approx])) if approx else float("nan")
     rep = [r for r in rows if not r["model"].startswith("dev_") and r["outcome"] != "refused"]
-    bad_u = [f"{r['model']}/{r['request']} ({r['outcome']})" for r in rep if not r["checks"]["utility_within_tolerance"]]
-    bad_g = [f"{r['model']}/{r['request']} ({r['outcome']})" for r in rep
-             if not r["checks"]["not_farther_than_doing_nothing_beyond_floor"]]
-    lines += ["", f"Reported models: {counts['verified']} verified, {counts['not verifiable']} not verifiable, "
-                  f"{counts['exact']} exact (escalated to retraining), {counts['refused']} refused; median speed-up of "
-                  f"the approximate results {med:.0f}×. Utility past its tolerance: {', '.join(bad_u) or 'none'}. "
-                  f"Farther from retraining than doing nothing beyond the noise floor: {', '.join(bad_g) or 'none'}.", ""]
+    bad_u = [
+        f"{r['model']}/{r['request']} ({r['outcome']})" for r in rep if not r["checks"]["utility_within_tolerance"]
+    ]
+    bad_g = [
+        f"{r['model']}/{r['request']} ({r['outcome']})"
+        for r in rep
+        if not r["checks"]["not_farther_than_doing_nothing_beyond_floor"]
+    ]
+    lines += [
+        "",
+        f"Reported models: {counts['verified']} verified, {counts['not verifiable']} not verifiable, "
+        f"{counts['exact']} exact (escalated to retraining), {counts['refused']} refused; median speed-up of "
+        f"the approximate results {med:.0f}×. Utility past its tolerance: {', '.join(bad_u) or 'none'}. "
+        f"Farther from retraining than doing nothing beyond the noise floor: {', '.join(bad_g) or 'none'}.",
+        "",
+    ]
     lines += [f"- `{n}`: {models[n].summary}" for n in dict.fromkeys(r["model"] for r in rows) if n in models]
     return "\n".join(lines) + "\n"
 

@@ -42,14 +42,28 @@ def methods_on_class(seeds: tuple[int, ...] = (0, 1)) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         tp = tiny_problem(seed=seed)
-        rows.append({"method": "original", "seed": seed, "forget": _acc(tp, tp.model, "forget"),
-                     "retain": _acc(tp, tp.model, "retain"), "test_retain": _acc(tp, tp.model, "test_retain")})
+        rows.append(
+            {
+                "method": "original",
+                "seed": seed,
+                "forget": _acc(tp, tp.model, "forget"),
+                "retain": _acc(tp, tp.model, "retain"),
+                "test_retain": _acc(tp, tp.model, "test_retain"),
+            }
+        )
         for name, cfg in (("ct", {}), ("msg", {}), ("challenge_first", {}), ("delete", {}), ("sfron", {"iters": 50})):
             cls = get_method(name)
             res, stats = run_method(cls(cfg), tp.model, tp.data(cls), tp.context(0))
-            rows.append({"method": name, "seed": seed, "forget": _acc(tp, res.model, "forget"),
-                         "retain": _acc(tp, res.model, "retain"), "test_retain": _acc(tp, res.model, "test_retain"),
-                         "seconds": round(stats.seconds, 2)})
+            rows.append(
+                {
+                    "method": name,
+                    "seed": seed,
+                    "forget": _acc(tp, res.model, "forget"),
+                    "retain": _acc(tp, res.model, "retain"),
+                    "test_retain": _acc(tp, res.model, "test_retain"),
+                    "seconds": round(stats.seconds, 2),
+                }
+            )
     return rows
 
 
@@ -64,10 +78,17 @@ def ssd_rule(classes: tuple[str, ...] = ("0", "1", "3", "5", "8")) -> list[dict[
         for label, cfg in (("alpha=6", {"alpha": 6.0}), ("forget_zero", {"alpha_rule": "forget_zero"})):
             cls = get_method("ssd")
             res, _ = run_method(cls(cfg), tp.model, tp.data(cls), tp.context(0))
-            rows.append({"class": c, "rule": label, "forget": _acc(tp, res.model, "forget"),
-                         "test_retain": _acc(tp, res.model, "test_retain"), "alpha": round(res.info["alpha"], 2),
-                         "trials": len(res.info.get("alpha_trials", [])),
-                         "reached": res.info.get("alpha_reached")})
+            rows.append(
+                {
+                    "class": c,
+                    "rule": label,
+                    "forget": _acc(tp, res.model, "forget"),
+                    "test_retain": _acc(tp, res.model, "test_retain"),
+                    "alpha": round(res.info["alpha"], 2),
+                    "trials": len(res.info.get("alpha_trials", [])),
+                    "reached": res.info.get("alpha_reached"),
+                }
+            )
     return rows
 
 
@@ -83,15 +104,28 @@ def calibrated_stop(betas: tuple[float, ...] = (0.95, 0.9, 0.7, 0.5, 0.3, 0.2, 0
     model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
     fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
     tp = TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5)
-    rows = [{"beta": "memorised original", "forget": _acc(tp, model, "forget"), "test_retain": _acc(tp, model, "test_retain")}]
+    rows = [
+        {
+            "beta": "memorised original",
+            "forget": _acc(tp, model, "forget"),
+            "test_retain": _acc(tp, model, "test_retain"),
+        }
+    ]
     for beta in betas:
         m = get_method("calibrated_neggrad")({"beta": beta})
         data = UnlearnData(ds, tp.split, m.uses, validation_rows=np.arange(0, len(ds.test_labels), 2))
         res, stats = run_method(m, model, data, tp.context(0))
-        rows.append({"beta": beta, "steps": stats.steps, "forget_loss": round(res.info["stop_forget_loss"], 4),
-                     "heldout_loss": round(res.info["stop_heldout_loss"], 4),
-                     "stopped": res.info["stop_forget_loss"] >= res.info["stop_heldout_loss"],
-                     "forget": _acc(tp, res.model, "forget"), "test_retain": _acc(tp, res.model, "test_retain")})
+        rows.append(
+            {
+                "beta": beta,
+                "steps": stats.steps,
+                "forget_loss": round(res.info["stop_forget_loss"], 4),
+                "heldout_loss": round(res.info["stop_heldout_loss"], 4),
+                "stopped": res.info["stop_forget_loss"] >= res.info["stop_heldout_loss"],
+                "forget": _acc(tp, res.model, "forget"),
+                "test_retain": _acc(tp, res.model, "test_retain"),
+            }
+        )
     return rows
 
 
@@ -107,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "digits_methods")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    results = {"methods_on_class_3": methods_on_class(), "ssd_alpha_rule": ssd_rule(),
-               "calibrated_stop_random_10pct": calibrated_stop()}
+    results = {
+        "methods_on_class_3": methods_on_class(),
+        "ssd_alpha_rule": ssd_rule(),
+        "calibrated_stop_random_10pct": calibrated_stop(),
+    }
     text = "# Issue 16's methods and rules on digits\n\n" + "\n".join(_md(k, v) for k, v in results.items())
     print(text)
     args.out.with_suffix(".md").write_text(text)

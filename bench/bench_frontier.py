@@ -92,16 +92,22 @@ def diagnose(method_name: str, runs: Sequence[dict[str, Any]], ref: dict[str, fl
     notes: list[str] = []
     if not runs:
         return notes
-    vals = {k: _stats([r["values"][k] for r in runs if k in r["values"]])["mean"]
-            for k in ("acc/forget", "acc/test", "acc/retain") if any(k in r["values"] for r in runs)}
+    vals = {
+        k: _stats([r["values"][k] for r in runs if k in r["values"]])["mean"]
+        for k in ("acc/forget", "acc/test", "acc/retain")
+        if any(k in r["values"] for r in runs)
+    }
     if ref and "acc/forget" in vals and "acc/forget" in ref and method_name not in REFERENCES:
         d = 100.0 * (vals["acc/forget"] - ref["acc/forget"])
         if d > 2.0:
-            notes.append(f"forgets too little: forget acc {100 * vals['acc/forget']:.1f} % vs retrain "
-                         f"{100 * ref['acc/forget']:.1f} %")
+            notes.append(
+                f"forgets too little: forget acc {100 * vals['acc/forget']:.1f} % vs retrain "
+                f"{100 * ref['acc/forget']:.1f} %"
+            )
         elif d < -2.0:
-            notes.append(f"over-forgets: forget acc {100 * vals['acc/forget']:.1f} % vs retrain "
-                         f"{100 * ref['acc/forget']:.1f} %")
+            notes.append(
+                f"over-forgets: forget acc {100 * vals['acc/forget']:.1f} % vs retrain {100 * ref['acc/forget']:.1f} %"
+            )
         for k, name in (("acc/retain", "retain"), ("acc/test", "test")):
             if k in vals and k in ref and 100.0 * (ref[k] - vals[k]) > 2.0:
                 notes.append(f"loses utility: {name} acc {100 * vals[k]:.1f} % vs retrain {100 * ref[k]:.1f} %")
@@ -116,15 +122,19 @@ def diagnose(method_name: str, runs: Sequence[dict[str, Any]], ref: dict[str, fl
         frac = sum(i.get("dampened_fraction", 0.0) for i in infos) / len(infos)
         text = f"selection ceiling (N_r+N_f)/N_f = {ceil:.2f}"
         if alpha is not None:
-            text += f", α = {alpha:g}" + (" (at or above the ceiling: nothing can be selected)" if alpha >= ceil else "")
+            text += f", α = {alpha:g}" + (
+                " (at or above the ceiling: nothing can be selected)" if alpha >= ceil else ""
+            )
         notes.append(text + f"; dampened {100 * frac:.3f} % of the parameters")
     if all(isinstance(i.get("deletion"), dict) for i in infos):
         aff = [i["deletion"].get("affected_shards") for i in infos]
         shards = infos[0].get("shards")
         restarts = sorted({int(s) for i in infos for s in (i["deletion"].get("restart_slice") or {}).values()})
         saved = [i.get("retrain_steps_saved", 0) / max(i.get("full_retrain_steps", 1), 1) for i in infos]
-        notes.append(f"deletion touched {min(aff)}–{max(aff)} of {shards} shards, restarting at slice(s) "
-                     f"{restarts}; it saved {100 * sum(saved) / len(saved):.0f} % of a full ensemble retrain")
+        notes.append(
+            f"deletion touched {min(aff)}–{max(aff)} of {shards} shards, restarting at slice(s) "
+            f"{restarts}; it saved {100 * sum(saved) / len(saved):.0f} % of a full ensemble retrain"
+        )
     if all("all_forget_misclassified" in i for i in infos):
         done = sum(bool(i["all_forget_misclassified"]) for i in infos)
         notes.append(f"stop rule (every forget instance misclassified) reached in {done}/{len(infos)} runs")
@@ -156,8 +166,10 @@ def summarise(
         retrain_runs = sorted((r for r in runs if r.get("method_name") == "retrain"), key=lambda r: r["seed"])
         ref = None
         if retrain_runs:
-            ref = {k: _stats([r["values"][k] for r in retrain_runs if k in r["values"]])["mean"]
-                   for k in retrain_runs[0]["values"]}
+            ref = {
+                k: _stats([r["values"][k] for r in retrain_runs if k in r["values"]])["mean"]
+                for k in retrain_runs[0]["values"]
+            }
         floor = noise_floor(retrain_runs)
         rows = []
         for label in [m for m in order if m in by_method] + [m for m in by_method if m not in order]:
@@ -166,18 +178,24 @@ def summarise(
             vals = agg[(model, request, label)]
             name = mruns[0].get("method_name", label)
             row: dict[str, Any] = {
-                "method": label, "method_name": name, "seeds": [r["seed"] for r in mruns],
-                "values": {k: {"mean": vals[k][0], "std": vals[k][1], "n": vals[k][2]}
-                           for k, _, _ in COLUMNS if k in vals},
+                "method": label,
+                "method_name": name,
+                "seeds": [r["seed"] for r in mruns],
+                "values": {
+                    k: {"mean": vals[k][0], "std": vals[k][1], "n": vals[k][2]} for k, _, _ in COLUMNS if k in vals
+                },
                 "candidate": name not in REFERENCES,
                 "notes": diagnose(name, mruns, ref),
             }
             if target is not None and row["candidate"]:
                 row["target"] = check_target([r["values"] for r in mruns], target, floor)
             rows.append(row)
-        retrain_seconds = [r["values"]["efficiency/seconds"] for r in retrain_runs if "efficiency/seconds" in r["values"]]
+        retrain_seconds = [
+            r["values"]["efficiency/seconds"] for r in retrain_runs if "efficiency/seconds" in r["values"]
+        ]
         entry: dict[str, Any] = {
-            "kind": kind, "rows": rows,
+            "kind": kind,
+            "rows": rows,
             "noise_floor": floor,
             "retrain_seconds": _stats(retrain_seconds) if retrain_seconds else None,
         }
@@ -191,8 +209,9 @@ def summarise(
     return out
 
 
-def by_kind(records: Sequence[dict[str, Any]], summary: dict[str, Any],
-            targets: dict[str, Target] = TARGETS) -> dict[str, Any]:
+def by_kind(
+    records: Sequence[dict[str, Any]], summary: dict[str, Any], targets: dict[str, Target] = TARGETS
+) -> dict[str, Any]:
     """Per request kind, each candidate's runs pooled over that kind's requests and seeds: how many
     runs reach the target on their own (each against its own request's noise floor), on which
     requests the seed mean reaches it, the Avg. gap over all runs, the worst class drop and the
@@ -209,14 +228,16 @@ def by_kind(records: Sequence[dict[str, Any]], summary: dict[str, Any],
             drops = [r["values"]["worst_class_drop"] for r in runs if "worst_class_drop" in r["values"]]
             speeds = [r["values"]["efficiency/speedup"] for r in runs if "efficiency/speedup" in r["values"]]
             row: dict[str, Any] = {
-                "method": label, "runs": len(runs),
+                "method": label,
+                "runs": len(runs),
                 "gap": _stats(gaps) if gaps else None,
                 "worst_class_drop_max": max(drops) if drops else None,
                 "speedup_min": min(speeds) if speeds else None,
             }
             if target is not None:
                 row["passing_runs"] = sum(
-                    check_target([r["values"]], target, summary[r["request"]]["noise_floor"])["passes"] for r in runs)
+                    check_target([r["values"]], target, summary[r["request"]]["noise_floor"])["passes"] for r in runs
+                )
                 row["requests_reached"] = [q for q in requests if label in summary[q].get("reached_by", [])]
             rows.append(row)
         rows.sort(key=lambda r: (-r.get("passing_runs", 0), r["gap"]["mean"] if r["gap"] else math.inf))
@@ -229,18 +250,28 @@ def kind_lines(pooled: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for kind, entry in pooled.items():
         out += [f"### {kind} requests: {', '.join(entry['requests'])}", ""]
-        header = ["method", "runs", "runs reaching the target", "requests reached (seed mean)",
-                  "Avg. gap over runs (pts)", "worst class drop, max (pts)", "speed-up, min"]
+        header = [
+            "method",
+            "runs",
+            "runs reaching the target",
+            "requests reached (seed mean)",
+            "Avg. gap over runs (pts)",
+            "worst class drop, max (pts)",
+            "speed-up, min",
+        ]
         rows = []
         for r in entry["rows"]:
-            rows.append([
-                r["method"], str(r["runs"]),
-                f"{r['passing_runs']}/{r['runs']}" if "passing_runs" in r else "–",
-                ", ".join(r.get("requests_reached", [])) or "–",
-                fmt_cell("gap/avg", r["gap"]),
-                "–" if r["worst_class_drop_max"] is None else f"{r['worst_class_drop_max']:.2f}",
-                "–" if r["speedup_min"] is None else f"{r['speedup_min']:.1f}×",
-            ])
+            rows.append(
+                [
+                    r["method"],
+                    str(r["runs"]),
+                    f"{r['passing_runs']}/{r['runs']}" if "passing_runs" in r else "–",
+                    ", ".join(r.get("requests_reached", [])) or "–",
+                    fmt_cell("gap/avg", r["gap"]),
+                    "–" if r["worst_class_drop_max"] is None else f"{r['worst_class_drop_max']:.2f}",
+                    "–" if r["speedup_min"] is None else f"{r['speedup_min']:.1f}×",
+                ]
+            )
         out += [md_table(header, rows), ""]
     return out
 
@@ -266,18 +297,23 @@ def table_rows(entry: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["method", "seeds"] + [t for _, t in keys] + ["target"]
     rows = []
     for r in entry["rows"]:
-        verdict = "reference" if not r["candidate"] else (
-            "–" if "target" not in r else ("**yes**" if r["target"]["passes"] else "no"))
-        rows.append([r["method"], str(len(r["seeds"]))] + [fmt_cell(k, r["values"].get(k)) for k, _ in keys]
-                    + [verdict])
+        verdict = (
+            "reference"
+            if not r["candidate"]
+            else ("–" if "target" not in r else ("**yes**" if r["target"]["passes"] else "no"))
+        )
+        rows.append(
+            [r["method"], str(len(r["seeds"]))] + [fmt_cell(k, r["values"].get(k)) for k, _ in keys] + [verdict]
+        )
     return header, rows
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     cells = [header] + [[c.replace("**", "") for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -295,14 +331,18 @@ def verdict_lines(request: str, entry: dict[str, Any]) -> list[str]:
     t = entry["target"]
     budget = f" (time budget {t['time_budget_s']:.1f} s)" if "time_budget_s" in t else ""
     reached = entry["reached_by"]
-    lines = [f"Target — {t['text']}{budget}: " + (
-        f"reached by {', '.join(reached)}." if reached else "reached by no method.")]
+    lines = [
+        f"Target — {t['text']}{budget}: "
+        + (f"reached by {', '.join(reached)}." if reached else "reached by no method.")
+    ]
     for r in entry["rows"]:
         if "target" not in r:
             continue
         res = r["target"]
         if res["passes"]:
-            line = f"- {r['method']}: reaches it" + ("" if res["every_seed"] else " on the seed mean (not on every seed)")
+            line = f"- {r['method']}: reaches it" + (
+                "" if res["every_seed"] else " on the seed mean (not on every seed)"
+            )
         else:
             line = f"- {r['method']}: misses it — " + "; ".join(res["reasons"])
         if r["notes"]:
@@ -316,22 +356,36 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], notes: str = 
     if meta.get("description"):
         out += [meta["description"], ""]
     facts = []
-    for key, label in (("recipe", "recipe"), ("model", "model"), ("seeds", "seeds"), ("device", "device"),
-                       ("threads", "torch threads"), ("loadavg_before", "load average (1/5/15 min) before"),
-                       ("loadavg_after", "load average after"), ("benchmark_seconds", "benchmark wall time (s)"),
-                       ("references", "references")):
+    for key, label in (
+        ("recipe", "recipe"),
+        ("model", "model"),
+        ("seeds", "seeds"),
+        ("device", "device"),
+        ("threads", "torch threads"),
+        ("loadavg_before", "load average (1/5/15 min) before"),
+        ("loadavg_after", "load average after"),
+        ("benchmark_seconds", "benchmark wall time (s)"),
+        ("references", "references"),
+    ):
         if meta.get(key) is not None:
             facts.append(f"- {label}: {meta[key]}")
     if facts:
         out += facts + [""]
-    out += ["Values are mean ± std over seeds (std with ddof = 1). Accuracies in %; Avg. gap = mean of "
-            "|Δ| to the retrained model over forget, retain and test accuracy and MIA-efficacy "
-            "(SalUn's Avg. Gap; for a class request the test accuracy is on the retained classes), "
-            "in points. Speed-up = retrain wall time / method wall time, per seed, then averaged.", ""]
+    out += [
+        "Values are mean ± std over seeds (std with ddof = 1). Accuracies in %; Avg. gap = mean of "
+        "|Δ| to the retrained model over forget, retain and test accuracy and MIA-efficacy "
+        "(SalUn's Avg. Gap; for a class request the test accuracy is on the retained classes), "
+        "in points. Speed-up = retrain wall time / method wall time, per seed, then averaged.",
+        "",
+    ]
     if meta.get("by_kind"):
-        out += ["## By kind of request (each method's runs pooled over the kind's requests and seeds)", "",
-                "A run reaches the target when it does on its own, against its own request's noise floor "
-                "and retraining time; the requests column says where the mean over seeds does.", ""]
+        out += [
+            "## By kind of request (each method's runs pooled over the kind's requests and seeds)",
+            "",
+            "A run reaches the target when it does on its own, against its own request's noise floor "
+            "and retraining time; the requests column says where the mean over seeds does.",
+            "",
+        ]
         out += kind_lines(meta["by_kind"])
     for request, entry in summary.items():
         out += [f"## Forget {request}", ""]
@@ -339,8 +393,10 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], notes: str = 
             rs = entry["retrain_seconds"]
             out.append(f"Retraining took {rs['mean']:.1f} ± {rs['std']:.1f} s.")
         if entry.get("noise_floor") is not None:
-            out.append(f"Noise floor: two retrained models of different seeds sit {entry['noise_floor']:.2f} "
-                       "points apart on the same Avg.-gap components.")
+            out.append(
+                f"Noise floor: two retrained models of different seeds sit {entry['noise_floor']:.2f} "
+                "points apart on the same Avg.-gap components."
+            )
         out.append("")
         header, rows = table_rows(entry)
         out += [md_table(header, rows), ""]
@@ -353,9 +409,13 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], notes: str = 
             out.append(f"- **{label}** (`{info['name']}`): " + (text or "paper defaults"))
         out.append("")
     if meta.get("figure"):
-        out += [f"![gap vs wall time]({meta['figure']})", "",
-                "*Avg. gap to retrain against wall time (log scale), mean ± std over seeds; the shaded box "
-                "is the target region; the dashed line is retraining's wall time.*", ""]
+        out += [
+            f"![gap vs wall time]({meta['figure']})",
+            "",
+            "*Avg. gap to retrain against wall time (log scale), mean ± std over seeds; the shaded box "
+            "is the target region; the dashed line is retraining's wall time.*",
+            "",
+        ]
     if notes.strip():
         out += [notes.strip(), ""]
     return "\n".join(out)
@@ -380,16 +440,29 @@ def frontier_figure(summary: dict[str, Any], path: Path) -> bool:
                 continue
             x, y = v["efficiency/seconds"], v["gap/avg"]
             star = r["method_name"] == "retrain"
-            ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or None, yerr=y["std"] or None,
-                        fmt="*" if star else "o", ms=12 if star else 6, capsize=2)
+            ax.errorbar(
+                x["mean"],
+                y["mean"],
+                xerr=x["std"] or None,
+                yerr=y["std"] or None,
+                fmt="*" if star else "o",
+                ms=12 if star else 6,
+                capsize=2,
+            )
             ax.annotate(r["method"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         t = entry.get("target")
         bar = (t or {}).get("max_gap")
         bar = entry.get("noise_floor") if bar is None else bar  # the ids target: within the noise floor
         if t and rs and bar is not None:
             ax.axvline(rs, ls="--", color="grey", lw=1)
-            ax.fill_between([1e-3, rs / t["min_speedup"]], 0, bar, color="tab:green", alpha=0.15,
-                            label=f"target: ≤ {bar:.2f} pts at ≥ {t['min_speedup']:g}×")
+            ax.fill_between(
+                [1e-3, rs / t["min_speedup"]],
+                0,
+                bar,
+                color="tab:green",
+                alpha=0.15,
+                label=f"target: ≤ {bar:.2f} pts at ≥ {t['min_speedup']:g}×",
+            )
             ax.legend(fontsize=8, loc="best")
         ax.set_xscale("log")
         ax.set_xlim(left=0.1)
@@ -443,8 +516,12 @@ def method_configs(spec: Any) -> dict[str, dict[str, Any]]:
         method = m.build()
         cfg = _jsonable(method.config.to_dict())
         defaults = _jsonable(type(method.config)().to_dict())
-        out[m.label] = {"name": m.name, "config": cfg, "defaults": defaults,
-                        "changed": {k: v for k, v in cfg.items() if defaults.get(k) != v}}
+        out[m.label] = {
+            "name": m.name,
+            "config": cfg,
+            "defaults": defaults,
+            "changed": {k: v for k, v in cfg.items() if defaults.get(k) != v},
+        }
     return out
 
 
@@ -462,8 +539,12 @@ def study_records(out_dir: Path, spec: Any) -> list[dict[str, Any]]:
         rec = json.loads(path.read_text())
         if rec.get("status", "ok") != "ok":
             continue
-        if rec["model"] in models and rec["request"] in requests and rec["method"] in labels \
-                and rec["seed"] in spec.seeds:
+        if (
+            rec["model"] in models
+            and rec["request"] in requests
+            and rec["method"] in labels
+            and rec["seed"] in spec.seeds
+        ):
             recs.append(rec)
     return recs
 
@@ -488,9 +569,10 @@ def invocation_facts(out_dir: Path) -> dict[str, Any]:
     cached = [t for d in done for t in d["from_cache"]]
     facts: dict[str, Any] = {
         "benchmark_seconds": round(sum(d["seconds"] for d in done), 1),
-        "loadavg_before": done[0]["loadavg_before"], "loadavg_after": done[-1]["loadavg_after"],
+        "loadavg_before": done[0]["loadavg_before"],
+        "loadavg_after": done[-1]["loadavg_after"],
         "references": f"{len(trained)} reference model(s) trained during the benchmark, {len(cached)} from the cache"
-                      + (f" ({', '.join(cached)})" if cached else ""),
+        + (f" ({', '.join(cached)})" if cached else ""),
         "invocations": done,
     }
     if len(done) > 1:
@@ -511,17 +593,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study file (default configs/frontier.yaml)")
     ap.add_argument("--scale", default=None, help="a scale of the study file (e.g. 'smoke' for a quick check)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="study output directory (runs, report)")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="model cache (default: $OBLIVIATE_CACHE or ~/.cache/obliviate, /models)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="model cache (default: $OBLIVIATE_CACHE or ~/.cache/obliviate, /models)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the study's seeds")
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="folder with CIFAR-10 train.npz/test.npz")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the issue's 2 CPU cores)")
-    ap.add_argument("--summary-dir", type=Path, default=None,
-                    help="where frontier_summary.{json,md} go (default: the parent of --out)")
-    ap.add_argument("--notes", type=Path, default=None,
-                    help="hand-written analysis appended to the Markdown summary, if the file exists (default: "
-                         "bench/frontier_notes.md for the default config, none for another study: its notes "
-                         "would describe another study)")
+    ap.add_argument(
+        "--summary-dir",
+        type=Path,
+        default=None,
+        help="where frontier_summary.{json,md} go (default: the parent of --out)",
+    )
+    ap.add_argument(
+        "--notes",
+        type=Path,
+        default=None,
+        help="hand-written analysis appended to the Markdown summary, if the file exists (default: "
+        "bench/frontier_notes.md for the default config, none for another study: its notes "
+        "would describe another study)",
+    )
     ap.add_argument("--summary-only", action="store_true", help="summarise the finished runs in --out; run nothing")
     args = ap.parse_args(argv)
 
@@ -541,9 +635,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out
     summary_dir = args.summary_dir or out_dir.parent
     meta: dict[str, Any] = {
-        "study": spec.name, "description": spec.description.strip(), "scale": args.scale,
-        "recipe": spec.raw.get("recipe"), "model": ", ".join(m.label for m in spec.models),
-        "seeds": spec.seeds, "device": spec.device, "threads": torch.get_num_threads(),
+        "study": spec.name,
+        "description": spec.description.strip(),
+        "scale": args.scale,
+        "recipe": spec.raw.get("recipe"),
+        "model": ", ".join(m.label for m in spec.models),
+        "seeds": spec.seeds,
+        "device": spec.device,
+        "threads": torch.get_num_threads(),
         "configs": method_configs(spec),
     }
     log = StageLog()
@@ -552,11 +651,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         run_study(spec, out_dir, cache_dir=args.cache, progress=log)
         refs = log.references()
-        record_invocation(out_dir, {
-            "started": started, "seconds": round(time.perf_counter() - t0, 1), "loadavg_before": before,
-            "loadavg_after": _loadavg(), "seeds": spec.seeds, "threads": torch.get_num_threads(),
-            "trained": refs["trained"], "from_cache": refs["cached"],
-        })
+        record_invocation(
+            out_dir,
+            {
+                "started": started,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "loadavg_before": before,
+                "loadavg_after": _loadavg(),
+                "seeds": spec.seeds,
+                "threads": torch.get_num_threads(),
+                "trained": refs["trained"],
+                "from_cache": refs["cached"],
+            },
+        )
     meta.update(invocation_facts(out_dir))
     records = study_records(out_dir, spec)
     if not records:
@@ -567,9 +674,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         header, rows = table_rows(entry)
         print(f"\n== forget {request} ==")
         if entry.get("retrain_seconds"):
-            print(f"retraining: {entry['retrain_seconds']['mean']:.1f} ± {entry['retrain_seconds']['std']:.1f} s"
-                  + (f"; retrain seed-to-seed gap (noise floor): {entry['noise_floor']:.2f} pts"
-                     if entry.get("noise_floor") is not None else ""))
+            print(
+                f"retraining: {entry['retrain_seconds']['mean']:.1f} ± {entry['retrain_seconds']['std']:.1f} s"
+                + (
+                    f"; retrain seed-to-seed gap (noise floor): {entry['noise_floor']:.2f} pts"
+                    if entry.get("noise_floor") is not None
+                    else ""
+                )
+            )
         print(text_table(header, rows))
         print("\n".join(verdict_lines(request, entry)))
     meta["by_kind"] = by_kind(records, summary, spec.targets)
@@ -581,7 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = args.notes.read_text() if args.notes is not None and args.notes.is_file() else ""
     summary_dir.mkdir(parents=True, exist_ok=True)
     (summary_dir / "frontier_summary.json").write_text(
-        json.dumps({"meta": meta, "requests": summary}, indent=1, default=str) + "\n")
+        json.dumps({"meta": meta, "requests": summary}, indent=1, default=str) + "\n"
+    )
     (summary_dir / "frontier_summary.md").write_text(render_markdown(summary, meta, notes))
     print(f"\nwrote {summary_dir / 'frontier_summary.md'} and .json; report: {out_dir / 'report.md'}")
     return 0

@@ -36,7 +36,9 @@ def main() -> int:
     from obliviate.study.tasks.llm import _Models, apply_scale, validate_llm_spec
 
     torch.set_num_threads(args.threads)
-    plan = validate_llm_spec(apply_scale(yaml.safe_load((ROOT / "configs" / "llm_bias_lora.yaml").read_text()), "quick"))
+    plan = validate_llm_spec(
+        apply_scale(yaml.safe_load((ROOT / "configs" / "llm_bias_lora.yaml").read_text()), "quick")
+    )
     models = _Models(plan, Path.home() / ".cache" / "obliviate" / "llm", print)
     enc, model = models.encoder(), models.pretrained()
     split = split_statements(plan.dataset, plan.requests[0], 0, plan.validation_fraction)
@@ -45,8 +47,18 @@ def main() -> int:
     general = M.load_general_text()
 
     def full(bf16: bool) -> M.ModelEval:
-        return M.evaluate_model(model, enc, ds, split, batch_size=plan.eval_batch, groups=plan.groups,
-                                retain_rows=retain, crows_pairs=plan.crows, general_text=general, bf16=bf16)
+        return M.evaluate_model(
+            model,
+            enc,
+            ds,
+            split,
+            batch_size=plan.eval_batch,
+            groups=plan.groups,
+            retain_rows=retain,
+            crows_pairs=plan.crows,
+            general_text=general,
+            bf16=bf16,
+        )
 
     def per_example_scoring() -> None:  # the judgement scores as one forward pass per (statement, answer)
         answers = list(ds.answers.values())
@@ -56,11 +68,21 @@ def main() -> int:
 
     def prompt_once_scoring() -> None:
         for rows in (split.forget, retain, split.validation):
-            M.sequence_logprobs(model, enc, [ds.records[i].text for i in rows], list(ds.answers.values()),
-                                batch_size=plan.eval_batch, bf16=True)
+            M.sequence_logprobs(
+                model,
+                enc,
+                [ds.records[i].text for i in rows],
+                list(ds.answers.values()),
+                batch_size=plan.eval_batch,
+                bf16=True,
+            )
 
-    modes = {"eval_fp32": lambda: full(False), "eval_bf16": lambda: full(True),
-             "scoring_per_example_bf16": per_example_scoring, "scoring_prompt_once_bf16": prompt_once_scoring}
+    modes = {
+        "eval_fp32": lambda: full(False),
+        "eval_bf16": lambda: full(True),
+        "scoring_per_example_bf16": per_example_scoring,
+        "scoring_prompt_once_bf16": prompt_once_scoring,
+    }
     times: dict[str, list[float]] = {k: [] for k in modes}
     evs: dict[str, object] = {}
     for _ in range(args.repeats):
@@ -73,19 +95,30 @@ def main() -> int:
     n = sum(len(a.preds(s)) for s in a.scores)
     agree = sum(int((a.preds(s) == b.preds(s)).sum()) for s in a.scores)
     out = {
-        "model": plan.model_name, "threads": args.threads, "repeats": args.repeats, "statements_scored": n,
+        "model": plan.model_name,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "statements_scored": n,
         "median_seconds": {k: statistics.median(v) for k, v in times.items()},
         "bf16_vs_fp32": {
             "same_judgements": f"{agree}/{n}",
-            "heldout_ppl": [a.heldout_ppl, b.heldout_ppl], "general_ppl": [a.general_ppl, b.general_ppl],
+            "heldout_ppl": [a.heldout_ppl, b.heldout_ppl],
+            "general_ppl": [a.general_ppl, b.general_ppl],
             "crows_pairs": [a.crows, b.crows],
-            "mia_auc": {k: [M.auc(a.mia[k]["forget"], a.mia[k]["validation"]), M.auc(b.mia[k]["forget"], b.mia[k]["validation"])]
-                        for k in a.mia},
+            "mia_auc": {
+                k: [
+                    M.auc(a.mia[k]["forget"], a.mia[k]["validation"]),
+                    M.auc(b.mia[k]["forget"], b.mia[k]["validation"]),
+                ]
+                for k in a.mia
+            },
         },
     }
     med = out["median_seconds"]
-    out["ratios"] = {"fp32_over_bf16": med["eval_fp32"] / med["eval_bf16"],
-                     "per_example_over_prompt_once": med["scoring_per_example_bf16"] / med["scoring_prompt_once_bf16"]}
+    out["ratios"] = {
+        "fp32_over_bf16": med["eval_fp32"] / med["eval_bf16"],
+        "per_example_over_prompt_once": med["scoring_per_example_bf16"] / med["scoring_prompt_once_bf16"],
+    }
     print(json.dumps(out, indent=1))
     (ROOT / "bench" / "results" / "llm_eval.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

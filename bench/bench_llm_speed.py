@@ -55,8 +55,9 @@ def main() -> int:
         return m.train()
 
     models = {mode: make(mode) for mode in ("lora", "full")}
-    opts = {mode: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5)
-            for mode, m in models.items()}
+    opts = {
+        mode: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5) for mode, m in models.items()
+    }
 
     def rate(mode: str, bf16: bool) -> float:
         m, opt = models[mode], opts[mode]
@@ -78,17 +79,32 @@ def main() -> int:
             runs[f"{m}/{'bf16' if b else 'fp32'}"].append(rate(m, b))
     med = {k: statistics.median(v) for k, v in runs.items()}
     trainable = {mode: sum(p.numel() for p in m.parameters() if p.requires_grad) for mode, m in models.items()}
-    res = {"model": "smollm2-135m-instruct", "parameters": n_params, "trainable": trainable, "load_seconds": load_s,
-           "batch": args.batch, "seq": args.seq, "steps": args.steps, "repeats": args.repeats,
-           "threads": args.threads, "lora_rank": args.rank, "tokens_per_s": runs, "median_tokens_per_s": med,
-           "ratios": {"lora_bf16/lora_fp32": med["lora/bf16"] / med["lora/fp32"],
-                      "full_bf16/full_fp32": med["full/bf16"] / med["full/fp32"],
-                      "lora_fp32/full_fp32": med["lora/fp32"] / med["full/fp32"],
-                      "lora_bf16/full_bf16": med["lora/bf16"] / med["full/bf16"]}}
+    res = {
+        "model": "smollm2-135m-instruct",
+        "parameters": n_params,
+        "trainable": trainable,
+        "load_seconds": load_s,
+        "batch": args.batch,
+        "seq": args.seq,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "lora_rank": args.rank,
+        "tokens_per_s": runs,
+        "median_tokens_per_s": med,
+        "ratios": {
+            "lora_bf16/lora_fp32": med["lora/bf16"] / med["lora/fp32"],
+            "full_bf16/full_fp32": med["full/bf16"] / med["full/fp32"],
+            "lora_fp32/full_fp32": med["lora/fp32"] / med["full/fp32"],
+            "lora_bf16/full_bf16": med["lora/bf16"] / med["full/bf16"],
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"SmolLM2-135M-Instruct ({n_params / 1e6:.1f} M parameters; loaded in {load_s:.1f} s), "
-          f"{args.batch} x {args.seq} tokens, {args.steps} AdamW steps, median of {args.repeats}, {args.threads} threads")
+    print(
+        f"SmolLM2-135M-Instruct ({n_params / 1e6:.1f} M parameters; loaded in {load_s:.1f} s), "
+        f"{args.batch} x {args.seq} tokens, {args.steps} AdamW steps, median of {args.repeats}, {args.threads} threads"
+    )
     for k, v in med.items():
         print(f"  {k:10s} {v:8.1f} tokens/s   (trainable {trainable[k.split('/')[0]] / 1e6:.2f} M)")
     for k, v in res["ratios"].items():

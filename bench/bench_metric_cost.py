@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 ROLES = ("original", "retrained", "random")
 
 
-def synthetic(n_forget: int = 5000, n_retain: int = 10000, n_test: int = 9000, k: int = 10) -> dict[str, dict[str, Outputs]]:
+def synthetic(
+    n_forget: int = 5000, n_retain: int = 10000, n_test: int = 9000, k: int = 10
+) -> dict[str, dict[str, Outputs]]:
     g = torch.Generator().manual_seed(0)
 
     def outs(n: int, labels: torch.Tensor, sharp: float) -> Outputs:
@@ -36,8 +38,11 @@ def synthetic(n_forget: int = 5000, n_retain: int = 10000, n_test: int = 9000, k
         return Outputs(logits, labels)
 
     y_test = torch.randint(0, k, (n_test,), generator=g)
-    splits = {"forget": torch.zeros(n_forget, dtype=torch.long),
-              "retain": torch.randint(1, k, (n_retain,), generator=g), "test": y_test}
+    splits = {
+        "forget": torch.zeros(n_forget, dtype=torch.long),
+        "retain": torch.randint(1, k, (n_retain,), generator=g),
+        "test": y_test,
+    }
     out = {}
     for role, sharp in zip(ROLES, (4.0, 3.5, 0.0)):
         d = {s: outs(len(y), y, sharp) for s, y in splits.items()}
@@ -68,10 +73,15 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     for _ in range(2):
         for name in DEFAULT_METRICS:
-            inputs = EvalInputs(outputs={"unlearned": outs["original"], **outs}, num_classes=10,
-                                class_names=[str(i) for i in range(10)], forget_classes=(0,), seed=0,
-                                run={"seconds": 1.0, "steps": 1.0, "retrain_seconds": 200.0, "retrain_steps": 1.0},
-                                memo=memo)
+            inputs = EvalInputs(
+                outputs={"unlearned": outs["original"], **outs},
+                num_classes=10,
+                class_names=[str(i) for i in range(10)],
+                forget_classes=(0,),
+                seed=0,
+                run={"seconds": 1.0, "steps": 1.0, "retrain_seconds": 200.0, "retrain_steps": 1.0},
+                memo=memo,
+            )
             t0 = time.perf_counter()
             compute_metrics([name], inputs)
             seconds.setdefault(name, []).append(time.perf_counter() - t0)
@@ -79,12 +89,23 @@ def main() -> None:
         print(f"{name:24s} first run of a group {first:7.2f} s   every further run {later:7.2f} s")
     later = {n: v[1] for n, v in seconds.items()}
     salun = later["mia_efficacy_salun"] + later["gap_to_retrain_salun"]
-    print(f"all default metrics, a further run: {sum(later.values()):.2f} s, of which SalUn's protocol "
-          f"(mia_efficacy_salun + gap_to_retrain_salun) {salun:.2f} s")
+    print(
+        f"all default metrics, a further run: {sum(later.values()):.2f} s, of which SalUn's protocol "
+        f"(mia_efficacy_salun + gap_to_retrain_salun) {salun:.2f} s"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"inputs": args.outputs.name if args.outputs else "synthetic", "sizes": sizes, "threads": args.threads,
-                                    "seconds": {n: {"first": v[0], "further": v[1]} for n, v in seconds.items()}},
-                                   indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "inputs": args.outputs.name if args.outputs else "synthetic",
+                "sizes": sizes,
+                "threads": args.threads,
+                "seconds": {n: {"first": v[0], "further": v[1]} for n, v in seconds.items()},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -85,24 +85,36 @@ def overhead(args: argparse.Namespace) -> None:
     med = {k: sorted(v)[len(v) // 2] for k, v in walls.items()}
     res = {
         "study": "default (digits, every method, 3 seeds, audit K = 4), empty model cache per run",
-        "repeats": args.repeats, "wall_s": walls, "median_s": med,
+        "repeats": args.repeats,
+        "wall_s": walls,
+        "median_s": med,
         "ratio_ray2_vs_serial2": med["ray, 2 workers x 1 CPU"] / med["serial, 2 threads"],
         "ratio_ray1_vs_serial1": med["ray, 1 worker x 1 CPU"] / med["serial, 1 thread"],
-        "same_keys": keys_ok, "same_numbers_as_serial_1_thread": numbers_ok,
+        "same_keys": keys_ok,
+        "same_numbers_as_serial_1_thread": numbers_ok,
         "machine": f"{os.cpu_count()} CPUs",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ray_overhead.json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = ["# `--executor ray` against serial on the default study (bench/bench_ray.py overhead)", "",
-             f"{res['study']}; {res['machine']}; {args.repeats} repeat(s), the four modes one after the other "
-             "in one invocation (median wall time of the whole command, Ray start-up included).", "",
-             "| mode | wall time (s) |", "|---|---|"]
+    lines = [
+        "# `--executor ray` against serial on the default study (bench/bench_ray.py overhead)",
+        "",
+        f"{res['study']}; {res['machine']}; {args.repeats} repeat(s), the four modes one after the other "
+        "in one invocation (median wall time of the whole command, Ray start-up included).",
+        "",
+        "| mode | wall time (s) |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {med[k]:.1f} |" for k in med]
-    lines += ["", f"- Ray with 2 one-CPU workers / serial with 2 threads: **{res['ratio_ray2_vs_serial2']:.2f}×** "
-              "(what a user of this 2-core machine gets)",
-              f"- Ray with 1 one-CPU worker / serial with 1 thread: **{res['ratio_ray1_vs_serial1']:.2f}×** "
-              "(Ray's own cost: start-up, a data load per worker, the queue)",
-              f"- same run keys in every mode: {keys_ok}; same numbers as the 1-thread serial run: {numbers_ok}", ""]
+    lines += [
+        "",
+        f"- Ray with 2 one-CPU workers / serial with 2 threads: **{res['ratio_ray2_vs_serial2']:.2f}×** "
+        "(what a user of this 2-core machine gets)",
+        f"- Ray with 1 one-CPU worker / serial with 1 thread: **{res['ratio_ray1_vs_serial1']:.2f}×** "
+        "(Ray's own cost: start-up, a data load per worker, the queue)",
+        f"- same run keys in every mode: {keys_ok}; same numbers as the 1-thread serial run: {numbers_ok}",
+        "",
+    ]
     (RESULTS / "ray_overhead.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
@@ -110,14 +122,29 @@ def overhead(args: argparse.Namespace) -> None:
 def ssd_tune(args: argparse.Namespace) -> None:
     out = Path(args.out)
     study = REPO / "src" / "obliviate" / "configs" / "frontier_heldout.yaml"
-    tune_set = ["tune.requests=[{kind: class, classes: [automobile]}, {kind: class, classes: [dog]}]",
-                "methods=[original, retrain, {name: ssd, config: {alpha: 5.0, forget_samples: 640, retain_samples: 640}},"
-                " {name: ssd, label: ssd_forget_zero, config: {alpha_rule: forget_zero, forget_samples: 640,"
-                " retain_samples: 640}}]",
-                "requests=[{kind: class, classes: [airplane]}, {kind: class, classes: [cat]}, "
-                "{kind: class, classes: [ship]}]"]
-    cmd = OBLIVIATE + ["tune", "ssd", "--study", str(study), "--param", "alpha", "--trials", str(args.trials),
-                       "--out", str(out / "tune"), "--data-root", str(args.data_root), "--ray-cpus", "2"]
+    tune_set = [
+        "tune.requests=[{kind: class, classes: [automobile]}, {kind: class, classes: [dog]}]",
+        "methods=[original, retrain, {name: ssd, config: {alpha: 5.0, forget_samples: 640, retain_samples: 640}},"
+        " {name: ssd, label: ssd_forget_zero, config: {alpha_rule: forget_zero, forget_samples: 640,"
+        " retain_samples: 640}}]",
+        "requests=[{kind: class, classes: [airplane]}, {kind: class, classes: [cat]}, {kind: class, classes: [ship]}]",
+    ]
+    cmd = OBLIVIATE + [
+        "tune",
+        "ssd",
+        "--study",
+        str(study),
+        "--param",
+        "alpha",
+        "--trials",
+        str(args.trials),
+        "--out",
+        str(out / "tune"),
+        "--data-root",
+        str(args.data_root),
+        "--ray-cpus",
+        "2",
+    ]
     for s in tune_set:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -132,45 +159,81 @@ def ssd_tune(args: argparse.Namespace) -> None:
     # the held-out verdict: the frontier benchmark's own tables and target checks on best.yaml
     summary_dir = RESULTS / "ray_ssd_tune"
     t0 = time.perf_counter()
-    _run([sys.executable, str(REPO / "bench" / "bench_frontier.py"), "--config", str(out / "tune" / "best.yaml"),
-          "--out", str(out / "heldout"), "--summary-dir", str(summary_dir), "--data-root", str(args.data_root),
-          "--notes", os.devnull, "--seeds", *map(str, args.seeds)])
+    _run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "bench_frontier.py"),
+            "--config",
+            str(out / "tune" / "best.yaml"),
+            "--out",
+            str(out / "heldout"),
+            "--summary-dir",
+            str(summary_dir),
+            "--data-root",
+            str(args.data_root),
+            "--notes",
+            os.devnull,
+            "--seeds",
+            *map(str, args.seeds),
+        ]
+    )
     held_wall = time.perf_counter() - t0
     rows = sorted(tune["trials"], key=lambda t: (t["groups"] != tune["tuning_groups"], t["gap"] or 1e9))
-    lines = ["# SSD's α tuned with `obliviate tune` on tuning classes, judged on held-out ones (bench/bench_ray.py ssd-tune)",
-             "", "Tuning split: forget **automobile** and **dog**, seed **3** (CIFAR-10, airbench, the frontier_heldout "
-             f"study's settings; SSD with 640 forget / 640 retain samples). {len(rows)} trials of Optuna TPE over "
-             f"α ∈ {tune['space']['alpha']}, ASHA over the 2 tuning groups, 2 trials at a time on 1 CPU each "
-             f"(their speed-ups are not the verdict's), {next(r['tune_wall_s'] for r in runs if not r['tune_resumed']) / 60:.1f} min.", "",
-             "| trial | α | mean Avg. gap on the tuning groups (pts) | groups | speed-up |", "|---|---|---|---|---|"]
+    lines = [
+        "# SSD's α tuned with `obliviate tune` on tuning classes, judged on held-out ones (bench/bench_ray.py ssd-tune)",
+        "",
+        "Tuning split: forget **automobile** and **dog**, seed **3** (CIFAR-10, airbench, the frontier_heldout "
+        f"study's settings; SSD with 640 forget / 640 retain samples). {len(rows)} trials of Optuna TPE over "
+        f"α ∈ {tune['space']['alpha']}, ASHA over the 2 tuning groups, 2 trials at a time on 1 CPU each "
+        f"(their speed-ups are not the verdict's), {next(r['tune_wall_s'] for r in runs if not r['tune_resumed']) / 60:.1f} min.",
+        "",
+        "| trial | α | mean Avg. gap on the tuning groups (pts) | groups | speed-up |",
+        "|---|---|---|---|---|",
+    ]
     for t in rows:
         gap = "failed" if t["failed"] else f"{t['gap']:.3f}"
-        lines.append(f"| {t['trial']} | {t['config']['alpha']:.3f} | {gap} | {t['groups']} | "
-                     f"{'' if t['speedup'] is None else format(t['speedup'], '.0f') + '×'} |")
+        lines.append(
+            f"| {t['trial']} | {t['config']['alpha']:.3f} | {gap} | {t['groups']} | "
+            f"{'' if t['speedup'] is None else format(t['speedup'], '.0f') + '×'} |"
+        )
     summary = json.loads((summary_dir / "frontier_summary.json").read_text())
-    held = ["| held-out request | method | Avg. gap (pts) | worst class drop (pts) | speed-up | noise floor (pts) |",
-            "|---|---|---|---|---|---|"]
+    held = [
+        "| held-out request | method | Avg. gap (pts) | worst class drop (pts) | speed-up | noise floor (pts) |",
+        "|---|---|---|---|---|---|",
+    ]
     for req, entry in summary["requests"].items():
         for row in entry["rows"]:
             if row["method"] in ("original", "retrain"):
                 continue
             v = row["values"]
-            cell = lambda k, f: (f"{f.format(v[k]['mean'])} ± {f.format(v[k]['std'])}" if k in v else "–")  # noqa: E731
+            cell = lambda k, f: f"{f.format(v[k]['mean'])} ± {f.format(v[k]['std'])}" if k in v else "–"  # noqa: E731
             floor = entry.get("noise_floor")
-            held.append(f"| {req} | {row['method']} | {cell('gap/avg', '{:.2f}')} | {cell('worst_class_drop', '{:.2f}')} | "
-                        f"{cell('efficiency/speedup', '{:.1f}')}× | {'–' if floor is None else format(floor, '.2f')} |")
-    lines += ["", f"Best: α = {best['config']['alpha']:.3f} ({best['gap']:.3f} pts on the tuning groups).", "",
-              "Held out (mean ± std over the seeds; serial, 2 torch threads, references trained alone):", "",
-              *held, "",
-              f"Held-out verdict: `ssd_tuned` (that α) beside `ssd` (α = 5) and `ssd_forget_zero` on **airplane, "
-              f"cat, ship**, seeds **{', '.join(map(str, args.seeds))}** — none of them seen by the tune — in "
-              f"[ray_ssd_tune/frontier_summary.md](ray_ssd_tune/frontier_summary.md). Wall time per invocation (held out): "
-              + "; ".join(f"seeds {r['seeds']}: {r['heldout_wall_s'] / 60:.1f} min" for r in runs) + ".", ""]
+            held.append(
+                f"| {req} | {row['method']} | {cell('gap/avg', '{:.2f}')} | {cell('worst_class_drop', '{:.2f}')} | "
+                f"{cell('efficiency/speedup', '{:.1f}')}× | {'–' if floor is None else format(floor, '.2f')} |"
+            )
+    lines += [
+        "",
+        f"Best: α = {best['config']['alpha']:.3f} ({best['gap']:.3f} pts on the tuning groups).",
+        "",
+        "Held out (mean ± std over the seeds; serial, 2 torch threads, references trained alone):",
+        "",
+        *held,
+        "",
+        f"Held-out verdict: `ssd_tuned` (that α) beside `ssd` (α = 5) and `ssd_forget_zero` on **airplane, "
+        f"cat, ship**, seeds **{', '.join(map(str, args.seeds))}** — none of them seen by the tune — in "
+        f"[ray_ssd_tune/frontier_summary.md](ray_ssd_tune/frontier_summary.md). Wall time per invocation (held out): "
+        + "; ".join(f"seeds {r['seeds']}: {r['heldout_wall_s'] / 60:.1f} min" for r in runs)
+        + ".",
+        "",
+    ]
     (RESULTS / "ray_ssd_tune.md").write_text("\n".join(lines))
-    runs.append({"seeds": args.seeds, "tune_resumed": tune["resumed"], "tune_wall_s": tune_wall,
-                 "heldout_wall_s": held_wall})  # (a rerun reads finished work back: every invocation is kept)
-    (RESULTS / "ray_ssd_tune.json").write_text(json.dumps({"tune": tune, "invocations": runs}, indent=2,
-                                                         default=str) + "\n")
+    runs.append(
+        {"seeds": args.seeds, "tune_resumed": tune["resumed"], "tune_wall_s": tune_wall, "heldout_wall_s": held_wall}
+    )  # (a rerun reads finished work back: every invocation is kept)
+    (RESULTS / "ray_ssd_tune.json").write_text(
+        json.dumps({"tune": tune, "invocations": runs}, indent=2, default=str) + "\n"
+    )
     print("\n".join(lines))
 
 

@@ -70,7 +70,6 @@ def spreads() -> dict[str, Any]:
 
 def rank_rule(cache: Path) -> dict[str, Any]:
     import numpy as np
-    import torch
     import torch.nn.functional as F
     from safetensors.torch import load_file
     from sklearn.metrics import roc_auc_score
@@ -91,10 +90,14 @@ def rank_rule(cache: Path) -> dict[str, Any]:
             miss_r = (t[f"retrained/{split}/logits"].argmax(1) != y).numpy()
             n = int(miss_r.sum())
             top = np.argsort(-lo, kind="stable")[:n]
-            row[split] = {"rows": int(len(y)), "retrained_misses": n, "of_them_original_misses": int((miss_o & miss_r).sum()),
-                          "original_misses": int(miss_o.sum()),
-                          "auc_original_loss_for_retrained_miss": round(float(roc_auc_score(miss_r, lo)), 3),
-                          "rank_pick_precision": round(float(miss_r[top].mean()), 3) if n else None}
+            row[split] = {
+                "rows": int(len(y)),
+                "retrained_misses": n,
+                "of_them_original_misses": int((miss_o & miss_r).sum()),
+                "original_misses": int(miss_o.sum()),
+                "auc_original_loss_for_retrained_miss": round(float(roc_auc_score(miss_r, lo)), 3),
+                "rank_pick_precision": round(float(miss_r[top].mean()), 3) if n else None,
+            }
         out[f"{g['request']} seed {g['seed']}"] = row
     return out
 
@@ -115,8 +118,14 @@ def smoothing() -> dict[str, float]:
     tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0, label_smoothing=0.2)
     model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
     fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
-    p = TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5,
-                    validation_rows=np.arange(0, 450, 2))
+    p = TinyProblem(
+        ds,
+        split_indices(ds.label_info(), RandomForget(0.1), 0),
+        model,
+        tc,
+        width=0.5,
+        validation_rows=np.arange(0, 450, 2),
+    )
     m = get_method("loss_match")(steps=40, lr=0.02, beta=0.5, min_gap=0.0)
     ctx = p.context(0)
     out: dict[str, float] = {}
@@ -131,14 +140,21 @@ def smoothing() -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "sample_level_evidence.json")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="the model cache the study ran with (default $OBLIVIATE_CACHE or ~/.cache/obliviate, /models)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the model cache the study ran with (default $OBLIVIATE_CACHE or ~/.cache/obliviate, /models)",
+    )
     args = ap.parse_args()
     from obliviate.study.runner import default_cache_dir
 
     cache = args.cache or default_cache_dir() / "models"
-    result = {"spread_forget_minus_retain_pts": spreads(), "retain_term_label_smoothing_nats": smoothing(),
-              "rank_rule": rank_rule(cache)}
+    result = {
+        "spread_forget_minus_retain_pts": spreads(),
+        "retain_term_label_smoothing_nats": smoothing(),
+        "rank_rule": rank_rule(cache),
+    }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

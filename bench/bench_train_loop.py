@@ -76,9 +76,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="optimizer steps per timed run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--crop-pad", type=int, default=4)
-    ap.add_argument(
-        "--bf16", action="store_true", help="bf16 autocast + channels_last in both loops"
-    )
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast + channels_last in both loops")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the figures as JSON to this file")
@@ -109,9 +107,7 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
         batches.append((x, data.train_labels[i * args.batch : (i + 1) * args.batch]))
     hook = getattr(model, "obliviate_fit_start", None)
-    if callable(
-        hook
-    ):  # airbench: set the whitening filters now so that both loops see the same net
+    if callable(hook):  # airbench: set the whitening filters now so that both loops see the same net
         hook(batches[0][0])
     # warm-up (oneDNN primitive creation, allocator) for both paths
     bare_rate(model, batches, cfg, 3)
@@ -128,12 +124,25 @@ def main() -> None:
     )
     print(f"median fit {f:.0f} img/s   median bare {b:.0f} img/s   ratio fit/bare {f / b:.3f}")
     if args.out:
-        write_json_atomic(args.out, {
-            "model": args.model, "width": args.width, "batch": args.batch, "steps": args.steps,
-            "bf16_channels_last": args.bf16, "threads": args.threads, "repeats": args.repeats,
-            "fit_img_s": fits, "bare_img_s": bares, "median_fit_img_s": f, "median_bare_img_s": b,
-            "ratio_fit_over_bare": f / b, "loadavg": os.getloadavg(), "torch": torch.__version__,
-        })
+        write_json_atomic(
+            args.out,
+            {
+                "model": args.model,
+                "width": args.width,
+                "batch": args.batch,
+                "steps": args.steps,
+                "bf16_channels_last": args.bf16,
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "fit_img_s": fits,
+                "bare_img_s": bares,
+                "median_fit_img_s": f,
+                "median_bare_img_s": b,
+                "ratio_fit_over_bare": f / b,
+                "loadavg": os.getloadavg(),
+                "torch": torch.__version__,
+            },
+        )
 
 
 if __name__ == "__main__":

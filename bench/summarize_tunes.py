@@ -73,8 +73,12 @@ def per_request(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         v = r.get("values") or {}
         info = r.get("info") or {}
         out[str(r.get("request"))] = {
-            "status": r.get("status"), "gap": v.get("gap/avg"), "forget_acc": v.get("acc/forget"),
-            "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds"), "steps": r.get("steps"),
+            "status": r.get("status"),
+            "gap": v.get("gap/avg"),
+            "forget_acc": v.get("acc/forget"),
+            "worst_drop": v.get("worst_class_drop"),
+            "seconds": r.get("seconds"),
+            "steps": r.get("steps"),
             **{k: info[k] for k in ("stop_checks", "stop_forget_loss", "stop_heldout_loss") if k in info},
             "reason": r.get("reason") or str(r.get("error") or "")[:200],
         }
@@ -135,10 +139,14 @@ def best_per_kind(tune: dict[str, Any], objective: str = "gap") -> dict[str, dic
                 continue
             score = sum(_score(got[r], r, objective) for r in reqs) / len(reqs)
             if best is None or score < best["score"]:
-                best = {"trial": t.get("trial"), "config": t.get("config") or {}, "score": score,
-                        "gap": sum(float(got[r]["gap"]) for r in reqs) / len(reqs),
-                        "worst_drop": max(float(got[r].get("worst_drop") or 0.0) for r in reqs),
-                        "requests": reqs}
+                best = {
+                    "trial": t.get("trial"),
+                    "config": t.get("config") or {},
+                    "score": score,
+                    "gap": sum(float(got[r]["gap"]) for r in reqs) / len(reqs),
+                    "worst_drop": max(float(got[r].get("worst_drop") or 0.0) for r in reqs),
+                    "requests": reqs,
+                }
         if best is not None:
             out[label] = best
     return out
@@ -153,42 +161,66 @@ def reference_rows(refs_dir: Path) -> list[dict[str, Any]]:
         if r.get("status") != "ok":
             continue
         v = r.get("values") or {}
-        rows.append({"request": r.get("request"), "method": r.get("method"), "seed": r.get("seed"),
-                     "gap": v.get("gap/avg"), "forget_acc": v.get("acc/forget"),
-                     "worst_drop": v.get("worst_class_drop"), "seconds": r.get("seconds")})
+        rows.append(
+            {
+                "request": r.get("request"),
+                "method": r.get("method"),
+                "seed": r.get("seed"),
+                "gap": v.get("gap/avg"),
+                "forget_acc": v.get("acc/forget"),
+                "worst_drop": v.get("worst_class_drop"),
+                "seconds": r.get("seconds"),
+            }
+        )
     return sorted(rows, key=lambda x: (str(x["request"]), str(x["method"])))
 
 
 def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[str, Any]] = ()) -> None:
-    lines = ["# Issue 16's tuning runs (the tune split, not the verdict)", "",
-             "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
-             "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "
-             "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
-             "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
-             "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "
-             "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
-             "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
-             "10 % and 300 ids inside *frog*, seeds 0–2.", ""]
+    lines = [
+        "# Issue 16's tuning runs (the tune split, not the verdict)",
+        "",
+        "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
+        "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "
+        "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
+        "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
+        "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "
+        "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
+        "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
+        "10 % and 300 ids inside *frog*, seeds 0–2.",
+        "",
+    ]
     if refs:
-        lines += ["## The tuning split's references (seed 3)", "",
-                  "| request | model | Avg. gap to retrain (pts) | forget acc % | worst retained class drop vs original (pts) | s |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {x['request']} | {x['method']} | {_fmt(x['gap'])} | {_fmt(100 * float(x['forget_acc']), 1)} | "
-                  f"{_fmt(x['worst_drop'])} | {_fmt(float(x['seconds'] or 0.0), 1)} |" for x in refs]
+        lines += [
+            "## The tuning split's references (seed 3)",
+            "",
+            "| request | model | Avg. gap to retrain (pts) | forget acc % | worst retained class drop vs original (pts) | s |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {x['request']} | {x['method']} | {_fmt(x['gap'])} | {_fmt(100 * float(x['forget_acc']), 1)} | "
+            f"{_fmt(x['worst_drop'])} | {_fmt(float(x['seconds'] or 0.0), 1)} |"
+            for x in refs
+        ]
         lines.append("")
     for method, t in sorted(tunes.items()):
         best = t.get("best") or {}
-        lines += [f"## {method}", "",
-                  f"Searched: {', '.join(f'`{k}` {v}' for k, v in (t.get('space') or {}).items())}; "
-                  f"fixed: {', '.join(f'`{k}` = {_fmt(v)}' for k, v in (t.get('base') or {}).items()) or 'nothing'}; "
-                  f"{len(t.get('trials', []))} trials{' (interrupted)' if t.get('interrupted') else ''}.", ""]
+        lines += [
+            f"## {method}",
+            "",
+            f"Searched: {', '.join(f'`{k}` {v}' for k, v in (t.get('space') or {}).items())}; "
+            f"fixed: {', '.join(f'`{k}` = {_fmt(v)}' for k, v in (t.get('base') or {}).items()) or 'nothing'}; "
+            f"{len(t.get('trials', []))} trials{' (interrupted)' if t.get('interrupted') else ''}.",
+            "",
+        ]
         reqs = sorted({r for tr in t.get("trials", []) for r in (tr.get("requests") or {})})
         head = ["trial", "config", "mean gap (groups)"] + [f"{r}: gap / forget acc % / steps / s" for r in reqs]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for tr in sorted(t.get("trials", []), key=lambda x: (x.get("gap") is None, x.get("gap") or 0.0)):
-            cells = [("**" + str(tr.get("trial")) + "**") if tr.get("trial") == best.get("trial") else str(tr.get("trial")),
-                     ", ".join(f"{k}={_fmt(v, 3)}" for k, v in (tr.get("config") or {}).items()),
-                     f"{_fmt(tr.get('gap'))} ({tr.get('groups')})" + (f" — {tr['error']}" if tr.get("error") else "")]
+            cells = [
+                ("**" + str(tr.get("trial")) + "**") if tr.get("trial") == best.get("trial") else str(tr.get("trial")),
+                ", ".join(f"{k}={_fmt(v, 3)}" for k, v in (tr.get("config") or {}).items()),
+                f"{_fmt(tr.get('gap'))} ({tr.get('groups')})" + (f" — {tr['error']}" if tr.get("error") else ""),
+            ]
             for r in reqs:
                 x = (tr.get("requests") or {}).get(r)
                 if x is None:
@@ -198,26 +230,39 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
                 elif x["status"] != "ok":
                     cells.append(str(x["status"]))
                 else:
-                    cells.append(f"{_fmt(x['gap'])} / {_fmt(100 * float(x['forget_acc']), 1)} / "
-                                 f"{x.get('steps')} / {_fmt(float(x.get('seconds') or 0.0), 1)}")
+                    cells.append(
+                        f"{_fmt(x['gap'])} / {_fmt(100 * float(x['forget_acc']), 1)} / "
+                        f"{x.get('steps')} / {_fmt(float(x.get('seconds') or 0.0), 1)}"
+                    )
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
-                  f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)." if best else "Chosen: nothing "
-                  "(no trial finished every tuning group).", ""]
+        lines += [
+            "",
+            f"Chosen: {', '.join(f'`{k}` = {_fmt(v, 3)}' for k, v in (best.get('config') or {}).items())} "
+            f"(mean gap {_fmt(best.get('gap'))} pts on the tuning groups)."
+            if best
+            else "Chosen: nothing (no trial finished every tuning group).",
+            "",
+        ]
         aware = best_per_kind(t, "target")
         for label, b in best_per_kind(t).items():
-            lines.append(f"Chosen per kind, {label.replace('_', ' + ')} ({', '.join(b['requests'])}): trial "
-                         f"{b['trial']}, {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in b['config'].items())} "
-                         f"(mean gap {_fmt(b['gap'])} pts; worst retained class drop {_fmt(b['worst_drop'])} pts).")
+            lines.append(
+                f"Chosen per kind, {label.replace('_', ' + ')} ({', '.join(b['requests'])}): trial "
+                f"{b['trial']}, {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in b['config'].items())} "
+                f"(mean gap {_fmt(b['gap'])} pts; worst retained class drop {_fmt(b['worst_drop'])} pts)."
+            )
             a = aware.get(label)
             if a is not None and a["trial"] != b["trial"]:
-                lines.append(f"The target-aware objective (gap + class drop beyond the target) picks trial "
-                             f"{a['trial']} instead: {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in a['config'].items())} "
-                             f"(score {_fmt(a['score'])}, mean gap {_fmt(a['gap'])} pts; worst retained class drop "
-                             f"{_fmt(a['worst_drop'])} pts; the gap-chosen trial scores {_fmt(_target_score_of(t, b))}).")
+                lines.append(
+                    f"The target-aware objective (gap + class drop beyond the target) picks trial "
+                    f"{a['trial']} instead: {', '.join(f'`{k}` = {_fmt(v, 4)}' for k, v in a['config'].items())} "
+                    f"(score {_fmt(a['score'])}, mean gap {_fmt(a['gap'])} pts; worst retained class drop "
+                    f"{_fmt(a['worst_drop'])} pts; the gap-chosen trial scores {_fmt(_target_score_of(t, b))})."
+                )
             elif a is not None:
-                lines.append("The target-aware objective (gap + class drop beyond the target) picks the same trial "
-                             f"(score {_fmt(a['score'])}).")
+                lines.append(
+                    "The target-aware objective (gap + class drop beyond the target) picks the same trial "
+                    f"(score {_fmt(a['score'])})."
+                )
             lines.append("")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
@@ -225,11 +270,16 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tunes", type=Path, default=REPO / "runs" / "heldout_tune")
-    ap.add_argument("--references", type=Path, default=REPO / "runs" / "heldout_tune_refs",
-                    help="the run folder of the tuning split's original and retrained models")
+    ap.add_argument(
+        "--references",
+        type=Path,
+        default=REPO / "runs" / "heldout_tune_refs",
+        help="the run folder of the tuning split's original and retrained models",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontier_heldout_tune")
-    ap.add_argument("--from-json", action="store_true",
-                    help="re-render OUT/summary.md from OUT/*.json (no trial folders needed)")
+    ap.add_argument(
+        "--from-json", action="store_true", help="re-render OUT/summary.md from OUT/*.json (no trial folders needed)"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
@@ -239,8 +289,10 @@ def main() -> None:
         for method, t in tunes.items():
             for objective in ("gap", "target"):
                 for label, b in best_per_kind(t, objective).items():
-                    print(f"{method} {label} by {objective}: trial {b['trial']} {b['config']} mean gap {b['gap']:.2f}, "
-                          f"worst drop {b['worst_drop']:.2f}, score {b['score']:.2f}")
+                    print(
+                        f"{method} {label} by {objective}: trial {b['trial']} {b['config']} mean gap {b['gap']:.2f}, "
+                        f"worst drop {b['worst_drop']:.2f}, score {b['score']:.2f}"
+                    )
         print(f"wrote {args.out / 'summary.md'}")
         return
     tunes = {}

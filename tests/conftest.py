@@ -11,7 +11,9 @@ import torch
 
 from obliviate.testing import TinyProblem, tiny_problem
 
-CIFAR10_ROOT = Path(os.environ.get("OBLIVIATE_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
+CIFAR10_ROOT = Path(
+    os.environ.get("OBLIVIATE_CIFAR10", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10")
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -80,8 +82,14 @@ def smoothed() -> TinyProblem:
     tc = TINY_TRAIN.with_(epochs=30, augment=False, weight_decay=0.0, label_smoothing=0.2)
     model = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.5)
     fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), tc, 0), tc, device=torch.device("cpu"))
-    return TinyProblem(ds, split_indices(ds.label_info(), RandomForget(0.1), 0), model, tc, width=0.5,
-                       validation_rows=np.arange(0, 450, 2))
+    return TinyProblem(
+        ds,
+        split_indices(ds.label_info(), RandomForget(0.1), 0),
+        model,
+        tc,
+        width=0.5,
+        validation_rows=np.arange(0, 450, 2),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -137,8 +145,13 @@ def run_llm() -> Any:
         def steps(self, desc: str) -> Any:
             return contextlib.nullcontext(lambda _ev: None)
 
-    def run(spec: dict[str, Any], out_dir: Path, *, progress: Callable[[str], None] | None = None,
-            cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    def run(
+        spec: dict[str, Any],
+        out_dir: Path,
+        *,
+        progress: Callable[[str], None] | None = None,
+        cache_dir: Path | None = None,
+    ) -> list[dict[str, Any]]:
         study = parse_study({"name": "llm-study", **spec, "task": "llm"})
         return StudyRunner(study, out_dir, cache_dir=cache_dir, progress=_Say(progress)).run()
 

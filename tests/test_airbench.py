@@ -30,9 +30,7 @@ def _tiny_cifar_like(n: int = 256, seed: int = 0) -> ImageDataset:
     labels = torch.randint(0, 10, (n,), generator=g)
     # class-dependent mean colour so that a few steps can learn something
     base = (labels.float() * 25).view(n, 1, 1, 1).expand(n, 3, 32, 32)
-    images = (
-        (base + torch.randint(0, 30, (n, 3, 32, 32), generator=g)).clamp(0, 255).to(torch.uint8)
-    )
+    images = (base + torch.randint(0, 30, (n, 3, 32, 32), generator=g)).clamp(0, 255).to(torch.uint8)
     return ImageDataset(
         name="tiny32",
         class_names=tuple(str(i) for i in range(10)),
@@ -96,9 +94,7 @@ def test_fit_start_whitens_once_and_bias_freezes_after_its_epochs() -> None:
 
 
 def test_decoupled_sgd_matches_airbench_parametrisation() -> None:
-    d = decoupled_sgd(
-        batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, bias_scaler=64.0
-    )
+    d = decoupled_sgd(batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, bias_scaler=64.0)
     gain = 1 + 1 / (1 - 0.85)
     # airbench: summed loss, per-example lr 11.5/(1024·gain); mean loss multiplies back by B
     assert math.isclose(d["lr"], 11.5 / gain)
@@ -172,9 +168,7 @@ def test_short_fit_is_deterministic_under_a_seed() -> None:
 
 @pytest.mark.slow
 def test_quick_recipe_learns_a_cifar10_slice(cifar10_root: Path) -> None:
-    data = load_dataset("cifar10", root=str(cifar10_root)).subset(
-        train_per_class=500, test_per_class=100, seed=0
-    )
+    data = load_dataset("cifar10", root=str(cifar10_root)).subset(train_per_class=500, test_per_class=100, seed=0)
     r = recipe("airbench_quick")
     cfg = r.config.with_(epochs=8.0, **decoupled_sgd(batch_size=250))
     model = create_model(r.model, num_classes=10, seed=0, **r.model_kwargs)
@@ -184,7 +178,5 @@ def test_quick_recipe_learns_a_cifar10_slice(cifar10_root: Path) -> None:
         cfg,
         device=torch.device("cpu"),
     )
-    acc = evaluate_accuracy(
-        model, data, bf16=cfg.bf16, channels_last=cfg.channels_last, tta=cfg.tta
-    )
+    acc = evaluate_accuracy(model, data, bf16=cfg.bf16, channels_last=cfg.channels_last, tta=cfg.tta)
     assert acc > 0.45, acc  # chance is 0.10

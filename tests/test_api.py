@@ -19,8 +19,16 @@ FAST = {"epochs": 3, "batch_size": 64, "crop_pad": 1, "flip": False}
 
 
 def test_train_then_evaluate_through_the_python_doors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    res = obliviate.train("small_cnn", "digits", tmp_path / "ref", forget="3", train_config=FAST,
-                          model_kwargs={"width": 0.5}, train_per_class=60, test_per_class=30)
+    res = obliviate.train(
+        "small_cnn",
+        "digits",
+        tmp_path / "ref",
+        forget="3",
+        train_config=FAST,
+        model_kwargs={"width": 0.5},
+        train_per_class=60,
+        test_per_class=30,
+    )
     assert res.checkpoint.is_file() and res.steps > 0 and 0.3 < res.test_accuracy <= 1.0
     meta = read_meta(res.checkpoint)
     assert meta["dataset_loader"] == "digits" and len(meta["dataset_fingerprint"]) == 20
@@ -49,8 +57,15 @@ def test_a_train_config_and_a_recipe_are_not_both_taken(tmp_path: Path) -> None:
 def test_other_data_is_refused_unless_allowed(tmp_path: Path) -> None:
     from obliviate.data import load_dataset
 
-    res = obliviate.train("small_cnn", "digits", tmp_path / "m", train_config={**FAST, "epochs": 1},
-                          model_kwargs={"width": 0.5}, train_per_class=30, test_per_class=20)
+    res = obliviate.train(
+        "small_cnn",
+        "digits",
+        tmp_path / "m",
+        train_config={**FAST, "epochs": 1},
+        model_kwargs={"width": 0.5},
+        train_per_class=30,
+        test_per_class=20,
+    )
     ds = load_dataset("digits")
     folder = tmp_path / "edited"
     folder.mkdir()
@@ -60,6 +75,7 @@ def test_other_data_is_refused_unless_allowed(tmp_path: Path) -> None:
     np.savez(folder / "test.npz", images=ds.test_images.permute(0, 2, 3, 1).numpy(), labels=ds.test_labels.numpy())
     with pytest.raises(DataProvenanceError, match="not the one this model was trained on"):
         obliviate.evaluate(res.checkpoint, dataset=str(folder), train_per_class=30, test_per_class=20)
-    report = obliviate.evaluate(res.checkpoint, dataset=str(folder), train_per_class=30, test_per_class=20,
-                                allow_other_data=True)
+    report = obliviate.evaluate(
+        res.checkpoint, dataset=str(folder), train_per_class=30, test_per_class=20, allow_other_data=True
+    )
     assert report["splits"]["test"]["n"] == 200

@@ -28,9 +28,7 @@ from obliviate.attacks.per_example import matched_nonmembers
 from obliviate.metrics import EvalInputs, Outputs, compute_metrics
 
 
-def _peaked(
-    n: int, k: int, sharpness: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def _peaked(n: int, k: int, sharpness: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Softmax outputs whose true-class logit is raised by ``sharpness`` (members: large)."""
     labels = rng.integers(0, k, n)
     logits = rng.normal(size=(n, k))
@@ -49,12 +47,8 @@ def test_features_against_references_and_hand_values() -> None:
     # Song & Mittal: −(1 − p_y) ln p_y − Σ_{c≠y} p_c ln(1 − p_c)
     hand = -(0.3 * math.log(0.7)) - (0.2 * math.log(0.8) + 0.1 * math.log(0.9))
     assert modified_entropy([[0.7, 0.2, 0.1]], [0])[0] == pytest.approx(hand, rel=1e-12)
-    assert modified_entropy([[1.0, 0.0]], [0])[0] == pytest.approx(
-        0.0, abs=1e-12
-    )  # confident, right
-    assert (
-        modified_entropy([[0.0, 1.0]], [0])[0] > 60
-    )  # confident, wrong: the log floor keeps it finite
+    assert modified_entropy([[1.0, 0.0]], [0])[0] == pytest.approx(0.0, abs=1e-12)  # confident, right
+    assert modified_entropy([[0.0, 1.0]], [0])[0] > 60  # confident, wrong: the log floor keeps it finite
     with pytest.raises(ValueError, match="labels must lie"):
         confidence([[0.5, 0.5]], [2])
 
@@ -107,16 +101,10 @@ def test_entropy_attack_equals_sklearn_logistic_regression() -> None:
     pf, _ = _peaked(150, 10, 2.5, rng)
     attack = entropy_attack(max_per_side=250, seed=7).fit(pin, yin, pout, yout)
     rows_in, rows_out = balanced_rows(400, 300, 250, seed=7)
-    x = np.r_[scipy_entropy(pin[rows_in], axis=1), scipy_entropy(pout[rows_out], axis=1)].reshape(
-        -1, 1
-    )
+    x = np.r_[scipy_entropy(pin[rows_in], axis=1), scipy_entropy(pout[rows_out], axis=1)].reshape(-1, 1)
     ref = LogisticRegression(class_weight="balanced").fit(x, np.r_[np.ones(250), np.zeros(250)])
-    np.testing.assert_array_equal(
-        attack.predict(pf), ref.predict(scipy_entropy(pf, axis=1).reshape(-1, 1))
-    )
-    assert attack.member_rate(pf) == pytest.approx(
-        ref.predict(scipy_entropy(pf, axis=1).reshape(-1, 1)).mean()
-    )
+    np.testing.assert_array_equal(attack.predict(pf), ref.predict(scipy_entropy(pf, axis=1).reshape(-1, 1)))
+    assert attack.member_rate(pf) == pytest.approx(ref.predict(scipy_entropy(pf, axis=1).reshape(-1, 1)).mean())
 
 
 def test_svc_attack_equals_sklearn_svc_on_confidence() -> None:
@@ -131,9 +119,7 @@ def test_svc_attack_equals_sklearn_svc_on_confidence() -> None:
     assert mia_efficacy(attack, pf, yf) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    "feature,classifier", [("entropy", "logreg"), ("confidence", "svc"), ("m_entropy", "svc")]
-)
+@pytest.mark.parametrize("feature,classifier", [("entropy", "logreg"), ("confidence", "svc"), ("m_entropy", "svc")])
 def test_attack_separable_and_chance(feature: str, classifier: str) -> None:
     rng = np.random.default_rng(5)
     attack = FeatureAttack(feature, classifier, max_per_side=400, seed=0)  # type: ignore[arg-type]
@@ -176,9 +162,7 @@ def _outputs_from(probs: np.ndarray, labels: np.ndarray) -> Outputs:
     return Outputs(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(labels))
 
 
-def _privacy_inputs(
-    forget_like_members: bool, seed: int = 0, class_request: bool = False
-) -> EvalInputs:
+def _privacy_inputs(forget_like_members: bool, seed: int = 0, class_request: bool = False) -> EvalInputs:
     """Unlearned model: retain outputs sharp (members), test flat; forget sharp or flat.
     Retrained model: forget looks like test (it never saw it)."""
     rng = np.random.default_rng(seed)
@@ -197,15 +181,11 @@ def _privacy_inputs(
         }
 
     outputs = {"unlearned": model(sharp if forget_like_members else flat), "retrained": model(flat)}
-    return EvalInputs(
-        outputs, num_classes=10, forget_classes=(0,) if class_request else (), seed=seed
-    )
+    return EvalInputs(outputs, num_classes=10, forget_classes=(0,) if class_request else (), seed=seed)
 
 
 def test_privacy_metric_keys_and_directions() -> None:
-    values, directions = compute_metrics(
-        ["mia_entropy", "mia_loss", "mia_efficacy"], _privacy_inputs(True)
-    )
+    values, directions = compute_metrics(["mia_entropy", "mia_loss", "mia_efficacy"], _privacy_inputs(True))
     expected = {
         "mia_entropy/forget_member_rate",
         "mia_loss/auc",

@@ -22,9 +22,7 @@ from obliviate.utils import resolve_device
 
 @pytest.mark.slow
 def test_model_retrained_without_random_forget_set_scores_chance(cifar10_root) -> None:  # type: ignore[no-untyped-def]
-    ds = load_dataset("cifar10", root=str(cifar10_root)).subset(
-        train_per_class=250, test_per_class=100, seed=0
-    )
+    ds = load_dataset("cifar10", root=str(cifar10_root)).subset(train_per_class=250, test_per_class=100, seed=0)
     split = split_indices(ds.label_info(), RandomForget(0.1), seed=0)
     device = resolve_device("auto")
     cfg = TrainConfig(epochs=15, batch_size=64, lr=0.05, augment=False)
@@ -34,9 +32,7 @@ def test_model_retrained_without_random_forget_set_scores_chance(cifar10_root) -
     def outputs(rows: np.ndarray | None, train: bool) -> Outputs:
         x, y = (ds.train_images, ds.train_labels) if train else (ds.test_images, ds.test_labels)
         r = torch.arange(len(y)) if rows is None else torch.as_tensor(rows)
-        return Outputs(
-            predict_logits(model, x, mean=ds.mean, std=ds.std, rows=r, device=device), y[r]
-        )
+        return Outputs(predict_logits(model, x, mean=ds.mean, std=ds.std, rows=r, device=device), y[r])
 
     forget, retain, test = (
         outputs(split.forget, True),
@@ -75,14 +71,10 @@ def test_model_retrained_without_random_forget_set_scores_chance(cifar10_root) -
         rates[name] = (r_in, r_out, r_forget)
         assert r_in - r_out > 0.1, (name, rates[name])  # the attack has power
         assert abs(r_forget - r_out) < 0.1, (name, rates[name])  # forget rows look unseen
-    assert mia_efficacy(attack, forget.probs, forget.labels) == pytest.approx(
-        1 - rates["svc_confidence"][2]
-    )
+    assert mia_efficacy(attack, forget.probs, forget.labels) == pytest.approx(1 - rates["svc_confidence"][2])
 
     # The registered audits on the same outputs, this model in the "unlearned" seat.
-    inputs = EvalInputs(
-        {"unlearned": {"forget": forget, "retain": retain, "test": test}}, num_classes=10, seed=0
-    )
+    inputs = EvalInputs({"unlearned": {"forget": forget, "retain": retain, "test": test}}, num_classes=10, seed=0)
     values, _ = compute_metrics(["mia_loss", "mia_entropy", "mia_efficacy"], inputs)
     assert values["mia_loss/auc"] == auc_forget
     print(

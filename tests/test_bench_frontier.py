@@ -10,44 +10,129 @@ import pytest
 from conftest import load_bench_script
 
 
-
 @pytest.fixture(scope="module")
 def bench() -> Any:
     return load_bench_script("bench_frontier")
 
 
-def _record(method: str, seed: int, request: str = "class:airplane", name: str | None = None,
-            info: dict[str, Any] | None = None, config: dict[str, Any] | None = None, **values: float) -> dict[str, Any]:
-    return {"model": "airbench(width=1.0)", "request": request, "method": method, "method_name": name or method,
-            "seed": seed, "values": dict(values), "info": info or {}, "method_config": config or {}}
+def _record(
+    method: str,
+    seed: int,
+    request: str = "class:airplane",
+    name: str | None = None,
+    info: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    **values: float,
+) -> dict[str, Any]:
+    return {
+        "model": "airbench(width=1.0)",
+        "request": request,
+        "method": method,
+        "method_name": name or method,
+        "seed": seed,
+        "values": dict(values),
+        "info": info or {},
+        "method_config": config or {},
+    }
 
 
 def _class_records() -> list[dict[str, Any]]:
     recs = []
     for seed, jitter in zip((0, 1, 2), (-0.01, 0.0, 0.01)):
         common = {"acc/retain": 0.95, "acc/test": 0.90, "mia_efficacy/confidence": 0.99}
-        recs.append(_record("original", seed, **common, **{"gap/avg": 25.0, "acc/forget": 0.97, "worst_class_drop": 0.0,
-                                                             "efficiency/seconds": 0.01, "efficiency/speedup": 36000.0}))
-        recs.append(_record("retrain", seed, **common, **{"gap/avg": 0.0, "acc/forget": 0.0 + abs(jitter),
-                                                           "worst_class_drop": 1.0, "efficiency/seconds": 360.0,
-                                                           "efficiency/speedup": 1.0}))
+        recs.append(
+            _record(
+                "original",
+                seed,
+                **common,
+                **{
+                    "gap/avg": 25.0,
+                    "acc/forget": 0.97,
+                    "worst_class_drop": 0.0,
+                    "efficiency/seconds": 0.01,
+                    "efficiency/speedup": 36000.0,
+                },
+            )
+        )
+        recs.append(
+            _record(
+                "retrain",
+                seed,
+                **common,
+                **{
+                    "gap/avg": 0.0,
+                    "acc/forget": 0.0 + abs(jitter),
+                    "worst_class_drop": 1.0,
+                    "efficiency/seconds": 360.0,
+                    "efficiency/speedup": 1.0,
+                },
+            )
+        )
         # passes: small gap, fast, no class hurt
-        recs.append(_record("fast_good", seed, name="ssd", **common, **{"gap/avg": 0.3 + jitter, "acc/forget": 0.0,
-                                                                        "worst_class_drop": 1.5, "efficiency/seconds": 5.0,
-                                                                        "efficiency/speedup": 72.0}))
+        recs.append(
+            _record(
+                "fast_good",
+                seed,
+                name="ssd",
+                **common,
+                **{
+                    "gap/avg": 0.3 + jitter,
+                    "acc/forget": 0.0,
+                    "worst_class_drop": 1.5,
+                    "efficiency/seconds": 5.0,
+                    "efficiency/speedup": 72.0,
+                },
+            )
+        )
         # fails only on the per-class criterion
-        recs.append(_record("hurts_class", seed, name="neuron_mask", **common,
-                            **{"gap/avg": 0.4, "acc/forget": 0.0, "worst_class_drop": 4.2,
-                               "efficiency/seconds": 3.0, "efficiency/speedup": 120.0}))
+        recs.append(
+            _record(
+                "hurts_class",
+                seed,
+                name="neuron_mask",
+                **common,
+                **{
+                    "gap/avg": 0.4,
+                    "acc/forget": 0.0,
+                    "worst_class_drop": 4.2,
+                    "efficiency/seconds": 3.0,
+                    "efficiency/speedup": 120.0,
+                },
+            )
+        )
         # fails only on speed
-        recs.append(_record("slow", seed, name="scrub", **common, **{"gap/avg": 0.2, "acc/forget": 0.3,
-                                                                     "worst_class_drop": 0.5, "efficiency/seconds": 60.0,
-                                                                     "efficiency/speedup": 6.0}))
+        recs.append(
+            _record(
+                "slow",
+                seed,
+                name="scrub",
+                **common,
+                **{
+                    "gap/avg": 0.2,
+                    "acc/forget": 0.3,
+                    "worst_class_drop": 0.5,
+                    "efficiency/seconds": 60.0,
+                    "efficiency/speedup": 6.0,
+                },
+            )
+        )
         # passes on the mean (0.45) but seed 2 alone misses (0.75)
         gap = {0: 0.3, 1: 0.3, 2: 0.75}[seed]
-        recs.append(_record("borderline", seed, name="bad_teacher", **common,
-                            **{"gap/avg": gap, "acc/forget": 0.1, "worst_class_drop": 2.0,
-                               "efficiency/seconds": 6.0, "efficiency/speedup": 60.0}))
+        recs.append(
+            _record(
+                "borderline",
+                seed,
+                name="bad_teacher",
+                **common,
+                **{
+                    "gap/avg": gap,
+                    "acc/forget": 0.1,
+                    "worst_class_drop": 2.0,
+                    "efficiency/seconds": 6.0,
+                    "efficiency/speedup": 60.0,
+                },
+            )
+        )
     return recs
 
 
@@ -77,18 +162,68 @@ def test_ids_target_is_the_requests_noise_floor(bench: Any) -> None:
     for seed in (0, 1):
         base = {"acc/retain": 0.95, "acc/test": 0.91, "mia_efficacy/confidence": 0.10}
         # two retrains 4 points apart on forget accuracy, equal elsewhere: floor (4 + 0 + 0 + 0) / 4 = 1
-        recs.append(_record("retrain", seed, request=req, **base,
-                            **{"gap/avg": 0.0, "acc/forget": 0.92 + 0.04 * seed, "efficiency/seconds": 200.0,
-                               "efficiency/speedup": 1.0}))
-        recs.append(_record("inside", seed, request=req, name="calibrated_neggrad", **base,
-                            **{"gap/avg": 0.8, "acc/forget": 0.95, "worst_class_drop": 1.0,
-                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
-        recs.append(_record("outside", seed, request=req, name="finetune", **base,
-                            **{"gap/avg": 1.3, "acc/forget": 0.97, "worst_class_drop": 1.0,
-                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
-        recs.append(_record("hurts", seed, request=req, name="random_label", **base,
-                            **{"gap/avg": 0.5, "acc/forget": 0.93, "worst_class_drop": 3.5,
-                               "efficiency/seconds": 8.0, "efficiency/speedup": 25.0}))
+        recs.append(
+            _record(
+                "retrain",
+                seed,
+                request=req,
+                **base,
+                **{
+                    "gap/avg": 0.0,
+                    "acc/forget": 0.92 + 0.04 * seed,
+                    "efficiency/seconds": 200.0,
+                    "efficiency/speedup": 1.0,
+                },
+            )
+        )
+        recs.append(
+            _record(
+                "inside",
+                seed,
+                request=req,
+                name="calibrated_neggrad",
+                **base,
+                **{
+                    "gap/avg": 0.8,
+                    "acc/forget": 0.95,
+                    "worst_class_drop": 1.0,
+                    "efficiency/seconds": 8.0,
+                    "efficiency/speedup": 25.0,
+                },
+            )
+        )
+        recs.append(
+            _record(
+                "outside",
+                seed,
+                request=req,
+                name="finetune",
+                **base,
+                **{
+                    "gap/avg": 1.3,
+                    "acc/forget": 0.97,
+                    "worst_class_drop": 1.0,
+                    "efficiency/seconds": 8.0,
+                    "efficiency/speedup": 25.0,
+                },
+            )
+        )
+        recs.append(
+            _record(
+                "hurts",
+                seed,
+                request=req,
+                name="random_label",
+                **base,
+                **{
+                    "gap/avg": 0.5,
+                    "acc/forget": 0.93,
+                    "worst_class_drop": 3.5,
+                    "efficiency/seconds": 8.0,
+                    "efficiency/speedup": 25.0,
+                },
+            )
+        )
     entry = bench.summarise(recs)[req]
     rows = {r["method"]: r for r in entry["rows"]}
     assert entry["kind"] == "ids" and entry["noise_floor"] == pytest.approx(1.0)
@@ -115,16 +250,45 @@ def test_random_target_has_no_class_criterion(bench: Any) -> None:
     recs = []
     for seed in (0, 1):
         base = {"acc/retain": 0.95, "acc/test": 0.91, "mia_efficacy/confidence": 0.6}
-        recs.append(_record("retrain", seed, request="random:0.1", **base,
-                            **{"gap/avg": 0.0, "acc/forget": 0.91 + 0.01 * seed, "efficiency/seconds": 360.0,
-                               "efficiency/speedup": 1.0}))
+        recs.append(
+            _record(
+                "retrain",
+                seed,
+                request="random:0.1",
+                **base,
+                **{
+                    "gap/avg": 0.0,
+                    "acc/forget": 0.91 + 0.01 * seed,
+                    "efficiency/seconds": 360.0,
+                    "efficiency/speedup": 1.0,
+                },
+            )
+        )
         # a large class drop does not matter for a random request
-        recs.append(_record("finetune", seed, request="random:0.1", **base,
-                            **{"gap/avg": 0.9, "acc/forget": 0.92, "worst_class_drop": 9.0,
-                               "efficiency/seconds": 15.0, "efficiency/speedup": 24.0}))
-        recs.append(_record("unsir", seed, request="random:0.1", **base,
-                            **{"gap/avg": 1.4, "acc/forget": 0.5, "efficiency/seconds": 10.0,
-                               "efficiency/speedup": 36.0}))
+        recs.append(
+            _record(
+                "finetune",
+                seed,
+                request="random:0.1",
+                **base,
+                **{
+                    "gap/avg": 0.9,
+                    "acc/forget": 0.92,
+                    "worst_class_drop": 9.0,
+                    "efficiency/seconds": 15.0,
+                    "efficiency/speedup": 24.0,
+                },
+            )
+        )
+        recs.append(
+            _record(
+                "unsir",
+                seed,
+                request="random:0.1",
+                **base,
+                **{"gap/avg": 1.4, "acc/forget": 0.5, "efficiency/seconds": 10.0, "efficiency/speedup": 36.0},
+            )
+        )
     entry = bench.summarise(recs)["random:0.1"]
     rows = {r["method"]: r for r in entry["rows"]}
     assert entry["target"]["max_class_drop"] is None
@@ -143,13 +307,30 @@ def test_missing_values_fail_instead_of_passing(bench: Any) -> None:
 
 
 def test_diagnose_explains_ssd_ceiling_and_sisa(bench: Any) -> None:
-    ssd = [_record("ssd", 0, config={"alpha": 10.0}, info={"selection_ceiling": 9.99, "dampened_fraction": 0.0},
-                   **{"acc/forget": 0.9})]
+    ssd = [
+        _record(
+            "ssd",
+            0,
+            config={"alpha": 10.0},
+            info={"selection_ceiling": 9.99, "dampened_fraction": 0.0},
+            **{"acc/forget": 0.9},
+        )
+    ]
     notes = bench.diagnose("ssd", ssd, {"acc/forget": 0.0})
     assert any("forgets too little" in n for n in notes)
     assert any("at or above the ceiling" in n for n in notes)
-    sisa = [_record("sisa", 0, info={"shards": 5, "full_retrain_steps": 100, "retrain_steps_saved": 0,
-                                     "deletion": {"affected_shards": 5, "restart_slice": {"0": 0, "1": 0}}})]
+    sisa = [
+        _record(
+            "sisa",
+            0,
+            info={
+                "shards": 5,
+                "full_retrain_steps": 100,
+                "retrain_steps_saved": 0,
+                "deletion": {"affected_shards": 5, "restart_slice": {"0": 0, "1": 0}},
+            },
+        )
+    ]
     assert any("5–5 of 5 shards" in n and "saved 0 %" in n for n in bench.diagnose("sisa", sisa, None))
 
 
@@ -171,11 +352,16 @@ def test_markdown_and_text_tables(bench: Any) -> None:
 def test_study_records_keep_the_study_and_drop_failures(bench: Any, tmp_path: Path) -> None:
     from obliviate.study import parse_study
 
-    spec = parse_study({
-        "name": "t", "dataset": {"name": "digits"}, "models": ["small_cnn"],
-        "requests": [{"kind": "class", "classes": ["3"]}], "seeds": [0],
-        "methods": ["original", {"name": "ssd", "config": {"alpha": 5.0}}],
-    })
+    spec = parse_study(
+        {
+            "name": "t",
+            "dataset": {"name": "digits"},
+            "models": ["small_cnn"],
+            "requests": [{"kind": "class", "classes": ["3"]}],
+            "seeds": [0],
+            "methods": ["original", {"name": "ssd", "config": {"alpha": 5.0}}],
+        }
+    )
     runs = tmp_path / "runs"
     runs.mkdir()
     ssd_cfg = json.loads(json.dumps(spec.methods[1].build().config.to_dict()))
@@ -190,8 +376,10 @@ def test_study_records_keep_the_study_and_drop_failures(bench: Any, tmp_path: Pa
 
 def test_invocations_accumulate(bench: Any, tmp_path: Path) -> None:
     for seconds, trained, cached in ((100.0, ["retrained a"], []), (50.0, [], ["original b"])):
-        bench.record_invocation(tmp_path, {"seconds": seconds, "loadavg_before": "1", "loadavg_after": "2",
-                                           "trained": trained, "from_cache": cached})
+        bench.record_invocation(
+            tmp_path,
+            {"seconds": seconds, "loadavg_before": "1", "loadavg_after": "2", "trained": trained, "from_cache": cached},
+        )
     facts = bench.invocation_facts(tmp_path)
     assert facts["benchmark_seconds"] == 150.0
     assert facts["references"].startswith("1 reference model(s) trained") and "original b" in facts["references"]
@@ -202,8 +390,10 @@ def test_stage_log_tells_cache_hits(bench: Any, capsys: pytest.CaptureFixture[st
     log.stage("original airbench(width=1.0) seed 0: from cache (abc)")
     log.stage("retrained airbench(width=1.0) class:airplane seed 0: training")
     log.stage("airbench__class-airplane__seed0: evaluating references")
-    assert log.references() == {"trained": ["retrained airbench(width=1.0) class:airplane seed 0"],
-                                "cached": ["original airbench(width=1.0) seed 0"]}
+    assert log.references() == {
+        "trained": ["retrained airbench(width=1.0) class:airplane seed 0"],
+        "cached": ["original airbench(width=1.0) seed 0"],
+    }
     assert "evaluating references" in capsys.readouterr().out
 
 
@@ -295,7 +485,9 @@ def test_runs_pool_by_kind_each_against_its_own_request(bench: Any) -> None:
     # airplane seeds 0 and 1 pass alone (0.3), seed 2 (0.75) and every cat seed (0.9) do not
     assert rows["borderline"]["passing_runs"] == 2 and rows["borderline"]["requests_reached"] == ["class:airplane"]
     assert rows["borderline"]["gap"]["mean"] == pytest.approx((0.3 + 0.3 + 0.75 + 3 * 0.9) / 6)
-    assert rows["hurts_class"]["passing_runs"] == 0 and rows["hurts_class"]["worst_class_drop_max"] == pytest.approx(4.2)
+    assert rows["hurts_class"]["passing_runs"] == 0 and rows["hurts_class"]["worst_class_drop_max"] == pytest.approx(
+        4.2
+    )
     assert rows["slow"]["speedup_min"] == pytest.approx(6.0)
     assert [r["method"] for r in pooled["class"]["rows"]][:2] == ["fast_good", "borderline"]  # most passing runs first
     text = "\n".join(bench.kind_lines(pooled))

@@ -43,8 +43,9 @@ def test_calibrated_neggrad_stops_where_held_out_rows_are(memorised: TinyProblem
     assert stats.splits_read == ["forget", "retain", "validation"]
     # the same stop as an option of neggrad_plus gives the same run
     # the target is the original's held-out loss (stop_reference: start), measured once
-    _, h0 = CalibratedStop(*(lambda d: (d.forget, d.validation))(_data(tiny_random, m)),
-                           tiny_random.context(0).device).gap(tiny_random.model)
+    _, h0 = CalibratedStop(
+        *(lambda d: (d.forget, d.validation))(_data(tiny_random, m)), tiny_random.context(0).device
+    ).gap(tiny_random.model)
     assert info["stop_reference"] == "start" and info["stop_heldout_loss"] == pytest.approx(h0, rel=1e-6)
     assert tiny_random.accuracy(result.model, "forget") < 1.0  # measured 0.993 (the memorised original: 1.000)
     opt = get_method("neggrad_plus")({"stop": "calibrated", "stop_every": 5, "beta": 0.3})
@@ -68,7 +69,9 @@ def test_the_stop_refuses_class_requests_and_missing_heldout_rows(tiny: TinyProb
     from obliviate.core import SplitAccessError
 
     with pytest.raises(SplitAccessError, match="validation_fraction"):
-        run_method(m, tiny_random.model, UnlearnData(tiny_random.dataset, tiny_random.split, m.uses), tiny_random.context(0))
+        run_method(
+            m, tiny_random.model, UnlearnData(tiny_random.dataset, tiny_random.split, m.uses), tiny_random.context(0)
+        )
 
 
 def test_a_study_skips_the_stop_where_it_cannot_apply(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -82,9 +85,14 @@ def test_a_study_skips_the_stop_where_it_cannot_apply(tmp_path) -> None:  # type
     def make_task(spec):  # type: ignore[no-untyped-def]
         return VisionTask(spec, ModelCache(tmp_path), torch.device("cpu"))
 
-    raw = {"name": "s", "dataset": "digits", "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
-           "requests": [{"kind": "class", "classes": ["3"]}, {"kind": "random", "fraction": 0.1}],
-           "methods": ["original", "calibrated_neggrad"], "seeds": [0]}
+    raw = {
+        "name": "s",
+        "dataset": "digits",
+        "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
+        "requests": [{"kind": "class", "classes": ["3"]}, {"kind": "random", "fraction": 0.1}],
+        "methods": ["original", "calibrated_neggrad"],
+        "seeds": [0],
+    }
     task = make_task(parse_study(raw))
     task.prepare(RecordingProgress())
     why = {(g.request, u.label): u.not_applicable for g in task.plan() for u in g.units}
@@ -176,8 +184,9 @@ def test_the_error_and_median_statistics(memorised: TinyProblem) -> None:
 
     def wrong(view):  # type: ignore[no-untyped-def]
         with torch.no_grad():
-            return np.concatenate([(model(b["image"]).argmax(1) != b["label"]).numpy()
-                                   for b in view.loader(128, shuffle=False)]).astype(float)
+            return np.concatenate(
+                [(model(b["image"]).argmax(1) != b["label"]).numpy() for b in view.loader(128, shuffle=False)]
+            ).astype(float)
 
     assert f_err == pytest.approx(wrong(data.forget).mean(), abs=1e-12)
     assert h_err == pytest.approx(float((wrong(data.validation) * stop._weights.numpy()).sum()), abs=1e-12)
@@ -234,8 +243,9 @@ def test_under_keep_each_check_measures_the_returned_model(memorised: TinyProble
     returned = copy.deepcopy(model)
     restore(returned, original)
     f_keep, _ = keep.gap(model)
-    assert f_keep == pytest.approx(CalibratedStop(data.forget, data.validation, device, statistic="error")
-                                   .gap(returned)[0], abs=1e-12)
+    assert f_keep == pytest.approx(
+        CalibratedStop(data.forget, data.validation, device, statistic="error").gap(returned)[0], abs=1e-12
+    )
     assert f_keep != loop.gap(model)[0]  # the rewritten statistics measure another model
     assert all(torch.equal(a["running_mean"], b["running_mean"]) for a, b in zip(snapshot(model), rewritten))
     assert model.training  # the mode is put back too

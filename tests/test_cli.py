@@ -31,8 +31,29 @@ def test_unknown_name_suggests(capsys) -> None:  # type: ignore[no-untyped-def]
 
 def test_train_evaluate_round_trip(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     ck = tmp_path / "ret"
-    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.5", "--epochs", "5",
-                 "--train-json", '{"batch_size": 64, "crop_pad": 1, "flip": false}', "--forget", "3", "--out", str(ck), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small_cnn",
+                "--width",
+                "0.5",
+                "--epochs",
+                "5",
+                "--train-json",
+                '{"batch_size": 64, "crop_pad": 1, "flip": false}',
+                "--forget",
+                "3",
+                "--out",
+                str(ck),
+                "-q",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["test_accuracy"] > 0.5
     assert main(["evaluate", str(ck), "--json", str(tmp_path / "ev.json")]) == 0
@@ -48,8 +69,10 @@ def test_train_evaluate_round_trip(tmp_path, capsys) -> None:  # type: ignore[no
 
 def test_run_with_bad_study_names_the_field(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "s.yaml"
-    f.write_text("name: x\ndataset: {name: digits}\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
-                 "methods: [original, {name: finetune, config: {epochs: -1}}]\n")
+    f.write_text(
+        "name: x\ndataset: {name: digits}\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
+        "methods: [original, {name: finetune, config: {epochs: -1}}]\n"
+    )
     assert main(["run", str(f), "--out", str(tmp_path / "o")]) == 2
     assert "methods[1].config.epochs: FinetuneConfig.epochs must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -65,10 +88,14 @@ def test_list_presets(what, capsys) -> None:  # type: ignore[no-untyped-def]
 
 def test_run_seeds_override(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "s.yaml"
-    f.write_text("name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
-                 "train: {epochs: 1, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
-                 "methods: [original]\nseeds: [0, 1, 2]\n")
-    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "4", "-q"]) == 0
+    f.write_text(
+        "name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
+        "train: {epochs: 1, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
+        "methods: [original]\nseeds: [0, 1, 2]\n"
+    )
+    assert (
+        main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "4", "-q"]) == 0
+    )
     runs = list((tmp_path / "o" / "runs").glob("*.json"))
     assert len(runs) == 1 and json.loads(runs[0].read_text())["seed"] == 4
     assert main(["run", str(f), "--out", str(tmp_path / "p"), "--seeds", "1", "1"]) == 2
@@ -77,9 +104,11 @@ def test_run_seeds_override(tmp_path, capsys) -> None:  # type: ignore[no-untype
 
 def test_progress_in_a_log_is_a_line_per_training_run_not_a_bar(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "s.yaml"
-    f.write_text("name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
-                 "train: {epochs: 2, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
-                 "methods: [original, finetune]\nseeds: [0]\n")
+    f.write_text(
+        "name: x\ndataset: {name: digits}\nmodels: [{name: small_cnn, kwargs: {width: 0.5}}]\n"
+        "train: {epochs: 2, batch_size: 128}\nrequests: [{kind: class, classes: ['3']}]\n"
+        "methods: [original, finetune]\nseeds: [0]\n"
+    )
     assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 0
     err = capsys.readouterr().err  # captured: not a terminal
     assert "\r" not in err and "it/s" not in err and "step/s" not in err
@@ -107,7 +136,9 @@ def test_list_presets_says_what_runs_and_its_time_per_scale(capsys, monkeypatch)
 def test_describe_preset_model_and_recipe(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["describe", "vgg16_neuron_mask"]) == 0
     out = capsys.readouterr().out
-    assert "scale quick — time: ≈ 5 min per seed" in out and "vgg16_bn(width=0.25)" in out and "run: obliviate run" in out
+    assert (
+        "scale quick — time: ≈ 5 min per seed" in out and "vgg16_bn(width=0.25)" in out and "run: obliviate run" in out
+    )
     assert main(["describe", "resnet18", "--kwargs", '{"width": 0.25}']) == 0
     out = capsys.readouterr().out
     assert "3 channel(s) × 32×32" in out and "701,466 parameters" in out and "width" in out
@@ -126,7 +157,9 @@ def test_list_columns_all_have_headers_and_summaries_are_whole(capsys) -> None: 
     assert header == ["method", "kind", "reads", "exact", "summary"]
     assert main(["list", "datasets"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "(the sub-class forgetting setting: forget ``rocket`` inside ``vehicles_2``)" in out  # a docstring's whole paragraph
+    assert (
+        "(the sub-class forgetting setting: forget ``rocket`` inside ``vehicles_2``)" in out
+    )  # a docstring's whole paragraph
 
 
 def test_run_model_and_data_root_for_llm_studies(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +174,10 @@ def test_run_model_and_data_root_for_llm_studies(tmp_path, capsys) -> None:  # t
     assert main(["run", "llm_bias_lora", "--scale", "tiny", "--model", str(folder), "--out", str(tmp_path / "o")]) == 2
     assert "has no weights" in capsys.readouterr().err
     missing = tmp_path / "statements.jsonl"
-    assert main(["run", "llm_bias_lora", "--scale", "tiny", "--data-root", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["run", "llm_bias_lora", "--scale", "tiny", "--data-root", str(missing), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "statements.jsonl" in capsys.readouterr().err
     assert main(["run", "default", "--model", "x", "--out", str(tmp_path / "v")]) == 2
     assert "model: applies to LLM studies" in capsys.readouterr().err

@@ -51,9 +51,15 @@ def _check_split(info: LabelInfo, split) -> None:  # type: ignore[no-untyped-def
     assert np.array_equal(np.sort(np.concatenate([split.test_forget, split.test_retain])), np.arange(m))
 
 
-@pytest.mark.parametrize("request_", [
-    ClassForget(("c3",)), ClassForget((1, "c2")), RandomForget(0.1), SampleIdsForget((0, 5, 17, 199)),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ClassForget(("c3",)),
+        ClassForget((1, "c2")),
+        RandomForget(0.1),
+        SampleIdsForget((0, 5, 17, 199)),
+    ],
+)
 @pytest.mark.parametrize("seed", [0, 1, 123])
 def test_requests_are_disjoint_exhaustive_deterministic(request_, seed) -> None:  # type: ignore[no-untyped-def]
     info = _labels()
@@ -97,23 +103,29 @@ def test_ids_follow_subset_ids() -> None:
         split_indices(sub, SampleIdsForget((2,)), 0)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: split_indices(_labels(), ClassForget(("airplan",)), 0), "Unknown class 'airplan'"),
-    (lambda: split_indices(_labels(), ClassForget((10,)), 0), "index 10 is out of range: allowed 0..9"),
-    (lambda: split_indices(_labels(), SampleIdsForget((5, 200)), 0), r"not in the training set: \[200\]; allowed: 0..199"),
-    (lambda: SampleIdsForget((1, "x")), "must be an integer, got 'x'"),
-    (lambda: SampleIdsForget((1.5,)), "must be an integer, got 1.5"),
-    (lambda: SampleIdsForget((3, 4, 3)), r"duplicated sample ids in the request: \[3\]"),
-    (lambda: SampleIdsForget(()), "holds no sample ids"),
-    (lambda: RandomForget(0.0), "strictly between 0 and 1"),
-    (lambda: RandomForget(1.0), "strictly between 0 and 1"),
-    (lambda: split_indices(_labels(20), RandomForget(0.01), 0), "selects no sample"),
-    (lambda: split_indices(_labels(), ClassForget(tuple(f"c{i}" for i in range(10))), 0), "whole training set"),
-    (lambda: split_indices(_labels(), SubclassForget("rocket"), 0), "needs a dataset with superclasses"),
-    (lambda: split_indices(_labels(), ClassForget(("c1",)), -1), "seed must be a non-negative integer"),
-    (lambda: parse_request({"kind": "bogus"}), "request kind must be one of"),
-    (lambda: parse_request({"kind": "random", "fraction": 0.1, "frac": 2}), r"unknown field\(s\) \['frac'\]"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: split_indices(_labels(), ClassForget(("airplan",)), 0), "Unknown class 'airplan'"),
+        (lambda: split_indices(_labels(), ClassForget((10,)), 0), "index 10 is out of range: allowed 0..9"),
+        (
+            lambda: split_indices(_labels(), SampleIdsForget((5, 200)), 0),
+            r"not in the training set: \[200\]; allowed: 0..199",
+        ),
+        (lambda: SampleIdsForget((1, "x")), "must be an integer, got 'x'"),
+        (lambda: SampleIdsForget((1.5,)), "must be an integer, got 1.5"),
+        (lambda: SampleIdsForget((3, 4, 3)), r"duplicated sample ids in the request: \[3\]"),
+        (lambda: SampleIdsForget(()), "holds no sample ids"),
+        (lambda: RandomForget(0.0), "strictly between 0 and 1"),
+        (lambda: RandomForget(1.0), "strictly between 0 and 1"),
+        (lambda: split_indices(_labels(20), RandomForget(0.01), 0), "selects no sample"),
+        (lambda: split_indices(_labels(), ClassForget(tuple(f"c{i}" for i in range(10))), 0), "whole training set"),
+        (lambda: split_indices(_labels(), SubclassForget("rocket"), 0), "needs a dataset with superclasses"),
+        (lambda: split_indices(_labels(), ClassForget(("c1",)), -1), "seed must be a non-negative integer"),
+        (lambda: parse_request({"kind": "bogus"}), "request kind must be one of"),
+        (lambda: parse_request({"kind": "random", "fraction": 0.1, "frac": 2}), r"unknown field\(s\) \['frac'\]"),
+    ],
+)
 def test_bad_requests_raise_with_the_bad_value(make, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ForgetRequestError, match=match):
         make()
@@ -128,7 +140,9 @@ def test_empty_class_forget_set_raises() -> None:
 def test_ids_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "ids.txt"
     f.write_text("1\nabc\n")
-    with pytest.raises(ForgetRequestError, match=r"ids.txt:2: sample id must be a non-negative decimal integer.*got 'abc'"):
+    with pytest.raises(
+        ForgetRequestError, match=r"ids.txt:2: sample id must be a non-negative decimal integer.*got 'abc'"
+    ):
         SampleIdsForget.from_file(f)
     with pytest.raises(ForgetRequestError, match="does not exist"):
         SampleIdsForget.from_file(tmp_path / "missing.txt")
@@ -210,8 +224,16 @@ def test_real_cifar10_from_shared(cifar10_root) -> None:  # type: ignore[no-unty
 
 def test_loader_batches_are_named_and_deterministic() -> None:
     ds = load_dataset("digits")
-    mk = lambda: BatchLoader(ds.train_images, ds.train_labels, mean=ds.mean, std=ds.std, batch_size=100,  # noqa: E731
-                             shuffle=True, augment=Augment(pad=1), seed=0)
+    mk = lambda: BatchLoader(
+        ds.train_images,
+        ds.train_labels,
+        mean=ds.mean,
+        std=ds.std,
+        batch_size=100,
+        shuffle=True,
+        augment=Augment(pad=1),
+        seed=0,
+    )
     a, b = next(iter(mk())), next(iter(mk()))
     assert set(a) == {"image", "label", "index"}
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["index"], b["index"])

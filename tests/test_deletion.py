@@ -20,8 +20,8 @@ from obliviate.cli import main
 from obliviate.deletion import DeletionError, DeletionRefused, verify
 from obliviate.deletion.audit import auc_members, bootstrap_auc
 
-
 # -- the Python API on a user's own model -----------------------------------------------------------
+
 
 def _user_problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -42,10 +42,14 @@ def test_api_on_a_plain_module_and_dataloader_forgets_a_class() -> None:
     before = {k: v.clone() for k, v in net.state_dict().items()}
     f = (y[:800] == 2).nonzero().flatten()
     r = (y[:800] != 2).nonzero().flatten()
-    res = obliviate.unlearn(net, forget=TensorDataset(x[f], y[f]),
-                            retain=DataLoader(TensorDataset(x[r], y[r]), batch_size=64),
-                            heldout=(x[800:], y[800:]), method="retrain",
-                            train_config={"epochs": 15, "lr": 0.05})
+    res = obliviate.unlearn(
+        net,
+        forget=TensorDataset(x[f], y[f]),
+        retain=DataLoader(TensorDataset(x[r], y[r]), batch_size=64),
+        heldout=(x[800:], y[800:]),
+        method="retrain",
+        train_config={"epochs": 15, "lr": 0.05},
+    )
     ev = res.evidence
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the user's model is untouched
     assert ev["before"]["forget"]["accuracy"] > 0.9 and ev["after"]["forget"]["accuracy"] == 0.0
@@ -66,8 +70,12 @@ def test_api_auto_policy_and_audit_on_a_sample_request() -> None:
     # the step size is derived from this model (η = ρ·‖θ‖/‖∇L‖), not carried from another network
     assert m["config"]["stop"] == "calibrated" and m["config"]["beta"] == 0.5 and m["config"]["stop_every"] == 1
     assert m["derived"]["rho"] == 2e-3
-    assert m["config"]["lr"] == pytest.approx(m["derived"]["rho"] * m["derived"]["weight_norm"] / m["derived"]["grad_norm"])
-    assert (data["validation_rows"], data["heldout_rows"]) == (40, 360) and data["validation_source"].startswith("carved")
+    assert m["config"]["lr"] == pytest.approx(
+        m["derived"]["rho"] * m["derived"]["weight_norm"] / m["derived"]["grad_norm"]
+    )
+    assert (data["validation_rows"], data["heldout_rows"]) == (40, 360) and data["validation_source"].startswith(
+        "carved"
+    )
     assert "validation" in res.evidence["splits_read"] and res.evidence["info"]["stop"] == "calibrated"
     assert res.evidence["before"]["heldout"]["n"] == 360
     mem = res.evidence["membership"]
@@ -82,8 +90,13 @@ def test_api_auto_policy_and_audit_on_a_sample_request() -> None:
     with pytest.raises(DeletionError, match="reads held-out rows"):
         obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), method="loss_match")
     # validation rows given: read as given, nothing carved from the audited rows
-    given = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[1000:], y[1000:]),
-                              validation=(x[800:1000], y[800:1000]))
+    given = obliviate.unlearn(
+        net,
+        forget=(x[f], y[f]),
+        retain=(x[r], y[r]),
+        heldout=(x[1000:], y[1000:]),
+        validation=(x[800:1000], y[800:1000]),
+    )
     assert given.evidence["method"]["name"] == "calibrated_neggrad"
     assert (given.evidence["data"]["validation_rows"], given.evidence["data"]["heldout_rows"]) == (200, 200)
     exact = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), exact=True)
@@ -100,22 +113,31 @@ def test_api_on_a_timm_model_unchanged() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(48, 3, 32, 32, generator=g)
     y = torch.arange(48) % 3
-    res = obliviate.unlearn(model, forget=(x[:6], y[:6]), retain=(x[6:36], y[6:36]), heldout=(x[36:], y[36:]),
-                            method="neggrad_plus", config={"epochs": 1.0, "batch_size": 8, "forget_batch_size": 4})
+    res = obliviate.unlearn(
+        model,
+        forget=(x[:6], y[:6]),
+        retain=(x[6:36], y[6:36]),
+        heldout=(x[36:], y[36:]),
+        method="neggrad_plus",
+        config={"epochs": 1.0, "batch_size": 8, "forget_batch_size": 4},
+    )
     assert type(res.model) is type(model)
     assert res.evidence["after"]["forget"]["n"] == 6 and res.evidence["steps"] > 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"forget": (torch.randn(4, 16), torch.zeros(4))}, "float"),  # labels are fine as integers-in-floats...
-    ({"forget": (torch.randn(4, 15), torch.zeros(4, dtype=torch.long))}, "differ in shape"),
-    ({"forget": (torch.randn(0, 16), torch.zeros(0, dtype=torch.long))}, "empty"),
-    ({"forget": (torch.randn(4, 16), torch.full((4,), 9))}, "labels go up to 9 but the model predicts 4"),
-    ({"forget": (torch.full((4, 16), float("nan")), torch.zeros(4, dtype=torch.long))}, "NaN"),
-    ({"method": "ssd", "config": {"alpha": -1}}, r"--set alpha: SSDConfig.alpha"),
-    ({"method": "unsir"}, "whole classes only"),
-    ({"method": "npo"}, "is an llm method"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"forget": (torch.randn(4, 16), torch.zeros(4))}, "float"),  # labels are fine as integers-in-floats...
+        ({"forget": (torch.randn(4, 15), torch.zeros(4, dtype=torch.long))}, "differ in shape"),
+        ({"forget": (torch.randn(0, 16), torch.zeros(0, dtype=torch.long))}, "empty"),
+        ({"forget": (torch.randn(4, 16), torch.full((4,), 9))}, "labels go up to 9 but the model predicts 4"),
+        ({"forget": (torch.full((4, 16), float("nan")), torch.zeros(4, dtype=torch.long))}, "NaN"),
+        ({"method": "ssd", "config": {"alpha": -1}}, r"--set alpha: SSDConfig.alpha"),
+        ({"method": "unsir"}, "whole classes only"),
+        ({"method": "npo"}, "is an llm method"),
+    ],
+)
 def test_api_bad_input_is_a_clear_error(kwargs: dict[str, Any], match: str) -> None:
     net, x, y = _user_problem()
     args: dict[str, Any] = {"forget": (x[:4], y[:4]), "retain": (x[4:100], y[4:100]), "method": "finetune"}
@@ -128,6 +150,7 @@ def test_api_bad_input_is_a_clear_error(kwargs: dict[str, Any], match: str) -> N
 
 
 # -- the membership audit's statistics --------------------------------------------------------------
+
 
 def test_auc_on_known_answers_and_bootstrap_coverage() -> None:
     from scipy.stats import norm
@@ -150,11 +173,29 @@ def test_auc_on_known_answers_and_bootstrap_coverage() -> None:
 
 # -- the CLI on digits: a lineage of three requests --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("deletion")
-    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.5", "--epochs", "6",
-                 "--out", str(d / "m0"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small_cnn",
+                "--width",
+                "0.5",
+                "--epochs",
+                "6",
+                "--out",
+                str(d / "m0"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -170,14 +211,49 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
     r1 = _ids(tmp_path / "r1.txt", list(range(0, 30)))
     r2 = _ids(tmp_path / "r2.txt", "\ufeff30\r\n31\r\n31\r\n5\r\n# a comment\r\n32\r\n")  # BOM, CRLF, dup, repeat
     r3 = _ids(tmp_path / "r3.txt", list(range(100, 120)))
-    assert main(["unlearn", str(m0), "--forget", f"ids:{r1}", "--method", "finetune", "--set", "epochs=1",
-                 "--out", str(tmp_path / "u1")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                str(m0),
+                "--forget",
+                f"ids:{r1}",
+                "--method",
+                "finetune",
+                "--set",
+                "epochs=1",
+                "--out",
+                str(tmp_path / "u1"),
+            ]
+        )
+        == 0
+    )
     assert main(["unlearn", str(tmp_path / "u1"), "--forget", f"ids:{r2}", "--out", str(tmp_path / "u2")]) == 0
-    assert main(["unlearn", str(tmp_path / "u2"), "--forget", f"ids:{r3}", "--method", "neggrad_plus",
-                 "--out", str(tmp_path / "u3"), "--request-id", "dsr-2026-0003"]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                str(tmp_path / "u2"),
+                "--forget",
+                f"ids:{r3}",
+                "--method",
+                "neggrad_plus",
+                "--out",
+                str(tmp_path / "u3"),
+                "--request-id",
+                "dsr-2026-0003",
+            ]
+        )
+        == 0
+    )
     u3 = tmp_path / "u3"
-    assert sorted(p.name for p in u3.iterdir()) == ["evidence.html", "evidence.json", "ledger.jsonl",
-                                                   "model.json", "model.safetensors"]
+    assert sorted(p.name for p in u3.iterdir()) == [
+        "evidence.html",
+        "evidence.json",
+        "ledger.jsonl",
+        "model.json",
+        "model.safetensors",
+    ]
     ev2 = json.loads((tmp_path / "u2" / "evidence.json").read_text())
     ids2 = ev2["request"]["ids"]
     assert ids2["count"] == 3 and ids2["duplicates_removed"] == [31] and ids2["already_forgotten"] == [5]
@@ -233,15 +309,18 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
         load(swapped, {})
 
 
-@pytest.mark.parametrize("content, match", [
-    ([5000], r"not training samples of this dataset, e.g. \[5000\]; allowed: 0..1346"),
-    ("-3\n", "ASCII digits only"),
-    ("1.5\n", "ASCII digits only"),
-    ("abc\n", "ASCII digits only"),
-    ("", "holds no sample ids"),
-    ("# only a comment\n", "holds no sample ids"),
-    ("all", "forget every training row"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ([5000], r"not training samples of this dataset, e.g. \[5000\]; allowed: 0..1346"),
+        ("-3\n", "ASCII digits only"),
+        ("1.5\n", "ASCII digits only"),
+        ("abc\n", "ASCII digits only"),
+        ("", "holds no sample ids"),
+        ("# only a comment\n", "holds no sample ids"),
+        ("all", "forget every training row"),
+    ],
+)
 def test_cli_bad_requests_write_nothing(trained: Path, tmp_path: Path, capsys: Any, content: Any, match: str) -> None:
     if content == "all":
         content = list(range(1347))
@@ -267,8 +346,25 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
     assert main(["unlearn", str(bad), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o1")]) == 2
     assert "does not match the hash" in capsys.readouterr().err
     # a model for another class count than the dataset's
-    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.25", "--epochs", "0.2",
-                 "--out", str(tmp_path / "m10"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small_cnn",
+                "--width",
+                "0.25",
+                "--epochs",
+                "0.2",
+                "--out",
+                str(tmp_path / "m10"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "m10.json").read_text())
     from obliviate.models import create_model, save_checkpoint
 
@@ -277,8 +373,21 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
     assert main(["unlearn", str(tmp_path / "m7"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o2")]) == 2
     assert "trained for 7 classes, expected 10" in capsys.readouterr().err
     # a reference of another architecture
-    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--reference", str(tmp_path / "m7"),
-                 "--out", str(tmp_path / "o3")]) == 2
+    assert (
+        main(
+            [
+                "unlearn",
+                str(trained / "m0"),
+                "--forget",
+                f"ids:{ids}",
+                "--reference",
+                str(tmp_path / "m7"),
+                "--out",
+                str(tmp_path / "o3"),
+            ]
+        )
+        == 2
+    )
     # the data the checkpoint was trained on, changed: its fingerprint no longer matches
     meta["dataset_fingerprint"] = "0" * 20
     (tmp_path / "m10.json").write_text(json.dumps(meta))  # fingerprint is metadata, not in spec_sha256
@@ -288,11 +397,10 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 
-def test_an_interrupted_unlearn_leaves_no_partial_folder(trained: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from obliviate.deletion import checkpoints
-
-    from obliviate.deletion import output
+def test_an_interrupted_unlearn_leaves_no_partial_folder(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from obliviate.deletion import checkpoints, output
 
     def boom(_ev: Any) -> str:
         raise KeyboardInterrupt  # the process is stopped while the evidence is being written
@@ -300,20 +408,38 @@ def test_an_interrupted_unlearn_leaves_no_partial_folder(trained: Path, tmp_path
     monkeypatch.setattr(output, "render_html", boom)
     ids = _ids(tmp_path / "r.txt", [1, 2, 3])
     with pytest.raises(KeyboardInterrupt):
-        checkpoints.unlearn_checkpoint(trained / "m0", ids_file=ids, out=tmp_path / "out", method="finetune",
-                                       overrides={"epochs": 0.5})
+        checkpoints.unlearn_checkpoint(
+            trained / "m0", ids_file=ids, out=tmp_path / "out", method="finetune", overrides={"epochs": 0.5}
+        )
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
 
 
 def test_cli_audit_and_exact_auto(trained: Path, tmp_path: Path, capsys: Any) -> None:
     ids = _ids(tmp_path / "r.txt", list(range(0, 25)))
-    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--exact", "--out",
-                 str(tmp_path / "exact")]) == 0
+    assert (
+        main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--exact", "--out", str(tmp_path / "exact")])
+        == 0
+    )
     ev = json.loads((tmp_path / "exact" / "evidence.json").read_text())
-    assert ev["method"]["name"] == "retrain" and ev["method"]["chosen_by"] == "policy" and ev["splits_read"] == ["retain"]
+    assert (
+        ev["method"]["name"] == "retrain" and ev["method"]["chosen_by"] == "policy" and ev["splits_read"] == ["retain"]
+    )
     capsys.readouterr()
-    assert main(["audit", str(trained / "m0"), "--forget", f"ids:{ids}", "--reference", str(tmp_path / "exact"),
-                 "--json", str(tmp_path / "a.json")]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                str(trained / "m0"),
+                "--forget",
+                f"ids:{ids}",
+                "--reference",
+                str(tmp_path / "exact"),
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "membership" in out and "reference" in out
     res = json.loads((tmp_path / "a.json").read_text())
@@ -330,10 +456,29 @@ def test_deployable_sisa_serves_two_requests_exactly(tmp_path: Path) -> None:
     from obliviate.models import load_checkpoint
     from obliviate.training import TrainConfig
 
-    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--width", "0.25", "--epochs", "3",
-                 "--sisa", "3:3", "--out", str(tmp_path / "s0"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small_cnn",
+                "--width",
+                "0.25",
+                "--epochs",
+                "3",
+                "--sisa",
+                "3:3",
+                "--out",
+                str(tmp_path / "s0"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     plan = json.loads((tmp_path / "s0.sisa" / "plan.json").read_text())
-    first = plan["slice_ids"][1][2][:2]      # two ids in shard 1's last slice
+    first = plan["slice_ids"][1][2][:2]  # two ids in shard 1's last slice
     second = plan["slice_ids"][2][0][:1] + plan["slice_ids"][1][0][:1]  # then slice 0 of shards 2 and 1
     r1, r2 = _ids(tmp_path / "r1.txt", first), _ids(tmp_path / "r2.txt", second)
     assert main(["unlearn", str(tmp_path / "s0"), "--forget", f"ids:{r1}", "--out", str(tmp_path / "u1")]) == 0
@@ -352,8 +497,17 @@ def test_deployable_sisa_serves_two_requests_exactly(tmp_path: Path) -> None:
     model, meta = load_checkpoint(tmp_path / "u2" / "model")
     pos = {int(v): r for r, v in enumerate(ds.train_ids.numpy())}
     slices = [[np.asarray([pos[i] for i in sl]) for sl in shard] for shard in plan["slice_ids"]]
-    fresh = SISATrainer(ds.train_images, ds.train_labels, ShardPlan(slices), sisa_state._factory(meta["model"]["member"]),
-                        TrainConfig.from_dict(plan["stage_train"]), plan["seed"], torch.device("cpu"), ds.mean, ds.std)
+    fresh = SISATrainer(
+        ds.train_images,
+        ds.train_labels,
+        ShardPlan(slices),
+        sisa_state._factory(meta["model"]["member"]),
+        TrainConfig.from_dict(plan["stage_train"]),
+        plan["seed"],
+        torch.device("cpu"),
+        ds.mean,
+        ds.std,
+    )
     removed = np.zeros(len(ds.train_labels), dtype=bool)
     removed[[pos[i] for i in first + second]] = True
     for k in range(3):
@@ -390,9 +544,16 @@ def test_per_example_audit_separates_a_memorising_original_from_retraining() -> 
     f, r, h = torch.arange(0, 60), torch.arange(60, 600), torch.arange(600, 900)
     original = fit_net(torch.arange(0, 600), 0)
     refs = [fit_net(r, 1), fit_net(r, 2)]
-    res = obliviate.unlearn(original, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[h], y[h]),
-                            method="retrain", train_config={"epochs": 20, "lr": 0.05}, references=refs,
-                            reference=refs[0])
+    res = obliviate.unlearn(
+        original,
+        forget=(x[f], y[f]),
+        retain=(x[r], y[r]),
+        heldout=(x[h], y[h]),
+        method="retrain",
+        train_config={"epochs": 20, "lr": 0.05},
+        references=refs,
+        reference=refs[0],
+    )
     pe = res.evidence["membership"]["per_example"]
     assert pe["original"]["level"] == "distinguishable" and pe["original"]["ci95"][0] > 0.8
     assert pe["original"]["tpr_at_1pct_fpr"] > 0.1
@@ -419,15 +580,32 @@ def test_retrain_refuses_a_model_it_cannot_reinitialise() -> None:
 
 def test_the_ledger_covers_the_evidence_and_a_lineage_cannot_restart(trained: Path, tmp_path: Path) -> None:
     ids = _ids(tmp_path / "r.txt", [1, 2, 3])
-    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", "--method", "finetune",
-                 "--set", "epochs=0.5", "--out", str(tmp_path / "u1")]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                str(trained / "m0"),
+                "--forget",
+                f"ids:{ids}",
+                "--method",
+                "finetune",
+                "--set",
+                "epochs=0.5",
+                "--out",
+                str(tmp_path / "u1"),
+            ]
+        )
+        == 0
+    )
     ev = tmp_path / "u1" / "evidence.json"
     ev.write_text(ev.read_text().replace('"verdict": "', '"verdict": "EDITED '))
     assert any("evidence" in p for p in verify(tmp_path / "u1"))
     assert main(["unlearn", str(tmp_path / "u1"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "u2")]) == 2
     (tmp_path / "u1" / "ledger.jsonl").unlink()  # dropping the ledger does not restart the lineage
-    assert main(["unlearn", str(tmp_path / "u1" / "model.json"), "--forget", f"ids:{ids}",
-                 "--out", str(tmp_path / "u3")]) == 2
+    assert (
+        main(["unlearn", str(tmp_path / "u1" / "model.json"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "u3")])
+        == 2
+    )
     assert not (tmp_path / "u2").exists() and not (tmp_path / "u3").exists()
 
 
@@ -444,8 +622,9 @@ def test_carved_validation_rows_are_the_study_runners_and_never_audited() -> Non
     val, audited = carve_validation(held, seed=2)
     assert len(val) == 1000 and len(audited) == 9000 and not set(val) & set(audited)
     assert np.array_equal(np.sort(np.concatenate([val, audited])), held)
-    runner = SimpleNamespace(ds=SimpleNamespace(test_labels=np.zeros(10_000)),
-                             spec=SimpleNamespace(validation_fraction=0.1))
+    runner = SimpleNamespace(
+        ds=SimpleNamespace(test_labels=np.zeros(10_000)), spec=SimpleNamespace(validation_fraction=0.1)
+    )
     assert np.array_equal(val, VisionTask._validation_rows(runner, 2))  # type: ignore[arg-type]
     assert not np.array_equal(val, carve_validation(held, seed=3)[0])
     sub = np.arange(500, 530)  # a subset keeps its own ids
@@ -472,8 +651,14 @@ def test_api_auto_on_a_class_tries_ssd_then_retrains_with_the_users_loop() -> No
     net, x, y = _user_problem(2)
     f = (y[:800] == 1).nonzero().flatten()
     r = (y[:800] != 1).nonzero().flatten()
-    res = obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]),
-                            train_fn=_own_loop, class_names=["north", "east", "south", "west"])
+    res = obliviate.unlearn(
+        net,
+        forget=(x[f], y[f]),
+        retain=(x[r], y[r]),
+        heldout=(x[800:], y[800:]),
+        train_fn=_own_loop,
+        class_names=["north", "east", "south", "west"],
+    )
     ev = res.evidence
     first = ev["attempts"][0]
     assert first["method"] == "ssd" and first["config"]["alpha_rule"] == "forget_zero" and not first["passed"]

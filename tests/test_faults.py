@@ -43,10 +43,17 @@ def _all_json_finite(folder: Path) -> None:
 
 # -- divergence --------------------------------------------------------------------------------------
 
+
 def test_a_diverged_method_is_a_failure_and_the_study_goes_on(tmp_path: Path) -> None:
-    raw = {**BASE, "methods": ["original", {"name": "finetune", "label": "ft-diverges", "config": {"lr": 1.0e6}},
-                               {"name": "neggrad_plus", "label": "ng-diverges", "config": {"lr": 1.0e5, "forget_loss_cap": None}},
-                               {"name": "finetune", "config": {"epochs": 0.5}}]}
+    raw = {
+        **BASE,
+        "methods": [
+            "original",
+            {"name": "finetune", "label": "ft-diverges", "config": {"lr": 1.0e6}},
+            {"name": "neggrad_plus", "label": "ng-diverges", "config": {"lr": 1.0e5, "forget_loss_cap": None}},
+            {"name": "finetune", "config": {"epochs": 0.5}},
+        ],
+    }
     out, cache = tmp_path / "out", tmp_path / "cache"
     run_study(parse_study(raw), out, cache_dir=cache)
     recs = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
@@ -56,8 +63,9 @@ def test_a_diverged_method_is_a_failure_and_the_study_goes_on(tmp_path: Path) ->
         assert r["error"]["kind"] == "non_finite" and r["error"]["method"] == label
         # the shared step names the step whose loss went NaN; a last step that only breaks the
         # weights is caught when the method returns
-        assert (r["error"]["where"] == "loss" and isinstance(r["error"]["step"], int)) or \
-            r["error"]["where"] == "weights after unlearning", r["error"]
+        assert (r["error"]["where"] == "loss" and isinstance(r["error"]["step"], int)) or r["error"][
+            "where"
+        ] == "weights after unlearning", r["error"]
     assert recs["finetune"]["status"] == "ok" and recs["original"]["status"] == "ok"  # later methods ran
     csv = (out / "results.csv").read_text()
     assert "ft-diverges" not in csv and "finetune" in csv  # a failure never reads as 0 % forget accuracy
@@ -85,26 +93,47 @@ def test_a_diverged_reference_fails_its_group_and_caches_nothing(tmp_path: Path,
     assert not list((tmp_path / "cache").glob("*.safetensors"))  # no NaN model in the cache
 
 
-@pytest.mark.parametrize("patch, match", [
-    ({"train": {"momentum": math.nan}}, r"train.momentum: TrainConfig.momentum must be a finite number, got nan"),
-    ({"train": {"weight_decay": math.nan}}, r"train.weight_decay: .* finite number"),
-    ({"train": {"lr": math.inf}}, r"train.lr: TrainConfig.lr must be a finite number, got inf"),
-    ({"train": {"epochs": "1"}}, r"train.epochs: TrainConfig.epochs must be a finite number, got '1' \(a string\)"),
-    ({"methods": [{"name": "ssd", "config": {"alpha": math.nan}}]}, r"methods\[0\].config.alpha: .*finite number, got nan"),
-    ({"methods": [{"name": "finetune", "config": {"epochs": True}}]}, r"methods\[0\].config.epochs: .*got True"),
-    ({"methods": [{"name": "scrub", "config": {"msteps": 2.5}}]}, r"methods\[0\].config.msteps: .*an integer, got 2.5"),
-    ({"models": [{"name": "small_cnn", "kwargs": {"widht": 0.5}}]}, r"models\[0\].kwargs: model 'small_cnn' takes no argument\(s\) \['widht'\]"),
-    ({"models": [{"name": "small_cnn", "kwargs": {"width": "wide"}}]}, r"models\[0\].kwargs: .*width must be a finite number"),
-    ({"models": [{"name": "coatnet", "kwargs": {"checkpoint_path": "/etc/passwd"}}]}, r"takes no argument\(s\) \['checkpoint_path'\]"),
-    ({"eval": {"batch_size": "512"}}, r"eval.batch_size: EvalSpec.batch_size must be an integer, got '512'"),
-    ({"eval": {"tta": "crop"}}, r"eval.tta: EvalSpec.tta must be one of 'none', 'flip' or null"),
-    ({"eval": {"batchsize": 1}}, r"eval.batchsize: unknown field\(s\) \['batchsize'\] for eval .*did you mean 'batch_size'"),
-    ({"relearn": {"lr": math.nan}}, r"relearn.lr: RelearnSpec.lr must be a finite number, got nan"),
-    ({"dataset": {"name": "digits", "train_per_class": 0}}, r"dataset.train_per_class: .*positive integer"),
-    ({"dataset": {"name": "digits", "rooot": "x"}}, r"dataset.rooot: unknown field"),
-    ({"methods": ["original", "original"]}, "labels must be unique"),
-    ({"methods": ["finetune", {"name": "finetune", "label": "again"}]}, r"methods\[1\]: is methods\[0\]"),
-])
+@pytest.mark.parametrize(
+    "patch, match",
+    [
+        ({"train": {"momentum": math.nan}}, r"train.momentum: TrainConfig.momentum must be a finite number, got nan"),
+        ({"train": {"weight_decay": math.nan}}, r"train.weight_decay: .* finite number"),
+        ({"train": {"lr": math.inf}}, r"train.lr: TrainConfig.lr must be a finite number, got inf"),
+        ({"train": {"epochs": "1"}}, r"train.epochs: TrainConfig.epochs must be a finite number, got '1' \(a string\)"),
+        (
+            {"methods": [{"name": "ssd", "config": {"alpha": math.nan}}]},
+            r"methods\[0\].config.alpha: .*finite number, got nan",
+        ),
+        ({"methods": [{"name": "finetune", "config": {"epochs": True}}]}, r"methods\[0\].config.epochs: .*got True"),
+        (
+            {"methods": [{"name": "scrub", "config": {"msteps": 2.5}}]},
+            r"methods\[0\].config.msteps: .*an integer, got 2.5",
+        ),
+        (
+            {"models": [{"name": "small_cnn", "kwargs": {"widht": 0.5}}]},
+            r"models\[0\].kwargs: model 'small_cnn' takes no argument\(s\) \['widht'\]",
+        ),
+        (
+            {"models": [{"name": "small_cnn", "kwargs": {"width": "wide"}}]},
+            r"models\[0\].kwargs: .*width must be a finite number",
+        ),
+        (
+            {"models": [{"name": "coatnet", "kwargs": {"checkpoint_path": "/etc/passwd"}}]},
+            r"takes no argument\(s\) \['checkpoint_path'\]",
+        ),
+        ({"eval": {"batch_size": "512"}}, r"eval.batch_size: EvalSpec.batch_size must be an integer, got '512'"),
+        ({"eval": {"tta": "crop"}}, r"eval.tta: EvalSpec.tta must be one of 'none', 'flip' or null"),
+        (
+            {"eval": {"batchsize": 1}},
+            r"eval.batchsize: unknown field\(s\) \['batchsize'\] for eval .*did you mean 'batch_size'",
+        ),
+        ({"relearn": {"lr": math.nan}}, r"relearn.lr: RelearnSpec.lr must be a finite number, got nan"),
+        ({"dataset": {"name": "digits", "train_per_class": 0}}, r"dataset.train_per_class: .*positive integer"),
+        ({"dataset": {"name": "digits", "rooot": "x"}}, r"dataset.rooot: unknown field"),
+        ({"methods": ["original", "original"]}, "labels must be unique"),
+        ({"methods": ["finetune", {"name": "finetune", "label": "again"}]}, r"methods\[1\]: is methods\[0\]"),
+    ],
+)
 def test_typed_validation_names_the_field_path(patch: dict[str, Any], match: str) -> None:
     with pytest.raises(StudySpecError, match=match):
         parse_study({**BASE, **patch})
@@ -114,31 +143,45 @@ def test_yaml_float_quirk_is_read_as_the_number(tmp_path: Path) -> None:
     from obliviate.study import load_study
 
     f = tmp_path / "s.yaml"
-    f.write_text("name: q\ndataset: {name: digits}\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
-                 "train: {lr: 1e-3, weight_decay: 5e-4}\nmethods: [{name: finetune, config: {lr: 1e-3}}]\n")
+    f.write_text(
+        "name: q\ndataset: {name: digits}\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
+        "train: {lr: 1e-3, weight_decay: 5e-4}\nmethods: [{name: finetune, config: {lr: 1e-3}}]\n"
+    )
     spec = load_study(f)  # YAML 1.1 reads 1e-3 (no dot) as the string '1e-3'
     assert spec.train.lr == 0.001 and spec.train.weight_decay == 0.0005
     assert spec.methods[0].build().config.lr == 0.001
 
 
 def test_bad_model_kwargs_json_names_the_option(tmp_path: Path, capsys: Any) -> None:
-    rc = main(["train", "--dataset", "digits", "--model", "small_cnn", "--model-kwargs", "{width: 1}",
-               "--out", str(tmp_path / "m")])
+    rc = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--model",
+            "small_cnn",
+            "--model-kwargs",
+            "{width: 1}",
+            "--out",
+            str(tmp_path / "m"),
+        ]
+    )
     assert rc == 2 and "--model-kwargs is not valid JSON" in capsys.readouterr().err
 
 
 # -- damaged metadata --------------------------------------------------------------------------------
+
 
 def test_damaged_cache_group_and_run_records_are_named_moved_and_recomputed(tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
     spec = parse_study(BASE)
     run_study(spec, out, cache_dir=cache)
     entry = sorted(cache.glob("*.json"))[0]
-    entry.write_text(entry.read_text()[:40])                       # truncated cache JSON
+    entry.write_text(entry.read_text()[:40])  # truncated cache JSON
     group = next((out / "groups").glob("*.json"))
-    group.write_text("{\"truncated\": ")                           # truncated group record
+    group.write_text('{"truncated": ')  # truncated group record
     run = next((out / "runs").glob("*.json"))
-    run.write_text("{}")                                           # a record replaced by {}
+    run.write_text("{}")  # a record replaced by {}
     rec = Recorder()
     run_study(spec, out, cache_dir=cache, progress=rec)
     lines = rec.lines
@@ -162,6 +205,7 @@ def test_damaged_checkpoint_metadata_is_refused_with_its_path(tmp_path: Path) ->
 
 
 # -- checkpoints that cannot be turned against the loader ------------------------------------------
+
 
 def _saved(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     m = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.25)
@@ -234,8 +278,10 @@ def test_cache_refuses_a_nan_model(tmp_path: Path) -> None:
 
 # -- round trips -------------------------------------------------------------------------------------
 
+
 def test_evaluate_reads_back_an_ids_checkpoint_and_an_npz_folder_from_elsewhere(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     import numpy as np
 
     from obliviate.data import load_dataset
@@ -249,8 +295,27 @@ def test_evaluate_reads_back_an_ids_checkpoint_and_an_npz_folder_from_elsewhere(
     ids = tmp_path / "ids.txt"
     ids.write_text("0\n1\n2\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--dataset", "my_data", "--model", "small_cnn", "--width", "0.25", "--epochs", "0.2",
-                 "--forget", f"ids:{ids}", "--out", str(tmp_path / "ck"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "my_data",
+                "--model",
+                "small_cnn",
+                "--width",
+                "0.25",
+                "--epochs",
+                "0.2",
+                "--forget",
+                f"ids:{ids}",
+                "--out",
+                str(tmp_path / "ck"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     monkeypatch.chdir(work)  # the data folder is not relative to here
@@ -259,13 +324,17 @@ def test_evaluate_reads_back_an_ids_checkpoint_and_an_npz_folder_from_elsewhere(
     out = capsys.readouterr().out
     assert "forget" in out and "retain" in out
     # a dataset whose content differs from the training data is refused
-    np.savez(folder / "test.npz", images=ds.test_images.permute(0, 2, 3, 1).numpy()[:100],
-             labels=ds.test_labels.numpy()[:100])
+    np.savez(
+        folder / "test.npz",
+        images=ds.test_images.permute(0, 2, 3, 1).numpy()[:100],
+        labels=ds.test_labels.numpy()[:100],
+    )
     assert main(["evaluate", str(tmp_path / "ck")]) == 2
     assert "content fingerprint differs" in capsys.readouterr().err
 
 
 # -- one process per study folder -------------------------------------------------------------------
+
 
 def test_a_second_process_on_the_same_study_folder_stops_with_a_message(tmp_path: Path) -> None:
     import yaml
@@ -279,8 +348,13 @@ def test_a_second_process_on_the_same_study_folder_stops_with_a_message(tmp_path
     lock.acquire(wait=False)
     try:
         env = {**os.environ, "OBLIVIATE_CACHE": str(tmp_path / "cache")}
-        p = subprocess.run([sys.executable, "-m", "obliviate.cli", "run", str(f), "--out", str(out), "-q"],
-                           capture_output=True, text=True, env=env, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "obliviate.cli", "run", str(f), "--out", str(out), "-q"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     finally:
         lock.release()
     assert p.returncode == 2

@@ -22,8 +22,13 @@ STUDY = {
     "models": [{"name": "small_cnn", "kwargs": {"width": 0.5}}],
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "crop_pad": 1, "flip": False},
     "requests": [{"kind": "class", "classes": ["3"]}, {"kind": "random", "fraction": 0.1}],
-    "methods": ["original", "retrain", {"name": "finetune", "config": {"epochs": 2}},
-                {"name": "ssd", "config": {"alpha": 6.0}}, "neggrad_plus"],
+    "methods": [
+        "original",
+        "retrain",
+        {"name": "finetune", "config": {"epochs": 2}},
+        {"name": "ssd", "config": {"alpha": 6.0}},
+        "neggrad_plus",
+    ],
     "seeds": [0, 1],
     "device": "cpu",
 }
@@ -36,8 +41,11 @@ def _cmd(study: Path, out: Path) -> list[str]:
 
 def _values(out: Path) -> dict[tuple[str, ...], str]:
     with open(out / "results.csv") as f:
-        return {(r["model"], r["request"], r["method"], r["seed"], r["metric"]): r["value"]
-                for r in csv.DictReader(f) if not r["metric"].startswith(TIMING)}
+        return {
+            (r["model"], r["request"], r["method"], r["seed"], r["metric"]): r["value"]
+            for r in csv.DictReader(f)
+            if not r["metric"].startswith(TIMING)
+        }
 
 
 def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -54,8 +62,9 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
     rng = random.Random(20261201)
     killed = 0
     for _ in range(4):
-        p = subprocess.Popen(_cmd(study, tmp_path / "kill"), env=kill_env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            _cmd(study, tmp_path / "kill"), env=kill_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.15, 0.5) * full)  # while runs are going (the report takes the last part)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)

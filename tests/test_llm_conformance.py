@@ -35,9 +35,11 @@ def test_registry_has_the_six_llm_methods() -> None:
 
 
 def test_importing_methods_needs_no_transformers() -> None:
-    code = ("import sys, obliviate.methods, obliviate.llm; "
-            "bad = [m for m in ('transformers', 'peft', 'tokenizers') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, obliviate.methods, obliviate.llm; "
+        "bad = [m for m in ('transformers', 'peft', 'tokenizers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
@@ -105,16 +107,21 @@ def test_relabel_teaches_the_requested_answer(tiny) -> None:  # type: ignore[no-
     answers = ["biased", "not biased"]
     before = (answer_scores(tiny.model, tiny.encoder, texts, answers).argmax(1) == 1).mean()
     cls = METHODS.get("relabel")
-    result, _ = run_method(cls({"mode": "full", "lr": 3e-3, "epochs": 6, "batch_size": 4}), tiny.model,
-                           tiny.data(cls.uses), tiny.context(0))
+    result, _ = run_method(
+        cls({"mode": "full", "lr": 3e-3, "epochs": 6, "batch_size": 4}),
+        tiny.model,
+        tiny.data(cls.uses),
+        tiny.context(0),
+    )
     after = (answer_scores(result.model, tiny.encoder, texts, answers).argmax(1) == 1).mean()
     assert after >= 0.75 and after > before, (before, after)
 
 
 def test_npo_starts_at_its_closed_form(tiny) -> None:  # type: ignore[no-untyped-def]
     cls = METHODS.get("npo")
-    res, _ = run_method(cls({**cls.smoke, "retain_loss": "none", "beta": 0.5}), tiny.model,
-                        tiny.data(cls.uses), tiny.context(0))
+    res, _ = run_method(
+        cls({**cls.smoke, "retain_loss": "none", "beta": 0.5}), tiny.model, tiny.data(cls.uses), tiny.context(0)
+    )
     # a fresh adapter has lora_B = 0, so π_θ = π_ref at the first step: L = (2/β) log 2
     assert res.info["first_loss"] == pytest.approx(4 * math.log(2), rel=1e-4)
 

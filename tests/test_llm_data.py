@@ -132,14 +132,16 @@ def test_encoder_masks_and_truncates(cb) -> None:  # type: ignore[no-untyped-def
     assert ans[-1] == tok.eos_token_id and tok.decode(ans[:-1]).strip() == "not biased"
     long_text = "word " * 200
     ex = enc.example(long_text, "not biased", "answer")
-    assert len(ex.ids) == 40 and ex.ids[-len(ans):] == ans, "truncation never cuts the answer"
+    assert len(ex.ids) == 40 and ex.ids[-len(ans) :] == ans, "truncation never cuts the answer"
     assert ex.loss_mask == [False] * (40 - len(ans)) + [True] * len(ans)
     assert ex.ids[0] == tok.bos_token_id
     full = enc.example("Pt is stable.", "biased", "all")
     assert full.loss_mask[0] is False and all(full.loss_mask[1:])
     batch = enc.collate([ex, full], index=[5, 7])
     assert batch["input_ids"].shape == (2, 40) and batch["index"].tolist() == [5, 7]
-    assert (batch["labels"][1, len(full.ids):] == -100).all() and (batch["attention_mask"][1, len(full.ids):] == 0).all()
+    assert (batch["labels"][1, len(full.ids) :] == -100).all() and (
+        batch["attention_mask"][1, len(full.ids) :] == 0
+    ).all()
     # byte-level BPE: any text round-trips, including characters never seen in training
     s = "Ünïcödé — 患者 🙂"
     assert tok.decode(tok(s, add_special_tokens=False)["input_ids"]) == s
@@ -161,9 +163,19 @@ def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -
     from obliviate.llm.requests import LabelNoise, parse_llm_request
 
     cb = load_clinical_bias()
-    req = parse_llm_request({"kind": "mislabelled", "injected": "biased", "from_label": "not_biased",
-                             "categories": ["imaging_finding", "lab_result"], "count": 8})
-    assert isinstance(req, LabelNoise) and req.describe() == "mislabelled:not_biased,imaging_finding+lab_result,n=8<-biased"
+    req = parse_llm_request(
+        {
+            "kind": "mislabelled",
+            "injected": "biased",
+            "from_label": "not_biased",
+            "categories": ["imaging_finding", "lab_result"],
+            "count": 8,
+        }
+    )
+    assert (
+        isinstance(req, LabelNoise)
+        and req.describe() == "mislabelled:not_biased,imaging_finding+lab_result,n=8<-biased"
+    )
     split = split_statements(cb, req, 0)
     assert split.target_label == "not_biased" and len(split.forget) == 8
     assert split.noise == {int(i): "biased" for i in split.forget}
@@ -172,8 +184,9 @@ def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -
     assert all(noisy.records[i].label == "biased" and cb.records[i].label == "not_biased" for i in split.forget)
     assert all(noisy.records[i] == cb.records[i] for i in split.retain)
     # the same rows as a flip with the same selection (one selection rule for both kinds)
-    flip = split_statements(cb, LabelFlip(to="biased", from_label="not_biased",
-                                          categories=("imaging_finding", "lab_result"), count=8), 0)
+    flip = split_statements(
+        cb, LabelFlip(to="biased", from_label="not_biased", categories=("imaging_finding", "lab_result"), count=8), 0
+    )
     assert flip.forget.tolist() == split.forget.tolist()
     biased_id = next(r.id for r in cb.records if r.label == "biased")
     with pytest.raises(LLMRequestError, match="already carry that label"):  # noise that is no noise
@@ -205,7 +218,9 @@ def test_group_by_length_batches_every_row_once_with_less_padding(cb) -> None:  
     # the same seed and epoch give the same batches; another epoch another order
     again = TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)
     first = [b["index"].tolist() for b in again]
-    assert first == [b["index"].tolist() for b in TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)]
+    assert first == [
+        b["index"].tolist() for b in TextBatchLoader(enc, *args, batch_size=8, seed=1, group_by_length=True)
+    ]
     assert first != [b["index"].tolist() for b in again]
 
 
@@ -216,8 +231,10 @@ def test_a_system_message_needs_the_chat_template(cb) -> None:  # type: ignore[n
     tok = tiny_tokenizer(cb)
     with pytest.raises(ValueError, match="system message needs template 'chat'"):
         TaskEncoder(tok, cb.instruction, cb.answers, template="short", system="You judge.")
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     plain = TaskEncoder(tok, cb.instruction, cb.answers, template="chat")
     sys_enc = TaskEncoder(tok, cb.instruction, cb.answers, template="chat", system="You judge clinical statements.")
     text = cb.records[0].text

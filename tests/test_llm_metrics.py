@@ -117,9 +117,11 @@ def test_crows_pairs_score_matches_direct_likelihoods() -> None:
     from obliviate.llm.testing import tiny_llm_problem
 
     p = tiny_llm_problem()
-    pairs = [CrowsPair("The nurse was kind.", "The nurse was rude.", "x", True),
-             CrowsPair("He is poor and lazy.", "He is rich and lazy.", "x", True),
-             CrowsPair("Old people are slow.", "Young people are slow.", "x", True)]
+    pairs = [
+        CrowsPair("The nurse was kind.", "The nurse was rude.", "x", True),
+        CrowsPair("He is poor and lazy.", "He is rich and lazy.", "x", True),
+        CrowsPair("Old people are slow.", "Young people are slow.", "x", True),
+    ]
 
     def total_ll(s: str) -> float:
         ids = torch.tensor([[p.encoder.bos_id, *p.encoder.text_ids(s)]])
@@ -135,14 +137,16 @@ def test_compute_llm_metrics_on_a_handmade_case() -> None:
     from obliviate.llm.data import TextDataset, TextRecord
     from obliviate.llm.requests import StatementSplit
 
-    recs = tuple(TextRecord(f"s{i}", f"t{i}", "b" if i < 3 else "n", group="g" if i in (0, 3) else None)
-                 for i in range(6))
+    recs = tuple(
+        TextRecord(f"s{i}", f"t{i}", "b" if i < 3 else "n", group="g" if i in (0, 3) else None) for i in range(6)
+    )
     ds = TextDataset("toy", recs, {"b": "biased", "n": "not biased"})
     split = StatementSplit(np.array([0, 1, 2]), np.array([3, 4]), np.array([5]), target_label="n")
 
     def ev(forget_pred: list[int], retain_pred: list[int]) -> M.ModelEval:
         def sc(preds: list[int]) -> np.ndarray:
             return np.array([[0.0, -1.0] if k == 0 else [-1.0, 0.0] for k in preds])
+
         return M.ModelEval(
             scores={"forget": sc(forget_pred), "retain": sc(retain_pred), "validation": sc([1])},
             rows={"forget": split.forget, "retain": split.retain, "validation": split.validation},

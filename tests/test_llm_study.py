@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,39 +28,51 @@ def _one_thread() -> None:
 
 def micro_spec(**over: object) -> dict:
     spec = {
-        "task": "llm", "device": "cpu", "seeds": [0],
-        "model": {"name": "tiny-llama", "max_length": 64,
-                  "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 512},
-                  "train": {"epochs": 2, "lr": 5e-3, "batch_size": 32}},
+        "task": "llm",
+        "device": "cpu",
+        "seeds": [0],
+        "model": {
+            "name": "tiny-llama",
+            "max_length": 64,
+            "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 512},
+            "train": {"epochs": 2, "lr": 5e-3, "batch_size": 32},
+        },
         "data": {"source": "clinical_bias", "validation_fraction": 0.2},
         "requests": [{"kind": "flip", "from_label": "biased", "count": 6, "to": "not biased"}],
-        "methods": [{"name": "relabel", "config": {"lr": 3e-3, "epochs": 2, "batch_size": 4}},
-                    {"name": "npo", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "mode": "full"}}],
-        "metrics": {"groups": ["judgement", "perplexity", "mia", "forget_quality", "crows_pairs"],
-                    "crows_pairs": {"max_pairs": 8}},
+        "methods": [
+            {"name": "relabel", "config": {"lr": 3e-3, "epochs": 2, "batch_size": 4}},
+            {"name": "npo", "config": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "mode": "full"}},
+        ],
+        "metrics": {
+            "groups": ["judgement", "perplexity", "mia", "forget_quality", "crows_pairs"],
+            "crows_pairs": {"max_pairs": 8},
+        },
         "eval": {"answers": 2, "max_new_tokens": 3, "batch_size": 64},
     }
     spec.update(over)
     return spec
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({"modle": {}}, "study: unknown field"),
-    ({"seeds": [0, 0]}, "seeds"),
-    ({"model": {"name": "tiny-llama", "template": "chat", "train": {}}}, "model.template"),
-    ({"model": {"name": "tiny-llama", "train": {"lr": -1}}}, "model.train"),
-    ({"model": {"name": "tiny-llama", "tiny": {"hidden_size": 30, "num_heads": 4}, "train": {}}}, "model.tiny"),
-    ({"data": {"source": "nowhere.csv"}}, "data.source"),
-    ({"requests": [{"kind": "flip", "ids": ["cb-9999"], "to": "not biased"}]}, r"requests\[0\]"),
-    ({"methods": ["npoo"]}, r"methods\[0\].name: unknown LLM method 'npoo'. Did you mean 'npo'"),
-    ({"methods": [{"name": "npo", "config": {"beta": math.nan}}]}, r"methods\[0\].config: NPOConfig.beta"),
-    ({"methods": ["npo", "npo"]}, r"methods\[1\]: is methods\[0\] again"),
-    ({"methods": ["npo", {"name": "npo", "config": {"beta": 0.2}}]}, "labels must be unique"),
-    ({"methods": ["finetune"]}, "unknown LLM method"),
-    ({"metrics": ["mia", "nonsense"]}, "unknown metric 'nonsense'"),
-    ({"metrics": {"groups": ["crows_pairs"], "crows_pairs": {"path": "/no/such.csv"}}}, "metrics.crows_pairs.path"),
-    ({"eval": {"answers": -1}}, "eval.answers"),
-])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"modle": {}}, "study: unknown field"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"model": {"name": "tiny-llama", "template": "chat", "train": {}}}, "model.template"),
+        ({"model": {"name": "tiny-llama", "train": {"lr": -1}}}, "model.train"),
+        ({"model": {"name": "tiny-llama", "tiny": {"hidden_size": 30, "num_heads": 4}, "train": {}}}, "model.tiny"),
+        ({"data": {"source": "nowhere.csv"}}, "data.source"),
+        ({"requests": [{"kind": "flip", "ids": ["cb-9999"], "to": "not biased"}]}, r"requests\[0\]"),
+        ({"methods": ["npoo"]}, r"methods\[0\].name: unknown LLM method 'npoo'. Did you mean 'npo'"),
+        ({"methods": [{"name": "npo", "config": {"beta": math.nan}}]}, r"methods\[0\].config: NPOConfig.beta"),
+        ({"methods": ["npo", "npo"]}, r"methods\[1\]: is methods\[0\] again"),
+        ({"methods": ["npo", {"name": "npo", "config": {"beta": 0.2}}]}, "labels must be unique"),
+        ({"methods": ["finetune"]}, "unknown LLM method"),
+        ({"metrics": ["mia", "nonsense"]}, "unknown metric 'nonsense'"),
+        ({"metrics": {"groups": ["crows_pairs"], "crows_pairs": {"path": "/no/such.csv"}}}, "metrics.crows_pairs.path"),
+        ({"eval": {"answers": -1}}, "eval.answers"),
+    ],
+)
 def test_spec_errors_name_the_field(patch: dict, field: str) -> None:
     with pytest.raises(LLMSpecError, match=field):
         validate_llm_spec(micro_spec(**patch))
@@ -110,8 +122,9 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, run_llm: Any) -> None
     new = {(r["method"], r["metric"]): r["value"] for r in rows3}
     assert old.keys() == new.keys()
     assert all(new[k] == v for k, v in old.items() if k[0] != "npo"), "finished runs are read back as they were"
-    assert all(new[k] == v for k, v in old.items() if k[0] == "npo" and k[1] not in ("seconds", "peak_memory_mb")), \
+    assert all(new[k] == v for k, v in old.items() if k[0] == "npo" and k[1] not in ("seconds", "peak_memory_mb")), (
         "same seed, same result"
+    )
 
     md = render_llm_section(rows, answers)
     assert "| method |" in md and "| relabel |" in md
@@ -120,8 +133,18 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, run_llm: Any) -> None
 
 
 def test_report_mean_and_std_over_seeds() -> None:
-    rows = [{"model": "m", "request": "r", "method": "npo", "seed": s, "metric": "retain_acc", "value": v,
-             "direction": "higher"} for s, v in ((0, 0.5), (1, 0.7))]
+    rows = [
+        {
+            "model": "m",
+            "request": "r",
+            "method": "npo",
+            "seed": s,
+            "metric": "retain_acc",
+            "value": v,
+            "direction": "higher",
+        }
+        for s, v in ((0, 0.5), (1, 0.7))
+    ]
     md = render_llm_section(rows, {})
     assert "0.600 ± 0.141" in md and "retain_acc ↑" in md
 
@@ -131,7 +154,13 @@ def test_shipped_config_validates_at_every_scale() -> None:
     assert raw["task"] == "llm" and set(raw["scales"]) == {"tiny", "quick", "full"}
     quick = validate_llm_spec(apply_scale(raw, "quick"))  # validates without fetching the model
     assert quick.model_name == "smollm2-135m-instruct" and {m.name for m in quick.methods} == {
-        "relabel", "grad_ascent", "grad_diff", "npo", "simnpo", "rmu"}
+        "relabel",
+        "grad_ascent",
+        "grad_diff",
+        "npo",
+        "simnpo",
+        "rmu",
+    }
     assert [r.to_dict()["kind"] for r in quick.requests] == ["mislabelled", "flip"]
     tiny = validate_llm_spec(apply_scale(raw, "tiny"))
     assert tiny.model_name == "tiny-llama"
@@ -142,12 +171,31 @@ def test_shipped_config_validates_at_every_scale() -> None:
 def test_the_cli_seeds_and_set_options_reach_an_llm_study(tmp_path: Path) -> None:
     from obliviate.cli import main
 
-    spec = micro_spec(methods=[{"name": "relabel", "config": {"lr": 3e-3, "epochs": 1, "batch_size": 4}}],
-                      metrics={"groups": ["judgement"]}, eval={"answers": 0, "batch_size": 64})
+    spec = micro_spec(
+        methods=[{"name": "relabel", "config": {"lr": 3e-3, "epochs": 1, "batch_size": 4}}],
+        metrics={"groups": ["judgement"]},
+        eval={"answers": 0, "batch_size": 64},
+    )
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump({"name": "micro", **spec}))
-    assert main(["run", str(f), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seeds", "3",
-                 "--set", "methods[0].config.epochs=2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(f),
+                "--out",
+                str(tmp_path / "o"),
+                "--cache",
+                str(tmp_path / "c"),
+                "--seeds",
+                "3",
+                "--set",
+                "methods[0].config.epochs=2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     recs = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
     assert {r["seed"] for r in recs} == {3}
     assert [r["method_config"]["epochs"] for r in recs if r["method"] == "relabel"] == [2]

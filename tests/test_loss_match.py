@@ -67,7 +67,7 @@ def test_visits_scale_the_steps_with_the_rows_short_of_their_target(smoothed: Ti
     one = get_method("loss_match")(steps=500, visits=1.0, forget_batch_size=16, min_gap=0.0)
     result, stats = run_method(one, smoothed.model, smoothed.data(one), ctx)
     short = result.info["rows_short"]
-    assert 16 < short and stats.steps == result.info["steps_budget"] == -(-short // 16)
+    assert short > 16 and stats.steps == result.info["steps_budget"] == -(-short // 16)
     capped = get_method("loss_match")(steps=3, visits=100.0, forget_batch_size=16, min_gap=0.0)
     result, stats = run_method(capped, smoothed.model, smoothed.data(capped), ctx)
     assert stats.steps == result.info["steps_budget"] == 3
@@ -99,12 +99,12 @@ def test_each_step_is_one_forward_pass_over_the_retain_and_forget_rows(smoothed:
     assert before and stats.steps == 3 and [a - b for a, b in zip(after, before)] == [3] * len(before)
 
 
-def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem,
-                                                                   tiny_random: TinyProblem) -> None:
+def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem, tiny_random: TinyProblem) -> None:
     m = get_method("loss_match")(steps=2)
     with pytest.raises(ConfigError, match="sample-level"):
-        run_method(m, tiny.model, UnlearnData(tiny.dataset, tiny.split, m.uses, validation_rows=HELDOUT),
-                   tiny.context(0))
+        run_method(
+            m, tiny.model, UnlearnData(tiny.dataset, tiny.split, m.uses, validation_rows=HELDOUT), tiny.context(0)
+        )
     with pytest.raises(Exception, match="validation_fraction"):
         run_method(m, tiny_random.model, tiny_random.data(m), tiny_random.context(0))
     for bad in ({"steps": 0}, {"beta": 1.5}, {"huber": 0.0}, {"min_gap": -0.1}):

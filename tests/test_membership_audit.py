@@ -26,8 +26,13 @@ def _phi_worlds(shifts: tuple[float, ...], k: int = 16, n: int = 1500, m: int = 
     mu_f, mu_h = rng.normal(0, 3, (n, 1)), rng.normal(0, 3, (m, 1))
     refs = [(mu_f + rng.normal(0, 1, (n, q)), mu_h + rng.normal(0, 1, (m, q))) for _ in range(k)]
     # one model-level draw per example shared by the queries (as for a real model), small query noise
-    targets = [(mu_f + s + rng.normal(0, 1, (n, 1)) + rng.normal(0, 0.05, (n, q)),
-                mu_h + rng.normal(0, 1, (m, 1)) + rng.normal(0, 0.05, (m, q))) for s in shifts]
+    targets = [
+        (
+            mu_f + s + rng.normal(0, 1, (n, 1)) + rng.normal(0, 0.05, (n, q)),
+            mu_h + rng.normal(0, 1, (m, 1)) + rng.normal(0, 0.05, (m, q)),
+        )
+        for s in shifts
+    ]
     return targets, refs
 
 
@@ -96,16 +101,27 @@ def _inputs(with_audit: bool = True, draws: int = 1, seed: int = 0) -> EvalInput
         return Outputs(z.float(), y)
 
     def model(f: float) -> dict[str, Outputs]:
-        return {"retain": outs(400, 4.0), "test": outs(300, 1.0), "forget": outs(100, f),
-                "test_forget": outs(0, 1.0), "test_retain": outs(300, 1.0)}
+        return {
+            "retain": outs(400, 4.0),
+            "test": outs(300, 1.0),
+            "forget": outs(100, f),
+            "test_forget": outs(0, 1.0),
+            "test_retain": outs(300, 1.0),
+        }
 
     audit = None
     if with_audit:
         (member, nul), refs = _phi_worlds((1.5, 0.0), k=4, n=100, m=300, seed=seed + 1)
-        audit = AuditInputs(phi={"unlearned": member, "retrained": nul, "original": member}, references=refs,
-                            n_boot=200)
-    return EvalInputs({"unlearned": model(4.0), "retrained": model(1.0), "original": model(4.0)}, num_classes=4,
-                      seed=seed, audit=audit, draws=draws)
+        audit = AuditInputs(
+            phi={"unlearned": member, "retrained": nul, "original": member}, references=refs, n_boot=200
+        )
+    return EvalInputs(
+        {"unlearned": model(4.0), "retrained": model(1.0), "original": model(4.0)},
+        num_classes=4,
+        seed=seed,
+        audit=audit,
+        draws=draws,
+    )
 
 
 def test_lira_and_rmia_metrics_report_every_audited_model_and_skip_without_references() -> None:
@@ -138,7 +154,9 @@ def test_linear_probe_finds_a_class_the_classifier_hides() -> None:
             centres = np.eye(3, 16) * (4.0 if separable else 0.0)
             x = centres[y] + rng.normal(0, 1, (n, 16))
             if not separable:  # class 2 is gone from the features: it looks like class 0 or 1
-                x[y == 2] = (np.eye(3, 16) * 4.0)[rng.integers(0, 2, int((y == 2).sum()))] + rng.normal(0, 1, ((y == 2).sum(), 16))
+                x[y == 2] = (np.eye(3, 16) * 4.0)[rng.integers(0, 2, int((y == 2).sum()))] + rng.normal(
+                    0, 1, ((y == 2).sum(), 16)
+                )
                 x[y != 2] += (np.eye(3, 16) * 4.0)[y[y != 2]]
             return x, y
 
@@ -169,7 +187,11 @@ def test_population_attacks_over_draws_give_a_range_and_one_draw_gives_none() ->
         assert directions[f"{base}/draws_lo{tail}"] == "info"
     assert many["mia_efficacy/confidence/draws_lo"] < many["mia_efficacy/confidence/draws_hi"]  # the draw matters
     # the first draw is the single-draw value, so it lies in the range
-    assert many["mia_efficacy/confidence/draws_lo"] <= one["mia_efficacy/confidence"] <= many["mia_efficacy/confidence/draws_hi"]
+    assert (
+        many["mia_efficacy/confidence/draws_lo"]
+        <= one["mia_efficacy/confidence"]
+        <= many["mia_efficacy/confidence/draws_hi"]
+    )
 
 
 def test_salun_protocol_fits_on_the_test_set_without_the_forgotten_class() -> None:
@@ -183,17 +205,31 @@ def test_salun_protocol_fits_on_the_test_set_without_the_forgotten_class() -> No
     assert values["mia_efficacy_salun"] == mia_efficacy(svc, f.probs, f.labels)
     assert "gap_salun/avg" in values and "gap/avg" in values
     assert values["gap_salun/mia_efficacy"] == pytest.approx(
-        100 * abs(values["mia_efficacy_salun"] - values["mia_efficacy_salun@retrained"]))
+        100 * abs(values["mia_efficacy_salun"] - values["mia_efficacy_salun@retrained"])
+    )
 
 
 # -- spec validation -----------------------------------------------------------------------------
-BASE = {"name": "t", "dataset": "digits", "models": ["small_cnn"], "requests": [{"kind": "class", "classes": ["3"]}],
-        "methods": ["original"], "train": {"epochs": 1.0}}
+BASE = {
+    "name": "t",
+    "dataset": "digits",
+    "models": ["small_cnn"],
+    "requests": [{"kind": "class", "classes": ["3"]}],
+    "methods": ["original"],
+    "train": {"epochs": 1.0},
+}
 
 
-@pytest.mark.parametrize("audit, field", [({"references": 1}, "audit.references"), ({"draws": 0}, "audit.draws"),
-                                          ({"queries": "rotate"}, "audit.queries"), ({"n_boot": 10}, "audit.n_boot"),
-                                          ({"reference": 4}, "audit")])
+@pytest.mark.parametrize(
+    "audit, field",
+    [
+        ({"references": 1}, "audit.references"),
+        ({"draws": 0}, "audit.draws"),
+        ({"queries": "rotate"}, "audit.queries"),
+        ({"n_boot": 10}, "audit.n_boot"),
+        ({"reference": 4}, "audit"),
+    ],
+)
 def test_audit_spec_errors_name_the_field(audit: dict, field: str) -> None:
     with pytest.raises(StudySpecError, match=field.replace(".", r"\.")):
         parse_study({**BASE, "audit": audit})
@@ -201,7 +237,13 @@ def test_audit_spec_errors_name_the_field(audit: dict, field: str) -> None:
 
 # -- the report's reading ------------------------------------------------------------------------
 def _vals(a: float, lo: float, hi: float, rlo: float = 0.45, rhi: float = 0.55) -> dict[str, float]:
-    return {"lira/auc": a, "lira/auc_lo": lo, "lira/auc_hi": hi, "lira/auc_lo@retrained": rlo, "lira/auc_hi@retrained": rhi}
+    return {
+        "lira/auc": a,
+        "lira/auc_lo": lo,
+        "lira/auc_hi": hi,
+        "lira/auc_lo@retrained": rlo,
+        "lira/auc_hi@retrained": rhi,
+    }
 
 
 def test_seed_and_method_verdicts() -> None:
@@ -219,10 +261,19 @@ def test_seed_and_method_verdicts() -> None:
 def test_epsilon_rows_pool_references_across_seeds_of_one_forget_set() -> None:
     rng = np.random.default_rng(0)
     n = 40
-    groups = {f"g{s}": {"key": f"g{s}", "inputs": {"forget_ids_sha256": "same"},
-                        "audit": {"reference_phi_forget": rng.normal(0, 1, (4, n)).tolist()}} for s in (0, 1)}
-    runs = [{"method": m, "seed": s, "group_key": f"g{s}", "audit": {"phi_forget": (rng.normal(0, 1, n) + off).tolist()}}
-            for m, off in (("retrain", 0.0), ("original", 8.0)) for s in (0, 1)]
+    groups = {
+        f"g{s}": {
+            "key": f"g{s}",
+            "inputs": {"forget_ids_sha256": "same"},
+            "audit": {"reference_phi_forget": rng.normal(0, 1, (4, n)).tolist()},
+        }
+        for s in (0, 1)
+    }
+    runs = [
+        {"method": m, "seed": s, "group_key": f"g{s}", "audit": {"phi_forget": (rng.normal(0, 1, n) + off).tolist()}}
+        for m, off in (("retrain", 0.0), ("original", 8.0))
+        for s in (0, 1)
+    ]
     eps = epsilon_rows(runs, groups)
     assert eps["original"][2:4] == (2, 8) and eps["original"][0] > eps["retrain"][0] + 0.5
     # fully separated outputs sit at the cap that 2 against 8 models allow
@@ -235,10 +286,17 @@ def test_epsilon_rows_pool_references_across_seeds_of_one_forget_set() -> None:
 def test_study_trains_references_once_and_reports_the_audit(tmp_path: Path) -> None:
     from obliviate.api import run_study
 
-    spec = parse_study({**BASE, "train": {"epochs": 2.0, "batch_size": 64, "flip": False},
-                        "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
-                        "methods": ["original", "retrain", {"name": "finetune", "config": {"epochs": 1}}],
-                        "seeds": [0, 1], "device": "cpu", "audit": {"references": 2, "draws": 2, "n_boot": 100}})
+    spec = parse_study(
+        {
+            **BASE,
+            "train": {"epochs": 2.0, "batch_size": 64, "flip": False},
+            "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
+            "methods": ["original", "retrain", {"name": "finetune", "config": {"epochs": 1}}],
+            "seeds": [0, 1],
+            "device": "cpu",
+            "audit": {"references": 2, "draws": 2, "n_boot": 100},
+        }
+    )
     cache = tmp_path / "cache"
     run_study(spec, tmp_path / "out", cache_dir=cache)
     runs = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")]
@@ -246,8 +304,15 @@ def test_study_trains_references_once_and_reports_the_audit(tmp_path: Path) -> N
     assert len(runs) == 6 and all(r["status"] == "ok" for r in runs)
     for r in runs:
         v = r["values"]
-        assert {"lira/auc", "lira/auc@retrained", "rmia/auc", "probe/test_forget_acc@retrained",
-                "mia_efficacy/confidence/draws_lo", "mia_loss/auc_lo", "gap_salun/avg"} <= set(v)
+        assert {
+            "lira/auc",
+            "lira/auc@retrained",
+            "rmia/auc",
+            "probe/test_forget_acc@retrained",
+            "mia_efficacy/confidence/draws_lo",
+            "mia_loss/auc_lo",
+            "gap_salun/avg",
+        } <= set(v)
         g = next(g for g in groups if g["key"] == r["group_key"])
         assert len(r["audit"]["phi_forget"]) == g["audit"]["forget_rows"] == g["split_sizes"]["forget"]
     for g in groups:

@@ -105,8 +105,16 @@ def test_neuron_mask_masks_gelu_units_end_to_end() -> None:
         return x.to(torch.uint8), y
 
     (xtr, ytr), (xte, yte) = images(120), images(30)
-    ds = ImageDataset(name="synthetic32", train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte,
-                      class_names=("a", "b", "c"), mean=(0.5,) * 3, std=(0.25,) * 3)
+    ds = ImageDataset(
+        name="synthetic32",
+        train_images=xtr,
+        train_labels=ytr,
+        test_images=xte,
+        test_labels=yte,
+        class_names=("a", "b", "c"),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
     split = split_indices(ds.label_info(), ClassForget(("a",)), 0)
 
     def factory(seed: int) -> torch.nn.Module:
@@ -118,7 +126,9 @@ def test_neuron_mask_masks_gelu_units_end_to_end() -> None:
     cls = get_method("neuron_mask")
     with pytest.raises(ValueError, match="activations"):
         run_method(cls({}), model, UnlearnData(ds, split, cls.uses), ctx)
-    result, _ = run_method(cls({"activations": ["GELU"], "fraction": 0.05}), model, UnlearnData(ds, split, cls.uses), ctx)
+    result, _ = run_method(
+        cls({"activations": ["GELU"], "fraction": 0.05}), model, UnlearnData(ds, split, cls.uses), ctx
+    )
     assert result.info["masked_units"] == round(0.05 * result.info["candidate_units"]) > 0
     assert result.info["candidate_units"] == 2 * (8 + 32 + 32)  # widths 64/256/256 × 0.125, two units each
     with pytest.raises(ValueError, match="activations"):

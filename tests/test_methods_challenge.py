@@ -29,7 +29,7 @@ def test_msg_reinitialises_the_smallest_gradients_and_damps_the_rest() -> None:
     conv = nn.Conv2d(1, 2, 2, bias=False)
     w0 = conv.weight.detach().clone()
     conv.weight.grad = torch.arange(1.0, 9.0).view(2, 1, 2, 2)  # |g| = 1 .. 8
-    (w, mult), = reinit_small_gradients(conv, rate=0.25, damp=0.1, generator=torch.Generator().manual_seed(0))
+    ((w, mult),) = reinit_small_gradients(conv, rate=0.25, damp=0.1, generator=torch.Generator().manual_seed(0))
     flat_changed = (conv.weight != w0).flatten()
     assert flat_changed.tolist() == [True, True] + [False] * 6  # the 2 smallest |g| of 8
     assert mult.flatten().tolist() == pytest.approx([1.0, 1.0] + [0.1] * 6)

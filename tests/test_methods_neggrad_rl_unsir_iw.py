@@ -31,6 +31,7 @@ def _finite(model: nn.Module) -> bool:
 
 # -- neggrad_plus --------------------------------------------------------------------------------
 
+
 def test_neggrad_plus_forgets_the_class(tiny: TinyProblem) -> None:
     result, stats = _run(tiny, "neggrad_plus")  # the SCRUB small-scale defaults: β=0.95, lr 0.01, 10 epochs
     assert tiny.accuracy(result.model, "forget") < 0.3  # measured 0.000 on seeds 0, 1
@@ -56,6 +57,7 @@ def test_neggrad_plus_cap_keeps_aggressive_ascent_finite(tiny: TinyProblem) -> N
 
 # -- random_label --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", ["forget_first", "mixed"])
 def test_random_label_forgets_the_class_and_never_uses_a_forgotten_label(
     tiny: TinyProblem, order: str, monkeypatch: pytest.MonkeyPatch
@@ -63,8 +65,14 @@ def test_random_label_forgets_the_class_and_never_uses_a_forgotten_label(
     drawn: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = rl.random_other_labels
 
-    def spy(labels: torch.Tensor, num_classes: int, generator: torch.Generator, *,
-            excluded: tuple[int, ...] = (), any_class: bool = False) -> torch.Tensor:
+    def spy(
+        labels: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator,
+        *,
+        excluded: tuple[int, ...] = (),
+        any_class: bool = False,
+    ) -> torch.Tensor:
         out = original(labels, num_classes, generator, excluded=excluded, any_class=any_class)
         drawn.append((labels.clone(), out.clone()))
         return out

@@ -23,6 +23,7 @@ def _run(tiny: TinyProblem, name: str, config: dict):  # type: ignore[no-untyped
 
 # -- neuron_mask ----------------------------------------------------------------------------------
 
+
 def test_neuron_mask_forgets_the_class_and_keeps_the_rest(tiny: TinyProblem) -> None:
     result = _run(tiny, "neuron_mask", {"fraction": 0.1, "score": "ratio"})
     assert tiny.accuracy(tiny.model, "test_forget") > 0.9
@@ -48,7 +49,9 @@ def test_neuron_mask_survives_a_checkpoint_round_trip(tiny: TinyProblem, tmp_pat
         module = loaded.get_submodule(name)
         module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, unit_activation(m, o)))
     ds = tiny.dataset
-    x = normalise(ds.train_images[:300], torch.tensor(ds.mean).view(1, -1, 1, 1), torch.tensor(ds.std).view(1, -1, 1, 1))
+    x = normalise(
+        ds.train_images[:300], torch.tensor(ds.mean).view(1, -1, 1, 1), torch.tensor(ds.std).view(1, -1, 1, 1)
+    )
     with torch.no_grad():
         loaded(x)
     masked_total = 0
@@ -111,6 +114,7 @@ def test_neuron_mask_config_is_validated() -> None:
 
 # -- bad_teacher ----------------------------------------------------------------------------------
 
+
 def _kl(p: list[float], q: list[float]) -> float:
     return sum(a * math.log(a / b) for a, b in zip(p, q))
 
@@ -131,13 +135,19 @@ def test_bad_teacher_loss_matches_hand_computation() -> None:
     args = (torch.tensor(student), torch.tensor(competent), torch.tensor(incompetent), torch.tensor([1, 0]), t)
     assert math.isclose(float(bad_teacher_loss(*args)), (want0 + want1) / 2, rel_tol=1e-5)
     assert math.isclose(float(bad_teacher_loss(*args, reduction="mean")), (want0 + want1) / 6, rel_tol=1e-5)
-    one = bad_teacher_loss(torch.tensor(student[:1]), torch.tensor(competent[:1]), torch.tensor(incompetent[:1]),
-                           torch.tensor([0]), t)
+    one = bad_teacher_loss(
+        torch.tensor(student[:1]), torch.tensor(competent[:1]), torch.tensor(incompetent[:1]), torch.tensor([0]), t
+    )
     assert math.isclose(float(one), _kl(_softmax(competent[0], t), _softmax(student[0], t)), rel_tol=1e-5)
     # PyTorch's own elementwise "mean" is what the reference code computes
-    ref = torch.nn.functional.kl_div(torch.log_softmax(torch.tensor(student) / t, 1),
-                                     torch.tensor([_softmax(incompetent[0], t), _softmax(competent[1], t)]),
-                                     reduction="sum") / 6
+    ref = (
+        torch.nn.functional.kl_div(
+            torch.log_softmax(torch.tensor(student) / t, 1),
+            torch.tensor([_softmax(incompetent[0], t), _softmax(competent[1], t)]),
+            reduction="sum",
+        )
+        / 6
+    )
     assert torch.allclose(bad_teacher_loss(*args, reduction="mean"), ref)
     with pytest.raises(ValueError, match="reduction"):
         bad_teacher_loss(*args, reduction="sum")
@@ -158,4 +168,3 @@ def test_bad_teacher_defaults_follow_the_reference_code() -> None:
     assert (cfg.temperature, cfg.retain_fraction, cfg.epochs, cfg.lr, cfg.batch_size) == (1.0, 0.3, 1.0, 1e-4, 256)
     with pytest.raises(ValueError, match="retain_fraction"):
         BadTeacherConfig(retain_fraction=1.2)
-

@@ -57,15 +57,13 @@ def test_ssd_dampening_rule_on_a_hand_made_case() -> None:
 
 def _permuted_view(view: SplitView, seed: int) -> SplitView:
     perm = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))
-    return SplitView(view.name, view.images[perm], view.labels[perm], view.rows[perm.numpy()],
-                     view.mean, view.std)
+    return SplitView(view.name, view.images[perm], view.labels[perm], view.rows[perm.numpy()], view.mean, view.std)
 
 
 @pytest.mark.parametrize("by_class", [True, False])
 def test_ssd_importances_do_not_depend_on_order(tiny, by_class: bool) -> None:  # type: ignore[no-untyped-def]
     retain = tiny.data(METHODS.get("ssd")).retain
-    part = SplitView("part", retain.images[:320], retain.labels[:320], retain.rows[:320],
-                     retain.mean, retain.std)
+    part = SplitView("part", retain.images[:320], retain.labels[:320], retain.rows[:320], retain.mean, retain.std)
     model, dev = copy.deepcopy(tiny.model), torch.device("cpu")
     ref, n = squared_gradient_sums(model, canonical_batches(part, 64, by_class), dev)
     # the same rows presented in another order give the same partition, hence equal importances
@@ -150,8 +148,9 @@ def test_salun_forgets_and_keeps_unsalient_weights_on_tiny(tiny) -> None:  # typ
     assert res.info["salient_fraction"] == pytest.approx(0.5, abs=1e-4)
     # recompute the saliency map of the original; every non-salient weight must be bit-identical
     forget = tiny.data(METHODS.get("salun")).forget
-    magnitude = forget_gradient_magnitude(copy.deepcopy(tiny.model), forget.loader(256, shuffle=False),
-                                          torch.device("cpu"))
+    magnitude = forget_gradient_magnitude(
+        copy.deepcopy(tiny.model), forget.loader(256, shuffle=False), torch.device("cpu")
+    )
     masks = saliency_mask(magnitude, 0.5)
     after = dict(res.model.named_parameters())
     moved = 0
@@ -211,14 +210,23 @@ def test_distill_kl_matches_a_hand_computation() -> None:
 
 def test_scrub_lr_decay_schedule() -> None:
     assert [lr_at(e, 1.0, (3, 5, 9), 0.1) for e in (1, 3, 4, 5, 6, 9, 10)] == pytest.approx(
-        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001])
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001]
+    )
 
 
 # The authors' small-scale recipe (small_scale_unlearning.ipynb: Adam, lr 5e-4, weight decay 0.1,
 # T = 2, α = 0.5, γ = 1, forget batch 64), shortened to 5 epochs with retain batch 64.
 SCRUB_SMALL = {
-    "optimizer": "adam", "lr": 5e-4, "weight_decay": 0.1, "temperature": 2.0, "alpha": 0.5, "gamma": 1.0,
-    "forget_batch_size": 64, "retain_batch_size": 64, "lr_decay_epochs": (5, 8, 9), "epochs": 5,
+    "optimizer": "adam",
+    "lr": 5e-4,
+    "weight_decay": 0.1,
+    "temperature": 2.0,
+    "alpha": 0.5,
+    "gamma": 1.0,
+    "forget_batch_size": 64,
+    "retain_batch_size": 64,
+    "lr_decay_epochs": (5, 8, 9),
+    "epochs": 5,
 }
 
 

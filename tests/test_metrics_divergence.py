@@ -51,12 +51,8 @@ def test_js_matches_scipy_squared_distance(zeros: bool) -> None:
 def test_kl_matches_scipy_entropy(zeros: bool) -> None:
     p = _random_probs(30, 5, 2, zeros)
     q = _random_probs(30, 5, 3)  # q strictly positive: KL finite
-    np.testing.assert_allclose(
-        kl_divergence(p, q).numpy(), scipy_entropy(p, q, base=2, axis=1), rtol=1e-10
-    )
-    np.testing.assert_allclose(
-        kl_divergence(p, q, base=math.e).numpy(), scipy_entropy(p, q, axis=1), rtol=1e-10
-    )
+    np.testing.assert_allclose(kl_divergence(p, q).numpy(), scipy_entropy(p, q, base=2, axis=1), rtol=1e-10)
+    np.testing.assert_allclose(kl_divergence(p, q, base=math.e).numpy(), scipy_entropy(p, q, axis=1), rtol=1e-10)
 
 
 def test_zero_probabilities_give_exact_values_and_no_nan() -> None:
@@ -103,9 +99,7 @@ def test_rejects_logits_and_mismatched_shapes() -> None:
 
 def test_activation_distance_matches_numpy() -> None:
     p, q = _random_probs(40, 6, 4), _random_probs(40, 6, 5)
-    np.testing.assert_allclose(
-        activation_distance(p, q).numpy(), np.linalg.norm(p - q, axis=1), rtol=1e-12
-    )
+    np.testing.assert_allclose(activation_distance(p, q).numpy(), np.linalg.norm(p - q, axis=1), rtol=1e-12)
     assert float(activation_distance([1.0, 0.0], [0.0, 1.0])) == pytest.approx(math.sqrt(2))
 
 
@@ -185,9 +179,7 @@ def _inputs(unlearned_equals_retrained: bool = False, test_forget: bool = True) 
 
 def test_metric_keys_directions_and_reference_values() -> None:
     inputs = _inputs()
-    values, directions = compute_metrics(
-        ["js_to_retrained", "activation_distance", "zrf", "zrf_compat"], inputs
-    )
+    values, directions = compute_metrics(["js_to_retrained", "activation_distance", "zrf", "zrf_compat"], inputs)
     for name in ("js_to_retrained", "activation_distance"):
         for s in ("forget", "test", "test_forget"):
             assert directions[f"{name}/{s}"] == "lower"
@@ -196,21 +188,12 @@ def test_metric_keys_directions_and_reference_values() -> None:
         float((jensenshannon(u.probs, r.probs, base=2, axis=1) ** 2).mean())
     )
     assert values["activation_distance/test"] == pytest.approx(
-        float(
-            np.linalg.norm(
-                inputs.out("test").probs - inputs.out("test", "retrained").probs, axis=1
-            ).mean()
-        )
+        float(np.linalg.norm(inputs.out("test").probs - inputs.out("test", "retrained").probs, axis=1).mean())
     )
     rand = inputs.out("forget", "random").probs
-    assert values["zrf/forget"] == pytest.approx(
-        1 - float((jensenshannon(u.probs, rand, base=2, axis=1) ** 2).mean())
-    )
+    assert values["zrf/forget"] == pytest.approx(1 - float((jensenshannon(u.probs, rand, base=2, axis=1) ** 2).mean()))
     assert values["zrf/forget@retrained"] == pytest.approx(zrf_score(r.probs, rand))
-    assert (
-        directions["zrf/forget"] == "closest_to_retrained"
-        and directions["zrf/forget@original"] == "info"
-    )
+    assert directions["zrf/forget"] == "closest_to_retrained" and directions["zrf/forget@original"] == "info"
     assert values["zrf_compat/js_to_retrained/forget"] == pytest.approx(
         js_divergence_chundawat_compat(r.probs, u.probs)
     )
@@ -228,9 +211,7 @@ def test_metric_keys_directions_and_reference_values() -> None:
 
 
 def test_model_identical_to_reference_scores_zero() -> None:
-    values, _ = compute_metrics(
-        ["js_to_retrained", "activation_distance"], _inputs(unlearned_equals_retrained=True)
-    )
+    values, _ = compute_metrics(["js_to_retrained", "activation_distance"], _inputs(unlearned_equals_retrained=True))
     assert values and all(v == 0.0 for v in values.values())
     zrf_values, _ = compute_metrics(["zrf", "zrf_compat"], _inputs(unlearned_equals_retrained=True))
     assert zrf_values["zrf/forget"] == zrf_values["zrf/forget@retrained"]
@@ -255,9 +236,7 @@ def test_empty_split_is_skipped_not_crashed() -> None:
 
 def test_missing_reference_model_skips_metric() -> None:
     inputs = _inputs()
-    no_random = EvalInputs(
-        {r: o for r, o in inputs.outputs.items() if r != "random"}, num_classes=5
-    )
+    no_random = EvalInputs({r: o for r, o in inputs.outputs.items() if r != "random"}, num_classes=5)
     assert compute_metrics(["zrf", "zrf_compat"], no_random)[0] == {}
 
 

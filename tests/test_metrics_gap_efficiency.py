@@ -41,9 +41,7 @@ def test_avg_gap_hand_case() -> None:
         avg_gap({"forget_acc": 0.1}, gold)
 
 
-def _labelled_outputs(
-    correct: int, total: int, k: int = 4, sharp: float = 5.0, seed: int = 0
-) -> Outputs:
+def _labelled_outputs(correct: int, total: int, k: int = 4, sharp: float = 5.0, seed: int = 0) -> Outputs:
     """``total`` rows of which the first ``correct`` are predicted right."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, k, (total,), generator=g)
@@ -81,25 +79,15 @@ def test_gap_metric_on_synthetic_outputs() -> None:
     assert values["gap/avg"] == pytest.approx((50.0 + mia) / 4)
     same = EvalInputs({"unlearned": retrained, "retrained": retrained}, num_classes=4)
     assert all(v == 0.0 for v in compute_metrics(["gap_to_retrain"], same)[0].values())
-    assert (
-        compute_metrics(["gap_to_retrain"], EvalInputs({"unlearned": retrained}, num_classes=4))[0]
-        == {}
-    )
+    assert compute_metrics(["gap_to_retrain"], EvalInputs({"unlearned": retrained}, num_classes=4))[0] == {}
 
 
 # -- over-forgetting -----------------------------------------------------------------------------
 def test_over_forgetting_flags_the_papers_zrf_case() -> None:
     # Seed paper, Table III: the method's ZRF 0.9941 against the retrained ("gold") 0.9299.
-    flagged = over_forgetting(
-        {"zrf_compat/test_forget": 0.9941}, {"zrf_compat/test_forget": 0.9299}, tol=0.05
-    )
+    flagged = over_forgetting({"zrf_compat/test_forget": 0.9941}, {"zrf_compat/test_forget": 0.9299}, tol=0.05)
     assert flagged == {"zrf_compat/test_forget": pytest.approx(0.0642)}
-    assert (
-        over_forgetting(
-            {"zrf_compat/test_forget": 0.9941}, {"zrf_compat/test_forget": 0.9299}, tol=0.1
-        )
-        == {}
-    )
+    assert over_forgetting({"zrf_compat/test_forget": 0.9941}, {"zrf_compat/test_forget": 0.9299}, tol=0.1) == {}
 
 
 def test_over_forgetting_directions() -> None:
@@ -178,10 +166,7 @@ def test_relearn_metric_with_a_fake_runner() -> None:
     values, directions = compute_metrics(["relearn"], inputs)
     assert values["relearn/steps"] == 2 and values["relearn/steps@retrained"] == 5  # target 0.95
     assert values["relearn/ain"] == pytest.approx(0.4) and values["relearn/reached"] == 1.0
-    assert (
-        directions["relearn/ain"] == "closest_to_retrained"
-        and directions["relearn/steps@retrained"] == "info"
-    )
+    assert directions["relearn/ain"] == "closest_to_retrained" and directions["relearn/steps@retrained"] == "info"
     # A runner's per-study settings ride on the callable.
     inputs.relearn.max_steps = 3  # type: ignore[union-attr]
     inputs.relearn.tolerance = 0.5  # type: ignore[union-attr]
@@ -189,28 +174,18 @@ def test_relearn_metric_with_a_fake_runner() -> None:
     assert values["relearn/steps"] == 2 and values["relearn/steps@retrained"] == 3  # target 0.5
     assert inputs.calls[-1] == ("retrained", 3)  # type: ignore[attr-defined]
     # Never reached within max_steps: censored at max_steps + 1.
-    never = _relearn_inputs(
-        {"unlearned": [0.1] * 200, "retrained": [0.96]}, {"unlearned": 0.0, "retrained": 0.0}
-    )
+    never = _relearn_inputs({"unlearned": [0.1] * 200, "retrained": [0.96]}, {"unlearned": 0.0, "retrained": 0.0})
     values, _ = compute_metrics(["relearn"], never)
-    assert (
-        values["relearn/reached"] == 0.0
-        and values["relearn/steps"] == 101
-        and values["relearn/ain"] == 101
-    )
+    assert values["relearn/reached"] == 0.0 and values["relearn/steps"] == 101 and values["relearn/ain"] == 101
     # Retrained already at the target: 0 steps, AIN undefined and omitted; no training asked for it.
-    ready = _relearn_inputs(
-        {"unlearned": [0.99], "retrained": []}, {"unlearned": 0.0, "retrained": 0.97}
-    )
+    ready = _relearn_inputs({"unlearned": [0.99], "retrained": []}, {"unlearned": 0.0, "retrained": 0.97})
     values, _ = compute_metrics(["relearn"], ready)
     assert values["relearn/steps@retrained"] == 0 and "relearn/ain" not in values
     assert ready.calls == [("unlearned", 100)]  # type: ignore[attr-defined]
     no_runner = EvalInputs(ready.outputs, num_classes=4)
     with pytest.raises(MissingInputError, match="relearn"):
         METRICS.get("relearn")().compute(no_runner)
-    bad = _relearn_inputs(
-        {"unlearned": [1.5], "retrained": [1.0]}, {"unlearned": 0.0, "retrained": 0.0}
-    )
+    bad = _relearn_inputs({"unlearned": [1.5], "retrained": [1.0]}, {"unlearned": 0.0, "retrained": 0.0})
     with pytest.raises(ValueError, match="outside"):
         compute_metrics(["relearn"], bad)
 
@@ -235,21 +210,12 @@ def test_efficiency_values_and_missing_keys() -> None:
         "efficiency/step_speedup": 20.0,
         "efficiency/peak_memory_mb": 321.5,
     }
-    assert (
-        directions["efficiency/speedup"] == "higher" and directions["efficiency/seconds"] == "lower"
-    )
-    partial, _ = compute_metrics(
-        EFFICIENCY, EvalInputs({}, num_classes=2, run={"seconds": 2.0, "steps": 0})
-    )
+    assert directions["efficiency/speedup"] == "higher" and directions["efficiency/seconds"] == "lower"
+    partial, _ = compute_metrics(EFFICIENCY, EvalInputs({}, num_classes=2, run={"seconds": 2.0, "steps": 0}))
     assert partial == {"efficiency/seconds": 2.0, "efficiency/steps": 0.0}
-    no_steps, _ = compute_metrics(
-        ["speedup"], EvalInputs({}, num_classes=2, run={**run, "steps": 0})
-    )
+    no_steps, _ = compute_metrics(["speedup"], EvalInputs({}, num_classes=2, run={**run, "steps": 0}))
     assert no_steps == {"efficiency/speedup": 15.0}  # a training-free method: no step ratio
-    assert (
-        compute_metrics(["speedup"], EvalInputs({}, num_classes=2, run={**run, "seconds": 0.0}))[0]
-        == {}
-    )
+    assert compute_metrics(["speedup"], EvalInputs({}, num_classes=2, run={**run, "seconds": 0.0}))[0] == {}
     with pytest.raises(MissingInputError, match="peak_memory_mb"):
         METRICS.get("peak_memory")().compute(EvalInputs({}, num_classes=2))
     with pytest.raises(ValueError, match="seconds"):
@@ -266,14 +232,10 @@ def test_default_metrics_are_every_cheap_metric_of_these_modules() -> None:
         cls = METRICS.get(name)
         assert not cls.costly and cls.summary and cls.direction in DIRECTIONS
     ours = {
-        n
-        for n in list_metrics(include_costly=False)
-        if METRICS.get(n).__module__.rsplit(".", 1)[-1] in OWNED_MODULES
+        n for n in list_metrics(include_costly=False) if METRICS.get(n).__module__.rsplit(".", 1)[-1] in OWNED_MODULES
     }
     assert ours <= set(DEFAULT_METRICS)
-    assert {"accuracy", "loss", "table1", "worst_retained_class", "zrf", "gap_to_retrain"} <= set(
-        DEFAULT_METRICS
-    )
+    assert {"accuracy", "loss", "table1", "worst_retained_class", "zrf", "gap_to_retrain"} <= set(DEFAULT_METRICS)
 
 
 # -- end to end on the tiny digits problem --------------------------------------------------------
@@ -282,15 +244,9 @@ def _all_outputs(tiny: TinyProblem, model: torch.nn.Module) -> dict[str, Outputs
     res = {}
     for s in ("forget", "retain", "test_forget", "test_retain"):
         rows = torch.as_tensor(getattr(sp, s))
-        x, y = (
-            (ds.train_images, ds.train_labels)
-            if s in ("forget", "retain")
-            else (ds.test_images, ds.test_labels)
-        )
+        x, y = (ds.train_images, ds.train_labels) if s in ("forget", "retain") else (ds.test_images, ds.test_labels)
         res[s] = Outputs(predict_logits(model, x, mean=ds.mean, std=ds.std, rows=rows), y[rows])
-    res["test"] = Outputs(
-        predict_logits(model, ds.test_images, mean=ds.mean, std=ds.std), ds.test_labels
-    )
+    res["test"] = Outputs(predict_logits(model, ds.test_images, mean=ds.mean, std=ds.std), ds.test_labels)
     return res
 
 
@@ -308,9 +264,7 @@ def tiny_models(tiny: TinyProblem) -> dict[str, torch.nn.Module]:
     return {"original": tiny.model, "retrained": retrained, "random": tiny.factory(1)}
 
 
-def test_default_metrics_end_to_end_on_tiny(
-    tiny: TinyProblem, tiny_models: dict[str, torch.nn.Module]
-) -> None:
+def test_default_metrics_end_to_end_on_tiny(tiny: TinyProblem, tiny_models: dict[str, torch.nn.Module]) -> None:
     outs = {role: _all_outputs(tiny, m) for role, m in tiny_models.items()}
     run = {
         "seconds": 0.5,
@@ -351,15 +305,11 @@ def test_default_metrics_end_to_end_on_tiny(
     # The retrained model never saw class 3: the original is far from it on the forget side only.
     assert values["acc/forget"] > 0.8 and values["gap/forget_acc"] > 50
     assert values["js_to_retrained/forget"] > 5 * values["js_to_retrained/test"]
-    assert (
-        values["zrf/forget"] < values["zrf/forget@retrained"]
-    )  # the original is further from random
+    assert values["zrf/forget"] < values["zrf/forget@retrained"]  # the original is further from random
     assert values["worst_class_drop"] == 0.0  # compared with itself
     # It under-forgets, if anything. (mia_loss/auc is left out: 137 vs 46 rows make it noisy.)
     flagged = over_forgetting(values, reference_values(values))
-    assert not [
-        k for k in flagged if k.startswith(("acc/", "zrf", "mia_efficacy", "mia_entropy"))
-    ], flagged
+    assert not [k for k in flagged if k.startswith(("acc/", "zrf", "mia_efficacy", "mia_entropy"))], flagged
     # The retrained model as the "unlearned" one: zero distance to itself.
     same = EvalInputs(
         {"unlearned": outs["retrained"], **outs},
@@ -368,11 +318,7 @@ def test_default_metrics_end_to_end_on_tiny(
         seed=0,
     )
     sv, _ = compute_metrics(list(DEFAULT_METRICS), same)
-    assert (
-        sv["gap/avg"] == 0.0
-        and sv["js_to_retrained/forget"] == 0.0
-        and sv["activation_distance/test"] == 0.0
-    )
+    assert sv["gap/avg"] == 0.0 and sv["js_to_retrained/forget"] == 0.0 and sv["activation_distance/test"] == 0.0
     assert sv["mia_efficacy/confidence"] == sv["mia_efficacy/confidence@retrained"]
     assert not any(k.startswith("efficiency/") for k in sv)  # no run facts given: skipped
 
@@ -394,16 +340,12 @@ def test_relearn_curve_on_tiny(tiny: TinyProblem, tiny_models: dict[str, torch.n
             seed=0,
         )
 
-    evaluate = BatchLoader(
-        ds.train_images, ds.train_labels, mean=ds.mean, std=ds.std, rows=rows, batch_size=256
-    )
+    evaluate = BatchLoader(ds.train_images, ds.train_labels, mean=ds.mean, std=ds.std, rows=rows, batch_size=256)
     curve = relearn_curve(retrained, train(), evaluate, steps=12, lr=0.05, device="cpu")
     assert len(curve) == 12 and all(0.0 <= a <= 1.0 for a in curve)
     start = tiny.accuracy(retrained, "forget")
     assert start < 0.05 and max(curve) > 0.5  # the never-seen class is learned from its own rows
-    assert all(
-        torch.equal(before[k], v) for k, v in retrained.state_dict().items()
-    )  # input untouched
+    assert all(torch.equal(before[k], v) for k, v in retrained.state_dict().items())  # input untouched
     assert relearn_curve(retrained, train(), evaluate, steps=12, lr=0.05, stop_at=0.0) == curve[:1]
     # Default evaluation rows: the training loader's rows, in order.
     assert relearn_curve(retrained, train(), steps=3, lr=0.05) == curve[:3]

@@ -63,7 +63,7 @@ def test_rmia_ranks_members_above_non_members() -> None:
     z_t = np.clip(zb + rng.normal(0, 0.03, m), 1e-4, 1)
     z_r = np.clip(zb[None] + rng.normal(0, 0.03, (k, m)), 1e-4, 1)
     scores = rmia_offline(target, refs, z_t, z_r)
-    assert 0 <= scores.min() and scores.max() <= 1
+    assert scores.min() >= 0 and scores.max() <= 1
     got = auc(scores[members], scores[~members])
     population = auc(target[members], target[~members])  # p(x) alone, no reference models
     assert got > 0.65 and got > population + 0.08, (got, population)  # measured 0.722 vs 0.58
@@ -78,9 +78,11 @@ def test_tpr_at_fpr_and_bootstrap_coverage() -> None:
     assert same == pytest.approx(0.05, abs=0.01)  # identical distributions: TPR = FPR
     truth = norm.cdf(0.5 / np.sqrt(2))
     hits = sum(
-        (lambda v: v[1] <= truth <= v[2])(bootstrap(auc, rng.normal(0.5, 1, 200), rng.normal(0, 1, 200),
-                                                    n_boot=300, seed=t))
-        for t in range(80))
+        (lambda v: v[1] <= truth <= v[2])(
+            bootstrap(auc, rng.normal(0.5, 1, 200), rng.normal(0, 1, 200), n_boot=300, seed=t)
+        )
+        for t in range(80)
+    )
     assert hits / 80 >= 0.88  # the 95 % interval covers the truth at about its rate
 
 

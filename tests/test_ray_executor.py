@@ -17,16 +17,20 @@ import torch
 
 pytest.importorskip("ray")
 
-from obliviate.study import StudyRunner, load_study  # noqa: E402
-from obliviate.study.executors import RayExecutor, StudyIncompleteError, make_executor  # noqa: E402
-from obliviate.study.presets import preset_path  # noqa: E402
-from obliviate.testing import RecordingProgress  # noqa: E402
+from obliviate.study import StudyRunner, load_study
+from obliviate.study.executors import RayExecutor, StudyIncompleteError, make_executor
+from obliviate.study.presets import preset_path
+from obliviate.testing import RecordingProgress
 
 # a small digits study: 2 groups (seeds), the references and two methods; no audit references
 OVERRIDES = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seeds=[0,1]"]
 # two requests of one seed: two groups that share one original model, run side by side
-SHARED = ["methods=[original,retrain,finetune,ssd]", "audit.references=0", "seeds=[0]",
-          'requests=[{kind: class, classes: ["3"]}, {kind: class, classes: ["5"]}]']
+SHARED = [
+    "methods=[original,retrain,finetune,ssd]",
+    "audit.references=0",
+    "seeds=[0]",
+    'requests=[{kind: class, classes: ["3"]}, {kind: class, classes: ["5"]}]',
+]
 # wall times and memory are measurements of the machine, not results: everything else must agree
 MACHINE = ("efficiency/seconds", "efficiency/speedup", "efficiency/peak_memory_mb")
 
@@ -36,8 +40,13 @@ def _records(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _results(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"status": rec["status"], "method": rec["method"], "seed": rec["seed"], "inputs": rec["inputs"],
-            "values": {k: v for k, v in rec["values"].items() if k not in MACHINE}}
+    return {
+        "status": rec["status"],
+        "method": rec["method"],
+        "seed": rec["seed"],
+        "inputs": rec["inputs"],
+        "values": {k: v for k, v in rec["values"].items() if k not in MACHINE},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +56,12 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        StudyRunner(load_study(preset_path("default"), overrides=SHARED), out / "study",
-                    cache_dir=out / "cache", progress=RecordingProgress()).run()
+        StudyRunner(
+            load_study(preset_path("default"), overrides=SHARED),
+            out / "study",
+            cache_dir=out / "cache",
+            progress=RecordingProgress(),
+        ).run()
     finally:
         torch.set_num_threads(threads)
     return out / "study"
@@ -57,8 +70,9 @@ def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path) -> None:
     spec = load_study(preset_path("default"), overrides=SHARED)
     said = RecordingProgress()
-    StudyRunner(spec, tmp_path / "study", cache_dir=tmp_path / "cache", progress=said,
-                executor=RayExecutor(num_cpus=2)).run()
+    StudyRunner(
+        spec, tmp_path / "study", cache_dir=tmp_path / "cache", progress=said, executor=RayExecutor(num_cpus=2)
+    ).run()
     ray_recs, serial_recs = _records(tmp_path / "study"), _records(serial_run)
     assert sorted(ray_recs) == sorted(serial_recs) and len(ray_recs) == 8  # same content keys
     for key, rec in ray_recs.items():
@@ -81,8 +95,22 @@ def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path
 def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> None:
     out, cache = tmp_path / "study", tmp_path / "cache"
     # finetune long enough (60 digits epochs) to be killed in the middle of it
-    cmd = [sys.executable, "-m", "obliviate.cli", "run", "--out", str(out), "--cache", str(cache),
-           "--executor", "ray", "--ray-cpus", "2", "--ray-retries", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "obliviate.cli",
+        "run",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--executor",
+        "ray",
+        "--ray-cpus",
+        "2",
+        "--ray-retries",
+        "0",
+    ]
     for o in OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"]:
         cmd += ["--set", o]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -114,14 +142,18 @@ def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> 
     assert [u["method"] for u in lost_group["units"] if u["key"] in stored] == ["original", "retrain"]
     assert len(stored) == 6
     # the rerun (serial this time) runs exactly the two missing units and touches nothing else
-    spec = load_study(preset_path("default"), overrides=OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"])
+    spec = load_study(
+        preset_path("default"), overrides=OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"]
+    )
     said = RecordingProgress()
     StudyRunner(spec, out, cache_dir=cache, progress=said).run()
     after = {p.stem: p.read_bytes() for p in (out / "runs").glob("*.json")}
     assert sorted(after) == sorted(keys)  # everything, once (a record per key, named by it)
     assert all(after[k] == v for k, v in stored.items())  # nothing finished was redone
     assert [ln for ln in said.lines if ": running " in ln] == [
-        f"{killed_group}: running finetune (1/2)", f"{killed_group}: running ssd (2/2)"]
+        f"{killed_group}: running finetune (1/2)",
+        f"{killed_group}: running ssd (2/2)",
+    ]
     assert not any("training" in ln for ln in said.lines)  # its references came from the cache
     assert all(json.loads(v)["status"] == "ok" for v in after.values())
 

@@ -41,4 +41,5 @@ def test_the_default_report_reads_in_a_real_browser(default_report: Path, width:
     assert r["headline_top"] is not None, "no element with id 'headline'"
     if width == 1400:
         assert r["headline_top"] < r["window_height"], (
-            f"the headline starts at {r['headline_top']:.0f} px, below the first screen ({r['window_height']} px)")
+            f"the headline starts at {r['headline_top']:.0f} px, below the first screen ({r['window_height']} px)"
+        )

@@ -35,12 +35,30 @@ def test_inline_spans_and_escaping() -> None:
 
 
 def test_blocks_render_as_html() -> None:
-    md = "\n".join([
-        "### Title `x`", "", "Some **bold** text", "on two lines.", "",
-        "| method | a \\| b |", "|---|---|", "| relabel | 1.0 |", "| npo | 0.5 |", "",
-        "- one", "- two `t`", "", "> quoted **q**", "",
-        "<details><summary>Metric definitions</summary>", "", "- `k`: a key", "", "</details>",
-    ])
+    md = "\n".join(
+        [
+            "### Title `x`",
+            "",
+            "Some **bold** text",
+            "on two lines.",
+            "",
+            "| method | a \\| b |",
+            "|---|---|",
+            "| relabel | 1.0 |",
+            "| npo | 0.5 |",
+            "",
+            "- one",
+            "- two `t`",
+            "",
+            "> quoted **q**",
+            "",
+            "<details><summary>Metric definitions</summary>",
+            "",
+            "- `k`: a key",
+            "",
+            "</details>",
+        ]
+    )
     h = to_html(md)
     p = _parse(h)
     assert p.tags.count("tr") == 3 and p.tags.count("th") == 2 and p.tags.count("td") == 4
@@ -51,11 +69,38 @@ def test_blocks_render_as_html() -> None:
 
 
 def test_the_llm_section_and_list_paragraphs_are_not_raw_markdown_in_html() -> None:
-    rows = [{"model": "m", "request": "flip", "method": meth, "seed": s, "metric": "forget_acc",
-             "value": v, "direction": "lower"} for meth, v in (("original", 1.0), ("relabel", 0.0)) for s in (0, 1)]
-    answers = {"blocks": [{"model": "m", "request": "flip", "seed": 0, "instruction": "Is it biased?",
-                           "statements": [{"id": "cb-1", "text": "A statement.", "label": "biased", "target": "not biased",
-                                           "answers": {"relabel": {"judgement": "not biased", "text": "not biased"}}}]}]}
+    rows = [
+        {
+            "model": "m",
+            "request": "flip",
+            "method": meth,
+            "seed": s,
+            "metric": "forget_acc",
+            "value": v,
+            "direction": "lower",
+        }
+        for meth, v in (("original", 1.0), ("relabel", 0.0))
+        for s in (0, 1)
+    ]
+    answers = {
+        "blocks": [
+            {
+                "model": "m",
+                "request": "flip",
+                "seed": 0,
+                "instruction": "Is it biased?",
+                "statements": [
+                    {
+                        "id": "cb-1",
+                        "text": "A statement.",
+                        "label": "biased",
+                        "target": "not biased",
+                        "answers": {"relabel": {"judgement": "not biased", "text": "not biased"}},
+                    }
+                ],
+            }
+        ]
+    }
     doc = Document("t", [Raw(render_llm_section(rows, answers)), Para("- first item\n- second item")])
     h = doc.to_html()
     assert "<pre" not in h
@@ -70,8 +115,13 @@ def test_a_saturated_mia_efficacy_is_said_to_be_uninformative() -> None:
     from obliviate.report.render import _saturation_note
 
     key = "mia_efficacy/confidence"
-    agg = {("m", "r", "retrain"): {key: (1.0, 0.0, 3)}, ("m", "r", "original"): {key: (0.1, 0.0, 3)},
-           ("m", "r", "a"): {key: (1.0, 0.0, 3)}, ("m", "r", "b"): {key: (0.995, 0.0, 3)}, ("m", "r", "c"): {key: (0.6, 0.0, 3)}}
+    agg = {
+        ("m", "r", "retrain"): {key: (1.0, 0.0, 3)},
+        ("m", "r", "original"): {key: (0.1, 0.0, 3)},
+        ("m", "r", "a"): {key: (1.0, 0.0, 3)},
+        ("m", "r", "b"): {key: (0.995, 0.0, 3)},
+        ("m", "r", "c"): {key: (0.6, 0.0, 3)},
+    }
     doc = Document("t")
     _saturation_note(doc, agg, "m", "r", ["original", "retrain", "a", "b", "c"])
     assert len(doc.blocks) == 1 and "≥ 99 for 2 of 3 methods" in doc.blocks[0].text

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from obliviate.cli import main
 
-STUDY = ("name: s\ndataset: digits\nmodels: [{name: small_cnn, kwargs: {width: 0.25}}]\n"
-         "train: {epochs: 2, batch_size: 64, lr: 0.05}\nrequests: [{kind: class, classes: ['3']}]\n"
-         "methods: [original, retrain, {name: finetune, config: {epochs: 1}}]\nseeds: [0, 1]\n")
+STUDY = (
+    "name: s\ndataset: digits\nmodels: [{name: small_cnn, kwargs: {width: 0.25}}]\n"
+    "train: {epochs: 2, batch_size: 64, lr: 0.05}\nrequests: [{kind: class, classes: ['3']}]\n"
+    "methods: [original, retrain, {name: finetune, config: {epochs: 1}}]\nseeds: [0, 1]\n"
+)
 
 
 def test_report_renders_a_partial_study(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -21,8 +23,11 @@ def test_report_renders_a_partial_study(tmp_path: Path, capsys) -> None:  # type
     plan = json.loads((out / "study.json").read_text())
     assert plan["name"] == "s"
     # as if interrupted during seed 1: its finetune run never finished
-    victim = next(p for p in (out / "runs").glob("*.json")
-                  if json.loads(p.read_text())["method"] == "finetune" and json.loads(p.read_text())["seed"] == 1)
+    victim = next(
+        p
+        for p in (out / "runs").glob("*.json")
+        if json.loads(p.read_text())["method"] == "finetune" and json.loads(p.read_text())["seed"] == 1
+    )
     victim.unlink()
     assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()

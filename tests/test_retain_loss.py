@@ -47,8 +47,9 @@ def test_finetune_keeps_the_forget_rows_where_plain_cross_entropy_sharpens_them(
     assert after[None] > 0.9 * before  # measured 0.202
 
 
-def test_retain_finetune_of_ct_and_msg_takes_the_originals_smoothing(smoothed: TinyProblem,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retain_finetune_of_ct_and_msg_takes_the_originals_smoothing(
+    smoothed: TinyProblem, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import obliviate.methods.finetune as finetune
 
     seen: list[float] = []

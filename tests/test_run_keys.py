@@ -61,21 +61,32 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out, cache
 
 
-@pytest.mark.parametrize("over, ran, trained", [
-    ({"methods": ["original", {"name": "finetune", "config": {"epochs": 0.25}}]}, {"finetune"}, 0),  # method config
-    ({"train__lr": 0.04}, {"original", "finetune"}, 2),                                              # training config
-    ({"recipe": "airbench_quick", "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
-      "train": {"epochs": 1, "batch_size": 64, "crop_pad": 1, "flip": False}}, {"original", "finetune"}, 2),  # recipe
-    ({"validation_fraction": 0.1}, {"original", "finetune"}, 0),                                     # evaluation rows
-    ({"eval": {"retain_max": 100}}, {"original", "finetune"}, 0),                                    # eval.*
-    ({"metrics": ["accuracy"]}, {"original", "finetune"}, 0),                                        # metric list
-    ({"dataset__train_per_class": 41}, {"original", "finetune"}, 2),                                 # dataset content
-    ({"seeds": [1]}, {"original", "finetune"}, 2),                                                   # seed
-    ({"requests": [{"kind": "class", "classes": ["4"]}]}, {"original", "finetune"}, 1),              # request
-    ({"models": [{"name": "small_cnn", "kwargs": {"width": 0.3}}]}, {"original", "finetune"}, 2),    # model spec
-])
-def test_each_key_input_recomputes(done: tuple[Path, Path], tmp_path: Path, over: dict[str, Any],
-                                   ran: set[str], trained: int) -> None:
+@pytest.mark.parametrize(
+    "over, ran, trained",
+    [
+        ({"methods": ["original", {"name": "finetune", "config": {"epochs": 0.25}}]}, {"finetune"}, 0),  # method config
+        ({"train__lr": 0.04}, {"original", "finetune"}, 2),  # training config
+        (
+            {
+                "recipe": "airbench_quick",
+                "models": [{"name": "small_cnn", "kwargs": {"width": 0.25}}],
+                "train": {"epochs": 1, "batch_size": 64, "crop_pad": 1, "flip": False},
+            },
+            {"original", "finetune"},
+            2,
+        ),  # recipe
+        ({"validation_fraction": 0.1}, {"original", "finetune"}, 0),  # evaluation rows
+        ({"eval": {"retain_max": 100}}, {"original", "finetune"}, 0),  # eval.*
+        ({"metrics": ["accuracy"]}, {"original", "finetune"}, 0),  # metric list
+        ({"dataset__train_per_class": 41}, {"original", "finetune"}, 2),  # dataset content
+        ({"seeds": [1]}, {"original", "finetune"}, 2),  # seed
+        ({"requests": [{"kind": "class", "classes": ["4"]}]}, {"original", "finetune"}, 1),  # request
+        ({"models": [{"name": "small_cnn", "kwargs": {"width": 0.3}}]}, {"original", "finetune"}, 2),  # model spec
+    ],
+)
+def test_each_key_input_recomputes(
+    done: tuple[Path, Path], tmp_path: Path, over: dict[str, Any], ran: set[str], trained: int
+) -> None:
     out, cache = done
     work = tmp_path / "out"
     import shutil
@@ -90,8 +101,9 @@ def test_each_key_input_recomputes(done: tuple[Path, Path], tmp_path: Path, over
     assert {p.stem for p in (work / "runs").glob("*.json")} == keys
 
 
-def test_code_salt_is_part_of_every_key(done: tuple[Path, Path], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_salt_is_part_of_every_key(
+    done: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     from obliviate.study import keys
@@ -104,8 +116,9 @@ def test_code_salt_is_part_of_every_key(done: tuple[Path, Path], tmp_path: Path,
     assert rec.ran() == {"original", "finetune"} and rec.trained() == 2  # models retrained by the new code
 
 
-def test_record_format_is_part_of_the_key(done: tuple[Path, Path], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_format_is_part_of_the_key(
+    done: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     from obliviate.study import keys
@@ -191,8 +204,9 @@ def test_a_methods_helper_modules_are_part_of_its_key() -> None:
     def files(name: str) -> tuple[str, ...]:
         return method_sources(type(METHODS.get(name)()))
 
-    assert {"methods/calibrated_neggrad.py", "methods/neggrad_plus.py", "methods/calibrate.py",
-            "methods/bn.py"} <= set(files("calibrated_neggrad"))
+    assert {"methods/calibrated_neggrad.py", "methods/neggrad_plus.py", "methods/calibrate.py", "methods/bn.py"} <= set(
+        files("calibrated_neggrad")
+    )
     assert {"methods/ct.py", "methods/finetune.py", "methods/calibrate.py"} <= set(files("ct"))
     assert "methods/calibrate.py" not in files("ssd") and "methods/finetune.py" not in files("ssd")
     assert "methods/bn.py" in files("ssd")

@@ -25,8 +25,17 @@ def _trainer(tiny: TinyProblem, epochs: float = 1.5, seed: int = 0) -> SISATrain
     ds = tiny.dataset
     n = len(ds.train_labels)
     cfg = tiny.train_config.with_(epochs=stage_epochs(epochs, R))
-    return SISATrainer(ds.train_images, ds.train_labels, ShardPlan.make(np.arange(n), S, R, seed),
-                       tiny.factory, cfg, seed, torch.device("cpu"), ds.mean, ds.std)
+    return SISATrainer(
+        ds.train_images,
+        ds.train_labels,
+        ShardPlan.make(np.arange(n), S, R, seed),
+        tiny.factory,
+        cfg,
+        seed,
+        torch.device("cpu"),
+        ds.mean,
+        ds.std,
+    )
 
 
 def test_plan_partitions_and_ignores_input_order() -> None:

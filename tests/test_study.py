@@ -26,21 +26,33 @@ BASE = {
 }
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"dataset": {"name": "digitz"}}, r"dataset.name: Unknown dataset 'digitz'. Did you mean 'digits'"),
-    ({"models": ["resnet81"]}, r"models\[0\].name: Unknown model 'resnet81'. Did you mean 'resnet18'"),
-    ({"methods": ["original", "finetun"]}, r"methods\[1\].name: Unknown method 'finetun'. Did you mean 'finetune'"),
-    ({"methods": [{"name": "finetune", "config": {"lr": -1}}]}, r"methods\[0\].config.lr: FinetuneConfig.lr must be > 0, got -1"),
-    ({"methods": [{"name": "finetune", "config": {"lrr": 1}}]}, r"methods\[0\].config.lrr: unknown field\(s\) \['lrr'\]"),
-    ({"requests": [{"kind": "random", "fraction": 2}]}, r"requests\[0\]: fraction must lie strictly between 0 and 1"),
-    ({"train": {"epochz": 1}}, r"train.epochz: unknown field\(s\) \['epochz'\] for the training config"),
-    ({"seeds": [0, 0]}, "seeds: has duplicates"),
-    ({"seeds": [-1]}, "seeds: must be a non-empty list of non-negative integers"),
-    ({"bogus": 1}, r"study: unknown field\(s\) \['bogus'\]"),
-    ({"dataset": {"nam": "digits"}}, r"dataset: needs at least \{name: ...\}"),
-    ({"eval": {"tta": "crop"}}, "eval.tta: EvalSpec.tta must be one of 'none', 'flip'"),
-    ({"methods": ["finetune", "finetune"]}, "labels must be unique"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"dataset": {"name": "digitz"}}, r"dataset.name: Unknown dataset 'digitz'. Did you mean 'digits'"),
+        ({"models": ["resnet81"]}, r"models\[0\].name: Unknown model 'resnet81'. Did you mean 'resnet18'"),
+        ({"methods": ["original", "finetun"]}, r"methods\[1\].name: Unknown method 'finetun'. Did you mean 'finetune'"),
+        (
+            {"methods": [{"name": "finetune", "config": {"lr": -1}}]},
+            r"methods\[0\].config.lr: FinetuneConfig.lr must be > 0, got -1",
+        ),
+        (
+            {"methods": [{"name": "finetune", "config": {"lrr": 1}}]},
+            r"methods\[0\].config.lrr: unknown field\(s\) \['lrr'\]",
+        ),
+        (
+            {"requests": [{"kind": "random", "fraction": 2}]},
+            r"requests\[0\]: fraction must lie strictly between 0 and 1",
+        ),
+        ({"train": {"epochz": 1}}, r"train.epochz: unknown field\(s\) \['epochz'\] for the training config"),
+        ({"seeds": [0, 0]}, "seeds: has duplicates"),
+        ({"seeds": [-1]}, "seeds: must be a non-empty list of non-negative integers"),
+        ({"bogus": 1}, r"study: unknown field\(s\) \['bogus'\]"),
+        ({"dataset": {"nam": "digits"}}, r"dataset: needs at least \{name: ...\}"),
+        ({"eval": {"tta": "crop"}}, "eval.tta: EvalSpec.tta must be one of 'none', 'flip'"),
+        ({"methods": ["finetune", "finetune"]}, "labels must be unique"),
+    ],
+)
 def test_bad_spec_fails_before_training_naming_the_field(change, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(StudySpecError, match=match):
         parse_study({**BASE, **change})
@@ -126,9 +138,14 @@ def test_default_study_runs_every_vision_method() -> None:
 
 
 def test_class_level_method_is_skipped_and_reported_on_a_sample_request(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    spec = parse_study({**BASE, "train": {**BASE["train"], "epochs": 1},
-                        "requests": [{"kind": "random", "fraction": 0.1}],
-                        "methods": ["original", {"name": "unsir", "config": {"noise_steps": 1, "repair_epochs": 1}}]})
+    spec = parse_study(
+        {
+            **BASE,
+            "train": {**BASE["train"], "epochs": 1},
+            "requests": [{"kind": "random", "fraction": 0.1}],
+            "methods": ["original", {"name": "unsir", "config": {"noise_steps": 1, "repair_epochs": 1}}],
+        }
+    )
     rows = run_study(spec, tmp_path / "s", cache_dir=tmp_path / "c")
     assert {r["method"] for r in rows} == {"original"}
     group = json.loads(next((tmp_path / "s" / "groups").glob("*.json")).read_text())
@@ -140,14 +157,25 @@ def test_set_overrides_any_field_after_the_scale_and_names_bad_ones(tmp_path) ->
     from obliviate.study.spec import StudySpecError
 
     f = tmp_path / "s.yaml"
-    f.write_text(yaml.safe_dump({**BASE, "methods": [{"name": "finetune", "config": {"epochs": 1}}],
-                                 "scales": {"quick": {"train": {"epochs": 3}}}}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                **BASE,
+                "methods": [{"name": "finetune", "config": {"epochs": 1}}],
+                "scales": {"quick": {"train": {"epochs": 3}}},
+            }
+        )
+    )
     spec = load_study(f, scale="quick", overrides=["train.epochs=2", "methods[0].config.lr=1e-3", "seeds=[4, 5]"])
     assert spec.scale == "quick" and spec.train.epochs == 2 and spec.seeds == [4, 5]
     assert float(spec.methods[0].config["lr"]) == 1e-3 and spec.methods[0].config["epochs"] == 1
     assert load_study(f, scale="quick").train.epochs == 3  # without --set the scale's value stands
-    for bad, match in (("train.epochs", "not key.path=value"), ("methods[3].config.lr=1", "index out of range"),
-                       ("train.epochs.x=1", "is a value"), ("train.epochz=2", "train")):
+    for bad, match in (
+        ("train.epochs", "not key.path=value"),
+        ("methods[3].config.lr=1", "index out of range"),
+        ("train.epochs.x=1", "is a value"),
+        ("train.epochz=2", "train"),
+    ):
         with pytest.raises(StudySpecError, match=match):
             load_study(f, scale="quick", overrides=[bad])
 

@@ -9,7 +9,6 @@ import pytest
 from conftest import load_bench_script
 
 
-
 @pytest.fixture(scope="module")
 def summ() -> Any:
     return load_bench_script("summarize_tunes")
@@ -22,18 +21,51 @@ def _req(gap: float | None, status: str = "ok", drop: float = 1.0) -> dict[str, 
 def _tune() -> dict[str, Any]:
     # trial a: best on classes, poor on samples; b: the reverse; c: best mean on samples but stopped
     # before the ids request (not a candidate for random + ids); d: a failed class request
-    return {"base": {"epochs": 1}, "best": {"trial": "a", "config": {"lr": 0.1}, "gap": 2.0}, "space": {}, "trials": [
-        {"trial": "a", "config": {"lr": 0.1}, "gap": 2.0, "groups": 4,
-         "requests": {"class:cat": _req(0.5, drop=4.0), "class:dog": _req(1.5), "random:0.1": _req(3.0),
-                      "ids:3@x.txt": _req(3.0)}},
-        {"trial": "b", "config": {"lr": 0.01}, "gap": 3.0, "groups": 4,
-         "requests": {"class:cat": _req(5.0), "class:dog": _req(5.0), "random:0.1": _req(1.0),
-                      "ids:3@x.txt": _req(1.0)}},
-        {"trial": "c", "config": {"lr": 0.02}, "gap": 0.2, "groups": 3,
-         "requests": {"class:cat": _req(0.1), "class:dog": _req(0.1), "random:0.1": _req(0.4)}},
-        {"trial": "d", "config": {"lr": 0.5}, "gap": 100.0, "groups": 1,
-         "requests": {"class:cat": _req(None, status="failed")}},
-    ]}
+    return {
+        "base": {"epochs": 1},
+        "best": {"trial": "a", "config": {"lr": 0.1}, "gap": 2.0},
+        "space": {},
+        "trials": [
+            {
+                "trial": "a",
+                "config": {"lr": 0.1},
+                "gap": 2.0,
+                "groups": 4,
+                "requests": {
+                    "class:cat": _req(0.5, drop=4.0),
+                    "class:dog": _req(1.5),
+                    "random:0.1": _req(3.0),
+                    "ids:3@x.txt": _req(3.0),
+                },
+            },
+            {
+                "trial": "b",
+                "config": {"lr": 0.01},
+                "gap": 3.0,
+                "groups": 4,
+                "requests": {
+                    "class:cat": _req(5.0),
+                    "class:dog": _req(5.0),
+                    "random:0.1": _req(1.0),
+                    "ids:3@x.txt": _req(1.0),
+                },
+            },
+            {
+                "trial": "c",
+                "config": {"lr": 0.02},
+                "gap": 0.2,
+                "groups": 3,
+                "requests": {"class:cat": _req(0.1), "class:dog": _req(0.1), "random:0.1": _req(0.4)},
+            },
+            {
+                "trial": "d",
+                "config": {"lr": 0.5},
+                "gap": 100.0,
+                "groups": 1,
+                "requests": {"class:cat": _req(None, status="failed")},
+            },
+        ],
+    }
 
 
 def test_best_per_kind_takes_complete_trials_only(summ: Any) -> None:
@@ -48,9 +80,14 @@ def test_best_per_kind_takes_complete_trials_only(summ: Any) -> None:
 def test_best_per_kind_reports_the_worst_class_drop(summ: Any) -> None:
     t = _tune()
     t["trials"] = t["trials"][:2]
-    assert summ.best_per_kind(t)["class"] == {"trial": "a", "config": {"lr": 0.1}, "score": pytest.approx(1.0),
-                                              "gap": pytest.approx(1.0), "worst_drop": 4.0,
-                                              "requests": ["class:cat", "class:dog"]}
+    assert summ.best_per_kind(t)["class"] == {
+        "trial": "a",
+        "config": {"lr": 0.1},
+        "score": pytest.approx(1.0),
+        "gap": pytest.approx(1.0),
+        "worst_drop": 4.0,
+        "requests": ["class:cat", "class:dog"],
+    }
 
 
 def test_target_objective_charges_class_damage_beyond_the_bar(summ: Any, tmp_path: Path) -> None:
@@ -60,9 +97,20 @@ def test_target_objective_charges_class_damage_beyond_the_bar(summ: Any, tmp_pat
     t = _tune()
     t["trials"] = [t["trials"][0], t["trials"][1]]
     t["trials"][0]["requests"]["class:cat"] = _req(0.5, drop=7.0)
-    t["trials"].append({"trial": "e", "config": {"lr": 0.05}, "gap": 2.0, "groups": 4,
-                        "requests": {"class:cat": _req(1.2, drop=2.9), "class:dog": _req(1.2),
-                                     "random:0.1": _req(2.0, drop=40.0), "ids:3@x.txt": _req(2.0)}})
+    t["trials"].append(
+        {
+            "trial": "e",
+            "config": {"lr": 0.05},
+            "gap": 2.0,
+            "groups": 4,
+            "requests": {
+                "class:cat": _req(1.2, drop=2.9),
+                "class:dog": _req(1.2),
+                "random:0.1": _req(2.0, drop=40.0),
+                "ids:3@x.txt": _req(2.0),
+            },
+        }
+    )
     by_gap, by_target = summ.best_per_kind(t), summ.best_per_kind(t, "target")
     assert by_gap["class"]["trial"] == "a" and by_gap["class"]["score"] == pytest.approx(1.0)
     assert by_target["class"]["trial"] == "e"

@@ -21,13 +21,16 @@ def test_schedules_shape() -> None:
     assert lr_factor(50, 100, TrainConfig(schedule="cosine")) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"optimizer": "adam"}, "optimizer must be one of"),
-    ({"epochs": 0}, "epochs must be > 0"),
-    ({"lr": -1.0}, "lr must be > 0"),
-    ({"label_smoothing": 1.0}, "label_smoothing"),
-    ({"schedule": "step"}, "schedule must be one of"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"optimizer": "adam"}, "optimizer must be one of"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"lr": -1.0}, "lr must be > 0"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"schedule": "step"}, "schedule must be one of"),
+    ],
+)
 def test_bad_train_config(bad, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
@@ -55,9 +58,14 @@ def test_hooks_and_progress_are_called() -> None:
     m = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.25)
     seen: list[int] = []
     reg_calls = []
-    res = fit(m, make_loader(ds, torch.arange(len(ds.train_labels)), cfg, 0), cfg, device=torch.device("cpu"),
-              progress=lambda ev: seen.append(ev["step"]),
-              regularizer=lambda model: reg_calls.append(1) or torch.zeros(()))
+    res = fit(
+        m,
+        make_loader(ds, torch.arange(len(ds.train_labels)), cfg, 0),
+        cfg,
+        device=torch.device("cpu"),
+        progress=lambda ev: seen.append(ev["step"]),
+        regularizer=lambda model: reg_calls.append(1) or torch.zeros(()),
+    )
     assert res.steps == len(seen) == 2 * 6 == len(reg_calls)
     assert seen[-1] == res.steps and len(res.epoch_loss) == 2
 

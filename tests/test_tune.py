@@ -63,8 +63,25 @@ def test_tuning_split_is_validated_and_used() -> None:
 
 
 def _tune_cmd(out: Path, cache: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "obliviate.cli", "tune", "ssd", "--study", "default", "--param", "alpha=1:12:log",
-           "--trials", "4", "--out", str(out), "--cache", str(cache), "--ray-cpus", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "obliviate.cli",
+        "tune",
+        "ssd",
+        "--study",
+        "default",
+        "--param",
+        "alpha=1:12:log",
+        "--trials",
+        "4",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--ray-cpus",
+        "2",
+    ]
     for o in STUDY_SET:
         cmd += ["--set", o]
     return cmd
@@ -109,9 +126,26 @@ def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> N
     written = yaml.safe_load((out / "best.yaml").read_text())
     assert written["methods"][-1] == {"name": "ssd", "label": "ssd_tuned", "config": {"alpha": best["config"]["alpha"]}}
     assert written["tune"]["seeds"] == [3, 4] and written["seeds"] == [0, 1, 2]
-    run = subprocess.run([sys.executable, "-m", "obliviate.cli", "run", str(out / "best.yaml"), "--seeds", "0",
-                          "--out", str(tmp_path / "heldout"), "--cache", str(cache), "-q"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "obliviate.cli",
+            "run",
+            str(out / "best.yaml"),
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "heldout"),
+            "--cache",
+            str(cache),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in (tmp_path / "heldout" / "runs").glob("*.json")]
     tuned = [r for r in recs if r["method"] == "ssd_tuned"]
@@ -141,13 +175,18 @@ def test_objective_leaves_out_requests_the_method_does_not_apply_to() -> None:
     na = {"status": "not_applicable", "reason": "class requests only"}
     reports: list[dict] = []
     _ReportEachGroup(reports.append, 4).run_groups(
-        Runner({"a": ok(1.0), "b": na, "c": ok(3.0), "d": na}), groups("a", "b", "c", "d"))
+        Runner({"a": ok(1.0), "b": na, "c": ok(3.0), "d": na}), groups("a", "b", "c", "d")
+    )
     assert [(r["groups"], r["gap"], r["skipped"], r["failed"]) for r in reports] == [
-        (1, 1.0, 0, 0), (3, 2.0, 1, 0), (4, 2.0, 2, 0)]
+        (1, 1.0, 0, 0),
+        (3, 2.0, 1, 0),
+        (4, 2.0, 2, 0),
+    ]
 
     reports.clear()
     _ReportEachGroup(reports.append, 3).run_groups(
-        Runner({"a": na, "b": ok(0.5), "c": {"status": "failed", "values": {}}}), groups("a", "b", "c"))
+        Runner({"a": na, "b": ok(0.5), "c": {"status": "failed", "values": {}}}), groups("a", "b", "c")
+    )
     assert [(r["groups"], r["gap"], r["failed"]) for r in reports] == [(2, 0.5, 0), (3, (0.5 + FAILED_GAP) / 2, 1)]
 
     reports.clear()
@@ -164,9 +203,11 @@ def test_objective_charges_class_damage_beyond_the_target() -> None:
     from obliviate.study.targets import DEFAULT_TARGETS, Target
     from obliviate.study.tune import _ReportEachGroup
 
-    recs = {"a": {"status": "ok", "request": "class:cat", "values": {"gap/avg": 1.0, "worst_class_drop": 7.5}},
-            "b": {"status": "ok", "request": "random:0.1", "values": {"gap/avg": 2.0, "worst_class_drop": 9.0}},
-            "c": {"status": "ok", "request": "ids:300@f.txt", "values": {"gap/avg": 0.5, "worst_class_drop": 2.0}}}
+    recs = {
+        "a": {"status": "ok", "request": "class:cat", "values": {"gap/avg": 1.0, "worst_class_drop": 7.5}},
+        "b": {"status": "ok", "request": "random:0.1", "values": {"gap/avg": 2.0, "worst_class_drop": 9.0}},
+        "c": {"status": "ok", "request": "ids:300@f.txt", "values": {"gap/avg": 0.5, "worst_class_drop": 2.0}},
+    }
 
     class Runner:
         store = SimpleNamespace(load_run=recs.get)
@@ -219,23 +260,35 @@ def test_method_entries_run_on_their_kinds_and_tune_per_kind(tmp_path: Path) -> 
     from obliviate.study.tasks.base import GroupPlan, Unit
     from obliviate.study.tune import tune_method
 
-    methods = ["original", {"name": "ssd", "label": "ssd_class", "kinds": ["class"], "config": {"alpha": 5.0}},
-               {"name": "ssd", "label": "ssd_sample", "kinds": ["random", "ids"], "config": {"alpha": 2.0}}]
-    spec = load_study(preset_path("default"), overrides=[*STUDY_SET[:1], f"methods={json.dumps(methods)}",
-                                                         'tune={requests: [{kind: class, classes: ["5"]}, '
-                                                         '{kind: random, fraction: 0.1}], seeds: [3]}'])
+    methods = [
+        "original",
+        {"name": "ssd", "label": "ssd_class", "kinds": ["class"], "config": {"alpha": 5.0}},
+        {"name": "ssd", "label": "ssd_sample", "kinds": ["random", "ids"], "config": {"alpha": 2.0}},
+    ]
+    spec = load_study(
+        preset_path("default"),
+        overrides=[
+            *STUDY_SET[:1],
+            f"methods={json.dumps(methods)}",
+            'tune={requests: [{kind: class, classes: ["5"]}, {kind: random, fraction: 0.1}], seeds: [3]}',
+        ],
+    )
     assert [(m.label, m.kinds) for m in spec.methods] == [
-        ("original", ()), ("ssd_class", ("class",)), ("ssd_sample", ("random", "ids"))]
-    plan = [GroupPlan("m", req, 0, {}, [Unit(m.label, m.name, {}, {}) for m in spec.methods])
-            for req in ("class:5", "random:0.1", "ids:300@x.txt")]
+        ("original", ()),
+        ("ssd_class", ("class",)),
+        ("ssd_sample", ("random", "ids")),
+    ]
+    plan = [
+        GroupPlan("m", req, 0, {}, [Unit(m.label, m.name, {}, {}) for m in spec.methods])
+        for req in ("class:5", "random:0.1", "ids:300@x.txt")
+    ]
     _restrict_to_kinds(plan, spec.methods)
     skipped = {(g.request, u.label) for g in plan for u in g.units if u.not_applicable}
     assert skipped == {("class:5", "ssd_sample"), ("random:0.1", "ssd_class"), ("ids:300@x.txt", "ssd_class")}
     assert "on class requests only; this one is random" in plan[1].units[1].not_applicable
 
     with pytest.raises(StudySpecError, match=r"methods\[1\]\.kinds"):
-        load_study(preset_path("default"), overrides=[
-            'methods=[original, {name: ssd, kinds: [classes]}]'])
+        load_study(preset_path("default"), overrides=["methods=[original, {name: ssd, kinds: [classes]}]"])
     with pytest.raises(StudySpecError, match="has no subclass request"):
         tune_method(spec, "ssd", tmp_path / "t", kinds=("subclass",))
     with pytest.raises(StudySpecError, match="unknown request kind"):

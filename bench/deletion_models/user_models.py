@@ -20,8 +20,8 @@ from torch import nn
 @dataclass(frozen=True)
 class UserModel:
     name: str
-    data: str                      # "cifar10" or "digits_tabular"
-    summary: str                   # what it is and how it was trained
+    data: str  # "cifar10" or "digits_tabular"
+    summary: str  # what it is and how it was trained
     build: Callable[[int], nn.Module]
     train: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], nn.Module]
 
@@ -37,10 +37,11 @@ def _flip_crop(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tenso
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     i, j = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
-    return xp[:, :, i:i + h, j:j + w]
+    return xp[:, :, i : i + h, j : j + w]
 
 
 # -- 1. torchvision's ResNet-18, SGD + momentum, cosine, flip/crop ----------------------------------
+
 
 def build_resnet18(seed: int) -> nn.Module:
     from torchvision.models import resnet18
@@ -69,12 +70,14 @@ def train_resnet18(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int
 
 # -- 2. a timm Vision Transformer, AdamW with warm-up and cosine --------------------------------------
 
+
 def build_vit(seed: int) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(seed)
-    return VisionTransformer(img_size=32, patch_size=4, num_classes=10, embed_dim=96, depth=4, num_heads=4,
-                             mlp_ratio=2.0)
+    return VisionTransformer(
+        img_size=32, patch_size=4, num_classes=10, embed_dim=96, depth=4, num_heads=4, mlp_ratio=2.0
+    )
 
 
 def train_vit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
@@ -84,7 +87,8 @@ def train_vit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> 
     steps = epochs * math.ceil(len(y) / bs)
     warm = steps // 10
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm)))
+    )
     model.train()
     for _ in range(epochs):
         for b in _batches(len(y), bs, g):
@@ -98,13 +102,21 @@ def train_vit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> 
 
 # -- 3. a small CNN, Adam, label smoothing 0.1, step decay, no augmentation -------------------------
 
+
 class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +146,7 @@ def train_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> 
 
 # -- 4. an MLP on tabular features (scikit-learn's digits: 64 pixel intensities, standardised) --------
 
+
 def build_mlp(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -155,15 +168,26 @@ def train_mlp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> 
 
 # -- dev models: the deletion policy's settings were chosen on these, never on the four above --------
 
+
 class DevCNN(nn.Module):
     """A VGG-style CNN with batch norm (a different family from SmallCNN: BN, no global pooling)."""
 
     def __init__(self) -> None:
         super().__init__()
+
         def block(i: int, o: int) -> list[nn.Module]:
             return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-        self.net = nn.Sequential(*block(3, 32), nn.MaxPool2d(2), *block(32, 64), nn.MaxPool2d(2),
-                                 *block(64, 96), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96 * 16, 10))
+
+        self.net = nn.Sequential(
+            *block(3, 32),
+            nn.MaxPool2d(2),
+            *block(32, 64),
+            nn.MaxPool2d(2),
+            *block(64, 96),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(96 * 16, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -223,19 +247,52 @@ def train_issue_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: in
 
 
 REPORT = (
-    UserModel("resnet18_sgd", "cifar10", "torchvision ResNet-18 (ImageNet stem, 11.2 M params), SGD momentum 0.9, "
-              "lr 0.05 cosine, wd 5e-4, flip + crop, 10 epochs", build_resnet18, train_resnet18),
-    UserModel("vit_adamw", "cifar10", "timm VisionTransformer (patch 4, dim 96, depth 4), AdamW lr 2e-3 wd 0.05, "
-              "10 % warm-up + cosine, flip + crop, 20 epochs", build_vit, train_vit),
-    UserModel("cnn_adam_ls", "cifar10", "3-conv CNN without batch norm, dropout, Adam lr 2e-3, label smoothing 0.1, "
-              "step decay, no augmentation, 24 epochs", build_cnn, train_cnn),
-    UserModel("mlp_tabular", "digits_tabular", "3-layer MLP on scikit-learn's digits as 64 standardised features, "
-              "RMSprop lr 1e-3, 60 epochs", build_mlp, train_mlp),
+    UserModel(
+        "resnet18_sgd",
+        "cifar10",
+        "torchvision ResNet-18 (ImageNet stem, 11.2 M params), SGD momentum 0.9, "
+        "lr 0.05 cosine, wd 5e-4, flip + crop, 10 epochs",
+        build_resnet18,
+        train_resnet18,
+    ),
+    UserModel(
+        "vit_adamw",
+        "cifar10",
+        "timm VisionTransformer (patch 4, dim 96, depth 4), AdamW lr 2e-3 wd 0.05, "
+        "10 % warm-up + cosine, flip + crop, 20 epochs",
+        build_vit,
+        train_vit,
+    ),
+    UserModel(
+        "cnn_adam_ls",
+        "cifar10",
+        "3-conv CNN without batch norm, dropout, Adam lr 2e-3, label smoothing 0.1, "
+        "step decay, no augmentation, 24 epochs",
+        build_cnn,
+        train_cnn,
+    ),
+    UserModel(
+        "mlp_tabular",
+        "digits_tabular",
+        "3-layer MLP on scikit-learn's digits as 64 standardised features, RMSprop lr 1e-3, 60 epochs",
+        build_mlp,
+        train_mlp,
+    ),
 )
 DEV = (
-    UserModel("dev_vgg_bn", "cifar10", "VGG-style CNN with batch norm, SGD Nesterov one-cycle lr 0.1, flip + crop, "
-              "15 epochs", build_dev_cnn, train_dev_cnn),
-    UserModel("dev_issue_cnn", "cifar10", "2-conv CNN, Adam lr 1e-3, 5 epochs (the first user's model)",
-              build_issue_cnn, train_issue_cnn),
+    UserModel(
+        "dev_vgg_bn",
+        "cifar10",
+        "VGG-style CNN with batch norm, SGD Nesterov one-cycle lr 0.1, flip + crop, 15 epochs",
+        build_dev_cnn,
+        train_dev_cnn,
+    ),
+    UserModel(
+        "dev_issue_cnn",
+        "cifar10",
+        "2-conv CNN, Adam lr 1e-3, 5 epochs (the first user's model)",
+        build_issue_cnn,
+        train_issue_cnn,
+    ),
 )
 MODELS = {m.name: m for m in REPORT + DEV}

@@ -21,8 +21,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"unlearn": "obliviate.deletion", "audit": "obliviate.deletion", "run_study": "obliviate.api",
-         "tune_method": "obliviate.api", "train": "obliviate.api", "evaluate": "obliviate.api"}
+_LAZY = {
+    "unlearn": "obliviate.deletion",
+    "audit": "obliviate.deletion",
+    "run_study": "obliviate.api",
+    "tune_method": "obliviate.api",
+    "train": "obliviate.api",
+    "evaluate": "obliviate.api",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -23,8 +23,9 @@ def run_study(spec: StudySpec, out_dir: str | Path, **kw: Any) -> list[dict[str,
     return rows
 
 
-def tune_method(spec: StudySpec, method: str, out_dir: str | Path, *, settings: TuneSettings | None = None,
-                **kw: Any) -> TuneResult:
+def tune_method(
+    spec: StudySpec, method: str, out_dir: str | Path, *, settings: TuneSettings | None = None, **kw: Any
+) -> TuneResult:
     """Search ``method``'s declared hyperparameter ranges on ``spec``'s ``tune:`` split with Ray Tune
     and Optuna; writes ``out_dir/best.yaml`` for the held-out evaluation (:func:`obliviate.study.tune.tune_method`;
     ``kw``: ``params``, ``kinds``, ``cache_dir``, ``device``, ``progress``)."""
@@ -44,11 +45,24 @@ class TrainResult:
     images_per_second: float
 
 
-def train(model: str, dataset: str, out: str | Path, *, root: str | None = None, download: bool = False,
-          forget: str | None = None, recipe: str | None = None, train_config: TrainConfig | dict[str, Any] | None = None,
-          model_kwargs: dict[str, Any] | None = None, seed: int = 0, train_per_class: int | None = None,
-          test_per_class: int | None = None, sisa: tuple[int, int] | None = None, device: str | None = None,
-          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+def train(
+    model: str,
+    dataset: str,
+    out: str | Path,
+    *,
+    root: str | None = None,
+    download: bool = False,
+    forget: str | None = None,
+    recipe: str | None = None,
+    train_config: TrainConfig | dict[str, Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    sisa: tuple[int, int] | None = None,
+    device: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Train a zoo model (``obliviate list models``) on ``dataset`` and save it as a checkpoint
     whose JSON records where its data came from (:mod:`obliviate.models.provenance`) and how it
     was trained, so :func:`evaluate`, :func:`obliviate.unlearn`'s CLI and ``obliviate audit``
@@ -72,12 +86,15 @@ def train(model: str, dataset: str, out: str | Path, *, root: str | None = None,
     from .utils import resolve_device
 
     dev = resolve_device(device)
-    ds = load_data(dataset, root, train_per_class=train_per_class, test_per_class=test_per_class,
-                   download=download).to(dev)
+    ds = load_data(dataset, root, train_per_class=train_per_class, test_per_class=test_per_class, download=download).to(
+        dev
+    )
     if isinstance(train_config, TrainConfig):
         if recipe:
-            raise ValueError(f"give a recipe ({recipe!r}) or a TrainConfig, not both: to change some of the "
-                             "recipe's fields pass them as a dict")
+            raise ValueError(
+                f"give a recipe ({recipe!r}) or a TrainConfig, not both: to change some of the "
+                "recipe's fields pass them as a dict"
+            )
         cfg = train_config
     else:
         base = get_recipe(recipe) if recipe else TrainConfig()
@@ -95,25 +112,42 @@ def train(model: str, dataset: str, out: str | Path, *, root: str | None = None,
             raise ValueError("sisa trains the deployable ensemble on every training row; it takes no forget request")
         shards, slices = sisa
         t0 = time.perf_counter()
-        net, trainer = sisa_state.train_deployable(ds, net.obliviate_spec, cfg, shards=shards, slices=slices,
-                                                   seed=seed, device=dev)
+        net, trainer = sisa_state.train_deployable(
+            ds, net.obliviate_spec, cfg, shards=shards, slices=slices, seed=seed, device=dev
+        )
         res = FitResult(seconds=time.perf_counter() - t0)  # the constituents' steps are in the shard state
-        base = Path(out).with_suffix("") if Path(out).suffix in (".json", ".safetensors") else Path(out)
-        extra["sisa"] = {"plan_sha256": sisa_state.save_state(base, trainer, ds.train_ids.cpu().numpy(), [])}
+        state_base = Path(out).with_suffix("") if Path(out).suffix in (".json", ".safetensors") else Path(out)
+        extra["sisa"] = {"plan_sha256": sisa_state.save_state(state_base, trainer, ds.train_ids.cpu().numpy(), [])}
     else:
         res = fit(net, make_loader(ds, rows, cfg, seed), cfg, device=dev, progress=progress)
     acc = evaluate_accuracy(net, ds, device=dev, bf16=cfg.bf16, tta=cfg.tta)
-    meta = {**record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),
-            "request": request.to_dict() if request else None, "seed": seed, "train": cfg.to_dict(),
-            "seconds": res.seconds, "steps": res.steps, "test_accuracy": acc, **extra}
+    meta = {
+        **record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),
+        "request": request.to_dict() if request else None,
+        "seed": seed,
+        "train": cfg.to_dict(),
+        "seconds": res.seconds,
+        "steps": res.steps,
+        "test_accuracy": acc,
+        **extra,
+    }
     path = save_checkpoint(out, net, meta)
     return TrainResult(Path(path), acc, res.seconds, res.steps, res.images_per_second)
 
 
-def evaluate(checkpoint: str | Path, *, dataset: str | None = None, root: str | None = None,
-             forget: str | None = None, seed: int | None = None, train_per_class: int | None = None,
-             test_per_class: int | None = None, allow_other_data: bool = False, device: str | None = None,
-             bf16: bool = False) -> dict[str, Any]:
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | None = None,
+    forget: str | None = None,
+    seed: int | None = None,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    allow_other_data: bool = False,
+    device: str | None = None,
+    bf16: bool = False,
+) -> dict[str, Any]:
     """Accuracy, macro precision/recall/F1, loss, per-class accuracy and the confusion matrix of a
     saved model on its test set, and — for ``forget`` or the request it was trained without — on
     the forget, retain, test-forget and test-retain splits. The data is the checkpoint's own
@@ -130,8 +164,14 @@ def evaluate(checkpoint: str | Path, *, dataset: str | None = None, root: str | 
     from .utils import resolve_device
 
     meta = read_meta(checkpoint)
-    ds = load_training_data(meta, dataset=dataset, root=root, train_per_class=train_per_class,
-                            test_per_class=test_per_class, allow_other_data=allow_other_data)
+    ds = load_training_data(
+        meta,
+        dataset=dataset,
+        root=root,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        allow_other_data=allow_other_data,
+    )
     seed = int(meta.get("seed") or 0) if seed is None else seed
     model, meta = load_checkpoint(checkpoint, expect_num_classes=ds.num_classes, map_location="cpu")
     kw: dict[str, Any] = {"mean": ds.mean, "std": ds.std, "device": resolve_device(device), "bf16": bf16}
@@ -148,10 +188,14 @@ def evaluate(checkpoint: str | Path, *, dataset: str | None = None, root: str | 
         if len(sp.test_forget):
             splits["test_forget"] = test.subset(torch.as_tensor(sp.test_forget))
         splits["test_retain"] = test.subset(torch.as_tensor(sp.test_retain))
-    return {"checkpoint": str(checkpoint),
-            "splits": {name: split_summary(o, ds.class_names, every_class=not name.startswith(("test_retain", "retain")))
-                       for name, o in splits.items()},
-            "forget_classes": [ds.class_names[c] for c in forget_classes]}
+    return {
+        "checkpoint": str(checkpoint),
+        "splits": {
+            name: split_summary(o, ds.class_names, every_class=not name.startswith(("test_retain", "retain")))
+            for name, o in splits.items()
+        },
+        "forget_classes": [ds.class_names[c] for c in forget_classes],
+    }
 
 
 __all__ = ["TrainResult", "evaluate", "run_study", "train", "tune_method"]

@@ -1,15 +1,15 @@
 """The ``obliviate`` command line: a thin layer over the library.
 
-    obliviate list models|datasets|methods|metrics|recipes|presets [PATTERN]
-    obliviate describe NAME                      # a method, metric, model, dataset, preset or recipe
-    obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
-    obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
-    obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
-    obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT] --out DIR
-    obliviate audit CKPT --forget ids:FILE [--reference CKPT]
-    obliviate ledger verify DIR
-    obliviate report DIR
-    obliviate export DIR [--tensorboard LOGDIR]
+obliviate list models|datasets|methods|metrics|recipes|presets [PATTERN]
+obliviate describe NAME                      # a method, metric, model, dataset, preset or recipe
+obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
+obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
+obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
+obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT] --out DIR
+obliviate audit CKPT --forget ids:FILE [--reference CKPT]
+obliviate ledger verify DIR
+obliviate report DIR
+obliviate export DIR [--tensorboard LOGDIR]
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ class _TqdmProgress:
             yield last.update
             if last:
                 loss = f", loss {last['loss']:.3f}" if "loss" in last else ""
-                print(f"[obliviate] {desc}: {last.get('step', '?')}/{last.get('total', '?')} steps{loss}, "
-                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"[obliviate] {desc}: {last.get('step', '?')}/{last.get('total', '?')} steps{loss}, "
+                    f"{time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
         from tqdm import tqdm
 
@@ -109,13 +113,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "models":
         from .models import MODELS
 
-        _print_table(["model", "family", "input", "summary"],
-                     [[n, MODELS.get(n).family, "×".join(map(str, MODELS.get(n).input_size or ())) or "its members'",
-                       MODELS.get(n).summary] for n in MODELS.names(pattern)])
+        _print_table(
+            ["model", "family", "input", "summary"],
+            [
+                [
+                    n,
+                    MODELS.get(n).family,
+                    "×".join(map(str, MODELS.get(n).input_size or ())) or "its members'",
+                    MODELS.get(n).summary,
+                ]
+                for n in MODELS.names(pattern)
+            ],
+        )
     elif args.what == "datasets":
         from .data import DATASETS
 
-        _print_table(["dataset", "summary"], [[n, _first_paragraph(DATASETS.get(n).__doc__)] for n in DATASETS.names(pattern)])
+        _print_table(
+            ["dataset", "summary"], [[n, _first_paragraph(DATASETS.get(n).__doc__)] for n in DATASETS.names(pattern)]
+        )
     elif args.what == "methods":
         from .methods import METHODS, describe_method
 
@@ -127,9 +142,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "metrics":
         from .metrics import METRICS, describe_metric
 
-        rows = [[n, describe_metric(n)["kind"], describe_metric(n)["direction"],
-                 "costly" if describe_metric(n)["costly"] else "cheap", describe_metric(n)["summary"]]
-                for n in METRICS.names(pattern)]
+        rows = [
+            [
+                n,
+                describe_metric(n)["kind"],
+                describe_metric(n)["direction"],
+                "costly" if describe_metric(n)["costly"] else "cheap",
+                describe_metric(n)["summary"],
+            ]
+            for n in METRICS.names(pattern)
+        ]
         _print_table(["metric", "task", "better", "cost", "summary"], rows)
     elif args.what == "recipes":
         from .recipes import list_recipes, recipe
@@ -151,7 +173,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             for i, sc in enumerate(d["scales"]):
                 what = sc.get("error") or (
                     f"{sc['dataset']} · {', '.join(sc['models'])} · {', '.join(sc['requests'])} · "
-                    f"{len(sc['methods'])} methods · {len(sc['seeds'])} seed(s) — time: {sc['runtime']}")
+                    f"{len(sc['methods'])} methods · {len(sc['seeds'])} seed(s) — time: {sc['runtime']}"
+                )
                 rows.append([n if i == 0 else "", d["task"] if i == 0 else "", sc["scale"], what])
         _print_table(["preset", "task", "scale", "what it runs — and what it took, as measured"], rows)
         print("\n`obliviate describe PRESET` for the description and scale notes; `obliviate run PRESET --scale S`.")
@@ -193,13 +216,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print(f"reference: {d['reference']}")
         print(f"reads splits: {', '.join(d['uses']) or 'none'}{'; exact unlearning' if d['exact'] else ''}")
         print("config:")
-        _print_table(["field", "default", "symbol", "tune range", "meaning"],
-                     [[f["name"], repr(f["default"]), f["symbol"] or "", f.get("tune") or "", f["doc"]]
-                      for f in d["fields"]] or [["(none)", "", "", "", ""]])
+        _print_table(
+            ["field", "default", "symbol", "tune range", "meaning"],
+            [[f["name"], repr(f["default"]), f["symbol"] or "", f.get("tune") or "", f["doc"]] for f in d["fields"]]
+            or [["(none)", "", "", "", ""]],
+        )
     elif name in METRICS:
         d = describe_metric(name)
         print(f"{name} (metric): {d['summary']}")
-        print(f"better: {d['direction']}; needs reference models: {', '.join(d['needs']) or 'none'}; costly: {d['costly']}")
+        print(
+            f"better: {d['direction']}; needs reference models: {', '.join(d['needs']) or 'none'}; costly: {d['costly']}"
+        )
         print(f"reference: {d['reference']}")
         if d["doc"]:
             print(d["doc"])
@@ -210,12 +237,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
         d = describe_model(name, num_classes=args.num_classes, **kwargs)
         print(f"{name} (model, {d['family']}): {d['summary']}")
         size = "×".join(map(str, d["input_size"])) if d["input_size"] else "its constituents' input"
-        print(f"input: {d['in_chans']} channel(s) × {size}; built with num_classes={d['num_classes']}"
-              + (f", {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else "")
-              + f": {d['num_parameters']:,} parameters" + (f", output {d['output_shape']}" if "output_shape" in d else ""))
-        print("constructor arguments (besides num_classes, in_chans; set them under models[].kwargs or --model-kwargs):")
-        _print_table(["argument", "type", "default"],
-                     [[k, tp, repr(default)] for k, (tp, default) in d["arguments"].items()] or [["(none)", "", ""]])
+        print(
+            f"input: {d['in_chans']} channel(s) × {size}; built with num_classes={d['num_classes']}"
+            + (f", {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else "")
+            + f": {d['num_parameters']:,} parameters"
+            + (f", output {d['output_shape']}" if "output_shape" in d else "")
+        )
+        print(
+            "constructor arguments (besides num_classes, in_chans; set them under models[].kwargs or --model-kwargs):"
+        )
+        _print_table(
+            ["argument", "type", "default"],
+            [[k, tp, repr(default)] for k, (tp, default) in d["arguments"].items()] or [["(none)", "", ""]],
+        )
         if name in _recipes():  # a model and the recipe that trains it may share a name
             print()
             _describe_recipe(name)
@@ -233,8 +267,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
             print(f"  dataset: {sc['dataset']}; models: {', '.join(sc['models'])}; seeds: {sc['seeds']}")
             print(f"  requests: {', '.join(sc['requests'])}")
             if sc.get("tune"):
-                print(f"  tune split (obliviate tune METHOD --study {d['name']}): "
-                      f"{', '.join(sc['tune']['requests'])}; seeds {sc['tune']['seeds']}")
+                print(
+                    f"  tune split (obliviate tune METHOD --study {d['name']}): "
+                    f"{', '.join(sc['tune']['requests'])}; seeds {sc['tune']['seeds']}"
+                )
             print(f"  methods ({len(sc['methods'])}): {', '.join(sc['methods'])}")
             if sc["scale_note"]:
                 print(f"  note: {' '.join(sc['scale_note'].split())}")
@@ -250,8 +286,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
         names = list(METHODS) + list(METRICS) + list(MODELS) + list(DATASETS) + _presets() + _recipes()
         near = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise UnknownNameError(f"Unknown name {name!r}: not a method, metric, model, dataset, preset or recipe.{hint} "
-                               "See `obliviate list methods|metrics|models|datasets|presets|recipes`.")
+        raise UnknownNameError(
+            f"Unknown name {name!r}: not a method, metric, model, dataset, preset or recipe.{hint} "
+            "See `obliviate list methods|metrics|models|datasets|presets|recipes`."
+        )
     return 0
 
 
@@ -285,14 +323,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.forget:
         print(f"training the retrained reference without {args.forget}", file=sys.stderr)
     with _TqdmProgress(quiet=args.quiet).steps(f"train {args.model}") as cb:
-        res = train(args.model, args.dataset, args.out, root=args.root, download=args.download, forget=args.forget,
-                    recipe=args.recipe, train_config=overrides, model_kwargs=kwargs,
-                    seed=0 if args.seed is None else args.seed, train_per_class=args.train_per_class,
-                    test_per_class=args.test_per_class, sisa=_sisa_arg(args.sisa) if args.sisa else None,
-                    device=args.device, progress=cb)
-    print(json.dumps({"checkpoint": str(res.checkpoint), "test_accuracy": res.test_accuracy,
-                      "seconds": round(res.seconds, 2), "images_per_second": round(res.images_per_second, 1)},
-                     indent=2))
+        res = train(
+            args.model,
+            args.dataset,
+            args.out,
+            root=args.root,
+            download=args.download,
+            forget=args.forget,
+            recipe=args.recipe,
+            train_config=overrides,
+            model_kwargs=kwargs,
+            seed=0 if args.seed is None else args.seed,
+            train_per_class=args.train_per_class,
+            test_per_class=args.test_per_class,
+            sisa=_sisa_arg(args.sisa) if args.sisa else None,
+            device=args.device,
+            progress=cb,
+        )
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(res.checkpoint),
+                "test_accuracy": res.test_accuracy,
+                "seconds": round(res.seconds, 2),
+                "images_per_second": round(res.images_per_second, 1),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -301,15 +359,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .api import evaluate
 
-    report = evaluate(args.checkpoint, dataset=args.dataset, root=args.root, forget=args.forget, seed=args.seed,
-                      train_per_class=args.train_per_class, test_per_class=args.test_per_class,
-                      allow_other_data=args.allow_other_data, device=args.device, bf16=args.bf16)
+    report = evaluate(
+        args.checkpoint,
+        dataset=args.dataset,
+        root=args.root,
+        forget=args.forget,
+        seed=args.seed,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        allow_other_data=args.allow_other_data,
+        device=args.device,
+        bf16=args.bf16,
+    )
     if args.json:
         from .utils import write_json_atomic
 
         write_json_atomic(args.json, report)
-    rows = [[n, s["n"], f"{100 * s['accuracy']:.2f}", f"{100 * s['precision']:.2f}", f"{100 * s['recall']:.2f}",
-             f"{100 * s['f1']:.2f}", f"{s['loss']:.4f}"] for n, s in report["splits"].items()]
+    rows = [
+        [
+            n,
+            s["n"],
+            f"{100 * s['accuracy']:.2f}",
+            f"{100 * s['precision']:.2f}",
+            f"{100 * s['recall']:.2f}",
+            f"{100 * s['f1']:.2f}",
+            f"{s['loss']:.4f}",
+        ]
+        for n, s in report["splits"].items()
+    ]
     _print_table(["split", "n", "acc %", "prec %", "recall %", "F1 %", "loss"], rows)
     print()
     pcs = report["splits"]["test"]["per_class_accuracy"]
@@ -343,8 +420,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.stage(f"study {spec.name} from {path} -> {out}")
     from .study.executors import StudyIncompleteError
 
-    kw: dict[str, Any] = {"progress": progress, "cache_dir": args.cache, "device": args.device,
-                          "executor": _executor(args)}
+    kw: dict[str, Any] = {
+        "progress": progress,
+        "cache_dir": args.cache,
+        "device": args.device,
+        "executor": _executor(args),
+    }
     runner = StudyRunner(spec, out, **kw)
     try:
         runner.run()
@@ -366,8 +447,14 @@ def _load_spec(args: argparse.Namespace) -> Any:
     """The study of ``args.study`` with --scale, --set, --data-root, --model and --seeds applied."""
     from .study import load_study
 
-    return load_study(_resolve_study_path(args.study), scale=args.scale, overrides=list(args.set or ()),
-                      data_root=args.data_root, model=getattr(args, "model", None), seeds=getattr(args, "seeds", None))
+    return load_study(
+        _resolve_study_path(args.study),
+        scale=args.scale,
+        overrides=list(args.set or ()),
+        data_root=args.data_root,
+        model=getattr(args, "model", None),
+        seeds=getattr(args, "seeds", None),
+    )
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -375,23 +462,54 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spec = _load_spec(args)
     kinds = tuple(k.strip() for k in (args.kinds or "").split(",") if k.strip())
-    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-tune-{args.method}{''.join('-' + k for k in kinds)}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"{spec.name}-tune-{args.method}{''.join('-' + k for k in kinds)}"
+    )
     progress = _TqdmProgress(quiet=args.quiet)
-    settings = TuneSettings(**{k: v for k, v in {
-        "trials": args.trials, "search_seed": args.search_seed, "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": args.gpus_per_trial, "address": args.address, "num_cpus": args.ray_cpus,
-        "objective": args.objective}.items()
-        if v is not None})
-    res = tune_method(spec, args.method, out, params=args.param or (), kinds=kinds, settings=settings, cache_dir=args.cache,
-                      device=args.device, progress=progress)
+    settings = TuneSettings(
+        **{
+            k: v
+            for k, v in {
+                "trials": args.trials,
+                "search_seed": args.search_seed,
+                "cpus_per_trial": args.cpus_per_trial,
+                "gpus_per_trial": args.gpus_per_trial,
+                "address": args.address,
+                "num_cpus": args.ray_cpus,
+                "objective": args.objective,
+            }.items()
+            if v is not None
+        }
+    )
+    res = tune_method(
+        spec,
+        args.method,
+        out,
+        params=args.param or (),
+        kinds=kinds,
+        settings=settings,
+        cache_dir=args.cache,
+        device=args.device,
+        progress=progress,
+    )
     rows = sorted(res.trials, key=lambda t: (t["score"] is None, t["score"] or 0.0))
-    _print_table(["trial", "config", "score", "mean Avg. gap (pts)", "worst class drop (pts)", "groups", "speed-up"],
-                 [[t["trial"], ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in t["config"].items()),
-                   "failed" if t["failed"] else ("" if t["score"] is None else f"{t['score']:.3f}"),
-                   "" if t["failed"] or t["gap"] is None else f"{t['gap']:.3f}",
-                   "" if t["worst_drop"] is None else f"{t['worst_drop']:.2f}", t["groups"],
-                   "" if t["speedup"] is None else f"{t['speedup']:.1f}x"] for t in rows])
+    _print_table(
+        ["trial", "config", "score", "mean Avg. gap (pts)", "worst class drop (pts)", "groups", "speed-up"],
+        [
+            [
+                t["trial"],
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items()),
+                "failed" if t["failed"] else ("" if t["score"] is None else f"{t['score']:.3f}"),
+                "" if t["failed"] or t["gap"] is None else f"{t['gap']:.3f}",
+                "" if t["worst_drop"] is None else f"{t['worst_drop']:.2f}",
+                t["groups"],
+                "" if t["speedup"] is None else f"{t['speedup']:.1f}x",
+            ]
+            for t in rows
+        ],
+    )
     print(f"trials: {out / 'tune.json'}")
     if res.interrupted:
         print("obliviate: the tune was interrupted; run the same command again to resume it", file=sys.stderr)
@@ -407,17 +525,34 @@ def _executor(args: argparse.Namespace) -> Any:
     """The executor of ``--executor`` and its Ray options (refused with the serial one)."""
     from .study.executors import make_executor
 
-    return make_executor(args.executor, address=args.address, cpus_per_group=args.cpus_per_group,
-                         gpus_per_group=args.gpus_per_group, max_retries=args.ray_retries, num_cpus=args.ray_cpus)
+    return make_executor(
+        args.executor,
+        address=args.address,
+        cpus_per_group=args.cpus_per_group,
+        gpus_per_group=args.gpus_per_group,
+        max_retries=args.ray_retries,
+        num_cpus=args.ray_cpus,
+    )
 
 
 def _ray_args(s: argparse.ArgumentParser, unit: str) -> None:
-    s.add_argument("--address", help="a running Ray cluster (what `ray start --head` printed, or 'auto'); "
-                                     "default: a local Ray started for this command")
-    s.add_argument(f"--cpus-per-{unit}", dest=f"cpus_per_{unit}", type=float,
-                   help=f"CPUs each {unit}'s Ray task declares (default 1; torch uses as many threads)")
-    s.add_argument(f"--gpus-per-{unit}", dest=f"gpus_per_{unit}", type=float,
-                   help=f"GPUs each {unit}'s Ray task declares (default 0; e.g. 1, or 0.5 to share one)")
+    s.add_argument(
+        "--address",
+        help="a running Ray cluster (what `ray start --head` printed, or 'auto'); "
+        "default: a local Ray started for this command",
+    )
+    s.add_argument(
+        f"--cpus-per-{unit}",
+        dest=f"cpus_per_{unit}",
+        type=float,
+        help=f"CPUs each {unit}'s Ray task declares (default 1; torch uses as many threads)",
+    )
+    s.add_argument(
+        f"--gpus-per-{unit}",
+        dest=f"gpus_per_{unit}",
+        type=float,
+        help=f"GPUs each {unit}'s Ray task declares (default 0; e.g. 1, or 0.5 to share one)",
+    )
     s.add_argument("--ray-cpus", type=int, help="size of the local Ray (default: every core); not with --address")
 
 
@@ -444,10 +579,21 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     ids_file = forget[4:] if forget.startswith("ids:") else forget
     try:
         out, result = unlearn_checkpoint(
-            args.checkpoint, ids_file=ids_file, out=args.out, method=args.method, overrides=_overrides(args.set),
-            exact=args.exact, reference=args.reference or None, device=args.device, seed=args.seed,
-            request_id=args.request_id, model_factory=args.model_factory, fallback=args.fallback,
-            ledger_form=args.ledger_ids, ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
+            args.checkpoint,
+            ids_file=ids_file,
+            out=args.out,
+            method=args.method,
+            overrides=_overrides(args.set),
+            exact=args.exact,
+            reference=args.reference or None,
+            device=args.device,
+            seed=args.seed,
+            request_id=args.request_id,
+            model_factory=args.model_factory,
+            fallback=args.fallback,
+            ledger_form=args.ledger_ids,
+            ds_args={"dataset": args.dataset, "root": args.root, "download": args.download},
+        )
     except DeletionRefused as e:
         print(f"obliviate: {e}", file=sys.stderr)
         for i, a in enumerate(e.evidence.get("attempts", []), 1):
@@ -455,22 +601,34 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         return 3
     ev = result.evidence
     print(f"request {ev['request']['id']}: {ev['verdict']}")
-    print(f"wrote {out}/model.safetensors, model.json, evidence.json, evidence.html, ledger.jsonl "
-          f"({ev['ledger']['entries']} request(s) in this lineage)")
+    print(
+        f"wrote {out}/model.safetensors, model.json, evidence.json, evidence.html, ledger.jsonl "
+        f"({ev['ledger']['entries']} request(s) in this lineage)"
+    )
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .deletion.checkpoints import audit_checkpoint
 
-    res = audit_checkpoint(args.checkpoint, forget=args.forget, reference=args.reference, device=args.device,
-                           seed=args.seed or 0, model_factory=args.model_factory,
-                           ds_args={"dataset": args.dataset, "root": args.root, "download": args.download})
-    rows = [["this model", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
-            for s, v in (("forget", res["forget"]), ("heldout", res["heldout"]))]
+    res = audit_checkpoint(
+        args.checkpoint,
+        forget=args.forget,
+        reference=args.reference,
+        device=args.device,
+        seed=args.seed or 0,
+        model_factory=args.model_factory,
+        ds_args={"dataset": args.dataset, "root": args.root, "download": args.download},
+    )
+    rows = [
+        ["this model", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
+        for s, v in (("forget", res["forget"]), ("heldout", res["heldout"]))
+    ]
     if "reference" in res:
-        rows += [["reference", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
-                 for s, v in (("forget", res["reference"]["forget"]), ("heldout", res["reference"]["heldout"]))]
+        rows += [
+            ["reference", s, v["n"], f"{100 * v['accuracy']:.2f}", f"{v['loss']:.4f}"]
+            for s, v in (("forget", res["reference"]["forget"]), ("heldout", res["reference"]["heldout"]))
+        ]
     _print_table(["model", "split", "n", "acc %", "loss"], rows)
     print(f"\nmembership ({res['attack']}):\n  this model: {res['membership']['verdict']}")
     if "reference" in res:
@@ -488,19 +646,32 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"{option} takes comma-separated numbers, one per channel (e.g. 0.5,0.5,0.5), got {text!r}") from None
+        raise ValueError(
+            f"{option} takes comma-separated numbers, one per channel (e.g. 0.5,0.5,0.5), got {text!r}"
+        ) from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .deletion.checkpoints import import_weights
 
-    path = import_weights(args.weights, model_factory=args.model_factory, out=args.out, dataset=args.dataset,
-                          root=args.root, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
-                          train_config=_json_arg(args.train_json, "--train-json") if args.train_json else None,
-                          seed=0 if args.seed is None else args.seed, download=args.download,
-                          mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"))
-    print(f"wrote {path} (and its .safetensors): a checkpoint of {args.model_factory} trained on {args.dataset}; "
-          f"pass it to `obliviate unlearn` with --model-factory {args.model_factory}")
+    path = import_weights(
+        args.weights,
+        model_factory=args.model_factory,
+        out=args.out,
+        dataset=args.dataset,
+        root=args.root,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        train_config=_json_arg(args.train_json, "--train-json") if args.train_json else None,
+        seed=0 if args.seed is None else args.seed,
+        download=args.download,
+        mean=_floats(args.mean, "--mean"),
+        std=_floats(args.std, "--std"),
+    )
+    print(
+        f"wrote {path} (and its .safetensors): a checkpoint of {args.model_factory} trained on {args.dataset}; "
+        f"pass it to `obliviate unlearn` with --model-factory {args.model_factory}"
+    )
     return 0
 
 
@@ -516,8 +687,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     entries = read(Path(args.dir) / "ledger.jsonl")
     print(f"ledger of {args.dir} verifies: {len(entries)} request(s), chain intact, model file is the last one's")
     for e in entries:
-        print(f"  {e['index']}: {e['request_id']} {e['received_at']} {len(e['ids'])} id(s) {e['method']}"
-              f"{' (exact)' if e.get('exact') else ''}")
+        print(
+            f"  {e['index']}: {e['request_id']} {e['received_at']} {len(e['ids'])} id(s) {e['method']}"
+            f"{' (exact)' if e.get('exact') else ''}"
+        )
     return 0
 
 
@@ -538,7 +711,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="obliviate", description="Machine unlearning: forget data, prove it against retraining.")
+    p = argparse.ArgumentParser(
+        prog="obliviate", description="Machine unlearning: forget data, prove it against retraining."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -547,36 +722,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", nargs="?", help="shell-style wildcard, e.g. 'resnet*'")
     s.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("describe", help="explain a method (config fields, paper symbols), metric, model, dataset, "
-                                        "preset or recipe")
+    s = sub.add_parser(
+        "describe", help="explain a method (config fields, paper symbols), metric, model, dataset, preset or recipe"
+    )
     s.add_argument("name")
     s.add_argument("--num-classes", type=int, default=10, help="for a model: the classes it is built with (default 10)")
     s.add_argument("--kwargs", help="for a model: JSON of constructor arguments, e.g. '{\"width\": 0.25}'")
     s.set_defaults(func=cmd_describe)
 
     def data_args(s: argparse.ArgumentParser, required: bool) -> None:
-        s.add_argument("--dataset", required=required, help="digits, cifar10, cifar100, cifar20, npz, or a folder of train/test.npz")
+        s.add_argument(
+            "--dataset",
+            required=required,
+            help="digits, cifar10, cifar100, cifar20, npz, or a folder of train/test.npz",
+        )
         s.add_argument("--root", help="dataset folder (train.npz/test.npz or a torchvision root)")
         s.add_argument("--download", action="store_true", help="let torchvision download the dataset")
         s.add_argument("--train-per-class", type=int, help="stratified training subset size per class")
         s.add_argument("--test-per-class", type=int, help="stratified test subset size per class")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-        s.add_argument("--seed", type=int, default=None, help="split / init seed (train: 0; evaluate: the checkpoint's)")
+        s.add_argument(
+            "--seed", type=int, default=None, help="split / init seed (train: 0; evaluate: the checkpoint's)"
+        )
 
     s = sub.add_parser("train", help="train a model (optionally without a forget request: the retrained reference)")
     data_args(s, required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--width", type=float, help="width multiplier for the CIFAR nets")
-    s.add_argument("--model-kwargs", help="JSON of extra model arguments, e.g. '{\"variant\": \"nano\"}'")
+    s.add_argument("--model-kwargs", help='JSON of extra model arguments, e.g. \'{"variant": "nano"}\'')
     s.add_argument("--recipe", help="a named training recipe (see obliviate.recipes)")
     s.add_argument("--train-json", help="JSON of TrainConfig fields")
     s.add_argument("--epochs", type=float)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
     s.add_argument("--bf16", action="store_true", help="bf16 autocast + channels_last")
-    s.add_argument("--forget", help="forget request: 'airplane', 'airplane,cat', 'random:0.1', 'subclass:rocket', 'ids:FILE'")
-    s.add_argument("--sisa", metavar="S:R", help="train a deployable SISA ensemble of S constituents with R slices "
-                   "each; its shard state is kept beside the checkpoint so deletions retrain only what they touch")
+    s.add_argument(
+        "--forget", help="forget request: 'airplane', 'airplane,cat', 'random:0.1', 'subclass:rocket', 'ids:FILE'"
+    )
+    s.add_argument(
+        "--sisa",
+        metavar="S:R",
+        help="train a deployable SISA ensemble of S constituents with R slices "
+        "each; its shard state is kept beside the checkpoint so deletions retrain only what they touch",
+    )
     s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
@@ -587,8 +775,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--forget", help="forget request defining the forget/retain splits (default: the checkpoint's)")
     s.add_argument("--bf16", action="store_true")
     s.add_argument("--json", help="also write the full result as JSON here")
-    s.add_argument("--allow-other-data", action="store_true",
-                   help="evaluate on a dataset whose content differs from the checkpoint's training data")
+    s.add_argument(
+        "--allow-other-data",
+        action="store_true",
+        help="evaluate on a dataset whose content differs from the checkpoint's training data",
+    )
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("run", help="run a study (YAML file or preset name; default: the embedded digits study)")
@@ -597,18 +788,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default runs/NAME[-SCALE])")
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
     s.add_argument("--device", help="override the study's device")
-    s.add_argument("--data-root", help="override the study's data: a vision dataset root (e.g. your CIFAR-10 folder), "
-                                       "or an LLM study's statements file (.csv/.jsonl)")
-    s.add_argument("--model", help="LLM studies: the model to tune and unlearn (a hub id or a local folder with "
-                                   "config.json, tokenizer and weights)")
+    s.add_argument(
+        "--data-root",
+        help="override the study's data: a vision dataset root (e.g. your CIFAR-10 folder), "
+        "or an LLM study's statements file (.csv/.jsonl)",
+    )
+    s.add_argument(
+        "--model",
+        help="LLM studies: the model to tune and unlearn (a hub id or a local folder with "
+        "config.json, tokenizer and weights)",
+    )
     s.add_argument("--seeds", type=int, nargs="+", help="override the study's seeds, e.g. --seeds 0")
-    s.add_argument("--executor", choices=["serial", "ray"], default="serial",
-                   help="serial: every group in this process; ray: one Ray task per (model, request, seed) group")
+    s.add_argument(
+        "--executor",
+        choices=["serial", "ray"],
+        default="serial",
+        help="serial: every group in this process; ray: one Ray task per (model, request, seed) group",
+    )
     _ray_args(s, "group")
     s.add_argument("--ray-retries", type=int, help="times Ray reruns a group whose worker died (default 1)")
-    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
-                   help="override any field of the study after its scale, e.g. --set train.epochs=2 "
-                        "--set 'methods[0].config.lr=1e-3' (values read as YAML; repeatable)")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override any field of the study after its scale, e.g. --set train.epochs=2 "
+        "--set 'methods[0].config.lr=1e-3' (values read as YAML; repeatable)",
+    )
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
 
@@ -618,15 +823,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", help="a scale defined in the study")
     s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a study field (repeatable)")
     s.add_argument("--data-root", help="override the study's dataset root")
-    s.add_argument("--param", action="append", metavar="NAME[=LOW:HIGH[:log][:int] | =A,B]",
-                   help="search only these fields (a declared range, or one given here); repeatable")
-    s.add_argument("--kinds", metavar="KIND[,KIND]",
-                   help="tune on the tuning requests of these kinds only (class, subclass, random, ids), from "
-                        "the study's entry for METHOD that runs on them: one setting per kind of request")
+    s.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME[=LOW:HIGH[:log][:int] | =A,B]",
+        help="search only these fields (a declared range, or one given here); repeatable",
+    )
+    s.add_argument(
+        "--kinds",
+        metavar="KIND[,KIND]",
+        help="tune on the tuning requests of these kinds only (class, subclass, random, ids), from "
+        "the study's entry for METHOD that runs on them: one setting per kind of request",
+    )
     s.add_argument("--trials", type=int, help="configs to try (default 12)")
-    s.add_argument("--objective", choices=["target", "gap"],
-                   help="what a trial minimises: 'target' (default) the mean Avg. gap plus the points a retained "
-                        "class drops beyond the study's target for the request kind; 'gap' the mean Avg. gap alone")
+    s.add_argument(
+        "--objective",
+        choices=["target", "gap"],
+        help="what a trial minimises: 'target' (default) the mean Avg. gap plus the points a retained "
+        "class drops beyond the study's target for the request kind; 'gap' the mean Avg. gap alone",
+    )
     s.add_argument("--search-seed", type=int, help="Optuna's sampler seed (default 0)")
     s.add_argument("--out", help="output directory (default runs/STUDY-tune-METHOD[-KIND...]); rerun to resume")
     s.add_argument("--cache", help="model cache directory (default $OBLIVIATE_CACHE or ~/.cache/obliviate/models)")
@@ -642,29 +857,57 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="auto", help="a vision method, or auto (see obliviate.deletion.policy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field of the method's config (repeatable)")
     s.add_argument("--exact", action="store_true", help="demand an exact result (retrain, or sisa for an ensemble)")
-    s.add_argument("--reference", action="append", help="a checkpoint retrained without the forget rows: the evidence "
-                   "gives the gap to the first; give two or more (different seeds) for the per-example audit")
+    s.add_argument(
+        "--reference",
+        action="append",
+        help="a checkpoint retrained without the forget rows: the evidence "
+        "gives the gap to the first; give two or more (different seeds) for the per-example audit",
+    )
     s.add_argument("--request-id", help="the request's id in the evidence and ledger (default: generated)")
-    s.add_argument("--model-factory", metavar="MODULE:FUNCTION",
-                   help="your own architecture: the function that builds it (a checkpoint made by `obliviate import`)")
-    s.add_argument("--fallback", choices=["retrain", "refuse"], default="retrain",
-                   help="when no approximate attempt passes the guard: retrain (exact; default) or refuse (exit 3, "
-                        "nothing written)")
-    s.add_argument("--ledger-ids", choices=["plain", "salted"], default="plain",
-                   help="keep the ids in the ledger as they are, or as HMACs under $OBLIVIATE_LEDGER_SALT")
+    s.add_argument(
+        "--model-factory",
+        metavar="MODULE:FUNCTION",
+        help="your own architecture: the function that builds it (a checkpoint made by `obliviate import`)",
+    )
+    s.add_argument(
+        "--fallback",
+        choices=["retrain", "refuse"],
+        default="retrain",
+        help="when no approximate attempt passes the guard: retrain (exact; default) or refuse (exit 3, "
+        "nothing written)",
+    )
+    s.add_argument(
+        "--ledger-ids",
+        choices=["plain", "salted"],
+        default="plain",
+        help="keep the ids in the ledger as they are, or as HMACs under $OBLIVIATE_LEDGER_SALT",
+    )
     s.add_argument("--out", required=True, help="a new folder for the unlearned model and its evidence")
     s.set_defaults(func=cmd_unlearn)
 
-    s = sub.add_parser("import", help="bring your own model: a plain state dict (.pt/.pth/.safetensors) of your "
-                                      "architecture as a checkpoint with its training data's provenance")
+    s = sub.add_parser(
+        "import",
+        help="bring your own model: a plain state dict (.pt/.pth/.safetensors) of your "
+        "architecture as a checkpoint with its training data's provenance",
+    )
     s.add_argument("weights", help="torch.save(model.state_dict(), PATH) or a .safetensors file")
-    s.add_argument("--model-factory", required=True, metavar="MODULE:FUNCTION",
-                   help="the function that builds your model (called with num_classes= when it takes it)")
+    s.add_argument(
+        "--model-factory",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="the function that builds your model (called with num_classes= when it takes it)",
+    )
     data_args(s, required=True)
-    s.add_argument("--train-json", help="JSON of TrainConfig fields: how you trained it (label smoothing, optimiser, "
-                                        "epochs...), recorded as your recipe")
-    s.add_argument("--mean", help="the per-channel mean your model's inputs were normalised with, in 0..1 units "
-                                  "(e.g. 0.5,0.5,0.5; default: the dataset's own statistics)")
+    s.add_argument(
+        "--train-json",
+        help="JSON of TrainConfig fields: how you trained it (label smoothing, optimiser, "
+        "epochs...), recorded as your recipe",
+    )
+    s.add_argument(
+        "--mean",
+        help="the per-channel mean your model's inputs were normalised with, in 0..1 units "
+        "(e.g. 0.5,0.5,0.5; default: the dataset's own statistics)",
+    )
     s.add_argument("--std", help="the per-channel standard deviation, with --mean")
     s.add_argument("--out", required=True, help="checkpoint path (writes PATH.safetensors and PATH.json)")
     s.set_defaults(func=cmd_import)
@@ -696,7 +939,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except (ValueError, KeyError, OSError, ImportError, RuntimeError) as e:

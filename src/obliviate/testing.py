@@ -29,12 +29,18 @@ class TinyProblem:
     validation_rows: np.ndarray | None = None  # test rows given as the validation split (None: none)
 
     def factory(self, seed: int) -> nn.Module:
-        return create_model(self.model_name, num_classes=self.dataset.num_classes,
-                            in_chans=self.dataset.channels, seed=seed, width=self.width)
+        return create_model(
+            self.model_name,
+            num_classes=self.dataset.num_classes,
+            in_chans=self.dataset.channels,
+            seed=seed,
+            width=self.width,
+        )
 
     def context(self, seed: int = 0) -> UnlearnContext:
-        return UnlearnContext(device=torch.device("cpu"), seed=seed, model_factory=self.factory,
-                              train_config=self.train_config)
+        return UnlearnContext(
+            device=torch.device("cpu"), seed=seed, model_factory=self.factory, train_config=self.train_config
+        )
 
     def data(self, uses: frozenset[str] | UnlearningMethod | type[UnlearningMethod]) -> UnlearnData:
         """The guarded splits for a method (or its declared ``uses``)."""
@@ -47,7 +53,9 @@ class TinyProblem:
 
         ds = self.dataset
         rows = getattr(self.split, part)
-        images, labels = (ds.train_images, ds.train_labels) if part in ("forget", "retain") else (ds.test_images, ds.test_labels)
+        images, labels = (
+            (ds.train_images, ds.train_labels) if part in ("forget", "retain") else (ds.test_images, ds.test_labels)
+        )
         logits = predict_logits(model, images, mean=ds.mean, std=ds.std, rows=torch.as_tensor(rows))
         return float((logits.argmax(1) == labels[torch.as_tensor(rows)]).float().mean())
 
@@ -57,7 +65,12 @@ def tiny_problem(request: ForgetRequest | None = None, seed: int = 0, width: flo
     ds = load_dataset("digits")
     split = split_indices(ds.label_info(), request or ClassForget(("3",)), seed)
     model = create_model("small_cnn", num_classes=ds.num_classes, in_chans=ds.channels, seed=seed, width=width)
-    fit(model, make_loader(ds, torch.arange(len(ds.train_labels)), TINY_TRAIN, seed), TINY_TRAIN, device=torch.device("cpu"))
+    fit(
+        model,
+        make_loader(ds, torch.arange(len(ds.train_labels)), TINY_TRAIN, seed),
+        TINY_TRAIN,
+        device=torch.device("cpu"),
+    )
     return TinyProblem(ds, split, model, TINY_TRAIN, width=width)
 
 

@@ -76,11 +76,16 @@ class TrainConfig:
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}", "lr")
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}", "label_smoothing")
+            raise ConfigError(
+                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}", "label_smoothing"
+            )
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError(f"TrainConfig.warmup_frac must be in [0, 1), got {self.warmup_frac!r}", "warmup_frac")
         if self.weight_decay < 0 or self.momentum < 0:
-            raise ConfigError(f"TrainConfig.weight_decay and momentum must be >= 0, got {self.weight_decay!r}, {self.momentum!r}", "weight_decay" if self.weight_decay < 0 else "momentum")
+            raise ConfigError(
+                f"TrainConfig.weight_decay and momentum must be >= 0, got {self.weight_decay!r}, {self.momentum!r}",
+                "weight_decay" if self.weight_decay < 0 else "momentum",
+            )
         if not self.bias_wd_scale >= 0:
             raise ConfigError(f"TrainConfig.bias_wd_scale must be >= 0, got {self.bias_wd_scale!r}", "bias_wd_scale")
         if self.tta not in ("none", "flip"):
@@ -137,7 +142,9 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 1.0 + (cfg.end_factor - 1.0) * u
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Parameter] | None = None
+) -> torch.optim.Optimizer:
     """SGD (with ``nesterov``) or AdamW; 1-D parameters get ``bias_lr_scale``× the rate and
     ``bias_wd_scale``× the weight decay."""
     chosen = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
@@ -145,14 +152,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, params: Iterable[nn.Param
         raise ValueError("no trainable parameters to optimise")
     flat = [p for p in chosen if p.ndim <= 1]
     rest = [p for p in chosen if p.ndim > 1]
-    groups = [g for g in (
-        {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
-        {"params": flat, "lr": cfg.lr * cfg.bias_lr_scale, "base_lr": cfg.lr * cfg.bias_lr_scale,
-         "weight_decay": cfg.weight_decay * cfg.bias_wd_scale},
-    ) if g["params"]]
+    groups = [
+        g
+        for g in (
+            {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
+            {
+                "params": flat,
+                "lr": cfg.lr * cfg.bias_lr_scale,
+                "base_lr": cfg.lr * cfg.bias_lr_scale,
+                "weight_decay": cfg.weight_decay * cfg.bias_wd_scale,
+            },
+        )
+        if g["params"]
+    ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(
+            groups,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -167,9 +187,17 @@ def make_loader(
     """A loader over training ``rows`` of ``data`` configured from ``cfg``."""
     aug = Augment(pad=cfg.crop_pad, flip=cfg.flip) if (train and cfg.augment) else None
     return BatchLoader(
-        data.train_images, data.train_labels, mean=data.mean, std=data.std,
-        rows=torch.as_tensor(rows), batch_size=cfg.batch_size, shuffle=train, augment=aug,
-        seed=seed, drop_last=False, channels_last=cfg.channels_last,
+        data.train_images,
+        data.train_labels,
+        mean=data.mean,
+        std=data.std,
+        rows=torch.as_tensor(rows),
+        batch_size=cfg.batch_size,
+        shuffle=train,
+        augment=aug,
+        seed=seed,
+        drop_last=False,
+        channels_last=cfg.channels_last,
     )
 
 
@@ -205,14 +233,24 @@ def fit(
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     start_hook = getattr(model, "obliviate_fit_start", None)
     if callable(start_hook):
-        first = next(iter(BatchLoader(loader.images, loader.labels, mean=tuple(loader.mean.flatten().tolist()),
-                                      std=tuple(loader.std.flatten().tolist()), rows=loader.rows[:5000],
-                                      batch_size=5000)))
+        first = next(
+            iter(
+                BatchLoader(
+                    loader.images,
+                    loader.labels,
+                    mean=tuple(loader.mean.flatten().tolist()),
+                    std=tuple(loader.std.flatten().tolist()),
+                    rows=loader.rows[:5000],
+                    batch_size=5000,
+                )
+            )
+        )
         start_hook(first["image"])
     result = FitResult()
     t0 = time.perf_counter()
-    steps = Steps(opt, total, device=device, bf16=cfg.bf16, grad_clip=cfg.grad_clip, params=model.parameters(),
-                  progress=progress)
+    steps = Steps(
+        opt, total, device=device, bf16=cfg.bf16, grad_clip=cfg.grad_clip, params=model.parameters(), progress=progress
+    )
     hook = (lambda: after_backward(model)) if after_backward is not None else None
     epoch = 0
     while not steps.done and not result.stopped:
@@ -285,8 +323,14 @@ class Steps:
     def autocast(self) -> Any:
         return autocast_context(self.device, self.bf16)
 
-    def update(self, loss: torch.Tensor, *, after_backward: Callable[[], None] | None = None,
-               backward: Callable[[torch.Tensor], None] | None = None, epoch: int | None = None) -> float:
+    def update(
+        self,
+        loss: torch.Tensor,
+        *,
+        after_backward: Callable[[], None] | None = None,
+        backward: Callable[[torch.Tensor], None] | None = None,
+        epoch: int | None = None,
+    ) -> float:
         """One optimizer step on ``loss``: check, zero_grad, backward, ``after_backward`` (e.g. a
         gradient mask), clip, step, count, report. ``backward`` replaces the zero_grad/backward/
         step sequence for optimizers that do their own (SalUn's masked SGD). Returns the loss."""
@@ -302,8 +346,11 @@ class Steps:
             if after_backward is not None:
                 after_backward()
             if self.grad_clip is not None:
-                params = self._params if self._params is not None else [
-                    p for g in self.opt.param_groups for p in g["params"]]
+                params = (
+                    self._params
+                    if self._params is not None
+                    else [p for g in self.opt.param_groups for p in g["params"]]
+                )
                 nn.utils.clip_grad_norm_(params, self.grad_clip)
             self.opt.step()
         self.step += 1
@@ -346,11 +393,26 @@ def predict_logits(
 QUERIES = ("image", "flip")
 
 
-def _batches(model: nn.Module, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
-             rows: torch.Tensor | Any | None, batch_size: int, device: torch.device, channels_last: bool) -> Iterable[torch.Tensor]:
+def _batches(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    rows: torch.Tensor | Any | None,
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool,
+) -> Iterable[torch.Tensor]:
     labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
-    loader = BatchLoader(images, labels, mean=mean, std=std, rows=None if rows is None else torch.as_tensor(rows),
-                         batch_size=batch_size, channels_last=channels_last)
+    loader = BatchLoader(
+        images,
+        labels,
+        mean=mean,
+        std=std,
+        rows=None if rows is None else torch.as_tensor(rows),
+        batch_size=batch_size,
+        channels_last=channels_last,
+    )
     for batch in loader:
         yield batch["image"].to(device)
 

@@ -59,9 +59,7 @@ def _probs_labels(
     if y.shape != (len(p),):
         raise ValueError(f"labels must have shape ({len(p)},), got {y.shape}")
     if len(y) and (y.min() < 0 or y.max() >= p.shape[1]):
-        raise ValueError(
-            f"labels must lie in [0, {p.shape[1] - 1}], got range [{y.min()}, {y.max()}]"
-        )
+        raise ValueError(f"labels must lie in [0, {p.shape[1] - 1}], got range [{y.min()}, {y.max()}]")
     return p, y
 
 
@@ -126,9 +124,7 @@ def balanced_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Equal-sized seeded subsets of members and non-members, ``min(n_m, n_n, cap)`` each."""
     if n_members == 0 or n_nonmembers == 0:
-        raise ValueError(
-            f"an attack needs members and non-members, got {n_members} and {n_nonmembers}"
-        )
+        raise ValueError(f"an attack needs members and non-members, got {n_members} and {n_nonmembers}")
     if max_per_side is not None and max_per_side < 1:
         raise ValueError(f"max_per_side must be >= 1 or None, got {max_per_side}")
     k = min(n_members, n_nonmembers, max_per_side or max(n_members, n_nonmembers))
@@ -168,23 +164,13 @@ class FeatureAttack:
 
     def _validate(self) -> None:
         if self.feature not in FEATURES:
-            raise ValueError(
-                f"FeatureAttack.feature must be one of {FEATURES}, got {self.feature!r}"
-            )
+            raise ValueError(f"FeatureAttack.feature must be one of {FEATURES}, got {self.feature!r}")
         if self.classifier not in CLASSIFIERS:
-            raise ValueError(
-                f"FeatureAttack.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}"
-            )
+            raise ValueError(f"FeatureAttack.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if not (isinstance(self.C, (int, float)) and np.isfinite(self.C) and self.C > 0):
             raise ValueError(f"FeatureAttack.C must be a finite number > 0, got {self.C!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(
-                f"FeatureAttack.seed must be a non-negative integer, got {self.seed!r}"
-            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"FeatureAttack.seed must be a non-negative integer, got {self.seed!r}")
 
     def _make_classifier(self) -> Any:
         if self.classifier == "svc":
@@ -215,9 +201,7 @@ class FeatureAttack:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "clf_"):
-            raise RuntimeError(
-                "this attack is not fitted yet: call fit(members..., non_members...) first"
-            )
+            raise RuntimeError("this attack is not fitted yet: call fit(members..., non_members...) first")
 
     def predict(self, probs: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
         """1 where a row is predicted member, 0 where non-member. Shape (N,)."""
@@ -257,14 +241,10 @@ def mia_efficacy(attack: FeatureAttack, probs: ArrayLike, labels: ArrayLike | No
 
 
 # -- threshold attack on the loss ------------------------------------------------------------------
-def _two_samples(
-    member_scores: ArrayLike, nonmember_scores: ArrayLike
-) -> tuple[np.ndarray, np.ndarray]:
+def _two_samples(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a, b = _to_numpy(member_scores).ravel(), _to_numpy(nonmember_scores).ravel()
     if len(a) == 0 or len(b) == 0:
-        raise ValueError(
-            f"a threshold attack needs members and non-members, got {len(a)} and {len(b)}"
-        )
+        raise ValueError(f"a threshold attack needs members and non-members, got {len(a)} and {len(b)}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("losses must be finite")
     return a, b

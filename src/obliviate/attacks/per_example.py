@@ -60,13 +60,20 @@ def lira_offline(target: np.ndarray, reference_out: np.ndarray, min_std: float =
         raise ValueError(f"reference φ must be (K, N[, Q]) matching target {t.shape}, got {ref.shape}")
     if ref.shape[0] < 2:
         raise ValueError(f"offline LiRA needs at least 2 reference models, got {ref.shape[0]}")
-    mu = ref.mean(axis=0)                                   # (N, Q)
+    mu = ref.mean(axis=0)  # (N, Q)
     sigma = max(float(np.sqrt(((ref - mu) ** 2).sum() / (ref.size - mu.size))), min_std)  # pooled over N, Q
     return norm.logcdf((t - mu) / sigma).mean(axis=1)
 
 
-def rmia_offline(target_p: np.ndarray, reference_p: np.ndarray, population_target_p: np.ndarray,
-                 population_reference_p: np.ndarray, *, a: float = 0.3, gamma: float = 1.0) -> np.ndarray:
+def rmia_offline(
+    target_p: np.ndarray,
+    reference_p: np.ndarray,
+    population_target_p: np.ndarray,
+    population_reference_p: np.ndarray,
+    *,
+    a: float = 0.3,
+    gamma: float = 1.0,
+) -> np.ndarray:
     """RMIA offline scores. ``target_p`` (N,): the target model's p(y|x); ``reference_p`` (K, N): the
     OUT models'; the same for the population of non-members z (M,) and (K, M)."""
     if not 0.0 <= a <= 1.0:
@@ -101,8 +108,15 @@ def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: flo
     return float((np.asarray(member_scores) > thr).mean())
 
 
-def bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], members: np.ndarray, nonmembers: np.ndarray, *,
-              n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap(
+    stat: Callable[[np.ndarray, np.ndarray], float],
+    members: np.ndarray,
+    nonmembers: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """``(value, low, high)``: a two-sample statistic with its percentile-bootstrap interval."""
     rng = np.random.default_rng(seed)
     value = stat(members, nonmembers)
@@ -161,8 +175,11 @@ def matched_nonmembers(member_labels: np.ndarray, candidate_labels: np.ndarray, 
         raise ValueError(f"no held-out row has a class of the members ({classes.tolist()})")
     r = float((avail[has] / counts[has]).min())
     rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(c == k), max(1, int(np.floor(r * n))), replace=False)
-              for k, n, ok in zip(classes, counts, has, strict=True) if ok]
+    picked = [
+        rng.choice(np.flatnonzero(c == k), max(1, int(np.floor(r * n))), replace=False)
+        for k, n, ok in zip(classes, counts, has, strict=True)
+        if ok
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -170,16 +187,24 @@ FPRS = {"1pct": 0.01, "0p1pct": 0.001}
 
 
 def attacker(k: int, queries: int) -> str:
-    return (f"offline, K = {k} reference model{'s' if k != 1 else ''} retrained without the forget rows, "
-            f"{queries} quer{'ies' if queries != 1 else 'y'} per example")
+    return (
+        f"offline, K = {k} reference model{'s' if k != 1 else ''} retrained without the forget rows, "
+        f"{queries} quer{'ies' if queries != 1 else 'y'} per example"
+    )
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def reference_attacks(target: tuple[np.ndarray, np.ndarray], references: list[tuple[np.ndarray, np.ndarray]], *,
-                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+def reference_attacks(
+    target: tuple[np.ndarray, np.ndarray],
+    references: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Offline LiRA and RMIA on one model: forget rows (members, if it still remembers them)
     against held-out non-members, each judged against the K reference models.
 
@@ -191,6 +216,7 @@ def reference_attacks(target: tuple[np.ndarray, np.ndarray], references: list[tu
     queries of p_y = sigmoid(φ)."""
     if len(references) < 2:
         raise ValueError(f"the per-example attacks need at least 2 reference models, got {len(references)}")
+
     def two_d(a: np.ndarray) -> np.ndarray:  # (..., N) -> (..., N, 1): one query
         a = np.asarray(a, dtype=np.float64)
         return a if a.ndim == 2 else a[:, None]
@@ -200,7 +226,7 @@ def reference_attacks(target: tuple[np.ndarray, np.ndarray], references: list[tu
     h_ref = np.stack([two_d(r[1]) for r in references])
     # one pooled σ over the forget and the held-out rows: both sides are judged on the same scale
     both = lira_offline(np.concatenate([f_phi, h_phi]), np.concatenate([f_ref, h_ref], axis=1))
-    scores = {"lira": (both[:len(f_phi)], both[len(f_phi):])}
+    scores = {"lira": (both[: len(f_phi)], both[len(f_phi) :])}
     f_p, h_p, f_rp, h_rp = (_sigmoid(a).mean(axis=-1) for a in (f_phi, h_phi, f_ref, h_ref))
     scores["rmia"] = (rmia_offline(f_p, f_rp, h_p, h_rp), rmia_offline(h_p, h_rp, h_p, h_rp))
     out: dict[str, float] = {"k": float(len(references))}
@@ -208,8 +234,14 @@ def reference_attacks(target: tuple[np.ndarray, np.ndarray], references: list[tu
         a, lo, hi = bootstrap(auc, m, n, n_boot=n_boot, level=level, seed=seed + 10 * i)
         out.update({f"{name}/auc": a, f"{name}/auc_lo": lo, f"{name}/auc_hi": hi})
         for j, (tag, fpr) in enumerate(FPRS.items()):
-            t, tlo, thi = bootstrap(lambda x, y, fpr=fpr: tpr_at_fpr(x, y, fpr), m, n, n_boot=n_boot, level=level,
-                                    seed=seed + 10 * i + j + 1)
+            t, tlo, thi = bootstrap(
+                lambda x, y, fpr=fpr: tpr_at_fpr(x, y, fpr),
+                m,
+                n,
+                n_boot=n_boot,
+                level=level,
+                seed=seed + 10 * i + j + 1,
+            )
             out.update({f"{name}/tpr_at_{tag}": t, f"{name}/tpr_at_{tag}_lo": tlo, f"{name}/tpr_at_{tag}_hi": thi})
     return out
 
@@ -220,8 +252,16 @@ def verdict(value: float, lo: float, hi: float, what: str) -> dict[str, Any]:
     ``over-forgotten`` (below: the rows look *less* familiar than unseen ones)."""
     fig = f"AUC {value:.3f} [{lo:.3f}, {hi:.3f}]"
     if lo <= 0.5 <= hi:
-        return {"level": "indistinguishable", "text": f"indistinguishable from models that never saw the rows ({what}): {fig}"}
+        return {
+            "level": "indistinguishable",
+            "text": f"indistinguishable from models that never saw the rows ({what}): {fig}",
+        }
     if lo > 0.5:
-        return {"level": "distinguishable", "text": f"the forget rows are still recognisable as members ({what}): {fig}"}
-    return {"level": "over-forgotten",
-            "text": f"over-forgotten: the forget rows look less familiar than unseen rows ({what}): {fig}"}
+        return {
+            "level": "distinguishable",
+            "text": f"the forget rows are still recognisable as members ({what}): {fig}",
+        }
+    return {
+        "level": "over-forgotten",
+        "text": f"over-forgotten: the forget rows look less familiar than unseen rows ({what}): {fig}",
+    }

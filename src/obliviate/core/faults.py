@@ -21,12 +21,20 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, where: str, value: float, step: int | None = None, detail: str = "") -> None:
         self.where, self.value, self.step, self.detail = where, float(value), step, detail
         at = f" at step {step}" if step is not None else ""
-        super().__init__(f"non-finite {where}{at}: {value!r}{' (' + detail + ')' if detail else ''}"
-                         " — the run diverged; lower the learning rate or clip gradients")
+        super().__init__(
+            f"non-finite {where}{at}: {value!r}{' (' + detail + ')' if detail else ''}"
+            " — the run diverged; lower the learning rate or clip gradients"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "non_finite", "where": self.where, "step": self.step,
-                "value": repr(self.value), "detail": self.detail, "message": str(self)}
+        return {
+            "kind": "non_finite",
+            "where": self.where,
+            "step": self.step,
+            "value": repr(self.value),
+            "detail": self.detail,
+            "message": str(self),
+        }
 
 
 def check_loss(loss: torch.Tensor, step: int, where: str = "loss") -> None:

@@ -271,13 +271,15 @@ def describe_method(name: str) -> dict[str, Any]:
     cls = METHODS.get(name)
     fields = []
     for f in dataclasses.fields(cls.Config):
-        fields.append({
-            "name": f.name,
-            "default": f.default if f.default is not dataclasses.MISSING else None,
-            "doc": f.metadata.get("doc", ""),
-            "symbol": f.metadata.get("symbol"),
-            "tune": f.metadata["tune"].describe() if f.metadata.get("tune") is not None else None,
-        })
+        fields.append(
+            {
+                "name": f.name,
+                "default": f.default if f.default is not dataclasses.MISSING else None,
+                "doc": f.metadata.get("doc", ""),
+                "symbol": f.metadata.get("symbol"),
+                "tune": f.metadata["tune"].describe() if f.metadata.get("tune") is not None else None,
+            }
+        )
     return {
         "name": name,
         "class": cls.__name__,
@@ -312,7 +314,7 @@ def _rss_mb() -> float | None:
         import psutil
 
         return float(psutil.Process().memory_info().rss) / 2**20
-    except Exception:  # noqa: BLE001 - psutil missing or the platform does not report it
+    except Exception:
         return None
 
 
@@ -383,4 +385,6 @@ def run_method(
         peak, basis = rss.delta_mb, "peak resident memory sampled every 5 ms during the call, above its start"
     if result.unlearning_seconds is not None:
         seconds = result.unlearning_seconds
-    return result, RunStats(seconds, result.steps, peak, sorted(getattr(data, "accessed", set())), basis if peak is not None else "")
+    return result, RunStats(
+        seconds, result.steps, peak, sorted(getattr(data, "accessed", set())), basis if peak is not None else ""
+    )

@@ -43,7 +43,8 @@ def _type_name(tp: Any) -> str:
         inner = _type_name(args[0]) if args else "values"
         return f"a list of {inner}"
     return {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 class _Mismatch(Exception):
@@ -150,9 +151,13 @@ def from_mapping(cls: type[Any], d: Any, what: str | None = None) -> Any:
     known = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(d) - set(known))
     if unknown:
-        hints = [f"{u!r} (did you mean {m[0]!r}?)" for u in unknown
-                 if (m := difflib.get_close_matches(str(u), known, n=1))]
-        raise ConfigError(f"unknown field(s) {unknown} for {name}"
-                          + (f" — {'; '.join(hints)}" if hints else "") + f"; allowed: {sorted(known)}",
-                          str(unknown[0]))
+        hints = [
+            f"{u!r} (did you mean {m[0]!r}?)" for u in unknown if (m := difflib.get_close_matches(str(u), known, n=1))
+        ]
+        raise ConfigError(
+            f"unknown field(s) {unknown} for {name}"
+            + (f" — {'; '.join(hints)}" if hints else "")
+            + f"; allowed: {sorted(known)}",
+            str(unknown[0]),
+        )
     return cls(**d)

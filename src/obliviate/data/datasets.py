@@ -18,10 +18,19 @@ import torch
 
 from .._registry import Registry
 
-DATASETS: Registry[Callable[..., "ImageDataset"]] = Registry("dataset")
+DATASETS: Registry[Callable[..., ImageDataset]] = Registry("dataset")
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 CIFAR10_MEAN = (0.49139968, 0.48215841, 0.44653091)
 CIFAR10_STD = (0.24703223, 0.24348513, 0.26158784)
@@ -52,13 +61,10 @@ CIFAR100_SUPERCLASSES: dict[str, tuple[str, ...]] = {
     "vehicles_1": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
     "vehicles_2": ("lawn_mower", "rocket", "streetcar", "tank", "tractor"),
 }
-CIFAR100_CLASSES: tuple[str, ...] = tuple(
-    sorted(f for fines in CIFAR100_SUPERCLASSES.values() for f in fines)
-)
+CIFAR100_CLASSES: tuple[str, ...] = tuple(sorted(f for fines in CIFAR100_SUPERCLASSES.values() for f in fines))
 CIFAR100_COARSE_CLASSES: tuple[str, ...] = tuple(CIFAR100_SUPERCLASSES)
 CIFAR100_FINE_TO_COARSE: tuple[int, ...] = tuple(
-    next(ci for ci, fines in enumerate(CIFAR100_SUPERCLASSES.values()) if f in fines)
-    for f in CIFAR100_CLASSES
+    next(ci for ci, fines in enumerate(CIFAR100_SUPERCLASSES.values()) if f in fines) for f in CIFAR100_CLASSES
 )
 
 
@@ -214,6 +220,7 @@ class ImageDataset:
 
         CPU-scale studies use this; reports say so.
         """
+
         def pick(labels: torch.Tensor, k: int | None) -> torch.Tensor | None:
             if k is None:
                 return None
@@ -264,6 +271,7 @@ def _from_numpy(
     **kw: Any,
 ) -> ImageDataset:
     """Build from NHWC (or NHW) uint8 arrays; mean/std default to the training set's."""
+
     def to_nchw(x: np.ndarray) -> torch.Tensor:
         if x.ndim == 3:
             x = x[..., None]
@@ -305,7 +313,11 @@ def load_digits(root: str | None = None, download: bool = False, seed: int = 0) 
     tr, te = train_test_split(idx, test_size=0.25, stratify=d.target, random_state=seed)
     tr, te = np.sort(tr), np.sort(te)
     return _from_numpy(
-        "digits", x[tr], d.target[tr], x[te], d.target[te],
+        "digits",
+        x[tr],
+        d.target[tr],
+        x[te],
+        d.target[te],
         class_names=[str(i) for i in range(10)],
         source="sklearn.datasets.load_digits (UCI optdigits test set), 75/25 stratified split",
     )
@@ -334,8 +346,12 @@ def load_npz_folder(root: str | Path, name: str | None = None, **kw: Any) -> Ima
     n_classes = int(max(arrays["train"][1].max(), arrays["test"][1].max())) + 1
     class_names = meta.get("class_names") or [str(i) for i in range(n_classes)]
     return _from_numpy(
-        name or root.name, *arrays["train"], *arrays["test"], class_names=class_names,
-        source=f"arrays from {root}", **kw,
+        name or root.name,
+        *arrays["train"],
+        *arrays["test"],
+        class_names=class_names,
+        source=f"arrays from {root}",
+        **kw,
     )
 
 
@@ -377,8 +393,15 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ImageDatase
         return replace(ds, class_names=CIFAR10_CLASSES) if len(ds.class_names) == 10 else ds
     train, test = _torchvision_arrays("CIFAR10", root, download)
     return _from_numpy(
-        "cifar10", train.data, train.targets, test.data, test.targets, CIFAR10_CLASSES,
-        CIFAR10_MEAN, CIFAR10_STD, source=f"torchvision CIFAR10 at {root}",
+        "cifar10",
+        train.data,
+        train.targets,
+        test.data,
+        test.targets,
+        CIFAR10_CLASSES,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        source=f"torchvision CIFAR10 at {root}",
     )
 
 
@@ -401,8 +424,12 @@ def _cifar100(root: str | None, download: bool, level: str) -> ImageDataset:
 
 
 def cifar100_from_fine_labels(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    level: str = "fine", source: str = "",
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    level: str = "fine",
+    source: str = "",
 ) -> ImageDataset:
     """Build CIFAR-100 (``level="fine"``, 100 targets) or CIFAR-20 (``"coarse"``, 20 superclass
     targets) from fine labels, with the superclass hierarchy attached."""
@@ -416,8 +443,17 @@ def cifar100_from_fine_labels(
     else:
         ytr, yte, names = y_train, y_test, CIFAR100_CLASSES
     return _from_numpy(
-        "cifar20" if level == "coarse" else "cifar100", x_train, ytr, x_test, yte, names,
-        CIFAR100_MEAN, CIFAR100_STD, hierarchy=hier, target_level=level, source=source,
+        "cifar20" if level == "coarse" else "cifar100",
+        x_train,
+        ytr,
+        x_test,
+        yte,
+        names,
+        CIFAR100_MEAN,
+        CIFAR100_STD,
+        hierarchy=hier,
+        target_level=level,
+        source=source,
     )
 
 

@@ -59,9 +59,7 @@ def augment_batch(x: torch.Tensor, aug: Augment, generator: torch.Generator) -> 
     if aug.pad > 0:
         p = aug.pad
         if p >= h or p >= w:
-            raise ValueError(
-                f"Augment.pad must be smaller than the image ({h}×{w}) for reflect padding, got {p}"
-            )
+            raise ValueError(f"Augment.pad must be smaller than the image ({h}×{w}) for reflect padding, got {p}")
         dy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
         dx = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(dev)
         rows = _reflect_index(h, p, dev)[rows + dy[:, None]]  # (B, H)
@@ -128,7 +126,7 @@ class BatchLoader:
         order = self.rows[torch.randperm(len(self.rows), generator=g)] if self.shuffle else self.rows
         order = order.to(self.images.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images.index_select(0, idx)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, g)

@@ -25,7 +25,6 @@ import numpy as np
 
 from .datasets import LabelInfo
 
-
 _ASCII_INT = re.compile(r"[0-9]+")
 
 
@@ -42,9 +41,7 @@ def _resolve_class(value: str | int, names: tuple[str, ...], what: str = "class"
         raise ForgetRequestError(f"{what} must be a name or an index, got {value!r}")
     if isinstance(value, (int, np.integer)):
         if not 0 <= int(value) < len(names):
-            raise ForgetRequestError(
-                f"{what} index {int(value)} is out of range: allowed 0..{len(names) - 1}"
-            )
+            raise ForgetRequestError(f"{what} index {int(value)} is out of range: allowed 0..{len(names) - 1}")
         return int(value)
     if isinstance(value, str):
         key = _norm(value)
@@ -216,8 +213,10 @@ def parse_request(spec: ForgetRequest | dict[str, Any] | str) -> ForgetRequest:
     spec = dict(spec)
     kind = spec.pop("kind", None)
     allowed_keys = {
-        "class": {"classes"}, "subclass": {"subclass", "superclass"},
-        "random": {"fraction"}, "ids": {"ids", "path", "source"},
+        "class": {"classes"},
+        "subclass": {"subclass", "superclass"},
+        "random": {"fraction"},
+        "ids": {"ids", "path", "source"},
     }
     if kind not in allowed_keys:
         raise ForgetRequestError(f"request kind must be one of {', '.join(REQUEST_KINDS)}, got {kind!r}")
@@ -260,8 +259,10 @@ class ForgetSplit:
 
     def sizes(self) -> dict[str, int]:
         return {
-            "forget": len(self.forget), "retain": len(self.retain),
-            "test_forget": len(self.test_forget), "test_retain": len(self.test_retain),
+            "forget": len(self.forget),
+            "retain": len(self.retain),
+            "test_forget": len(self.test_forget),
+            "test_retain": len(self.test_retain),
         }
 
 
@@ -298,9 +299,7 @@ def split_indices(labels: LabelInfo, request: ForgetRequest, seed: int) -> Forge
     elif isinstance(request, RandomForget):
         k = int(round(request.fraction * n))
         if k == 0:
-            raise ForgetRequestError(
-                f"random fraction {request.fraction} of {n} training samples selects no sample"
-            )
+            raise ForgetRequestError(f"random fraction {request.fraction} of {n} training samples selects no sample")
         rng = np.random.default_rng(int(seed))
         in_forget = np.zeros(n, dtype=bool)
         in_forget[rng.permutation(n)[:k]] = True
@@ -333,7 +332,9 @@ def split_indices(labels: LabelInfo, request: ForgetRequest, seed: int) -> Forge
             "nothing would be left to retain"
         )
     return ForgetSplit(
-        forget=forget, retain=retain,
-        test_forget=np.flatnonzero(test_forget), test_retain=np.flatnonzero(~test_forget),
+        forget=forget,
+        retain=retain,
+        test_forget=np.flatnonzero(test_forget),
+        test_retain=np.flatnonzero(~test_forget),
         forget_classes=forget_classes,
     )

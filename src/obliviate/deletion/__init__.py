@@ -10,6 +10,19 @@ from .service import DeletionError, DeletionRefused, DeletionResult, audit, hono
 from .userdata import UserDataError
 
 __all__ = [
-    "DeletionError", "DeletionRefused", "DeletionResult", "LedgerError", "UserDataError", "audit", "bootstrap_auc", "plan",
-    "honour", "membership_audit", "reinit_factory", "render_html", "unlearn", "verify", "weights_sha256",
+    "DeletionError",
+    "DeletionRefused",
+    "DeletionResult",
+    "LedgerError",
+    "UserDataError",
+    "audit",
+    "bootstrap_auc",
+    "honour",
+    "membership_audit",
+    "plan",
+    "reinit_factory",
+    "render_html",
+    "unlearn",
+    "verify",
+    "weights_sha256",
 ]

@@ -23,8 +23,10 @@ import torch.nn.functional as F
 
 from ..attacks.per_example import auc, bootstrap, matched_nonmembers
 
-ATTACK = ("population loss-threshold attack (Yeom et al., CSF 2018): ROC AUC of −loss, forget rows "
-          "against held-out rows of the same classes; 0.5 = indistinguishable")
+ATTACK = (
+    "population loss-threshold attack (Yeom et al., CSF 2018): ROC AUC of −loss, forget rows "
+    "against held-out rows of the same classes; 0.5 = indistinguishable"
+)
 
 
 def split_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -32,8 +34,11 @@ def split_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float
     if len(labels) == 0:
         return {"n": 0}
     logits, labels = logits.double(), labels.long()
-    return {"n": int(len(labels)), "accuracy": float((logits.argmax(1) == labels).double().mean()),
-            "loss": float(F.cross_entropy(logits, labels))}
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((logits.argmax(1) == labels).double().mean()),
+        "loss": float(F.cross_entropy(logits, labels)),
+    }
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -45,15 +50,21 @@ def auc_members(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> floa
     return auc(member_scores, nonmember_scores)
 
 
-def bootstrap_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_boot: int = 1000,
-                  level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_auc(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """``(auc, low, high)``: the AUC and its percentile-bootstrap interval, both groups resampled
     with replacement ``n_boot`` times from ``seed``."""
     return bootstrap(auc, member_scores, nonmember_scores, n_boot=n_boot, level=level, seed=seed)
 
 
-def membership_audit(forget: tuple[torch.Tensor, torch.Tensor], heldout: tuple[torch.Tensor, torch.Tensor], *,
-                     seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+def membership_audit(
+    forget: tuple[torch.Tensor, torch.Tensor],
+    heldout: tuple[torch.Tensor, torch.Tensor],
+    *,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """The loss-threshold audit of one model: AUC with a 95 % interval and a verdict."""
     f_logits, f_labels = forget
     h_logits, h_labels = heldout
@@ -66,24 +77,39 @@ def membership_audit(forget: tuple[torch.Tensor, torch.Tensor], heldout: tuple[t
             pass
     if len(h_labels) == 0 or len(f_labels) == 0:
         return {"attack": ATTACK, "available": False, "verdict": "no held-out rows: the membership audit could not run"}
-    auc, lo, hi = bootstrap_auc(-per_example_loss(f_logits, f_labels), -per_example_loss(h_logits, h_labels),
-                                n_boot=n_boot, seed=seed)
+    auc, lo, hi = bootstrap_auc(
+        -per_example_loss(f_logits, f_labels), -per_example_loss(h_logits, h_labels), n_boot=n_boot, seed=seed
+    )
     if lo <= 0.5 <= hi:
-        verdict = (f"indistinguishable from held-out data by this attack: AUC {auc:.3f} "
-                   f"[{lo:.3f}, {hi:.3f}] contains 0.5")
+        verdict = (
+            f"indistinguishable from held-out data by this attack: AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] contains 0.5"
+        )
         level = "indistinguishable"
     elif lo > 0.5:
-        verdict = (f"distinguishable from held-out rows of their classes by this attack (AUC {auc:.3f} "
-                   f"[{lo:.3f}, {hi:.3f}] > 0.5); alone this does not show memory — a model that never saw "
-                   "the rows can score above 0.5 too, so compare with a retrained reference")
+        verdict = (
+            f"distinguishable from held-out rows of their classes by this attack (AUC {auc:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] > 0.5); alone this does not show memory — a model that never saw "
+            "the rows can score above 0.5 too, so compare with a retrained reference"
+        )
         level = "distinguishable"
     else:
-        verdict = (f"over-forgotten: the forget rows look less familiar than unseen rows (AUC {auc:.3f} "
-                   f"[{lo:.3f}, {hi:.3f}] < 0.5), which itself tells an attacker they were removed")
+        verdict = (
+            f"over-forgotten: the forget rows look less familiar than unseen rows (AUC {auc:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] < 0.5), which itself tells an attacker they were removed"
+        )
         level = "over-forgotten"
-    return {"attack": ATTACK, "available": True, "auc": auc, "ci95": [lo, hi], "n_bootstrap": n_boot,
-            "members": int(len(f_labels)), "nonmembers": int(len(h_labels)),
-            "nonmembers_matched_to_forget_classes": matched, "level": level, "verdict": verdict}
+    return {
+        "attack": ATTACK,
+        "available": True,
+        "auc": auc,
+        "ci95": [lo, hi],
+        "n_bootstrap": n_boot,
+        "members": int(len(f_labels)),
+        "nonmembers": int(len(h_labels)),
+        "nonmembers_matched_to_forget_classes": matched,
+        "level": level,
+        "verdict": verdict,
+    }
 
 
 def compare_to_reference(model_audit: dict[str, Any], reference_audit: dict[str, Any]) -> str:
@@ -92,18 +118,29 @@ def compare_to_reference(model_audit: dict[str, Any], reference_audit: dict[str,
         return "no comparison: an audit could not run"
     (lo, hi), (rlo, rhi) = model_audit["ci95"], reference_audit["ci95"]
     if hi >= rlo and rhi >= lo:
-        return (f"consistent with the retrained reference: AUC {model_audit['auc']:.3f} [{lo:.3f}, {hi:.3f}] "
-                f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]")
-    return (f"differs from the retrained reference: AUC {model_audit['auc']:.3f} [{lo:.3f}, {hi:.3f}] "
-            f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]")
+        return (
+            f"consistent with the retrained reference: AUC {model_audit['auc']:.3f} [{lo:.3f}, {hi:.3f}] "
+            f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]"
+        )
+    return (
+        f"differs from the retrained reference: AUC {model_audit['auc']:.3f} [{lo:.3f}, {hi:.3f}] "
+        f"vs {reference_audit['auc']:.3f} [{rlo:.3f}, {rhi:.3f}]"
+    )
 
 
-LIRA = ("offline LiRA (Carlini et al., S&P 2022): each row's logit confidence φ = log(p_y/(1−p_y)) "
-        "against the same row's φ under K models retrained without the forget rows (pooled variance)")
+LIRA = (
+    "offline LiRA (Carlini et al., S&P 2022): each row's logit confidence φ = log(p_y/(1−p_y)) "
+    "against the same row's φ under K models retrained without the forget rows (pooled variance)"
+)
 
 
-def per_example_audit(target_phi: tuple[np.ndarray, np.ndarray], reference_phi: list[tuple[np.ndarray, np.ndarray]],
-                      *, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+def per_example_audit(
+    target_phi: tuple[np.ndarray, np.ndarray],
+    reference_phi: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """Offline LiRA and RMIA on the forget rows against held-out rows of their classes, for one model.
 
     ``target_phi`` = (φ on forget rows, φ on held-out rows), each ``(N, Q)``; ``reference_phi`` the
@@ -118,13 +155,24 @@ def per_example_audit(target_phi: tuple[np.ndarray, np.ndarray], reference_phi: 
     v = reference_attacks(target_phi, reference_phi, n_boot=n_boot, seed=seed)
     who = attacker(k, np.asarray(target_phi[0]).shape[-1] if np.ndim(target_phi[0]) == 2 else 1)
     read = verdict(v["lira/auc"], v["lira/auc_lo"], v["lira/auc_hi"], f"offline LiRA, K = {k}")
-    return {"attack": f"{LIRA}; {who}", "attacker": who, "available": True,
-            "auc": v["lira/auc"], "ci95": [v["lira/auc_lo"], v["lira/auc_hi"]],
-            "tpr_at_1pct_fpr": v["lira/tpr_at_1pct"], "tpr_ci95": [v["lira/tpr_at_1pct_lo"], v["lira/tpr_at_1pct_hi"]],
-            "tpr_at_0p1pct_fpr": v["lira/tpr_at_0p1pct"],
-            "rmia": {"auc": v["rmia/auc"], "ci95": [v["rmia/auc_lo"], v["rmia/auc_hi"]],
-                     "tpr_at_1pct_fpr": v["rmia/tpr_at_1pct"]},
-            "members": int(len(target_phi[0])), "nonmembers": int(len(target_phi[1])), "level": read["level"],
-            "verdict": f"{read['text']}, TPR at 1 % FPR {v['lira/tpr_at_1pct']:.3f} "
-                       f"[{v['lira/tpr_at_1pct_lo']:.3f}, {v['lira/tpr_at_1pct_hi']:.3f}]; RMIA AUC {v['rmia/auc']:.3f} "
-                       f"[{v['rmia/auc_lo']:.3f}, {v['rmia/auc_hi']:.3f}]"}
+    return {
+        "attack": f"{LIRA}; {who}",
+        "attacker": who,
+        "available": True,
+        "auc": v["lira/auc"],
+        "ci95": [v["lira/auc_lo"], v["lira/auc_hi"]],
+        "tpr_at_1pct_fpr": v["lira/tpr_at_1pct"],
+        "tpr_ci95": [v["lira/tpr_at_1pct_lo"], v["lira/tpr_at_1pct_hi"]],
+        "tpr_at_0p1pct_fpr": v["lira/tpr_at_0p1pct"],
+        "rmia": {
+            "auc": v["rmia/auc"],
+            "ci95": [v["rmia/auc_lo"], v["rmia/auc_hi"]],
+            "tpr_at_1pct_fpr": v["rmia/tpr_at_1pct"],
+        },
+        "members": int(len(target_phi[0])),
+        "nonmembers": int(len(target_phi[1])),
+        "level": read["level"],
+        "verdict": f"{read['text']}, TPR at 1 % FPR {v['lira/tpr_at_1pct']:.3f} "
+        f"[{v['lira/tpr_at_1pct_lo']:.3f}, {v['lira/tpr_at_1pct_hi']:.3f}]; RMIA AUC {v['rmia/auc']:.3f} "
+        f"[{v['rmia/auc_lo']:.3f}, {v['rmia/auc_hi']:.3f}]",
+    }

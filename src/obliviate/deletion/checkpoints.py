@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..data import DATASETS, ForgetSplit, ImageDataset, load_dataset, parse_request, read_ids_file, split_indices
+from ..data import ForgetSplit, ImageDataset, parse_request, read_ids_file, split_indices
 from ..methods import UnlearnContext
-from ..models import create_model, load_checkpoint, read_meta, save_checkpoint
-from ..models import provenance
+from ..models import create_model, load_checkpoint, provenance, read_meta, save_checkpoint
 from ..models.user import build_from_factory, is_factory_spec
 from ..training import TrainConfig
 from ..utils import resolve_device
@@ -36,7 +35,7 @@ from .service import DeletionError, DeletionResult, _logits, honour
 class Loaded:
     model: nn.Module
     meta: dict[str, Any]
-    base: Path          # the checkpoint path without suffix
+    base: Path  # the checkpoint path without suffix
     entries: list[dict[str, Any]]  # the lineage's ledger so far
 
 
@@ -47,8 +46,10 @@ def checkpoint_base(path: str | Path) -> tuple[Path, Path | None]:
     p = Path(path)
     if p.is_dir():
         if not (p / "model.json").is_file():
-            raise DeletionError(f"{p} is a folder without model.json: give a checkpoint path, or a folder that "
-                                "`obliviate unlearn` wrote")
+            raise DeletionError(
+                f"{p} is a folder without model.json: give a checkpoint path, or a folder that "
+                "`obliviate unlearn` wrote"
+            )
         return p / "model", p / "ledger.jsonl"
     base = p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
     beside = base.parent / "ledger.jsonl"
@@ -69,14 +70,18 @@ def load(path: str | Path, ds_args: dict[str, Any], model_factory: str | None = 
     ds = load_data(meta, ds_args.get("dataset"), ds_args.get("root"), bool(ds_args.get("download")))
     model, meta = load_checkpoint(base, expect_num_classes=ds.num_classes, model_factory=model_factory)
     if meta.get("unlearned") and (ledger_path is None or not ledger_path.is_file()):
-        raise DeletionError(f"{base} is the output of an earlier deletion request but its ledger.jsonl is missing: "
-                            "without it the ids forgotten before would come back through the retain set")
+        raise DeletionError(
+            f"{base} is the output of an earlier deletion request but its ledger.jsonl is missing: "
+            "without it the ids forgotten before would come back through the retain set"
+        )
     entries = ledger.read(ledger_path) if ledger_path is not None else []
     if entries:
         problems = ledger.verify(base.parent)
         if problems:
-            raise DeletionError(f"the ledger of {base.parent} does not verify ({'; '.join(problems[:3])}): run "
-                                f"`obliviate ledger verify {base.parent}`")
+            raise DeletionError(
+                f"the ledger of {base.parent} does not verify ({'; '.join(problems[:3])}): run "
+                f"`obliviate ledger verify {base.parent}`"
+            )
     return Loaded(model, meta, base, entries), ds
 
 
@@ -94,33 +99,50 @@ def trained_without(meta: dict[str, Any], ds: ImageDataset) -> set[int]:
     return {int(i) for i in np.asarray(ds.train_ids.cpu())[rows]}
 
 
-def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, dataset: str,
-                   root: str | None = None, train_per_class: int | None = None, test_per_class: int | None = None,
-                   train_config: dict[str, Any] | None = None, seed: int = 0, download: bool = False,
-                   mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Path:
+def import_weights(
+    weights: str | Path,
+    *,
+    model_factory: str,
+    out: str | Path,
+    dataset: str,
+    root: str | None = None,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    train_config: dict[str, Any] | None = None,
+    seed: int = 0,
+    download: bool = False,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Path:
     """A plain state dict (``.pt``/``.pth`` with ``weights_only=True``, or ``.safetensors``) of
     the user's own architecture (``MODULE:FUNCTION``) as an obliviate checkpoint with its data
     provenance: the dataset it was trained on (loader, root, subset, content fingerprint), the
     input normalisation the model expects (``mean``/``std`` per channel in 0..1 units; default
     the dataset's own statistics, recorded as such) and the recipe, recorded as the user's when
     ``train_config`` is given. Returns the JSON path."""
-    from ..models.user import FactoryError, read_state_dict
     from ..models.checkpoint import CheckpointError, _fit_state
+    from ..models.user import FactoryError, read_state_dict
     from ..utils import file_sha256
 
     try:
-        ds = provenance.load_data(dataset, root, train_per_class=train_per_class, test_per_class=test_per_class,
-                                  download=download)
+        ds = provenance.load_data(
+            dataset, root, train_per_class=train_per_class, test_per_class=test_per_class, download=download
+        )
     except provenance.DataProvenanceError as e:
         raise DeletionError(str(e)) from None
     if (mean is None) != (std is None):
         raise DeletionError("give both --mean and --std (the normalisation your model was trained with), or neither")
     if mean is not None and std is not None:
         if len(mean) != ds.channels or len(std) != ds.channels or not all(v > 0 for v in std):
-            raise DeletionError(f"--mean/--std need {ds.channels} value(s) each (one per channel, std > 0), got "
-                                f"{list(mean)} / {list(std)}")
-    norm = {"mean": list(mean or ds.mean), "std": list(std or ds.std),
-            "source": "the user's (given at import)" if mean is not None else "the dataset's own statistics"}
+            raise DeletionError(
+                f"--mean/--std need {ds.channels} value(s) each (one per channel, std > 0), got "
+                f"{list(mean)} / {list(std)}"
+            )
+    norm = {
+        "mean": list(mean or ds.mean),
+        "std": list(std or ds.std),
+        "source": "the user's (given at import)" if mean is not None else "the dataset's own statistics",
+    }
     try:
         state = read_state_dict(weights)
         model = build_from_factory(model_factory, ds.num_classes, seed=seed)
@@ -131,12 +153,17 @@ def import_weights(weights: str | Path, *, model_factory: str, out: str | Path, 
         cfg = TrainConfig.from_dict(train_config or {})
     except (ValueError, TypeError) as e:
         raise DeletionError(f"--train-json: {e}") from None
-    meta = {**provenance.record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),
-            "request": None, "seed": seed, "train": cfg.to_dict(),
-            "input_normalisation": norm,
-            "recipe_source": "the user's (given at import)" if train_config else
-                             "obliviate default (none given at import; pass --train-json)",
-            "imported_from": {"file": str(weights), "sha256": file_sha256(Path(weights))}}
+    meta = {
+        **provenance.record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),
+        "request": None,
+        "seed": seed,
+        "train": cfg.to_dict(),
+        "input_normalisation": norm,
+        "recipe_source": "the user's (given at import)"
+        if train_config
+        else "obliviate default (none given at import; pass --train-json)",
+        "imported_from": {"file": str(weights), "sha256": file_sha256(Path(weights))},
+    }
     return save_checkpoint(out, model, meta)
 
 
@@ -155,9 +182,14 @@ def request_rows(ds: ImageDataset, ids_file: str | Path) -> tuple[list[int], lis
     missing = [i for i in unique if i not in pos]
     if missing:
         lo, hi = int(train_ids.min()), int(train_ids.max())
-        allowed = f"{lo}..{hi}" if len(train_ids) == hi - lo + 1 else f"the {len(train_ids)} ids of this (subset) training set"
-        raise DeletionError(f"{len(missing)} id(s) are not training samples of this dataset, e.g. {missing[:10]}; "
-                            f"allowed: {allowed}")
+        allowed = (
+            f"{lo}..{hi}"
+            if len(train_ids) == hi - lo + 1
+            else f"the {len(train_ids)} ids of this (subset) training set"
+        )
+        raise DeletionError(
+            f"{len(missing)} id(s) are not training samples of this dataset, e.g. {missing[:10]}; allowed: {allowed}"
+        )
     return unique, sorted(set(dups)), np.asarray([pos[i] for i in unique], dtype=np.int64)
 
 
@@ -171,16 +203,30 @@ def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray)
     forgotten = tuple(sorted(set(labels[forget_rows].tolist()) - set(labels[retain].tolist())))
     test_labels = ds.test_labels.cpu().numpy()
     in_f = np.isin(test_labels, forgotten)
-    return ForgetSplit(forget=np.sort(forget_rows), retain=retain, test_forget=np.flatnonzero(in_f),
-                       test_retain=np.flatnonzero(~in_f), forget_classes=forgotten)
+    return ForgetSplit(
+        forget=np.sort(forget_rows),
+        retain=retain,
+        test_forget=np.flatnonzero(in_f),
+        test_retain=np.flatnonzero(~in_f),
+        forget_classes=forgotten,
+    )
 
 
 def unlearn_checkpoint(
-    checkpoint: str | Path, *, ids_file: str | Path, out: str | Path, method: str = "auto",
-    overrides: dict[str, Any] | None = None, exact: bool = False,
+    checkpoint: str | Path,
+    *,
+    ids_file: str | Path,
+    out: str | Path,
+    method: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    exact: bool = False,
     reference: str | Path | list[str | Path] | None = None,
-    ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int | None = None,
-    request_id: str | None = None, model_factory: str | None = None, fallback: str = "retrain",
+    ds_args: dict[str, Any] | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    request_id: str | None = None,
+    model_factory: str | None = None,
+    fallback: str = "retrain",
     ledger_form: str = "plain",
 ) -> tuple[Path, DeletionResult]:
     """Honour the deletion request ``ids_file`` on ``checkpoint`` and write ``out`` (see the
@@ -211,12 +257,21 @@ def unlearn_checkpoint(
     untrained = [i for i in ids if i in never and i not in earlier]
     new = [i for i in ids if i not in earlier and i not in never]
     if not new:
-        raise DeletionError(f"no id of {ids_file} is in this model's training data any more: "
-                            + (f"{len(repeated)} already forgotten by an earlier request of this lineage (e.g. "
-                               f"{repeated[:5]})" if repeated else "")
-                            + ("; " if repeated and untrained else "")
-                            + (f"{len(untrained)} left out by the model's own training request (e.g. {untrained[:5]})"
-                               if untrained else "") + ": nothing new to forget")
+        raise DeletionError(
+            f"no id of {ids_file} is in this model's training data any more: "
+            + (
+                f"{len(repeated)} already forgotten by an earlier request of this lineage (e.g. {repeated[:5]})"
+                if repeated
+                else ""
+            )
+            + ("; " if repeated and untrained else "")
+            + (
+                f"{len(untrained)} left out by the model's own training request (e.g. {untrained[:5]})"
+                if untrained
+                else ""
+            )
+            + ": nothing new to forget"
+        )
     pos = {int(v): r for r, v in enumerate(train_ids)}
     forget_rows = np.asarray([pos[i] for i in new], dtype=np.int64)
     excluded = np.asarray(sorted({pos[i] for i in earlier | never if i in pos}), dtype=np.int64)
@@ -232,24 +287,36 @@ def unlearn_checkpoint(
 
     train_cfg = TrainConfig.from_dict(loaded.meta["train"]) if loaded.meta.get("train") else TrainConfig()
     seed = int(loaded.meta.get("seed") or 0) if seed is None else seed
-    ctx = UnlearnContext(device=dev, seed=seed, model_factory=factory, train_config=train_cfg,
-                         bf16=train_cfg.bf16, channels_last=train_cfg.channels_last)
+    ctx = UnlearnContext(
+        device=dev,
+        seed=seed,
+        model_factory=factory,
+        train_config=train_cfg,
+        bf16=train_cfg.bf16,
+        channels_last=train_cfg.channels_last,
+    )
     ref_models: list[nn.Module] = []
     ref_provenance: list[str] = []
-    for ref_path in ([] if reference is None else [reference] if not isinstance(reference, list) else reference):
-        ref_model, ref_meta = load_checkpoint(checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes,
-                                              model_factory=model_factory)
+    for ref_path in [] if reference is None else [reference] if not isinstance(reference, list) else reference:
+        ref_model, ref_meta = load_checkpoint(
+            checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes, model_factory=model_factory
+        )
         if ref_meta["model"].get("name") != name:
-            raise DeletionError(f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, "
-                                f"the checkpoint a {name!r}")
-        if ref_meta.get("dataset_fingerprint") and ref_meta["dataset_fingerprint"] != loaded.meta.get("dataset_fingerprint"):
+            raise DeletionError(
+                f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, the checkpoint a {name!r}"
+            )
+        if ref_meta.get("dataset_fingerprint") and ref_meta["dataset_fingerprint"] != loaded.meta.get(
+            "dataset_fingerprint"
+        ):
             raise DeletionError(f"the reference {ref_path} was trained on other data (its dataset fingerprint differs)")
         ref_req = ref_meta.get("request") or {}
         if ref_req.get("kind") == "ids":
             left_in = sorted((set(new) | earlier) - {int(i) for i in ref_req.get("ids", [])})
             if left_in:
-                raise DeletionError(f"the reference {ref_path} was trained with {len(left_in)} of the forgotten ids "
-                                    f"(e.g. {left_in[:5]}): it is not a model retrained without them")
+                raise DeletionError(
+                    f"the reference {ref_path} was trained with {len(left_in)} of the forgotten ids "
+                    f"(e.g. {left_in[:5]}): it is not a model retrained without them"
+                )
             ref_provenance.append("retrained without every forgotten id (its training request covers them)")
         else:
             ref_provenance.append("unverified: its checkpoint records no ids request")
@@ -261,56 +328,102 @@ def unlearn_checkpoint(
     sisa_after: Any = None
     deployable = type(loaded.model).__name__ == "SISAEnsemble" and bool(loaded.meta.get("sisa"))
     if deployable and method not in ("auto", "sisa"):
-        raise DeletionError(f"{checkpoint} is a deployable SISA ensemble: delete from it with --method sisa "
-                            f"(or auto), which retrains only the affected constituents; {method!r} cannot")
+        raise DeletionError(
+            f"{checkpoint} is a deployable SISA ensemble: delete from it with --method sisa "
+            f"(or auto), which retrains only the affected constituents; {method!r} cannot"
+        )
     if deployable:
         from ..core import MethodResult, RunStats
         from . import sisa_state
 
         if overrides:
-            raise DeletionError("a deployable SISA model deletes with the shard plan it was trained with: "
-                                f"--set {sorted(overrides)} cannot change it")
+            raise DeletionError(
+                "a deployable SISA model deletes with the shard plan it was trained with: "
+                f"--set {sorted(overrides)} cannot change it"
+            )
         trainer, removed_before = sisa_state.load_state(loaded.base, loaded.meta, ds, dev)
         sisa_state.check_matches(trainer, loaded.model)
         member = loaded.meta["model"]["member"]
-        overrides = {"shards": trainer.shards, "slices": trainer.slices,
-                     "aggregation": loaded.meta["model"].get("aggregation", "mean")}
+        overrides = {
+            "shards": trainer.shards,
+            "slices": trainer.slices,
+            "aggregation": loaded.meta["model"].get("aggregation", "mean"),
+        }
 
         def runner() -> tuple[MethodResult, RunStats]:
             facts = sisa_state.delete(trainer, ds, new, sorted(set(removed_before) | earlier))
             ens = sisa_state.ensemble_of(trainer, member, loaded.meta["model"].get("aggregation", "mean"))
             nonlocal sisa_after
             sisa_after = (trainer, sorted(set(removed_before) | earlier | set(new)))
-            return (MethodResult(ens.to(dev).eval(), steps=facts["steps"], info={"deletion": facts},
-                                 unlearning_seconds=facts["seconds"]),
-                    RunStats(facts["seconds"], facts["steps"], None, ["retain"]))
+            return (
+                MethodResult(
+                    ens.to(dev).eval(),
+                    steps=facts["steps"],
+                    info={"deletion": facts},
+                    unlearning_seconds=facts["seconds"],
+                ),
+                RunStats(facts["seconds"], facts["steps"], None, ["retain"]),
+            )
 
-    req = {"ids": {"count": len(new), "sha256": ids_sha256(new), "duplicates_removed": dups,
-                   "already_forgotten": repeated, "never_trained_on": untrained,
-                   "excluded_from_retain": len(excluded), "file": str(ids_file)},
-           "dataset_fingerprint": loaded.meta.get("dataset_fingerprint")}
+    req = {
+        "ids": {
+            "count": len(new),
+            "sha256": ids_sha256(new),
+            "duplicates_removed": dups,
+            "already_forgotten": repeated,
+            "never_trained_on": untrained,
+            "excluded_from_retain": len(excluded),
+            "file": str(ids_file),
+        },
+        "dataset_fingerprint": loaded.meta.get("dataset_fingerprint"),
+    }
     if request_id:
         req["id"] = request_id
     req["received_at"] = received_at
     if ref_provenance:
         req["reference_provenance"] = ref_provenance
-    recipe = {"train_config": train_cfg.to_dict(),
-              "source": loaded.meta.get("recipe_source", "the checkpoint's recorded training recipe")
-              if loaded.meta.get("train") else "obliviate default (the checkpoint records none)",
-              "retraining": "obliviate.training.fit with train_config",
-              "model_factory": model_factory or f"the zoo's {name!r}"}
-    result = honour(loaded.model, ds, split, np.arange(len(ds.test_labels)), method=method, config=overrides,
-                    exact=exact, ctx=ctx, reference=ref_model, references=ref_models if len(ref_models) >= 2 else None,
-                    request=req, runner=runner, fallback=fallback, recipe=recipe)
+    recipe = {
+        "train_config": train_cfg.to_dict(),
+        "source": loaded.meta.get("recipe_source", "the checkpoint's recorded training recipe")
+        if loaded.meta.get("train")
+        else "obliviate default (the checkpoint records none)",
+        "retraining": "obliviate.training.fit with train_config",
+        "model_factory": model_factory or f"the zoo's {name!r}",
+    }
+    result = honour(
+        loaded.model,
+        ds,
+        split,
+        np.arange(len(ds.test_labels)),
+        method=method,
+        config=overrides,
+        exact=exact,
+        ctx=ctx,
+        reference=ref_model,
+        references=ref_models if len(ref_models) >= 2 else None,
+        request=req,
+        runner=runner,
+        fallback=fallback,
+        recipe=recipe,
+    )
     ev = result.evidence
     parent_sha = loaded.meta.get("sha256")
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
-    keep = {k: loaded.meta[k] for k in (*provenance.PROVENANCE_KEYS, "train", "seed", "request", "recipe_source",
-                                        "input_normalisation") if k in loaded.meta}
-    entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
-             **ledger_ids([int(i) for i in new], ledger_form, salt), "ids_sha256": req["ids"]["sha256"],
-             "method": ev["method"]["name"], "exact": ev["method"]["exact"], "outcome": ev["outcome"],
-             "model_before": parent_sha}
+    keep = {
+        k: loaded.meta[k]
+        for k in (*provenance.PROVENANCE_KEYS, "train", "seed", "request", "recipe_source", "input_normalisation")
+        if k in loaded.meta
+    }
+    entry = {
+        "request_id": ev["request"]["id"],
+        "received_at": ev["request"]["received_at"],
+        **ledger_ids([int(i) for i in new], ledger_form, salt),
+        "ids_sha256": req["ids"]["sha256"],
+        "method": ev["method"]["name"],
+        "exact": ev["method"]["exact"],
+        "outcome": ev["outcome"],
+        "model_before": parent_sha,
+    }
 
     plan: dict[str, str] = {}
 
@@ -320,8 +433,18 @@ def unlearn_checkpoint(
 
             plan["sha"] = sisa_state.save_state(path, sisa_after[0], train_ids, sisa_after[1])
             keep["sisa"] = {"plan_sha256": plan["sha"]}
-        save_checkpoint(path, result.model, {**keep, "unlearned": {
-            "request_id": ev["request"]["id"], "method": ev["method"]["name"], "parent_sha256": parent_sha}})
+        save_checkpoint(
+            path,
+            result.model,
+            {
+                **keep,
+                "unlearned": {
+                    "request_id": ev["request"]["id"],
+                    "method": ev["method"]["name"],
+                    "parent_sha256": parent_sha,
+                },
+            },
+        )
 
     def extra(tmp: Path) -> dict[str, Any]:
         return {"sisa_plan_sha256": plan["sha"]} if plan else {}
@@ -333,9 +456,16 @@ def unlearn_checkpoint(
     return out, result
 
 
-def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Path | None = None,
-                     ds_args: dict[str, Any] | None = None, device: str | None = None, seed: int = 0,
-                     model_factory: str | None = None) -> dict[str, Any]:
+def audit_checkpoint(
+    checkpoint: str | Path,
+    *,
+    forget: str,
+    reference: str | Path | None = None,
+    ds_args: dict[str, Any] | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    model_factory: str | None = None,
+) -> dict[str, Any]:
     """Measure a saved model on a forget request (``ids:FILE``, a class, …) against the test set."""
     dev = resolve_device(device)
     loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
@@ -353,18 +483,34 @@ def audit_checkpoint(checkpoint: str | Path, *, forget: str, reference: str | Pa
         return _logits(m, ds, rows, False, dev, 512, **kw), _logits(m, ds, held, True, dev, 512, **kw)
 
     f, h = outs(loaded.model)
-    res: dict[str, Any] = {"checkpoint": str(checkpoint), "model_sha256": loaded.meta.get("sha256"),
-                           "forget": split_figures(*f), "heldout": split_figures(*h), "attack": ATTACK,
-                           "membership": membership_audit(f, h, seed=seed)}
+    res: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "model_sha256": loaded.meta.get("sha256"),
+        "forget": split_figures(*f),
+        "heldout": split_figures(*h),
+        "attack": ATTACK,
+        "membership": membership_audit(f, h, seed=seed),
+    }
     if reference is not None:
-        ref, _ = load_checkpoint(checkpoint_base(reference)[0], expect_num_classes=ds.num_classes,
-                                 model_factory=model_factory)
+        ref, _ = load_checkpoint(
+            checkpoint_base(reference)[0], expect_num_classes=ds.num_classes, model_factory=model_factory
+        )
         rf, rh = outs(ref)
-        res["reference"] = {"forget": split_figures(*rf), "heldout": split_figures(*rh),
-                            "membership": membership_audit(rf, rh, seed=seed)}
+        res["reference"] = {
+            "forget": split_figures(*rf),
+            "heldout": split_figures(*rh),
+            "membership": membership_audit(rf, rh, seed=seed),
+        }
         res["vs_reference"] = compare_to_reference(res["membership"], res["reference"]["membership"])
     return res
 
 
-__all__ = ["audit_checkpoint", "checkpoint_base", "import_weights", "load_data", "request_rows",
-           "trained_without", "unlearn_checkpoint"]
+__all__ = [
+    "audit_checkpoint",
+    "checkpoint_base",
+    "import_weights",
+    "load_data",
+    "request_rows",
+    "trained_without",
+    "unlearn_checkpoint",
+]

@@ -64,13 +64,14 @@ def tolerances(outs: dict[str, tuple[torch.Tensor, torch.Tensor]], seed: int) ->
         loss = F.cross_entropy(logits.double(), labels.long(), reduction="none").numpy()
         p, z = float(correct.mean()), 1.96
         wilson = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        out[split] = {"accuracy": max(_half_width(correct, seed + 3), float(wilson)),
-                      "loss": max(_half_width(loss, seed + 5), out.get("heldout", {}).get("loss", 0.0))}
+        out[split] = {
+            "accuracy": max(_half_width(correct, seed + 3), float(wilson)),
+            "loss": max(_half_width(loss, seed + 5), out.get("heldout", {}).get("loss", 0.0)),
+        }
     return out
 
 
-def utility_violations(before: dict[str, Any], after: dict[str, Any], tol: dict[str, dict[str, float]]
-                       ) -> list[str]:
+def utility_violations(before: dict[str, Any], after: dict[str, Any], tol: dict[str, dict[str, float]]) -> list[str]:
     """Each utility figure that moved the wrong way by more than its tolerance, said in words."""
     bad = []
     for split, t in tol.items():
@@ -80,12 +81,16 @@ def utility_violations(before: dict[str, Any], after: dict[str, Any], tol: dict[
         name = "retain" if split == "retain" else "held-out"
         drop = b["accuracy"] - a["accuracy"]
         if not drop <= t["accuracy"]:  # (NaN fails too)
-            bad.append(f"{name} accuracy fell {100 * drop:.2f} points ({100 * b['accuracy']:.1f} → "
-                       f"{100 * a['accuracy']:.1f} %), more than its tolerance ±{100 * t['accuracy']:.2f}")
+            bad.append(
+                f"{name} accuracy fell {100 * drop:.2f} points ({100 * b['accuracy']:.1f} → "
+                f"{100 * a['accuracy']:.1f} %), more than its tolerance ±{100 * t['accuracy']:.2f}"
+            )
         rise = a["loss"] - b["loss"]
         if not rise <= t["loss"]:
-            bad.append(f"{name} loss rose {rise:.3f} nats ({b['loss']:.3f} → {a['loss']:.3f}), more than its "
-                       f"tolerance ±{t['loss']:.3f}")
+            bad.append(
+                f"{name} loss rose {rise:.3f} nats ({b['loss']:.3f} → {a['loss']:.3f}), more than its "
+                f"tolerance ±{t['loss']:.3f}"
+            )
     return bad
 
 
@@ -94,7 +99,7 @@ class Power:
     """Whether the membership audit can see the forget rows at all (in the original)."""
 
     has_power: bool
-    audit: str   # which audit decided it
+    audit: str  # which audit decided it
     why: str
 
 
@@ -105,9 +110,12 @@ def audit_power(mem: dict[str, Any]) -> Power:
     if pe.get("available"):
         lo, hi = pe["ci95"]
         ok = lo > 0.5
-        return Power(ok, "per-example (offline LiRA)",
-                     f"offline LiRA {'separates' if ok else 'does not separate'} the original's forget rows from "
-                     f"held-out rows: AUC {pe['auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+        return Power(
+            ok,
+            "per-example (offline LiRA)",
+            f"offline LiRA {'separates' if ok else 'does not separate'} the original's forget rows from "
+            f"held-out rows: AUC {pe['auc']:.3f} [{lo:.3f}, {hi:.3f}]",
+        )
     o = mem.get("original") or {}
     if not o.get("available"):
         return Power(False, "none", "no held-out rows: the membership audit could not run")
@@ -116,17 +124,24 @@ def audit_power(mem: dict[str, Any]) -> Power:
     if r.get("available"):
         rlo, rhi = r["ci95"]
         ok = lo > rhi
-        return Power(ok, "population, against the reference",
-                     f"the loss attack {'separates' if ok else 'does not separate'} the original (AUC {o['auc']:.3f} "
-                     f"[{lo:.3f}, {hi:.3f}]) from the retrained reference ({r['auc']:.3f} [{rlo:.3f}, {rhi:.3f}])")
+        return Power(
+            ok,
+            "population, against the reference",
+            f"the loss attack {'separates' if ok else 'does not separate'} the original (AUC {o['auc']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}]) from the retrained reference ({r['auc']:.3f} [{rlo:.3f}, {rhi:.3f}])",
+        )
     ok = lo > 0.5
-    return Power(ok, "population, against held-out rows",
-                 f"the loss attack {'separates' if ok else 'does not separate'} the original's forget rows from "
-                 f"held-out rows of their classes: AUC {o['auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+    return Power(
+        ok,
+        "population, against held-out rows",
+        f"the loss attack {'separates' if ok else 'does not separate'} the original's forget rows from "
+        f"held-out rows of their classes: AUC {o['auc']:.3f} [{lo:.3f}, {hi:.3f}]",
+    )
 
 
-def membership_reading(original: dict[str, Any], result: dict[str, Any], reference: dict[str, Any] | None = None
-                       ) -> tuple[str, str]:
+def membership_reading(
+    original: dict[str, Any], result: dict[str, Any], reference: dict[str, Any] | None = None
+) -> tuple[str, str]:
     """``(reading, why)`` of the audit on the result, given that it separated the original:
     ``"forgotten"`` — the result is no longer separated (its interval holds 0.5, or overlaps the
     reference's) *and* the audit saw it move (its interval lies below the original's AUC);
@@ -144,12 +159,15 @@ def membership_reading(original: dict[str, Any], result: dict[str, Any], referen
         return "recognised", f"the audit still recognises the forget rows in the result: {said}"
     if hi < original["auc"]:
         return "forgotten", f"the audit no longer separates the forget rows and saw them move: {said}"
-    return "unsure", (f"the result is not separated, but its interval still holds the original's reading, so at "
-                      f"this size the audit cannot tell whether anything moved: {said}")
+    return "unsure", (
+        f"the result is not separated, but its interval still holds the original's reading, so at "
+        f"this size the audit cannot tell whether anything moved: {said}"
+    )
 
 
-def class_forgotten(after: dict[str, Any], per_class_after: dict[str, float | None], forget_classes: list[str],
-                    num_classes: int) -> str | None:
+def class_forgotten(
+    after: dict[str, Any], per_class_after: dict[str, float | None], forget_classes: list[str], num_classes: int
+) -> str | None:
     """Why a whole-class request is not forgotten (``None`` when it is): the forget rows or the
     class's held-out rows predicted above chance."""
     chance = 1.0 / num_classes
@@ -161,8 +179,11 @@ def class_forgotten(after: dict[str, Any], per_class_after: dict[str, float | No
         if v is not None and v > chance:
             bad.append(f"{100 * v:.1f} % of {c}'s held-out rows")
     if bad:
-        return (f"still predicted above chance ({100 * chance:.0f} %): " + ", ".join(bad)
-                + "; a model retrained without the class scores ≈ 0 %")
+        return (
+            f"still predicted above chance ({100 * chance:.0f} %): "
+            + ", ".join(bad)
+            + "; a model retrained without the class scores ≈ 0 %"
+        )
     return None
 
 
@@ -173,20 +194,28 @@ class Attempt:
     method: str
     config: dict[str, Any]
     reason: str
-    derived: dict[str, Any] = field(default_factory=dict)   # settings derived from this model, and how
+    derived: dict[str, Any] = field(default_factory=dict)  # settings derived from this model, and how
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
     after: dict[str, Any] = field(default_factory=dict)
     ran: bool = False
-    reading: str = ""   # the membership audit's reading of the result (sample requests)
+    reading: str = ""  # the membership audit's reading of the result (sample requests)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def record(self) -> dict[str, Any]:
-        return {"method": self.method, "config": self.config, "reason": self.reason, "derived": self.derived,
-                "seconds": self.seconds, "steps": self.steps, "passed": self.passed, "failures": self.failures,
-                "membership_reading": self.reading or None,
-                "after": {k: v for k, v in self.after.items() if k in ("forget", "retain", "heldout")}}
+        return {
+            "method": self.method,
+            "config": self.config,
+            "reason": self.reason,
+            "derived": self.derived,
+            "seconds": self.seconds,
+            "steps": self.steps,
+            "passed": self.passed,
+            "failures": self.failures,
+            "membership_reading": self.reading or None,
+            "after": {k: v for k, v in self.after.items() if k in ("forget", "retain", "heldout")},
+        }

@@ -77,12 +77,16 @@ def forgotten_ids(entries: list[dict[str, Any]], universe: Any = None, salt: str
     hashed = {h for e in entries for h in e.get("ids_hmac", [])}
     if hashed:
         if not salt:
-            raise LedgerError("this lineage keeps its ids as salted hashes: set OBLIVIATE_LEDGER_SALT to the salt "
-                              "they were written with, or the ids forgotten before would return to the retain set")
+            raise LedgerError(
+                "this lineage keeps its ids as salted hashes: set OBLIVIATE_LEDGER_SALT to the salt "
+                "they were written with, or the ids forgotten before would return to the retain set"
+            )
         found = {int(i) for i in (universe if universe is not None else []) if salted(int(i), salt) in hashed}
         if len(found) < len(hashed):
-            raise LedgerError(f"{len(hashed) - len(found)} salted id(s) in the ledger match no training id under this "
-                              "salt: OBLIVIATE_LEDGER_SALT is not the one the ledger was written with")
+            raise LedgerError(
+                f"{len(hashed) - len(found)} salted id(s) in the ledger match no training id under this "
+                "salt: OBLIVIATE_LEDGER_SALT is not the one the ledger was written with"
+            )
         plain |= found
     return plain
 
@@ -106,16 +110,22 @@ def verify(folder: str | Path) -> list[str]:
         if e.get("index") != i:
             problems.append(f"entry {i}: its index is {e.get('index')!r}: an entry was removed, added or moved")
         if e.get("entry_sha256") != entry_hash(e):
-            problems.append(f"entry {i} (request {e.get('request_id')!r}) was edited: its hash does not match its content")
+            problems.append(
+                f"entry {i} (request {e.get('request_id')!r}) was edited: its hash does not match its content"
+            )
         if e.get("prev_sha256") != prev_hash:
-            problems.append(f"entry {i}: prev_sha256 does not continue the chain: an entry before it was removed or changed")
+            problems.append(
+                f"entry {i}: prev_sha256 does not continue the chain: an entry before it was removed or changed"
+            )
         if prev_after is not None and e.get("model_before") != prev_after:
             problems.append(f"entry {i}: model_before is not the previous request's model_after")
         prev_hash, prev_after = e.get("entry_sha256"), e.get("model_after")
     last = entries[-1]
     evidence = folder / "evidence.json"
     if last.get("evidence_sha256") and (not evidence.is_file() or file_sha256(evidence) != last["evidence_sha256"]):
-        problems.append(f"{evidence} is not the evidence the last request wrote (its SHA-256 differs): edited or swapped")
+        problems.append(
+            f"{evidence} is not the evidence the last request wrote (its SHA-256 differs): edited or swapped"
+        )
     if last.get("sisa_plan_sha256"):
         plan = folder / "model.sisa" / "plan.json"
         if not plan.is_file() or file_sha256(plan) != last["sisa_plan_sha256"]:
@@ -124,5 +134,7 @@ def verify(folder: str | Path) -> list[str]:
     if not weights.is_file():
         problems.append(f"no model at {weights}")
     elif file_sha256(weights) != entries[-1].get("model_after"):
-        problems.append(f"{weights} is not the model the last request produced (its SHA-256 differs): swapped or edited")
+        problems.append(
+            f"{weights} is not the model the last request produced (its SHA-256 differs): swapped or edited"
+        )
     return problems

@@ -41,9 +41,15 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
-def write_output(out: Path, *, save_model: Callable[[Path], None], evidence: dict[str, Any],
-                 entries: list[dict[str, Any]], entry: dict[str, Any],
-                 extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+def write_output(
+    out: Path,
+    *,
+    save_model: Callable[[Path], None],
+    evidence: dict[str, Any],
+    entries: list[dict[str, Any]],
+    entry: dict[str, Any],
+    extra: Callable[[Path], dict[str, Any]] | None = None,
+) -> Path:
     """Write the request's folder: the model (``save_model(tmp / "model")``), the evidence with the
     saved weights' hash, and the ledger with ``entry`` chained onto ``entries``. ``extra(tmp)``
     may write more (a SISA shard state) and returns fields for the ledger entry."""
@@ -83,13 +89,23 @@ def ledger_ids(ids: list[int] | list[str], form: str, salt: str | None) -> dict[
     if form != "salted":
         raise OutputError(f"ledger ids must be 'plain' or 'salted', got {form!r}")
     if not salt:
-        raise OutputError("salted ledger ids need a secret salt: set OBLIVIATE_LEDGER_SALT (keep it apart from the "
-                          "ledger; without it nobody, you included, can tell which ids were forgotten)")
+        raise OutputError(
+            "salted ledger ids need a secret salt: set OBLIVIATE_LEDGER_SALT (keep it apart from the "
+            "ledger; without it nobody, you included, can tell which ids were forgotten)"
+        )
     return {"ids": [], "ids_hmac": [ledger.salted(i, salt) for i in ids], "ids_form": "salted"}
 
 
-def write_user_output(out: str | Path, res: Any, *, num_classes: int, forget_ids: list[Any], ledger_form: str,
-                      fingerprint: str, salt: str | None = None) -> Path:
+def write_user_output(
+    out: str | Path,
+    res: Any,
+    *,
+    num_classes: int,
+    forget_ids: list[Any],
+    ledger_form: str,
+    fingerprint: str,
+    salt: str | None = None,
+) -> Path:
     """The folder of a request made through :func:`obliviate.unlearn` on the user's own model:
     the checkpoint records the architecture's class (rebuild it with ``--model-factory``)."""
     from ..models.checkpoint import save_state
@@ -97,12 +113,32 @@ def write_user_output(out: str | Path, res: Any, *, num_classes: int, forget_ids
     ev = res.evidence
     model = res.model
     spec = getattr(model, "obliviate_spec", None) or {
-        "name": f"factory:{type(model).__module__}:{type(model).__qualname__}", "num_classes": num_classes}
-    entry = {"request_id": ev["request"]["id"], "received_at": ev["request"]["received_at"],
-             **ledger_ids(forget_ids, ledger_form, salt), "ids_sha256": ev["request"]["ids"]["sha256"],
-             "method": ev["method"]["name"], "exact": ev["method"]["exact"], "outcome": ev["outcome"],
-             "model_before": ev["models"]["original_sha256"]}
-    meta = {"dataset_fingerprint": fingerprint, "unlearned": {"request_id": entry["request_id"],
-            "method": entry["method"], "parent_sha256": entry["model_before"]}, "recipe": ev.get("recipe")}
-    return write_output(Path(out), save_model=lambda p: save_state(p, model.state_dict(), meta, spec=spec),
-                        evidence=ev, entries=[], entry=entry)
+        "name": f"factory:{type(model).__module__}:{type(model).__qualname__}",
+        "num_classes": num_classes,
+    }
+    entry = {
+        "request_id": ev["request"]["id"],
+        "received_at": ev["request"]["received_at"],
+        **ledger_ids(forget_ids, ledger_form, salt),
+        "ids_sha256": ev["request"]["ids"]["sha256"],
+        "method": ev["method"]["name"],
+        "exact": ev["method"]["exact"],
+        "outcome": ev["outcome"],
+        "model_before": ev["models"]["original_sha256"],
+    }
+    meta = {
+        "dataset_fingerprint": fingerprint,
+        "unlearned": {
+            "request_id": entry["request_id"],
+            "method": entry["method"],
+            "parent_sha256": entry["model_before"],
+        },
+        "recipe": ev.get("recipe"),
+    }
+    return write_output(
+        Path(out),
+        save_model=lambda p: save_state(p, model.state_dict(), meta, spec=spec),
+        evidence=ev,
+        entries=[],
+        entry=entry,
+    )

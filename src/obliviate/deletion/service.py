@@ -32,8 +32,7 @@ from ..utils import resolve_device
 from . import policy
 from .audit import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
 from .evidence import FORMAT, tensor_sha256, weights_sha256
-from .guard import (Attempt, audit_power, class_forgotten, membership_reading, tolerances,
-                    utility_violations)
+from .guard import Attempt, audit_power, class_forgotten, membership_reading, tolerances, utility_violations
 from .userdata import UserDataError, to_tensors, user_problem
 
 
@@ -56,15 +55,21 @@ def reinit_factory(model: nn.Module) -> Any:
     ``reset_parameters`` (a ViT's ``pos_embed``, a layer scale) would keep its trained value and
     carry the forget rows' influence into a "retrained" model, so the factory refuses such a
     model, naming the parameters: pass ``model_factory=`` then."""
-    resettable = {id(p) for mod in model.modules() if callable(getattr(mod, "reset_parameters", None))
-                  for p in mod.parameters(recurse=False)}
+    resettable = {
+        id(p)
+        for mod in model.modules()
+        if callable(getattr(mod, "reset_parameters", None))
+        for p in mod.parameters(recurse=False)
+    }
     kept = [n for n, p in model.named_parameters() if id(p) not in resettable]
 
     def make(seed: int) -> nn.Module:
         if kept:
-            raise DeletionError(f"cannot re-initialise this model: {len(kept)} parameter(s) have no "
-                                f"reset_parameters (e.g. {kept[:3]}), so a fresh copy would keep trained values; "
-                                "pass model_factory=(seed -> a freshly initialised model)")
+            raise DeletionError(
+                f"cannot re-initialise this model: {len(kept)} parameter(s) have no "
+                f"reset_parameters (e.g. {kept[:3]}), so a fresh copy would keep trained values; "
+                "pass model_factory=(seed -> a freshly initialised model)"
+            )
         fresh = copy.deepcopy(model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -77,19 +82,44 @@ def reinit_factory(model: nn.Module) -> Any:
     return make
 
 
-def _logits(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, device: torch.device,
-            batch_size: int, bf16: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _logits(
+    model: nn.Module,
+    ds: ImageDataset,
+    rows: np.ndarray,
+    test: bool,
+    device: torch.device,
+    batch_size: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = (ds.test_images, ds.test_labels) if test else (ds.train_images, ds.train_labels)
     r = torch.as_tensor(rows, dtype=torch.long)
     if len(r) == 0:
         return torch.zeros(0, ds.num_classes), torch.zeros(0, dtype=torch.long)
-    out = predict_logits(model, images, mean=ds.mean, std=ds.std, rows=r, batch_size=batch_size, device=device,
-                         bf16=bf16, channels_last=channels_last)
+    out = predict_logits(
+        model,
+        images,
+        mean=ds.mean,
+        std=ds.std,
+        rows=r,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
     return out, labels[r.to(labels.device)].cpu()
 
 
-def _phi(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, device: torch.device, batch_size: int,
-         ctx: Any, plain: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+def _phi(
+    model: nn.Module,
+    ds: ImageDataset,
+    rows: np.ndarray,
+    test: bool,
+    device: torch.device,
+    batch_size: int,
+    ctx: Any,
+    plain: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> np.ndarray:
     """φ per row and query ``(N, Q)``: the image and, for images, its mirror (LiRA's queries).
     ``plain``: the model's logits and labels on ``rows`` when already computed."""
     from ..attacks.per_example import logit_confidence
@@ -106,17 +136,27 @@ def _phi(model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, devic
     return np.stack(cols, axis=1)
 
 
-def _measure(model: nn.Module, ds: ImageDataset, split: ForgetSplit, heldout: np.ndarray, device: torch.device,
-             batch_size: int, retain_rows: np.ndarray, bf16: bool = False, channels_last: bool = False,
-             ) -> tuple[dict[str, Any], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+def _measure(
+    model: nn.Module,
+    ds: ImageDataset,
+    split: ForgetSplit,
+    heldout: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    retain_rows: np.ndarray,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> tuple[dict[str, Any], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Figures per split and the logits behind them: forget, retain (the measured sample) and
     held-out rows — for a class request ``heldout`` is the retained classes' rows and
     ``heldout_forgotten`` the forgotten classes' (the outputs keep every held-out row, which the
     audit and the gap read)."""
     kw = dict(bf16=bf16, channels_last=channels_last)
-    outs = {"forget": _logits(model, ds, split.forget, False, device, batch_size, **kw),
-            "retain": _logits(model, ds, retain_rows, False, device, batch_size, **kw),
-            "heldout": _logits(model, ds, heldout, True, device, batch_size, **kw)}
+    outs = {
+        "forget": _logits(model, ds, split.forget, False, device, batch_size, **kw),
+        "retain": _logits(model, ds, retain_rows, False, device, batch_size, **kw),
+        "heldout": _logits(model, ds, heldout, True, device, batch_size, **kw),
+    }
     figs = {k: split_figures(*v) for k, v in outs.items()}
     if split.forget_classes:
         gone = _forgotten_mask(outs["heldout"][1], split.forget_classes)
@@ -129,8 +169,9 @@ def _forgotten_mask(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Ten
     return torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
 
 
-def _utility_outs(outs: dict[str, tuple[torch.Tensor, torch.Tensor]], split: ForgetSplit
-                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _utility_outs(
+    outs: dict[str, tuple[torch.Tensor, torch.Tensor]], split: ForgetSplit
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The outputs the utility guard reads: retain, and held-out rows of the retained classes."""
     logits, labels = outs["heldout"]
     if split.forget_classes:
@@ -139,18 +180,25 @@ def _utility_outs(outs: dict[str, tuple[torch.Tensor, torch.Tensor]], split: For
     return {"retain": outs["retain"], "heldout": (logits, labels)}
 
 
-def per_class_accuracy(outs: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names: tuple[str, ...]
-                       ) -> dict[str, float | None]:
+def per_class_accuracy(
+    outs: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names: tuple[str, ...]
+) -> dict[str, float | None]:
     """Held-out accuracy of each class (``None`` for a class without held-out rows)."""
     logits, labels = outs["heldout"]
     pred = logits.argmax(1)
-    return {name: (float((pred[labels == c] == c).double().mean()) if bool((labels == c).any()) else None)
-            for c, name in enumerate(class_names)}
+    return {
+        name: (float((pred[labels == c] == c).double().mean()) if bool((labels == c).any()) else None)
+        for c, name in enumerate(class_names)
+    }
 
 
-def study_gap(unlearned: dict[str, tuple[torch.Tensor, torch.Tensor]],
-              retrained: dict[str, tuple[torch.Tensor, torch.Tensor]], split: ForgetSplit, num_classes: int,
-              seed: int) -> dict[str, float]:
+def study_gap(
+    unlearned: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    retrained: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    split: ForgetSplit,
+    num_classes: int,
+    seed: int,
+) -> dict[str, float]:
     """The study's Avg. gap (``gap_to_retrain``: forget, retain and test accuracy and the SVC
     MIA-efficacy, in points; test on the retained classes for a class request) between two
     models' outputs — one protocol for studies and evidence alike."""
@@ -162,19 +210,27 @@ def study_gap(unlearned: dict[str, tuple[torch.Tensor, torch.Tensor]],
         d = {"forget": Outputs(*outs["forget"]), "retain": Outputs(*outs["retain"]), "test": test}
         if split.forget_classes:
             gone = _forgotten_mask(test.labels, split.forget_classes)
-            d["test_forget"], d["test_retain"] = test.subset(gone.nonzero().flatten()), test.subset((~gone).nonzero().flatten())
+            d["test_forget"], d["test_retain"] = (
+                test.subset(gone.nonzero().flatten()),
+                test.subset((~gone).nonzero().flatten()),
+            )
         return d
 
-    inputs = EvalInputs(outputs={"unlearned": splits(unlearned), "retrained": splits(retrained)},
-                        num_classes=num_classes, forget_classes=tuple(split.forget_classes), seed=seed)
+    inputs = EvalInputs(
+        outputs={"unlearned": splits(unlearned), "retrained": splits(retrained)},
+        num_classes=num_classes,
+        forget_classes=tuple(split.forget_classes),
+        seed=seed,
+    )
     return {k.removeprefix("gap/"): v for k, v in GapToRetrain().compute(inputs).items()}
 
 
 VALIDATION_FRACTION = 0.1  # of the held-out rows, carved for a method that reads held-out data
 
 
-def carve_validation(heldout: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(
+    heldout: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """(validation rows, audited rows): a seeded ``fraction`` of the held-out rows for a method that
     reads held-out data (the calibrated stop), the rest for the measurements and the membership
     audit — a row is never both, so the audit never reads rows the method tuned itself on. With
@@ -247,28 +303,38 @@ def honour(
     if len(split.forget) == 0:
         raise DeletionError("the request selects no training row: there is nothing to forget")
     if len(split.retain) == 0:
-        raise DeletionError("the request asks to forget every training row: nothing would be left to keep "
-                            "the model's utility; retrain nothing, or delete the model")
+        raise DeletionError(
+            "the request asks to forget every training row: nothing would be left to keep "
+            "the model's utility; retrain nothing, or delete the model"
+        )
     if fallback not in FALLBACKS:
         raise DeletionError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
     if method == "original":
-        raise DeletionError("'original' changes nothing, so it honours no request; the evidence already measures "
-                            "doing nothing beside every result: choose a method, or auto")
+        raise DeletionError(
+            "'original' changes nothing, so it honours no request; the evidence already measures "
+            "doing nothing beside every result: choose a method, or auto"
+        )
     device = ctx.device
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if references is not None and len(references) == 1:
-        raise DeletionError("the per-example audit needs at least 2 reference models (different seeds); give "
-                            "one as reference= for the gap, or two or more as references=")
+        raise DeletionError(
+            "the per-example audit needs at least 2 reference models (different seeds); give "
+            "one as reference= for the gap, or two or more as references="
+        )
     if references and len(heldout) == 0:
         raise DeletionError("the per-example audit compares forget rows with held-out rows: pass heldout=")
     if method != "auto":
         user_cls = METHODS.get(method)
         if user_cls.kind != "vision":
-            raise DeletionError(f"{method!r} is an {user_cls.kind} method; a classifier needs a vision method "
-                                f"(obliviate list methods), or auto")
+            raise DeletionError(
+                f"{method!r} is an {user_cls.kind} method; a classifier needs a vision method "
+                f"(obliviate list methods), or auto"
+            )
         if exact and not user_cls.exact:
-            raise DeletionError(f"an exact result was demanded but {method!r} is approximate; use retrain or sisa "
-                                "(or --method auto --exact)")
+            raise DeletionError(
+                f"an exact result was demanded but {method!r} is approximate; use retrain or sisa "
+                "(or --method auto --exact)"
+            )
         if user_cls.class_level and not split.forget_classes:
             raise DeletionError(f"{method!r} forgets whole classes only; this request holds some rows of their classes")
         try:
@@ -281,8 +347,15 @@ def honour(
     sisa_model = type(model).__name__ == "SISAEnsemble"
     if method == "auto":
         plan_data = UnlearnData(ds, split, frozenset({"forget", "retain"}), None, device)
-        attempts = policy.plan(whole_classes=bool(split.forget_classes), exact=exact, sisa_model=sisa_model,
-                               heldout=_covers(ds, readable, split), model=model, data=plan_data, ctx=ctx)
+        attempts = policy.plan(
+            whole_classes=bool(split.forget_classes),
+            exact=exact,
+            sisa_model=sisa_model,
+            heldout=_covers(ds, readable, split),
+            model=model,
+            data=plan_data,
+            ctx=ctx,
+        )
         for a in attempts:
             a.config = {**a.config, **(config or {})}
         chosen_by = "policy"
@@ -291,11 +364,15 @@ def honour(
         chosen_by = "user"
     if any("validation" in METHODS.get(a.method)(a.config).uses for a in attempts) and not given:
         if len(carved) == 0:
-            raise DeletionError(f"{attempts[0].method!r} reads held-out rows (a validation split) and none were "
-                                "given: pass validation= or enough heldout= rows to carve 10 % of them from")
+            raise DeletionError(
+                f"{attempts[0].method!r} reads held-out rows (a validation split) and none were "
+                "given: pass validation= or enough heldout= rows to carve 10 % of them from"
+            )
         validation_rows, heldout = carved, audited
-        validation_source = (f"carved: a seeded {VALIDATION_FRACTION:.0%} of the held-out rows, read by the method "
-                             "and left out of the measurements and the audit")
+        validation_source = (
+            f"carved: a seeded {VALIDATION_FRACTION:.0%} of the held-out rows, read by the method "
+            "and left out of the measurements and the audit"
+        )
     else:
         validation_source = "given" if given else "none"
     model = model.to(device).eval()
@@ -312,8 +389,10 @@ def honour(
     k = ds.num_classes
     before, outs_before = measure(model)
     tol = tolerances(_utility_outs(outs_before, split), seed)
-    mem: dict[str, Any] = {"attack": ATTACK,
-                           "original": membership_audit(outs_before["forget"], outs_before["heldout"], seed=seed)}
+    mem: dict[str, Any] = {
+        "attack": ATTACK,
+        "original": membership_audit(outs_before["forget"], outs_before["heldout"], seed=seed),
+    }
     refs = list(references or [])
     if reference is None and refs:
         reference = refs[0]
@@ -322,22 +401,32 @@ def honour(
     nothing_gap: float | None = None
     original_sha = weights_sha256(model)
     if any(weights_sha256(r) == original_sha for r in [*refs, *([reference] if reference is not None else [])]):
-        raise DeletionError("a reference has the original's own weights: a retrained reference is a model trained "
-                            "without the forget rows, from scratch")
+        raise DeletionError(
+            "a reference has the original's own weights: a retrained reference is a model trained "
+            "without the forget rows, from scratch"
+        )
     if reference is not None:
         reference = reference.to(device).eval()
         ref_figs, outs_ref = measure(reference)
         mem["retrained"] = membership_audit(outs_ref["forget"], outs_ref["heldout"], seed=seed)
         nothing_gap = study_gap(outs_before, outs_ref, split, k, seed)["avg"]
-        ev_ref = {"sha256": weights_sha256(reference), "figures": ref_figs, "doing_nothing_gap_points": nothing_gap,
-                  "per_class_accuracy": per_class_accuracy(outs_ref, ds.class_names)}
+        ev_ref = {
+            "sha256": weights_sha256(reference),
+            "figures": ref_figs,
+            "doing_nothing_gap_points": nothing_gap,
+            "per_class_accuracy": per_class_accuracy(outs_ref, ds.class_names),
+        }
         second = next((r for r in refs if r is not reference), None)
         if second is not None:
-            ev_ref["noise_floor_points"] = study_gap(measure(second.to(device).eval())[1], outs_ref, split, k,
-                                                     seed)["avg"]
+            ev_ref["noise_floor_points"] = study_gap(measure(second.to(device).eval())[1], outs_ref, split, k, seed)[
+                "avg"
+            ]
     phi_of = _phi_audit(ds, split, heldout, device, batch_size, ctx, refs, seed) if len(refs) >= 2 else None
     if phi_of is not None:
-        mem["per_example"] = {"original": phi_of(model, outs_before), "reference_models": [weights_sha256(r) for r in refs]}
+        mem["per_example"] = {
+            "original": phi_of(model, outs_before),
+            "reference_models": [weights_sha256(r) for r in refs],
+        }
     power = audit_power(mem)
     floor = (ev_ref or {}).get("noise_floor_points") or 0.0
     delivered: tuple[Attempt, MethodResult, RunStats, dict[str, Any], dict[str, Any]] | None = None
@@ -376,8 +465,9 @@ def honour(
             return
         a.failures += utility_violations(before, figs, tol)
         if split.forget_classes:
-            why = class_forgotten(figs, per_class_accuracy(outs, ds.class_names),
-                                  [ds.class_names[c] for c in split.forget_classes], k)
+            why = class_forgotten(
+                figs, per_class_accuracy(outs, ds.class_names), [ds.class_names[c] for c in split.forget_classes], k
+            )
             if why:
                 a.failures.append(why)
         if power.has_power:
@@ -388,8 +478,10 @@ def honour(
         if outs_ref:
             g = study_gap(outs, outs_ref, split, k, seed)["avg"]
             if nothing_gap is not None and g > nothing_gap + floor:
-                a.failures.append(f"farther from the retrained reference ({g:.2f} points) than doing nothing "
-                                  f"({nothing_gap:.2f}){f' beyond the noise floor ({floor:.2f})' if floor else ''}")
+                a.failures.append(
+                    f"farther from the retrained reference ({g:.2f} points) than doing nothing "
+                    f"({nothing_gap:.2f}){f' beyond the noise floor ({floor:.2f})' if floor else ''}"
+                )
 
     for a in attempts:
         got = run(a)
@@ -406,14 +498,27 @@ def honour(
     failed = [a for a in attempts if a.ran and not a.passed]
     if delivered is None:
         if fallback == "refuse":
-            ev = {"outcome": "refused", "attempts": [a.record() for a in attempts if a.ran], "before": before,
-                  "tolerance": tol, "membership": mem, "audit_power": vars(power),
-                  "verdict": ("REFUSED — no attempt passed the guard and retraining was forbidden; the model is "
-                              "unchanged: " + "; ".join(f"{a.method}: {'; '.join(a.failures)}" for a in failed))}
+            ev = {
+                "outcome": "refused",
+                "attempts": [a.record() for a in attempts if a.ran],
+                "before": before,
+                "tolerance": tol,
+                "membership": mem,
+                "audit_power": vars(power),
+                "verdict": (
+                    "REFUSED — no attempt passed the guard and retraining was forbidden; the model is "
+                    "unchanged: " + "; ".join(f"{a.method}: {'; '.join(a.failures)}" for a in failed)
+                ),
+            }
             raise DeletionRefused(ev["verdict"], ev)
-        a = Attempt("retrain", {}, policy.FALLBACK_REASON if attempts else
-                    "some rows of their classes are forgotten and no held-out rows of those classes are given, so no "
-                    "approximate result could be checked: " + policy.FALLBACK_REASON)
+        a = Attempt(
+            "retrain",
+            {},
+            policy.FALLBACK_REASON
+            if attempts
+            else "some rows of their classes are forgotten and no held-out rows of those classes are given, so no "
+            "approximate result could be checked: " + policy.FALLBACK_REASON,
+        )
         attempts.append(a)
         got = run(a)
         if got is None:
@@ -423,16 +528,28 @@ def honour(
         # is checked on what the model serves (held-out accuracy and loss): a recipe that cannot
         # reproduce the model is not delivered (a retrained model memorises its retain rows a little
         # differently from the original, so the retain figures are not held against it)
-        lost = [] if train_fn is not None else utility_violations(
-            before, got[2], {k: v for k, v in tol.items() if k == "heldout"} or tol)
+        lost = (
+            []
+            if train_fn is not None
+            else utility_violations(before, got[2], {k: v for k, v in tol.items() if k == "heldout"} or tol)
+        )
         if lost:  # not delivered
             a.failures += lost
             how = f"obliviate's fit with {'your' if (recipe or {}).get('source') == 'user' else 'its default'} train_config"
-            ev = {"outcome": "refused", "attempts": [x.record() for x in attempts if x.ran], "before": before,
-                  "tolerance": tol, "membership": mem, "audit_power": vars(power), "recipe": recipe or {},
-                  "verdict": (f"REFUSED — no approximate attempt passed the guard, and retraining with {how} lost "
-                              f"utility ({'; '.join(lost)}): pass train_fn= (your own training loop) or a train_config "
-                              "that reproduces how the model was trained; the model is unchanged")}
+            ev = {
+                "outcome": "refused",
+                "attempts": [x.record() for x in attempts if x.ran],
+                "before": before,
+                "tolerance": tol,
+                "membership": mem,
+                "audit_power": vars(power),
+                "recipe": recipe or {},
+                "verdict": (
+                    f"REFUSED — no approximate attempt passed the guard, and retraining with {how} lost "
+                    f"utility ({'; '.join(lost)}): pass train_fn= (your own training loop) or a train_config "
+                    "that reproduces how the model was trained; the model is unchanged"
+                ),
+            }
             raise DeletionRefused(ev["verdict"], ev)
         delivered = (a, *got)
     chosen, result, stats, after, outs_after = delivered
@@ -449,8 +566,10 @@ def honour(
         for a_ in (mem["unlearned"], (mem.get("per_example") or {}).get("unlearned") or {}):
             if a_.get("available"):
                 a_["level"] = "no power"
-                a_["verdict"] = (f"the audit cannot see these rows at this size ({power.why}), so its reading of the "
-                                 "result proves nothing either way")
+                a_["verdict"] = (
+                    f"the audit cannot see these rows at this size ({power.why}), so its reading of the "
+                    "result proves nothing either way"
+                )
     if ev_ref is not None:
         gap = study_gap(outs_after, outs_ref, split, k, seed)
         ev_ref.update(gap=gap, avg_gap_points=gap["avg"])
@@ -465,10 +584,21 @@ def honour(
     if split.forget_classes:
         pc_b, pc_a = per_class_accuracy(outs_before, ds.class_names), per_class_accuracy(outs_after, ds.class_names)
         gone = [ds.class_names[c] for c in split.forget_classes]
-        classes = {"forgotten": {c: {"before": pc_b[c], "after": pc_a[c],
-                                     **({"reference": ev_ref["per_class_accuracy"][c]} if ev_ref else {})} for c in gone},
-                   "retained_change_points": {c: (None if pc_b[c] is None or pc_a[c] is None else
-                                                  100 * (pc_a[c] - pc_b[c])) for c in ds.class_names if c not in gone}}
+        classes = {
+            "forgotten": {
+                c: {
+                    "before": pc_b[c],
+                    "after": pc_a[c],
+                    **({"reference": ev_ref["per_class_accuracy"][c]} if ev_ref else {}),
+                }
+                for c in gone
+            },
+            "retained_change_points": {
+                c: (None if pc_b[c] is None or pc_a[c] is None else 100 * (pc_a[c] - pc_b[c]))
+                for c in ds.class_names
+                if c not in gone
+            },
+        }
     labels = ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu()
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}
     req = dict(request or {})
@@ -478,33 +608,74 @@ def honour(
     ids.setdefault("count", int(len(split.forget)))
     ids["classes_touched"] = touched
     req["ids"] = ids
-    verdict = _verdict(outcome, chosen, failed, len(split.forget), before, after, tol, utility, power, mem, ev_ref,
-                       classes, stats.seconds)
+    verdict = _verdict(
+        outcome,
+        chosen,
+        failed,
+        len(split.forget),
+        before,
+        after,
+        tol,
+        utility,
+        power,
+        mem,
+        ev_ref,
+        classes,
+        stats.seconds,
+    )
     evidence = {
-        "format": FORMAT, "request": req, "outcome": outcome, "verdict": verdict,
-        "data": {"fingerprint": (request or {}).get("dataset_fingerprint"), "train_rows": int(len(ds.train_labels)),
-                 "heldout_rows": int(len(heldout)), "retain_rows_measured": int(len(retain_rows)),
-                 "validation_rows": int(len(validation_rows)) if validation_rows is not None else 0,
-                 "validation_source": validation_source,
-                 "retain_rows_total": int(len(split.retain)), "forget_classes": [ds.class_names[c] for c in split.forget_classes]},
-        "models": {"original_sha256": original_sha, "unlearned_sha256": weights_sha256(unlearned),
-                   "architecture": type(model).__name__},
-        "method": {"name": chosen.method, "config": chosen.config, "reference": cls.reference, "exact": cls.exact,
-                   "chosen_by": "guard" if chosen is not attempts[0] and chosen.method == "retrain" and failed else chosen_by,
-                   "rolled_back_before": len(failed), "reason": chosen.reason,
-                   "derived": chosen.derived},
-        "attempts": [a.record() for a in attempts if a.ran], "recipe": recipe or {},
-        "tolerance": tol, "utility_violations": utility, "audit_power": vars(power), "classes": classes,
+        "format": FORMAT,
+        "request": req,
+        "outcome": outcome,
+        "verdict": verdict,
+        "data": {
+            "fingerprint": (request or {}).get("dataset_fingerprint"),
+            "train_rows": int(len(ds.train_labels)),
+            "heldout_rows": int(len(heldout)),
+            "retain_rows_measured": int(len(retain_rows)),
+            "validation_rows": int(len(validation_rows)) if validation_rows is not None else 0,
+            "validation_source": validation_source,
+            "retain_rows_total": int(len(split.retain)),
+            "forget_classes": [ds.class_names[c] for c in split.forget_classes],
+        },
+        "models": {
+            "original_sha256": original_sha,
+            "unlearned_sha256": weights_sha256(unlearned),
+            "architecture": type(model).__name__,
+        },
+        "method": {
+            "name": chosen.method,
+            "config": chosen.config,
+            "reference": cls.reference,
+            "exact": cls.exact,
+            "chosen_by": "guard" if chosen is not attempts[0] and chosen.method == "retrain" and failed else chosen_by,
+            "rolled_back_before": len(failed),
+            "reason": chosen.reason,
+            "derived": chosen.derived,
+        },
+        "attempts": [a.record() for a in attempts if a.ran],
+        "recipe": recipe or {},
+        "tolerance": tol,
+        "utility_violations": utility,
+        "audit_power": vars(power),
+        "classes": classes,
         "library": {"obliviate": __version__, "torch": torch.__version__},
-        "splits_read": stats.splits_read, "wall_seconds": sum(a.seconds for a in attempts), "steps": stats.steps,
-        "peak_memory_mb": stats.peak_memory_mb, "info": result.info,
-        "before": before, "after": after, "membership": mem, "reference": ev_ref,
+        "splits_read": stats.splits_read,
+        "wall_seconds": sum(a.seconds for a in attempts),
+        "steps": stats.steps,
+        "peak_memory_mb": stats.peak_memory_mb,
+        "info": result.info,
+        "before": before,
+        "after": after,
+        "membership": mem,
+        "reference": ev_ref,
     }
     return DeletionResult(unlearned, evidence)
 
 
-def _user_retrain(train_fn: Callable[..., nn.Module], ds: ImageDataset, split: ForgetSplit, ctx: Any
-                  ) -> tuple[MethodResult, RunStats]:
+def _user_retrain(
+    train_fn: Callable[..., nn.Module], ds: ImageDataset, split: ForgetSplit, ctx: Any
+) -> tuple[MethodResult, RunStats]:
     """Exact retraining by the user's own loop: ``train_fn(fresh model, retain inputs, retain
     labels, seed)`` on the retain rows only (the forget rows never reach it)."""
     r = torch.as_tensor(split.retain, device=ds.train_images.device)
@@ -516,12 +687,21 @@ def _user_retrain(train_fn: Callable[..., nn.Module], ds: ImageDataset, split: F
     from ..core import check_model
 
     check_model(model, "the model train_fn returned")
-    return MethodResult(model=model.eval(), steps=0, info={"trained_by": "train_fn (the user's own loop)"}), \
-        RunStats(seconds, 0, None, ["retain"])
+    return MethodResult(model=model.eval(), steps=0, info={"trained_by": "train_fn (the user's own loop)"}), RunStats(
+        seconds, 0, None, ["retain"]
+    )
 
 
-def _phi_audit(ds: ImageDataset, split: ForgetSplit, heldout: np.ndarray, device: torch.device, batch_size: int,
-               ctx: Any, refs: list[nn.Module], seed: int) -> Callable[..., dict[str, Any]]:
+def _phi_audit(
+    ds: ImageDataset,
+    split: ForgetSplit,
+    heldout: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    ctx: Any,
+    refs: list[nn.Module],
+    seed: int,
+) -> Callable[..., dict[str, Any]]:
     """``audit(model, outs)``: the per-example audit (offline LiRA and RMIA against the K
     references) of one model, on the forget rows and class-matched held-out rows."""
     from ..attacks.per_example import matched_nonmembers
@@ -535,12 +715,15 @@ def _phi_audit(ds: ImageDataset, split: ForgetSplit, heldout: np.ndarray, device
     match[pos] = True
     held_matched = heldout[match]
 
-    def phi(mdl: nn.Module, outs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+    def phi(
+        mdl: nn.Module, outs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         m = torch.as_tensor(match)
         held = None if outs is None else (outs["heldout"][0][m], outs["heldout"][1][m])
-        return (_phi(mdl, ds, split.forget, False, device, batch_size, ctx, None if outs is None else outs["forget"]),
-                _phi(mdl, ds, held_matched, True, device, batch_size, ctx, held))
+        return (
+            _phi(mdl, ds, split.forget, False, device, batch_size, ctx, None if outs is None else outs["forget"]),
+            _phi(mdl, ds, held_matched, True, device, batch_size, ctx, held),
+        )
 
     ref_phi = [phi(r.to(device).eval()) for r in refs]
     return lambda mdl, outs=None: per_example_audit(phi(mdl.to(device).eval(), outs), ref_phi, seed=seed)
@@ -550,52 +733,93 @@ def _pts(v: float) -> str:
     return f"{100 * v:+.2f}"
 
 
-def _verdict(outcome: str, chosen: Attempt, failed: list[Attempt], n: int, before: dict[str, Any],
-             after: dict[str, Any], tol: dict[str, dict[str, float]], utility: list[str], power: Any,
-             mem: dict[str, Any], ev_ref: dict[str, Any] | None, classes: dict[str, Any] | None,
-             seconds: float) -> str:
+def _verdict(
+    outcome: str,
+    chosen: Attempt,
+    failed: list[Attempt],
+    n: int,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    tol: dict[str, dict[str, float]],
+    utility: list[str],
+    power: Any,
+    mem: dict[str, Any],
+    ev_ref: dict[str, Any] | None,
+    classes: dict[str, Any] | None,
+    seconds: float,
+) -> str:
     """The evidence's first line — the outcome in words a non-specialist can read — then the
     numbers that decide it."""
-    rolled = (f" after {len(failed)} approximate attempt(s) were rolled back "
-              f"({'; '.join(f'{a.method}: {a.failures[0]}' for a in failed)})") if failed else ""
+    rolled = (
+        (
+            f" after {len(failed)} approximate attempt(s) were rolled back "
+            f"({'; '.join(f'{a.method}: {a.failures[0]}' for a in failed)})"
+        )
+        if failed
+        else ""
+    )
     head = {
         "exact": f"EXACT — {chosen.method} retrained the model without the {n} row(s){rolled}",
         "verified": f"VERIFIED — {chosen.method} (approximate) removed the {n} row(s)' influence as far as this "
-                    "model's measurements can tell",
+        "model's measurements can tell",
         "not verifiable": f"NOT VERIFIABLE AT THIS SIZE — {chosen.method} (approximate) changed the model and kept "
-                          "its utility, but " + ("the audit cannot see these rows even in the original"
-                                                 if not power.has_power else "the audit cannot tell at this size "
-                                                 "whether they moved") + ", so nothing here proves they are "
-                          "forgotten; demand exact=True (--exact) for a provable deletion",
+        "its utility, but "
+        + (
+            "the audit cannot see these rows even in the original"
+            if not power.has_power
+            else "the audit cannot tell at this size whether they moved"
+        )
+        + ", so nothing here proves they are "
+        "forgotten; demand exact=True (--exact) for a provable deletion",
     }[outcome]
-    parts = [head, f"forget accuracy {100 * before['forget']['accuracy']:.1f} % → {100 * after['forget']['accuracy']:.1f} %"]
+    parts = [
+        head,
+        f"forget accuracy {100 * before['forget']['accuracy']:.1f} % → {100 * after['forget']['accuracy']:.1f} %",
+    ]
     for split, name in (("retain", "retain"), ("heldout", "held-out")):
         if split in tol and after.get(split, {}).get("n"):
-            parts.append(f"{name} accuracy {_pts(after[split]['accuracy'] - before[split]['accuracy'])} points "
-                         f"(tolerance ±{100 * tol[split]['accuracy']:.2f})")
+            parts.append(
+                f"{name} accuracy {_pts(after[split]['accuracy'] - before[split]['accuracy'])} points "
+                f"(tolerance ±{100 * tol[split]['accuracy']:.2f})"
+            )
     if utility:
-        parts.append(("UTILITY CHANGED beyond the original's sampling noise by retraining (what exact deletion "
-                      "costs on this model): " if outcome == "exact" else "UTILITY LOST beyond tolerance: ")
-                     + "; ".join(utility))
+        parts.append(
+            (
+                "UTILITY CHANGED beyond the original's sampling noise by retraining (what exact deletion "
+                "costs on this model): "
+                if outcome == "exact"
+                else "UTILITY LOST beyond tolerance: "
+            )
+            + "; ".join(utility)
+        )
     if classes:
         for c, v in classes["forgotten"].items():
-            parts.append(f"class {c}: held-out accuracy {_pct(v['before'])} → {_pct(v['after'])}"
-                         + (f" (reference {_pct(v['reference'])})" if "reference" in v else ""))
-        worst = min(((c, d) for c, d in classes["retained_change_points"].items() if d is not None),
-                    key=lambda t: t[1], default=None)
+            parts.append(
+                f"class {c}: held-out accuracy {_pct(v['before'])} → {_pct(v['after'])}"
+                + (f" (reference {_pct(v['reference'])})" if "reference" in v else "")
+            )
+        worst = min(
+            ((c, d) for c, d in classes["retained_change_points"].items() if d is not None),
+            key=lambda t: t[1],
+            default=None,
+        )
         if worst:
             parts.append(f"largest change of a retained class: {worst[0]} {worst[1]:+.1f} points")
     else:
-        pe = (mem.get("per_example") or {})
+        pe = mem.get("per_example") or {}
         o = pe.get("original") if (pe.get("original") or {}).get("available") else mem["original"]
         u = pe.get("unlearned") if (pe.get("unlearned") or {}).get("available") else mem["unlearned"]
         if o.get("available") and u.get("available"):
-            parts.append(f"membership audit: original {o['auc']:.3f} [{o['ci95'][0]:.3f}, {o['ci95'][1]:.3f}], "
-                         f"result {u['auc']:.3f} [{u['ci95'][0]:.3f}, {u['ci95'][1]:.3f}] — {power.why}")
+            parts.append(
+                f"membership audit: original {o['auc']:.3f} [{o['ci95'][0]:.3f}, {o['ci95'][1]:.3f}], "
+                f"result {u['auc']:.3f} [{u['ci95'][0]:.3f}, {u['ci95'][1]:.3f}] — {power.why}"
+            )
     if ev_ref is not None:
         floor = ev_ref.get("noise_floor_points")
-        parts.append(f"gap to the retrained reference {ev_ref['avg_gap_points']:.2f} points (doing nothing "
-                     f"{ev_ref['doing_nothing_gap_points']:.2f}{f'; two references {floor:.2f} apart' if floor is not None else ''})")
+        parts.append(
+            f"gap to the retrained reference {ev_ref['avg_gap_points']:.2f} points (doing nothing "
+            f"{ev_ref['doing_nothing_gap_points']:.2f}{f'; two references {floor:.2f} apart' if floor is not None else ''})"
+        )
     parts.append(f"{seconds:.2f} s")
     return "; ".join(parts)
 
@@ -604,8 +828,14 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-DEFAULT_TRAIN: dict[str, Any] = {"epochs": 5.0, "batch_size": 64, "lr": 0.01, "augment": False,
-                                 "schedule": "cosine", "warmup_frac": 0.0}
+DEFAULT_TRAIN: dict[str, Any] = {
+    "epochs": 5.0,
+    "batch_size": 64,
+    "lr": 0.01,
+    "augment": False,
+    "schedule": "cosine",
+    "warmup_frac": 0.0,
+}
 
 
 def _train_config(train_config: TrainConfig | dict[str, Any] | None) -> tuple[TrainConfig, dict[str, Any]]:
@@ -618,8 +848,11 @@ def _train_config(train_config: TrainConfig | dict[str, Any] | None) -> tuple[Tr
         cfg = TrainConfig.from_dict({**DEFAULT_TRAIN, **given})
     except (ConfigError, ValueError, TypeError) as e:
         raise DeletionError(f"train_config: {e}") from None
-    return cfg, {"source": "user" if given else "obliviate default",
-                 "fields_from_user": sorted(given), "fields_from_default": sorted(set(cfg.to_dict()) - set(given))}
+    return cfg, {
+        "source": "user" if given else "obliviate default",
+        "fields_from_user": sorted(given),
+        "fields_from_default": sorted(set(cfg.to_dict()) - set(given)),
+    }
 
 
 def unlearn(
@@ -701,45 +934,84 @@ def unlearn(
         val_rows = np.arange(n0, n0 + len(yv))
     ds = ds.to(dev)
     cfg, recipe = _train_config(train_config)
-    recipe = {"train_config": cfg.to_dict(), **recipe,
-              "model_factory": "user" if model_factory is not None else "re-initialise the model's layers "
-                                                                        "(reset_parameters)",
-              "retraining": "train_fn: the user's own loop" if train_fn is not None else
-                            "obliviate.training.fit with train_config"}
-    ctx = UnlearnContext(device=dev, seed=seed, model_factory=model_factory or reinit_factory(model),
-                         train_config=cfg)
+    recipe = {
+        "train_config": cfg.to_dict(),
+        **recipe,
+        "model_factory": "user" if model_factory is not None else "re-initialise the model's layers (reset_parameters)",
+        "retraining": "train_fn: the user's own loop"
+        if train_fn is not None
+        else "obliviate.training.fit with train_config",
+    }
+    ctx = UnlearnContext(device=dev, seed=seed, model_factory=model_factory or reinit_factory(model), train_config=cfg)
     xf = ds.train_images[: len(split.forget)]
-    req: dict[str, Any] = {"ids": {"count": int(len(split.forget)), "sha256": tensor_sha256(xf),
-                                   "what": "SHA-256 of the forget inputs (the API receives rows, not ids)"},
-                           "dataset_fingerprint": tensor_sha256(ds.train_images)[:20]}
+    req: dict[str, Any] = {
+        "ids": {
+            "count": int(len(split.forget)),
+            "sha256": tensor_sha256(xf),
+            "what": "SHA-256 of the forget inputs (the API receives rows, not ids)",
+        },
+        "dataset_fingerprint": tensor_sha256(ds.train_images)[:20],
+    }
     if request_id is not None:
         req["id"] = request_id
     if ids is not None and len(ids) != len(split.forget):
         raise DeletionError(f"ids: {len(ids)} id(s) for {len(split.forget)} forget row(s); give one id per row")
     salt = ledger_salt if ledger_salt is not None else os.environ.get("OBLIVIATE_LEDGER_SALT")
     if out is not None:
-        from .output import OutputError, check_out, ledger_ids as _form
+        from .output import OutputError, check_out
+        from .output import ledger_ids as _form
 
         try:
             check_out(out)
             _form([], ledger_ids, salt)
         except OutputError as e:
             raise DeletionError(str(e)) from None
-    res = honour(model, ds, split, held, method=method, config=config, exact=exact, ctx=ctx,
-                 validation_rows=val_rows, reference=reference, references=references, request=req,
-                 fallback=fallback, recipe=recipe, train_fn=train_fn)
+    res = honour(
+        model,
+        ds,
+        split,
+        held,
+        method=method,
+        config=config,
+        exact=exact,
+        ctx=ctx,
+        validation_rows=val_rows,
+        reference=reference,
+        references=references,
+        request=req,
+        fallback=fallback,
+        recipe=recipe,
+        train_fn=train_fn,
+    )
     if out is not None:
         from .output import write_user_output
 
-        write_user_output(out, res, num_classes=ds.num_classes, forget_ids=list(ids or []), ledger_form=ledger_ids,
-                          fingerprint=req["dataset_fingerprint"], salt=salt)
+        write_user_output(
+            out,
+            res,
+            num_classes=ds.num_classes,
+            forget_ids=list(ids or []),
+            ledger_form=ledger_ids,
+            fingerprint=req["dataset_fingerprint"],
+            salt=salt,
+        )
     return res
 
 
-def audit(model: nn.Module, *, forget: Any, heldout: Any, retain: Any = None, original: nn.Module | None = None,
-          reference: nn.Module | None = None, references: list[nn.Module] | None = None,
-          class_names: list[str] | tuple[str, ...] | None = None, device: str | torch.device | None = None,
-          seed: int = 0, retain_max: int | None = 5000) -> dict[str, Any]:
+def audit(
+    model: nn.Module,
+    *,
+    forget: Any,
+    heldout: Any,
+    retain: Any = None,
+    original: nn.Module | None = None,
+    reference: nn.Module | None = None,
+    references: list[nn.Module] | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    retain_max: int | None = 5000,
+) -> dict[str, Any]:
     """Measure without changing anything: accuracy and loss on ``forget`` and ``heldout`` (and
     ``retain``), the membership audit — with ``references`` (K ≥ 2) the per-example one — and,
     given a retrained ``reference`` (or ``references[0]``) and ``retain``, the study's Avg. gap
@@ -752,13 +1024,19 @@ def audit(model: nn.Module, *, forget: Any, heldout: Any, retain: Any = None, or
     reference = reference if reference is not None else (refs[0] if refs else None)
     xr_given = retain is not None
     try:
-        ds, split, held = user_problem(model, forget, retain if xr_given else heldout, heldout, dev,
-                                       class_names=class_names)
+        ds, split, held = user_problem(
+            model, forget, retain if xr_given else heldout, heldout, dev, class_names=class_names
+        )
     except UserDataError as e:
         raise DeletionError(str(e)) from None
     if not xr_given:  # no retain rows: the held-out rows stood in to build the problem; measure none
-        split = ForgetSplit(forget=split.forget, retain=split.retain[:0], test_forget=split.test_forget,
-                            test_retain=split.test_retain, forget_classes=())
+        split = ForgetSplit(
+            forget=split.forget,
+            retain=split.retain[:0],
+            test_forget=split.test_forget,
+            test_retain=split.test_retain,
+            forget_classes=(),
+        )
     ds = ds.to(dev)
     retain_rows = split.retain
     if retain_max is not None and len(retain_rows) > retain_max:
@@ -769,8 +1047,11 @@ def audit(model: nn.Module, *, forget: Any, heldout: Any, retain: Any = None, or
         return _measure(m.to(dev).eval(), ds, split, held, dev, 512, retain_rows)
 
     figs, outs = measure(model)
-    res: dict[str, Any] = {"model_sha256": weights_sha256(model), **figs,
-                           "membership": membership_audit(outs["forget"], outs["heldout"], seed=seed)}
+    res: dict[str, Any] = {
+        "model_sha256": weights_sha256(model),
+        **figs,
+        "membership": membership_audit(outs["forget"], outs["heldout"], seed=seed),
+    }
     if split.forget_classes:
         res["per_class_accuracy"] = per_class_accuracy(outs, ds.class_names)
     phi_of = _phi_audit(ds, split, held, dev, 512, ctx, refs, seed) if len(refs) >= 2 else None
@@ -779,8 +1060,11 @@ def audit(model: nn.Module, *, forget: Any, heldout: Any, retain: Any = None, or
     others: dict[str, Any] = {}
     if original is not None:
         o_figs, o_outs = measure(original)
-        res["original"] = {**o_figs, "membership": membership_audit(o_outs["forget"], o_outs["heldout"], seed=seed),
-                           **({"per_example": phi_of(original, o_outs)} if phi_of is not None else {})}
+        res["original"] = {
+            **o_figs,
+            "membership": membership_audit(o_outs["forget"], o_outs["heldout"], seed=seed),
+            **({"per_example": phi_of(original, o_outs)} if phi_of is not None else {}),
+        }
         others["original"] = o_outs
     if reference is not None:
         r_figs, r_outs = measure(reference)
@@ -790,7 +1074,9 @@ def audit(model: nn.Module, *, forget: Any, heldout: Any, retain: Any = None, or
         if xr_given:
             res["gap_points"] = study_gap(outs, r_outs, split, ds.num_classes, seed)["avg"]
             if "original" in others:
-                res["original"]["gap_points"] = study_gap(others["original"], r_outs, split, ds.num_classes, seed)["avg"]
+                res["original"]["gap_points"] = study_gap(others["original"], r_outs, split, ds.num_classes, seed)[
+                    "avg"
+                ]
             second = next((r for r in refs if r is not reference), None)
             if second is not None:
                 res["noise_floor_points"] = study_gap(measure(second)[1], r_outs, split, ds.num_classes, seed)["avg"]

@@ -50,22 +50,44 @@ def _factory(member: dict[str, Any]) -> Any:
     return make
 
 
-def train_deployable(ds: ImageDataset, member: dict[str, Any], cfg: TrainConfig, *, shards: int, slices: int,
-                     seed: int, device: torch.device) -> tuple[SISAEnsemble, SISATrainer]:
+def train_deployable(
+    ds: ImageDataset,
+    member: dict[str, Any],
+    cfg: TrainConfig,
+    *,
+    shards: int,
+    slices: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[SISAEnsemble, SISATrainer]:
     """Train a SISA ensemble of ``member`` models on every training row of ``ds``."""
     ids = np.asarray(ds.train_ids.cpu())
     stage_cfg = cfg.with_(epochs=stage_epochs(cfg.epochs, slices))
-    trainer = SISATrainer(ds.train_images, ds.train_labels, ShardPlan.make(ids, shards, slices, seed),
-                          _factory(member), stage_cfg, seed, device, ds.mean, ds.std)
+    trainer = SISATrainer(
+        ds.train_images,
+        ds.train_labels,
+        ShardPlan.make(ids, shards, slices, seed),
+        _factory(member),
+        stage_cfg,
+        seed,
+        device,
+        ds.mean,
+        ds.std,
+    )
     trainer.train()
     return ensemble_of(trainer, member), trainer
 
 
 def ensemble_of(trainer: SISATrainer, member: dict[str, Any], aggregation: str = "mean") -> SISAEnsemble:
     ens = SISAEnsemble([trainer.constituent(k) for k in range(trainer.shards)], aggregation)
-    ens.obliviate_spec = {"name": "sisa_ensemble", "num_classes": member["num_classes"],  # type: ignore[assignment]
-                          "in_chans": member.get("in_chans", 3), "member": dict(member),
-                          "shards": trainer.shards, "aggregation": aggregation}
+    ens.obliviate_spec = {
+        "name": "sisa_ensemble",
+        "num_classes": member["num_classes"],  # type: ignore[assignment]
+        "in_chans": member.get("in_chans", 3),
+        "member": dict(member),
+        "shards": trainer.shards,
+        "aggregation": aggregation,
+    }
     return ens
 
 
@@ -80,22 +102,32 @@ def save_state(base: Path, trainer: SISATrainer, train_ids: np.ndarray, removed_
         with atomic_path(path) as tmp:
             save_file(state, str(tmp))
         shards[path.name] = file_sha256(path)
-    plan = {"format": STATE_FORMAT, "seed": trainer.seed, "shards": trainer.shards, "slices": trainer.slices,
-            "stage_train": trainer.train_config.to_dict(),
-            "slice_ids": [[[int(train_ids[p]) for p in sl] for sl in shard] for shard in trainer.plan.slices],
-            "removed_ids": sorted(int(i) for i in removed_ids), "files": shards}
+    plan = {
+        "format": STATE_FORMAT,
+        "seed": trainer.seed,
+        "shards": trainer.shards,
+        "slices": trainer.slices,
+        "stage_train": trainer.train_config.to_dict(),
+        "slice_ids": [[[int(train_ids[p]) for p in sl] for sl in shard] for shard in trainer.plan.slices],
+        "removed_ids": sorted(int(i) for i in removed_ids),
+        "files": shards,
+    }
     text = json.dumps(plan, sort_keys=True)
     write_text_atomic(folder / "plan.json", text)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_state(base: Path, meta: dict[str, Any], ds: ImageDataset, device: torch.device) -> tuple[SISATrainer, list[int]]:
+def load_state(
+    base: Path, meta: dict[str, Any], ds: ImageDataset, device: torch.device
+) -> tuple[SISATrainer, list[int]]:
     """The trainer (plan and checkpoints) of a deployable SISA model, and the ids removed so far."""
     folder = state_dir(base)
     plan_path = folder / "plan.json"
     if not plan_path.is_file():
-        raise SISAStateError(f"{base} is a SISA ensemble without its shard state ({folder}): it was not trained "
-                             "with `obliviate train --sisa S:R`, so only a full retrain can delete from it")
+        raise SISAStateError(
+            f"{base} is a SISA ensemble without its shard state ({folder}): it was not trained "
+            "with `obliviate train --sisa S:R`, so only a full retrain can delete from it"
+        )
     text = plan_path.read_text()
     want = (meta.get("sisa") or {}).get("plan_sha256")
     if want != hashlib.sha256(text.encode()).hexdigest():
@@ -112,12 +144,22 @@ def load_state(base: Path, meta: dict[str, Any], ds: ImageDataset, device: torch
         if not path.is_file() or file_sha256(path) != plan["files"].get(path.name):
             raise SISAStateError(f"{path} is missing or does not match its hash in plan.json")
         flat = load_file(str(path))
-        checkpoints.append([{n.split("/", 1)[1]: t for n, t in flat.items() if n.startswith(f"r{r}/")}
-                            for r in range(plan["slices"])])
+        checkpoints.append(
+            [{n.split("/", 1)[1]: t for n, t in flat.items() if n.startswith(f"r{r}/")} for r in range(plan["slices"])]
+        )
     member = meta["model"]["member"]
-    trainer = SISATrainer(ds.train_images, ds.train_labels, ShardPlan(slices), _factory(member),
-                          TrainConfig.from_dict(plan["stage_train"]), int(plan["seed"]), device, ds.mean, ds.std,
-                          checkpoints)
+    trainer = SISATrainer(
+        ds.train_images,
+        ds.train_labels,
+        ShardPlan(slices),
+        _factory(member),
+        TrainConfig.from_dict(plan["stage_train"]),
+        int(plan["seed"]),
+        device,
+        ds.mean,
+        ds.std,
+        checkpoints,
+    )
     return trainer, [int(i) for i in plan["removed_ids"]]
 
 
@@ -141,10 +183,15 @@ def delete(trainer: SISATrainer, ds: ImageDataset, new_ids: list[int], earlier_i
     seconds = time.perf_counter() - t0
     full = trainer.steps_for(removed)
     spent = sum(s for _, s in done.values())
-    return {"seconds": seconds, "steps": spent, "affected_shards": sorted(done),
-            "restart_slice": {str(k): r for k, (r, _) in done.items()},
-            "full_ensemble_retrain_steps": full, "retrain_steps_saved": full - spent,
-            "saved_fraction": (full - spent) / full if full else 0.0}
+    return {
+        "seconds": seconds,
+        "steps": spent,
+        "affected_shards": sorted(done),
+        "restart_slice": {str(k): r for k, (r, _) in done.items()},
+        "full_ensemble_retrain_steps": full,
+        "retrain_steps_saved": full - spent,
+        "saved_fraction": (full - spent) / full if full else 0.0,
+    }
 
 
 def check_matches(trainer: SISATrainer, model: nn.Module) -> None:
@@ -152,11 +199,15 @@ def check_matches(trainer: SISATrainer, model: nn.Module) -> None:
     (a state copied from another model, or from before an earlier deletion)."""
     members = getattr(model, "members", None)
     if members is None or len(members) != trainer.shards:
-        raise SISAStateError(f"the shard state has {trainer.shards} constituents, the model "
-                             f"{len(members) if members is not None else 'none'}")
+        raise SISAStateError(
+            f"the shard state has {trainer.shards} constituents, the model "
+            f"{len(members) if members is not None else 'none'}"
+        )
     for k in range(trainer.shards):
         want = members[k].state_dict()
         got = trainer.checkpoints[k][-1]
         if set(want) != set(got) or any(not torch.equal(got[n].to(want[n].device), want[n]) for n in want):
-            raise SISAStateError(f"constituent {k} of the shard state is not the model's: the state belongs to "
-                                 "another model or an earlier version of this one; refusing to delete from it")
+            raise SISAStateError(
+                f"constituent {k} of the shard state is not the model's: the state belongs to "
+                "another model or an earlier version of this one; refusing to delete from it"
+            )

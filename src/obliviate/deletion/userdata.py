@@ -28,8 +28,10 @@ def _pair(item: Any, what: str) -> tuple[Any, Any]:
         x = next((item[k] for k in _INPUT_KEYS if k in item), None)
         y = next((item[k] for k in _LABEL_KEYS if k in item), None)
         if x is None or y is None:
-            raise UserDataError(f"{what}: a dict item needs an input key {_INPUT_KEYS} and a label key "
-                                f"{_LABEL_KEYS}, got keys {sorted(item)}")
+            raise UserDataError(
+                f"{what}: a dict item needs an input key {_INPUT_KEYS} and a label key "
+                f"{_LABEL_KEYS}, got keys {sorted(item)}"
+            )
         return x, y
     if isinstance(item, (tuple, list)) and len(item) >= 2:
         return item[0], item[1]
@@ -48,7 +50,9 @@ def to_tensors(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
 
         batched = isinstance(data, DataLoader)
         if not isinstance(data, Iterable) and not hasattr(data, "__getitem__"):
-            raise UserDataError(f"{what}: expected a Dataset, a DataLoader or (inputs, labels), got {type(data).__name__}")
+            raise UserDataError(
+                f"{what}: expected a Dataset, a DataLoader or (inputs, labels), got {type(data).__name__}"
+            )
         items = data if batched else (data[i] for i in range(len(data)))
         xs, ys = [], []
         for item in items:
@@ -85,29 +89,37 @@ def output_classes(model: nn.Module, example: torch.Tensor, device: torch.device
     model.eval()
     try:
         out = model(example[:1].to(device))
-    except Exception as e:  # noqa: BLE001 - the user's model and input disagree: say so
-        raise UserDataError(f"the model cannot take these inputs (shape {tuple(example.shape[1:])}): "
-                            f"{type(e).__name__}: {e}") from None
+    except Exception as e:
+        raise UserDataError(
+            f"the model cannot take these inputs (shape {tuple(example.shape[1:])}): {type(e).__name__}: {e}"
+        ) from None
     finally:
         model.train(was)
     if isinstance(out, dict) or not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise UserDataError(f"the model must return logits (N, classes), got {type(out).__name__} "
-                            f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}")
+        raise UserDataError(
+            f"the model must return logits (N, classes), got {type(out).__name__} "
+            f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}"
+        )
     return int(out.shape[1])
 
 
-def user_problem(model: nn.Module, forget: Any, retain: Any, heldout: Any | None,
-                 device: torch.device, class_names: Any = None) -> tuple[ImageDataset, ForgetSplit, np.ndarray]:
+def user_problem(
+    model: nn.Module, forget: Any, retain: Any, heldout: Any | None, device: torch.device, class_names: Any = None
+) -> tuple[ImageDataset, ForgetSplit, np.ndarray]:
     """One in-memory dataset — train rows ``[forget | retain]``, test rows ``heldout`` — its
     split, and the held-out rows. Whole classes absent from ``retain`` are the forgotten classes."""
     xf, yf = to_tensors(forget, "forget")
     xr, yr = to_tensors(retain, "retain")
     if xf.shape[1:] != xr.shape[1:]:
-        raise UserDataError(f"forget inputs {tuple(xf.shape[1:])} and retain inputs {tuple(xr.shape[1:])} differ in shape")
+        raise UserDataError(
+            f"forget inputs {tuple(xf.shape[1:])} and retain inputs {tuple(xr.shape[1:])} differ in shape"
+        )
     if heldout is not None:
         xh, yh = to_tensors(heldout, "heldout")
         if xh.shape[1:] != xr.shape[1:]:
-            raise UserDataError(f"held-out inputs {tuple(xh.shape[1:])} differ in shape from retain {tuple(xr.shape[1:])}")
+            raise UserDataError(
+                f"held-out inputs {tuple(xh.shape[1:])} differ in shape from retain {tuple(xr.shape[1:])}"
+            )
     else:
         xh, yh = xr[:0], yr[:0]
     k = output_classes(model, xr, device)
@@ -117,19 +129,32 @@ def user_problem(model: nn.Module, forget: Any, retain: Any, heldout: Any | None
     if class_names is not None:
         names = tuple(str(c) for c in class_names)
         if len(names) != k or len(set(names)) != k:
-            raise UserDataError(f"class_names: the model predicts {k} classes, got {len(names)} name(s)"
-                                f"{' with duplicates' if len(set(names)) != len(names) else ''}: {list(names)[:12]}")
+            raise UserDataError(
+                f"class_names: the model predicts {k} classes, got {len(names)} name(s)"
+                f"{' with duplicates' if len(set(names)) != len(names) else ''}: {list(names)[:12]}"
+            )
     else:
         names = tuple(str(i) for i in range(k))
     ds = ImageDataset(
-        name="user data", train_images=torch.cat([xf, xr]), train_labels=torch.cat([yf, yr]),
-        test_images=xh, test_labels=yh, class_names=names, mean=(), std=(),
+        name="user data",
+        train_images=torch.cat([xf, xr]),
+        train_labels=torch.cat([yf, yr]),
+        test_images=xh,
+        test_labels=yh,
+        class_names=names,
+        mean=(),
+        std=(),
         source="the caller's Dataset/DataLoader",
     )
     nf = len(yf)
     forgotten = tuple(sorted(set(yf.tolist()) - set(yr.tolist())))
     test = np.arange(len(yh))
     in_forgotten = np.isin(yh.numpy(), forgotten) if len(yh) else np.zeros(0, dtype=bool)
-    split = ForgetSplit(forget=np.arange(nf), retain=np.arange(nf, len(ds.train_labels)),
-                        test_forget=test[in_forgotten], test_retain=test[~in_forgotten], forget_classes=forgotten)
+    split = ForgetSplit(
+        forget=np.arange(nf),
+        retain=np.arange(nf, len(ds.train_labels)),
+        test_forget=test[in_forgotten],
+        test_retain=test[~in_forgotten],
+        forget_classes=forgotten,
+    )
     return ds, split, test

@@ -38,7 +38,6 @@ from .models import (
     build_tiny_llama,
     load_pretrained,
 )
-from .sources import SOURCES, ModelSourceError, resolve_model
 from .report import render_llm_section
 from .requests import (
     LabelFlip,
@@ -50,6 +49,7 @@ from .requests import (
     parse_llm_request,
     split_statements,
 )
+from .sources import SOURCES, ModelSourceError, resolve_model
 from .train import TaskTrainConfig, optimise, train_task_model
 from .unlearn import LLMMethodConfig, LLMUnlearnContext, LLMUnlearnData, Reference, run_unlearning
 
@@ -57,8 +57,6 @@ __all__ = [
     "LLM_METRICS",
     "METRIC_GROUPS",
     "SOURCES",
-    "ModelSourceError",
-    "resolve_model",
     "TEMPLATE_NAMES",
     "TINY",
     "CrowsPair",
@@ -71,6 +69,7 @@ __all__ = [
     "LabelNoise",
     "LoraSettings",
     "ModelEval",
+    "ModelSourceError",
     "Reference",
     "StatementForget",
     "StatementSplit",
@@ -92,6 +91,7 @@ __all__ = [
     "optimise",
     "parse_llm_request",
     "render_llm_section",
+    "resolve_model",
     "run_unlearning",
     "split_statements",
     "train_task_model",

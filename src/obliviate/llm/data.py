@@ -78,8 +78,10 @@ class TextDataset:
         :meth:`obliviate.data.ImageDataset.fingerprint` is of images)."""
         from ..utils import stable_hash
 
-        return stable_hash([[r.id, r.text, r.label, r.group, getattr(r, "category", None)] for r in self.records]
-                           + [self.instruction, dict(self.answers)])
+        return stable_hash(
+            [[r.id, r.text, r.label, r.group, getattr(r, "category", None)] for r in self.records]
+            + [self.instruction, dict(self.answers)]
+        )
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -122,8 +124,14 @@ class TextDataset:
         counts: dict[str, int] = {}
         for r in self.records:
             counts[r.label] = counts.get(r.label, 0) + 1
-        return {"name": self.name, "size": len(self), "labels": counts, "instruction": self.instruction,
-                "answers": dict(self.answers), "source": self.source}
+        return {
+            "name": self.name,
+            "size": len(self),
+            "labels": counts,
+            "instruction": self.instruction,
+            "answers": dict(self.answers),
+            "source": self.source,
+        }
 
 
 def default_answers(labels: Sequence[str]) -> dict[str, str]:
@@ -134,9 +142,16 @@ def default_answers(labels: Sequence[str]) -> dict[str, str]:
 def load_clinical_bias(instruction: str = DEFAULT_INSTRUCTION) -> TextDataset:
     """The bundled 477-sentence clinical-bias set (see ``resources/CLINICAL_BIAS_README.md``)."""
     ds = _from_rows(
-        "clinical_bias", _read_jsonl(CLINICAL_BIAS_PATH), text_col="text", label_col="label", id_col="id",
-        group_col="pair_id", category_col="category", instruction=instruction,
-        answers={"biased": "biased", "not_biased": "not biased"}, source="obliviate bundled clinical_bias.jsonl",
+        "clinical_bias",
+        _read_jsonl(CLINICAL_BIAS_PATH),
+        text_col="text",
+        label_col="label",
+        id_col="id",
+        group_col="pair_id",
+        category_col="category",
+        instruction=instruction,
+        answers={"biased": "biased", "not_biased": "not biased"},
+        source="obliviate bundled clinical_bias.jsonl",
     )
     return ds
 
@@ -188,15 +203,32 @@ def load_text_dataset(
             f"text dataset {name!r} not found: give 'clinical_bias', an existing .csv/.jsonl file, "
             "or a Hugging Face dataset id like 'owner/name'"
         )
-    return _from_rows(path.stem if path.is_file() else name, rows, text_col=text_col, label_col=label_col,
-                      id_col=id_col, group_col=group_col, category_col=category_col,
-                      instruction=instruction, answers=answers, source=source)
+    return _from_rows(
+        path.stem if path.is_file() else name,
+        rows,
+        text_col=text_col,
+        label_col=label_col,
+        id_col=id_col,
+        group_col=group_col,
+        category_col=category_col,
+        instruction=instruction,
+        answers=answers,
+        source=source,
+    )
 
 
 def _from_rows(
-    name: str, rows: list[dict[str, Any]], *, text_col: str, label_col: str, id_col: str | None,
-    group_col: str | None, category_col: str | None, instruction: str,
-    answers: Mapping[str, str] | None, source: str,
+    name: str,
+    rows: list[dict[str, Any]],
+    *,
+    text_col: str,
+    label_col: str,
+    id_col: str | None,
+    group_col: str | None,
+    category_col: str | None,
+    instruction: str,
+    answers: Mapping[str, str] | None,
+    source: str,
 ) -> TextDataset:
     if not rows:
         raise TextDataError(f"{name}: no rows")
@@ -218,11 +250,15 @@ def _from_rows(
             raise TextDataError(f"{name}: row {i} has no {label_col!r}")
         group = row.get(group_col) if group_col else None
         category = row.get(category_col) if category_col else None
-        records.append(TextRecord(
-            id=str(row[id_col]) if id_col else str(i), text=text.strip(), label=str(label),
-            group=None if group in (None, "") else str(group),
-            category=None if category in (None, "") else str(category),
-        ))
+        records.append(
+            TextRecord(
+                id=str(row[id_col]) if id_col else str(i),
+                text=text.strip(),
+                label=str(label),
+                group=None if group in (None, "") else str(group),
+                category=None if category in (None, "") else str(category),
+            )
+        )
     labels = sorted({r.label for r in records})
     if len(labels) < 2:
         raise TextDataError(f"{name}: a judgement task needs at least two labels, found {labels}")
@@ -267,7 +303,7 @@ def _read_hub(dataset_id: str, split: str) -> list[dict[str, Any]]:
         ) from e
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
-    except Exception as e:  # noqa: BLE001 - offline, unknown id, gated: all become one actionable error
+    except Exception as e:
         raise TextDataError(
             f"could not load the Hugging Face dataset {dataset_id!r} (split {split!r}): {type(e).__name__}: {e}. "
             "Offline? Export it to a local .csv/.jsonl file and pass that path."

@@ -84,7 +84,8 @@ class TaskEncoder:
             system = [] if self.system is None else [{"role": "system", "content": self.system}]
             rendered = self.tokenizer.apply_chat_template(
                 [*system, {"role": "user", "content": f"{self.instruction}\n\n{_SLOT}"}],
-                add_generation_prompt=True, tokenize=False,
+                add_generation_prompt=True,
+                tokenize=False,
             )
         else:
             rendered = TEMPLATES[self.template].format(instruction=self.instruction, text=_SLOT)
@@ -144,7 +145,9 @@ class TaskEncoder:
         return Encoded(list(ids), [False] + [True] * (len(ids) - 1))
 
     # -- batching ---------------------------------------------------------------------------------
-    def collate(self, examples: Sequence[Encoded], index: Sequence[int] | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def collate(
+        self, examples: Sequence[Encoded], index: Sequence[int] | torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Right-pad a list of examples into a batch dict."""
         if not examples:
             raise ValueError("cannot collate an empty batch")
@@ -211,13 +214,13 @@ class TextBatchLoader:
             order = torch.randperm(len(order), generator=g).tolist()
         self.epoch += 1
         bs = self.batch_size
-        chunks = [order[s:s + bs] for s in range(0, len(order), bs)]
+        chunks = [order[s : s + bs] for s in range(0, len(order), bs)]
         if self.group_by_length:
             mega = bs * self.MEGA
             chunks = []
             for m in range(0, len(order), mega):
-                part = sorted(order[m:m + mega], key=lambda i: -len(self.examples[i].ids))
-                chunks += [part[s:s + bs] for s in range(0, len(part), bs)]
+                part = sorted(order[m : m + mega], key=lambda i: -len(self.examples[i].ids))
+                chunks += [part[s : s + bs] for s in range(0, len(part), bs)]
             if self.shuffle:
                 chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
         for chunk in chunks:

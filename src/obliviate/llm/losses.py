@@ -17,8 +17,10 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     nll = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-        ignore_index=IGNORE, reduction="none",
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
     ).view(shift_labels.shape)
     mask = (shift_labels != IGNORE).float()
     return nll * mask, mask

@@ -37,17 +37,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils import autocast_context
 from .data import CrowsPair, TextDataset
 from .encode import Encoded, TaskEncoder, model_inputs
 from .losses import token_nll
-from ..utils import autocast_context
 from .requests import StatementSplit
 
 # key -> (summary, direction); "flip|ids" directions depend on the request kind
 LLM_METRICS: dict[str, tuple[str, str]] = {
-    "forget_flip_rate": ("share of forget statements whose judgement differs from the original model's", "flip:higher|ids:closest_to_retrained"),
+    "forget_flip_rate": (
+        "share of forget statements whose judgement differs from the original model's",
+        "flip:higher|ids:closest_to_retrained",
+    ),
     "forget_target_rate": ("share of forget statements answered with the requested answer (flip requests)", "higher"),
-    "forget_acc": ("judgement accuracy on forget statements w.r.t. their dataset labels", "flip:lower|ids:closest_to_retrained"),
+    "forget_acc": (
+        "judgement accuracy on forget statements w.r.t. their dataset labels",
+        "flip:lower|ids:closest_to_retrained",
+    ),
     "retain_acc": ("judgement accuracy on retain statements", "higher"),
     "heldout_acc": ("judgement accuracy on held-out statements (never trained on)", "higher"),
     "twin_keep_rate": ("share of forget statements' minimal-edit twins whose judgement is unchanged", "higher"),
@@ -57,11 +63,21 @@ LLM_METRICS: dict[str, tuple[str, str]] = {
     "mia_mink_auc": ("membership-inference AUC, Min-K% attack (k = 20 %), forget vs held-out", "closest_to_retrained"),
     "mia_zlib_auc": ("membership-inference AUC, zlib attack, forget vs held-out", "closest_to_retrained"),
     "forget_quality": ("TOFU forget quality: KS-test p-value of truth ratios vs the retrained model", "higher"),
-    "crows_pairs_score": ("CrowS-Pairs: share of pairs where the stereotyping sentence is more likely (0.5 = unbiased)", "info"),
+    "crows_pairs_score": (
+        "CrowS-Pairs: share of pairs where the stereotyping sentence is more likely (0.5 = unbiased)",
+        "info",
+    ),
     "crows_pairs_bias": ("CrowS-Pairs |score − 0.5|", "lower"),
 }
 METRIC_GROUPS = {
-    "judgement": ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc", "twin_keep_rate"),
+    "judgement": (
+        "forget_flip_rate",
+        "forget_target_rate",
+        "forget_acc",
+        "retain_acc",
+        "heldout_acc",
+        "twin_keep_rate",
+    ),
     "perplexity": ("heldout_ppl", "general_ppl"),
     "mia": ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc"),
     "forget_quality": ("forget_quality",),
@@ -85,8 +101,13 @@ def direction_of(key: str, request_kind: str) -> str:
 
 @torch.no_grad()
 def token_logprobs(
-    model: nn.Module, encoder: TaskEncoder, examples: Sequence[Encoded], *, batch_size: int = 32,
-    device: torch.device | str = "cpu", bf16: bool = False,
+    model: nn.Module,
+    encoder: TaskEncoder,
+    examples: Sequence[Encoded],
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
 ) -> list[np.ndarray]:
     """Log-probabilities of each example's loss tokens (float64 arrays), in input order.
 
@@ -99,7 +120,7 @@ def token_logprobs(
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     out: list[np.ndarray] = [np.zeros(0)] * len(examples)
     for s in range(0, len(order), batch_size):
-        chunk = order[s:s + batch_size]
+        chunk = order[s : s + batch_size]
         batch = encoder.collate([examples[i] for i in chunk])
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast_context(device, bf16):
@@ -114,8 +135,14 @@ def token_logprobs(
 
 
 def answer_scores(
-    model: nn.Module, encoder: TaskEncoder, texts: Sequence[str], answers: Sequence[str], *,
-    batch_size: int = 32, device: torch.device | str = "cpu", bf16: bool = False,
+    model: nn.Module,
+    encoder: TaskEncoder,
+    texts: Sequence[str],
+    answers: Sequence[str],
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
 ) -> np.ndarray:
     """``(N, K)`` summed log-likelihood of each answer (+EOS) after each statement's prompt."""
     lps = sequence_logprobs(model, encoder, texts, answers, batch_size=batch_size, device=device, bf16=bf16)
@@ -123,8 +150,14 @@ def answer_scores(
 
 
 def sequence_logprobs(
-    model: nn.Module, encoder: TaskEncoder, texts: Sequence[str], answers: Sequence[str], *,
-    batch_size: int = 32, device: torch.device | str = "cpu", bf16: bool = False,
+    model: nn.Module,
+    encoder: TaskEncoder,
+    texts: Sequence[str],
+    answers: Sequence[str],
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
 ) -> list[list[np.ndarray]]:
     """Per statement, per answer: the log-probabilities of every token after BOS of
     ``prompt + answer + EOS`` — the answer's score and the whole example's likelihood, which the
@@ -141,17 +174,23 @@ def sequence_logprobs(
     shared = [i for i, ps in enumerate(prompts) if all(q == ps[0] for q in ps)]
     rest = sorted(set(range(len(texts))) - set(shared))
     if rest:
-        ex = [Encoded([*prompts[i][k], *a], [True] * (len(prompts[i][k]) + len(a))) for i in rest for k, a in enumerate(ans)]
+        ex = [
+            Encoded([*prompts[i][k], *a], [True] * (len(prompts[i][k]) + len(a)))
+            for i in rest
+            for k, a in enumerate(ans)
+        ]
         lps = token_logprobs(model, encoder, ex, batch_size=batch_size, device=device, bf16=bf16)
         for j, i in enumerate(rest):
-            out[i] = lps[j * len(ans):(j + 1) * len(ans)]
+            out[i] = lps[j * len(ans) : (j + 1) * len(ans)]
     was = model.training
     model.eval()
     order = sorted(shared, key=lambda i: len(prompts[i][0]))
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
-            chunk = order[s:s + batch_size]
-            for i, row in zip(chunk, _continue_prompts(model, encoder, [prompts[i][0] for i in chunk], ans, device, bf16)):
+            chunk = order[s : s + batch_size]
+            for i, row in zip(
+                chunk, _continue_prompts(model, encoder, [prompts[i][0] for i in chunk], ans, device, bf16)
+            ):
                 out[i] = row
     model.train(was)
     return out
@@ -168,15 +207,21 @@ def _cache_arg() -> str:
     return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 
 
-def _continue_prompts(model: nn.Module, encoder: TaskEncoder, prompts: list[list[int]], answers: list[list[int]],
-                      device: torch.device, bf16: bool) -> list[list[np.ndarray]]:
+def _continue_prompts(
+    model: nn.Module,
+    encoder: TaskEncoder,
+    prompts: list[list[int]],
+    answers: list[list[int]],
+    device: torch.device,
+    bf16: bool,
+) -> list[list[np.ndarray]]:
     """One left-padded prompt pass, then each answer from the cache (cropped back after each)."""
     b, width = len(prompts), max(len(q) for q in prompts)
     ids = torch.full((b, width), encoder.pad_id, dtype=torch.long)
     att = torch.zeros((b, width), dtype=torch.long)
     for j, q in enumerate(prompts):
-        ids[j, width - len(q):] = torch.tensor(q)
-        att[j, width - len(q):] = 1
+        ids[j, width - len(q) :] = torch.tensor(q)
+        att[j, width - len(q) :] = 1
     ids, att = ids.to(device), att.to(device)
     pos = (att.cumsum(1) - 1).clamp(min=0)
     with autocast_context(device, bf16):
@@ -191,24 +236,29 @@ def _continue_prompts(model: nn.Module, encoder: TaskEncoder, prompts: list[list
         n = len(a)
         a_ids = torch.tensor(a, device=device).expand(b, n)
         with autocast_context(device, bf16):
-            o2 = model(input_ids=a_ids, attention_mask=torch.cat([att, torch.ones_like(a_ids)], 1),
-                       position_ids=pos[:, -1:] + 1 + torch.arange(n, device=device), use_cache=True,
-                       **{cache_arg: cache})
+            o2 = model(
+                input_ids=a_ids,
+                attention_mask=torch.cat([att, torch.ones_like(a_ids)], 1),
+                position_ids=pos[:, -1:] + 1 + torch.arange(n, device=device),
+                use_cache=True,
+                **{cache_arg: cache},
+            )
         lp2 = torch.log_softmax(o2.logits.float(), -1)
         first = last.gather(-1, a_ids[:, :1])
         tail = lp2[:, :-1].gather(-1, a_ids[:, 1:, None])[..., 0]
         a_lp = torch.cat([first, tail], 1).double().cpu().numpy()
         cache.crop(-n)  # back to the prompt
         for j, q in enumerate(prompts):
-            rows[j].append(np.concatenate([prompt_lp[j, width - len(q):], a_lp[j]]))
+            rows[j].append(np.concatenate([prompt_lp[j, width - len(q) :], a_lp[j]]))
     return rows
 
 
 def _answer_part(lps: Sequence[Sequence[np.ndarray]], encoder: TaskEncoder, answers: Sequence[str]) -> np.ndarray:
     """``(N, K)`` sums of the answer tokens (+EOS): the last ``len(answer_ids)`` log-probs."""
     lengths = [len(encoder.answer_ids(a)) for a in answers]
-    return np.array([[float(lp[-n:].sum()) for lp, n in zip(row, lengths)] for row in lps],
-                    dtype=np.float64).reshape(len(lps), len(answers))
+    return np.array([[float(lp[-n:].sum()) for lp, n in zip(row, lengths)] for row in lps], dtype=np.float64).reshape(
+        len(lps), len(answers)
+    )
 
 
 def perplexity(token_lps: Sequence[np.ndarray]) -> float:
@@ -266,8 +316,13 @@ def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def crows_pairs_score(
-    model: nn.Module, encoder: TaskEncoder, pairs: Sequence[CrowsPair], *, batch_size: int = 32,
-    device: torch.device | str = "cpu", bf16: bool = False,
+    model: nn.Module,
+    encoder: TaskEncoder,
+    pairs: Sequence[CrowsPair],
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
 ) -> float:
     """Share of pairs in which ``sent_more`` gets the higher total log-likelihood."""
     if not pairs:
@@ -280,18 +335,30 @@ def crows_pairs_score(
 
 
 @torch.no_grad()
-def generate_answer(model: nn.Module, encoder: TaskEncoder, text: str, *, max_new_tokens: int = 16,
-                    device: torch.device | str = "cpu", bf16: bool = False) -> str:
+def generate_answer(
+    model: nn.Module,
+    encoder: TaskEncoder,
+    text: str,
+    *,
+    max_new_tokens: int = 16,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> str:
     """Greedy continuation of the statement's prompt (the answer the model would write)."""
     was = model.training
     model.eval()
     ids = torch.tensor([encoder.prompt_ids(text, reserve=max_new_tokens)], device=device)
     with autocast_context(torch.device(device), bf16):
-        out = cast(Any, model).generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        max_new_tokens=max_new_tokens, do_sample=False,
-                                        pad_token_id=encoder.pad_id, eos_token_id=encoder.eos_id)
+        out = cast(Any, model).generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=encoder.pad_id,
+            eos_token_id=encoder.eos_id,
+        )
     model.train(was)
-    return str(encoder.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)).strip()
+    return str(encoder.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)).strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,14 +411,18 @@ def evaluate_model(
     """
     labels = list(dataset.answers)
     answers = [dataset.answers[label] for label in labels]
-    rows = {"forget": split.forget, "retain": split.retain if retain_rows is None else retain_rows,
-            "validation": split.validation}
+    rows = {
+        "forget": split.forget,
+        "retain": split.retain if retain_rows is None else retain_rows,
+        "validation": split.validation,
+    }
     rows = {k: np.asarray(v) for k, v in rows.items() if len(v)}
     recs = dataset.records
     scores, label_idx, seqs = {}, {}, {}
     for name, r in rows.items():
-        lps = sequence_logprobs(model, encoder, [recs[i].text for i in r], answers,
-                                batch_size=batch_size, device=device, bf16=bf16)
+        lps = sequence_logprobs(
+            model, encoder, [recs[i].text for i in r], answers, batch_size=batch_size, device=device, bf16=bf16
+        )
         scores[name] = _answer_part(lps, encoder, answers)
         label_idx[name] = np.array([labels.index(recs[i].label) for i in r])
         seqs[name] = [row[k] for row, k in zip(lps, label_idx[name])]  # the example with its dataset answer
@@ -367,8 +438,16 @@ def evaluate_model(
             ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
             ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
     if "perplexity" in groups and general_text:
-        ev.general_ppl = perplexity(token_logprobs(model, encoder, [encoder.lm_example(t) for t in general_text],
-                                                   batch_size=batch_size, device=device, bf16=bf16))
+        ev.general_ppl = perplexity(
+            token_logprobs(
+                model,
+                encoder,
+                [encoder.lm_example(t) for t in general_text],
+                batch_size=batch_size,
+                device=device,
+                bf16=bf16,
+            )
+        )
     if "crows_pairs" in groups and crows_pairs:
         ev.crows = crows_pairs_score(model, encoder, crows_pairs, batch_size=batch_size, device=device, bf16=bf16)
     return ev

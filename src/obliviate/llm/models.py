@@ -27,7 +27,6 @@ from torch import nn
 
 from ..core import check_fields
 
-
 TINY = "tiny-llama"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BACKENDS = ("hf", "unsloth")
@@ -67,11 +66,17 @@ def build_tiny_llama(spec: TinyLlamaSpec, tokenizer: Any, seed: int) -> nn.Modul
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads, max_position_embeddings=spec.max_positions,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -86,7 +91,7 @@ def unsloth_available() -> tuple[bool, str]:
         return False, "Unsloth needs a CUDA GPU and none is available"
     try:
         import unsloth  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - ImportError, or Unsloth's own GPU checks failing
+    except Exception as e:
         return False, f"the unsloth package cannot be imported ({type(e).__name__}: {e})"
     return True, ""
 
@@ -98,8 +103,9 @@ def resolve_backend(backend: str) -> str:
     if backend == "unsloth":
         ok, why = unsloth_available()
         if not ok:
-            warnings.warn(f"backend 'unsloth' requested but {why}; falling back to Hugging Face transformers + peft",
-                          stacklevel=2)
+            warnings.warn(
+                f"backend 'unsloth' requested but {why}; falling back to Hugging Face transformers + peft", stacklevel=2
+            )
             return "hf"
     return backend
 
@@ -117,18 +123,27 @@ def check_model_folder(path: str | Path) -> None:
     if not p.is_dir():
         return
     if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {p} has no config.json (the architecture): save the model with "
-                                "save_pretrained(), which writes it")
+        raise FileNotFoundError(
+            f"model folder {p} has no config.json (the architecture): save the model with "
+            "save_pretrained(), which writes it"
+        )
     if not any((p / f).is_file() for f in TOKENIZER_FILES):
-        raise FileNotFoundError(f"model folder {p} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there "
-                                "(save it with tokenizer.save_pretrained() into the same folder)")
+        raise FileNotFoundError(
+            f"model folder {p} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there "
+            "(save it with tokenizer.save_pretrained() into the same folder)"
+        )
     if not any(any(p.glob(pat)) for pat in WEIGHT_PATTERNS):
         raise FileNotFoundError(f"model folder {p} has no weights (no *.safetensors or pytorch_model*.bin)")
 
 
 def load_pretrained(
-    name: str, *, dtype: str = "float32", device: torch.device | str = "cpu", backend: str = "hf",
-    max_length: int = 512, revision: str | None = None,
+    name: str,
+    *,
+    dtype: str = "float32",
+    device: torch.device | str = "cpu",
+    backend: str = "hf",
+    max_length: int = 512,
+    revision: str | None = None,
 ) -> tuple[nn.Module, Any, str]:
     """A hub id or local folder -> ``(model, tokenizer, backend_used)``; raises a clear error offline."""
     if dtype not in DTYPES:
@@ -143,7 +158,10 @@ def load_pretrained(
             from unsloth import FastLanguageModel
 
             model, tok = FastLanguageModel.from_pretrained(
-                model_name=name, max_seq_length=max_length, dtype=DTYPES[dtype], load_in_4bit=False,
+                model_name=name,
+                max_seq_length=max_length,
+                dtype=DTYPES[dtype],
+                load_in_4bit=False,
             )
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -201,16 +219,25 @@ def attach_lora(model: nn.Module, lora: LoraSettings, seed: int, backend: str = 
             from unsloth import FastLanguageModel
 
             return FastLanguageModel.get_peft_model(
-                model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                model,
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=targets,
                 layers_to_transform=list(lora.layers) if lora.layers is not None else None,
-                bias="none", random_state=seed,
+                bias="none",
+                random_state=seed,
             )
         from peft import LoraConfig, get_peft_model
 
         cfg = LoraConfig(
-            r=lora.r, lora_alpha=cast(Any, lora.alpha), lora_dropout=lora.dropout, target_modules=targets,
+            r=lora.r,
+            lora_alpha=cast(Any, lora.alpha),
+            lora_dropout=lora.dropout,
+            target_modules=targets,
             layers_to_transform=list(lora.layers) if lora.layers is not None else None,
-            bias="none", task_type="CAUSAL_LM",
+            bias="none",
+            task_type="CAUSAL_LM",
         )
         return get_peft_model(model, cfg)
 

@@ -10,10 +10,23 @@ from .metrics import LLM_METRICS
 
 ARROWS = {"higher": "↑", "lower": "↓", "closest_to_retrained": "≈R", "info": ""}
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Judgement and utility", ("forget_flip_rate", "forget_target_rate", "forget_acc", "retain_acc", "heldout_acc",
-                               "twin_keep_rate", "heldout_ppl", "general_ppl")),
-    ("Privacy, bias and cost", ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score",
-                                "seconds", "steps")),
+    (
+        "Judgement and utility",
+        (
+            "forget_flip_rate",
+            "forget_target_rate",
+            "forget_acc",
+            "retain_acc",
+            "heldout_acc",
+            "twin_keep_rate",
+            "heldout_ppl",
+            "general_ppl",
+        ),
+    ),
+    (
+        "Privacy, bias and cost",
+        ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score", "seconds", "steps"),
+    ),
 )
 REFERENCES = ("pretrained", "original", "retrained")
 
@@ -56,38 +69,61 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
             values.setdefault((r["method"], r["metric"]), []).append(float(r["value"]))
             if r["method"] not in REFERENCES or r["metric"] not in direction:
                 direction[r["metric"]] = r["direction"]
-        out += [f"### {model} — request `{request}`", "",
-                (f"Seeds {seeds}; mean ± std over seeds. ↑ higher is better, ↓ lower is better, "
-                 "≈R closest to the retrained model (trained without the forget set) is better. "
-                 "`original` is the model before unlearning; `retrained` the reference"
-                 + ("; `pretrained` the model as loaded, before the task tuning." if "pretrained" in methods else ".")),
-                ""]
+        out += [
+            f"### {model} — request `{request}`",
+            "",
+            (
+                f"Seeds {seeds}; mean ± std over seeds. ↑ higher is better, ↓ lower is better, "
+                "≈R closest to the retrained model (trained without the forget set) is better. "
+                "`original` is the model before unlearning; `retrained` the reference"
+                + ("; `pretrained` the model as loaded, before the task tuning." if "pretrained" in methods else ".")
+            ),
+            "",
+        ]
         present = {r["metric"] for r in sub}
         for title, metrics in TABLES:
             cols = [m for m in metrics if m in present]
             if not cols:
                 continue
             head = [f"{m} {ARROWS.get(direction.get(m, 'info'), '')}".strip() for m in cols]
-            out += [f"**{title}**", "", "| method | " + " | ".join(head) + " |",
-                    "|---|" + "---|" * len(cols)]
+            out += [f"**{title}**", "", "| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
             for meth in methods:
                 out.append(f"| {_cell(meth)} | " + " | ".join(_fmt(values.get((meth, m), []), m) for m in cols) + " |")
             out.append("")
         legend = [f"`{k}`: {LLM_METRICS[k][0]}" for k in sorted(present) if k in LLM_METRICS]
         if legend:
-            out += ["<details><summary>Metric definitions</summary>", "", *[f"- {x}" for x in legend], "",
-                    "</details>", ""]
+            out += [
+                "<details><summary>Metric definitions</summary>",
+                "",
+                *[f"- {x}" for x in legend],
+                "",
+                "</details>",
+                "",
+            ]
     blocks = (answers or {}).get("blocks", []) if isinstance(answers, Mapping) else []
     for b in blocks:
-        out += [(f"### Answers before and after unlearning — {b.get('model', '')}, `{b.get('request', '')}`, "
-                 f"seed {b.get('seed', '')}"), "",
-                (f"Prompt: *{_cell(b.get('instruction', ''))}* followed by the statement. `generated` is the "
-                 "greedy continuation; `judgement` the more likely of the two answers."), ""]
+        out += [
+            (
+                f"### Answers before and after unlearning — {b.get('model', '')}, `{b.get('request', '')}`, "
+                f"seed {b.get('seed', '')}"
+            ),
+            "",
+            (
+                f"Prompt: *{_cell(b.get('instruction', ''))}* followed by the statement. `generated` is the "
+                "greedy continuation; `judgement` the more likely of the two answers."
+            ),
+            "",
+        ]
         for st in b.get("statements", []):
             target = f", requested: **{_cell(st['target'])}**" if st.get("target") else ""
-            out += [f"> {_cell(st.get('text', ''))}", "",
-                    f"`{_cell(st.get('id', ''))}` — learned label: **{_cell(st.get('label', ''))}**{target}", "",
-                    "| model | judgement | generated |", "|---|---|---|"]
+            out += [
+                f"> {_cell(st.get('text', ''))}",
+                "",
+                f"`{_cell(st.get('id', ''))}` — learned label: **{_cell(st.get('label', ''))}**{target}",
+                "",
+                "| model | judgement | generated |",
+                "|---|---|---|",
+            ]
             ans = st.get("answers", {})
             for meth in _ordered(ans):
                 a = ans.get(meth) or {}

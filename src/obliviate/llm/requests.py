@@ -81,7 +81,9 @@ class LabelFlip:
         object.__setattr__(self, "categories", tuple([cats] if isinstance(cats, str) else cats))
         if not isinstance(self.to, str) or not self.to:
             raise LLMRequestError(f"flip.to must be an answer string or label, got {self.to!r}")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1):
+        if self.count is not None and (
+            isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1
+        ):
             raise LLMRequestError(f"flip.count must be a positive integer, got {self.count!r}")
         if self.fraction is not None:
             f = self.fraction
@@ -89,7 +91,13 @@ class LabelFlip:
                 raise LLMRequestError(f"flip.fraction must lie in (0, 1], got {f!r}")
         if self.count is not None and self.fraction is not None:
             raise LLMRequestError("flip: give count or fraction, not both")
-        if not self.ids and self.from_label is None and not self.categories and self.count is None and self.fraction is None:
+        if (
+            not self.ids
+            and self.from_label is None
+            and not self.categories
+            and self.count is None
+            and self.fraction is None
+        ):
             raise LLMRequestError("flip needs ids and/or a selection (from_label, categories, count, fraction)")
 
     @property
@@ -151,8 +159,14 @@ class LabelNoise:
 
     def as_flip(self) -> LabelFlip:
         """The same selection as a flip to ``injected`` (what picks the statements)."""
-        return LabelFlip(to=self.injected, ids=self.ids, from_label=self.from_label, categories=self.categories,
-                         count=self.count, fraction=self.fraction)
+        return LabelFlip(
+            to=self.injected,
+            ids=self.ids,
+            from_label=self.from_label,
+            categories=self.categories,
+            count=self.count,
+            fraction=self.fraction,
+        )
 
     def describe(self) -> str:
         flip = self.as_flip().describe()
@@ -183,12 +197,18 @@ def parse_llm_request(spec: LLMRequest | dict[str, Any]) -> LLMRequest:
             raise LLMRequestError("an 'ids' request needs the field 'ids'")
         return StatementForget(tuple(d["ids"]) if isinstance(d["ids"], (list, tuple)) else (d["ids"],))
     ids = d.get("ids") or ()
-    selection: dict[str, Any] = {"ids": tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
-                                 "from_label": d.get("from_label"), "categories": tuple(d.get("categories") or ()),
-                                 "count": d.get("count"), "fraction": d.get("fraction")}
+    selection: dict[str, Any] = {
+        "ids": tuple(ids) if isinstance(ids, (list, tuple)) else (ids,),
+        "from_label": d.get("from_label"),
+        "categories": tuple(d.get("categories") or ()),
+        "count": d.get("count"),
+        "fraction": d.get("fraction"),
+    }
     if kind == "mislabelled":
         if "injected" not in d:
-            raise LLMRequestError("a 'mislabelled' request needs the field 'injected' (the wrong label in the tuning data)")
+            raise LLMRequestError(
+                "a 'mislabelled' request needs the field 'injected' (the wrong label in the tuning data)"
+            )
         return LabelNoise(injected=d["injected"], **selection)
     if "to" not in d:
         raise LLMRequestError("a 'flip' request needs the field 'to' (the new answer, e.g. 'not biased')")
@@ -244,15 +264,20 @@ def split_statements(
     target_label: str | None = None
     if isinstance(request, LabelNoise):
         try:
-            injected = dataset.label_of_answer(request.injected) if request.injected not in dataset.answers else request.injected
+            injected = (
+                dataset.label_of_answer(request.injected)
+                if request.injected not in dataset.answers
+                else request.injected
+            )
         except TextDataError as e:
             raise LLMRequestError(f"mislabelled.injected: {e}") from None
         picked = split_statements(dataset, request.as_flip(), seed, validation_fraction)
         truth = sorted({recs[i].label for i in picked.forget})
         if len(truth) != 1:
             raise LLMRequestError(f"mislabelled: the selection mixes true labels {truth}; select one (from_label)")
-        return StatementSplit(picked.forget, picked.retain, picked.validation, truth[0],
-                              {int(i): injected for i in picked.forget})
+        return StatementSplit(
+            picked.forget, picked.retain, picked.validation, truth[0], {int(i): injected for i in picked.forget}
+        )
     if isinstance(request, StatementForget):
         forget = set(rows_of(request.ids))
     elif isinstance(request, LabelFlip):
@@ -261,7 +286,12 @@ def split_statements(
         except TextDataError as e:
             raise LLMRequestError(f"flip.to: {e}") from None
         forget = set(rows_of(request.ids))
-        if request.from_label is not None or request.categories or request.count is not None or request.fraction is not None:
+        if (
+            request.from_label is not None
+            or request.categories
+            or request.count is not None
+            or request.fraction is not None
+        ):
             from_label: str | None
             if request.from_label is not None and request.from_label not in dataset.answers:
                 try:
@@ -274,12 +304,20 @@ def split_statements(
             known_cats = {r.category for r in recs}
             bad = sorted(cats - known_cats)
             if bad:
-                raise LLMRequestError(f"flip.categories {bad} not in {dataset.name!r}; known: {sorted(c for c in known_cats if c)}")
-            pool = [i for i, r in enumerate(recs)
-                    if (from_label is None or r.label == from_label) and (not cats or r.category in cats)
-                    and r.label != target_label]
+                raise LLMRequestError(
+                    f"flip.categories {bad} not in {dataset.name!r}; known: {sorted(c for c in known_cats if c)}"
+                )
+            pool = [
+                i
+                for i, r in enumerate(recs)
+                if (from_label is None or r.label == from_label)
+                and (not cats or r.category in cats)
+                and r.label != target_label
+            ]
             if not pool:
-                raise LLMRequestError(f"flip selection {request.describe()} matches no statement whose label differs from the target")
+                raise LLMRequestError(
+                    f"flip selection {request.describe()} matches no statement whose label differs from the target"
+                )
             if request.count is not None:
                 k = request.count
                 if k > len(pool):

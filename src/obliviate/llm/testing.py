@@ -45,8 +45,10 @@ def tiny_tokenizer(dataset: TextDataset, template: str = "short", vocab_size: in
     from .tokenizer import build_bpe_tokenizer
 
     tmpl = TEMPLATES[template]
-    corpus = [tmpl.format(instruction=dataset.instruction, text=r.text) + " " + dataset.answers[r.label]
-              for r in dataset.records]
+    corpus = [
+        tmpl.format(instruction=dataset.instruction, text=r.text) + " " + dataset.answers[r.label]
+        for r in dataset.records
+    ]
     return build_bpe_tokenizer(corpus, vocab_size=vocab_size)
 
 
@@ -60,8 +62,15 @@ def tiny_llm_problem(request: LLMRequest | None = None, seed: int = 0) -> TinyLL
     enc = TaskEncoder(tok, ds.instruction, ds.answers, template="short", max_length=64)
     model = build_tiny_llama(TinyLlamaSpec(), tok, seed)
     rows = split.train.tolist()
-    model, _ = train_task_model(model, enc, [ds.records[i].text for i in rows],
-                                [ds.answers[ds.records[i].label] for i in rows], rows, TINY_TASK_TRAIN, seed=seed)
+    model, _ = train_task_model(
+        model,
+        enc,
+        [ds.records[i].text for i in rows],
+        [ds.answers[ds.records[i].label] for i in rows],
+        rows,
+        TINY_TASK_TRAIN,
+        seed=seed,
+    )
     return TinyLLMProblem(ds, split, enc, model)
 
 
@@ -78,8 +87,13 @@ def write_tiny_llama_gguf(path: str | Path, seed: int = 0) -> tuple[nn.Module, A
 
     texts = [r.text for r in load_clinical_bias().records]
     tok = build_bpe_tokenizer(texts, vocab_size=320)
-    model = build_tiny_llama(TinyLlamaSpec(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-                                           vocab_size=320, max_positions=128), tok, seed)
+    model = build_tiny_llama(
+        TinyLlamaSpec(
+            hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, vocab_size=320, max_positions=128
+        ),
+        tok,
+        seed,
+    )
     cfg = model.config
     n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
 
@@ -88,8 +102,9 @@ def write_tiny_llama_gguf(path: str | Path, seed: int = 0) -> tuple[nn.Module, A
 
     vocab = tok.backend_tokenizer.get_vocab()
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    merges = [m if isinstance(m, str) else " ".join(m)
-              for m in json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]]
+    merges = [
+        m if isinstance(m, str) else " ".join(m) for m in json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    ]
     specials = {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id}
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("tiny-llama-test")
@@ -112,9 +127,15 @@ def write_tiny_llama_gguf(path: str | Path, seed: int = 0) -> tuple[nn.Module, A
     w.add_pad_token_id(tok.pad_token_id)
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    names = {"input_layernorm": "attn_norm", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down"}
+    names = {
+        "input_layernorm": "attn_norm",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
         w.add_tensor(f"blk.{i}.attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], n_head))

@@ -124,11 +124,14 @@ class TaskTrainConfig:
                 raise ValueError(f"TaskTrainConfig.lora: {e}") from None
         check_fields(self)
         checks = [
-            (self.epochs > 0, "epochs", "> 0"), (self.lr > 0, "lr", "> 0"),
+            (self.epochs > 0, "epochs", "> 0"),
+            (self.lr > 0, "lr", "> 0"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"), (0 <= self.warmup_frac < 1, "warmup_frac", "in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (0 <= self.warmup_frac < 1, "warmup_frac", "in [0, 1)"),
             (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
-            (self.grad_clip > 0, "grad_clip", "> 0"), (self.loss_on in LOSS_ON, "loss_on", f"one of {LOSS_ON}"),
+            (self.grad_clip > 0, "grad_clip", "> 0"),
+            (self.loss_on in LOSS_ON, "loss_on", f"one of {LOSS_ON}"),
             (self.mode in ("full", "lora"), "mode", "'full' or 'lora'"),
         ]
         for ok, name, allowed in checks:
@@ -173,8 +176,17 @@ def train_task_model(
     model.to(device)
     net = attach_lora(model, cfg.lora, seed, backend) if cfg.mode == "lora" else model
     net.train()
-    loader = TextBatchLoader(encoder, texts, answers, rows, batch_size=cfg.batch_size, loss_on=cfg.loss_on,
-                             shuffle=True, seed=seed, group_by_length=cfg.group_by_length)
+    loader = TextBatchLoader(
+        encoder,
+        texts,
+        answers,
+        rows,
+        batch_size=cfg.batch_size,
+        loss_on=cfg.loss_on,
+        shuffle=True,
+        seed=seed,
+        group_by_length=cfg.group_by_length,
+    )
     batches = loader.forever()
 
     def step_loss(_: int) -> torch.Tensor:
@@ -183,9 +195,19 @@ def train_task_model(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout, if any
-        stats = optimise(net.parameters(), cfg.total_steps(len(texts)), step_loss, lr=cfg.lr,
-                         weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac, schedule=cfg.schedule,
-                         grad_clip=cfg.grad_clip, device=device, bf16=bf16, progress=progress)
+        stats = optimise(
+            net.parameters(),
+            cfg.total_steps(len(texts)),
+            step_loss,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_frac=cfg.warmup_frac,
+            schedule=cfg.schedule,
+            grad_clip=cfg.grad_clip,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+        )
     if adapter_out is not None and cfg.mode == "lora":
         adapter_out.update({n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad})
     out = merge_lora(net)

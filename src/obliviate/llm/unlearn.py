@@ -58,11 +58,14 @@ class LLMMethodConfig(MethodConfig):
     grad_clip: float = param(1.0, "gradient-norm clip")
     schedule: Literal["constant", "cosine"] = param("constant", "learning-rate schedule after warm-up")
     loss_on: Literal["answer", "all"] = param(
-        "answer", "tokens the losses read: the answer (+EOS), as in TOFU, or the whole sequence")
+        "answer", "tokens the losses read: the answer (+EOS), as in TOFU, or the whole sequence"
+    )
     lora_r: int = param(16, "LoRA rank", "r")
     lora_alpha: float = param(32.0, "LoRA scale numerator (scale = alpha / r)", "α_LoRA")
     lora_dropout: float = param(0.0, "dropout on the LoRA branch")
-    lora_targets: tuple[str, ...] = param(LLAMA_TARGETS, "modules that get an adapter; ('all-linear',) for any architecture")
+    lora_targets: tuple[str, ...] = param(
+        LLAMA_TARGETS, "modules that get an adapter; ('all-linear',) for any architecture"
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.lora_targets, (list, str)):
@@ -86,12 +89,20 @@ class LLMMethodConfig(MethodConfig):
         self._require(_is_int(self.lora_r) and self.lora_r >= 1, "lora_r", "an integer >= 1")
         self._require(self.lora_alpha > 0, "lora_alpha", "> 0")
         self._require(0 <= self.lora_dropout < 1, "lora_dropout", "in [0, 1)")
-        self._require(len(self.lora_targets) > 0 and all(isinstance(t, str) and t for t in self.lora_targets),
-                      "lora_targets", "a non-empty list of module names")
+        self._require(
+            len(self.lora_targets) > 0 and all(isinstance(t, str) and t for t in self.lora_targets),
+            "lora_targets",
+            "a non-empty list of module names",
+        )
 
     def lora(self, layers: Sequence[int] | None = None) -> LoraSettings:
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            targets=tuple(self.lora_targets), layers=None if layers is None else tuple(layers))
+        return LoraSettings(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            targets=tuple(self.lora_targets),
+            layers=None if layers is None else tuple(layers),
+        )
 
     def total_steps(self, n_forget: int) -> int:
         return max(1, math.ceil(self.epochs * math.ceil(n_forget / self.batch_size)))
@@ -139,11 +150,20 @@ class TextSplitView:
                 out.append(self.answers[order[(order.index(label) + 1) % len(order)]])
         return out
 
-    def loader(self, batch_size: int, *, answer: str = "label", loss_on: str = "answer", shuffle: bool = True,
-               seed: int = 0) -> TextBatchLoader:
+    def loader(
+        self, batch_size: int, *, answer: str = "label", loss_on: str = "answer", shuffle: bool = True, seed: int = 0
+    ) -> TextBatchLoader:
         """Token batches (dicts) of this split with the chosen answer per statement."""
-        return TextBatchLoader(self.encoder, self.texts, self.answer_strings(answer), self.rows.tolist(),
-                               batch_size=batch_size, loss_on=loss_on, shuffle=shuffle, seed=seed)
+        return TextBatchLoader(
+            self.encoder,
+            self.texts,
+            self.answer_strings(answer),
+            self.rows.tolist(),
+            batch_size=batch_size,
+            loss_on=loss_on,
+            shuffle=shuffle,
+            seed=seed,
+        )
 
 
 class LLMUnlearnData(GuardedSplits):
@@ -152,8 +172,9 @@ class LLMUnlearnData(GuardedSplits):
     ``forget`` / ``retain`` are training statements; ``validation`` is held out (never trained on).
     """
 
-    def __init__(self, dataset: TextDataset, split: StatementSplit, encoder: TaskEncoder,
-                 allowed: frozenset[str]) -> None:
+    def __init__(
+        self, dataset: TextDataset, split: StatementSplit, encoder: TaskEncoder, allowed: frozenset[str]
+    ) -> None:
         super().__init__(allowed)
         self._dataset, self._split, self._encoder = dataset, split, encoder
 
@@ -167,8 +188,11 @@ class LLMUnlearnData(GuardedSplits):
         return self._split.target_label
 
     def size(self, name: str) -> int:
-        return {"forget": len(self._split.forget), "retain": len(self._split.retain),
-                "validation": len(self._split.validation)}[name]
+        return {
+            "forget": len(self._split.forget),
+            "retain": len(self._split.retain),
+            "validation": len(self._split.validation),
+        }[name]
 
     def _make_view(self, name: str) -> TextSplitView:
         rows = getattr(self._split, name)
@@ -177,8 +201,13 @@ class LLMUnlearnData(GuardedSplits):
         recs = [self._dataset.records[i] for i in rows]
         target = self._split.target_label if name == "forget" else None
         return TextSplitView(
-            name, np.asarray(rows), tuple(r.text for r in recs), tuple(r.label for r in recs),
-            tuple(target for _ in recs), self._encoder, self._dataset.answers,
+            name,
+            np.asarray(rows),
+            tuple(r.text for r in recs),
+            tuple(r.label for r in recs),
+            tuple(target for _ in recs),
+            self._encoder,
+            self._dataset.answers,
         )
 
     @property
@@ -240,7 +269,9 @@ class Reference:
         elif self._frozen is not None:
             yield self._frozen
         else:
-            raise RuntimeError("this full-mode method needs a live reference: pass live_reference=True to run_unlearning")
+            raise RuntimeError(
+                "this full-mode method needs a live reference: pass live_reference=True to run_unlearning"
+            )
 
     @torch.no_grad()
     def logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -261,7 +292,9 @@ def forward_hidden(model: nn.Module, batch: Mapping[str, torch.Tensor], layer: i
     """
     layers = decoder_layers(model)
     if not 0 <= layer < len(layers):
-        raise ValueError(f"layer {layer} is out of range: this model has {len(layers)} decoder layers (0..{len(layers) - 1})")
+        raise ValueError(
+            f"layer {layer} is out of range: this model has {len(layers)} decoder layers (0..{len(layers) - 1})"
+        )
     captured: list[torch.Tensor] = []
 
     class _Stop(Exception):
@@ -364,14 +397,28 @@ def run_unlearning(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)  # LoRA dropout, if any
         stats: OptimStats = optimise(
-            net.parameters(), total, one, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac,
-            schedule=cfg.schedule, grad_clip=cfg.grad_clip, device=device, bf16=ctx.bf16, progress=ctx.progress,
+            net.parameters(),
+            total,
+            one,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_frac=cfg.warmup_frac,
+            schedule=cfg.schedule,
+            grad_clip=cfg.grad_clip,
+            device=device,
+            bf16=ctx.bf16,
+            progress=ctx.progress,
         )
     out = merge_lora(net).eval()
     for p in out.parameters():
         p.requires_grad_(True)
-    info = {"mode": cfg.mode, "trainable_params": int(n_train), "final_loss": stats.final_loss,
-            "first_loss": stats.losses[0] if stats.losses else float("nan"), "reference_copies": ref.copies}
+    info = {
+        "mode": cfg.mode,
+        "trainable_params": int(n_train),
+        "final_loss": stats.final_loss,
+        "first_loss": stats.losses[0] if stats.losses else float("nan"),
+        "reference_copies": ref.copies,
+    }
     return MethodResult(model=out, steps=stats.steps, info=info)
 
 

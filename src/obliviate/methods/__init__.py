@@ -33,7 +33,22 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f"{__name__}.{_mod}")
 
 __all__ = [
-    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodResult", "RunStats", "SplitAccessError", "SplitView",
-    "UnlearnContext", "UnlearnData", "UnlearningMethod", "build_method", "describe_method",
-    "get_method", "list_methods", "param", "register_method", "run_method",
+    "METHODS",
+    "SPLITS",
+    "GuardedSplits",
+    "MethodConfig",
+    "MethodResult",
+    "RunStats",
+    "SplitAccessError",
+    "SplitView",
+    "UnlearnContext",
+    "UnlearnData",
+    "UnlearningMethod",
+    "build_method",
+    "describe_method",
+    "get_method",
+    "list_methods",
+    "param",
+    "register_method",
+    "run_method",
 ]

@@ -37,29 +37,31 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..training import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 REDUCTIONS = ("batchmean", "mean")
 
 
 @dataclass(frozen=True, kw_only=True)
 class BadTeacherConfig(VisionConfig):
-    temperature: float = param(1.0, "distillation temperature (their KL_temperature = 1)", "τ",
-                               tune=Range(0.5, 8.0, log=True))
+    temperature: float = param(
+        1.0, "distillation temperature (their KL_temperature = 1)", "τ", tune=Range(0.5, 8.0, log=True)
+    )
     retain_fraction: float = param(0.3, "share of the retain set mixed in as l_u = 0 samples (theirs: 0.3)")
     epochs: float = param(1.0, "passes over the mixed forget + retain-subset data (theirs: 1)")
     lr: float = param(1e-4, "Adam learning rate (theirs: 1e-4)", "η", tune=Range(1e-5, 1e-2, log=True))
     batch_size: int = param(256, "batch size (theirs: 256)")
     kl_reduction: Literal["batchmean", "mean"] = param(
-        "batchmean",
-        "'batchmean' = eq. 3 averaged over the batch; 'mean' = their code's F.kl_div default (÷ C more)")
+        "batchmean", "'batchmean' = eq. 3 averaged over the batch; 'mean' = their code's F.kl_div default (÷ C more)"
+    )
     augment: bool = param(False, "random crop + flip on the mixed data (theirs: none)")
     train_mode: bool = param(True, "student in training mode (batch-norm batch statistics), as in their code")
 
     def validate(self) -> None:
         self._require(math.isfinite(self.temperature) and self.temperature > 0, "temperature", "> 0")
-        self._require(math.isfinite(self.retain_fraction) and 0 <= self.retain_fraction <= 1,
-                      "retain_fraction", "in [0, 1]")
+        self._require(
+            math.isfinite(self.retain_fraction) and 0 <= self.retain_fraction <= 1, "retain_fraction", "in [0, 1]"
+        )
         self._require(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "> 0")
         self._require(math.isfinite(self.lr) and self.lr > 0, "lr", "> 0")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
@@ -82,8 +84,9 @@ def bad_teacher_loss(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     lu = is_forget.to(student_logits.dtype).unsqueeze(1)
-    target = lu * F.softmax(incompetent_logits / temperature, dim=1) \
-        + (1 - lu) * F.softmax(competent_logits / temperature, dim=1)
+    target = lu * F.softmax(incompetent_logits / temperature, dim=1) + (1 - lu) * F.softmax(
+        competent_logits / temperature, dim=1
+    )
     total = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), target, reduction="sum")
     # "mean" is PyTorch's elementwise mean (÷ B·C), written out to avoid its deprecation warning
     return total / (target.shape[0] * (target.shape[1] if reduction == "mean" else 1))
@@ -100,8 +103,10 @@ class BadTeacher(VisionMethod):
     Config = BadTeacherConfig
     uses = frozenset({"forget", "retain"})
     smoke = {"retain_fraction": 0.1, "batch_size": 128}
-    reference = ("Chundawat et al., 'Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks using an "
-                 "Incompetent Teacher', AAAI 2023, arXiv:2205.08096 (eq. 3); paper §III.A.3, eqs. 1–3")
+    reference = (
+        "Chundawat et al., 'Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks using an "
+        "Incompetent Teacher', AAAI 2023, arXiv:2205.08096 (eq. 3); paper §III.A.3, eqs. 1–3"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: BadTeacherConfig = self.config  # type: ignore[assignment]
@@ -113,13 +118,22 @@ class BadTeacher(VisionMethod):
         n_keep = int(cfg.retain_fraction * len(retain))  # int(0.3 * len) as in their notebook
         keep = torch.randperm(len(retain), generator=ctx.generator(2))[:n_keep].sort().values
         images = torch.cat([forget.images, retain.images[keep.to(retain.images.device)]])
-        is_forget = torch.cat([torch.ones(len(forget), dtype=torch.long),
-                               torch.zeros(n_keep, dtype=torch.long)]).to(images.device)
+        is_forget = torch.cat([torch.ones(len(forget), dtype=torch.long), torch.zeros(n_keep, dtype=torch.long)]).to(
+            images.device
+        )
         aug = Augment(pad=ctx.train_config.crop_pad, flip=ctx.train_config.flip) if cfg.augment else None
         # the loader's "label" slot carries l_u (1 = forget sample), not the class label
-        loader = BatchLoader(images, is_forget, mean=forget.mean, std=forget.std, batch_size=cfg.batch_size,
-                             shuffle=True, augment=aug, seed=_derived_seed(ctx, 3),
-                             channels_last=ctx.train_config.channels_last)
+        loader = BatchLoader(
+            images,
+            is_forget,
+            mean=forget.mean,
+            std=forget.std,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            augment=aug,
+            seed=_derived_seed(ctx, 3),
+            channels_last=ctx.train_config.channels_last,
+        )
 
         model.to(device).train(cfg.train_mode)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -138,6 +152,9 @@ class BadTeacher(VisionMethod):
                 loss = bad_teacher_loss(s, t_s, t_d, lu, cfg.temperature, cfg.kl_reduction)
                 losses.append(steps.update(loss))
         model.eval()
-        info = {"forget_samples": len(forget), "retain_samples": n_keep,
-                "mean_loss": float(np.mean(losses)) if losses else float("nan")}
+        info = {
+            "forget_samples": len(forget),
+            "retain_samples": n_keep,
+            "mean_loss": float(np.mean(losses)) if losses else float("nan"),
+        }
         return MethodResult(model=model, steps=steps.step, info=info)

@@ -20,12 +20,12 @@ from torch import nn
 
 from ..core import (
     METHODS,
-    ConfigError,
     SPLITS,
     Choice,
+    ConfigError,
     GuardedSplits,
-    MethodContext,
     MethodConfig,
+    MethodContext,
     MethodResult,
     Range,
     RunStats,
@@ -41,6 +41,7 @@ from ..core import (
 )
 from ..data import Augment, Batch, BatchLoader, ForgetSplit, ImageDataset
 from ..training import TrainConfig
+
 
 @dataclass(frozen=True)
 class SplitView:
@@ -74,8 +75,17 @@ class SplitView:
     ) -> BatchLoader:
         """Batches of this split; ``rows`` (positions within the split) selects a subset."""
         return BatchLoader(
-            self.images, self.labels, mean=self.mean, std=self.std, rows=rows, batch_size=batch_size,
-            shuffle=shuffle, augment=augment, seed=seed, channels_last=channels_last, drop_last=drop_last,
+            self.images,
+            self.labels,
+            mean=self.mean,
+            std=self.std,
+            rows=rows,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            seed=seed,
+            channels_last=channels_last,
+            drop_last=drop_last,
         )
 
 
@@ -127,8 +137,11 @@ class UnlearnData(GuardedSplits):
 
     def size(self, name: str) -> int:
         """Number of samples in a split (allowed for any split: sizes leak no data)."""
-        return {"forget": len(self._split.forget), "retain": len(self._split.retain),
-                "validation": len(self._validation_rows)}[name]
+        return {
+            "forget": len(self._split.forget),
+            "retain": len(self._split.retain),
+            "validation": len(self._validation_rows),
+        }[name]
 
     # -- guarded splits (GuardedSplits.forget / .retain / .validation go through _view) ---------
     def _make_view(self, name: str) -> SplitView:
@@ -143,8 +156,12 @@ class UnlearnData(GuardedSplits):
             x, y = ds.train_images, ds.train_labels
         idx = torch.as_tensor(rows, device=x.device)
         return SplitView(
-            name, x.index_select(0, idx).to(self._device), y.index_select(0, idx.to(y.device)).to(self._device),
-            np.asarray(rows), ds.mean, ds.std,
+            name,
+            x.index_select(0, idx).to(self._device),
+            y.index_select(0, idx.to(y.device)).to(self._device),
+            np.asarray(rows),
+            ds.mean,
+            ds.std,
         )
 
     @property
@@ -175,8 +192,12 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def random_other_labels(
-    labels: torch.Tensor, num_classes: int, generator: torch.Generator, *,
-    excluded: tuple[int, ...] = (), any_class: bool = False,
+    labels: torch.Tensor,
+    num_classes: int,
+    generator: torch.Generator,
+    *,
+    excluded: tuple[int, ...] = (),
+    any_class: bool = False,
 ) -> torch.Tensor:
     """The one random relabelling of the relabelling methods (random labelling, SalUn's RL):
     per label y a class drawn uniformly from {0..K-1} \\ ({y} ∪ ``excluded``) — one vectorised
@@ -190,8 +211,10 @@ def random_other_labels(
     if excluded:
         allowed[:, list(excluded)] = False
     if not bool(allowed.any(1).all()):
-        raise ValueError(f"no class is left to relabel with: {num_classes} classes, excluded {sorted(excluded)} "
-                         "plus each sample's own label")
+        raise ValueError(
+            f"no class is left to relabel with: {num_classes} classes, excluded {sorted(excluded)} "
+            "plus each sample's own label"
+        )
     scores = torch.rand(len(y), num_classes, generator=generator)
     return scores.masked_fill(~allowed, -1.0).argmax(1).to(labels.device)
 
@@ -202,9 +225,11 @@ class VisionConfig(MethodConfig):
     (:mod:`obliviate.methods.bn`), a choice like any other hyperparameter."""
 
     bn_stats: Literal["method", "keep", "eval", "retain"] = param(
-        "method", "batch-norm running statistics: the method's own (method), the original's restored "
-                  "(keep), frozen in eval mode (eval), or re-estimated on the retain set after (retain)",
-        tune=Choice(("method", "keep", "eval", "retain")))
+        "method",
+        "batch-norm running statistics: the method's own (method), the original's restored "
+        "(keep), frozen in eval mode (eval), or re-estimated on the retain set after (retain)",
+        tune=Choice(("method", "keep", "eval", "retain")),
+    )
     bn_samples: int = param(2000, "retain rows the statistics are re-estimated on (bn_stats: retain)")
 
     def __post_init__(self) -> None:
@@ -220,11 +245,17 @@ class VisionMethod(UnlearningMethod):
         super().__init__(config, **overrides)
         policy = getattr(self.config, "bn_stats", "method")
         if policy != "method" and (self.exact or not self.keeps_architecture):
-            raise ConfigError(f"{type(self).__name__} builds its model anew (exact: {self.exact}): bn_stats must be "
-                              f"'method', got {policy!r}", "bn_stats")
+            raise ConfigError(
+                f"{type(self).__name__} builds its model anew (exact: {self.exact}): bn_stats must be "
+                f"'method', got {policy!r}",
+                "bn_stats",
+            )
         if policy == "retain" and "retain" not in self.uses:
-            raise ConfigError(f"bn_stats='retain' reads the retain set, which {type(self).__name__} does not "
-                              f"(it reads {sorted(self.uses) or 'nothing'}); use 'keep' or 'eval'", "bn_stats")
+            raise ConfigError(
+                f"bn_stats='retain' reads the retain set, which {type(self).__name__} does not "
+                f"(it reads {sorted(self.uses) or 'nothing'}); use 'keep' or 'eval'",
+                "bn_stats",
+            )
         if getattr(self.config, "stop", "budget") == "calibrated":  # the stop measures forget and held-out rows
             self.uses = frozenset(type(self).uses | {"forget", "validation"})
 
@@ -246,8 +277,9 @@ class VisionMethod(UnlearningMethod):
             result = self.unlearn(model, data, ctx)
             retain = data.retain
             rows = ctx.subset(len(retain), self.config.bn_samples, offset=97)  # type: ignore[attr-defined]
-            info["bn_rows"] = reestimate(result.model, retain.loader(256, shuffle=False, rows=rows,
-                                                                      channels_last=ctx.channels_last), ctx.device)
+            info["bn_rows"] = reestimate(
+                result.model, retain.loader(256, shuffle=False, rows=rows, channels_last=ctx.channels_last), ctx.device
+            )
         result.model.eval()
         result.info.update(info)
         return result
@@ -283,8 +315,30 @@ class UnlearnContext(MethodContext):
 
 
 __all__ = [
-    "METHODS", "SPLITS", "GuardedSplits", "MethodConfig", "MethodContext", "MethodResult", "RunStats", "SplitAccessError",
-    "SplitView", "UnlearnContext", "UnlearnData", "UnlearningMethod", "VisionConfig", "VisionMethod", "build_method",
+    "METHODS",
+    "SPLITS",
+    "Choice",
+    "GuardedSplits",
+    "MethodConfig",
+    "MethodContext",
+    "MethodResult",
+    "Range",
+    "RunStats",
+    "SplitAccessError",
+    "SplitView",
+    "UnlearnContext",
+    "UnlearnData",
+    "UnlearningMethod",
+    "VisionConfig",
+    "VisionMethod",
+    "build_method",
     "describe_method",
-    "Choice", "Range", "forever", "frozen_copy", "get_method", "list_methods", "param", "random_other_labels", "register_method", "run_method",
+    "forever",
+    "frozen_copy",
+    "get_method",
+    "list_methods",
+    "param",
+    "random_other_labels",
+    "register_method",
+    "run_method",
 ]

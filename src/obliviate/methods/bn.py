@@ -36,8 +36,10 @@ def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 def snapshot(model: nn.Module) -> list[dict[str, torch.Tensor]]:
-    return [{k: v.detach().clone() for k, v in m.state_dict().items() if k.startswith(("running_", "num_batches"))}
-            for m in bn_layers(model)]
+    return [
+        {k: v.detach().clone() for k, v in m.state_dict().items() if k.startswith(("running_", "num_batches"))}
+        for m in bn_layers(model)
+    ]
 
 
 @torch.no_grad()
@@ -51,6 +53,7 @@ def restore(model: nn.Module, saved: list[dict[str, torch.Tensor]]) -> None:
 def frozen_statistics(model: nn.Module) -> Iterator[None]:
     """Batch-norm layers in eval mode for every forward pass inside the block, whatever mode the
     method sets (a forward pre-hook on each layer); hooks removed on exit."""
+
     def to_eval(module: nn.Module, _inputs: Any) -> None:
         module.training = False
 

@@ -59,18 +59,27 @@ class StopConfig(VisionConfig):
     (their budget remains the upper bound)."""
 
     stop: Literal["budget", "calibrated"] = param(
-        "budget", "end after the budget (budget), or as soon as the forget rows' loss reaches held-out rows' "
-                  "of the same classes (calibrated; sample-level requests; needs validation_fraction > 0)")
+        "budget",
+        "end after the budget (budget), or as soon as the forget rows' loss reaches held-out rows' "
+        "of the same classes (calibrated; sample-level requests; needs validation_fraction > 0)",
+    )
     stop_every: int = param(10, "steps between two checks of the calibrated stop")
-    stop_margin: float = param(0.0, "how far below the held-out statistic the calibrated stop already fires "
-                                          "(nats; a fraction of rows under stop_statistic: error)")
+    stop_margin: float = param(
+        0.0,
+        "how far below the held-out statistic the calibrated stop already fires "
+        "(nats; a fraction of rows under stop_statistic: error)",
+    )
     stop_rows: int | None = param(1000, "forget rows each check reads (a seeded sample; None: all of them)")
     stop_reference: Literal["start", "current"] = param(
-        "start", "whose held-out loss is the target: the model's before unlearning, measured once (start: a "
-                 "retrained model generalises like the original), or the current model's at each check (current)")
+        "start",
+        "whose held-out loss is the target: the model's before unlearning, measured once (start: a "
+        "retrained model generalises like the original), or the current model's at each check (current)",
+    )
     stop_statistic: Literal["mean", "median", "error"] = param(
-        "mean", "what the stop compares: the mean loss (mean), the median loss (median: robust to a few rows "
-                "pushed far), or the fraction misclassified (error; stop_margin is then a fraction)")
+        "mean",
+        "what the stop compares: the mean loss (mean), the median loss (median: robust to a few rows "
+        "pushed far), or the fraction misclassified (error; stop_margin is then a fraction)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,8 +93,15 @@ STATISTICS: tuple[str, ...] = ("mean", "median", "error")
 
 
 @torch.no_grad()
-def _losses(model: nn.Module, view: SplitView, device: torch.device, rows: torch.Tensor | None = None,
-            bf16: bool = False, channels_last: bool = False, statistic: str = "mean") -> torch.Tensor:
+def _losses(
+    model: nn.Module,
+    view: SplitView,
+    device: torch.device,
+    rows: torch.Tensor | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
+    statistic: str = "mean",
+) -> torch.Tensor:
     """Per-row cross-entropy of ``view`` (or its ``rows``), in the recipe's inference precision;
     under ``statistic="error"``, 1.0 for each misclassified row and 0.0 for the others."""
     out = []
@@ -93,8 +109,11 @@ def _losses(model: nn.Module, view: SplitView, device: torch.device, rows: torch
         with autocast_context(device, bf16):
             logits = model(b["image"].to(device)).float()
         y = b["label"].to(device)
-        out.append((logits.argmax(1) != y).float().cpu() if statistic == "error"
-                   else F.cross_entropy(logits, y, reduction="none").cpu())
+        out.append(
+            (logits.argmax(1) != y).float().cpu()
+            if statistic == "error"
+            else F.cross_entropy(logits, y, reduction="none").cpu()
+        )
     return torch.cat(out)
 
 
@@ -138,18 +157,25 @@ class CalibratedStop:
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
-            raise ConfigError(f"stop_statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}",
-                              "stop_statistic")
+            raise ConfigError(
+                f"stop_statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}", "stop_statistic"
+            )
         n = len(self.forget)
-        self._rows = (None if self.rows is None or self.rows >= n else
-                      torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[: self.rows].sort().values)
+        self._rows = (
+            None
+            if self.rows is None or self.rows >= n
+            else torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[: self.rows].sort().values
+        )
         f = self.forget.labels.cpu().numpy()
         h = self.heldout.labels.cpu().numpy()
         classes, counts = np.unique(f, return_counts=True)
         present = {int(c): int((h == c).sum()) for c in classes}
         if not any(present.values()):
-            raise ConfigError("the calibrated stop needs held-out rows of the forget set's classes; the validation "
-                              "split has none (raise validation_fraction)", "stop")
+            raise ConfigError(
+                "the calibrated stop needs held-out rows of the forget set's classes; the validation "
+                "split has none (raise validation_fraction)",
+                "stop",
+            )
         p = {int(c): n / counts.sum() for c, n in zip(classes, counts) if present[int(c)]}
         total = sum(p.values())
         w = np.array([p.get(int(y), 0.0) / total / present[int(y)] if int(y) in p else 0.0 for y in h])
@@ -158,8 +184,10 @@ class CalibratedStop:
         self._bn: list[dict[str, torch.Tensor]] | None = None
         if self.bn_stats == "keep":
             if self.start is None:
-                raise ValueError("bn_stats='keep' needs the model before unlearning (start=): its batch-norm "
-                                 "statistics are the returned model's")
+                raise ValueError(
+                    "bn_stats='keep' needs the model before unlearning (start=): its batch-norm "
+                    "statistics are the returned model's"
+                )
             self._bn = snapshot(self.start)
         if self.start is not None and self.fixed_target:
             self._target = self._heldout_loss(self.start)
@@ -203,12 +231,16 @@ class CalibratedStop:
     def info(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else None
         what = "error" if self.statistic == "error" else "loss"  # (the median is a loss too)
-        return {"stop": "calibrated", "stop_checks": len(self.history),
-                "stop_reference": "start" if self._target is not None else "current",
-                "stop_rows": len(self.forget) if self._rows is None else len(self._rows),
-                "stop_statistic": self.statistic,
-                "stop_bn": "start" if self._bn is not None else "loop",  # whose BN statistics the checks used
-                f"stop_forget_{what}": last[1] if last else None, f"stop_heldout_{what}": last[2] if last else None}
+        return {
+            "stop": "calibrated",
+            "stop_checks": len(self.history),
+            "stop_reference": "start" if self._target is not None else "current",
+            "stop_rows": len(self.forget) if self._rows is None else len(self._rows),
+            "stop_statistic": self.statistic,
+            "stop_bn": "start" if self._bn is not None else "loop",  # whose BN statistics the checks used
+            f"stop_forget_{what}": last[1] if last else None,
+            f"stop_heldout_{what}": last[2] if last else None,
+        }
 
 
 def calibrated_stop(cfg: Any, data: Any, ctx: Any, model: nn.Module | None = None) -> CalibratedStop | None:
@@ -218,14 +250,29 @@ def calibrated_stop(cfg: Any, data: Any, ctx: Any, model: nn.Module | None = Non
     if getattr(cfg, "stop", "budget") != "calibrated":
         return None
     if data.forget_classes:
-        raise ConfigError("the calibrated stop is for sample-level requests (random, ids): a model retrained without "
-                          "a whole class has no held-out loss of it to match", "stop")
+        raise ConfigError(
+            "the calibrated stop is for sample-level requests (random, ids): a model retrained without "
+            "a whole class has no held-out loss of it to match",
+            "stop",
+        )
     bn_stats = getattr(cfg, "bn_stats", "method")
     if (cfg.stop_reference == "start" or bn_stats == "keep") and model is None:
-        raise ValueError("stop_reference='start' and bn_stats='keep' need the model before unlearning: "
-                         "calibrated_stop(cfg, data, ctx, model)")
-    return CalibratedStop(data.forget, data.validation, ctx.device, cfg.stop_every, cfg.stop_margin,
-                          rows=cfg.stop_rows, seed=ctx.seed + 43, bf16=ctx.bf16, channels_last=ctx.channels_last,
-                          start=model if cfg.stop_reference == "start" or bn_stats == "keep" else None,
-                          statistic=getattr(cfg, "stop_statistic", "mean"), bn_stats=bn_stats,
-                          fixed_target=cfg.stop_reference == "start")
+        raise ValueError(
+            "stop_reference='start' and bn_stats='keep' need the model before unlearning: "
+            "calibrated_stop(cfg, data, ctx, model)"
+        )
+    return CalibratedStop(
+        data.forget,
+        data.validation,
+        ctx.device,
+        cfg.stop_every,
+        cfg.stop_margin,
+        rows=cfg.stop_rows,
+        seed=ctx.seed + 43,
+        bf16=ctx.bf16,
+        channels_last=ctx.channels_last,
+        start=model if cfg.stop_reference == "start" or bn_stats == "keep" else None,
+        statistic=getattr(cfg, "stop_statistic", "mean"),
+        bn_stats=bn_stats,
+        fixed_target=cfg.stop_reference == "start",
+    )

@@ -26,14 +26,17 @@ from .neggrad_plus import NegGradPlus, NegGradPlusConfig
 
 @dataclass(frozen=True, kw_only=True)
 class CalibratedNegGradConfig(NegGradPlusConfig):
-    beta: float = param(0.3, "weight of the retain loss; the forget loss gets 1 − β", "β",
-                        tune=Range(0.05, 0.95))
-    stop: Literal["budget", "calibrated"] = param("calibrated", "calibrated: end when the forget loss reaches the "
-                                                                "held-out loss of the same classes (budget: NegGrad+)")
+    beta: float = param(0.3, "weight of the retain loss; the forget loss gets 1 − β", "β", tune=Range(0.05, 0.95))
+    stop: Literal["budget", "calibrated"] = param(
+        "calibrated",
+        "calibrated: end when the forget loss reaches the held-out loss of the same classes (budget: NegGrad+)",
+    )
     stop_every: int = param(5, "steps between two checks of the stop")
     stop_statistic: Literal["mean", "median", "error"] = param(
-        "mean", "what the stop compares: the mean loss, the median loss, or the fraction misclassified",
-        tune=Choice(("mean", "median", "error")))
+        "mean",
+        "what the stop compares: the mean loss, the median loss, or the fraction misclassified",
+        tune=Choice(("mean", "median", "error")),
+    )
 
 
 @register_method("calibrated_neggrad")
@@ -43,5 +46,7 @@ class CalibratedNegGrad(NegGradPlus):
     Config = CalibratedNegGradConfig
     # the conformance suite's problem is a class request, on which the stop does not apply
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "stop": "budget"}
-    reference = ("obliviate's calibrated stop on NegGrad+ (Kurmanji et al., 'Towards Unbounded Machine Unlearning', "
-                 "NeurIPS 2023)")
+    reference = (
+        "obliviate's calibrated stop on NegGrad+ (Kurmanji et al., 'Towards Unbounded Machine Unlearning', "
+        "NeurIPS 2023)"
+    )

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data import Augment
 from ..training import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,11 +38,15 @@ class ChallengeFirstConfig(VisionConfig):
     rounds: int = param(8, "forget + retain rounds after the uniform pass")
     batch_size: int = param(256, "batch size of every stage")
     uniform_lr: float = param(5e-3, "SGD learning rate of the uniform pass")
-    forget_lr: float = param(3e-4, "peak SGD learning rate of the forget rounds (cosine to eta_min)",
-                             tune=Range(1e-5, 1e-3, log=True))
+    forget_lr: float = param(
+        3e-4, "peak SGD learning rate of the forget rounds (cosine to eta_min)", tune=Range(1e-5, 1e-3, log=True)
+    )
     eta_min: float = param(1e-6, "final learning rate of the forget rounds' cosine schedule")
-    retain_lr: float = param(1e-3, "SGD learning rate of the retain rounds per 64 images (scaled by batch/64)",
-                             tune=Range(1e-4, 1e-2, log=True))
+    retain_lr: float = param(
+        1e-3,
+        "SGD learning rate of the retain rounds per 64 images (scaled by batch/64)",
+        tune=Range(1e-4, 1e-2, log=True),
+    )
     retain_weight_decay: float = param(1e-2, "weight decay of the retain rounds")
     momentum: float = param(0.9, "SGD momentum of every stage")
     temperature: float = param(1.15, "temperature T of the forget rounds' similarity softmax", "T")
@@ -80,8 +84,10 @@ class ChallengeFirst(VisionMethod):
     Config = ChallengeFirstConfig
     uses = frozenset({"forget", "retain"})
     smoke: ClassVar[dict[str, Any]] = {"rounds": 1}
-    reference = ("NeurIPS 2023 machine unlearning challenge, 1st place, as re-validated in Cadet et al., "
-                 "'Deep Unlearn: Benchmarking Machine Unlearning for Image Classification', 2024")
+    reference = (
+        "NeurIPS 2023 machine unlearning challenge, 1st place, as re-validated in Cadet et al., "
+        "'Deep Unlearn: Benchmarking Machine Unlearning for Image Classification', 2024"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: ChallengeFirstConfig = self.config  # type: ignore[assignment]
@@ -97,8 +103,9 @@ class ChallengeFirst(VisionMethod):
         params = [p for p in model.parameters() if p.requires_grad]
         opt_u = torch.optim.SGD(params, lr=cfg.uniform_lr, momentum=cfg.momentum)
         opt_f = torch.optim.SGD(params, lr=cfg.forget_lr, momentum=cfg.momentum)
-        opt_r = torch.optim.SGD(params, lr=cfg.retain_lr * cfg.batch_size / 64, momentum=cfg.momentum,
-                                weight_decay=cfg.retain_weight_decay)
+        opt_r = torch.optim.SGD(
+            params, lr=cfg.retain_lr * cfg.batch_size / 64, momentum=cfg.momentum, weight_decay=cfg.retain_weight_decay
+        )
         forget_steps = cfg.rounds * min(len(f_loader), len(r_pair))
         total = len(f_loader) + forget_steps + cfg.rounds * len(r_round)
         steps = Steps(None, total, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
@@ -108,6 +115,7 @@ class ChallengeFirst(VisionMethod):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+
             return backward
 
         for b in f_loader:  # stage 1: the uniform pass
@@ -130,5 +138,8 @@ class ChallengeFirst(VisionMethod):
                     loss = F.cross_entropy(model(b["image"].to(ctx.device)).float(), b["label"].to(ctx.device))
                 steps.update(loss, backward=step_with(opt_r), epoch=rnd)
         model.eval()
-        return MethodResult(model=model, steps=steps.step, info={
-            "forget_steps": forget_steps, "retain_rows": len(retain) if keep is None else len(keep)})
+        return MethodResult(
+            model=model,
+            steps=steps.step,
+            info={"forget_steps": forget_steps, "retain_rows": len(retain) if keep is None else len(keep)},
+        )

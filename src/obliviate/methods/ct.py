@@ -55,12 +55,17 @@ class ConvTranspose(VisionMethod):
     Config = CTConfig
     uses = frozenset({"retain"})
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0}
-    reference = ("NeurIPS 2023 unlearning challenge solution, as re-validated in Cadet et al., 'Deep Unlearn: "
-                 "Benchmarking Machine Unlearning for Image Classification', 2024")
+    reference = (
+        "NeurIPS 2023 unlearning challenge solution, as re-validated in Cadet et al., 'Deep Unlearn: "
+        "Benchmarking Machine Unlearning for Image Classification', 2024"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: CTConfig = self.config  # type: ignore[assignment]
         done, skipped = transpose_kernels(model)
         res, rows = retain_finetune(model, data, ctx, cfg, schedule=cfg.schedule)
-        return MethodResult(model=model, steps=res.steps, info={"kernels_transposed": done, "kernels_skipped": skipped,
-                                                                "retain_rows": rows})
+        return MethodResult(
+            model=model,
+            steps=res.steps,
+            info={"kernels_transposed": done, "kernels_skipped": skipped, "retain_rows": rows},
+        )

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import Augment
 from ..training import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 MASKED = -1e10  # the authors' "inf" soft label: the true class's logit before the softmax
 
@@ -69,22 +69,26 @@ class Delete(VisionMethod):
     uses = frozenset({"forget"})
     class_level = True
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0}
-    reference = ("Zhou et al., 'Decoupled Distillation to Erase: A General Unlearning Method for Any "
-                 "Class-centric Tasks', CVPR 2025 (code github.com/shaaaaron/DELETE)")
+    reference = (
+        "Zhou et al., 'Decoupled Distillation to Erase: A General Unlearning Method for Any "
+        "Class-centric Tasks', CVPR 2025 (code github.com/shaaaaron/DELETE)"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: DeleteConfig = self.config  # type: ignore[assignment]
         teacher = ctx.frozen_original(model)
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        loader = data.forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
-                                    channels_last=ctx.channels_last)
+        loader = data.forget.loader(
+            cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=ctx.channels_last
+        )
         model.to(ctx.device).train()
         if cfg.bn_eval:
             _bn_eval(model)
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum)
-        steps = Steps(opt, max(1, round(cfg.epochs * len(loader))), device=ctx.device, bf16=ctx.bf16,
-                      progress=ctx.progress)
+        steps = Steps(
+            opt, max(1, round(cfg.epochs * len(loader))), device=ctx.device, bf16=ctx.bf16, progress=ctx.progress
+        )
         epoch = 0
         while not steps.done:
             for b in loader:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..data import Augment
 from ..training import FitResult, TrainConfig, fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 from .losses import check_smoothing, retain_smoothing, smoothing_param
 
@@ -39,17 +39,27 @@ class FinetuneConfig(StopConfig):
         self._require(self.optimizer in ("sgd", "adamw"), "optimizer", "'sgd' or 'adamw'")
         self._require(self.momentum >= 0, "momentum", ">= 0")
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
-        self._require(self.schedule in ("onecycle", "cosine", "linear", "constant"), "schedule",
-                      "one of onecycle, cosine, linear, constant")
+        self._require(
+            self.schedule in ("onecycle", "cosine", "linear", "constant"),
+            "schedule",
+            "one of onecycle, cosine, linear, constant",
+        )
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """The original's recipe (augmentation geometry, bf16, layout, and by default its label
         smoothing: :mod:`obliviate.methods.losses`) with this run's budget."""
         return base.with_(
-            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
-            weight_decay=self.weight_decay, batch_size=self.batch_size, schedule=self.schedule,
-            augment=self.augment, warmup_frac=0.0 if self.schedule != "onecycle" else base.warmup_frac,
-            label_smoothing=retain_smoothing(self.label_smoothing, base), bias_lr_scale=1.0,
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            schedule=self.schedule,
+            augment=self.augment,
+            warmup_frac=0.0 if self.schedule != "onecycle" else base.warmup_frac,
+            label_smoothing=retain_smoothing(self.label_smoothing, base),
+            bias_lr_scale=1.0,
         )
 
 
@@ -66,9 +76,14 @@ class Finetune(VisionMethod):
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
         tc = cfg.train_config(ctx.train_config)
         stop = calibrated_stop(cfg, data, ctx, model)
-        res = fit(model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress, stop=stop)
-        return MethodResult(model=model, steps=res.steps, info={"retain_label_smoothing": tc.label_smoothing,
-                                                                **(stop.info() if stop is not None else {})})
+        res = fit(
+            model, data.retain.train_loader(tc, ctx.seed), tc, device=ctx.device, progress=ctx.progress, stop=stop
+        )
+        return MethodResult(
+            model=model,
+            steps=res.steps,
+            info={"retain_label_smoothing": tc.label_smoothing, **(stop.info() if stop is not None else {})},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,19 +110,37 @@ class RetainTuneConfig(VisionConfig):
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
-def retain_finetune(model: nn.Module, data: UnlearnData, ctx: UnlearnContext, cfg: RetainTuneConfig, *,
-                    after_backward: Callable[[nn.Module], None] | None = None, **schedule: Any) -> tuple[FitResult, int]:
+def retain_finetune(
+    model: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    cfg: RetainTuneConfig,
+    *,
+    after_backward: Callable[[nn.Module], None] | None = None,
+    **schedule: Any,
+) -> tuple[FitResult, int]:
     """Fine-tune ``model`` on the retain rows ``cfg`` selects with the original's recipe (its label
     smoothing unless ``cfg`` sets one) and ``cfg``'s budget (``schedule``: TrainConfig schedule
     fields); returns the fit and the rows used."""
     tc = ctx.train_config.with_(
-        epochs=cfg.epochs, lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
-        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, augment=cfg.augment,
-        label_smoothing=retain_smoothing(cfg.label_smoothing, ctx.train_config), bias_lr_scale=1.0, bias_wd_scale=1.0, **schedule)
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        optimizer="sgd",
+        momentum=cfg.momentum,
+        nesterov=False,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        label_smoothing=retain_smoothing(cfg.label_smoothing, ctx.train_config),
+        bias_lr_scale=1.0,
+        bias_wd_scale=1.0,
+        **schedule,
+    )
     retain = data.retain
     keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
     aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
-    loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last,
-                           rows=keep)
+    loader = retain.loader(
+        tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last, rows=keep
+    )
     res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, after_backward=after_backward)
     return res, len(retain) if keep is None else len(keep)

@@ -52,12 +52,12 @@ from ..data import Batch
 from ..training import Steps
 from .base import (
     MethodResult,
+    Range,
     SplitView,
     UnlearnContext,
     UnlearnData,
     VisionConfig,
     VisionMethod,
-    Range,
     param,
     register_method,
 )
@@ -70,8 +70,11 @@ class InstanceWiseConfig(VisionConfig):
     weight_decay: float = param(1e-4, "SGD weight decay")
     forget_batch_size: int = param(32, "forget instances per step")
     adv_batch_size: int = param(256, "adversarial examples per step")
-    max_epochs: int = param(1000, "at most this many passes over the adversarial set (the code's max_iter); "
-                                  "training stops earlier once every forget instance is misclassified")
+    max_epochs: int = param(
+        1000,
+        "at most this many passes over the adversarial set (the code's max_iter); "
+        "training stops earlier once every forget instance is misclassified",
+    )
     use_adversarial: bool = param(True, "regularise with adversarial examples of the forget instances")
     adv_per_instance: int = param(20, "adversarial examples generated per forget instance")
     pgd_eps: float = param(4.0, "ℓ2 radius of the PGD perturbation, in [0, 1] pixel units", "ε")
@@ -100,8 +103,15 @@ def _l2_clip(delta: torch.Tensor, radius: float) -> torch.Tensor:
     return delta * (radius / norms).clamp(max=1.0).view(-1, *([1] * (delta.ndim - 1)))
 
 
-def _targeted_l2_pgd(model: nn.Module, x01: torch.Tensor, target: torch.Tensor, mean: torch.Tensor,
-                     std: torch.Tensor, cfg: InstanceWiseConfig, generator: torch.Generator) -> torch.Tensor:
+def _targeted_l2_pgd(
+    model: nn.Module,
+    x01: torch.Tensor,
+    target: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    cfg: InstanceWiseConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Targeted ℓ2 PGD in [0, 1] pixel space (random start); returns normalised adversarial images."""
     start = torch.rand(x01.shape, generator=generator).to(x01.device)
     delta = _l2_clip(start - x01, cfg.pgd_eps)
@@ -117,8 +127,9 @@ def _targeted_l2_pgd(model: nn.Module, x01: torch.Tensor, target: torch.Tensor, 
     return ((x01 + delta.detach() - mean) / std).detach()
 
 
-def _adversarial_set(model: nn.Module, forget: SplitView, num_classes: int, cfg: InstanceWiseConfig,
-                     ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Tensor]:
+def _adversarial_set(
+    model: nn.Module, forget: SplitView, num_classes: int, cfg: InstanceWiseConfig, ctx: UnlearnContext
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``adv_per_instance`` targeted adversarial examples of every forget instance, with their targets."""
     mean = torch.tensor(forget.mean, device=ctx.device).view(1, -1, 1, 1)
     std = torch.tensor(forget.std, device=ctx.device).view(1, -1, 1, 1)
@@ -130,8 +141,8 @@ def _adversarial_set(model: nn.Module, forget: SplitView, num_classes: int, cfg:
     xs, ys = [], []
     try:
         for start in range(0, len(forget), 256):
-            x01 = forget.images[start:start + 256].to(ctx.device).float() / 255.0
-            y = forget.labels[start:start + 256].cpu()
+            x01 = forget.images[start : start + 256].to(ctx.device).float() / 255.0
+            y = forget.labels[start : start + 256].cpu()
             for _ in range(cfg.adv_per_instance):
                 # uniform over the K − 1 other classes: shift the true label by 1..K-1 (mod K)
                 shift = torch.randint(1, num_classes, (len(y),), generator=gen)
@@ -144,8 +155,9 @@ def _adversarial_set(model: nn.Module, forget: SplitView, num_classes: int, cfg:
     return torch.cat(xs), torch.cat(ys)
 
 
-def _inverted_mas_importance(model: nn.Module, forget: SplitView, cfg: InstanceWiseConfig,
-                             ctx: UnlearnContext) -> dict[str, torch.Tensor]:
+def _inverted_mas_importance(
+    model: nn.Module, forget: SplitView, cfg: InstanceWiseConfig, ctx: UnlearnContext
+) -> dict[str, torch.Tensor]:
     """Ω̃ = 1 − minmax(Ω), Ω the MAS importance of each parameter on the forget set.
 
     Computed on a copy in train mode, as in the reference, so the model's batch-norm statistics
@@ -182,8 +194,10 @@ class InstanceWise(VisionMethod):
 
     Config = InstanceWiseConfig
     uses = frozenset({"forget"})
-    reference = ("Cha et al., 'Learning to Unlearn: Instance-wise Unlearning for Pre-trained Classifiers', "
-                 "AAAI 2024, arXiv:2301.11578 (code github.com/csm9493/L2UL)")
+    reference = (
+        "Cha et al., 'Learning to Unlearn: Instance-wise Unlearning for Pre-trained Classifiers', "
+        "AAAI 2024, arXiv:2301.11578 (code github.com/csm9493/L2UL)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"adv_per_instance": 1, "pgd_steps": 3, "max_epochs": 2}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
@@ -191,8 +205,9 @@ class InstanceWise(VisionMethod):
         forget = data.forget
         model.to(ctx.device)
         if _all_misclassified(model, forget, ctx.device):  # the stop rule already holds: nothing to do
-            return MethodResult(model=model, steps=0,
-                                info={"all_forget_misclassified": True, "adversarial_examples": 0})
+            return MethodResult(
+                model=model, steps=0, info={"all_forget_misclassified": True, "adversarial_examples": 0}
+            )
         theta0 = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         importance = _inverted_mas_importance(model, forget, cfg, ctx) if cfg.use_importance else {}
         if cfg.use_adversarial:
@@ -215,7 +230,7 @@ class InstanceWise(VisionMethod):
                 with steps.autocast():
                     ce_f = F.cross_entropy(model(xf), yf).float()
                     if order is not None:
-                        idx = order[i * cfg.adv_batch_size:(i + 1) * cfg.adv_batch_size].to(adv_x.device)
+                        idx = order[i * cfg.adv_batch_size : (i + 1) * cfg.adv_batch_size].to(adv_x.device)
                         ce_adv = F.cross_entropy(model(adv_x[idx]), adv_y[idx]).float()
                         # the reference weights each term by its share of the step's samples
                         n = len(yf) + len(idx)
@@ -223,8 +238,11 @@ class InstanceWise(VisionMethod):
                     else:
                         loss = -ce_f
                 if importance:
-                    reg = sum((importance[name] * (p - theta0[name]).square()).sum()
-                              for name, p in model.named_parameters() if name in importance)
+                    reg = sum(
+                        (importance[name] * (p - theta0[name]).square()).sum()
+                        for name, p in model.named_parameters()
+                        if name in importance
+                    )
                     loss = loss + cfg.reg_lambda * 0.5 * reg
                 steps.update(loss, epoch=epoch)
                 done = _all_misclassified(model, forget, ctx.device)  # the paper's stopping rule, every step
@@ -233,8 +251,9 @@ class InstanceWise(VisionMethod):
             if done:
                 break
         model.eval()
-        return MethodResult(model=model, steps=steps.step,
-                            info={"all_forget_misclassified": done, "adversarial_examples": n_adv})
+        return MethodResult(
+            model=model, steps=steps.step, info={"all_forget_misclassified": done, "adversarial_examples": n_adv}
+        )
 
 
 def _cycle(view: SplitView, batch_size: int, seed: int) -> Iterator[Batch]:

@@ -33,15 +33,14 @@ from torch import nn
 
 from ..data import Augment
 from ..training import TrainConfig, fit
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 from .losses import check_smoothing, retain_smoothing, smoothing_param
 
 
 @dataclass(frozen=True, kw_only=True)
 class L1SparseConfig(VisionConfig):
     epochs: int = param(10, "fine-tuning epochs over the retain set", "E")
-    gamma: float = param(5e-4, "initial ℓ1 weight, decayed linearly per epoch", "γ",
-                         tune=Range(1e-5, 1e-2, log=True))
+    gamma: float = param(5e-4, "initial ℓ1 weight, decayed linearly per epoch", "γ", tune=Range(1e-5, 1e-2, log=True))
     no_l1_epochs: int = param(0, "final epochs without the ℓ1 penalty", "E₀")
     lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
@@ -49,8 +48,9 @@ class L1SparseConfig(VisionConfig):
     batch_size: int = param(256, "batch size")
     augment: bool = param(True, "random crop + flip (the original's geometry) on the retain set")
     retain_samples: int | None = param(
-        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
-              "as the reference")
+        None,
+        "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, as the reference",
+    )
     label_smoothing: float | None = smoothing_param()
 
     def validate(self) -> None:
@@ -115,15 +115,22 @@ class L1Sparse(VisionMethod):
         keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)
         if keep is not None:  # a cheaper epoch
             aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
-            loader = retain.loader(tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
-                                   channels_last=tc.channels_last, rows=keep)
+            loader = retain.loader(
+                tc.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=tc.channels_last, rows=keep
+            )
         else:
             loader = retain.train_loader(tc, ctx.seed)
         reg = DecayingL1(cfg.gamma, cfg.epochs, cfg.no_l1_epochs, len(loader))
         res = fit(model, loader, tc, device=ctx.device, progress=ctx.progress, regularizer=reg)
-        return MethodResult(model=model, steps=res.steps, info={"retain_label_smoothing": tc.label_smoothing,
-                                                                "l1_weight_first": reg.weights[0],
-                                                                "l1_weight_last": reg.weights[-1]})
+        return MethodResult(
+            model=model,
+            steps=res.steps,
+            info={
+                "retain_label_smoothing": tc.label_smoothing,
+                "l1_weight_first": reg.weights[0],
+                "l1_weight_last": reg.weights[-1],
+            },
+        )
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """The original's recipe (augmentation geometry, bf16, layout) with the paper's fine-tuning
@@ -131,7 +138,18 @@ class L1Sparse(VisionMethod):
         unless the config sets one (:mod:`obliviate.methods.losses`)."""
         cfg: L1SparseConfig = self.config  # type: ignore[assignment]
         return base.with_(
-            epochs=float(cfg.epochs), lr=cfg.lr, optimizer="sgd", momentum=cfg.momentum, nesterov=False,
-            weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, schedule="constant", warmup_frac=0.0,
-            augment=cfg.augment, label_smoothing=retain_smoothing(cfg.label_smoothing, base), bias_lr_scale=1.0, bias_wd_scale=1.0, grad_clip=None,
+            epochs=float(cfg.epochs),
+            lr=cfg.lr,
+            optimizer="sgd",
+            momentum=cfg.momentum,
+            nesterov=False,
+            weight_decay=cfg.weight_decay,
+            batch_size=cfg.batch_size,
+            schedule="constant",
+            warmup_frac=0.0,
+            augment=cfg.augment,
+            label_smoothing=retain_smoothing(cfg.label_smoothing, base),
+            bias_lr_scale=1.0,
+            bias_wd_scale=1.0,
+            grad_clip=None,
         )

@@ -59,5 +59,6 @@ class GradDiff(UnlearningMethod):
             ascent = -mean_nll(s.net(**model_inputs(s.forget)).logits, s.forget["labels"])
             return cfg.forget_weight * ascent + cfg.retain_weight * retain_term(s, cfg.retain_loss)
 
-        return run_unlearning(model, cfg, ctx, loss, forget=forget, retain=retain,
-                              live_reference=cfg.retain_loss == "kl")
+        return run_unlearning(
+            model, cfg, ctx, loss, forget=forget, retain=retain, live_reference=cfg.retain_loss == "kl"
+        )

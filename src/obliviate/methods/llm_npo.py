@@ -57,15 +57,20 @@ class NPO(UnlearningMethod):
     Config = NPOConfig
     uses = frozenset({"forget", "retain"})
     kind = "llm"
-    reference = ("Zhang, Lin, Bai, Mei, 'Negative Preference Optimization: From Catastrophic Collapse to "
-                 "Effective Unlearning', COLM 2024, arXiv:2404.05868")
+    reference = (
+        "Zhang, Lin, Bai, Mei, 'Negative Preference Optimization: From Catastrophic Collapse to "
+        "Effective Unlearning', COLM 2024, arXiv:2404.05868"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
         cfg: NPOConfig = self.config  # type: ignore[assignment]
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
-        retain = (data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
-                  if cfg.retain_loss != "none" else None)
+        retain = (
+            data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
+            if cfg.retain_loss != "none"
+            else None
+        )
         ref_nll: dict[int, torch.Tensor] = {}
 
         def reference_likelihoods(net: nn.Module, ref: Reference) -> None:
@@ -85,5 +90,13 @@ class NPO(UnlearningMethod):
                 out = out + cfg.retain_weight * retain_term(s, cfg.retain_loss)
             return out
 
-        return run_unlearning(model, cfg, ctx, loss, forget=forget, retain=retain, before=reference_likelihoods,
-                              live_reference=cfg.retain_loss == "kl")
+        return run_unlearning(
+            model,
+            cfg,
+            ctx,
+            loss,
+            forget=forget,
+            retain=retain,
+            before=reference_likelihoods,
+            live_reference=cfg.retain_loss == "kl",
+        )

@@ -41,16 +41,21 @@ class Relabel(UnlearningMethod):
     Config = RelabelConfig
     uses = frozenset({"forget", "retain"})
     kind = "llm"
-    reference = ("paper §III.B and §V.A (LoRA instruction fine-tuning with Unsloth); "
-                 "Graves et al., 'Amnesiac Machine Learning', AAAI 2021 (relabelling)")
+    reference = (
+        "paper §III.B and §V.A (LoRA instruction fine-tuning with Unsloth); "
+        "Graves et al., 'Amnesiac Machine Learning', AAAI 2021 (relabelling)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-2, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
         cfg: RelabelConfig = self.config  # type: ignore[assignment]
         answer = "target" if data.target_label is not None else "other"
         forget = data.forget.loader(cfg.batch_size, answer=answer, loss_on=cfg.loss_on, seed=ctx.seed)
-        retain = (data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
-                  if cfg.retain_weight > 0 else None)
+        retain = (
+            data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
+            if cfg.retain_weight > 0
+            else None
+        )
 
         def loss(s: Step) -> torch.Tensor:
             out = mean_nll(s.net(**model_inputs(s.forget)).logits, s.forget["labels"])

@@ -57,9 +57,15 @@ class RMUConfig(LLMMethodConfig):
 
     def validate(self) -> None:
         self._validate_common()
-        self._require(self.layer is None or (isinstance(self.layer, int) and not isinstance(self.layer, bool)
-                                             and self.layer >= 0), "layer", "None or an integer >= 0")
-        self._require(isinstance(self.update_layers, int) and self.update_layers >= 1, "update_layers", "an integer >= 1")
+        self._require(
+            self.layer is None
+            or (isinstance(self.layer, int) and not isinstance(self.layer, bool) and self.layer >= 0),
+            "layer",
+            "None or an integer >= 0",
+        )
+        self._require(
+            isinstance(self.update_layers, int) and self.update_layers >= 1, "update_layers", "an integer >= 1"
+        )
         self._require(self.steering_coeff > 0, "steering_coeff", "> 0")
         self._require(self.retain_weight >= 0, "retain_weight", ">= 0")
         self._require(len(self.full_params) > 0, "full_params", "a non-empty list of name fragments")
@@ -72,8 +78,10 @@ class RMU(UnlearningMethod):
     Config = RMUConfig
     uses = frozenset({"forget", "retain"})
     kind = "llm"
-    reference = ("Li et al., 'The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning', "
-                 "ICML 2024, arXiv:2403.03218 (RMU)")
+    reference = (
+        "Li et al., 'The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning', "
+        "ICML 2024, arXiv:2403.03218 (RMU)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
@@ -98,11 +106,22 @@ class RMU(UnlearningMethod):
             out = masked_mse(h_f, control.to(h_f.dtype).expand_as(h_f), predicting(s.forget["labels"]))
             if cfg.retain_weight > 0 and s.retain is not None:
                 h_r = forward_hidden(s.net, s.retain, layer)
-                out = out + cfg.retain_weight * masked_mse(h_r, s.ref.hidden(s.retain, layer), predicting(s.retain["labels"]))
+                out = out + cfg.retain_weight * masked_mse(
+                    h_r, s.ref.hidden(s.retain, layer), predicting(s.retain["labels"])
+                )
             return out
 
-        result = run_unlearning(model, cfg, ctx, loss, forget=forget, retain=retain, lora_layers=updated,
-                                full_params=select, live_reference=True)
+        result = run_unlearning(
+            model,
+            cfg,
+            ctx,
+            loss,
+            forget=forget,
+            retain=retain,
+            lora_layers=updated,
+            full_params=select,
+            live_reference=True,
+        )
         result.info.update({"layer": layer, "updated_layers": updated})
         return result
 

@@ -57,15 +57,20 @@ class SimNPO(UnlearningMethod):
     Config = SimNPOConfig
     uses = frozenset({"forget", "retain"})
     kind = "llm"
-    reference = ("Fan, Liu, Lin, Jia, Zhang, Mei, Liu, 'Simplicity Prevails: Rethinking Negative Preference "
-                 "Optimization for LLM Unlearning', arXiv:2410.07163, 2024")
+    reference = (
+        "Fan, Liu, Lin, Jia, Zhang, Mei, Liu, 'Simplicity Prevails: Rethinking Negative Preference "
+        "Optimization for LLM Unlearning', arXiv:2410.07163, 2024"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
         cfg: SimNPOConfig = self.config  # type: ignore[assignment]
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
-        retain = (data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
-                  if cfg.retain_loss != "none" else None)
+        retain = (
+            data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
+            if cfg.retain_loss != "none"
+            else None
+        )
 
         def loss(s: Step) -> torch.Tensor:
             nll, n = sequence_nll(s.net(**model_inputs(s.forget)).logits, s.forget["labels"])
@@ -74,5 +79,6 @@ class SimNPO(UnlearningMethod):
                 out = out + cfg.retain_weight * retain_term(s, cfg.retain_loss)
             return out
 
-        return run_unlearning(model, cfg, ctx, loss, forget=forget, retain=retain,
-                              live_reference=cfg.retain_loss == "kl")
+        return run_unlearning(
+            model, cfg, ctx, loss, forget=forget, retain=retain, live_reference=cfg.retain_loss == "kl"
+        )

@@ -59,7 +59,15 @@ from torch import nn
 from ..core import ConfigError
 from ..training import Steps
 from .base import (
-    MethodResult, Range, SplitView, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
+    MethodResult,
+    Range,
+    SplitView,
+    UnlearnContext,
+    UnlearnData,
+    VisionConfig,
+    VisionMethod,
+    forever,
+    param,
     register_method,
 )
 from .calibrate import _losses
@@ -68,20 +76,34 @@ from .losses import forward_pair, retain_smoothing
 
 @dataclass(frozen=True, kw_only=True)
 class LossMatchConfig(VisionConfig):
-    steps: int = param(30, "optimizer steps, each one retain batch and one batch of the forget rows still short "
-                           "of their target (the budget: there is no other stop; with visits, the most)")
-    visits: float | None = param(None, "passes over the forget rows short of their target: steps = "
-                                       "min(steps, ⌈visits · rows short / forget_batch_size⌉); None: steps alone")
-    beta: float = param(0.5, "weight of the retain cross-entropy; the matching term gets 1 − β", "β",
-                        tune=Range(0.1, 0.9))
+    steps: int = param(
+        30,
+        "optimizer steps, each one retain batch and one batch of the forget rows still short "
+        "of their target (the budget: there is no other stop; with visits, the most)",
+    )
+    visits: float | None = param(
+        None,
+        "passes over the forget rows short of their target: steps = "
+        "min(steps, ⌈visits · rows short / forget_batch_size⌉); None: steps alone",
+    )
+    beta: float = param(
+        0.5, "weight of the retain cross-entropy; the matching term gets 1 − β", "β", tune=Range(0.1, 0.9)
+    )
     lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.0, "SGD momentum")
     batch_size: int = param(128, "retain batch size")
     forget_batch_size: int = param(128, "batch size over the forget rows short of their target")
-    min_gap: float = param(0.05, "nats a row's target must exceed its loss under the original by for the row to "
-                                 "be trained on", tune=Range(0.0, 1.0))
-    huber: float = param(0.1, "δ of the Huber loss between a row's loss and its target (nats): farther than δ, "
-                              "a row is pushed as hard as by plain ascent; closer, in proportion to its distance", "δ")
+    min_gap: float = param(
+        0.05,
+        "nats a row's target must exceed its loss under the original by for the row to be trained on",
+        tune=Range(0.0, 1.0),
+    )
+    huber: float = param(
+        0.1,
+        "δ of the Huber loss between a row's loss and its target (nats): farther than δ, "
+        "a row is pushed as hard as by plain ascent; closer, in proportion to its distance",
+        "δ",
+    )
     min_class_rows: int = param(20, "held-out rows a class needs for its own quantiles (fewer: all held-out rows)")
 
     def validate(self) -> None:
@@ -97,8 +119,13 @@ class LossMatchConfig(VisionConfig):
         self._require(self.min_class_rows >= 1, "min_class_rows", ">= 1")
 
 
-def quantile_targets(forget_loss: torch.Tensor, forget_labels: torch.Tensor, heldout_loss: torch.Tensor,
-                     heldout_labels: torch.Tensor, min_class_rows: int = 20) -> torch.Tensor:
+def quantile_targets(
+    forget_loss: torch.Tensor,
+    forget_labels: torch.Tensor,
+    heldout_loss: torch.Tensor,
+    heldout_labels: torch.Tensor,
+    min_class_rows: int = 20,
+) -> torch.Tensor:
     """Each forget row's target loss: the held-out quantile of its class at the row's rank among
     the forget rows of that class, ``(rank + ½) / n`` (linear interpolation; a class with fewer
     than ``min_class_rows`` held-out rows reads all of them)."""
@@ -133,33 +160,51 @@ class LossMatch(VisionMethod):
 
     Config = LossMatchConfig
     uses = frozenset({"forget", "retain", "validation"})
-    reference = ("obliviate's held-out loss matching (issue 16), with NegGrad+'s retain term (Kurmanji et al., "
-                 "'Towards Unbounded Machine Unlearning', NeurIPS 2023)")
+    reference = (
+        "obliviate's held-out loss matching (issue 16), with NegGrad+'s retain term (Kurmanji et al., "
+        "'Towards Unbounded Machine Unlearning', NeurIPS 2023)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"steps": 5}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: LossMatchConfig = self.config  # type: ignore[assignment]
         if data.forget_classes:
-            raise ConfigError("loss_match is for sample-level requests (random, ids): a model retrained without a "
-                              "whole class has no held-out loss of it to match", "loss_match")
+            raise ConfigError(
+                "loss_match is for sample-level requests (random, ids): a model retrained without a "
+                "whole class has no held-out loss of it to match",
+                "loss_match",
+            )
         forget, heldout = data.forget, data.validation
         model.to(ctx.device)
         l0 = _eval_losses(model, forget, ctx)
-        target = quantile_targets(l0, forget.labels, _eval_losses(model, heldout, ctx), heldout.labels,
-                                  cfg.min_class_rows)
+        target = quantile_targets(
+            l0, forget.labels, _eval_losses(model, heldout, ctx), heldout.labels, cfg.min_class_rows
+        )
         short = torch.nonzero(target - l0.double() > cfg.min_gap).squeeze(1)
-        n_steps = (cfg.steps if cfg.visits is None
-                   else min(cfg.steps, math.ceil(cfg.visits * len(short) / cfg.forget_batch_size)))
-        info: dict[str, Any] = {"rows_short": int(len(short)), "rows_forget": len(forget), "steps_budget": n_steps,
-                                "forget_loss_start": float(l0.double().mean()), "forget_loss_target": float(target.mean())}
+        n_steps = (
+            cfg.steps
+            if cfg.visits is None
+            else min(cfg.steps, math.ceil(cfg.visits * len(short) / cfg.forget_batch_size))
+        )
+        info: dict[str, Any] = {
+            "rows_short": int(len(short)),
+            "rows_forget": len(forget),
+            "steps_budget": n_steps,
+            "forget_loss_start": float(l0.double().mean()),
+            "forget_loss_target": float(target.mean()),
+        }
         if not len(short):  # every forget row already sits where held-out rows do: nothing to do
             model.eval()
             return MethodResult(model=model, steps=0, info=info)
         target = target.float().to(ctx.device)
-        retain = forever(data.retain.loader(cfg.batch_size, shuffle=True, seed=ctx.seed,
-                                            channels_last=ctx.channels_last))
-        rows = forever(forget.loader(cfg.forget_batch_size, shuffle=True, seed=ctx.seed + 1, rows=short,
-                                     channels_last=ctx.channels_last))
+        retain = forever(
+            data.retain.loader(cfg.batch_size, shuffle=True, seed=ctx.seed, channels_last=ctx.channels_last)
+        )
+        rows = forever(
+            forget.loader(
+                cfg.forget_batch_size, shuffle=True, seed=ctx.seed + 1, rows=short, channels_last=ctx.channels_last
+            )
+        )
         smoothing = retain_smoothing(None, ctx.train_config)  # the retain term is the loss the original was trained on
         info["retain_label_smoothing"] = smoothing
         model.train()
@@ -171,14 +216,17 @@ class LossMatch(VisionMethod):
             # with the statistics of a mixed batch, and its running statistics never end on a batch
             # of one class (a forget batch of an ids request inside one class)
             with steps.autocast():
-                logits_r, logits_f = forward_pair(model, rb["image"].to(ctx.device), fb["image"].to(ctx.device),
-                                                  "joint")
+                logits_r, logits_f = forward_pair(
+                    model, rb["image"].to(ctx.device), fb["image"].to(ctx.device), "joint"
+                )
                 loss_r = F.cross_entropy(logits_r, rb["label"].to(ctx.device), label_smoothing=smoothing)
                 ce_f = F.cross_entropy(logits_f, fb["label"].to(ctx.device), reduction="none").float()
             # summed over the batch and divided by the nominal B (not the rows in it), so that a row's
             # push does not grow when fewer rows are short than a batch holds
-            match = F.huber_loss(ce_f, target[fb["index"].to(ctx.device)], delta=cfg.huber,
-                                 reduction="sum") / cfg.forget_batch_size
+            match = (
+                F.huber_loss(ce_f, target[fb["index"].to(ctx.device)], delta=cfg.huber, reduction="sum")
+                / cfg.forget_batch_size
+            )
             steps.update(cfg.beta * loss_r.float() + (1.0 - cfg.beta) * match)
         model.eval()
         return MethodResult(model=model, steps=steps.step, info=info)

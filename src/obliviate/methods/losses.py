@@ -36,20 +36,28 @@ Forward = Literal["joint", "separate"]
 
 def smoothing_param() -> Any:
     """The ``label_smoothing`` field of a retain-descending method's config."""
-    return param(None, "label smoothing of the retain cross-entropy (None = the original's recipe, the loss it "
-                       "was trained with; 0 = plain cross-entropy, as in the papers)", "ε")
+    return param(
+        None,
+        "label smoothing of the retain cross-entropy (None = the original's recipe, the loss it "
+        "was trained with; 0 = plain cross-entropy, as in the papers)",
+        "ε",
+    )
 
 
 def forward_param() -> Any:
     """The ``forward`` field of a method that steps on a retain and a forget batch together."""
-    return param("separate", "'separate': a forward pass per batch, as the reference loop; 'joint': one pass over "
-                             "the retain and forget batch (batch norm never normalises a one-class forget batch alone)",
-                 tune=Choice(("separate", "joint")))
+    return param(
+        "separate",
+        "'separate': a forward pass per batch, as the reference loop; 'joint': one pass over "
+        "the retain and forget batch (batch norm never normalises a one-class forget batch alone)",
+        tune=Choice(("separate", "joint")),
+    )
 
 
 def check_smoothing(cfg: Any) -> None:
-    cfg._require(cfg.label_smoothing is None or 0.0 <= cfg.label_smoothing < 1.0, "label_smoothing",
-                 "None or in [0, 1)")
+    cfg._require(
+        cfg.label_smoothing is None or 0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "None or in [0, 1)"
+    )
 
 
 def check_forward(cfg: Any) -> None:
@@ -61,11 +69,12 @@ def retain_smoothing(value: float | None, original: TrainConfig) -> float:
     return float(original.label_smoothing if value is None else value)
 
 
-def forward_pair(model: nn.Module, x_retain: torch.Tensor, x_forget: torch.Tensor,
-                 forward: Forward = "separate") -> tuple[torch.Tensor, torch.Tensor]:
+def forward_pair(
+    model: nn.Module, x_retain: torch.Tensor, x_forget: torch.Tensor, forward: Forward = "separate"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits of a retain and a forget batch, from one forward pass over both (``joint``) or
     from two (``separate``: the forget batch after the retain batch, as the reference loops)."""
     if forward == "separate":
         return model(x_retain), model(x_forget)
     logits = model(torch.cat([x_retain, x_forget]))
-    return logits[: len(x_retain)], logits[len(x_retain):]
+    return logits[: len(x_retain)], logits[len(x_retain) :]

@@ -30,16 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionMethod, param, register_method
 from .finetune import RetainTuneConfig, retain_finetune
 
 
 @dataclass(frozen=True, kw_only=True)
 class MSGConfig(RetainTuneConfig):
-    init_rate: float = param(0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ",
-                             tune=Range(0.05, 0.6))
-    damp: float = param(0.1, "gradient multiplier of the weights that are kept during the fine-tune",
-                        tune=Range(0.01, 1.0, log=True))
+    init_rate: float = param(
+        0.3, "fraction of each conv layer's weights re-initialised (smallest |g|)", "ρ", tune=Range(0.05, 0.6)
+    )
+    damp: float = param(
+        0.1, "gradient multiplier of the weights that are kept during the fine-tune", tune=Range(0.01, 1.0, log=True)
+    )
     epochs: float = param(5.0, "fine-tuning epochs over the retain set")
 
     def validate(self) -> None:
@@ -62,8 +64,9 @@ def contrast_gradients(model: nn.Module, retain_batches: Any, forget_batches: An
 
 
 @torch.no_grad()
-def reinit_small_gradients(model: nn.Module, rate: float, damp: float, generator: torch.Generator
-                           ) -> list[tuple[nn.Parameter, torch.Tensor]]:
+def reinit_small_gradients(
+    model: nn.Module, rate: float, damp: float, generator: torch.Generator
+) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """Per ``Conv2d``: re-initialise the ``rate`` fraction of weights with the smallest |grad|
     (Kaiming normal, fan-out); returns (weight, gradient multiplier) pairs: 1 on the re-initialised
     weights, ``damp`` elsewhere. Clears the gradients."""
@@ -96,8 +99,10 @@ class MaskSmallGradients(VisionMethod):
     Config = MSGConfig
     uses = frozenset({"forget", "retain"})
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0}
-    reference = ("NeurIPS 2023 unlearning challenge, 2nd place, as re-validated in Cadet et al., 'Deep Unlearn: "
-                 "Benchmarking Machine Unlearning for Image Classification', 2024")
+    reference = (
+        "NeurIPS 2023 unlearning challenge, 2nd place, as re-validated in Cadet et al., 'Deep Unlearn: "
+        "Benchmarking Machine Unlearning for Image Classification', 2024"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: MSGConfig = self.config  # type: ignore[assignment]
@@ -107,7 +112,9 @@ class MaskSmallGradients(VisionMethod):
         contrast_gradients(
             model,
             retain.loader(cfg.batch_size, shuffle=False, rows=sample, channels_last=ctx.channels_last),
-            forget.loader(cfg.batch_size, shuffle=False, channels_last=ctx.channels_last), ctx.device)
+            forget.loader(cfg.batch_size, shuffle=False, channels_last=ctx.channels_last),
+            ctx.device,
+        )
         masks = reinit_small_gradients(model, cfg.init_rate, cfg.damp, ctx.generator(3))
 
         def damp_kept(_model: nn.Module) -> None:
@@ -115,10 +122,25 @@ class MaskSmallGradients(VisionMethod):
                 if w.grad is not None:
                     w.grad.mul_(mult)
 
-        res, rows = retain_finetune(model, data, ctx, cfg, after_backward=damp_kept, schedule="triangle",
-                                    warmup_frac=0.5, start_factor=0.0, end_factor=0.0)
+        res, rows = retain_finetune(
+            model,
+            data,
+            ctx,
+            cfg,
+            after_backward=damp_kept,
+            schedule="triangle",
+            warmup_frac=0.5,
+            start_factor=0.0,
+            end_factor=0.0,
+        )
         n = sum(int((mult == 1.0).sum()) for _, mult in masks)
         total = sum(mult.numel() for _, mult in masks)
-        return MethodResult(model=model, steps=res.steps, info={
-            "conv_layers": len(masks), "reinitialised_fraction": n / total if total else 0.0,
-            "retain_rows": rows})
+        return MethodResult(
+            model=model,
+            steps=res.steps,
+            info={
+                "conv_layers": len(masks),
+                "reinitialised_fraction": n / total if total else 0.0,
+                "retain_rows": rows,
+            },
+        )

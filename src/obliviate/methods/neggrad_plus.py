@@ -42,16 +42,20 @@ from torch import nn
 
 from ..data import Augment
 from ..training import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionMethod, forever, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionMethod, forever, param, register_method
 from .calibrate import StopConfig, calibrated_stop
 from .losses import check_forward, check_smoothing, forward_pair, forward_param, retain_smoothing, smoothing_param
 
 
 @dataclass(frozen=True, kw_only=True)
 class NegGradPlusConfig(StopConfig):
-    beta: float = param(0.95, "weight of the retain loss; the forget loss gets 1 − β "
-                              "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)", "β",
-                                  tune=Range(0.5, 0.999))
+    beta: float = param(
+        0.95,
+        "weight of the retain loss; the forget loss gets 1 − β "
+        "(SCRUB code: ng_alpha; 0.9999 in their large-scale runs)",
+        "β",
+        tune=Range(0.5, 0.999),
+    )
     epochs: float = param(10.0, "passes over the retain set (the forget set is cycled alongside)")
     lr: float = param(0.01, "SGD learning rate (constant)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.0, "SGD momentum (the reference uses none)")
@@ -60,8 +64,10 @@ class NegGradPlusConfig(StopConfig):
     forget_batch_size: int = param(128, "forget batch size")
     augment: bool = param(False, "random crop + flip on both splits (the reference trains without)")
     forget_loss_cap: float | None = param(
-        10.0, "per-sample ceiling (nats) on the forget cross-entropy; past it a sample stops "
-              "pushing (divergence guard; None = unbounded, as in the reference)")
+        10.0,
+        "per-sample ceiling (nats) on the forget cross-entropy; past it a sample stops "
+        "pushing (divergence guard; None = unbounded, as in the reference)",
+    )
     grad_clip: float | None = param(None, "max global gradient norm per step (None = no clipping)")
     label_smoothing: float | None = smoothing_param()
     forward: Literal["separate", "joint"] = forward_param()
@@ -86,21 +92,26 @@ class NegGradPlus(VisionMethod):
 
     Config = NegGradPlusConfig
     uses = frozenset({"forget", "retain"})
-    reference = ("Kurmanji et al., 'Towards Unbounded Machine Unlearning', NeurIPS 2023 "
-                 "(NegGrad+ baseline; code github.com/meghdadk/SCRUB)")
+    reference = (
+        "Kurmanji et al., 'Towards Unbounded Machine Unlearning', NeurIPS 2023 "
+        "(NegGrad+ baseline; code github.com/meghdadk/SCRUB)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: NegGradPlusConfig = self.config  # type: ignore[assignment]
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        retain = data.retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
-                                    channels_last=ctx.channels_last)
-        forget = forever(data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug,
-                                             seed=ctx.seed + 1, channels_last=ctx.channels_last))
+        retain = data.retain.loader(
+            cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=ctx.channels_last
+        )
+        forget = forever(
+            data.forget.loader(
+                cfg.forget_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1, channels_last=ctx.channels_last
+            )
+        )
         model.to(ctx.device).train()
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         total = max(1, round(cfg.epochs * len(retain)))
         steps = Steps(opt, total, device=ctx.device, bf16=ctx.bf16, grad_clip=cfg.grad_clip, progress=ctx.progress)
         cap = cfg.forget_loss_cap
@@ -128,6 +139,12 @@ class NegGradPlus(VisionMethod):
                 stopped = stop is not None and stop(model, steps.step)
             epoch += 1
         model.eval()
-        return MethodResult(model=model, steps=steps.step, info={"forget_samples_capped": capped,
-                                                                 "retain_label_smoothing": smoothing,
-                                                                 **(stop.info() if stop is not None else {})})
+        return MethodResult(
+            model=model,
+            steps=steps.step,
+            info={
+                "forget_samples_capped": capped,
+                "retain_label_smoothing": smoothing,
+                **(stop.info() if stop is not None else {}),
+            },
+        )

@@ -48,7 +48,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 SCORES = ("standardized", "difference", "ratio", "forget_mean")
 # Activation modules that may close a unit: each maps 0 to 0, so zeroing the producer silences it.
@@ -60,45 +60,70 @@ _EPS = 1e-8
 @dataclass(frozen=True, kw_only=True)
 class NeuronMaskConfig(VisionConfig):
     score: Literal["standardized", "difference", "ratio", "forget_mean"] = param(
-        "standardized", "unit score s_u from forget/retain activation statistics (see module docstring)", "s_u")
+        "standardized", "unit score s_u from forget/retain activation statistics (see module docstring)", "s_u"
+    )
     fraction: float | None = param(
-        0.03, "mask this share of the units, ranked by score within `scope` (used when top_k and threshold are None)",
-            tune=Range(0.005, 0.2, log=True))
+        0.03,
+        "mask this share of the units, ranked by score within `scope` (used when top_k and threshold are None)",
+        tune=Range(0.005, 0.2, log=True),
+    )
     top_k: int | None = param(None, "mask this many units within `scope` (overrides fraction)", "k")
     threshold: float | None = param(
-        None, "mask every unit whose score exceeds τ, the paper's 'above a certain threshold' (overrides "
-        "top_k and fraction)", "τ")
+        None,
+        "mask every unit whose score exceeds τ, the paper's 'above a certain threshold' (overrides top_k and fraction)",
+        "τ",
+    )
     scope: Literal["global", "layer"] = param(
-        "global", "rank all units together ('global') or each layer separately ('layer')")
+        "global", "rank all units together ('global') or each layer separately ('layer')"
+    )
     layers: tuple[str, ...] = param(
-        ("*",), "which units to consider: 'conv', 'linear', or shell patterns on producer module names")
+        ("*",), "which units to consider: 'conv', 'linear', or shell patterns on producer module names"
+    )
     retain_samples: int | None = param(
-        5000, "retain samples used for the statistics (a seeded random subset); None = all")
+        5000, "retain samples used for the statistics (a seeded random subset); None = all"
+    )
     batch_size: int = param(256, "batch size of the activation passes")
     forget_samples: int | None = param(
-        None, "forget samples used for the statistics (a seeded random subset); None = all")
+        None, "forget samples used for the statistics (a seeded random subset); None = all"
+    )
     activations: tuple[str, ...] = param(
-        ("ReLU",), f"activation modules whose input tensor defines a unit, from {tuple(ACTIVATIONS)} "
-        "('GELU' for nets such as airbench; both map 0 to 0)")
+        ("ReLU",),
+        f"activation modules whose input tensor defines a unit, from {tuple(ACTIVATIONS)} "
+        "('GELU' for nets such as airbench; both map 0 to 0)",
+    )
 
     def validate(self) -> None:
         self._require(self.score in SCORES, "score", f"one of {SCORES}")
-        self._require(self.fraction is None or (math.isfinite(self.fraction) and 0 < self.fraction <= 1),
-                      "fraction", "in (0, 1] or None")
+        self._require(
+            self.fraction is None or (math.isfinite(self.fraction) and 0 < self.fraction <= 1),
+            "fraction",
+            "in (0, 1] or None",
+        )
         self._require(self.top_k is None or self.top_k >= 1, "top_k", ">= 1 or None")
         self._require(self.threshold is None or math.isfinite(self.threshold), "threshold", "a finite number or None")
-        self._require(self.fraction is not None or self.top_k is not None or self.threshold is not None,
-                      "fraction", "set when top_k and threshold are both None")
+        self._require(
+            self.fraction is not None or self.top_k is not None or self.threshold is not None,
+            "fraction",
+            "set when top_k and threshold are both None",
+        )
         self._require(self.scope in ("global", "layer"), "scope", "'global' or 'layer'")
-        self._require(isinstance(self.layers, (tuple, list)) and len(self.layers) > 0
-                      and all(isinstance(p, str) and p for p in self.layers), "layers",
-                      "a non-empty tuple of 'conv', 'linear' or module-name patterns")
+        self._require(
+            isinstance(self.layers, (tuple, list))
+            and len(self.layers) > 0
+            and all(isinstance(p, str) and p for p in self.layers),
+            "layers",
+            "a non-empty tuple of 'conv', 'linear' or module-name patterns",
+        )
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
         self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples", ">= 1 or None")
-        self._require(isinstance(self.activations, (tuple, list)) and len(self.activations) > 0
-                      and all(a in ACTIVATIONS for a in self.activations), "activations",
-                      f"a non-empty tuple of {tuple(ACTIVATIONS)}")
+        self._require(
+            isinstance(self.activations, (tuple, list))
+            and len(self.activations) > 0
+            and all(a in ACTIVATIONS for a in self.activations),
+            "activations",
+            f"a non-empty tuple of {tuple(ACTIVATIONS)}",
+        )
 
 
 @dataclass
@@ -204,7 +229,10 @@ def unit_activation(module: nn.Module, out: torch.Tensor, activation: nn.Module 
 
 
 def activation_stats(
-    model: nn.Module, layers: dict[str, nn.Module], loader: Any, device: torch.device,
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    loader: Any,
+    device: torch.device,
     activations: dict[str, nn.Module] | None = None,
 ) -> dict[str, _Stats]:
     """Accumulate a_u over every batch of ``loader`` for the units of ``layers`` (post-ReLU, or
@@ -213,8 +241,10 @@ def activation_stats(
     acts = activations or {}
     handles = []
     for name, module in layers.items():
+
         def hook(mod: nn.Module, _inp: Any, out: torch.Tensor, _name: str = name) -> None:
             stats[_name].add(unit_activation(mod, out, acts.get(_name)))
+
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -278,8 +308,10 @@ class NeuronMask(VisionMethod):
     Config = NeuronMaskConfig
     uses = frozenset({"forget", "retain"})
     smoke = {"retain_samples": 300}
-    reference = ("paper §III.A.1, Table I and Fig. 2 (neuron masking of VGG16 on CIFAR-10 'plane'); "
-                 "unit scoring and selection as documented in obliviate.methods.neuron_mask")
+    reference = (
+        "paper §III.A.1, Table I and Fig. 2 (neuron masking of VGG16 on CIFAR-10 'plane'); "
+        "unit scoring and selection as documented in obliviate.methods.neuron_mask"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: NeuronMaskConfig = self.config  # type: ignore[assignment]
@@ -310,7 +342,7 @@ class NeuronMask(VisionMethod):
             flat = _choose(torch.cat(list(scores.values())), cfg)
             chosen, start = {}, 0
             for n, s in scores.items():
-                chosen[n] = flat[start:start + s.numel()]
+                chosen[n] = flat[start : start + s.numel()]
                 start += s.numel()
         else:
             chosen = {n: _choose(s, cfg) for n, s in scores.items()}
@@ -320,11 +352,14 @@ class NeuronMask(VisionMethod):
             idx = chosen[n].nonzero().flatten()
             if idx.numel():
                 mask_units(module, idx)
-            per_layer[n] = {"masked": int(idx.numel()), "units": int(chosen[n].numel()),
-                            "indices": idx.tolist()}
+            per_layer[n] = {"masked": int(idx.numel()), "units": int(chosen[n].numel()), "indices": idx.tolist()}
         total = sum(v["units"] for v in per_layer.values())
         masked = sum(v["masked"] for v in per_layer.values())
-        info = {"masked_units": masked, "candidate_units": total, "layers": per_layer,
-                "forget_samples": f_stats[next(iter(layers))].count,
-                "retain_samples": r_stats[next(iter(layers))].count}
+        info = {
+            "masked_units": masked,
+            "candidate_units": total,
+            "layers": per_layer,
+            "forget_samples": f_stats[next(iter(layers))].count,
+            "retain_samples": r_stats[next(iter(layers))].count,
+        }
         return MethodResult(model=model, steps=0, info=info)

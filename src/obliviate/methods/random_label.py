@@ -29,11 +29,11 @@ from ..data import Augment, BatchLoader
 from ..training import Steps
 from .base import (
     MethodResult,
+    Range,
     UnlearnContext,
     UnlearnData,
     VisionConfig,
     VisionMethod,
-    Range,
     param,
     random_other_labels,
     register_method,
@@ -48,12 +48,15 @@ class RandomLabelConfig(VisionConfig):
     weight_decay: float = param(5e-4, "SGD weight decay")
     batch_size: int = param(256, "batch size (forget and retain)")
     order: Literal["forget_first", "mixed"] = param(
-        "forget_first", "'forget_first': all relabelled forget batches, then all retain batches, per "
-                        "epoch (SalUn CIFAR-10 path); 'mixed': both shuffled into shared batches")
+        "forget_first",
+        "'forget_first': all relabelled forget batches, then all retain batches, per "
+        "epoch (SalUn CIFAR-10 path); 'mixed': both shuffled into shared batches",
+    )
     augment: bool = param(True, "random crop + flip (the original's geometry)")
     retain_samples: int | None = param(
-        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
-              "as the reference")
+        None,
+        "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, as the reference",
+    )
 
     def validate(self) -> None:
         self._require(self.epochs >= 1, "epochs", ">= 1")
@@ -71,8 +74,10 @@ class RandomLabel(VisionMethod):
 
     Config = RandomLabelConfig
     uses = frozenset({"forget", "retain"})
-    reference = ("Graves, Nagisetti & Ganesh, 'Amnesiac Machine Learning', AAAI 2021; as the RL baseline "
-                 "of Fan et al., 'SalUn', ICLR 2024 (code github.com/OPTML-Group/Unlearn-Saliency, unlearn/RL.py)")
+    reference = (
+        "Graves, Nagisetti & Ganesh, 'Amnesiac Machine Learning', AAAI 2021; as the RL baseline "
+        "of Fan et al., 'SalUn', ICLR 2024 (code github.com/OPTML-Group/Unlearn-Saliency, unlearn/RL.py)"
+    )
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
@@ -81,8 +86,9 @@ class RandomLabel(VisionMethod):
         excluded = tuple(data.forget_classes)
         left = data.num_classes - (len(set(excluded)) if excluded else 1)
         if left < 1:
-            raise ValueError(f"random_label needs a class to relabel with: {data.num_classes} classes, "
-                             f"forgetting {list(excluded)}")
+            raise ValueError(
+                f"random_label needs a class to relabel with: {data.num_classes} classes, forgetting {list(excluded)}"
+            )
         # One table of forget rows then retain rows; a batch's "index" tells which rows are forget rows.
         retain_x, retain_y = retain.images, retain.labels
         keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)
@@ -95,8 +101,18 @@ class RandomLabel(VisionMethod):
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
 
         def loader(rows: torch.Tensor, seed: int) -> BatchLoader:
-            return BatchLoader(images, labels, mean=data.mean, std=data.std, rows=rows, batch_size=cfg.batch_size,
-                               shuffle=True, augment=aug, seed=seed, channels_last=ctx.channels_last)
+            return BatchLoader(
+                images,
+                labels,
+                mean=data.mean,
+                std=data.std,
+                rows=rows,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                augment=aug,
+                seed=seed,
+                channels_last=ctx.channels_last,
+            )
 
         n = len(labels)
         if cfg.order == "mixed":
@@ -106,8 +122,9 @@ class RandomLabel(VisionMethod):
         gen = ctx.generator(offset=1)
         model.to(ctx.device).train()
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        steps = Steps(opt, cfg.epochs * sum(len(p) for p in passes), device=ctx.device, bf16=ctx.bf16,
-                      progress=ctx.progress)
+        steps = Steps(
+            opt, cfg.epochs * sum(len(p) for p in passes), device=ctx.device, bf16=ctx.bf16, progress=ctx.progress
+        )
         for epoch in range(cfg.epochs):
             for part in passes:
                 for batch in part:

@@ -36,6 +36,7 @@ class Retrain(VisionMethod):
         cfg: RetrainConfig = self.config  # type: ignore[assignment]
         train_cfg = ctx.train_config if cfg.epochs is None else ctx.train_config.with_(epochs=cfg.epochs)
         fresh = ctx.model_factory(ctx.seed)
-        res = fit(fresh, data.retain.train_loader(train_cfg, ctx.seed), train_cfg,
-                  device=ctx.device, progress=ctx.progress)
+        res = fit(
+            fresh, data.retain.train_loader(train_cfg, ctx.seed), train_cfg, device=ctx.device, progress=ctx.progress
+        )
         return MethodResult(model=fresh, steps=res.steps, info={"epochs": train_cfg.epochs})

@@ -45,11 +45,11 @@ from ..data import Augment, BatchLoader
 from ..training import Steps
 from .base import (
     MethodResult,
+    Range,
     UnlearnContext,
     UnlearnData,
     VisionConfig,
     VisionMethod,
-    Range,
     param,
     random_other_labels,
     register_method,
@@ -64,8 +64,8 @@ class SalUnConfig(VisionConfig):
     weight_decay: float = param(5e-4, "weight decay (never applied to frozen weights)")
     batch_size: int = param(256, "batch size of the forget and retain loaders")
     saliency_ratio: float = param(
-        0.5, "fraction of weights marked salient (largest |∇θ ℓ_f|); the rest are frozen", "γ"
-    , tune=Range(0.1, 0.9))
+        0.5, "fraction of weights marked salient (largest |∇θ ℓ_f|); the rest are frozen", "γ", tune=Range(0.1, 0.9)
+    )
     order: Literal["sequential", "mixed"] = param(
         "sequential", "'sequential': forget batches, then retain batches; 'mixed': shuffled together"
     )
@@ -74,8 +74,9 @@ class SalUnConfig(VisionConfig):
     )
     augment: bool = param(True, "random crop + flip (the original's geometry) on training batches")
     retain_samples: int | None = param(
-        None, "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, "
-              "as the reference")
+        None,
+        "retain samples visited per epoch (a seeded random subset, the same every epoch); None = all, as the reference",
+    )
 
     def validate(self) -> None:
         self._require(self.epochs >= 1, "epochs", ">= 1")
@@ -89,9 +90,7 @@ class SalUnConfig(VisionConfig):
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
-def forget_gradient_magnitude(
-    model: nn.Module, loader: BatchLoader, device: torch.device
-) -> dict[str, torch.Tensor]:
+def forget_gradient_magnitude(model: nn.Module, loader: BatchLoader, device: torch.device) -> dict[str, torch.Tensor]:
     """``|Σ_i ∇_θ CE(x_i, y_i)|`` over the forget set, per parameter (float64), model in eval mode."""
     model.eval()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -116,7 +115,7 @@ def saliency_mask(magnitude: dict[str, torch.Tensor], ratio: float) -> dict[str,
     keep[torch.argsort(flat, descending=True, stable=True)[:k]] = True
     masks, start = {}, 0
     for name, m in magnitude.items():
-        masks[name] = keep[start:start + m.numel()].view_as(m)
+        masks[name] = keep[start : start + m.numel()].view_as(m)
         start += m.numel()
     return masks
 
@@ -138,8 +137,7 @@ class MaskedSGD:
     ) -> None:
         self.params = [(p, masks[n].to(p.device)) for n, p in model.named_parameters() if n in masks]
         self.frozen = [p.detach().clone() for p, _ in self.params]
-        self.opt = torch.optim.SGD([p for p, _ in self.params], lr=lr, momentum=momentum,
-                                   weight_decay=weight_decay)
+        self.opt = torch.optim.SGD([p for p, _ in self.params], lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -198,11 +196,19 @@ class SalUn(VisionMethod):
                     yield b["image"], b["label"]
         else:
             n_f = len(forget)  # rows [0, n_f) of the joint tensors are forget rows
-            r_x, r_y = (retain.images, retain.labels) if keep is None else (
-                retain.images[keep.to(retain.images.device)], retain.labels[keep.to(retain.labels.device)])
+            r_x, r_y = (
+                (retain.images, retain.labels)
+                if keep is None
+                else (retain.images[keep.to(retain.images.device)], retain.labels[keep.to(retain.labels.device)])
+            )
             loader = BatchLoader(
-                torch.cat([forget.images, r_x]), torch.cat([forget.labels, r_y]),
-                mean=forget.mean, std=forget.std, batch_size=cfg.batch_size, shuffle=True, augment=aug,
+                torch.cat([forget.images, r_x]),
+                torch.cat([forget.labels, r_y]),
+                mean=forget.mean,
+                std=forget.std,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                augment=aug,
                 seed=ctx.seed,
             )
             per_epoch = len(loader)
@@ -210,7 +216,10 @@ class SalUn(VisionMethod):
             def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
                 for b in loader:
                     y = b["label"]
-                    yield b["image"], torch.where(b["index"] < n_f, random_other_labels(y, k, gen, any_class=any_class), y)
+                    yield (
+                        b["image"],
+                        torch.where(b["index"] < n_f, random_other_labels(y, k, gen, any_class=any_class), y),
+                    )
 
         steps = Steps(None, cfg.epochs * per_epoch, device=device, bf16=ctx.bf16, progress=ctx.progress)
         model.train()
@@ -222,5 +231,6 @@ class SalUn(VisionMethod):
         model.eval()
         salient = sum(int(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())
-        return MethodResult(model=model, steps=steps.step,
-                            info={"salient": salient, "salient_fraction": salient / max(total, 1)})
+        return MethodResult(
+            model=model, steps=steps.step, info={"salient": salient, "salient_fraction": salient / max(total, 1)}
+        )

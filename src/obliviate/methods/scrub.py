@@ -36,7 +36,7 @@ from torch import nn
 
 from ..data import Augment
 from ..training import Steps
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,8 +50,7 @@ class SCRUBConfig(VisionConfig):
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
     temperature: float = param(4.0, "distillation temperature", "T")
-    alpha: float = param(0.001, "weight of KL(teacher‖student) in the min-step", "α",
-                         tune=Range(1e-4, 1.0, log=True))
+    alpha: float = param(0.001, "weight of KL(teacher‖student) in the min-step", "α", tune=Range(1e-4, 1.0, log=True))
     gamma: float = param(0.99, "weight of the cross-entropy in the min-step", "γ")
     forget_batch_size: int = param(512, "batch size of the max-step (forget) loader")
     retain_batch_size: int = param(256, "batch size of the min-step (retain) loader")
@@ -59,11 +58,15 @@ class SCRUBConfig(VisionConfig):
     lr_decay_rate: float = param(0.1, "learning-rate decay factor")
     augment: bool = param(False, "random crop + flip on training batches (the authors use none)")
     forget_samples: int | None = param(
-        None, "forget samples of each max-step pass (a seeded random subset, the same every epoch); None = all, "
-              "as the authors")
+        None,
+        "forget samples of each max-step pass (a seeded random subset, the same every epoch); None = all, "
+        "as the authors",
+    )
     retain_samples: int | None = param(
-        None, "retain samples of each min-step pass (a seeded random subset, the same every epoch); None = all, "
-              "as the authors")
+        None,
+        "retain samples of each min-step pass (a seeded random subset, the same every epoch); None = all, "
+        "as the authors",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_decay_epochs, list):  # e.g. read from YAML/JSON
@@ -82,16 +85,17 @@ class SCRUBConfig(VisionConfig):
         self._require(self.gamma >= 0, "gamma", ">= 0")
         self._require(self.forget_batch_size >= 1, "forget_batch_size", ">= 1")
         self._require(self.retain_batch_size >= 1, "retain_batch_size", ">= 1")
-        self._require(all(isinstance(e, int) and e >= 0 for e in self.lr_decay_epochs), "lr_decay_epochs",
-                      "a tuple of non-negative integers")
+        self._require(
+            all(isinstance(e, int) and e >= 0 for e in self.lr_decay_epochs),
+            "lr_decay_epochs",
+            "a tuple of non-negative integers",
+        )
         self._require(0 < self.lr_decay_rate <= 1, "lr_decay_rate", "in (0, 1]")
         self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples", ">= 1 or None")
         self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
 
 
-def distill_kl(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``KL(p_t ‖ p_s)`` at temperature ``T``, summed over the batch, times ``T²``, over batch size
     (Hinton et al.'s scaling, as ``DistillKL`` in the authors' code)."""
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
@@ -125,8 +129,9 @@ class SCRUB(VisionMethod):
 
         params = [p for p in student.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                         weight_decay=cfg.weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
         else:
             opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -135,8 +140,7 @@ class SCRUB(VisionMethod):
         f_rows = ctx.subset(len(data.forget), cfg.forget_samples, offset=1)  # cheaper passes
         r_rows = ctx.subset(len(data.retain), cfg.retain_samples, offset=2)
         f_loader = data.forget.loader(cfg.forget_batch_size, shuffle=True, augment=aug, seed=ctx.seed, rows=f_rows)
-        r_loader = data.retain.loader(cfg.retain_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
-                                      rows=r_rows)
+        r_loader = data.retain.loader(cfg.retain_batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1, rows=r_rows)
         ce = nn.CrossEntropyLoss()
 
         total = cfg.msteps * len(f_loader) + cfg.epochs * len(r_loader)
@@ -163,5 +167,6 @@ class SCRUB(VisionMethod):
                     step(b["image"], b["label"], maximise, epoch - 1)
                     max_steps += int(maximise)
         student.eval()
-        return MethodResult(model=student, steps=steps.step,
-                            info={"max_steps": max_steps, "min_steps": steps.step - max_steps})
+        return MethodResult(
+            model=student, steps=steps.step, info={"max_steps": max_steps, "min_steps": steps.step - max_steps}
+        )

@@ -29,20 +29,29 @@ from torch import nn
 
 from ..data import Augment, BatchLoader
 from ..training import Steps
-from .base import (MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, forever, param,
-                   register_method)
+from .base import (
+    MethodResult,
+    Range,
+    UnlearnContext,
+    UnlearnData,
+    VisionConfig,
+    VisionMethod,
+    forever,
+    param,
+    register_method,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SFRonConfig(VisionConfig):
     iters: int = param(1500, "steps (one retain batch each)", "T")
     forget_every: int = param(5, "a forget step before every k-th retain step")
-    lr: float = param(0.01, "peak SGD learning rate (cosine over the steps)", "η",
-                      tune=Range(1e-3, 0.1, log=True))
+    lr: float = param(0.01, "peak SGD learning rate (cosine over the steps)", "η", tune=Range(1e-3, 0.1, log=True))
     momentum: float = param(0.9, "SGD momentum")
     weight_decay: float = param(5e-4, "weight decay")
-    forget_alpha: float = param(25.0, "peak weight α of the ascent term (cosine to 0 over the steps)", "α",
-                                tune=Range(1.0, 100.0, log=True))
+    forget_alpha: float = param(
+        25.0, "peak weight α of the ascent term (cosine to 0 over the steps)", "α", tune=Range(1.0, 100.0, log=True)
+    )
     lambd: float = param(0.5, "adaptive weighting exponent: a sample weighs 1 / loss^λ", "λ")
     threshold: float = param(1.0, "saliency threshold on F_forget / F_retain", "γ")
     max_norm: float = param(7.0, "gradient-norm clip of the forget step")
@@ -93,8 +102,10 @@ class SFRon(VisionMethod):
     Config = SFRonConfig
     uses = frozenset({"forget", "retain"})
     smoke: ClassVar[dict[str, Any]] = {"iters": 20}
-    reference = ("Huang et al., 'Unified Gradient-Based Machine Unlearning with Remain Geometry Enhancement', "
-                 "NeurIPS 2024 (SFR-on; code github.com/K1nght/Unified-Unlearning-w-Remain-Geometry)")
+    reference = (
+        "Huang et al., 'Unified Gradient-Based Machine Unlearning with Remain Geometry Enhancement', "
+        "NeurIPS 2024 (SFR-on; code github.com/K1nght/Unified-Unlearning-w-Remain-Geometry)"
+    )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         cfg: SFRonConfig = self.config  # type: ignore[assignment]
@@ -103,17 +114,24 @@ class SFRon(VisionMethod):
         keep = ctx.subset(len(retain), cfg.fisher_samples, offset=4)
         fisher_f = diagonal_fisher(model, forget.loader(cfg.batch_size, shuffle=False), ctx.device)
         fisher_r = diagonal_fisher(model, retain.loader(cfg.batch_size, shuffle=False, rows=keep), ctx.device)
-        mask = {n: ((fisher_f[n] + 1e-15) / (fisher_r[n] + 1e-15) >= cfg.threshold).to(fisher_f[n].dtype)
-                for n in fisher_f}
+        mask = {
+            n: ((fisher_f[n] + 1e-15) / (fisher_r[n] + 1e-15) >= cfg.threshold).to(fisher_f[n].dtype) for n in fisher_f
+        }
         params = dict(model.named_parameters())
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
-        r_iter = forever(retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed,
-                                        channels_last=ctx.channels_last))
-        f_iter = forever(forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1,
-                                        channels_last=ctx.channels_last))
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        r_iter = forever(
+            retain.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed, channels_last=ctx.channels_last)
+        )
+        f_iter = forever(
+            forget.loader(cfg.batch_size, shuffle=True, augment=aug, seed=ctx.seed + 1, channels_last=ctx.channels_last)
+        )
+        opt = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
         forget_steps = -(-cfg.iters // cfg.forget_every)
         steps = Steps(opt, cfg.iters + forget_steps, device=ctx.device, bf16=ctx.bf16, progress=ctx.progress)
 
@@ -140,6 +158,11 @@ class SFRon(VisionMethod):
             steps.update(loss)
         model.eval()
         total = sum(m.numel() for m in mask.values())
-        return MethodResult(model=model, steps=steps.step, info={
-            "salient_fraction": float(sum(m.sum() for m in mask.values()) / max(total, 1)),
-            "forget_steps": forget_steps})
+        return MethodResult(
+            model=model,
+            steps=steps.step,
+            info={
+                "salient_fraction": float(sum(m.sum() for m in mask.values()) / max(total, 1)),
+                "forget_steps": forget_steps,
+            },
+        )

@@ -60,11 +60,11 @@ from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, Visio
 
 @dataclass(frozen=True, kw_only=True)
 class SISAConfig(VisionConfig):
-    shards: int = param(
-        5, "number of shards / constituent models (a practical default; the paper sweeps 1..~100)", "S")
+    shards: int = param(5, "number of shards / constituent models (a practical default; the paper sweeps 1..~100)", "S")
     slices: int = param(4, "slices per shard; a checkpoint is kept after each", "R")
     aggregation: Literal["mean", "vote"] = param(
-        "mean", "combine constituents by mean softmax ('mean') or majority vote ('vote', the paper's choice)")
+        "mean", "combine constituents by mean softmax ('mean') or majority vote ('vote', the paper's choice)"
+    )
     epochs: float | None = param(None, "epochs e per constituent over its shard; None = the original's budget", "e")
     seed: int | None = param(None, "seed of the partition, initialisations and loaders; None = the run's seed")
 
@@ -72,8 +72,7 @@ class SISAConfig(VisionConfig):
         self._require(self.shards >= 1, "shards", ">= 1")
         self._require(self.slices >= 1, "slices", ">= 1")
         self._require(self.aggregation in AGGREGATIONS, "aggregation", f"one of {AGGREGATIONS}")
-        self._require(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0),
-                      "epochs", "> 0 or None")
+        self._require(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0), "epochs", "> 0 or None")
 
 
 def _seed(*parts: int) -> int:
@@ -155,10 +154,18 @@ class SISATrainer:
     def _loader(self, positions: np.ndarray, k: int, r: int) -> BatchLoader:
         tc = self.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if tc.augment else None
-        return BatchLoader(self.images, self.labels, mean=self.mean, std=self.std,
-                           rows=torch.as_tensor(positions, dtype=torch.long), batch_size=tc.batch_size,
-                           shuffle=True, augment=aug, seed=_seed(self.seed, 2, k, r),
-                           channels_last=tc.channels_last)
+        return BatchLoader(
+            self.images,
+            self.labels,
+            mean=self.mean,
+            std=self.std,
+            rows=torch.as_tensor(positions, dtype=torch.long),
+            batch_size=tc.batch_size,
+            shuffle=True,
+            augment=aug,
+            seed=_seed(self.seed, 2, k, r),
+            channels_last=tc.channels_last,
+        )
 
     def train_constituent(self, k: int, start: int = 0, removed: np.ndarray | None = None) -> list[int]:
         """Run stages ``start``..R−1 of constituent k from the checkpoint before ``start``,
@@ -209,8 +216,11 @@ class SISATrainer:
         """Steps a (re)training would take, without running it: every shard from stage 0, or
         shard k from stage ``start[k]`` for the shards in ``start``."""
         todo = start if start is not None else {k: 0 for k in range(self.shards)}
-        return sum(stage_steps(len(self.plan.cumulative(k, r, removed)), self.train_config)
-                   for k, s in todo.items() for r in range(s, self.slices))
+        return sum(
+            stage_steps(len(self.plan.cumulative(k, r, removed)), self.train_config)
+            for k, s in todo.items()
+            for r in range(s, self.slices)
+        )
 
 
 @register_method("sisa")
@@ -236,8 +246,17 @@ class SISA(VisionMethod):
 
         base = ctx.train_config if cfg.epochs is None else ctx.train_config.with_(epochs=cfg.epochs)
         stage_cfg = base.with_(epochs=stage_epochs(base.epochs, cfg.slices))
-        trainer = SISATrainer(images, labels, ShardPlan.make(row_ids, cfg.shards, cfg.slices, seed),
-                              ctx.model_factory, stage_cfg, seed, ctx.device, forget.mean, forget.std)
+        trainer = SISATrainer(
+            images,
+            labels,
+            ShardPlan.make(row_ids, cfg.shards, cfg.slices, seed),
+            ctx.model_factory,
+            stage_cfg,
+            seed,
+            ctx.device,
+            forget.mean,
+            forget.std,
+        )
 
         # 1. the original: the sharded ensemble on forget ∪ retain (not unlearning cost)
         t0 = time.perf_counter()
@@ -252,22 +271,36 @@ class SISA(VisionMethod):
         ensemble = SISAEnsemble(members, cfg.aggregation)
         spec = getattr(members[0], "obliviate_spec", None)
         # None (not absent) keeps run_method from stamping the single model's spec on the ensemble
-        ensemble.obliviate_spec = None if spec is None else {  # type: ignore[assignment]
-            "name": "sisa_ensemble", "num_classes": spec["num_classes"], "in_chans": spec.get("in_chans", 3),
-            "member": dict(spec), "shards": cfg.shards, "aggregation": cfg.aggregation,
-        }
+        ensemble.obliviate_spec = (
+            None
+            if spec is None
+            else {  # type: ignore[assignment]
+                "name": "sisa_ensemble",
+                "num_classes": spec["num_classes"],
+                "in_chans": spec.get("in_chans", 3),
+                "member": dict(spec),
+                "shards": cfg.shards,
+                "aggregation": cfg.aggregation,
+            }
+        )
         full = trainer.steps_for(removed)
         spent = sum(steps for _, steps in done.values())
         info: dict[str, Any] = {
-            "shards": cfg.shards, "slices": cfg.slices, "stage_epochs": stage_cfg.epochs,
+            "shards": cfg.shards,
+            "slices": cfg.slices,
+            "stage_epochs": stage_cfg.epochs,
             "training": {"steps": train_steps, "seconds": train_seconds},
-            "deletion": {"steps": spent, "seconds": deletion_seconds,
-                         "affected_shards": len(done),
-                         "restart_slice": {str(k): r for k, (r, _) in done.items()},
-                         "steps_per_shard": {str(k): steps for k, (_, steps) in done.items()}},
+            "deletion": {
+                "steps": spent,
+                "seconds": deletion_seconds,
+                "affected_shards": len(done),
+                "restart_slice": {str(k): r for k, (r, _) in done.items()},
+                "steps_per_shard": {str(k): steps for k, (_, steps) in done.items()},
+            },
             "full_retrain_steps": full,
             "retrain_steps_saved": full - spent,
             "single_model_retrain_steps": stage_steps(len(retain), base),
         }
-        return MethodResult(model=ensemble.to(ctx.device).eval(), steps=spent, info=info,
-                            unlearning_seconds=deletion_seconds)
+        return MethodResult(
+            model=ensemble.to(ctx.device).eval(), steps=spent, info=info, unlearning_seconds=deletion_seconds
+        )

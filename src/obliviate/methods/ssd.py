@@ -66,12 +66,12 @@ from ..data import BatchLoader
 from ..utils import autocast_context
 from .base import (
     MethodResult,
+    Range,
     SplitView,
     UnlearnContext,
     UnlearnData,
     VisionConfig,
     VisionMethod,
-    Range,
     param,
     register_method,
 )
@@ -79,10 +79,12 @@ from .base import (
 
 @dataclass(frozen=True, kw_only=True)
 class SSDConfig(VisionConfig):
-    alpha: float = param(10.0, "selection weight: dampen θ_i where imp_forget > α·imp_train", "α",
-                         tune=Range(1.0, 50.0, log=True))
-    lambda_: float = param(1.0, "dampening constant: θ_i *= min(λ·imp_train/imp_forget, 1)", "λ",
-                           tune=Range(0.1, 10.0, log=True))
+    alpha: float = param(
+        10.0, "selection weight: dampen θ_i where imp_forget > α·imp_train", "α", tune=Range(1.0, 50.0, log=True)
+    )
+    lambda_: float = param(
+        1.0, "dampening constant: θ_i *= min(λ·imp_train/imp_forget, 1)", "λ", tune=Range(0.1, 10.0, log=True)
+    )
     batch_size: int = param(64, "batch size of the importance passes (batch-mean gradients, squared)")
     batch_order: Literal["class", "row"] = param(
         "class", "batch rows grouped by label ('class', like the reference's class-forgetting loaders) or by row"
@@ -94,23 +96,27 @@ class SSDConfig(VisionConfig):
         None, "forget samples (seeded, whole batches) estimating the importance over D_f; None = all, as the paper"
     )
     alpha_rule: Literal["fixed", "forget_zero"] = param(
-        "fixed", "fixed: use alpha; forget_zero (class requests): the largest α on a grid below the selection "
-                 "ceiling that drives the forget sample's accuracy to target_forget_acc — no retrained model needed")
-    target_forget_acc: float = param(0.01, "forget-sample accuracy forget_zero aims at (a model retrained without "
-                                           "the class never predicts it)")
+        "fixed",
+        "fixed: use alpha; forget_zero (class requests): the largest α on a grid below the selection "
+        "ceiling that drives the forget sample's accuracy to target_forget_acc — no retrained model needed",
+    )
+    target_forget_acc: float = param(
+        0.01, "forget-sample accuracy forget_zero aims at (a model retrained without the class never predicts it)"
+    )
     alpha_steps: int = param(12, "grid points of forget_zero, geometric from 0.95 × the ceiling down to 1")
-    alpha_refine: int = param(4, "bisections (in log α) of forget_zero between the last grid α that missed the "
-                                 "target and the first that reached it")
+    alpha_refine: int = param(
+        4,
+        "bisections (in log α) of forget_zero between the last grid α that missed the "
+        "target and the first that reached it",
+    )
 
     def validate(self) -> None:
         self._require(self.alpha > 0, "alpha", "> 0")
         self._require(self.lambda_ > 0, "lambda_", "> 0")
         self._require(self.batch_size >= 1, "batch_size", ">= 1")
         self._require(self.batch_order in ("class", "row"), "batch_order", "'class' or 'row'")
-        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples",
-                      ">= 1 or None")
-        self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples",
-                      ">= 1 or None")
+        self._require(self.retain_samples is None or self.retain_samples >= 1, "retain_samples", ">= 1 or None")
+        self._require(self.forget_samples is None or self.forget_samples >= 1, "forget_samples", ">= 1 or None")
         self._require(0.0 <= self.target_forget_acc < 1.0, "target_forget_acc", "in [0, 1)")
         self._require(self.alpha_steps >= 2, "alpha_steps", ">= 2")
         self._require(self.alpha_refine >= 0, "alpha_refine", ">= 0")
@@ -213,10 +219,8 @@ class SelectiveSynapticDampening(VisionMethod):
         model.to(ctx.device)
         forget, retain = data.forget, data.retain
         by_class = cfg.batch_order == "class"
-        forget_batches = canonical_batches(forget, cfg.batch_size, by_class, cfg.forget_samples,
-                                           ctx.generator(2))
-        retain_batches = canonical_batches(retain, cfg.batch_size, by_class, cfg.retain_samples,
-                                           ctx.generator(1))
+        forget_batches = canonical_batches(forget, cfg.batch_size, by_class, cfg.forget_samples, ctx.generator(2))
+        retain_batches = canonical_batches(retain, cfg.batch_size, by_class, cfg.retain_samples, ctx.generator(1))
         sum_f, seen_f = squared_gradient_sums(model, forget_batches, ctx.device)
         sum_r, seen_r = squared_gradient_sums(model, retain_batches, ctx.device)
         n_r = -(-len(retain) // cfg.batch_size)  # batches the whole retain set makes
@@ -229,10 +233,22 @@ class SelectiveSynapticDampening(VisionMethod):
         search: dict[str, Any] = {}
         if cfg.alpha_rule == "forget_zero":
             if not data.forget_classes:
-                raise ConfigError("alpha_rule='forget_zero' needs a class request: only a model retrained without "
-                                  "a whole class is known (without retraining) to score 0 on it", "alpha_rule")
-            alpha, search = search_alpha(model, imp_train, imp_forget, forget_batches, cfg, ceiling, ctx.device,
-                                         bf16=ctx.bf16, channels_last=ctx.channels_last)
+                raise ConfigError(
+                    "alpha_rule='forget_zero' needs a class request: only a model retrained without "
+                    "a whole class is known (without retraining) to score 0 on it",
+                    "alpha_rule",
+                )
+            alpha, search = search_alpha(
+                model,
+                imp_train,
+                imp_forget,
+                forget_batches,
+                cfg,
+                ceiling,
+                ctx.device,
+                bf16=ctx.bf16,
+                channels_last=ctx.channels_last,
+            )
         else:
             alpha = cfg.alpha
         changed = dampen_(model, imp_train, imp_forget, alpha, cfg.lambda_)
@@ -240,15 +256,25 @@ class SelectiveSynapticDampening(VisionMethod):
         return MethodResult(
             model=model,
             steps=0,
-            info={"dampened": changed, "dampened_fraction": changed / max(total, 1),
-                  "selection_ceiling": ceiling, "alpha": alpha, **search,
-                  "importance_batches": {"forget": seen_f, "retain": seen_r}},
+            info={
+                "dampened": changed,
+                "dampened_fraction": changed / max(total, 1),
+                "selection_ceiling": ceiling,
+                "alpha": alpha,
+                **search,
+                "importance_batches": {"forget": seen_f, "retain": seen_r},
+            },
         )
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device,
-              bf16: bool = False, channels_last: bool = False) -> float:
+def _accuracy(
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    device: torch.device,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> float:
     """Eval-mode accuracy on ``batches``, in the recipe's inference precision and memory format."""
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -261,10 +287,18 @@ def _accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], devi
     return hit / max(n, 1)
 
 
-def search_alpha(model: nn.Module, imp_train: dict[str, torch.Tensor], imp_forget: dict[str, torch.Tensor],
-                 forget_batches: Iterable[dict[str, torch.Tensor]], cfg: SSDConfig, ceiling: float,
-                 device: torch.device, *, bf16: bool = False, channels_last: bool = False
-                 ) -> tuple[float, dict[str, Any]]:
+def search_alpha(
+    model: nn.Module,
+    imp_train: dict[str, torch.Tensor],
+    imp_forget: dict[str, torch.Tensor],
+    forget_batches: Iterable[dict[str, torch.Tensor]],
+    cfg: SSDConfig,
+    ceiling: float,
+    device: torch.device,
+    *,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> tuple[float, dict[str, Any]]:
     """The largest α of a geometric grid from 0.95·ceiling down to 1 whose dampening brings the
     forget sample's accuracy to ``target_forget_acc`` (the least dampening that forgets; each
     trial dampens a copy of the weights, the importances are computed once), refined by

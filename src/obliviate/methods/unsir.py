@@ -43,7 +43,7 @@ from torch import nn
 from ..data import ForgetRequestError, normalise
 from ..training import Steps
 from ..utils import autocast_context
-from .base import MethodResult, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, Range, param, register_method
+from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,11 +56,9 @@ class UNSIRConfig(VisionConfig):
     retain_per_class: int = param(1000, "retain images per class used by impair and repair")
     batch_size: int = param(256, "batch size of impair and repair")
     impair_epochs: int = param(1, "epochs of the impair step")
-    impair_lr: float = param(0.02, "Adam learning rate of the impair step (high)",
-                             tune=Range(1e-3, 0.1, log=True))
+    impair_lr: float = param(0.02, "Adam learning rate of the impair step (high)", tune=Range(1e-3, 0.1, log=True))
     repair_epochs: int = param(1, "epochs of the repair step")
-    repair_lr: float = param(0.01, "Adam learning rate of the repair step (lower)",
-                             tune=Range(1e-3, 0.1, log=True))
+    repair_lr: float = param(0.01, "Adam learning rate of the repair step (lower)", tune=Range(1e-3, 0.1, log=True))
 
     def validate(self) -> None:
         self._require(self.noise_batch_size >= 1, "noise_batch_size", ">= 1")
@@ -76,8 +74,9 @@ class UNSIRConfig(VisionConfig):
         self._require(self.repair_lr > 0, "repair_lr", "> 0")
 
 
-def _learn_noise(model: nn.Module, cls: int, shape: tuple[int, ...], cfg: UNSIRConfig,
-                 ctx: UnlearnContext, offset: int) -> torch.Tensor:
+def _learn_noise(
+    model: nn.Module, cls: int, shape: tuple[int, ...], cfg: UNSIRConfig, ctx: UnlearnContext, offset: int
+) -> torch.Tensor:
     """Noise that maximises the model's cross-entropy on label ``cls`` (stage 1)."""
     noise = torch.randn(cfg.noise_batch_size, *shape, generator=ctx.generator(offset)).to(ctx.device)
     noise.requires_grad_(True)
@@ -118,10 +117,15 @@ class UNSIR(VisionMethod):
     Config = UNSIRConfig
     uses = frozenset({"retain"})
     class_level = True  # noise is learnt per forgotten class
-    reference = ("Tarun, Chundawat, Mandal & Kankanhalli, 'Fast Yet Effective Machine Unlearning', "
-                 "IEEE TNNLS 2023, arXiv:2111.08947 (code github.com/vikram2000b/Fast-Machine-Unlearning)")
+    reference = (
+        "Tarun, Chundawat, Mandal & Kankanhalli, 'Fast Yet Effective Machine Unlearning', "
+        "IEEE TNNLS 2023, arXiv:2111.08947 (code github.com/vikram2000b/Fast-Machine-Unlearning)"
+    )
     smoke: ClassVar[dict[str, Any]] = {
-        "noise_batch_size": 32, "noise_steps": 5, "noise_copies": 2, "retain_per_class": 32,
+        "noise_batch_size": 32,
+        "noise_steps": 5,
+        "noise_copies": 2,
+        "retain_per_class": 32,
     }
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
@@ -153,8 +157,12 @@ class UNSIR(VisionMethod):
         n_noise = len(noise_y)
         # Impair: positions [0, n_noise) are noise images, the rest index the retain subset.
         stages = [
-            (cfg.impair_epochs, cfg.impair_lr, n_noise + len(sub),
-             lambda pos: _mix(pos, n_noise, noise_x, noise_y, retain_batch)),
+            (
+                cfg.impair_epochs,
+                cfg.impair_lr,
+                n_noise + len(sub),
+                lambda pos: _mix(pos, n_noise, noise_x, noise_y, retain_batch),
+            ),
             (cfg.repair_epochs, cfg.repair_lr, len(sub), retain_batch),
         ]
         total = sum(e * -(-n // cfg.batch_size) for e, _, n, _ in stages)
@@ -168,20 +176,28 @@ class UNSIR(VisionMethod):
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=gen)
                 for start in range(0, n, cfg.batch_size):
-                    x, y = fetch(order[start:start + cfg.batch_size])
+                    x, y = fetch(order[start : start + cfg.batch_size])
                     with steps.autocast():
                         loss = F.cross_entropy(model(x), y)
                     steps.update(loss, epoch=epoch)
         model.eval()
-        return MethodResult(model=model, steps=steps.step,
-                            info={"noise_images": n_noise, "retain_images": len(sub), "classes": list(classes)})
+        return MethodResult(
+            model=model,
+            steps=steps.step,
+            info={"noise_images": n_noise, "retain_images": len(sub), "classes": list(classes)},
+        )
 
 
 _XY = tuple[torch.Tensor, torch.Tensor]
 
 
-def _mix(pos: torch.Tensor, n_noise: int, noise_x: torch.Tensor, noise_y: torch.Tensor,
-         retain_batch: Callable[[torch.Tensor], _XY]) -> _XY:
+def _mix(
+    pos: torch.Tensor,
+    n_noise: int,
+    noise_x: torch.Tensor,
+    noise_y: torch.Tensor,
+    retain_batch: Callable[[torch.Tensor], _XY],
+) -> _XY:
     """A batch from positions over [noise images | retain subset] (stage 2's shuffled union)."""
     is_noise = pos < n_noise
     xs, ys = [], []

@@ -26,6 +26,16 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f"{__name__}.{_mod}")
 
 __all__ = [
-    "DIRECTIONS", "EVAL_SPLITS", "METRICS", "ROLES", "EvalInputs", "Metric", "MissingInputError",
-    "Outputs", "compute_metrics", "describe_metric", "list_metrics", "register_metric",
+    "DIRECTIONS",
+    "EVAL_SPLITS",
+    "METRICS",
+    "ROLES",
+    "EvalInputs",
+    "Metric",
+    "MissingInputError",
+    "Outputs",
+    "compute_metrics",
+    "describe_metric",
+    "list_metrics",
+    "register_metric",
 ]

@@ -44,7 +44,9 @@ class Outputs:
         self.logits = self.logits.detach().float().cpu()
         self.labels = self.labels.detach().long().cpu()
         if self.logits.ndim != 2 or len(self.logits) != len(self.labels):
-            raise ValueError(f"logits (N, K) and labels (N,) disagree: {tuple(self.logits.shape)} vs {tuple(self.labels.shape)}")
+            raise ValueError(
+                f"logits (N, K) and labels (N,) disagree: {tuple(self.logits.shape)} vs {tuple(self.labels.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -164,15 +166,23 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
 
 
 def list_metrics(pattern: str = "*", include_costly: bool = True, kind: str | None = None) -> list[str]:
-    return [n for n in METRICS.names(pattern)
-            if (include_costly or not METRICS.get(n).costly) and (kind is None or METRICS.get(n).kind == kind)]
+    return [
+        n
+        for n in METRICS.names(pattern)
+        if (include_costly or not METRICS.get(n).costly) and (kind is None or METRICS.get(n).kind == kind)
+    ]
 
 
 def describe_metric(name: str) -> dict[str, Any]:
     cls = METRICS.get(name)
     return {
-        "name": name, "summary": cls.summary, "direction": cls.direction,
-        "needs": sorted(cls.needs), "reference": cls.reference, "costly": cls.costly, "kind": cls.kind,
+        "name": name,
+        "summary": cls.summary,
+        "direction": cls.direction,
+        "needs": sorted(cls.needs),
+        "reference": cls.reference,
+        "costly": cls.costly,
+        "kind": cls.kind,
         "doc": (cls.__doc__ or "").strip(),
     }
 

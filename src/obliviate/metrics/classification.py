@@ -118,11 +118,14 @@ class WorstRetainedClass(Metric):
         now = per_class_accuracy(inputs.out("test"), k)
         before = per_class_accuracy(inputs.out("test", "original"), k)
         drops = [
-            100.0 * (b - a) for c, (a, b) in enumerate(zip(now, before))
+            100.0 * (b - a)
+            for c, (a, b) in enumerate(zip(now, before))
             if c not in set(inputs.forget_classes) and a is not None and b is not None
         ]
         res = {"worst_class_drop": max(drops) if drops else 0.0}
-        res["worst_class_acc"] = min(a for c, a in enumerate(now) if a is not None and c not in set(inputs.forget_classes))
+        res["worst_class_acc"] = min(
+            a for c, a in enumerate(now) if a is not None and c not in set(inputs.forget_classes)
+        )
         return res
 
     def direction_of(self, key: str) -> str:
@@ -135,6 +138,10 @@ def split_summary(o: Outputs, class_names: Sequence[str], every_class: bool = Tr
     per-class accuracy by name and the confusion matrix (rows true, columns predicted)."""
     k = len(class_names)
     labels = list(range(k)) if every_class else sorted(set(o.labels.tolist()))
-    return {"n": len(o), "loss": mean_loss(o), **macro_prf(o, labels),
-            "per_class_accuracy": dict(zip(class_names, per_class_accuracy(o, k))),
-            "confusion": confusion(o, k).tolist()}
+    return {
+        "n": len(o),
+        "loss": mean_loss(o),
+        **macro_prf(o, labels),
+        "per_class_accuracy": dict(zip(class_names, per_class_accuracy(o, k))),
+        "confusion": confusion(o, k).tolist(),
+    }

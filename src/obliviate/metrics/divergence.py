@@ -60,19 +60,14 @@ def _as_probs(x: ProbsLike, name: str) -> torch.Tensor:
     if t.numel():
         err = float((t.sum(-1) - 1).abs().max())
         if err > _SUM_TOL:
-            raise ValueError(
-                f"{name} rows must sum to 1 (off by up to {err:.3g}); pass probabilities, "
-                "not logits"
-            )
+            raise ValueError(f"{name} rows must sum to 1 (off by up to {err:.3g}); pass probabilities, not logits")
     return t
 
 
 def _pair(p: ProbsLike, q: ProbsLike) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = _as_probs(p, "p"), _as_probs(q, "q")
     if a.shape != b.shape:
-        raise ValueError(
-            f"p and q must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"p and q must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return a, b
 
 
@@ -139,9 +134,7 @@ def js_divergence_chundawat_compat(p: ProbsLike, q: ProbsLike) -> float:
     """
     a, b = _pair(p, q)
     if a.ndim != 2 or a.shape[0] == 0:
-        raise ValueError(
-            f"expected a non-empty (N, K) matrix of probabilities, got shape {tuple(a.shape)}"
-        )
+        raise ValueError(f"expected a non-empty (N, K) matrix of probabilities, got shape {tuple(a.shape)}")
     m = 0.5 * (a + b)
     pos = m > 0
     log_m = torch.log(torch.where(pos, m, 1.0))
@@ -158,11 +151,7 @@ def zrf_chundawat_compat(probs: ProbsLike, random_probs: ProbsLike) -> float:
 # -- registered metrics ----------------------------------------------------------------------------
 def aligned(a: Outputs, b: Outputs, what: str) -> None:
     """Two models' outputs on one split must be the same rows (same count, same labels)."""
-    if (
-        len(a) != len(b)
-        or not torch.equal(a.labels, b.labels)
-        or a.logits.shape[1] != b.logits.shape[1]
-    ):
+    if len(a) != len(b) or not torch.equal(a.labels, b.labels) or a.logits.shape[1] != b.logits.shape[1]:
         raise ValueError(
             f"{what}: the two models' outputs are not on the same rows/classes "
             f"({tuple(a.logits.shape)} vs {tuple(b.logits.shape)})"
@@ -172,18 +161,14 @@ def aligned(a: Outputs, b: Outputs, what: str) -> None:
 def _paired_splits(inputs: EvalInputs, other: str, splits: tuple[str, ...]) -> list[str]:
     found = [s for s in splits if inputs.has(s) and inputs.has(s, other)]
     if not found:
-        raise MissingInputError(
-            f"no split among {splits} has outputs for both 'unlearned' and {other!r}"
-        )
+        raise MissingInputError(f"no split among {splits} has outputs for both 'unlearned' and {other!r}")
     return found
 
 
 REFERENCE_ROLES = ("retrained", "original")  # reported as key@role next to the method's value
 
 
-def _to_retrained(
-    inputs: EvalInputs, name: str, fn: Callable[[torch.Tensor, torch.Tensor], float]
-) -> dict[str, float]:
+def _to_retrained(inputs: EvalInputs, name: str, fn: Callable[[torch.Tensor, torch.Tensor], float]) -> dict[str, float]:
     """``{name/split: fn(unlearned probs, retrained probs)}`` over forget, test and test_forget."""
     res: dict[str, float] = {}
     for s in _paired_splits(inputs, "retrained", ("forget", "test", "test_forget")):
@@ -206,9 +191,7 @@ def _against_random(
                 continue
             o = inputs.out(s, role)
             aligned(o, rand, f"{name} on {s!r} ({role})")
-            res[f"{name}/{s}" + ("" if role == "unlearned" else f"@{role}")] = fn(
-                o.probs, rand.probs
-            )
+            res[f"{name}/{s}" + ("" if role == "unlearned" else f"@{role}")] = fn(o.probs, rand.probs)
     return res
 
 
@@ -282,9 +265,7 @@ class ZRFCompat(Metric):
                 a, b = inputs.out(s), inputs.out(s, "retrained")
                 aligned(a, b, f"{self.name} on {s!r}")
                 # The paper prints 1 − UnLearningScore(gold, student) = JSDiv(gold, student).
-                res[f"{self.name}/js_to_retrained/{s}"] = js_divergence_chundawat_compat(
-                    b.probs, a.probs
-                )
+                res[f"{self.name}/js_to_retrained/{s}"] = js_divergence_chundawat_compat(b.probs, a.probs)
         return res
 
     def direction_of(self, key: str) -> str:

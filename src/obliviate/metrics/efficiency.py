@@ -65,9 +65,7 @@ class Speedup(Metric):
             raise MissingInputError(f"speed-up is undefined for a method that took {seconds:.2g} s (< 1 ms)")
         res = {"efficiency/speedup": retrain / seconds}
         if inputs.run.get("steps") and inputs.run.get("retrain_steps") is not None:
-            res["efficiency/step_speedup"] = run_value(inputs, "retrain_steps") / run_value(
-                inputs, "steps"
-            )
+            res["efficiency/step_speedup"] = run_value(inputs, "retrain_steps") / run_value(inputs, "steps")
         return res
 
 

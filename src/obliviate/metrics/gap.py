@@ -87,8 +87,9 @@ class GapToRetrainSalUn(Metric):
     reference = "Fan et al., SalUn, ICLR 2024 (Avg. Gap; Classification/main_forget.py)"
 
     def compute(self, inputs: EvalInputs) -> dict[str, float]:
-        gap = avg_gap(*(gap_components(inputs, r, salun_test_split(inputs, r), "salun")
-                        for r in ("unlearned", "retrained")))
+        gap = avg_gap(
+            *(gap_components(inputs, r, salun_test_split(inputs, r), "salun") for r in ("unlearned", "retrained"))
+        )
         return {f"gap_salun/{k}": v for k, v in gap.items()}
 
 

@@ -103,8 +103,11 @@ class HeldoutPerplexity(_LLMMetric):
     def values(self, inputs: LLMEvalInputs) -> dict[str, float]:
         if inputs.unlearned.heldout_ppl is None and inputs.unlearned.general_ppl is None:
             raise MissingInputError("no perplexity was computed")
-        return {k: v for k, v in (("heldout_ppl", inputs.unlearned.heldout_ppl),
-                                  ("general_ppl", inputs.unlearned.general_ppl)) if v is not None}
+        return {
+            k: v
+            for k, v in (("heldout_ppl", inputs.unlearned.heldout_ppl), ("general_ppl", inputs.unlearned.general_ppl))
+            if v is not None
+        }
 
 
 @register_metric("llm_mia")
@@ -115,8 +118,11 @@ class LLMMembership(_LLMMetric):
     reference = "Yeom et al. 2018; Shi et al., ICLR 2024 (Min-K%); Carlini et al. 2021 (zlib)"
 
     def values(self, inputs: LLMEvalInputs) -> dict[str, float]:
-        return {f"mia_{attack}_auc": auc(parts["forget"], parts["validation"])
-                for attack, parts in inputs.unlearned.mia.items() if "forget" in parts and "validation" in parts}
+        return {
+            f"mia_{attack}_auc": auc(parts["forget"], parts["validation"])
+            for attack, parts in inputs.unlearned.mia.items()
+            if "forget" in parts and "validation" in parts
+        }
 
 
 @register_metric("llm_forget_quality")
@@ -150,19 +156,30 @@ class CrowsPairs(_LLMMetric):
 
 
 # The study's metric groups (``metrics.groups`` of an LLM study) -> registered metric names.
-GROUP_METRICS = {"judgement": "llm_judgement", "perplexity": "llm_perplexity", "mia": "llm_mia",
-                 "forget_quality": "llm_forget_quality", "crows_pairs": "llm_crows_pairs"}
+GROUP_METRICS = {
+    "judgement": "llm_judgement",
+    "perplexity": "llm_perplexity",
+    "mia": "llm_mia",
+    "forget_quality": "llm_forget_quality",
+    "crows_pairs": "llm_crows_pairs",
+}
 assert set(GROUP_METRICS) == set(METRIC_GROUPS)
 
 
 def compute_llm_metrics(
-    unlearned: ModelEval, original: ModelEval, retrained: ModelEval | None, *,
-    dataset: TextDataset, split: StatementSplit, groups: tuple[str, ...] = tuple(METRIC_GROUPS),
+    unlearned: ModelEval,
+    original: ModelEval,
+    retrained: ModelEval | None,
+    *,
+    dataset: TextDataset,
+    split: StatementSplit,
+    groups: tuple[str, ...] = tuple(METRIC_GROUPS),
 ) -> dict[str, tuple[float, str]]:
     """``{key: (value, direction)}`` for one unlearned model through the registry (keys of
     ``LLM_METRICS``); keys whose inputs are missing are absent."""
-    values, directions = compute_metrics([GROUP_METRICS[g] for g in groups],
-                                         LLMEvalInputs(unlearned, original, retrained, dataset, split))
+    values, directions = compute_metrics(
+        [GROUP_METRICS[g] for g in groups], LLMEvalInputs(unlearned, original, retrained, dataset, split)
+    )
     assert set(values) <= set(LLM_METRICS)
     return {k: (v, directions[k]) for k, v in values.items()}
 

@@ -90,7 +90,9 @@ def with_range(key: str, values: list[float]) -> dict[str, float]:
 
 
 def entropy_member_rate(
-    inputs: EvalInputs, role: str = "unlearned", max_per_side: int | None = ENTROPY_MAX_PER_SIDE,
+    inputs: EvalInputs,
+    role: str = "unlearned",
+    max_per_side: int | None = ENTROPY_MAX_PER_SIDE,
     seed: int | None = None,
 ) -> float:
     """Fraction of forget-train rows that the entropy attack, fitted on ``role``'s retain-train
@@ -134,8 +136,9 @@ def svc_mia_efficacy(
 
 def svc_efficacy_draws(inputs: EvalInputs, role: str, feature: str = "confidence") -> list[float]:
     """:func:`svc_mia_efficacy` over every row draw (obliviate's protocol)."""
-    return over_draws(inputs, f"mia_efficacy/{feature}", role,
-                      lambda s: svc_mia_efficacy(inputs, role, feature, seed=s))
+    return over_draws(
+        inputs, f"mia_efficacy/{feature}", role, lambda s: svc_mia_efficacy(inputs, role, feature, seed=s)
+    )
 
 
 def salun_test_split(inputs: EvalInputs, role: str) -> str:
@@ -145,8 +148,14 @@ def salun_test_split(inputs: EvalInputs, role: str) -> str:
 
 def salun_efficacy_draws(inputs: EvalInputs, role: str) -> list[float]:
     """MIA-efficacy under SalUn's protocol (see the module docstring) over every row draw."""
-    return over_draws(inputs, "mia_efficacy_salun", role, lambda s: svc_mia_efficacy(
-        inputs, role, "confidence", max_per_side=None, seed=s, test_split=salun_test_split(inputs, role)))
+    return over_draws(
+        inputs,
+        "mia_efficacy_salun",
+        role,
+        lambda s: svc_mia_efficacy(
+            inputs, role, "confidence", max_per_side=None, seed=s, test_split=salun_test_split(inputs, role)
+        ),
+    )
 
 
 N_BOOT = 1000  # bootstrap resamples of the loss-threshold AUC's interval
@@ -173,8 +182,9 @@ class EntropyMIA(Metric):
     def compute(self, inputs: EvalInputs) -> dict[str, float]:
         out: dict[str, float] = {}
         for role in _roles(inputs, ("retain", "test", "forget")):
-            vals = over_draws(inputs, "mia_entropy", role,
-                              lambda s, role=role: entropy_member_rate(inputs, role, seed=s))
+            vals = over_draws(
+                inputs, "mia_entropy", role, lambda s, role=role: entropy_member_rate(inputs, role, seed=s)
+            )
             out.update(with_range(_key("mia_entropy/forget_member_rate", role), vals))
         return out
 
@@ -186,9 +196,7 @@ class LossMIA(Metric):
     requests, else ``test``); 0.5 = indistinguishable. ``mia_loss/best_balanced_acc`` is the
     balanced accuracy of the best threshold on the same rows (≥ 0.5)."""
 
-    summary = (
-        "Loss-threshold AUC, forget vs held-out rows (0.5 chance); closest to retrained is best."
-    )
+    summary = "Loss-threshold AUC, forget vs held-out rows (0.5 chance); closest to retrained is best."
     reference = "Yeom et al., CSF 2018; sklearn.metrics.roc_auc_score"
     direction = "closest_to_retrained"
 
@@ -216,9 +224,7 @@ class SVCMIAEfficacy(Metric):
     ``/entropy`` and ``/m_entropy`` use the other features (Song & Mittal's modified entropy)."""
 
     summary = "SalUn MIA-efficacy: forget rows called non-member; closest to retrained is best."
-    reference = (
-        "Fan et al., SalUn, ICLR 2024; Jia et al., NeurIPS 2023 (SVC_MIA, SVC(C=3, gamma='auto'))"
-    )
+    reference = "Fan et al., SalUn, ICLR 2024; Jia et al., NeurIPS 2023 (SVC_MIA, SVC(C=3, gamma='auto'))"
     direction = "closest_to_retrained"
 
     def direction_of(self, key: str) -> str:

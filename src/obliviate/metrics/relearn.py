@@ -30,9 +30,7 @@ from .classification import accuracy
 class SupportsLoader(Protocol):
     """A split view that builds loaders (``obliviate.methods.SplitView``)."""
 
-    def loader(
-        self, batch_size: int, *, shuffle: bool = ..., augment: Any = ..., seed: int = ...
-    ) -> BatchLoader: ...
+    def loader(self, batch_size: int, *, shuffle: bool = ..., augment: Any = ..., seed: int = ...) -> BatchLoader: ...
 
 
 @torch.no_grad()
@@ -53,16 +51,12 @@ def _loaders(
     seed: int,
 ) -> tuple[BatchLoader, BatchLoader]:
     """(training loader, evaluation loader) for ``forget``: a split view or a loader."""
-    if hasattr(
-        forget, "loader"
-    ):  # a split view, e.g. UnlearnData.forget (metrics never import methods)
+    if hasattr(forget, "loader"):  # a split view, e.g. UnlearnData.forget (metrics never import methods)
         view = cast(SupportsLoader, forget)
         train = view.loader(batch_size, shuffle=True, augment=None, seed=seed)
         return train, eval_loader or view.loader(512, shuffle=False, augment=None, seed=seed)
     if not isinstance(forget, BatchLoader):
-        raise TypeError(
-            f"forget must be a split view (with .loader) or a BatchLoader, got {type(forget).__name__}"
-        )
+        raise TypeError(f"forget must be a split view (with .loader) or a BatchLoader, got {type(forget).__name__}")
     if eval_loader is None:  # the same rows, in order, without augmentation
         eval_loader = BatchLoader(
             forget.images,
@@ -149,17 +143,13 @@ def steps_to_relearn(start: float, curve: Sequence[float], target: float) -> int
 def anamnesis_index(steps_unlearned: int, steps_retrained: int) -> float:
     """AIN = r_t(unlearned) / r_t(retrained); a ValueError when the retrained took 0 steps."""
     if steps_retrained <= 0:
-        raise ValueError(
-            "AIN is undefined when the retrained model needs 0 steps to reach the target"
-        )
+        raise ValueError("AIN is undefined when the retrained model needs 0 steps to reach the target")
     return steps_unlearned / steps_retrained
 
 
 def _checked_curve(curve: object, role: str, max_steps: int) -> list[float]:
     if not isinstance(curve, (list, tuple)) or len(curve) > max_steps:
-        raise ValueError(
-            f"relearn({role!r}, {max_steps}) must return a list of at most {max_steps} accuracies"
-        )
+        raise ValueError(f"relearn({role!r}, {max_steps}) must return a list of at most {max_steps} accuracies")
     out = [float(a) for a in curve]
     if any(not (0.0 <= a <= 1.0) for a in out):
         raise ValueError(f"relearn({role!r}, ...) returned accuracies outside [0, 1]: {out[:5]}...")
@@ -189,9 +179,7 @@ class RelearnTime(Metric):
     def compute(self, inputs: EvalInputs) -> dict[str, float]:
         relearn = inputs.relearn
         if relearn is None:
-            raise MissingInputError(
-                "relearn needs EvalInputs.relearn (a callable the study runner provides)"
-            )
+            raise MissingInputError("relearn needs EvalInputs.relearn (a callable the study runner provides)")
         max_steps = getattr(relearn, "max_steps", self.max_steps)
         tolerance = getattr(relearn, "tolerance", self.tolerance)
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
@@ -206,8 +194,10 @@ class RelearnTime(Metric):
             n = steps_to_relearn(start, [], target)
             if n is None:  # only train when the model is not already there
                 curve = inputs.reference_value(
-                    f"relearn/{max_steps}", role,
-                    lambda role=role: _checked_curve(relearn(role, max_steps), role, max_steps))
+                    f"relearn/{max_steps}",
+                    role,
+                    lambda role=role: _checked_curve(relearn(role, max_steps), role, max_steps),
+                )
                 n = steps_to_relearn(start, curve, target)
             suffix = "" if role == "unlearned" else "@retrained"
             res[f"relearn/reached{suffix}"] = float(n is not None)

@@ -90,9 +90,7 @@ class PatchWhitening(nn.Module):
             raise ValueError(f"whitening eps must be > 0, got {eps!r}")
         d = in_chans * kernel_size * kernel_size
         self.kernel_size, self.eps = kernel_size, eps
-        self.weight = nn.Parameter(
-            torch.zeros(2 * d, in_chans, kernel_size, kernel_size), requires_grad=False
-        )
+        self.weight = nn.Parameter(torch.zeros(2 * d, in_chans, kernel_size, kernel_size), requires_grad=False)
         self.bias = nn.Parameter(torch.zeros(2 * d, 1, 1))
         # persistent, so a trained or checkpoint-loaded net is never re-whitened by a later fit
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
@@ -105,9 +103,7 @@ class PatchWhitening(nn.Module):
     def fit(self, images: torch.Tensor) -> torch.Tensor:
         """Set the filters from normalised images (N, C, H, W); returns the eigenvalues λ (descending)."""
         if images.ndim != 4 or images.shape[1] != self.weight.shape[1]:
-            raise ValueError(
-                f"expected images (N, {self.weight.shape[1]}, H, W), got {tuple(images.shape)}"
-            )
+            raise ValueError(f"expected images (N, {self.weight.shape[1]}, H, W), got {tuple(images.shape)}")
         k, d = self.kernel_size, self.weight.shape[1] * self.kernel_size**2
         cov, n = torch.zeros(d, d, dtype=torch.float64, device=images.device), 0
         for chunk in images.detach().split(500):  # bounded memory: 500 images' patches at a time
@@ -119,9 +115,7 @@ class PatchWhitening(nn.Module):
         cov /= max(n, 1)
         lam, vec = torch.linalg.eigh(cov)  # ascending
         lam, vec = lam.flip(0), vec.flip(1)
-        filters = (vec.T / torch.sqrt(lam.clamp_min(0) + self.eps)[:, None]).reshape(
-            -1, *self.weight.shape[1:]
-        )
+        filters = (vec.T / torch.sqrt(lam.clamp_min(0) + self.eps)[:, None]).reshape(-1, *self.weight.shape[1:])
         self.weight.copy_(torch.cat([filters, -filters]).to(self.weight.dtype))
         self.fitted.fill_(True)
         return lam.float()
@@ -144,14 +138,8 @@ class AirbenchNet(nn.Module):
         whiten_bias_epochs: int = 3,
     ) -> None:
         super().__init__()
-        if (
-            isinstance(whiten_bias_epochs, bool)
-            or not isinstance(whiten_bias_epochs, int)
-            or whiten_bias_epochs < 0
-        ):
-            raise ValueError(
-                f"whiten_bias_epochs must be an integer >= 0, got {whiten_bias_epochs!r}"
-            )
+        if isinstance(whiten_bias_epochs, bool) or not isinstance(whiten_bias_epochs, int) or whiten_bias_epochs < 0:
+            raise ValueError(f"whiten_bias_epochs must be an integer >= 0, got {whiten_bias_epochs!r}")
         self.whiten_bias_epochs = whiten_bias_epochs
         c1, c2, c3 = (_scaled(c, width) for c in (64, 256, 256))
         self.whiten = PatchWhitening(in_chans, kernel_size=2)
@@ -184,7 +172,5 @@ class AirbenchNet(nn.Module):
     "airbench",
     "airbench94 (Jordan 2024): patch-whitening + 3 conv groups, ~2M params, fast CIFAR-10",
 )
-def airbench(
-    num_classes: int, in_chans: int = 3, width: float = 1.0, whiten_bias_epochs: int = 3
-) -> nn.Module:
+def airbench(num_classes: int, in_chans: int = 3, width: float = 1.0, whiten_bias_epochs: int = 3) -> nn.Module:
     return AirbenchNet(num_classes, in_chans, width, whiten_bias_epochs)

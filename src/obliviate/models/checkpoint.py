@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..core import check_model
-from ..utils import atomic_path, file_sha256, environment_info, stable_hash, write_json_atomic
+from ..utils import atomic_path, environment_info, file_sha256, stable_hash, write_json_atomic
 from .registry import create_model
 from .user import FactoryError, build_from_factory, is_factory_spec, untied
 
@@ -45,8 +45,9 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 PROTECTED = ("format", "model", "weights", "sha256", "spec_sha256")
 
 
-def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None,
-               spec: Any = None) -> Path:
+def save_state(
+    path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None, spec: Any = None
+) -> Path:
     """The one checkpoint format: ``NAME.safetensors`` (written first, atomically) then
     ``NAME.json`` with the weights' SHA-256 and ``spec_sha256`` over (format, ``spec``, SHA-256).
     ``spec`` is what decides how the weights are loaded (a model spec, an adapter's settings).
@@ -72,7 +73,9 @@ def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str,
     return meta_path
 
 
-def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_state(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The weights and metadata of a checkpoint written by :func:`save_state`, hash-checked;
     raises :class:`CheckpointError` naming the file."""
     weights, meta_path = _paths(path)
@@ -110,10 +113,12 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     plain = [p for p in (base, base.with_name(base.name + ".safetensors")) if p.is_file()]
     if not meta_path.is_file() and plain:
         f = plain[0]
-        raise CheckpointError(f"{f} is a plain weights file, not an obliviate checkpoint (no {meta_path.name} records "
-                              "its architecture and training data): import it first — obliviate import "
-                              f"{f} --model-factory MODULE:FUNCTION --dataset NAME [--root DIR] --out CKPT — "
-                              "then pass CKPT (and the same --model-factory)")
+        raise CheckpointError(
+            f"{f} is a plain weights file, not an obliviate checkpoint (no {meta_path.name} records "
+            "its architecture and training data): import it first — obliviate import "
+            f"{f} --model-factory MODULE:FUNCTION --dataset NAME [--root DIR] --out CKPT — "
+            "then pass CKPT (and the same --model-factory)"
+        )
     if not meta_path.is_file():
         raise CheckpointError(f"no checkpoint metadata at {meta_path} (incomplete or never written)")
     try:
@@ -123,11 +128,15 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint metadata {meta_path} is damaged: not a JSON object")
     if meta.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path} has checkpoint format {meta.get('format')!r}; this obliviate reads "
-                              f"format {FORMAT_VERSION}, whose hash also covers the model spec: retrain the model with this version")
+        raise CheckpointError(
+            f"{meta_path} has checkpoint format {meta.get('format')!r}; this obliviate reads "
+            f"format {FORMAT_VERSION}, whose hash also covers the model spec: retrain the model with this version"
+        )
     if meta.get("spec_sha256") != _spec_hash(meta.get("format"), meta.get("model"), meta.get("sha256")):
-        raise CheckpointError(f"{meta_path}: its model spec or weights hash was edited after saving "
-                              "(spec_sha256 does not match); refusing to load it")
+        raise CheckpointError(
+            f"{meta_path}: its model spec or weights hash was edited after saving "
+            "(spec_sha256 does not match); refusing to load it"
+        )
     return dict(meta)
 
 
@@ -169,8 +178,10 @@ def load_checkpoint(
     if is_factory_spec(spec):
         made_by = spec["name"].split(":", 1)[1]
         if model_factory is None:
-            raise CheckpointError(f"{meta_path} holds a model built by your factory {made_by}: pass --model-factory "
-                                  f"{made_by} (model_factory=) — obliviate never imports code named inside a file")
+            raise CheckpointError(
+                f"{meta_path} holds a model built by your factory {made_by}: pass --model-factory "
+                f"{made_by} (model_factory=) — obliviate never imports code named inside a file"
+            )
         if model_factory != made_by:
             raise CheckpointError(f"{meta_path} holds a model built by {made_by}, not by {model_factory}")
         try:
@@ -207,14 +218,14 @@ def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> n
         detail = []
         if shapes:
             k = shapes[0]
-            detail.append(f"{len(shapes)} shape mismatch(es), e.g. {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+            detail.append(
+                f"{len(shapes)} shape mismatch(es), e.g. {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            )
         if missing:
             detail.append(f"missing keys, e.g. {missing[:3]}")
         if unexpected:
             detail.append(f"unexpected keys, e.g. {unexpected[:3]}")
-        raise CheckpointError(
-            f"checkpoint {name} does not fit this architecture/class count: " + "; ".join(detail)
-        )
+        raise CheckpointError(f"checkpoint {name} does not fit this architecture/class count: " + "; ".join(detail))
     model.load_state_dict(state, strict=True)
     return model
 
@@ -238,7 +249,9 @@ class ModelCache:
     def path(self, spec: dict[str, Any]) -> Path:
         return self.root / self.key(spec)
 
-    def load(self, spec: dict[str, Any], map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]] | None:
+    def load(
+        self, spec: dict[str, Any], map_location: str | torch.device = "cpu"
+    ) -> tuple[nn.Module, dict[str, Any]] | None:
         """The cached model for ``spec``, or ``None`` when absent; a damaged entry is moved aside."""
         p = self.path(spec)
         weights, meta_path = _paths(p)
@@ -263,7 +276,9 @@ class ModelCache:
         for f in _paths(p):
             if f.exists():
                 os.replace(f, dest / f.name)
-        logging.getLogger(__name__).warning("damaged cache entry %s (%s): moved to %s; it will be retrained", p, why, dest)
+        logging.getLogger(__name__).warning(
+            "damaged cache entry %s (%s): moved to %s; it will be retrained", p, why, dest
+        )
 
     def store(self, spec: dict[str, Any], model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
         check_model(model, "weights before caching")

@@ -50,9 +50,7 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         h = _w(hidden, width)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes)
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes))
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         return self.classifier(self.pool(self.features(x)))
@@ -112,10 +110,13 @@ class ResNet9(nn.Module):
         c1, c2, c3, c4 = (_w(c, width) for c in (64, 128, 256, 512))
         self.net = nn.Sequential(
             conv_bn(in_chans, c1),
-            conv_bn(c1, c2, pool=True), Residual(c2),
+            conv_bn(c1, c2, pool=True),
+            Residual(c2),
             conv_bn(c2, c3, pool=True),
-            conv_bn(c3, c4, pool=True), Residual(c4),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            conv_bn(c3, c4, pool=True),
+            Residual(c4),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
         )
         self.fc = nn.Linear(c4, num_classes)
 
@@ -137,7 +138,9 @@ class SmallCNN(nn.Module):
             conv_bn(in_chans, c1), conv_bn(c1, c2, pool=True), conv_bn(c2, c3), nn.AdaptiveAvgPool2d(2)
         )
         h = _w(128, width)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c3 * 4, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(c3 * 4, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes)
+        )
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         return self.classifier(self.features(x))

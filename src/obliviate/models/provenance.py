@@ -30,8 +30,14 @@ def loader_and_root(dataset: str, root: str | None) -> tuple[str, str | None]:
     return loader, str(Path(root).expanduser().resolve()) if root else None
 
 
-def load_data(dataset: str, root: str | None = None, *, train_per_class: int | None = None,
-              test_per_class: int | None = None, download: bool = False) -> ImageDataset:
+def load_data(
+    dataset: str,
+    root: str | None = None,
+    *,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    download: bool = False,
+) -> ImageDataset:
     """A registered dataset (or an npz folder), optionally a per-class subset (seed 0)."""
     if dataset not in DATASETS and not Path(dataset).is_dir():
         raise DataProvenanceError(f"unknown dataset {dataset!r}: {DATASETS.unknown_message(dataset)}")
@@ -41,18 +47,35 @@ def load_data(dataset: str, root: str | None = None, *, train_per_class: int | N
     return ds
 
 
-def record(ds: ImageDataset, dataset: str, root: str | None, *, train_per_class: int | None = None,
-           test_per_class: int | None = None) -> dict[str, Any]:
+def record(
+    ds: ImageDataset,
+    dataset: str,
+    root: str | None,
+    *,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+) -> dict[str, Any]:
     """The provenance fields of a checkpoint trained on ``ds`` (loaded as ``dataset`` from ``root``)."""
     loader, root_ = loader_and_root(dataset, root)
-    return {"dataset": ds.describe(), "dataset_loader": loader, "dataset_root": root_,
-            "dataset_fingerprint": ds.fingerprint(),
-            "subset": {"train_per_class": train_per_class, "test_per_class": test_per_class}}
+    return {
+        "dataset": ds.describe(),
+        "dataset_loader": loader,
+        "dataset_root": root_,
+        "dataset_fingerprint": ds.fingerprint(),
+        "subset": {"train_per_class": train_per_class, "test_per_class": test_per_class},
+    }
 
 
-def load_training_data(meta: dict[str, Any], *, dataset: str | None = None, root: str | None = None,
-                       train_per_class: int | None = None, test_per_class: int | None = None,
-                       download: bool = False, allow_other_data: bool = False) -> ImageDataset:
+def load_training_data(
+    meta: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    root: str | None = None,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    download: bool = False,
+    allow_other_data: bool = False,
+) -> ImageDataset:
     """The dataset a checkpoint's ``meta`` records (its loader, root and subset; ``dataset``,
     ``root`` and the subset sizes override them), refused when its content fingerprint differs
     from the recorded one unless ``allow_other_data``. The model's own input normalisation, when
@@ -69,7 +92,8 @@ def load_training_data(meta: dict[str, Any], *, dataset: str | None = None, root
     if want and ds.fingerprint() != want and not allow_other_data:
         raise DataProvenanceError(
             f"the dataset at {root or name!r} is not the one this model was trained on (its content fingerprint "
-            "differs): pass the training data with --root (an evaluation may also allow other data)")
+            "differs): pass the training data with --root (an evaluation may also allow other data)"
+        )
     norm = meta.get("input_normalisation") or {}
     if norm.get("mean") and norm.get("std"):
         ds = replace(ds, mean=tuple(norm["mean"]), std=tuple(norm["std"]))

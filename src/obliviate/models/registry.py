@@ -29,8 +29,9 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, summary: str, family: str = "cifar", input_size: tuple[int, int] | None = (32, 32)
-                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, summary: str, family: str = "cifar", input_size: tuple[int, int] | None = (32, 32)
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         MODELS.register(name)(ModelEntry(fn, summary, family, input_size))
         return fn
@@ -38,9 +39,7 @@ def register_model(name: str, summary: str, family: str = "cifar", input_size: t
     return deco
 
 
-def create_model(
-    name: str, num_classes: int, in_chans: int = 3, seed: int | None = None, **kwargs: Any
-) -> nn.Module:
+def create_model(name: str, num_classes: int, in_chans: int = 3, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with ``num_classes`` outputs.
 
     ``seed`` (if given) makes the initialisation reproducible without touching the global RNG.
@@ -82,8 +81,10 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     declared = model_arguments(name)
     unknown = sorted(set(kwargs) - set(declared))
     if unknown:
-        raise ValueError(f"model {name!r} takes no argument(s) {unknown}; it declares "
-                         f"{sorted(declared) or 'none besides num_classes and in_chans'}")
+        raise ValueError(
+            f"model {name!r} takes no argument(s) {unknown}; it declares "
+            f"{sorted(declared) or 'none besides num_classes and in_chans'}"
+        )
     out = {}
     for k, v in kwargs.items():
         tp = declared[k][0]
@@ -108,12 +109,21 @@ def describe_model(name: str, num_classes: int = 10, **kwargs: Any) -> dict[str,
     and — built with ``num_classes`` and ``kwargs`` — its parameter count and output shape on one
     zero input."""
     entry = MODELS.get(name)
-    args = {k: (getattr(tp, "__name__", str(tp).replace("typing.", "")), default)
-            for k, (tp, default) in model_arguments(name).items()}
+    args = {
+        k: (getattr(tp, "__name__", str(tp).replace("typing.", "")), default)
+        for k, (tp, default) in model_arguments(name).items()
+    }
     in_chans = inspect.signature(entry.factory).parameters["in_chans"].default
-    out: dict[str, Any] = {"name": name, "summary": entry.summary, "family": entry.family, "arguments": args,
-                           "in_chans": in_chans, "input_size": entry.input_size, "num_classes": num_classes,
-                           "kwargs": kwargs}
+    out: dict[str, Any] = {
+        "name": name,
+        "summary": entry.summary,
+        "family": entry.family,
+        "arguments": args,
+        "in_chans": in_chans,
+        "input_size": entry.input_size,
+        "num_classes": num_classes,
+        "kwargs": kwargs,
+    }
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, seed=0, **kwargs)
     out["num_parameters"] = num_parameters(model)
     if entry.input_size is not None:

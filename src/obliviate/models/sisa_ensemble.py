@@ -46,8 +46,12 @@ class SISAEnsemble(nn.Module):
         return share.clamp_min(torch.finfo(share.dtype).tiny).log()
 
 
-@register_model("sisa_ensemble", "SISA ensemble of S constituents (Bourtoule et al., IEEE S&P 2021)",
-                family="ensemble", input_size=None)
+@register_model(
+    "sisa_ensemble",
+    "SISA ensemble of S constituents (Bourtoule et al., IEEE S&P 2021)",
+    family="ensemble",
+    input_size=None,
+)
 def sisa_ensemble(
     num_classes: int,
     in_chans: int = 3,

@@ -35,8 +35,10 @@ def is_factory_spec(spec: dict[str, Any]) -> bool:
 def resolve_factory(text: str) -> Callable[..., nn.Module]:
     """The function ``MODULE:FUNCTION`` names (imported from the working directory first)."""
     if not _SPEC.match(text or ""):
-        raise FactoryError(f"--model-factory takes MODULE:FUNCTION (e.g. mymodels:make_cnn, a function that "
-                           f"returns your nn.Module), got {text!r}")
+        raise FactoryError(
+            f"--model-factory takes MODULE:FUNCTION (e.g. mymodels:make_cnn, a function that "
+            f"returns your nn.Module), got {text!r}"
+        )
     mod_name, fn_name = text.split(":")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
@@ -44,8 +46,10 @@ def resolve_factory(text: str) -> Callable[..., nn.Module]:
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise FactoryError(f"cannot import module {mod_name!r} for --model-factory {text} ({e}); run from the folder "
-                           "that holds it, or install it") from None
+        raise FactoryError(
+            f"cannot import module {mod_name!r} for --model-factory {text} ({e}); run from the folder "
+            "that holds it, or install it"
+        ) from None
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise FactoryError(f"module {mod_name!r} has no function {fn_name!r} (--model-factory {text})")
@@ -78,18 +82,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         try:
             return load_file(str(p))
-        except Exception as e:  # noqa: BLE001 - safetensors has its own error types
+        except Exception as e:
             raise FactoryError(f"{p} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle and zip errors of every kind: say what the file is
-        raise FactoryError(f"{p} is not a state dict torch.load can read with weights_only=True ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:200]}); save it with torch.save(model.state_dict(), PATH)") from None
+    except Exception as e:
+        raise FactoryError(
+            f"{p} is not a state dict torch.load can read with weights_only=True ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); save it with torch.save(model.state_dict(), PATH)"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise FactoryError(f"{p} holds a {type(obj).__name__}, not a state dict of tensors; save it with "
-                           "torch.save(model.state_dict(), PATH)")
+        raise FactoryError(
+            f"{p} holds a {type(obj).__name__}, not a state dict of tensors; save it with "
+            "torch.save(model.state_dict(), PATH)"
+        )
     return obj
 
 

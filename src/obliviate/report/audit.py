@@ -33,8 +33,11 @@ def seed_verdict(v: dict[str, float], attack: str = "lira") -> tuple[str, str]:
     return ("distinguishable" if lo > 0.5 else "over-forgotten"), fig
 
 
-PLAIN = {"indistinguishable": "indistinguishable from the retrained models",
-         "distinguishable": "still recognisable as members", "over-forgotten": "over-forgotten (less familiar than unseen rows)"}
+PLAIN = {
+    "indistinguishable": "indistinguishable from the retrained models",
+    "distinguishable": "still recognisable as members",
+    "over-forgotten": "over-forgotten (less familiar than unseen rows)",
+}
 
 
 def method_verdict(runs: list[dict[str, Any]], k: int) -> str:
@@ -47,8 +50,9 @@ def method_verdict(runs: list[dict[str, Any]], k: int) -> str:
     return f"{PLAIN[worst]} on {n_ok} of {len(per)} seed(s) at K = {k} (offline LiRA): {figs}"
 
 
-def epsilon_rows(runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]
-                 ) -> dict[str, tuple[float, float, int, int, float]]:
+def epsilon_rows(
+    runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]
+) -> dict[str, tuple[float, float, int, int, float]]:
     """Per method: (mean ε, median ε, U, R, cap) over the forget rows, U = the method's models (one
     per seed), R = every reference model of the same forget set, cap = the largest ε U and R can
     show (:func:`~obliviate.attacks.per_example.epsilon_cap`). Only where ≥ 2 seeds share one forget set."""
@@ -74,8 +78,14 @@ def epsilon_rows(runs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]
     return out
 
 
-def membership_section(doc: Document, runs: list[dict[str, Any]], groups: list[dict[str, Any]], model: str,
-                       request: str, methods: list[str]) -> None:
+def membership_section(
+    doc: Document,
+    runs: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    model: str,
+    request: str,
+    methods: list[str],
+) -> None:
     """The audit table of one (model, request), when the study trained reference models."""
     mine = [r for r in runs if r["model"] == model and r["request"] == request]
     gmap = {g["key"]: g for g in groups if "key" in g}
@@ -100,33 +110,67 @@ def membership_section(doc: Document, runs: list[dict[str, Any]], groups: list[d
                 return f"{np.mean(xs):.3f}" if xs else "–"
 
             e = eps.get(m)
-            probe = (f"{100 * np.mean([x['probe/test_forget_acc'] for x in v]):.1f} "
-                     f"(R {100 * np.mean([x['probe/test_forget_acc@retrained'] for x in v]):.1f})"
-                     if all("probe/test_forget_acc@retrained" in x for x in v) else "–")
-            rows.append([m, mean("lira/auc"), mean("lira/tpr_at_1pct"), mean("lira/tpr_at_0p1pct"), mean("rmia/auc"),
-                         f"{e[0]:.2f} / {e[1]:.2f}" if e else "–", probe, method_verdict(rs, k)])
+            probe = (
+                f"{100 * np.mean([x['probe/test_forget_acc'] for x in v]):.1f} "
+                f"(R {100 * np.mean([x['probe/test_forget_acc@retrained'] for x in v]):.1f})"
+                if all("probe/test_forget_acc@retrained" in x for x in v)
+                else "–"
+            )
+            rows.append(
+                [
+                    m,
+                    mean("lira/auc"),
+                    mean("lira/tpr_at_1pct"),
+                    mean("lira/tpr_at_0p1pct"),
+                    mean("rmia/auc"),
+                    f"{e[0]:.2f} / {e[1]:.2f}" if e else "–",
+                    probe,
+                    method_verdict(rs, k),
+                ]
+            )
         cost = g0.get("reference_seconds")
-        doc.add(Table(
-            ["method", "LiRA AUC ≈R", "TPR @1 % FPR", "TPR @0.1 % FPR", "RMIA AUC ≈R", "ε mean / median ↓",
-             "probe forget-class acc % (retrained)", "verdict"], rows,
-            caption=(f"Per-example membership audit (attacker: offline, K = {k} reference models retrained without "
-                     f"the forget rows, queries {', '.join(g0.get('queries', []))}): forget rows against "
-                     f"{g0.get('heldout_rows', '?')} held-out test rows in the forget set's class proportions; "
-                     "AUC and TPR are means over seeds, intervals (95 % bootstrap over rows) in the verdict. "
-                     "A method is indistinguishable when its interval holds 0.5 or overlaps the retrained "
-                     "model's (the retrained model is not one of the K). ε: the NeurIPS 2023 challenge's "
-                     "per-example estimate (δ = 0.05) from this method's models over seeds against every "
-                     "reference model of the same forget set; few models bias it upward and bound it (with "
-                     + (f"U = {next(iter(eps.values()))[2]} and R = {next(iter(eps.values()))[3]} it cannot exceed "
+        doc.add(
+            Table(
+                [
+                    "method",
+                    "LiRA AUC ≈R",
+                    "TPR @1 % FPR",
+                    "TPR @0.1 % FPR",
+                    "RMIA AUC ≈R",
+                    "ε mean / median ↓",
+                    "probe forget-class acc % (retrained)",
+                    "verdict",
+                ],
+                rows,
+                caption=(
+                    f"Per-example membership audit (attacker: offline, K = {k} reference models retrained without "
+                    f"the forget rows, queries {', '.join(g0.get('queries', []))}): forget rows against "
+                    f"{g0.get('heldout_rows', '?')} held-out test rows in the forget set's class proportions; "
+                    "AUC and TPR are means over seeds, intervals (95 % bootstrap over rows) in the verdict. "
+                    "A method is indistinguishable when its interval holds 0.5 or overlaps the retrained "
+                    "model's (the retrained model is not one of the K). ε: the NeurIPS 2023 challenge's "
+                    "per-example estimate (δ = 0.05) from this method's models over seeds against every "
+                    "reference model of the same forget set; few models bias it upward and bound it (with "
+                    + (
+                        f"U = {next(iter(eps.values()))[2]} and R = {next(iter(eps.values()))[3]} it cannot exceed "
                         f"{next(iter(eps.values()))[4]:.2f}: a value at that cap means 'as separable as these models can "
-                        "show')" if eps else "few models it is capped")
-                     + " — read it against the `retrain` row. Probe: a linear head on frozen penultimate features, scored on "
-                     "the forgotten class's test rows (class requests)."
-                     + (f" The K references cost {cost:.1f} s of training per seed." if cost else "")
-                     + (" For a class request the held-out rows are unseen test rows of the forgotten class, so "
+                        "show')"
+                        if eps
+                        else "few models it is capped"
+                    )
+                    + " — read it against the `retrain` row. Probe: a linear head on frozen penultimate features, scored on "
+                    "the forgotten class's test rows (class requests)."
+                    + (f" The K references cost {cost:.1f} s of training per seed." if cost else "")
+                    + (
+                        " For a class request the held-out rows are unseen test rows of the forgotten class, so "
                         "LiRA and RMIA ask whether the forget *rows* are remembered beyond their class; whether "
                         "the class itself is still known shows in the forget accuracy, in ε and in the probe."
-                        if any(gmap.get(r.get("group_key", ""), {}).get("forget_classes") for r in audited) else ""))))
+                        if any(gmap.get(r.get("group_key", ""), {}).get("forget_classes") for r in audited)
+                        else ""
+                    )
+                ),
+            )
+        )
     if pop:
         rows = []
         for m in methods:
@@ -139,24 +183,51 @@ def membership_section(doc: Document, runs: list[dict[str, Any]], groups: list[d
                     return "–"
                 s = 100.0 if pct else 1.0
                 d = 1 if pct else 3
-                parts = [f"{s * x[key]:.{d}f}" + (f" [{s * x[lo]:.{d}f}, {s * x[hi]:.{d}f}]" if lo in x else "")
-                         for x in rs]
+                parts = [
+                    f"{s * x[key]:.{d}f}" + (f" [{s * x[lo]:.{d}f}, {s * x[hi]:.{d}f}]" if lo in x else "") for x in rs
+                ]
                 return "; ".join(parts)
 
-            rows.append([m, cell("mia_loss/auc", "mia_loss/auc_lo", "mia_loss/auc_hi"),
-                         cell("mia_efficacy/confidence", "mia_efficacy/confidence/draws_lo",
-                              "mia_efficacy/confidence/draws_hi", True),
-                         cell("mia_efficacy_salun", "mia_efficacy_salun/draws_lo", "mia_efficacy_salun/draws_hi", True),
-                         cell("gap/avg", "", "", False), cell("gap_salun/avg", "", "", False)])
-        doc.add(Table(["method", "loss-MIA AUC [95 % CI]", "MIA-efficacy % (obliviate) [draw range]",
-                       "MIA-efficacy % (SalUn protocol) [draw range]", "Avg. gap (obliviate)", "Avg. gap (SalUn protocol)"],
-                      rows, caption=(
-                          "Population attacks, one entry per seed. Loss-MIA: forget rows against class-matched held-out "
-                          "rows, 95 % bootstrap interval. MIA-efficacy, obliviate's protocol: SVC fitted on ≤ 2,000 "
-                          "retain vs ≤ 2,000 test rows (all classes); SalUn's protocol: as many retain rows as test "
-                          "rows against the test set without the forgotten class, uncapped (Classification/"
-                          "main_forget.py). The bracket is the range over the study's row draws (audit.draws). The "
-                          "Avg. gap with SalUn's protocol is the one to set beside SalUn's published tables.")))
+            rows.append(
+                [
+                    m,
+                    cell("mia_loss/auc", "mia_loss/auc_lo", "mia_loss/auc_hi"),
+                    cell(
+                        "mia_efficacy/confidence",
+                        "mia_efficacy/confidence/draws_lo",
+                        "mia_efficacy/confidence/draws_hi",
+                        True,
+                    ),
+                    cell("mia_efficacy_salun", "mia_efficacy_salun/draws_lo", "mia_efficacy_salun/draws_hi", True),
+                    cell("gap/avg", "", "", False),
+                    cell("gap_salun/avg", "", "", False),
+                ]
+            )
+        doc.add(
+            Table(
+                [
+                    "method",
+                    "loss-MIA AUC [95 % CI]",
+                    "MIA-efficacy % (obliviate) [draw range]",
+                    "MIA-efficacy % (SalUn protocol) [draw range]",
+                    "Avg. gap (obliviate)",
+                    "Avg. gap (SalUn protocol)",
+                ],
+                rows,
+                caption=(
+                    "Population attacks, one entry per seed. Loss-MIA: forget rows against class-matched held-out "
+                    "rows, 95 % bootstrap interval. MIA-efficacy, obliviate's protocol: SVC fitted on ≤ 2,000 "
+                    "retain vs ≤ 2,000 test rows (all classes); SalUn's protocol: as many retain rows as test "
+                    "rows against the test set without the forgotten class, uncapped (Classification/"
+                    "main_forget.py). The bracket is the range over the study's row draws (audit.draws). The "
+                    "Avg. gap with SalUn's protocol is the one to set beside SalUn's published tables."
+                ),
+            )
+        )
         if not audited:
-            doc.add(Para("No reference models were trained (audit.references = 0): population attacks only. "
-                         "They can show that a forget set is still recognisable, not that it is gone."))
+            doc.add(
+                Para(
+                    "No reference models were trained (audit.references = 0): population attacks only. "
+                    "They can show that a forget set is still recognisable, not that it is gone."
+                )
+            )

@@ -62,9 +62,9 @@ class Details:
     """Blocks folded away by default (``<details>``): open on a click in the HTML, on GitHub too."""
 
     summary: str
-    blocks: list["Block"] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
-    def add(self, *blocks: "Block") -> None:
+    def add(self, *blocks: Block) -> None:
         self.blocks.extend(blocks)
 
 
@@ -171,12 +171,16 @@ def _html(b: Block) -> list[str]:
         parts.append("<tr>" + "".join(f"<th>{inline(h)}</th>" for h in b.header) + "</tr>")
         for i, row in enumerate(b.rows):
             cls = b.row_classes[i] if i < len(b.row_classes) else ""
-            parts.append((f"<tr class='{html.escape(cls)}'>" if cls else "<tr>") + "".join(_td(c) for c in row) + "</tr>")
+            parts.append(
+                (f"<tr class='{html.escape(cls)}'>" if cls else "<tr>") + "".join(_td(c) for c in row) + "</tr>"
+            )
         return parts + ["</table></div>"]
     if isinstance(b, Figure):
         data = base64.b64encode(b.png).decode()
-        return [f"<figure><img alt='{html.escape(b.name)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{inline(b.caption)}</figcaption></figure>"]
+        return [
+            f"<figure><img alt='{html.escape(b.name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{inline(b.caption)}</figcaption></figure>"
+        ]
     if isinstance(b, Code):
         return [f"<pre>{html.escape(b.text)}</pre>"]
     if isinstance(b, Raw):
@@ -201,4 +205,3 @@ def _td(cell: str) -> str:
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-

@@ -73,16 +73,31 @@ def find_browser() -> str | None:
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     browser = find_browser()
     if browser is None:
-        raise BrowserError(f"no Chromium-family browser on PATH (tried {', '.join(BROWSERS)}); "
-                           "on Debian: apt-get install chromium")
+        raise BrowserError(
+            f"no Chromium-family browser on PATH (tried {', '.join(BROWSERS)}); on Debian: apt-get install chromium"
+        )
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def check_report(html_path: str | Path, *, width: int = 1400, height: int = 900, timeout: float = 120.0,
-                 page_width: int | None = None) -> dict[str, Any]:
+def check_report(
+    html_path: str | Path,
+    *,
+    width: int = 1400,
+    height: int = 900,
+    timeout: float = 120.0,
+    page_width: int | None = None,
+) -> dict[str, Any]:
     """Lay ``html_path`` out at ``width`` × ``height`` in headless Chromium and measure it (see the
     module docstring for the keys). ``page_width``: lay the page out that narrow inside the window
     (the root element's width) and measure against it — a phone's 390 px, narrower than the
@@ -93,10 +108,12 @@ def check_report(html_path: str | Path, *, width: int = 1400, height: int = 900,
         src = src.replace("</head>", narrow + "</head>") if "</head>" in src else narrow + src
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "page.html"
-        page.write_text(src.replace("</body>", _SCRIPT + "</body>") if "</body>" in src else src + _SCRIPT,
-                        encoding="utf-8")
-        res = _run([f"--window-size={width},{height}", "--virtual-time-budget=15000", "--dump-dom",
-                    page.as_uri()], timeout)
+        page.write_text(
+            src.replace("</body>", _SCRIPT + "</body>") if "</body>" in src else src + _SCRIPT, encoding="utf-8"
+        )
+        res = _run(
+            [f"--window-size={width},{height}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()], timeout
+        )
     m = re.search(rf'<pre id="{_MARK}">(.*?)</pre>', res.stdout, re.S)
     if m is None:
         raise BrowserError(f"the browser returned no measurement (exit {res.returncode}): {res.stderr[-500:]}")
@@ -105,13 +122,21 @@ def check_report(html_path: str | Path, *, width: int = 1400, height: int = 900,
     return dict(json.loads(html.unescape(m.group(1))))
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, *, width: int = 1400, height: int = 900,
-               timeout: float = 120.0) -> Path:
+def screenshot(
+    html_path: str | Path, png_path: str | Path, *, width: int = 1400, height: int = 900, timeout: float = 120.0
+) -> Path:
     """A PNG of the first screen of ``html_path`` at ``width`` × ``height``."""
     out = Path(png_path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    res = _run([f"--window-size={width},{height}", "--virtual-time-budget=15000", f"--screenshot={out}",
-                Path(html_path).resolve().as_uri()], timeout)
+    res = _run(
+        [
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=15000",
+            f"--screenshot={out}",
+            Path(html_path).resolve().as_uri(),
+        ],
+        timeout,
+    )
     if not out.is_file():
         raise BrowserError(f"the browser wrote no screenshot (exit {res.returncode}): {res.stderr[-500:]}")
     return out

@@ -40,16 +40,32 @@ def export_tensorboard(study_dir: str | Path, log_dir: str | Path | None = None)
     out.mkdir(parents=True, exist_ok=True)
     for r in runs:
         path = out / _slug(r["model"]) / _slug(r["request"]) / _slug(r["method"]) / f"seed_{r['seed']}"
-        metrics = {k: float(v) for k, v in r["values"].items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
-        hparams = {"method": r["method"], "method_name": r.get("method_name", r["method"]), "model": r["model"],
-                   "request": r["request"], "seed": int(r["seed"]), "study": study.get("name", ""),
-                   **{f"config/{k}": _hparam(v) for k, v in (r.get("method_config") or {}).items()}}
+        metrics = {
+            k: float(v)
+            for k, v in r["values"].items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        }
+        hparams = {
+            "method": r["method"],
+            "method_name": r.get("method_name", r["method"]),
+            "model": r["model"],
+            "request": r["request"],
+            "seed": int(r["seed"]),
+            "study": study.get("name", ""),
+            **{f"config/{k}": _hparam(v) for k, v in (r.get("method_config") or {}).items()},
+        }
         with SummaryWriter(log_dir=str(path)) as w:
             for k, v in sorted(metrics.items()):
                 w.add_scalar(k, v, 0)
             # the HParams summary, with the headline values as its metrics (written into this run's folder)
-            w.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()
-                                    if k in ("gap/avg", "acc/forget", "acc/test_retain", "efficiency/speedup")}
-                          or {"hparam/none": 0.0}, run_name=".")
+            w.add_hparams(
+                hparams,
+                {
+                    f"hparam/{k}": v
+                    for k, v in metrics.items()
+                    if k in ("gap/avg", "acc/forget", "acc/test_retain", "efficiency/speedup")
+                }
+                or {"hparam/none": 0.0},
+                run_name=".",
+            )
     return out

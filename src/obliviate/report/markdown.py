@@ -75,7 +75,9 @@ def to_html(markdown: str, first_table_id: str = "") -> str:
             head = _cells(s)
             anchor = f" id='{html.escape(first_table_id)}'" if first_table_id else ""
             first_table_id = ""
-            out.append(f"<div class='scroll'{anchor}><table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>")
+            out.append(
+                f"<div class='scroll'{anchor}><table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
+            )
             i += 2
             while i < len(lines) and lines[i].strip().startswith("|"):
                 out.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in _cells(lines[i])) + "</tr>")

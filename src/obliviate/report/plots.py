@@ -50,17 +50,43 @@ def confusion_grid(panels: Sequence[tuple[str, np.ndarray]], class_names: Sequen
                     for j in range(k):
                         v = mat[i, j]
                         if v:
-                            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
-                                    color="white" if v > 0.6 * (mat.max() if col == 0 else 1.0) else "black")
+                            ax.text(
+                                j,
+                                i,
+                                fmt.format(v),
+                                ha="center",
+                                va="center",
+                                fontsize=6,
+                                color="white" if v > 0.6 * (mat.max() if col == 0 else 1.0) else "black",
+                            )
     fig.tight_layout()
     return _png(fig)
 
 
 # Kelly's colours of maximum contrast (without white and black): one per method, up to 20.
 # The light ones (readable only as markers, not as label text) come last.
-PALETTE = ("#0067A5", "#F38400", "#008856", "#BE0032", "#875692", "#882D17", "#8DB600", "#604E97",
-           "#B3446C", "#E25822", "#654522", "#2B3D26", "#E68FAC", "#F6A600", "#848482", "#C2B280",
-           "#F99379", "#A1CAF1", "#F3C300", "#DCD300")
+PALETTE = (
+    "#0067A5",
+    "#F38400",
+    "#008856",
+    "#BE0032",
+    "#875692",
+    "#882D17",
+    "#8DB600",
+    "#604E97",
+    "#B3446C",
+    "#E25822",
+    "#654522",
+    "#2B3D26",
+    "#E68FAC",
+    "#F6A600",
+    "#848482",
+    "#C2B280",
+    "#F99379",
+    "#A1CAF1",
+    "#F3C300",
+    "#DCD300",
+)
 REFERENCE_COLOURS = {"retrain": "#000000", "original": "#7f7f7f", "retrained": "#000000", "pretrained": "#bbbbbb"}
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -88,14 +114,38 @@ def _place_labels(ax, fig, items: Sequence[tuple[str, float, float, str]], fonts
     for _, x, y, _ in items:  # every marker is an obstacle (≈ 8 px box)
         px, py = ax.transData.transform((x, y))
         taken.append((px - 5, py - 5, px + 5, py + 5))
-    offsets = [(6, 4), (6, -10), (-6, 4), (-6, -10), (0, 9), (0, -14), (14, 0), (-14, 0),
-               (12, 14), (12, -20), (-12, 14), (-12, -20), (22, 6), (-22, 6), (22, -14), (-22, -14)]
+    offsets = [
+        (6, 4),
+        (6, -10),
+        (-6, 4),
+        (-6, -10),
+        (0, 9),
+        (0, -14),
+        (14, 0),
+        (-14, 0),
+        (12, 14),
+        (12, -20),
+        (-12, 14),
+        (-12, -20),
+        (22, 6),
+        (-22, 6),
+        (22, -14),
+        (-22, -14),
+    ]
     for name, x, y, colour in items:
         best = None
         for dx, dy in offsets:
             ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
-            t = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
-                            color=colour, ha=ha, va="bottom")
+            t = ax.annotate(
+                name,
+                (x, y),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                fontsize=fontsize,
+                color=colour,
+                ha=ha,
+                va="bottom",
+            )
             bb = t.get_window_extent(renderer)
             box = (bb.x0 - 1, bb.y0 - 1, bb.x1 + 1, bb.y1 + 1)
             clash = any(not (box[2] < o[0] or o[2] < box[0] or box[3] < o[1] or o[3] < box[1]) for o in taken)
@@ -104,15 +154,26 @@ def _place_labels(ax, fig, items: Sequence[tuple[str, float, float, str]], fonts
                 break
             t.remove()
         if best is None:  # crowded: the first offset, with a leader line
-            t = ax.annotate(name, (x, y), textcoords="offset points", xytext=(28, 18), fontsize=fontsize, color=colour,
-                            arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6})
+            t = ax.annotate(
+                name,
+                (x, y),
+                textcoords="offset points",
+                xytext=(28, 18),
+                fontsize=fontsize,
+                color=colour,
+                arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6},
+            )
             bb = t.get_window_extent(renderer)
             best = (t, (bb.x0, bb.y0, bb.x1, bb.y1))
         taken.append(best[1])
 
 
-def class_diff_heatmap(rows: Sequence[tuple[str, Sequence[float | None]]], reference: Sequence[float | None],
-                       class_names: Sequence[str], forgotten: Sequence[int] = ()) -> bytes:
+def class_diff_heatmap(
+    rows: Sequence[tuple[str, Sequence[float | None]]],
+    reference: Sequence[float | None],
+    class_names: Sequence[str],
+    forgotten: Sequence[int] = (),
+) -> bytes:
     """Methods × classes: test accuracy minus the retrained model's, in points (blue above, red
     below); forgotten classes framed. ``rows`` and ``reference`` hold per-class accuracies in [0, 1]."""
     plt = _plt()
@@ -126,13 +187,25 @@ def class_diff_heatmap(rows: Sequence[tuple[str, Sequence[float | None]]], refer
         for j in range(k):
             v = mat[i, j]
             if np.isfinite(v) and k <= 30:
-                ax.text(j, i, f"{v:+.0f}" if abs(v) >= 0.5 else "0", ha="center", va="center", fontsize=7,
-                        color="white" if abs(v) > 0.6 * lim else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:+.0f}" if abs(v) >= 0.5 else "0",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(v) > 0.6 * lim else "black",
+                )
     for c in forgotten:
         ax.add_patch(plt.Rectangle((c - 0.5, -0.5), 1, n, fill=False, lw=2, ec="#222"))
     labels = [f"{name}\n(forgotten)" if j in forgotten else name for j, name in enumerate(class_names)]
-    ax.set_xticks(range(k), labels if k <= 30 else [""] * k, fontsize=7, rotation=0 if k <= 12 else 60,
-                  ha="center" if k <= 12 else "right")
+    ax.set_xticks(
+        range(k),
+        labels if k <= 30 else [""] * k,
+        fontsize=7,
+        rotation=0 if k <= 12 else 60,
+        ha="center" if k <= 12 else "right",
+    )
     ax.set_yticks(range(n), [name for name, _ in rows], fontsize=8)
     ax.xaxis.set_ticks_position("top")
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
@@ -142,10 +215,15 @@ def class_diff_heatmap(rows: Sequence[tuple[str, Sequence[float | None]]], refer
     return _png(fig)
 
 
-def gap_vs_time(points: Sequence[tuple[str, float, float, float, float]], colours: dict[str, tuple[str, str]],
-                retrain_seconds: float | None = None, original_gap: float | None = None,
-                floor: float | None = None, target_gap: float | None = None,
-                target_speedup: float | None = None) -> bytes:
+def gap_vs_time(
+    points: Sequence[tuple[str, float, float, float, float]],
+    colours: dict[str, tuple[str, str]],
+    retrain_seconds: float | None = None,
+    original_gap: float | None = None,
+    floor: float | None = None,
+    target_gap: float | None = None,
+    target_speedup: float | None = None,
+) -> bytes:
     """Avg. gap against wall time (log) for the methods ``(name, s, s_std, gap, gap_std)``; the
     references as lines (retraining's time, the original's gap, the noise floor) and the target
     region (gap ≤ target at ≥ the target speed-up) shaded."""
@@ -156,8 +234,14 @@ def gap_vs_time(points: Sequence[tuple[str, float, float, float, float]], colour
     if retrain_seconds and target_speedup:
         xmin = min(xmin, retrain_seconds / target_speedup / 2)
     if retrain_seconds and target_gap is not None and target_speedup:
-        ax.fill_between([xmin, retrain_seconds / target_speedup], 1e-6, target_gap, color="#cfe8cf", zorder=0,
-                        label=f"target: gap ≤ {target_gap:.2f} at ≥ {target_speedup:g}×")
+        ax.fill_between(
+            [xmin, retrain_seconds / target_speedup],
+            1e-6,
+            target_gap,
+            color="#cfe8cf",
+            zorder=0,
+            label=f"target: gap ≤ {target_gap:.2f} at ≥ {target_speedup:g}×",
+        )
     if retrain_seconds:
         ax.axvline(retrain_seconds, color="black", lw=1, ls="-", label=f"retrain: {retrain_seconds:.2f} s")
     if original_gap is not None:
@@ -184,9 +268,15 @@ def gap_vs_time(points: Sequence[tuple[str, float, float, float, float]], colour
     return _png(fig)
 
 
-def scatter_with_errors(points: Sequence[tuple[str, float, float, float, float]], xlabel: str, ylabel: str,
-                        title: str = "", logx: bool = False, mark: str | None = None,
-                        colours: dict[str, tuple[str, str]] | None = None) -> bytes:
+def scatter_with_errors(
+    points: Sequence[tuple[str, float, float, float, float]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+    mark: str | None = None,
+    colours: dict[str, tuple[str, str]] | None = None,
+) -> bytes:
     """Labelled points (name, x, x_std, y, y_std), one colour each; ``mark`` names a reference
     point drawn as a star. Labels never overlap (:func:`_place_labels`)."""
     plt = _plt()
@@ -196,8 +286,18 @@ def scatter_with_errors(points: Sequence[tuple[str, float, float, float, float]]
     for name, x, xs, y, ys in points:
         c, mk = colours.get(name, ("#333333", "o"))
         star = name == mark
-        ax.errorbar(x, y, xerr=xs or None, yerr=ys or None, fmt="*" if star else mk, ms=12 if star else 6, capsize=2,
-                    color=c, ecolor=c, elinewidth=0.8)
+        ax.errorbar(
+            x,
+            y,
+            xerr=xs or None,
+            yerr=ys or None,
+            fmt="*" if star else mk,
+            ms=12 if star else 6,
+            capsize=2,
+            color=c,
+            ecolor=c,
+            elinewidth=0.8,
+        )
         items.append((name, x, y, c))
     if logx:
         ax.set_xscale("log")

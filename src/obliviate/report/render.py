@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..study.targets import DEFAULT_TARGETS, Target, parse_targets
 from . import plots
 from .audit import membership_section
-from ..study.targets import DEFAULT_TARGETS, Target, parse_targets
 from .blocks import Code, Details, Document, Figure, Heading, Para, Raw, Table, walk
 from .verdict import Stats, privacy_paragraph, ranked_rows, summary_sentence
 
@@ -64,7 +64,9 @@ def aggregate(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[
             acc[(r["model"], r["request"], r["method"])][k].append(float(v))
     out: dict[tuple[str, str, str], dict[str, tuple[float, float, int]]] = {}
     for g, kv in acc.items():
-        out[g] = {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in kv.items()}
+        out[g] = {
+            k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in kv.items()
+        }
     return out
 
 
@@ -126,11 +128,26 @@ def _failures(doc: Document, failed: list[dict[str, Any]]) -> None:
         e = r.get("error") or {}
         where = e.get("where") or e.get("type") or "error"
         step = "" if e.get("step") is None else str(e["step"])
-        rows.append([r["method"], r["model"], r["request"], str(r["seed"]), where, step,
-                     str(e.get("value", "")), (e.get("stage") or "")])
-    doc.add(Table(["method", "model", "request", "seed", "what", "step", "value", "stage"], rows,
-                  caption=f"{len(failed)} run(s) failed and have no metrics: they are not in any table below. "
-                          "A non-finite loss, weight or output means the method diverged with this configuration."))
+        rows.append(
+            [
+                r["method"],
+                r["model"],
+                r["request"],
+                str(r["seed"]),
+                where,
+                step,
+                str(e.get("value", "")),
+                (e.get("stage") or ""),
+            ]
+        )
+    doc.add(
+        Table(
+            ["method", "model", "request", "seed", "what", "step", "value", "stage"],
+            rows,
+            caption=f"{len(failed)} run(s) failed and have no metrics: they are not in any table below. "
+            "A non-finite loss, weight or output means the method diverged with this configuration.",
+        )
+    )
 
 
 def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> None:
@@ -146,9 +163,11 @@ def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> No
 
 
 # (x, y) of the LLM trade-off figure, first present wins: the request's own criterion against utility.
-LLM_X = (("forget_target_rate", "requested answer on the forget set (rate) — higher is better"),
-         ("forget_flip_rate", "answers changed on the forget set (rate)"),
-         ("forget_acc", "forget-set accuracy — closest to retrained is best"))
+LLM_X = (
+    ("forget_target_rate", "requested answer on the forget set (rate) — higher is better"),
+    ("forget_flip_rate", "answers changed on the forget set (rate)"),
+    ("forget_acc", "forget-set accuracy — closest to retrained is best"),
+)
 LLM_Y = (("heldout_acc", "held-out accuracy — higher is better"), ("retain_acc", "retain accuracy — higher is better"))
 
 
@@ -170,23 +189,38 @@ def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
             xs = [float(r["value"]) for r in sub if r["method"] == m and r["metric"] == x[0]]
             ys = [float(r["value"]) for r in sub if r["method"] == m and r["metric"] == y[0]]
             if xs and ys:
-                pts.append((m, float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
-                            float(np.mean(ys)), float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0))
+                pts.append(
+                    (
+                        m,
+                        float(np.mean(xs)),
+                        float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+                        float(np.mean(ys)),
+                        float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0,
+                    )
+                )
         if len(pts) < 2:
             continue
         slug = _slug(model, request)
         try:
-            png = plots.scatter_with_errors(pts, x[1], y[1], f"{model} — {request}", mark="retrained",
-                                            colours=plots.method_colours(order))
+            png = plots.scatter_with_errors(
+                pts, x[1], y[1], f"{model} — {request}", mark="retrained", colours=plots.method_colours(order)
+            )
         except ImportError as e:
             doc.add(Para(f"(figures skipped: {e})"))
             return
-        doc.add(Figure(f"llm_tradeoff_{slug}.png", png,
-                       f"{model}, request `{request}`: {x[0]} against {y[0]} (mean ± std over seeds); the star is "
-                       "the model tuned without the forget set, grey the model before unlearning."))
+        doc.add(
+            Figure(
+                f"llm_tradeoff_{slug}.png",
+                png,
+                f"{model}, request `{request}`: {x[0]} against {y[0]} (mean ± std over seeds); the star is "
+                "the model tuned without the forget set, grey the model before unlearning.",
+            )
+        )
 
 
-def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+def _vision_sections(
+    doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], groups: list[dict[str, Any]]
+) -> None:
     if not runs:
         doc.add(Para("No finished runs yet."))
         return
@@ -205,11 +239,14 @@ def _vision_sections(doc: Document, study: dict[str, Any], runs: list[dict[str, 
         _headline(doc, ranked, seeds, anchor="headline" if first else "")
         doc.add(Para(privacy_paragraph(runs, groups, model, request, ranked)))
         _saturation_note(doc, agg, model, request, method_order)
-        order = [r["method"] for r in ranked["references"] if r["method"] == "original"] + \
-            [r["method"] for r in ranked["candidates"]]
+        order = [r["method"] for r in ranked["references"] if r["method"] == "original"] + [
+            r["method"] for r in ranked["candidates"]
+        ]
         _figures(doc, runs, groups, agg, model, request, order, ranked, colours)
-        more = Details("More tables: every headline metric, over-forgetting flags, the membership audit, "
-                       "the paper's Table I layout and its own numbers, every metric")
+        more = Details(
+            "More tables: every headline metric, over-forgetting flags, the membership audit, "
+            "the paper's Table I layout and its own numbers, every metric"
+        )
         _headline_metrics(more, agg, directions, model, request, method_order)
         _flags(more, agg, model, request, method_order)
         membership_section(more, runs, groups, model, request, method_order)
@@ -291,31 +328,49 @@ def _headline(doc: Document | Details, ranked: dict[str, Any], seeds: list[int],
         rank += 1
         tgt = r.get("target")
         passes = "–" if tgt is None else ("**yes**" if tgt["passes"] else "no: " + ", ".join(tgt["failed"]))
-        rows.append([str(rank), r["method"], f"**{r['label']}**: {r['why']}"]
-                    + [_cell(k, r["values"]) for k, _ in keys] + [passes])
+        rows.append(
+            [str(rank), r["method"], f"**{r['label']}**: {r['why']}"]
+            + [_cell(k, r["values"]) for k, _ in keys]
+            + [passes]
+        )
         classes.append("")
     for value, name, text in lines:
         rows.append(line_row(value, name, text))
         classes.append("mark")
-    doc.add(Table(["#", "method", "verdict"] + [t for _, t in keys] + ["meets the target"], rows,
-                  caption=(f"Methods ranked by the Avg. gap to the retrained model (SalUn's four numbers: forget, retain "
-                           f"and retained-class test accuracy, MIA-efficacy), mean ± std over seeds {seeds}; accuracies "
-                           "in %. Highlighted lines mark the noise floor and the target where they fall in the ranking; "
-                           "the last column names the target's criteria a method misses (gap, speed, class)."),
-                  id=anchor, row_classes=classes))
+    doc.add(
+        Table(
+            ["#", "method", "verdict"] + [t for _, t in keys] + ["meets the target"],
+            rows,
+            caption=(
+                f"Methods ranked by the Avg. gap to the retrained model (SalUn's four numbers: forget, retain "
+                f"and retained-class test accuracy, MIA-efficacy), mean ± std over seeds {seeds}; accuracies "
+                "in %. Highlighted lines mark the noise floor and the target where they fall in the ranking; "
+                "the last column names the target's criteria a method misses (gap, speed, class)."
+            ),
+            id=anchor,
+            row_classes=classes,
+        )
+    )
     ref_rows = []
-    what = {"retrain": "the gold standard: retrained from scratch without the forget set",
-            "original": "the model before unlearning: it did nothing"}
+    what = {
+        "retrain": "the gold standard: retrained from scratch without the forget set",
+        "original": "the model before unlearning: it did nothing",
+    }
     for r in ranked["references"]:
-        ref_rows.append([r["method"], what.get(r["method"], "reference")]
-                        + [_cell(k, r["values"]) for k, _ in keys])
+        ref_rows.append([r["method"], what.get(r["method"], "reference")] + [_cell(k, r["values"]) for k, _ in keys])
     if ref_rows:
-        doc.add(Table(["reference", "what it is"] + [t for _, t in keys], ref_rows,
-                      caption="References, apart from the ranking."))
+        doc.add(
+            Table(
+                ["reference", "what it is"] + [t for _, t in keys],
+                ref_rows,
+                caption="References, apart from the ranking.",
+            )
+        )
 
 
-def _headline_metrics(doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str,
-                      methods: list[str]) -> None:
+def _headline_metrics(
+    doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str, methods: list[str]
+) -> None:
     keys = [(k, t) for k, t in HEADLINE if any(k in agg.get((model, request, m), {}) for m in methods)]
     header = ["method"] + [f"{t} {_arrow(directions.get(k, 'info'))}".strip() for k, t in keys]
     rows = []
@@ -330,15 +385,22 @@ def _saturation_note(doc: Document | Details, agg: Any, model: str, request: str
     """Say when MIA-efficacy cannot separate methods: the retrained model and most methods at ≥ 99."""
     key = "mia_efficacy/confidence"
     ref = (agg.get((model, request, "retrain")) or {}).get(key)
-    vals = [agg[(model, request, m)][key][0] for m in methods
-            if m not in ("original", "retrain") and key in agg.get((model, request, m), {})]
+    vals = [
+        agg[(model, request, m)][key][0]
+        for m in methods
+        if m not in ("original", "retrain") and key in agg.get((model, request, m), {})
+    ]
     if ref is None or ref[0] < 0.99 or not vals:  # stored as fractions, shown in %
         return
     high = sum(v >= 0.99 for v in vals)
     if high >= len(vals) / 2:
-        doc.add(Para(f"MIA-efficacy is {100 * ref[0]:.1f} for the retrained model and ≥ 99 for {high} of {len(vals)} "
-                     "methods: on this request it is saturated and does not tell the methods apart; "
-                     "read the loss-MIA AUC and the per-example audit below instead."))
+        doc.add(
+            Para(
+                f"MIA-efficacy is {100 * ref[0]:.1f} for the retrained model and ≥ 99 for {high} of {len(vals)} "
+                "methods: on this request it is saturated and does not tell the methods apart; "
+                "read the loss-MIA AUC and the per-example audit below instead."
+            )
+        )
 
 
 def _flags(doc: Document | Details, agg: Any, model: str, request: str, methods: list[str]) -> None:
@@ -359,9 +421,16 @@ def _flags(doc: Document | Details, agg: Any, model: str, request: str, methods:
         if flags:
             rows.append([m, "; ".join(f"`{key}` {_fmt(key, excess)} past" for key, excess in flags.items())])
     if rows:
-        doc.add(Table(["method", "forget-side values below the retrained model's"], rows,
-                      caption=("Over-forgetting flags: a forget-side value far below the retrained model's is itself "
-                               "a privacy signal (it tells an attacker the data was removed).")))
+        doc.add(
+            Table(
+                ["method", "forget-side values below the retrained model's"],
+                rows,
+                caption=(
+                    "Over-forgetting flags: a forget-side value far below the retrained model's is itself "
+                    "a privacy signal (it tells an attacker the data was removed)."
+                ),
+            )
+        )
 
 
 def _table_one(doc: Document | Details, agg: Any, model: str, request: str, methods: list[str]) -> None:
@@ -382,11 +451,19 @@ def _table_one(doc: Document | Details, agg: Any, model: str, request: str, meth
                 v = agg[(model, request, m)].get(key)
                 row.append(_fmt(key, v[0], v[1]) if v else "–")
         rows.append(row)
-    doc.add(Table(header, rows, caption="Paper Table I layout (in %): test-set accuracy and macro precision/recall/F1 "
-                  "with the target class and without it (retained classes' test images, averaged over those classes)."))
+    doc.add(
+        Table(
+            header,
+            rows,
+            caption="Paper Table I layout (in %): test-set accuracy and macro precision/recall/F1 "
+            "with the target class and without it (retained classes' test images, averaged over those classes).",
+        )
+    )
 
 
-def _paper_comparison(doc: Document | Details, paper: dict[str, Any], agg: Any, model: str, request: str, methods: list[str]) -> None:
+def _paper_comparison(
+    doc: Document | Details, paper: dict[str, Any], agg: Any, model: str, request: str, methods: list[str]
+) -> None:
     values = paper.get("values") or {}
     base = model.split("(")[0]
     if base in values and isinstance(values[base], dict):  # per-model values
@@ -403,13 +480,26 @@ def _paper_comparison(doc: Document | Details, paper: dict[str, Any], agg: Any, 
             rows.append([m, k, f"{pv}", _fmt("", o[0], o[1]) if o else "not run"])
     src = paper.get("source", "the paper")
     note = paper.get("note", "")
-    doc.add(Table(["method", "metric", f"paper ({src})", "ours (mean ± std)"], rows,
-                  caption=f"The paper's own numbers next to ours (same metric definitions unless noted). {note}".strip()))
+    doc.add(
+        Table(
+            ["method", "metric", f"paper ({src})", "ours (mean ± std)"],
+            rows,
+            caption=f"The paper's own numbers next to ours (same metric definitions unless noted). {note}".strip(),
+        )
+    )
 
 
-def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[dict[str, Any]], agg: Any,
-             model: str, request: str, methods: list[str], ranked: dict[str, Any],
-             colours: dict[str, tuple[str, str]]) -> None:
+def _figures(
+    doc: Document | Details,
+    runs: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    agg: Any,
+    model: str,
+    request: str,
+    methods: list[str],
+    ranked: dict[str, Any],
+    colours: dict[str, tuple[str, str]],
+) -> None:
     """Per-class difference heatmap, gap vs time, forgetting vs utility; confusion matrices folded."""
     g0 = next((g for g in groups if g["model"] == model and g["request"] == request), None)
     if g0 is None:
@@ -422,55 +512,100 @@ def _figures(doc: Document | Details, runs: list[dict[str, Any]], groups: list[d
         for r in runs:
             if r["model"] == model and r["request"] == request:
                 by_method[r["method"]].append(r["per_class_test"])
-        retrained = _mean_lists([g["retrained"]["per_class_test"] for g in groups
-                                 if g["model"] == model and g["request"] == request])
+        retrained = _mean_lists(
+            [g["retrained"]["per_class_test"] for g in groups if g["model"] == model and g["request"] == request]
+        )
         orig = [g["original"]["per_class_test"] for g in groups if g["model"] == model and g["request"] == request]
         series: list[tuple[str, list[float | None]]] = [("original", _mean_lists(orig))]
         series += [(m, _mean_lists(by_method[m])) for m in methods if m in by_method and m != "original"]
         if retrained:
-            doc.add(Figure(f"per_class_{slug}.png", plots.class_diff_heatmap(series, retrained, class_names,
-                                                                             g0.get("forget_classes", [])),
-                           "Per-class test accuracy minus the retrained model's, in points (mean over seeds; blue: "
-                           "above the retrained model, red: below; forgotten classes framed). Rows in the ranking's "
-                           "order, the original first. A method that forgets well is white everywhere."))
+            doc.add(
+                Figure(
+                    f"per_class_{slug}.png",
+                    plots.class_diff_heatmap(series, retrained, class_names, g0.get("forget_classes", [])),
+                    "Per-class test accuracy minus the retrained model's, in points (mean over seeds; blue: "
+                    "above the retrained model, red: below; forgotten classes framed). Rows in the ranking's "
+                    "order, the original first. A method that forgets well is white everywhere.",
+                )
+            )
         gap = []
         for m in methods:
             v = agg.get((model, request, m), {})
-            if m not in ("original", retrain) and "gap/avg" in v and "efficiency/seconds" in v and v["efficiency/seconds"][0] > 0:
-                gap.append((m, v["efficiency/seconds"][0], v["efficiency/seconds"][1], v["gap/avg"][0], v["gap/avg"][1]))
+            if (
+                m not in ("original", retrain)
+                and "gap/avg" in v
+                and "efficiency/seconds" in v
+                and v["efficiency/seconds"][0] > 0
+            ):
+                gap.append(
+                    (m, v["efficiency/seconds"][0], v["efficiency/seconds"][1], v["gap/avg"][0], v["gap/avg"][1])
+                )
         if gap:
             ref = agg.get((model, request, retrain), {})
             orig_v = agg.get((model, request, "original"), {})
             floor = (ranked.get("floor") or {}).get("avg")
             target: Target | None = ranked.get("target")
-            doc.add(Figure(f"gap_time_{slug}.png", plots.gap_vs_time(
-                gap, colours,
-                retrain_seconds=ref["efficiency/seconds"][0] if "efficiency/seconds" in ref else None,
-                original_gap=orig_v["gap/avg"][0] if "gap/avg" in orig_v else None, floor=floor,
-                target_gap=target.gap_bar(floor) if target is not None else None,
-                target_speedup=target.min_speedup if target is not None else None),
-                "Avg. gap to the retrained model against the method's wall time (mean ± std over seeds). Lines: "
-                "retraining's own time, the original's gap (doing nothing), the noise floor; the shaded corner is "
-                "the target."))
-        fx = "acc/test_forget" if any("acc/test_forget" in agg[(model, request, m)] for m in methods if (model, request, m) in agg) else "acc/forget"
+            doc.add(
+                Figure(
+                    f"gap_time_{slug}.png",
+                    plots.gap_vs_time(
+                        gap,
+                        colours,
+                        retrain_seconds=ref["efficiency/seconds"][0] if "efficiency/seconds" in ref else None,
+                        original_gap=orig_v["gap/avg"][0] if "gap/avg" in orig_v else None,
+                        floor=floor,
+                        target_gap=target.gap_bar(floor) if target is not None else None,
+                        target_speedup=target.min_speedup if target is not None else None,
+                    ),
+                    "Avg. gap to the retrained model against the method's wall time (mean ± std over seeds). Lines: "
+                    "retraining's own time, the original's gap (doing nothing), the noise floor; the shaded corner is "
+                    "the target.",
+                )
+            )
+        fx = (
+            "acc/test_forget"
+            if any("acc/test_forget" in agg[(model, request, m)] for m in methods if (model, request, m) in agg)
+            else "acc/forget"
+        )
         pts = []
         for m in methods + [retrain]:
             v = agg.get((model, request, m), {})
             if fx in v and "acc/test_retain" in v:
-                pts.append((m, 100 * v[fx][0], 100 * v[fx][1], 100 * v["acc/test_retain"][0], 100 * v["acc/test_retain"][1]))
+                pts.append(
+                    (m, 100 * v[fx][0], 100 * v[fx][1], 100 * v["acc/test_retain"][0], 100 * v["acc/test_retain"][1])
+                )
         if pts:
-            doc.add(Figure(f"tradeoff_{slug}.png", plots.scatter_with_errors(
-                pts, f"{fx} (%) — closest to retrain is best", "retain-class test accuracy (%) — higher is better",
-                "Forgetting vs. utility", mark=retrain, colours=colours),
-                "Forgetting against utility (mean ± std over seeds); the star is the retrained model."))
+            doc.add(
+                Figure(
+                    f"tradeoff_{slug}.png",
+                    plots.scatter_with_errors(
+                        pts,
+                        f"{fx} (%) — closest to retrain is best",
+                        "retain-class test accuracy (%) — higher is better",
+                        "Forgetting vs. utility",
+                        mark=retrain,
+                        colours=colours,
+                    ),
+                    "Forgetting against utility (mean ± std over seeds); the star is the retrained model.",
+                )
+            )
         seed0 = g0["seed"]
         first = {r["method"]: r for r in runs if r["model"] == model and r["request"] == request and r["seed"] == seed0}
         panels = [("original", np.asarray(g0["original"]["confusion_test"]))]
         panels += [(m, np.asarray(first[m]["confusion_test"])) for m in methods if m in first and m != "original"]
-        doc.add(Details(f"Confusion matrices, before and after each method (seed {seed0})", [
-            Figure(f"confusion_{slug}.png", plots.confusion_grid(panels, class_names),
-                   f"Test-set confusion matrices before (original) and after each method, seed {seed0}: "
-                   "raw counts and row-normalised.")]))
+        doc.add(
+            Details(
+                f"Confusion matrices, before and after each method (seed {seed0})",
+                [
+                    Figure(
+                        f"confusion_{slug}.png",
+                        plots.confusion_grid(panels, class_names),
+                        f"Test-set confusion matrices before (original) and after each method, seed {seed0}: "
+                        "raw counts and row-normalised.",
+                    )
+                ],
+            )
+        )
     except ImportError as e:
         doc.add(Para(f"(figures skipped: {e})"))
 
@@ -490,13 +625,17 @@ def _mean_lists(lists: list[list[float | None]]) -> list[float | None]:
     return out
 
 
-def _all_metrics(doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str, methods: list[str]) -> None:
+def _all_metrics(
+    doc: Document | Details, agg: Any, directions: dict[str, str], model: str, request: str, methods: list[str]
+) -> None:
     keys = sorted({k for m in methods for k in agg.get((model, request, m), {})})
     present = [m for m in methods if (model, request, m) in agg]
     rows = []
     for k in keys:
-        rows.append([f"{k} {_arrow(directions.get(k, 'info'))}".strip()] +
-                    [_fmt(k, *agg[(model, request, m)][k][:2]) if k in agg[(model, request, m)] else "–" for m in present])
+        rows.append(
+            [f"{k} {_arrow(directions.get(k, 'info'))}".strip()]
+            + [_fmt(k, *agg[(model, request, m)][k][:2]) if k in agg[(model, request, m)] else "–" for m in present]
+        )
     doc.add(Table(["metric"] + present, rows, caption="Every metric (accuracies in %, mean ± std over seeds)."))
 
 
@@ -518,27 +657,47 @@ def _what_ran(doc: Document, study: dict[str, Any], runs: list[dict[str, Any]], 
     lines = [f"- scale: {study.get('scale') or 'default'}; device: {study.get('device', env.get('gpu', 'cpu'))}"]
     if "dataset" in study:
         d = study["dataset"]
-        lines.append(f"- dataset: {d.get('name')} ({d.get('train')} train / {d.get('test')} test, {d.get('classes')} classes, "
-                     f"image {d.get('image')}); source: {d.get('source')}")
+        lines.append(
+            f"- dataset: {d.get('name')} ({d.get('train')} train / {d.get('test')} test, {d.get('classes')} classes, "
+            f"image {d.get('image')}); source: {d.get('source')}"
+        )
     if groups and all("original" in x and "retrained" in x for x in groups):  # vision groups (LLM ones differ)
         g = groups[0]
-        lines.append(f"- model parameters: {g.get('num_parameters'):,}; split sizes (seed {g['seed']}): {g.get('split_sizes')}")
+        lines.append(
+            f"- model parameters: {g.get('num_parameters'):,}; split sizes (seed {g['seed']}): {g.get('split_sizes')}"
+        )
         tr = [x["original"]["seconds"] for x in groups if x["original"].get("seconds")]
         rt = [x["retrained"]["seconds"] for x in groups if x["retrained"].get("seconds")]
         if tr:
-            lines.append(f"- original training: median {np.median(tr):.1f}s; retraining: median {np.median(rt):.1f}s "
-                         "(cached models keep the time measured when they were trained)")
+            lines.append(
+                f"- original training: median {np.median(tr):.1f}s; retraining: median {np.median(rt):.1f}s "
+                "(cached models keep the time measured when they were trained)"
+            )
         sources = [x["retrained"].get("timing_source") for x in groups if x.get("retrained")]
         here = sum(src == "trained by this study run" for src in sources)
-        cached = [x["retrained"].get("trained_at") or "?" for x in groups
-                  if x.get("retrained", {}).get("timing_source") == "model cache"]
+        cached = [
+            x["retrained"].get("trained_at") or "?"
+            for x in groups
+            if x.get("retrained", {}).get("timing_source") == "model cache"
+        ]
         if sources:
-            lines.append(f"- speed-ups are against the retrained reference of each group: {here} timed in this run"
-                         + (f", {len(cached)} taken from the model cache and timed when they were trained "
-                            f"({', '.join(sorted(set(cached))[:3])}) — on another load, those ratios are "
-                            "less comparable" if cached else ""))
-    not_applicable = sorted({(g["model"], g["request"], label, why) for g in groups
-                             for label, why in (g.get("not_applicable") or {}).items()})
+            lines.append(
+                f"- speed-ups are against the retrained reference of each group: {here} timed in this run"
+                + (
+                    f", {len(cached)} taken from the model cache and timed when they were trained "
+                    f"({', '.join(sorted(set(cached))[:3])}) — on another load, those ratios are "
+                    "less comparable"
+                    if cached
+                    else ""
+                )
+            )
+    not_applicable = sorted(
+        {
+            (g["model"], g["request"], label, why)
+            for g in groups
+            for label, why in (g.get("not_applicable") or {}).items()
+        }
+    )
     for model, request, label, why in not_applicable:
         lines.append(f"- not run: {label} on {model} / {request}: {why}")
     lines.append(f"- started: {study.get('started', '?')}; versions: " + ", ".join(f"{k} {v}" for k, v in env.items()))

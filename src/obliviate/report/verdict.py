@@ -45,8 +45,14 @@ def tolerances(floor: Mapping[str, float] | None) -> dict[str, float]:
     return {k: max(MIN_TOLERANCE, 2.0 * (floor or {}).get(k, 0.0)) for k in keys}
 
 
-def method_verdict(vals: Stats, ref: Stats, floor: Mapping[str, float] | None, target: Target | None,
-                   exact: bool = False, info: Mapping[str, Any] | None = None) -> tuple[str, str]:
+def method_verdict(
+    vals: Stats,
+    ref: Stats,
+    floor: Mapping[str, float] | None,
+    target: Target | None,
+    exact: bool = False,
+    info: Mapping[str, Any] | None = None,
+) -> tuple[str, str]:
     """``(label, sentence)`` for one method: the label is one of the module's five verdicts (or
     two joined by "and"), or ``not judged`` when there is no gap or no retrained run to judge
     against; the sentence gives the numbers that decide it."""
@@ -64,8 +70,7 @@ def method_verdict(vals: Stats, ref: Stats, floor: Mapping[str, float] | None, t
         return None if a is None or b is None else (100 * a, 100 * b)
 
     if floor_avg is not None and gap <= floor_avg:
-        return ("indistinguishable from retraining",
-                f"Avg. gap {gap:.2f} ≤ noise floor {floor_avg:.2f} pts")
+        return ("indistinguishable from retraining", f"Avg. gap {gap:.2f} ≤ noise floor {floor_avg:.2f} pts")
     labels: list[str] = []
     why: list[str] = []
     f = pts("acc/forget")
@@ -77,8 +82,10 @@ def method_verdict(vals: Stats, ref: Stats, floor: Mapping[str, float] | None, t
         labels.append("forgets too little" if mia[0] < mia[1] else "over-forgets")
         why.append(f"MIA-efficacy {mia[0]:.1f} vs retrained {mia[1]:.1f}")
     utility = []
-    for key, name in (("acc/retain", "retain acc"), (test_key, "retained-class test acc" if test_key == "acc/test_retain"
-                                                      else "test acc")):
+    for key, name in (
+        ("acc/retain", "retain acc"),
+        (test_key, "retained-class test acc" if test_key == "acc/test_retain" else "test acc"),
+    ):
         u = pts(key)
         if u is not None and u[1] - u[0] > tol[key]:
             utility.append(f"{name} {u[0]:.1f} vs {u[1]:.1f}\u00a0%")
@@ -91,20 +98,30 @@ def method_verdict(vals: Stats, ref: Stats, floor: Mapping[str, float] | None, t
     if not labels:
         labels.append("forgets")
         bar = target.gap_bar(floor_avg) if target is not None else None
-        why.append(f"Avg. gap {gap:.2f} pts, every component within its tolerance"
-                   + ("" if bar is None else (f" (target ≤ {bar:.2f})" if gap > bar else f", within the target ≤ {bar:.2f}")))
+        why.append(
+            f"Avg. gap {gap:.2f} pts, every component within its tolerance"
+            + ("" if bar is None else (f" (target ≤ {bar:.2f})" if gap > bar else f", within the target ≤ {bar:.2f}"))
+        )
     text = "; ".join(why)
     if exact:
-        text += ("; exact by construction (the forget rows never reach its retrained parts): the gap is this "
-                 "design's own cost against one model retrained on all retained rows")
+        text += (
+            "; exact by construction (the forget rows never reach its retrained parts): the gap is this "
+            "design's own cost against one model retrained on all retained rows"
+        )
         shards = (info or {}).get("shards")
         if shards:
             text += f" — {shards} constituents, each fitted on 1/{shards} of the data"
     return " and ".join(dict.fromkeys(labels)), text
 
 
-def ranked_rows(agg: Mapping[tuple[str, str, str], Stats], runs: Sequence[Mapping[str, Any]], model: str, request: str,
-                methods: Sequence[str], targets: Mapping[str, Target] | None = None) -> dict[str, Any]:
+def ranked_rows(
+    agg: Mapping[tuple[str, str, str], Stats],
+    runs: Sequence[Mapping[str, Any]],
+    model: str,
+    request: str,
+    methods: Sequence[str],
+    targets: Mapping[str, Target] | None = None,
+) -> dict[str, Any]:
     """Everything the headline needs for one (model, request): the candidates ranked by Avg. gap
     with their verdicts and target checks, the references, the target and the noise floor."""
     targets = targets or DEFAULT_TARGETS
@@ -115,8 +132,13 @@ def ranked_rows(agg: Mapping[tuple[str, str, str], Stats], runs: Sequence[Mappin
     retrain_runs = sorted((r for r in mine if r["method"] == label), key=lambda r: r["seed"])
     floor = noise_floor_components(retrain_runs)
     ref = agg.get((model, request, label)) or {}
-    out: dict[str, Any] = {"target": target, "floor": floor, "candidates": [], "references": [],
-                           "retrain_label": label if retrain_runs else None}
+    out: dict[str, Any] = {
+        "target": target,
+        "floor": floor,
+        "candidates": [],
+        "references": [],
+        "retrain_label": label if retrain_runs else None,
+    }
     for m in methods:
         vals = agg.get((model, request, m))
         if vals is None:
@@ -145,31 +167,45 @@ def summary_sentence(ranked: Mapping[str, Any]) -> str:
     floor = (ranked["floor"] or {}).get("avg")
     best = cands[0]
     if "gap/avg" not in best["values"]:
-        return ("No Avg. gap to the retrained model was recorded (the study's metrics leave out `gap_to_retrain` "
-                "or it has no `retrain` reference): the methods are listed in the study's order, unranked.")
+        return (
+            "No Avg. gap to the retrained model was recorded (the study's metrics leave out `gap_to_retrain` "
+            "or it has no `retrain` reference): the methods are listed in the study's order, unranked."
+        )
     g = best["values"]["gap/avg"]
     parts = [f"Closest to retraining: **{best['method']}**, Avg. gap {g[0]:.2f} ± {g[1]:.2f} pts ({best['label']})."]
     if floor is not None:
         inside = [c["method"] for c in cands if c["label"] == "indistinguishable from retraining"]
-        parts.append(f"Two retrained models of different seeds differ by {floor:.2f} pts (the noise floor); "
-                     + (f"{', '.join(inside)} {'is' if len(inside) == 1 else 'are'} within it."
-                        if inside else "no method is within it."))
+        parts.append(
+            f"Two retrained models of different seeds differ by {floor:.2f} pts (the noise floor); "
+            + (
+                f"{', '.join(inside)} {'is' if len(inside) == 1 else 'are'} within it."
+                if inside
+                else "no method is within it."
+            )
+        )
     elif ranked.get("retrain_label") is None:
         parts.append("No `retrain` run: nothing to judge against (add `retrain` to the study's methods).")
     else:
         parts.append("The noise floor needs at least two seeds; with one, only the target separates the methods.")
     if target is not None:
         reached = [c["method"] for c in cands if c.get("target", {}).get("passes")]
-        parts.append(f"Target ({target.describe(floor)}): "
-                     + (f"reached by {', '.join(reached)}." if reached else "reached by no method."))
+        parts.append(
+            f"Target ({target.describe(floor)}): "
+            + (f"reached by {', '.join(reached)}." if reached else "reached by no method.")
+        )
     orig = next((r for r in ranked["references"] if r["method"] == "original"), None)
     if orig is not None and "gap/avg" in orig["values"]:
         parts.append(f"Doing nothing (the original) is {orig['values']['gap/avg'][0]:.2f} pts away.")
     return " ".join(parts)
 
 
-def privacy_paragraph(runs: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[str, Any]], model: str, request: str,
-                      ranked: Mapping[str, Any]) -> str:
+def privacy_paragraph(
+    runs: Sequence[Mapping[str, Any]],
+    groups: Sequence[Mapping[str, Any]],
+    model: str,
+    request: str,
+    ranked: Mapping[str, Any],
+) -> str:
     """What the membership audits of this (model, request) can and cannot tell, with its numbers."""
     mine = [r for r in runs if r["model"] == model and r["request"] == request]
     cand = {c["method"] for c in ranked["candidates"]}
@@ -192,22 +228,34 @@ def privacy_paragraph(runs: Sequence[Mapping[str, Any]], groups: Sequence[Mappin
         over = sorted(m for m, lv in levels.items() if "over-forgotten" in lv)
         widths.sort()
         w = widths[len(widths) // 2]
-        parts.append(f"**Privacy.** The per-example audit (offline LiRA, K = {k} reference models retrained without the "
-                     f"forget rows) finds {len(clean)} of {len(levels)} methods indistinguishable from the retrained "
-                     "models on every seed" + (f"; still recognisable on some seed: {', '.join(flagged)}" if flagged else "")
-                     + (f"; over-forgotten on some seed: {', '.join(over)}" if over else "") + ".")
+        parts.append(
+            f"**Privacy.** The per-example audit (offline LiRA, K = {k} reference models retrained without the "
+            f"forget rows) finds {len(clean)} of {len(levels)} methods indistinguishable from the retrained "
+            "models on every seed"
+            + (f"; still recognisable on some seed: {', '.join(flagged)}" if flagged else "")
+            + (f"; over-forgotten on some seed: {', '.join(over)}" if over else "")
+            + "."
+        )
         heldout = audit.get("heldout_rows")
-        parts.append(f"What it cannot tell: with {n_forget or '?'} forget rows against {heldout or '?'} held-out rows the "
-                     f"95 % interval on the AUC is about {w:.2f} wide, so a leak smaller than ±{w / 2:.2f} AUC is invisible; "
-                     f"TPR at 0.1 % FPR rests on {'fewer than 1,000' if (heldout or 0) < 1000 else f'{heldout:,}'} "
-                     f"non-members ({'a handful of rows decide it' if (heldout or 0) < 1000 else 'enough to read'}); "
-                     f"K = {k} references bound how separable ε can show a model to be.")
+        parts.append(
+            f"What it cannot tell: with {n_forget or '?'} forget rows against {heldout or '?'} held-out rows the "
+            f"95 % interval on the AUC is about {w:.2f} wide, so a leak smaller than ±{w / 2:.2f} AUC is invisible; "
+            f"TPR at 0.1 % FPR rests on {'fewer than 1,000' if (heldout or 0) < 1000 else f'{heldout:,}'} "
+            f"non-members ({'a handful of rows decide it' if (heldout or 0) < 1000 else 'enough to read'}); "
+            f"K = {k} references bound how separable ε can show a model to be."
+        )
         if g0.get("forget_classes"):
-            parts.append("For a class request the question the audit asks is whether the forget *rows* are remembered "
-                         "beyond their class; whether the class is still known shows in the forget accuracy and the probe.")
+            parts.append(
+                "For a class request the question the audit asks is whether the forget *rows* are remembered "
+                "beyond their class; whether the class is still known shows in the forget accuracy and the probe."
+            )
     else:
-        parts.append("**Privacy.** Population attacks only (no reference models were trained: set `audit.references`): "
-                     "they can show that a forget set is still recognisable, not that it is gone.")
-    parts.append("No attack proves the data is gone; these say only that the attacks run here cannot tell the model "
-                 "from retrained ones at this scale.")
+        parts.append(
+            "**Privacy.** Population attacks only (no reference models were trained: set `audit.references`): "
+            "they can show that a forget set is still recognisable, not that it is gone."
+        )
+    parts.append(
+        "No attack proves the data is gone; these say only that the attacks run here cannot tell the model "
+        "from retrained ones at this scale."
+    )
     return " ".join(parts)

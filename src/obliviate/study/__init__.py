@@ -7,6 +7,14 @@ from .spec import MethodSpec, ModelSpec, StudySpec, StudySpecError, load_study, 
 from .store import ResultStore, StudyLockedError
 
 __all__ = [
-    "StudyRunner", "default_cache_dir", "MethodSpec", "ModelSpec", "StudySpec",
-    "StudySpecError", "load_study", "parse_study", "ResultStore", "StudyLockedError",
+    "MethodSpec",
+    "ModelSpec",
+    "ResultStore",
+    "StudyLockedError",
+    "StudyRunner",
+    "StudySpec",
+    "StudySpecError",
+    "default_cache_dir",
+    "load_study",
+    "parse_study",
 ]

@@ -45,7 +45,8 @@ class StudyIncompleteError(RuntimeError):
         self.lost = list(lost)
         super().__init__(
             f"{len(lost)} group(s) did not finish: {'; '.join(lost[:4])}{' ...' if len(lost) > 4 else ''}. "
-            "Every finished run is stored: run the same command again to resume")
+            "Every finished run is stored: run the same command again to resume"
+        )
 
 
 class GroupRunner(Protocol):
@@ -64,8 +65,9 @@ class GroupRunner(Protocol):
     def run_group(self, group: GroupPlan) -> None: ...
 
     @staticmethod
-    def on_worker(spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str,
-                  progress: Progress) -> None: ...
+    def on_worker(
+        spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str, progress: Progress
+    ) -> None: ...
 
 
 class Executor(Protocol):
@@ -106,15 +108,15 @@ class RayExecutor:
         if not self.cpus_per_group > 0:
             raise ConfigError(f"RayExecutor.cpus_per_group must be > 0, got {self.cpus_per_group!r}", "cpus_per_group")
         if self.gpus_per_group < 0:
-            raise ConfigError(f"RayExecutor.gpus_per_group must be >= 0, got {self.gpus_per_group!r}",
-                              "gpus_per_group")
+            raise ConfigError(f"RayExecutor.gpus_per_group must be >= 0, got {self.gpus_per_group!r}", "gpus_per_group")
         if self.max_retries < 0:
             raise ConfigError(f"RayExecutor.max_retries must be >= 0, got {self.max_retries!r}", "max_retries")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ConfigError(f"RayExecutor.num_cpus must be >= 1 or None, got {self.num_cpus!r}", "num_cpus")
         if self.num_cpus is not None and self.address is not None:
-            raise ConfigError("RayExecutor.num_cpus sizes a local Ray; the cluster at address has its own size",
-                              "num_cpus")
+            raise ConfigError(
+                "RayExecutor.num_cpus sizes a local Ray; the cluster at address has its own size", "num_cpus"
+            )
 
     def run_groups(self, runner: GroupRunner, groups: list[GroupPlan]) -> list[str]:
         say = runner.progress.stage
@@ -132,15 +134,26 @@ class RayExecutor:
             queue = Queue()
             spec_ref = ray.put(with_absolute_paths(runner.spec))
             remote = ray.remote(_run_group_task).options(
-                num_cpus=self.cpus_per_group, num_gpus=self.gpus_per_group, max_retries=self.max_retries,
-                retry_exceptions=False)
+                num_cpus=self.cpus_per_group,
+                num_gpus=self.gpus_per_group,
+                max_retries=self.max_retries,
+                retry_exceptions=False,
+            )
             threads = max(1, int(self.cpus_per_group))
             cache = str(runner.model_cache_dir.resolve()) if runner.model_cache_dir is not None else None
             pending = {}
             for i, group in todo:
                 say(f"group {i}/{len(groups)}: {group.label} ({len(group.units)} runs) submitted")
-                ref = remote.remote(type(runner).on_worker, spec_ref, str(runner.out_dir.resolve()), cache, runner.device_name,
-                                    group.key, queue, threads)
+                ref = remote.remote(
+                    type(runner).on_worker,
+                    spec_ref,
+                    str(runner.out_dir.resolve()),
+                    cache,
+                    runner.device_name,
+                    group.key,
+                    queue,
+                    threads,
+                )
                 pending[ref] = group
             lost: list[str] = []
             try:
@@ -151,7 +164,7 @@ class RayExecutor:
                         group = pending.pop(ref)
                         try:
                             ray.get(ref)
-                        except Exception as e:  # noqa: BLE001 - a lost worker or node: reported, the rest go on
+                        except Exception as e:
                             why = _ray_error_text(e)
                             say(f"{group.label}: DID NOT FINISH ({why})")
                             lost.append(f"{group.label} ({why})")
@@ -198,19 +211,19 @@ class ray_session:
         if self.address is None:
             # a Ray that lives and dies with this command, on this machine only
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
             what = f"local Ray started ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
         else:
             try:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise RuntimeError(f"cannot connect to the Ray cluster at {self.address!r}: {e}. Start one with "
-                                   "`ray start --head` (it prints the address) or leave --address out for a "
-                                   "local Ray") from None
+                raise RuntimeError(
+                    f"cannot connect to the Ray cluster at {self.address!r}: {e}. Start one with "
+                    "`ray start --head` (it prints the address) or leave --address out for a "
+                    "local Ray"
+                ) from None
             res = ray.cluster_resources()
-            what = (f"connected to Ray at {self.address} ({int(res.get('CPU', 0))} CPUs, "
-                    f"{int(res.get('GPU', 0))} GPUs)")
+            what = f"connected to Ray at {self.address} ({int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs)"
         self.started = True
         self.say(f"{what} in {time.perf_counter() - t0:.1f}s")
         return ray, True
@@ -226,7 +239,7 @@ def _drain(queue: Any, say: Callable[[str], None]) -> None:
     while True:
         try:
             items = queue.get_nowait_batch(max(1, queue.qsize()))
-        except Exception:  # noqa: BLE001 - empty (or the queue actor is gone): nothing to print
+        except Exception:
             return
         if not items:
             return
@@ -249,15 +262,23 @@ class _QueueProgress:
     def stage(self, text: str) -> None:
         try:
             self.queue.put(text, block=False)
-        except Exception:  # noqa: BLE001 - a progress line must never end a group
+        except Exception:
             pass
 
     def steps(self, desc: str) -> Any:
         return nullcontext(lambda _ev: None)
 
 
-def _run_group_task(run: Callable[..., None], spec: StudySpec, out_dir: str, cache_dir: str | None,
-                    device: str | None, group_key: str, queue: Any, threads: int) -> str:
+def _run_group_task(
+    run: Callable[..., None],
+    spec: StudySpec,
+    out_dir: str,
+    cache_dir: str | None,
+    device: str | None,
+    group_key: str,
+    queue: Any,
+    threads: int,
+) -> str:
     """The body of one Ray task: ``run`` (the runner's :meth:`~obliviate.study.StudyRunner.on_worker`)
     plans ``spec`` as the driver did and runs the group ``group_key``, its progress sent to the driver."""
     import torch
@@ -271,12 +292,22 @@ def make_executor(name: str, **kw: Any) -> Executor:
     """``serial`` or ``ray`` (``kw``: :class:`RayExecutor` fields); errors name what is allowed."""
     if name == "serial":
         if any(v is not None for v in kw.values()):
-            raise ValueError(f"options {sorted(k for k, v in kw.items() if v is not None)} apply to --executor ray only")
+            raise ValueError(
+                f"options {sorted(k for k, v in kw.items() if v is not None)} apply to --executor ray only"
+            )
         return SerialExecutor()
     if name == "ray":
         return RayExecutor(**{k: v for k, v in kw.items() if v is not None})
     raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "Executor", "GroupRunner", "RayExecutor", "SerialExecutor", "StudyIncompleteError", "make_executor",
-           "ray_session"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "GroupRunner",
+    "RayExecutor",
+    "SerialExecutor",
+    "StudyIncompleteError",
+    "make_executor",
+    "ray_session",
+]

@@ -26,8 +26,17 @@ _PKG = Path(__file__).resolve().parents[1]
 
 # The sources that decide a trained model's weights, per task (relative to the package).
 MODEL_CODE = {
-    "vision": ("core", "data", "models", "train.py", "recipes.py", "utils.py", "methods/retrain.py",
-               "methods/base.py", "study/tasks/vision.py"),
+    "vision": (
+        "core",
+        "data",
+        "models",
+        "train.py",
+        "recipes.py",
+        "utils.py",
+        "methods/retrain.py",
+        "methods/base.py",
+        "study/tasks/vision.py",
+    ),
     "llm": ("core", "llm", "utils.py", "models/checkpoint.py", "study/tasks/llm.py"),
 }
 # ... and those that decide a run's values besides its method's own file.
@@ -37,7 +46,7 @@ EVAL_CODE = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_salt(*parts: str) -> str:
     """Hash of the Python sources under ``parts`` (files or folders of the package) and of the
     torch version: a fix to ``fit`` or to a metric changes every key that depends on it."""

@@ -33,22 +33,36 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
             raise ValueError("no model or methods at this level: choose a scale")
         model = raw.get("model") or {}
         models = [str(model.get("name") or ("tiny Llama" if model.get("tiny") else "?"))]
-        requests = [str(r.get("kind", "?")) + (f" ({r['count']})" if "count" in r else "")
-                    for r in raw.get("requests") or []]
+        requests = [
+            str(r.get("kind", "?")) + (f" ({r['count']})" if "count" in r else "") for r in raw.get("requests") or []
+        ]
         methods = [m if isinstance(m, str) else str(m.get("label") or m.get("name")) for m in raw.get("methods") or []]
         dataset = str((raw.get("data") or raw.get("dataset") or {}).get("source", "?"))
     else:
-        models = [m.name + (f"({', '.join(f'{k}={v}' for k, v in m.kwargs.items())})" if m.kwargs else "")
-                  for m in spec.models]
+        models = [
+            m.name + (f"({', '.join(f'{k}={v}' for k, v in m.kwargs.items())})" if m.kwargs else "")
+            for m in spec.models
+        ]
         requests = [r.describe() for r in spec.requests]
         methods = [m.label for m in spec.methods]
         ds = spec.dataset
         dataset = ds.name + (f", {ds.train_per_class}/class" if getattr(ds, "train_per_class", None) else "")
-    tune = ({"requests": [r.describe() for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}
-            if spec.tune is not None else None)
-    return {"scale": scale or "default", "task": spec.task, "dataset": dataset, "models": models,
-            "requests": requests, "methods": methods, "seeds": list(spec.seeds), "scale_note": spec.scale_note,
-            "tune": tune}
+    tune = (
+        {"requests": [r.describe() for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}
+        if spec.tune is not None
+        else None
+    )
+    return {
+        "scale": scale or "default",
+        "task": spec.task,
+        "dataset": dataset,
+        "models": models,
+        "requests": requests,
+        "methods": methods,
+        "seeds": list(spec.seeds),
+        "scale_note": spec.scale_note,
+        "tune": tune,
+    }
 
 
 def describe_preset(name: str) -> dict[str, Any]:
@@ -62,11 +76,17 @@ def describe_preset(name: str) -> dict[str, Any]:
     for scale in [None, *(raw.get("scales") or {})]:
         try:
             entry = _scale_summary(path, scale)
-        except Exception as e:  # noqa: BLE001 - a scale that cannot stand alone is reported, not fatal
+        except Exception as e:
             if scale is None and raw.get("scales"):
                 continue  # the top level is only a base for the scales
             entry = {"scale": scale or "default", "error": str(e)}
         entry["runtime"] = runtime.get(scale or "default", "not measured")
         scales.append(entry)
-    return {"name": path.stem, "file": str(path), "study": raw.get("name", path.stem), "task": raw.get("task", "vision"),
-            "description": " ".join(str(raw.get("description", "")).split()), "scales": scales}
+    return {
+        "name": path.stem,
+        "file": str(path),
+        "study": raw.get("name", path.stem),
+        "task": raw.get("task", "vision"),
+        "description": " ".join(str(raw.get("description", "")).split()),
+        "scales": scales,
+    }

@@ -123,16 +123,19 @@ class StudyRunner:
         for g in self.prepare():
             if g.key == key:
                 return g
-        raise KeyError(f"group {key} is not part of this study's plan (the worker's spec or code differs "
-                       "from the driver's: install the same obliviate version on every node)")
+        raise KeyError(
+            f"group {key} is not part of this study's plan (the worker's spec or code differs "
+            "from the driver's: install the same obliviate version on every node)"
+        )
 
     @property
     def out_dir(self) -> Path:
         return self.store.out_dir
 
     @staticmethod
-    def on_worker(spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str,
-                  progress: Progress) -> None:
+    def on_worker(
+        spec: StudySpec, out_dir: str, cache_dir: str | None, device: str | None, group_key: str, progress: Progress
+    ) -> None:
         """Run the group ``group_key`` of ``spec`` in a worker process (a Ray task): the worker
         plans the same spec as the driver, reusing one runner per study (data loaded once)."""
         memo = (key_of({"spec": spec.raw, "scale": spec.scale}), out_dir, cache_dir, device)
@@ -146,8 +149,9 @@ class StudyRunner:
         group = runner.group_by_key(group_key)
         import torch
 
-        progress.stage(f"{group.label}: on worker pid {os.getpid()} ({socket.gethostname()}), "
-                       f"{torch.get_num_threads()} thread(s)")
+        progress.stage(
+            f"{group.label}: on worker pid {os.getpid()} ({socket.gethostname()}), {torch.get_num_threads()} thread(s)"
+        )
         runner.run_group(group)
 
     def set_progress(self, progress: Progress) -> None:
@@ -163,29 +167,49 @@ class StudyRunner:
         for g in plan:
             for key, what in [(g.key, f"group {g.label}")] + [(u.key, f"{u.label} on {g.label}") for u in g.units]:
                 if key in seen:
-                    raise ValueError(f"the study asks for the same run twice: {what} is {seen[key]} again "
-                                     "(same model, data, request, seed and config); remove one")
+                    raise ValueError(
+                        f"the study asks for the same run twice: {what} is {seen[key]} again "
+                        "(same model, data, request, seed and config); remove one"
+                    )
                 seen[key] = what
-        write_json_atomic(self.store.out_dir / "study.json", {
-            "name": spec.name, "scale": spec.scale, "description": spec.description, "task": spec.task,
-            "scale_note": spec.scale_note, "spec": spec.raw, "environment": environment_info(),
-            "device": str(self.device), "paper": spec.paper, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            **facts, "plan": _plan_json(plan),
-        })
+        write_json_atomic(
+            self.store.out_dir / "study.json",
+            {
+                "name": spec.name,
+                "scale": spec.scale,
+                "description": spec.description,
+                "task": spec.task,
+                "scale_note": spec.scale_note,
+                "spec": spec.raw,
+                "environment": environment_info(),
+                "device": str(self.device),
+                "paper": spec.paper,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                **facts,
+                "plan": _plan_json(plan),
+            },
+        )
         moved = self.store.retire([u.key for g in plan for u in g.units], [g.key for g in plan])
         if moved:
-            say(f"{len(moved)} record(s) are not part of this spec (another config, seed, method or code "
+            say(
+                f"{len(moved)} record(s) are not part of this spec (another config, seed, method or code "
                 f"version) and were moved to {self.store.superseded_dir}: {', '.join(moved[:6])}"
-                + (" ..." if len(moved) > 6 else ""))
+                + (" ..." if len(moved) > 6 else "")
+            )
         self.lost = self.executor.run_groups(self, plan)
         records = self.store.runs([u.key for g in plan for u in g.units])
         self.task.finish(records, self.store.out_dir)
         rows = [r for rec in records for r in record_rows(rec, spec.name, spec.scale)]
         self.store.write_tables(rows)
-        self.failed = [f"{r['method']} ({r['model']}, {r['request']}, seed {r['seed']}): {r['error']['message']}"
-                       for r in records if r.get("status") == "failed"]
-        say(f"study {spec.name} finished in {time.perf_counter() - t_start:.1f}s"
-            + (f"; {len(self.failed)} run(s) FAILED — see the report" if self.failed else ""))
+        self.failed = [
+            f"{r['method']} ({r['model']}, {r['request']}, seed {r['seed']}): {r['error']['message']}"
+            for r in records
+            if r.get("status") == "failed"
+        ]
+        say(
+            f"study {spec.name} finished in {time.perf_counter() - t_start:.1f}s"
+            + (f"; {len(self.failed)} run(s) FAILED — see the report" if self.failed else "")
+        )
         if self.lost:
             raise StudyIncompleteError(self.lost)
         return rows
@@ -224,7 +248,7 @@ class StudyRunner:
         except NonFiniteError as e:
             self._fail_all(group, pending, e.to_dict(), "a reference model of this group diverged")
             return
-        except Exception as e:  # noqa: BLE001 - recorded, the study goes on with the next group
+        except Exception as e:
             if isinstance(e, (KeyboardInterrupt, MemoryError)):
                 raise
             self._fail_all(group, pending, _error_dict(e), "a reference model of this group could not be built")
@@ -245,7 +269,7 @@ class StudyRunner:
                 except NonFiniteError as e:
                     say(f"{group.label}: {u.label} FAILED: {e}")
                     rec = self._base_record(group, u, "failed", error={**e.to_dict(), "method": u.label})
-                except Exception as e:  # noqa: BLE001 - a method's error must not end the study
+                except Exception as e:
                     if isinstance(e, (KeyboardInterrupt, MemoryError)):
                         raise
                     say(f"{group.label}: {u.label} FAILED: {type(e).__name__}: {e}")
@@ -257,15 +281,25 @@ class StudyRunner:
     def _fail_all(self, group: GroupPlan, units: list[Unit], error: dict[str, Any], why: str) -> None:
         self.progress.stage(f"{group.label}: FAILED ({why}): {error['message']}")
         for u in units:
-            self.store.save_run(u.key, self._base_record(group, u, "failed", error={**error, "method": u.label,
-                                                                                     "stage": why}))
+            self.store.save_run(
+                u.key, self._base_record(group, u, "failed", error={**error, "method": u.label, "stage": why})
+            )
 
     def _base_record(self, group: GroupPlan, unit: Unit, status: str, **body: Any) -> dict[str, Any]:
         return {
-            "status": status, "task": self.spec.task, "model": group.model, "request": group.request,
-            "seed": group.seed, "method": unit.label, "method_name": unit.method_name,
-            "method_config": unit.method_config, "inputs": unit.inputs, "group_key": group.key,
-            "values": {}, "directions": {}, **body,
+            "status": status,
+            "task": self.spec.task,
+            "model": group.model,
+            "request": group.request,
+            "seed": group.seed,
+            "method": unit.label,
+            "method_name": unit.method_name,
+            "method_config": unit.method_config,
+            "inputs": unit.inputs,
+            "group_key": group.key,
+            "values": {},
+            "directions": {},
+            **body,
         }
 
 
@@ -282,14 +316,27 @@ def _restrict_to_kinds(plan: list[GroupPlan], methods: list[Any]) -> list[GroupP
 
 
 def _plan_json(plan: list[GroupPlan]) -> dict[str, Any]:
-    return {"groups": [{"key": g.key, "model": g.model, "request": g.request, "seed": g.seed,
-                        "units": [{"key": u.key, "method": u.label, "method_name": u.method_name} for u in g.units]}
-                       for g in plan]}
+    return {
+        "groups": [
+            {
+                "key": g.key,
+                "model": g.model,
+                "request": g.request,
+                "seed": g.seed,
+                "units": [{"key": u.key, "method": u.label, "method_name": u.method_name} for u in g.units],
+            }
+            for g in plan
+        ]
+    }
 
 
 def _error_dict(e: BaseException) -> dict[str, Any]:
-    return {"kind": "error", "type": type(e).__name__, "message": f"{type(e).__name__}: {e}",
-            "traceback": traceback.format_exc(limit=6)[-3000:]}
+    return {
+        "kind": "error",
+        "type": type(e).__name__,
+        "message": f"{type(e).__name__}: {e}",
+        "traceback": traceback.format_exc(limit=6)[-3000:],
+    }
 
 
 def _finite_values(body: dict[str, Any]) -> dict[str, Any]:
@@ -297,9 +344,12 @@ def _finite_values(body: dict[str, Any]) -> dict[str, Any]:
     values = body.get("values", {})
     bad = sorted(k for k, v in values.items() if not math.isfinite(float(v)))
     if bad:
-        body = {**body, "values": {k: v for k, v in values.items() if k not in bad},
-                "directions": {k: v for k, v in body.get("directions", {}).items() if k not in bad},
-                "undefined_values": bad}
+        body = {
+            **body,
+            "values": {k: v for k, v in values.items() if k not in bad},
+            "directions": {k: v for k, v in body.get("directions", {}).items() if k not in bad},
+            "undefined_values": bad,
+        }
     return body
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import yaml
@@ -22,6 +22,7 @@ from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
 from ..training import TrainConfig
 from .targets import DEFAULT_TARGETS, REQUEST_KINDS, Target, parse_targets
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
@@ -67,8 +68,9 @@ class EvalSpec:
         if self.batch_size < 1:
             raise ConfigError(f"EvalSpec.batch_size must be >= 1, got {self.batch_size!r}", "batch_size")
         if self.retain_max is not None and self.retain_max < 1:
-            raise ConfigError(f"EvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}",
-                              "retain_max")
+            raise ConfigError(
+                f"EvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}", "retain_max"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,8 +122,11 @@ class AuditSpec:
     def __post_init__(self) -> None:
         check_fields(self)
         if self.references == 1 or self.references < 0:
-            raise ConfigError(f"AuditSpec.references must be 0 (off) or >= 2 (offline LiRA needs a variance), "
-                              f"got {self.references!r}", "references")
+            raise ConfigError(
+                f"AuditSpec.references must be 0 (off) or >= 2 (offline LiRA needs a variance), "
+                f"got {self.references!r}",
+                "references",
+            )
         for k, low in (("probe_per_class", 10), ("draws", 1), ("n_boot", 100)):
             if getattr(self, k) < low:
                 raise ConfigError(f"AuditSpec.{k} must be >= {low}, got {getattr(self, k)!r}", k)
@@ -145,9 +150,29 @@ class TuneSplit:
 
 
 TOP_LEVEL = {
-    "name", "description", "task", "dataset", "models", "train", "recipe", "requests", "methods",
-    "seeds", "metrics", "device", "eval", "validation_fraction", "paper", "scales", "scale_note",
-    "output", "relearn", "audit", "targets", "runtime", "tune",
+    "name",
+    "description",
+    "task",
+    "dataset",
+    "models",
+    "train",
+    "recipe",
+    "requests",
+    "methods",
+    "seeds",
+    "metrics",
+    "device",
+    "eval",
+    "validation_fraction",
+    "paper",
+    "scales",
+    "scale_note",
+    "output",
+    "relearn",
+    "audit",
+    "targets",
+    "runtime",
+    "tune",
 }
 
 
@@ -275,9 +300,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return out
 
 
-def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[str] = (), *,
-               data_root: str | None = None, model: str | None = None,
-               seeds: Sequence[int] | None = None) -> StudySpec:
+def load_study(
+    path: str | Path,
+    scale: str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    data_root: str | None = None,
+    model: str | None = None,
+    seeds: Sequence[int] | None = None,
+) -> StudySpec:
     """Read a YAML study file, apply ``scale``, then ``overrides`` (``key.path=value``, see
     :func:`apply_overrides`), and validate it (nothing is trained).
 
@@ -299,8 +330,11 @@ def load_study(path: str | Path, scale: str | None = None, overrides: Sequence[s
         llm = raw.get("task") == "llm"
         if model is not None:
             if not llm:
-                raise _err("model", "applies to LLM studies (a hub id or a local model folder); a vision study names "
-                                    "its architecture under models: (or models[0].name=NAME)")
+                raise _err(
+                    "model",
+                    "applies to LLM studies (a hub id or a local model folder); a vision study names "
+                    "its architecture under models: (or models[0].name=NAME)",
+                )
             raw["model"] = {**(raw.get("model") or {}), "name": model}
         if data_root is not None:
             key, field_ = ("data" if "data" in raw else "dataset", "source") if llm else ("dataset", "root")
@@ -357,7 +391,11 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         raise _err("name", "a study needs a non-empty name")
 
     seeds = d.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
         raise _err("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise _err("seeds", f"has duplicates: {seeds}")
@@ -369,11 +407,26 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             validate_llm_spec(d)
         except ValueError as e:
             raise StudySpecError(str(e)) from None
-        return StudySpec(name=name, task=task, dataset=d.get("dataset") or {}, models=[], train=TrainConfig(),
-                         requests=[], methods=[], seeds=seeds, metrics=d.get("metrics", "default"),
-                         device=str(d.get("device", "auto")), eval=EvalSpec(), validation_fraction=0.0,
-                         paper=d.get("paper") or {}, scale=scale, scale_note=str(d.get("scale_note", "")),
-                         description=str(d.get("description", "")), relearn=RelearnSpec(), raw=d)
+        return StudySpec(
+            name=name,
+            task=task,
+            dataset=d.get("dataset") or {},
+            models=[],
+            train=TrainConfig(),
+            requests=[],
+            methods=[],
+            seeds=seeds,
+            metrics=d.get("metrics", "default"),
+            device=str(d.get("device", "auto")),
+            eval=EvalSpec(),
+            validation_fraction=0.0,
+            paper=d.get("paper") or {},
+            scale=scale,
+            scale_note=str(d.get("scale_note", "")),
+            description=str(d.get("description", "")),
+            relearn=RelearnSpec(),
+            raw=d,
+        )
 
     ds_raw = d.get("dataset")
     if isinstance(ds_raw, str):
@@ -433,7 +486,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         methods_raw = list_methods(kind="vision")
         # the references first, in the order reports read best
         methods_raw = [m for m in ("original", "retrain") if m in methods_raw] + [
-            m for m in methods_raw if m not in ("original", "retrain")]
+            m for m in methods_raw if m not in ("original", "retrain")
+        ]
     if not isinstance(methods_raw, list) or not methods_raw:
         raise _err("methods", "must be 'all' or a non-empty list of method names or {name, config, label}")
     methods: list[MethodSpec] = []
@@ -445,8 +499,10 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         if isinstance(kinds, str):
             kinds = [kinds]
         if not isinstance(kinds, list) or any(k not in REQUEST_KINDS for k in kinds):
-            raise _err(f"methods[{i}].kinds", f"must be a list of request kinds ({', '.join(REQUEST_KINDS)}), "
-                                              f"got {m.get('kinds')!r}")
+            raise _err(
+                f"methods[{i}].kinds",
+                f"must be a list of request kinds ({', '.join(REQUEST_KINDS)}), got {m.get('kinds')!r}",
+            )
         if m["name"] not in METHODS:
             raise _err(f"methods[{i}].name", METHODS.unknown_message(str(m["name"])))
         cls = METHODS.get(m["name"])
@@ -454,8 +510,9 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             raise _err(f"methods[{i}].name", f"{m['name']!r} is an {cls.kind} method; this is a vision study")
         if not isinstance(m.get("config") or {}, dict):
             raise _err(f"methods[{i}].config", f"must be a mapping of config fields, got {m['config']!r}")
-        spec = MethodSpec(m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]),
-                          tuple(dict.fromkeys(kinds)))
+        spec = MethodSpec(
+            m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]), tuple(dict.fromkeys(kinds))
+        )
         try:
             spec.build()
         except (ValueError, TypeError) as e:
@@ -504,11 +561,27 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         raise _config_err("targets", e) from None
 
     return StudySpec(
-        name=name, task=task, dataset=ds, models=models, train=train, requests=requests,
-        methods=methods, seeds=seeds, metrics=metrics, device=str(d.get("device", "auto")), eval=ev,
-        validation_fraction=float(vf), paper=d.get("paper") or {}, scale=scale,
-        scale_note=str(d.get("scale_note", "")), description=str(d.get("description", "")),
-        relearn=relearn, raw=d, audit=audit, targets=targets, tune=tune,
+        name=name,
+        task=task,
+        dataset=ds,
+        models=models,
+        train=train,
+        requests=requests,
+        methods=methods,
+        seeds=seeds,
+        metrics=metrics,
+        device=str(d.get("device", "auto")),
+        eval=ev,
+        validation_fraction=float(vf),
+        paper=d.get("paper") or {},
+        scale=scale,
+        scale_note=str(d.get("scale_note", "")),
+        description=str(d.get("description", "")),
+        relearn=relearn,
+        raw=d,
+        audit=audit,
+        targets=targets,
+        tune=tune,
     )
 
 
@@ -535,19 +608,28 @@ def _tune_split(raw: Any, requests: list[ForgetRequest], seeds: list[int], base_
     if not isinstance(raw, dict) or set(raw) - {"requests", "seeds"} or "seeds" not in raw:
         raise _err("tune", f"must be {{requests: [...], seeds: [...]}} (requests default to the study's), got {raw!r}")
     t_seeds = raw["seeds"]
-    if (not isinstance(t_seeds, list) or not t_seeds or len(set(t_seeds)) != len(t_seeds)
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in t_seeds)):
+    if (
+        not isinstance(t_seeds, list)
+        or not t_seeds
+        or len(set(t_seeds)) != len(t_seeds)
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in t_seeds)
+    ):
         raise _err("tune.seeds", f"must be a non-empty list of distinct non-negative integers, got {t_seeds!r}")
     shared = sorted(set(t_seeds) & set(seeds))
     if shared:
-        raise _err("tune.seeds", f"seed(s) {shared} are also evaluation seeds ({seeds}); a hyperparameter chosen "
-                                 "on a seed must be judged on others")
+        raise _err(
+            "tune.seeds",
+            f"seed(s) {shared} are also evaluation seeds ({seeds}); a hyperparameter chosen "
+            "on a seed must be judged on others",
+        )
     t_reqs = _requests(raw.get("requests", [r.to_dict() for r in requests]), "tune.requests", base_dir)
     evaluated = {request_key_of(r) for r in requests if r.to_dict().get("kind") != "random"}
     for i, r in enumerate(t_reqs):
         if request_key_of(r) in evaluated:
-            raise _err(f"tune.requests[{i}]", f"{r.describe()} is also an evaluation request; tune on other classes "
-                                              "or ids than the study judges on")
+            raise _err(
+                f"tune.requests[{i}]",
+                f"{r.describe()} is also an evaluation request; tune on other classes or ids than the study judges on",
+            )
     return TuneSplit(tuple(t_reqs), tuple(t_seeds))
 
 

@@ -63,7 +63,8 @@ class FileLock:
                 os.close(fd)
                 raise StudyLockedError(
                     f"{self.what} is in use by another obliviate process ({holder}); wait for it to finish, "
-                    f"or give this run another output folder") from None
+                    f"or give this run another output folder"
+                ) from None
             if on_wait is not None:
                 on_wait(f"waiting for another process ({holder}) that holds {self.what}")
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -122,8 +123,12 @@ class ResultStore:
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             self._damaged(path, f"not readable JSON ({e})")
             return None
-        if not isinstance(rec, dict) or rec.get("key") != key or rec.get("format") != RECORD_FORMAT \
-                or rec.get("status") not in STATUSES:
+        if (
+            not isinstance(rec, dict)
+            or rec.get("key") != key
+            or rec.get("format") != RECORD_FORMAT
+            or rec.get("status") not in STATUSES
+        ):
             self._damaged(path, "not a record of this key and format")
             return None
         return rec
@@ -188,10 +193,14 @@ class ResultStore:
         except (OSError, json.JSONDecodeError, AttributeError) as e:
             raise RuntimeError(f"{path} is missing or damaged ({e}): run the study again to rewrite it") from None
         if plan is None:
-            raise RuntimeError(f"{path} was written before content-addressed runs (it has no plan): run the study "
-                               "again with this version; its old records will be moved to superseded/")
-        return {"runs": [u["key"] for g in plan.get("groups", []) for u in g["units"]],
-                "groups": [g["key"] for g in plan.get("groups", [])]}
+            raise RuntimeError(
+                f"{path} was written before content-addressed runs (it has no plan): run the study "
+                "again with this version; its old records will be moved to superseded/"
+            )
+        return {
+            "runs": [u["key"] for g in plan.get("groups", []) for u in g["units"]],
+            "groups": [g["key"] for g in plan.get("groups", [])],
+        }
 
     def write_tables(self, rows: list[dict[str, Any]]) -> None:
         write_text_atomic(self.out_dir / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
@@ -220,8 +229,13 @@ def record_rows(record: dict[str, Any], study: str, scale: str | None) -> list[d
     if record.get("status", "ok") != "ok":
         return []
     base = {
-        "study": study, "scale": scale or "", "dataset": record.get("dataset", ""), "model": record["model"],
-        "request": record["request"], "method": record["method"], "seed": record["seed"],
+        "study": study,
+        "scale": scale or "",
+        "dataset": record.get("dataset", ""),
+        "model": record["model"],
+        "request": record["request"],
+        "method": record["method"],
+        "seed": record["seed"],
     }
     return [
         {**base, "metric": k, "value": v, "direction": record.get("directions", {}).get(k, "info")}

@@ -43,13 +43,15 @@ class Target:
         if self.kind not in REQUEST_KINDS:
             raise ConfigError(f"Target.kind must be one of {REQUEST_KINDS}, got {self.kind!r}", "kind")
         if self.max_gap is not None and self.max_gap <= 0:
-            raise ConfigError(f"Target.max_gap must be > 0 points or null (the noise floor), got {self.max_gap!r}",
-                              "max_gap")
+            raise ConfigError(
+                f"Target.max_gap must be > 0 points or null (the noise floor), got {self.max_gap!r}", "max_gap"
+            )
         if self.min_speedup <= 0:
             raise ConfigError(f"Target.min_speedup must be > 0, got {self.min_speedup!r}", "min_speedup")
         if self.max_class_drop is not None and self.max_class_drop < 0:
-            raise ConfigError(f"Target.max_class_drop must be >= 0 points or null, got {self.max_class_drop!r}",
-                              "max_class_drop")
+            raise ConfigError(
+                f"Target.max_class_drop must be >= 0 points or null, got {self.max_class_drop!r}", "max_class_drop"
+            )
 
     def gap_bar(self, floor: float | None) -> float | None:
         """The gap a method must reach: ``max_gap``, or the noise floor when ``max_gap`` is null."""
@@ -84,18 +86,23 @@ def parse_targets(raw: Any, where: str = "targets") -> dict[str, Target]:
     if raw is None:
         return out
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping of request kind ({', '.join(REQUEST_KINDS)}) to "
-                          f"{{max_gap, min_speedup, max_class_drop}}, got {raw!r}")
+        raise ConfigError(
+            f"{where} must be a mapping of request kind ({', '.join(REQUEST_KINDS)}) to "
+            f"{{max_gap, min_speedup, max_class_drop}}, got {raw!r}"
+        )
     for kind, fields in raw.items():
         if kind not in REQUEST_KINDS:
             raise ConfigError(f"{where}: unknown request kind {kind!r}; allowed: {', '.join(REQUEST_KINDS)}", str(kind))
         if not isinstance(fields, Mapping):
-            raise ConfigError(f"{where}.{kind} must be a mapping of max_gap, min_speedup, max_class_drop, got {fields!r}",
-                              str(kind))
+            raise ConfigError(
+                f"{where}.{kind} must be a mapping of max_gap, min_speedup, max_class_drop, got {fields!r}", str(kind)
+            )
         unknown = sorted(set(fields) - {"max_gap", "min_speedup", "max_class_drop"})
         if unknown:
-            raise ConfigError(f"{where}.{kind}: unknown field(s) {unknown}; allowed: max_gap, min_speedup, "
-                              "max_class_drop", f"{kind}.{unknown[0]}")
+            raise ConfigError(
+                f"{where}.{kind}: unknown field(s) {unknown}; allowed: max_gap, min_speedup, max_class_drop",
+                f"{kind}.{unknown[0]}",
+            )
         base = DEFAULT_TARGETS[kind].to_dict()
         try:
             out[kind] = Target(**{**base, **dict(fields), "kind": kind})
@@ -123,7 +130,7 @@ def noise_floor_components(retrain_runs: Sequence[Mapping[str, Any]]) -> dict[st
     keys = _gap_keys(retrain_runs)
     diffs: dict[str, list[float]] = {k: [] for k in keys}
     for i, a in enumerate(retrain_runs):
-        for b in retrain_runs[i + 1:]:
+        for b in retrain_runs[i + 1 :]:
             if all(k in a["values"] and k in b["values"] for k in keys):
                 for k in keys:
                     diffs[k].append(100.0 * abs(float(a["values"][k]) - float(b["values"][k])))
@@ -183,8 +190,14 @@ def check_target(per_seed: Sequence[Mapping[str, float]], target: Target, floor:
         elif bar is None:
             out.append(("gap", "no noise floor to judge the gap against (needs ≥ 2 seeds)"))
         elif gap > bar:
-            out.append(("gap", f"Avg. gap {gap:.2f} > {bar:.2f} pts" if target.max_gap is None
-                        else f"Avg. gap {gap:.2f} > {bar:g} pts"))
+            out.append(
+                (
+                    "gap",
+                    f"Avg. gap {gap:.2f} > {bar:.2f} pts"
+                    if target.max_gap is None
+                    else f"Avg. gap {gap:.2f} > {bar:g} pts",
+                )
+            )
         if speed is None or not math.isfinite(speed):
             out.append(("speed", "no speed-up recorded"))
         elif speed < target.min_speedup:
@@ -202,5 +215,9 @@ def check_target(per_seed: Sequence[Mapping[str, float]], target: Target, floor:
     keys = {k for vals in per_seed for k in vals}
     means = {k: _mean([v[k] for v in per_seed if k in v]) for k in keys}
     missed = judge(means)
-    return {"passes": not missed, "every_seed": all(not judge(v) for v in per_seed),
-            "reasons": [text for _, text in missed], "failed": list(dict.fromkeys(c for c, _ in missed))}
+    return {
+        "passes": not missed,
+        "every_seed": all(not judge(v) for v in per_seed),
+        "reasons": [text for _, text in missed],
+        "failed": list(dict.fromkeys(c for c, _ in missed)),
+    }

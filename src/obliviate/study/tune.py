@@ -65,17 +65,21 @@ class TuneSettings:
     def __post_init__(self) -> None:
         check_fields(self)
         if self.objective not in TUNE_OBJECTIVES:
-            raise ConfigError(f"TuneSettings.objective must be one of {TUNE_OBJECTIVES}, got {self.objective!r}",
-                              "objective")
+            raise ConfigError(
+                f"TuneSettings.objective must be one of {TUNE_OBJECTIVES}, got {self.objective!r}", "objective"
+            )
         if self.trials < 1:
             raise ConfigError(f"TuneSettings.trials must be >= 1, got {self.trials!r}", "trials")
         if not self.cpus_per_trial > 0:
             raise ConfigError(f"TuneSettings.cpus_per_trial must be > 0, got {self.cpus_per_trial!r}", "cpus_per_trial")
         if self.gpus_per_trial < 0:
-            raise ConfigError(f"TuneSettings.gpus_per_trial must be >= 0, got {self.gpus_per_trial!r}", "gpus_per_trial")
+            raise ConfigError(
+                f"TuneSettings.gpus_per_trial must be >= 0, got {self.gpus_per_trial!r}", "gpus_per_trial"
+            )
         if self.num_cpus is not None and self.address is not None:
-            raise ConfigError("TuneSettings.num_cpus sizes a local Ray; the cluster at address has its own size",
-                              "num_cpus")
+            raise ConfigError(
+                "TuneSettings.num_cpus sizes a local Ray; the cluster at address has its own size", "num_cpus"
+            )
 
 
 # -- the search space -------------------------------------------------------------------------------
@@ -107,8 +111,9 @@ def parse_param(text: str) -> tuple[str, Range | Choice | None]:
         raise ValueError(f"--param {text!r}: {e}") from None
 
 
-def method_space(method: str, params: Sequence[str] = (), base: dict[str, Any] | None = None
-                 ) -> dict[str, Range | Choice]:
+def method_space(
+    method: str, params: Sequence[str] = (), base: dict[str, Any] | None = None
+) -> dict[str, Range | Choice]:
     """What to search for ``method``: every declared range (``params`` empty) or the named ones
     (``--param`` syntax, see :func:`parse_param`). Choices the method refuses (``bn_stats: retain``
     for a method that never reads the retain set) are dropped; a choice left with one value is
@@ -124,8 +129,10 @@ def method_space(method: str, params: Sequence[str] = (), base: dict[str, Any] |
                 raise ValueError(f"{method} has no config field {name!r}; its fields: {', '.join(sorted(fields))}")
             if rng is None:
                 if name not in declared:
-                    raise ValueError(f"{method}.{name} declares no tune range; give one: --param {name}=LOW:HIGH[:log]"
-                                     f" (declared: {', '.join(declared) or 'none'})")
+                    raise ValueError(
+                        f"{method}.{name} declares no tune range; give one: --param {name}=LOW:HIGH[:log]"
+                        f" (declared: {', '.join(declared) or 'none'})"
+                    )
                 rng = declared[name]
             space[name] = rng
     else:
@@ -139,8 +146,10 @@ def method_space(method: str, params: Sequence[str] = (), base: dict[str, Any] |
         else:
             out[name] = rng
     if not out:
-        raise ValueError(f"{method} has nothing to tune (declared: {', '.join(declared) or 'none'}); name fields "
-                         "with --param NAME=LOW:HIGH[:log]")
+        raise ValueError(
+            f"{method} has nothing to tune (declared: {', '.join(declared) or 'none'}); name fields "
+            "with --param NAME=LOW:HIGH[:log]"
+        )
     return out
 
 
@@ -172,19 +181,26 @@ def _ray_space(space: dict[str, Range | Choice]) -> dict[str, Any]:
 def tuning_spec(spec: StudySpec, method: str, config: dict[str, Any], label: str | None = None) -> StudySpec:
     """``spec`` narrowed to its tuning split and one method with ``config`` (validated)."""
     if spec.tune is None:
-        raise StudySpecError(f"study {spec.name!r} has no tune: split; add one, e.g. tune: {{requests: "
-                             "[{kind: class, classes: [cat]}], seeds: [3]}} — requests and seeds it does not "
-                             "evaluate on")
+        raise StudySpecError(
+            f"study {spec.name!r} has no tune: split; add one, e.g. tune: {{requests: "
+            "[{kind: class, classes: [cat]}], seeds: [3]}} — requests and seeds it does not "
+            "evaluate on"
+        )
     m = MethodSpec(method, dict(config), label or method)
     try:
         m.build()
     except (ValueError, TypeError) as e:
         raise StudySpecError(f"{method} config {config}: {e}") from None
-    raw = {**spec.raw, "requests": [_portable(r) for r in spec.tune.requests], "seeds": list(spec.tune.seeds),
-           "methods": [{"name": method, "config": dict(config), "label": m.label}]}
+    raw = {
+        **spec.raw,
+        "requests": [_portable(r) for r in spec.tune.requests],
+        "seeds": list(spec.tune.seeds),
+        "methods": [{"name": method, "config": dict(config), "label": m.label}],
+    }
     raw.pop("tune", None)
-    return dataclasses.replace(spec, requests=list(spec.tune.requests), seeds=list(spec.tune.seeds), methods=[m],
-                               raw=raw, tune=None)
+    return dataclasses.replace(
+        spec, requests=list(spec.tune.requests), seeds=list(spec.tune.seeds), methods=[m], raw=raw, tune=None
+    )
 
 
 @dataclass(frozen=True)
@@ -214,8 +230,13 @@ class _ReportEachGroup:
     """The serial executor, reporting the running mean score (and gap) to Ray Tune after every
     group; ``targets`` (the study's, per request kind) set each group's class bar."""
 
-    def __init__(self, report: Callable[[dict[str, Any]], None], total: int,
-                 targets: dict[str, Target] | None = None, objective: str = "target") -> None:
+    def __init__(
+        self,
+        report: Callable[[dict[str, Any]], None],
+        total: int,
+        targets: dict[str, Target] | None = None,
+        objective: str = "target",
+    ) -> None:
         self.report, self.total, self.objective = report, total, objective
         self.targets = targets or DEFAULT_TARGETS
 
@@ -244,13 +265,30 @@ class _ReportEachGroup:
                 if "efficiency/speedup" in values:
                     speedups.append(float(values["efficiency/speedup"]))
             if scores and (applicable or i == len(groups)):
-                self.report({"score": sum(scores) / len(scores), "gap": sum(gaps) / len(gaps),
-                             "worst_drop": max(drops) if drops else float("nan"), "groups": i, "failed": failed,
-                             "skipped": skipped, "speedup": sum(speedups) / len(speedups) if speedups else float("nan")})
+                self.report(
+                    {
+                        "score": sum(scores) / len(scores),
+                        "gap": sum(gaps) / len(gaps),
+                        "worst_drop": max(drops) if drops else float("nan"),
+                        "groups": i,
+                        "failed": failed,
+                        "skipped": skipped,
+                        "speedup": sum(speedups) / len(speedups) if speedups else float("nan"),
+                    }
+                )
         if not scores:  # applies to none of the tuning requests: the worst objective
-            self.report({"score": FAILED_GAP, "gap": FAILED_GAP, "worst_drop": float("nan"), "groups": len(groups),
-                         "failed": len(groups), "skipped": skipped, "speedup": float("nan"),
-                         "error": "not applicable to any tuning request"})
+            self.report(
+                {
+                    "score": FAILED_GAP,
+                    "gap": FAILED_GAP,
+                    "worst_drop": float("nan"),
+                    "groups": len(groups),
+                    "failed": len(groups),
+                    "skipped": skipped,
+                    "speedup": float("nan"),
+                    "error": "not applicable to any tuning request",
+                }
+            )
         return []
 
 
@@ -267,12 +305,27 @@ def _trial(config: dict[str, Any], ctx: _TrialContext) -> None:
     try:
         sub = tuning_spec(ctx.spec, ctx.method, cfg)
     except StudySpecError as e:  # a combination the method refuses: the worst objective, said why
-        tune.report({"score": FAILED_GAP, "gap": FAILED_GAP, "worst_drop": float("nan"), "groups": ctx.groups,
-                     "failed": ctx.groups, "speedup": float("nan"), "error": str(e)[:300]})
+        tune.report(
+            {
+                "score": FAILED_GAP,
+                "gap": FAILED_GAP,
+                "worst_drop": float("nan"),
+                "groups": ctx.groups,
+                "failed": ctx.groups,
+                "speedup": float("nan"),
+                "error": str(e)[:300],
+            }
+        )
         return
     out = Path(ctx.out_root) / "trials" / key_of({"method": ctx.method, "config": cfg})[:16]
-    runner = StudyRunner(sub, out, cache_dir=ctx.cache_dir, device=ctx.device, progress=_Quiet(),
-                         executor=_ReportEachGroup(tune.report, ctx.groups, ctx.spec.targets, ctx.objective))
+    runner = StudyRunner(
+        sub,
+        out,
+        cache_dir=ctx.cache_dir,
+        device=ctx.device,
+        progress=_Quiet(),
+        executor=_ReportEachGroup(tune.report, ctx.groups, ctx.spec.targets, ctx.objective),
+    )
     while True:  # the same config proposed twice at once: the second waits for the first's folder
         try:
             runner.run()
@@ -341,8 +394,10 @@ def tune_method(
             raise StudySpecError(f"unknown request kind(s) {bad}; allowed: {', '.join(REQUEST_KINDS)}")
         reqs = tuple(r for r in spec.tune.requests if request_kind(r.describe()) in kinds)
         if not reqs:
-            raise StudySpecError(f"the tune split has no {'/'.join(kinds)} request; it has "
-                                 f"{', '.join(r.describe() for r in spec.tune.requests)}")
+            raise StudySpecError(
+                f"the tune split has no {'/'.join(kinds)} request; it has "
+                f"{', '.join(r.describe() for r in spec.tune.requests)}"
+            )
         spec = dataclasses.replace(spec, tune=dataclasses.replace(spec.tune, requests=reqs))
     entry = next((m for m in spec.methods if m.name == method and all(m.applies_to(k) for k in kinds)), None)
     base = dict(entry.config) if entry is not None else {}
@@ -352,25 +407,47 @@ def tune_method(
     n_groups = len(spec.models) * len(spec.tune.requests) * len(spec.tune.seeds)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    identity = {"study": spec.raw, "scale": spec.scale, "method": method, "base": base, "kinds": list(kinds),
-                "space": {k: v.describe() for k, v in space.items()}, "trials": settings.trials,
-                "search_seed": settings.search_seed, "objective": settings.objective}
+    identity = {
+        "study": spec.raw,
+        "scale": spec.scale,
+        "method": method,
+        "base": base,
+        "kinds": list(kinds),
+        "space": {k: v.describe() for k, v in space.items()},
+        "trials": settings.trials,
+        "search_seed": settings.search_seed,
+        "objective": settings.objective,
+    }
     ident_path = out_dir / "tune_request.json"
     if ident_path.exists():
         old = json.loads(ident_path.read_text())
         if key_of(old) != key_of(identity):
-            raise StudySpecError(f"{out_dir} holds a tune of another study, method, space, objective or trial count; give "
-                                 "another --out (or delete the folder to start over)")
+            raise StudySpecError(
+                f"{out_dir} holds a tune of another study, method, space, objective or trial count; give "
+                "another --out (or delete the folder to start over)"
+            )
     write_json_atomic(ident_path, identity)
-    say(f"tuning {method} on {n_groups} group(s) of the tuning split (requests "
+    say(
+        f"tuning {method} on {n_groups} group(s) of the tuning split (requests "
         f"{', '.join(r.describe() for r in spec.tune.requests)}; seeds {list(spec.tune.seeds)}), "
         f"{settings.trials} trials over {', '.join(f'{k} {v.describe()}' for k, v in space.items())}; objective: "
-        + ("Avg. gap + class drop beyond the target" if settings.objective == "target" else "Avg. gap"))
+        + ("Avg. gap + class drop beyond the target" if settings.objective == "target" else "Avg. gap")
+    )
 
-    ctx = _TrialContext(spec, method, base, str(out_dir), None if cache_dir is None else str(Path(cache_dir).resolve()),
-                        device, max(1, int(settings.cpus_per_trial)), n_groups, settings.objective)
-    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
-                                    {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+    ctx = _TrialContext(
+        spec,
+        method,
+        base,
+        str(out_dir),
+        None if cache_dir is None else str(Path(cache_dir).resolve()),
+        device,
+        max(1, int(settings.cpus_per_trial)),
+        n_groups,
+        settings.objective,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, ctx=ctx), {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    )
     storage, name = out_dir / "ray", "tune"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     _quiet_optuna()
@@ -380,15 +457,24 @@ def tune_method(
         if resumed:
             prev = out_dir / "tune.json"
             finished = prev.exists() and json.loads(prev.read_text()).get("interrupted") is False
-            say(f"the tune in {storage / name} finished before: its trials are read back" if finished
-                else f"resuming the interrupted tune in {storage / name}")
+            say(
+                f"the tune in {storage / name} finished before: its trials are read back"
+                if finished
+                else f"resuming the interrupted tune in {storage / name}"
+            )
             tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_errored=True)
         else:
             search = OptunaSearch(metric="score", mode="min", seed=settings.search_seed)
-            scheduler = (ASHAScheduler(time_attr="groups", metric="score", mode="min", max_t=n_groups, grace_period=1,
-                                       reduction_factor=2) if n_groups >= 2 else None)
+            scheduler = (
+                ASHAScheduler(
+                    time_attr="groups", metric="score", mode="min", max_t=n_groups, grace_period=1, reduction_factor=2
+                )
+                if n_groups >= 2
+                else None
+            )
             tuner = tune.Tuner(
-                trainable, param_space=_ray_space(space),
+                trainable,
+                param_space=_ray_space(space),
                 tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=settings.trials),
                 run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[callback]),
             )
@@ -399,30 +485,53 @@ def tune_method(
         m = r.metrics or {}
         if not m:  # proposed but never reported (an interrupted tune): nothing to show
             continue
-        trials.append({"trial": m.get("trial_id") or (r.path and Path(r.path).name), "config": r.config or {},
-                       "score": _num(m.get("score")), "gap": _num(m.get("gap")), "worst_drop": _num(m.get("worst_drop")),
-                       "groups": m.get("groups", 0), "failed": m.get("failed"),
-                       "speedup": _num(m.get("speedup")), "error": m.get("error") or (str(r.error)[:300] if r.error else None)})
+        trials.append(
+            {
+                "trial": m.get("trial_id") or (r.path and Path(r.path).name),
+                "config": r.config or {},
+                "score": _num(m.get("score")),
+                "gap": _num(m.get("gap")),
+                "worst_drop": _num(m.get("worst_drop")),
+                "groups": m.get("groups", 0),
+                "failed": m.get("failed"),
+                "speedup": _num(m.get("speedup")),
+                "error": m.get("error") or (str(r.error)[:300] if r.error else None),
+            }
+        )
     complete = [t for t in trials if t["groups"] == n_groups and t["score"] is not None and not t["failed"]]
     best = min(complete, key=lambda t: t["score"]) if complete else None
     best_yaml = None
     if interrupted:
-        say(f"the tune was interrupted after {grid.num_terminated + grid.num_errors} of {settings.trials} trials; "
-            "run the same command again to resume it")
+        say(
+            f"the tune was interrupted after {grid.num_terminated + grid.num_errors} of {settings.trials} trials; "
+            "run the same command again to resume it"
+        )
     elif best is not None:
         best_yaml = out_dir / "best.yaml"
         write_text_atomic(best_yaml, best_study_yaml(spec, method, {**base, **best["config"]}, best, kinds))
-        say(f"best {method}: {best['config']} — score {best['score']:.3f}, mean Avg. gap {best['gap']:.3f} pts, "
+        say(
+            f"best {method}: {best['config']} — score {best['score']:.3f}, mean Avg. gap {best['gap']:.3f} pts, "
             f"worst retained class −{best['worst_drop'] or 0.0:.2f} pts on the tuning split; "
-            f"evaluate it on the held-out requests and seeds: obliviate run {best_yaml}")
+            f"evaluate it on the held-out requests and seeds: obliviate run {best_yaml}"
+        )
     else:
         say("no trial finished every tuning group without failing: nothing written to best.yaml")
     if best_yaml is None and (out_dir / "best.yaml").exists():
         (out_dir / "best.yaml").unlink()  # (a stale one from an earlier, other outcome)
-    write_json_atomic(out_dir / "tune.json", {"method": method, "objective": settings.objective,
-                                              "space": identity["space"], "base": base,
-                                              "tuning_groups": n_groups, "trials": trials, "best": best,
-                                              "resumed": resumed, "interrupted": interrupted})
+    write_json_atomic(
+        out_dir / "tune.json",
+        {
+            "method": method,
+            "objective": settings.objective,
+            "space": identity["space"],
+            "base": base,
+            "tuning_groups": n_groups,
+            "trials": trials,
+            "best": best,
+            "resumed": resumed,
+            "interrupted": interrupted,
+        },
+    )
     return TuneResult(trials, best, best_yaml, out_dir, resumed, interrupted)
 
 
@@ -455,8 +564,12 @@ def _progress_callback(say: Callable[[str], None], total: int, groups: int) -> A
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             res = trial.last_result or {}
             cfg = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (trial.config or {}).items()}
-            how = (f"score {res.get('score', res['gap']):.3f}, gap {res['gap']:.3f} pts over {res.get('groups')}/{groups} "
-                   "group(s)" if "gap" in res else "no result")
+            how = (
+                f"score {res.get('score', res['gap']):.3f}, gap {res['gap']:.3f} pts over {res.get('groups')}/{groups} "
+                "group(s)"
+                if "gap" in res
+                else "no result"
+            )
             done = 1 + sum(t.status == "TERMINATED" for t in trials if t is not trial)
             say(f"trial {trial.trial_id} finished ({done} of {total}): {cfg}: {how}")
 
@@ -473,8 +586,9 @@ def _portable(r: ForgetRequest) -> dict[str, Any]:
     return r.to_dict()
 
 
-def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: dict[str, Any],
-                    kinds: Sequence[str] = ()) -> str:
+def best_study_yaml(
+    spec: StudySpec, method: str, config: dict[str, Any], best: dict[str, Any], kinds: Sequence[str] = ()
+) -> str:
     """The study with ``METHOD_tuned`` (``config``; ``METHOD_tuned_KIND`` run on those request
     kinds only when the tune was restricted to them) added: the held-out evaluation of the tune."""
     raw = dict(spec.raw)
@@ -486,15 +600,20 @@ def best_study_yaml(spec: StudySpec, method: str, config: dict[str, Any], best: 
         raw["tune"] = {"requests": [_portable(r) for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}
     label = f"{method}_tuned" + "".join(f"_{k}" for k in kinds)
     methods = [m for m in raw.get("methods", []) if not (isinstance(m, dict) and m.get("label") == label)]
-    methods.append({"name": method, "label": label, "config": _plain(config), **({"kinds": list(kinds)} if kinds else {})})
+    methods.append(
+        {"name": method, "label": label, "config": _plain(config), **({"kinds": list(kinds)} if kinds else {})}
+    )
     raw["methods"] = methods
     raw.pop("scales", None)
-    head = (f"# {method} tuned by `obliviate tune` on the tuning split (requests "
-            f"{', '.join(r.describe() for r in spec.tune.requests) if spec.tune else '?'}; seeds "
-            f"{list(spec.tune.seeds) if spec.tune else '?'}): mean Avg. gap {best['gap']:.3f} pts over "
-            f"{best['groups']} group(s)" + (f", score {best['score']:.3f} (gap + class drop beyond the target)"
-                                            if best.get("score") is not None else "") + ".\n# Run it to judge the config on the study's own requests and seeds, "
-            "which the tune never saw.\n")
+    head = (
+        f"# {method} tuned by `obliviate tune` on the tuning split (requests "
+        f"{', '.join(r.describe() for r in spec.tune.requests) if spec.tune else '?'}; seeds "
+        f"{list(spec.tune.seeds) if spec.tune else '?'}): mean Avg. gap {best['gap']:.3f} pts over "
+        f"{best['groups']} group(s)"
+        + (f", score {best['score']:.3f} (gap + class drop beyond the target)" if best.get("score") is not None else "")
+        + ".\n# Run it to judge the config on the study's own requests and seeds, "
+        "which the tune never saw.\n"
+    )
     return head + yaml.safe_dump(_plain(raw), sort_keys=False, allow_unicode=True, width=110)
 
 
@@ -508,5 +627,4 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["TuneResult", "TuneSettings", "best_study_yaml", "method_space", "parse_param", "tune_method",
-           "tuning_spec"]
+__all__ = ["TuneResult", "TuneSettings", "best_study_yaml", "method_space", "parse_param", "tune_method", "tuning_spec"]

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...methods import METHODS, UnlearningMethod, list_methods, run_method
+from ...core import ConfigError, check_fields, from_mapping
 from ...llm.data import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
 from ...llm.encode import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
 from ...llm.metrics import (
@@ -103,19 +103,60 @@ from ...llm.requests import (
     split_statements,
 )
 from ...llm.train import TaskTrainConfig, train_task_model
-from ...core import ConfigError, check_fields, from_mapping
 from ...llm.unlearn import LLMUnlearnContext, LLMUnlearnData
+from ...methods import METHODS, UnlearningMethod, list_methods, run_method
 from ...metrics.llm import compute_llm_metrics
 from ...utils import resolve_device, stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from .base import GroupPlan, OpenGroup, Progress, Unit
 
-TOP_LEVEL = {"task", "name", "description", "scale_note", "paper", "scales", "output", "device", "seeds",
-             "model", "data", "dataset", "requests", "methods", "metrics", "eval", "runtime"}
-MODEL_KEYS = {"name", "tiny", "backend", "dtype", "bf16", "template", "system", "max_length", "lora", "train",
-              "cache_dir", "revision", "vocab_size"}
-DATA_KEYS = {"source", "name", "text_col", "label_col", "id_col", "group_col", "category_col", "split",
-             "instruction", "answers", "validation_fraction"}
+TOP_LEVEL = {
+    "task",
+    "name",
+    "description",
+    "scale_note",
+    "paper",
+    "scales",
+    "output",
+    "device",
+    "seeds",
+    "model",
+    "data",
+    "dataset",
+    "requests",
+    "methods",
+    "metrics",
+    "eval",
+    "runtime",
+}
+MODEL_KEYS = {
+    "name",
+    "tiny",
+    "backend",
+    "dtype",
+    "bf16",
+    "template",
+    "system",
+    "max_length",
+    "lora",
+    "train",
+    "cache_dir",
+    "revision",
+    "vocab_size",
+}
+DATA_KEYS = {
+    "source",
+    "name",
+    "text_col",
+    "label_col",
+    "id_col",
+    "group_col",
+    "category_col",
+    "split",
+    "instruction",
+    "answers",
+    "validation_fraction",
+}
 METRIC_KEYS = {"groups", "names", "crows_pairs", "mink_k"}
 CROWS_KEYS = {"path", "max_pairs", "seed"}
 LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
@@ -141,8 +182,9 @@ class LLMEvalSpec:
             if getattr(self, k) < lo:
                 raise ConfigError(f"LLMEvalSpec.{k} must be an integer >= {lo}, got {getattr(self, k)!r}", k)
         if self.retain_max is not None and self.retain_max < 1:
-            raise ConfigError(f"LLMEvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}",
-                              "retain_max")
+            raise ConfigError(
+                f"LLMEvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}", "retain_max"
+            )
 
 
 class LLMSpecError(ValueError):
@@ -160,7 +202,10 @@ def apply_scale(raw: dict[str, Any], scale: str | None) -> dict[str, Any]:
     if scale is None:
         return base
     if not isinstance(scales, dict) or scale not in scales:
-        raise _err("scales", f"unknown scale {scale!r}; this spec defines {sorted(scales) if isinstance(scales, dict) else 'none'}")
+        raise _err(
+            "scales",
+            f"unknown scale {scale!r}; this spec defines {sorted(scales) if isinstance(scales, dict) else 'none'}",
+        )
     return _merge(base, scales[scale] or {})
 
 
@@ -224,10 +269,16 @@ class LLMStudyPlan:
     def model_key(self) -> dict[str, Any]:
         from ...llm.sources import source_key
 
-        return {"name": self.model_name, "tiny": self.tiny.to_dict() if self.model_name == TINY else None,
-                "dtype": self.dtype, "template": self.template, "max_length": self.max_length,
-                **({"system": self.system} if self.system is not None else {}),
-                "revision": self.revision, **({"source": source_key(self.model_name)} if source_key(self.model_name) else {})}
+        return {
+            "name": self.model_name,
+            "tiny": self.tiny.to_dict() if self.model_name == TINY else None,
+            "dtype": self.dtype,
+            "template": self.template,
+            "max_length": self.max_length,
+            **({"system": self.system} if self.system is not None else {}),
+            "revision": self.revision,
+            **({"source": source_key(self.model_name)} if source_key(self.model_name) else {}),
+        }
 
 
 def _mapping(d: Any, path: str, keys: set[str]) -> dict[str, Any]:
@@ -273,8 +324,12 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise _err("device", str(e)) from None
 
     seeds = d.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise _err("seeds", f"must be a non-empty list of distinct non-negative integers, got {seeds!r}")
 
     # -- model ----------------------------------------------------------------------------------
@@ -287,7 +342,9 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     except FileNotFoundError as e:
         raise _err("model.name", str(e)) from None
     try:
-        tiny = TinyLlamaSpec(**_mapping(m.get("tiny"), "model.tiny", {f.name for f in dataclasses.fields(TinyLlamaSpec)}))
+        tiny = TinyLlamaSpec(
+            **_mapping(m.get("tiny"), "model.tiny", {f.name for f in dataclasses.fields(TinyLlamaSpec)})
+        )
     except (TypeError, ValueError) as e:
         raise _err("model.tiny", str(e)) from None
     backend = m.get("backend", "hf")
@@ -303,11 +360,17 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     if template not in TEMPLATE_NAMES:
         raise _err("model.template", f"must be one of {TEMPLATE_NAMES}, got {template!r}")
     if template == "chat" and name == TINY:
-        raise _err("model.template", "'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama")
+        raise _err(
+            "model.template",
+            "'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama",
+        )
     system = m.get("system")
     if system is not None and (not isinstance(system, str) or template != "chat"):
-        raise _err("model.system", f"is the chat template's system message: a string with template 'chat' "
-                                   f"(got {system!r} with template {template!r})")
+        raise _err(
+            "model.system",
+            f"is the chat template's system message: a string with template 'chat' "
+            f"(got {system!r} with template {template!r})",
+        )
     max_length = _pos_int(m.get("max_length", 128), "model.max_length")
     if max_length < 16:
         raise _err("model.max_length", f"must be >= 16, got {max_length}")
@@ -332,9 +395,14 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     from ...llm.sources import SOURCES
 
     if name != TINY and name not in SOURCES and not Path(name).expanduser().exists() and "/" not in name:
-        raise _err("model.name", f"{name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
-                                 "an existing folder, nor a hub id 'owner/name'")
-    cache_dir = m.get("cache_dir") or (str(Path(os.environ["OBLIVIATE_CACHE"]) / "llm") if os.environ.get("OBLIVIATE_CACHE") else None)
+        raise _err(
+            "model.name",
+            f"{name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
+            "an existing folder, nor a hub id 'owner/name'",
+        )
+    cache_dir = m.get("cache_dir") or (
+        str(Path(os.environ["OBLIVIATE_CACHE"]) / "llm") if os.environ.get("OBLIVIATE_CACHE") else None
+    )
     cache = Path(cache_dir).expanduser() if cache_dir else (out_dir / "cache" if out_dir is not None else None)
 
     # -- data -----------------------------------------------------------------------------------
@@ -347,8 +415,9 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     vf = ds_raw.get("validation_fraction", 0.2)
     if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 < float(vf) < 1:
         raise _err(f"{data_key}.validation_fraction", f"must lie in (0, 1), got {vf!r}")
-    kwargs = {k: ds_raw[k] for k in ("id_col", "group_col", "category_col", "split", "instruction", "answers")
-              if k in ds_raw}
+    kwargs = {
+        k: ds_raw[k] for k in ("id_col", "group_col", "category_col", "split", "instruction", "answers") if k in ds_raw
+    }
     try:
         dataset = load_text_dataset(source, ds_raw.get("text_col", "text"), ds_raw.get("label_col", "label"), **kwargs)
     except (TextDataError, FileNotFoundError, ImportError, TypeError) as e:
@@ -357,7 +426,9 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     # -- requests (every seed's split is resolved now) ------------------------------------------
     reqs_raw = d.get("requests")
     if not isinstance(reqs_raw, list) or not reqs_raw:
-        raise _err("requests", "must be a non-empty list, e.g. [{kind: flip, from_label: biased, count: 20, to: not biased}]")
+        raise _err(
+            "requests", "must be a non-empty list, e.g. [{kind: flip, from_label: biased, count: 20, to: not biased}]"
+        )
     requests = []
     for i, r in enumerate(reqs_raw):
         try:
@@ -376,7 +447,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     if meth_raw == "all":
         meth_raw = llm_names
     if not isinstance(meth_raw, list) or not meth_raw:
-        raise _err("methods", f"must be 'all' or a non-empty list of names or {{name, config, label}}; LLM methods: {llm_names}")
+        raise _err(
+            "methods",
+            f"must be 'all' or a non-empty list of names or {{name, config, label}}; LLM methods: {llm_names}",
+        )
     lora_defaults = {LORA_TO_METHOD[k]: (tuple(v) if k == "targets" else v) for k, v in lora_raw.items()}
     methods = []
     for i, mm in enumerate(meth_raw):
@@ -385,9 +459,13 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         mname = mm.get("name")
         if mname not in llm_names:
             near = difflib.get_close_matches(str(mname), llm_names, n=1)
-            raise _err(f"methods[{i}].name", f"unknown LLM method {mname!r}{f'. Did you mean {near[0]!r}?' if near else ''}; "
-                       f"available: {llm_names}")
-        cfg = _mapping(mm.get("config"), f"methods[{i}].config", {f.name for f in dataclasses.fields(METHODS.get(mname).Config)})
+            raise _err(
+                f"methods[{i}].name",
+                f"unknown LLM method {mname!r}{f'. Did you mean {near[0]!r}?' if near else ''}; available: {llm_names}",
+            )
+        cfg = _mapping(
+            mm.get("config"), f"methods[{i}].config", {f.name for f in dataclasses.fields(METHODS.get(mname).Config)}
+        )
         merged = {**lora_defaults, **cfg}
         try:
             METHODS.get(mname)(merged)
@@ -402,8 +480,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
     labels = [mr.label for mr in methods]
     dups = sorted({x for x in labels if labels.count(x) > 1} | (set(REFERENCE_ROLES) & set(labels)))
     if dups:
-        raise _err("methods", f"labels must be unique and not one of {list(REFERENCE_ROLES)}: {dups}; "
-                              "set 'label' to tell runs apart")
+        raise _err(
+            "methods",
+            f"labels must be unique and not one of {list(REFERENCE_ROLES)}: {dups}; set 'label' to tell runs apart",
+        )
 
     # -- metrics & eval ---------------------------------------------------------------------------
     met = d.get("metrics", "default")
@@ -422,7 +502,9 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         else:
             names = met
         if not isinstance(names, list) or not names:
-            raise _err("metrics", f"must be 'default', a list of groups/keys or a mapping; groups: {list(METRIC_GROUPS)}")
+            raise _err(
+                "metrics", f"must be 'default', a list of groups/keys or a mapping; groups: {list(METRIC_GROUPS)}"
+            )
         chosen = []
         for n in names:
             if n in METRIC_GROUPS:
@@ -430,7 +512,9 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
             else:
                 owner = next((g for g, keys in METRIC_GROUPS.items() if n in keys), None)
                 if owner is None:
-                    raise _err("metrics", f"unknown metric {n!r}; groups: {list(METRIC_GROUPS)}, keys: {sorted(LLM_METRICS)}")
+                    raise _err(
+                        "metrics", f"unknown metric {n!r}; groups: {list(METRIC_GROUPS)}, keys: {sorted(LLM_METRICS)}"
+                    )
                 chosen.append(owner)
         groups = tuple(dict.fromkeys(chosen))
         if "judgement" not in groups:
@@ -453,12 +537,32 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise _err(f"eval.{getattr(e, 'field', '')}".rstrip("."), str(e)) from None
     eval_batch, n_answers, max_new, retain_max = ev.batch_size, ev.answers, ev.max_new_tokens, ev.retain_max
     return LLMStudyPlan(
-        raw=d, device=device, seeds=list(seeds), model_name=name, tiny=tiny, backend=backend, dtype=dtype, bf16=bf16,
-        template=template, system=system, max_length=max_length, revision=m.get("revision"), train=train, dataset=dataset,
+        raw=d,
+        device=device,
+        seeds=list(seeds),
+        model_name=name,
+        tiny=tiny,
+        backend=backend,
+        dtype=dtype,
+        bf16=bf16,
+        template=template,
+        system=system,
+        max_length=max_length,
+        revision=m.get("revision"),
+        train=train,
+        dataset=dataset,
         data_spec={"source": str(source), **{k: v for k, v in ds_raw.items() if k not in ("source", "name")}},
-        validation_fraction=float(vf), requests=requests, methods=methods, groups=groups, crows=crows,
-        mink_k=float(mink_k), eval_batch=eval_batch, n_answers=n_answers, max_new_tokens=max_new,
-        retain_max=retain_max, cache_dir=cache,
+        validation_fraction=float(vf),
+        requests=requests,
+        methods=methods,
+        groups=groups,
+        crows=crows,
+        mink_k=float(mink_k),
+        eval_batch=eval_batch,
+        n_answers=n_answers,
+        max_new_tokens=max_new,
+        retain_max=retain_max,
+        cache_dir=cache,
     )
 
 
@@ -485,16 +589,19 @@ class _Models:
             if p.model_name == TINY:
                 from ...llm.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
 
-                key = stable_hash({"fmt": FORMAT, "data": p.dataset.fingerprint(), "template": p.template,
-                                   "vocab": p.tiny.vocab_size})
+                key = stable_hash(
+                    {"fmt": FORMAT, "data": p.dataset.fingerprint(), "template": p.template, "vocab": p.tiny.vocab_size}
+                )
                 path = self.cache / "tokenizers" / f"bpe-{key}.json"
                 if path.is_file():
                     self._tokenizer = load_tokenizer(path)
                 else:
                     tmpl = TEMPLATES[p.template]
                     lead = " " if p.template == "short" else ""
-                    corpus = [tmpl.format(instruction=p.dataset.instruction, text=r.text) + lead + p.dataset.answers[r.label]
-                              for r in p.dataset.records]
+                    corpus = [
+                        tmpl.format(instruction=p.dataset.instruction, text=r.text) + lead + p.dataset.answers[r.label]
+                        for r in p.dataset.records
+                    ]
                     self._tokenizer = build_bpe_tokenizer(corpus, vocab_size=p.tiny.vocab_size)
                     save_tokenizer(self._tokenizer, path)
             else:
@@ -511,8 +618,9 @@ class _Models:
 
     def encoder(self) -> TaskEncoder:
         p = self.plan
-        return TaskEncoder(self.tokenizer(), p.dataset.instruction, p.dataset.answers, p.template, p.max_length,
-                           system=p.system)
+        return TaskEncoder(
+            self.tokenizer(), p.dataset.instruction, p.dataset.answers, p.template, p.max_length, system=p.system
+        )
 
     # models --------------------------------------------------------------------------------
     def pretrained(self) -> nn.Module:
@@ -523,21 +631,36 @@ class _Models:
         p = self.plan
         if p.model_name == TINY:
             return build_tiny_llama(p.tiny, self.tokenizer(), seed).to(p.device)
-        model, _, _ = load_pretrained(p.model_name, dtype=p.dtype, device=p.device, backend=self.backend,
-                                      max_length=p.max_length, revision=p.revision)
+        model, _, _ = load_pretrained(
+            p.model_name,
+            dtype=p.dtype,
+            device=p.device,
+            backend=self.backend,
+            max_length=p.max_length,
+            revision=p.revision,
+        )
         return model
 
-    def trained(self, role: str, rows: np.ndarray, seed: int, dataset: TextDataset | None = None
-                ) -> tuple[nn.Module, dict[str, Any]]:
+    def trained(
+        self, role: str, rows: np.ndarray, seed: int, dataset: TextDataset | None = None
+    ) -> tuple[nn.Module, dict[str, Any]]:
         """The task fine-tune on ``rows`` (``role`` = original | retrained) of ``dataset`` (default:
         the study's; a ``mislabelled`` request passes the copy with its label noise), from cache if stored."""
         p = self.plan
         ds = p.dataset if dataset is None else dataset
         if p.train is None:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
-        spec = {"fmt": FORMAT, "model": p.model_key(), "data": ds.fingerprint(),
-                "rows": [int(r) for r in rows], "train": p.train.to_dict(), "seed": seed,
-                "bf16": p.bf16, "backend": self.backend, "code": model_code_salt("llm")}
+        spec = {
+            "fmt": FORMAT,
+            "model": p.model_key(),
+            "data": ds.fingerprint(),
+            "rows": [int(r) for r in rows],
+            "train": p.train.to_dict(),
+            "seed": seed,
+            "bf16": p.bf16,
+            "backend": self.backend,
+            "code": model_code_salt("llm"),
+        }
         key = stable_hash(spec, 20)
         path = self.cache / "models" / f"{role}-{key}"
         stored = load_weights(path)
@@ -554,7 +677,11 @@ class _Models:
             else:
                 model.load_state_dict(state, strict=True)
             self.say(f"{role} model (seed {seed}) loaded from cache")
-            return model.eval(), {"seconds": float(meta.get("seconds", 0.0)), "steps": int(meta.get("steps", 0)), "cached": True}
+            return model.eval(), {
+                "seconds": float(meta.get("seconds", 0.0)),
+                "steps": int(meta.get("steps", 0)),
+                "cached": True,
+            }
         self.say(f"training the {role} model (seed {seed}, {len(rows)} statements, {p.train.mode})")
         enc = self.encoder()
         recs = ds.records
@@ -562,12 +689,26 @@ class _Models:
         answers = [ds.answers[recs[i].label] for i in rows]
         adapter: dict[str, torch.Tensor] = {}
         t0 = time.perf_counter()
-        model, stats = train_task_model(model, enc, texts, answers, [int(r) for r in rows], p.train, seed=seed,
-                                        device=p.device, bf16=p.bf16, backend=self.backend, adapter_out=adapter)
+        model, stats = train_task_model(
+            model,
+            enc,
+            texts,
+            answers,
+            [int(r) for r in rows],
+            p.train,
+            seed=seed,
+            device=p.device,
+            bf16=p.bf16,
+            backend=self.backend,
+            adapter_out=adapter,
+        )
         seconds = time.perf_counter() - t0
         state = adapter if p.train.mode == "lora" else model.state_dict()
-        save_weights(path, state, {"role": role, "seconds": seconds, "steps": stats.steps,
-                                   "final_loss": stats.final_loss, "spec": spec})
+        save_weights(
+            path,
+            state,
+            {"role": role, "seconds": seconds, "steps": stats.steps, "final_loss": stats.final_loss, "spec": spec},
+        )
         return model.eval(), {"seconds": seconds, "steps": stats.steps, "cached": False}
 
 
@@ -598,34 +739,64 @@ class LLMTask:
             plan.device = self.device
         self.plan_ = plan
         self.models = _Models(plan, plan.cache_dir or self.cache_root, lambda msg: progress.stage(f"[llm] {msg}"))
-        return {"dataset": {"name": plan.data_spec.get("source"), "statements": len(plan.dataset.records)},
-                "dataset_fingerprint": plan.dataset.fingerprint(), "metrics": list(plan.groups)}
+        return {
+            "dataset": {"name": plan.data_spec.get("source"), "statements": len(plan.dataset.records)},
+            "dataset_fingerprint": plan.dataset.fingerprint(),
+            "metrics": list(plan.groups),
+        }
 
     def plan(self) -> list[GroupPlan]:
         p = self.plan_
         assert p is not None and self.models is not None
-        eval_key = {"groups": list(p.groups), "crows": stable_hash([dataclasses.astuple(c) for c in p.crows]),
-                    "mink_k": p.mink_k, "batch_size": p.eval_batch,
-                    "retain_max": p.retain_max, "answers": p.n_answers, "max_new_tokens": p.max_new_tokens}
+        eval_key = {
+            "groups": list(p.groups),
+            "crows": stable_hash([dataclasses.astuple(c) for c in p.crows]),
+            "mink_k": p.mink_k,
+            "batch_size": p.eval_batch,
+            "retain_max": p.retain_max,
+            "answers": p.n_answers,
+            "max_new_tokens": p.max_new_tokens,
+        }
         out = []
         for req in p.requests:
             for seed in p.seeds:
                 split = split_statements(p.dataset, req, seed, p.validation_fraction)
-                ginputs = {"task": "llm", "model": p.model_key(), "backend": p.backend, "bf16": p.bf16,
-                           "train": p.train.to_dict() if p.train else None,
-                           "data": p.dataset.with_labels(split.noise).fingerprint(),
-                           "request": req.to_dict(), "vf": p.validation_fraction, "seed": seed, "eval": eval_key,
-                           "split": stable_hash({k: [int(i) for i in getattr(split, k)]
-                                                 for k in ("forget", "retain", "validation")}),
-                           "code": model_code_salt("llm")}
+                ginputs = {
+                    "task": "llm",
+                    "model": p.model_key(),
+                    "backend": p.backend,
+                    "bf16": p.bf16,
+                    "train": p.train.to_dict() if p.train else None,
+                    "data": p.dataset.with_labels(split.noise).fingerprint(),
+                    "request": req.to_dict(),
+                    "vf": p.validation_fraction,
+                    "seed": seed,
+                    "eval": eval_key,
+                    "split": stable_hash(
+                        {k: [int(i) for i in getattr(split, k)] for k in ("forget", "retain", "validation")}
+                    ),
+                    "code": model_code_salt("llm"),
+                }
                 roles = ("retrained", "original", *(("pretrained",) if self._has_pretrained() else ()))
-                units = [Unit(role, role, {}, {"group": ginputs, "reference": role, "code": run_code_salt("llm", None)})
-                         for role in roles]
+                units = [
+                    Unit(role, role, {}, {"group": ginputs, "reference": role, "code": run_code_salt("llm", None)})
+                    for role in roles
+                ]
                 for mr in p.methods:
                     cls = METHODS.get(mr.name)
                     cfg = mr.build().config.to_dict()
-                    units.append(Unit(mr.label, mr.name, cfg, {"group": ginputs, "method": {"name": mr.name, "config": cfg},
-                                                               "code": run_code_salt("llm", cls)}))
+                    units.append(
+                        Unit(
+                            mr.label,
+                            mr.name,
+                            cfg,
+                            {
+                                "group": ginputs,
+                                "method": {"name": mr.name, "config": cfg},
+                                "code": run_code_salt("llm", cls),
+                            },
+                        )
+                    )
                 out.append(GroupPlan(p.model_label, req.describe(), seed, ginputs, units, _Handle(req, split)))
         return out
 
@@ -653,9 +824,20 @@ class LLMTask:
         general = load_general_text() if p.model_name != TINY else None
 
         def evaluate(model: nn.Module) -> ModelEval:
-            return evaluate_model(model, encoder, ds, split, device=p.device, batch_size=p.eval_batch,
-                                  groups=p.groups, retain_rows=retain_rows, crows_pairs=p.crows, mink_k=p.mink_k,
-                                  general_text=general, bf16=p.bf16)
+            return evaluate_model(
+                model,
+                encoder,
+                ds,
+                split,
+                device=p.device,
+                batch_size=p.eval_batch,
+                groups=p.groups,
+                retain_rows=retain_rows,
+                crows_pairs=p.crows,
+                mink_k=p.mink_k,
+                general_text=general,
+                bf16=p.bf16,
+            )
 
         def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
             labels = list(ds.answers)
@@ -663,9 +845,12 @@ class LLMTask:
             pos = {int(r): j for j, r in enumerate(ev.rows["forget"])}
             for i in statements:
                 rec = ds.records[i]
-                out[rec.id] = {"text": generate_answer(model, encoder, rec.text, max_new_tokens=p.max_new_tokens,
-                                                       device=p.device, bf16=p.bf16),
-                               "judgement": ds.answers[labels[int(ev.preds("forget")[pos[i]])]]}
+                out[rec.id] = {
+                    "text": generate_answer(
+                        model, encoder, rec.text, max_new_tokens=p.max_new_tokens, device=p.device, bf16=p.bf16
+                    ),
+                    "judgement": ds.answers[labels[int(ev.preds("forget")[pos[i]])]],
+                }
             return out
 
         progress.stage(f"[llm] {rq} seed {seed}: reference models")
@@ -679,8 +864,13 @@ class LLMTask:
         ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.bf16, backend=models.backend)
 
         def body(vals: dict[str, tuple[float, str]], answers: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-            return {"dataset": str(p.data_spec.get("source")), "values": {k: float(v) for k, (v, _) in vals.items()},
-                    "directions": {k: d for k, (_, d) in vals.items()}, "answers": answers, "info": info}
+            return {
+                "dataset": str(p.data_spec.get("source")),
+                "values": {k: float(v) for k, (v, _) in vals.items()},
+                "directions": {k: d for k, (_, d) in vals.items()},
+                "answers": answers,
+                "info": info,
+            }
 
         def run(unit: Unit) -> dict[str, Any]:
             if unit.label == "retrained":
@@ -688,7 +878,9 @@ class LLMTask:
                 vals["seconds"] = (rinfo["seconds"], "info")
                 return body(vals, ans_retrained, rinfo)
             if unit.label == "original":
-                vals = compute_llm_metrics(ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
+                vals = compute_llm_metrics(
+                    ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups
+                )
                 vals["seconds"] = (oinfo["seconds"], "info")
                 return body(vals, answers_of(original, ev_original), oinfo)
             if unit.label == "pretrained":
@@ -708,17 +900,28 @@ class LLMTask:
             vals["steps"] = (float(stats.steps), "info")
             if stats.peak_memory_mb is not None:
                 vals["peak_memory_mb"] = (float(stats.peak_memory_mb), "info")
-            info = {**result.info, "splits_read": stats.splits_read, "seconds": stats.seconds,
-                    "memory_basis": stats.memory_basis}
+            info = {
+                **result.info,
+                "splits_read": stats.splits_read,
+                "seconds": stats.seconds,
+                "memory_basis": stats.memory_basis,
+            }
             out = body(vals, answers_of(result.model, ev), info)
             del result
             _free(p.device)
             return out
 
-        record = {"task": "llm", "model": p.model_label, "request": rq, "seed": seed,
-                  "references": {"original": oinfo, "retrained": rinfo},
-                  "label_noise": [{"id": p.dataset.records[i].id, "true": p.dataset.records[i].label, "injected": lab}
-                                  for i, lab in sorted(split.noise.items())]}
+        record = {
+            "task": "llm",
+            "model": p.model_label,
+            "request": rq,
+            "seed": seed,
+            "references": {"original": oinfo, "retrained": rinfo},
+            "label_noise": [
+                {"id": p.dataset.records[i].id, "true": p.dataset.records[i].label, "injected": lab}
+                for i, lab in sorted(split.noise.items())
+            ],
+        }
         return OpenGroup(run=run, record=record)
 
     def finish(self, records: list[dict[str, Any]], out_dir: Path) -> None:
@@ -732,19 +935,33 @@ class LLMTask:
             if p.n_answers == 0:
                 continue
             split = split_statements(p.dataset, req, seed, p.validation_fraction)
-            recs = {r["method"]: r for r in records if r["request"] == req.describe() and r["seed"] == seed
-                    and r.get("status") == "ok"}
+            recs = {
+                r["method"]: r
+                for r in records
+                if r["request"] == req.describe() and r["seed"] == seed and r.get("status") == "ok"
+            }
             statements = []
             for i in split.forget[: p.n_answers]:
                 rec = p.dataset.records[int(i)]
-                statements.append({
-                    "id": rec.id, "text": rec.text, "label": p.dataset.answers[split.noise.get(int(i), rec.label)],
-                    **({"true_label": p.dataset.answers[rec.label]} if int(i) in split.noise else {}),
-                    "target": p.dataset.answers[split.target_label] if split.target_label else None,
-                    "answers": {label: r.get("answers", {}).get(rec.id, {}) for label, r in recs.items()},
-                })
-            blocks.append({"model": p.model_label, "request": req.describe(), "seed": seed, "statements": statements,
-                           "instruction": p.dataset.instruction})
+                statements.append(
+                    {
+                        "id": rec.id,
+                        "text": rec.text,
+                        "label": p.dataset.answers[split.noise.get(int(i), rec.label)],
+                        **({"true_label": p.dataset.answers[rec.label]} if int(i) in split.noise else {}),
+                        "target": p.dataset.answers[split.target_label] if split.target_label else None,
+                        "answers": {label: r.get("answers", {}).get(rec.id, {}) for label, r in recs.items()},
+                    }
+                )
+            blocks.append(
+                {
+                    "model": p.model_label,
+                    "request": req.describe(),
+                    "seed": seed,
+                    "statements": statements,
+                    "instruction": p.dataset.instruction,
+                }
+            )
         write_json_atomic(Path(out_dir) / "llm_answers.json", {"format": FORMAT, "blocks": blocks})
 
 

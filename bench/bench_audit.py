@@ -213,7 +213,8 @@ def main() -> int:
             "rows in the request's class proportions. "
             + (
                 "ε: per-example, NeurIPS 2023 challenge form (δ = 0.05), U = the "
-                f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; with so "
+                f"method's {len(spec.seeds)} models (seeds) against R = {len(spec.seeds) * k} reference models; "
+                "with so "
                 f"few models it cannot exceed {epsilon_cap(len(spec.seeds), len(spec.seeds) * k):.2f} (a value at that "
                 "cap means 'as separable as these models can show'); read it against the retrain row."
                 if eps

@@ -77,7 +77,8 @@ def main() -> int:
     for name, extra in (("original", []), *refs):
         if not (work / f"{name}.json").is_file():
             print(
-                f"training the {name} model (airbench recipe, all 50,000 images{' minus the request' if extra else ''})",
+                f"training the {name} model (airbench recipe, all 50,000 images"
+                f"{' minus the request' if extra else ''})",
                 flush=True,
             )
             timings[f"train_{name}_s"] = run(

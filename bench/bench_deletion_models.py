@@ -123,7 +123,8 @@ def train_stage(names: list[str], root: Path, work: Path) -> None:
             for s in (1, 2):
                 ref, dt = trained(um, data, keep, s, work / name / kind / f"ref{s}.pt")
                 print(
-                    f"  {kind} ({len(forget)} rows) ref{s}: {dt:.0f} s, test {accuracy(ref, data['xt'], data['yt']):.3f}",
+                    f"  {kind} ({len(forget)} rows) ref{s}: {dt:.0f} s, "
+                    f"test {accuracy(ref, data['xt'], data['yt']):.3f}",
                     flush=True,
                 )
 
@@ -221,7 +222,7 @@ def unlearn_stage(names: list[str], root: Path, work: Path, out: Path) -> None:
         data = load_data(um.data, root, seed=1 if name.startswith("dev_") else 0)
         x, y, xt, yt = data["x"], data["y"], data["xt"], data["yt"]
         n = len(y)
-        orig, train_s = trained(um, data, np.arange(n), 0, work / name / "original.pt")
+        orig, _train_s = trained(um, data, np.arange(n), 0, work / name / "original.pt")
         names_ = CIFAR if um.data == "cifar10" else tuple(str(i) for i in range(10))
         for kind, forget in requests(name, y).items():
             keep = np.setdiff1d(np.arange(n), forget)

@@ -180,12 +180,14 @@ def ssd_tune(args: argparse.Namespace) -> None:
     held_wall = time.perf_counter() - t0
     rows = sorted(tune["trials"], key=lambda t: (t["groups"] != tune["tuning_groups"], t["gap"] or 1e9))
     lines = [
-        "# SSD's α tuned with `obliviate tune` on tuning classes, judged on held-out ones (bench/bench_ray.py ssd-tune)",
+        "# SSD's α tuned with `obliviate tune` on tuning classes, judged on held-out ones "
+        "(bench/bench_ray.py ssd-tune)",
         "",
         "Tuning split: forget **automobile** and **dog**, seed **3** (CIFAR-10, airbench, the frontier_heldout "
         f"study's settings; SSD with 640 forget / 640 retain samples). {len(rows)} trials of Optuna TPE over "
         f"α ∈ {tune['space']['alpha']}, ASHA over the 2 tuning groups, 2 trials at a time on 1 CPU each "
-        f"(their speed-ups are not the verdict's), {next(r['tune_wall_s'] for r in runs if not r['tune_resumed']) / 60:.1f} min.",
+        "(their speed-ups are not the verdict's), "
+        f"{next(r['tune_wall_s'] for r in runs if not r['tune_resumed']) / 60:.1f} min.",
         "",
         "| trial | α | mean Avg. gap on the tuning groups (pts) | groups | speed-up |",
         "|---|---|---|---|---|",
@@ -206,7 +208,10 @@ def ssd_tune(args: argparse.Namespace) -> None:
             if row["method"] in ("original", "retrain"):
                 continue
             v = row["values"]
-            cell = lambda k, f: f"{f.format(v[k]['mean'])} ± {f.format(v[k]['std'])}" if k in v else "–"  # noqa: E731
+
+            def cell(k: str, f: str, v: dict[str, Any] = v) -> str:
+                return f"{f.format(v[k]['mean'])} ± {f.format(v[k]['std'])}" if k in v else "–"
+
             floor = entry.get("noise_floor")
             held.append(
                 f"| {req} | {row['method']} | {cell('gap/avg', '{:.2f}')} | {cell('worst_class_drop', '{:.2f}')} | "

@@ -193,7 +193,8 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
         lines += [
             "## The tuning split's references (seed 3)",
             "",
-            "| request | model | Avg. gap to retrain (pts) | forget acc % | worst retained class drop vs original (pts) | s |",
+            "| request | model | Avg. gap to retrain (pts) | forget acc % "
+            "| worst retained class drop vs original (pts) | s |",
             "|---|---|---|---|---|---|",
         ]
         lines += [

@@ -38,7 +38,7 @@ def test_calibrated_neggrad_stops_where_held_out_rows_are(memorised: TinyProblem
     info = result.info
     assert info["stop"] == "calibrated" and info["stop_forget_loss"] >= info["stop_heldout_loss"]
     budget = get_method("neggrad_plus")({"beta": 0.3})
-    full, full_stats = run_method(budget, tiny_random.model, tiny_random.data(budget), tiny_random.context(0))
+    _full, full_stats = run_method(budget, tiny_random.model, tiny_random.data(budget), tiny_random.context(0))
     assert stats.steps < full_stats.steps  # it ended before the budget
     assert stats.splits_read == ["forget", "retain", "validation"]
     # the same stop as an option of neggrad_plus gives the same run
@@ -49,7 +49,7 @@ def test_calibrated_neggrad_stops_where_held_out_rows_are(memorised: TinyProblem
     assert info["stop_reference"] == "start" and info["stop_heldout_loss"] == pytest.approx(h0, rel=1e-6)
     assert tiny_random.accuracy(result.model, "forget") < 1.0  # measured 0.993 (the memorised original: 1.000)
     opt = get_method("neggrad_plus")({"stop": "calibrated", "stop_every": 5, "beta": 0.3})
-    same, same_stats = run_method(opt, tiny_random.model, _data(tiny_random, opt), tiny_random.context(0))
+    _same, same_stats = run_method(opt, tiny_random.model, _data(tiny_random, opt), tiny_random.context(0))
     assert same_stats.steps == stats.steps
 
 
@@ -193,7 +193,7 @@ def test_the_error_and_median_statistics(memorised: TinyProblem) -> None:
     assert 0.0 <= f_err <= h_err <= 1.0
     med = CalibratedStop(data.forget, data.validation, device, statistic="median")
     f_med, h_med = med.gap(memorised.model)
-    f_mean, h_mean = CalibratedStop(data.forget, data.validation, device).gap(memorised.model)
+    f_mean, _h_mean = CalibratedStop(data.forget, data.validation, device).gap(memorised.model)
     assert f_med < h_med and f_med <= f_mean  # losses are right-skewed: the median sits below the mean
     budget = get_method("neggrad_plus")({"beta": 0.3})
     _, full = run_method(budget, memorised.model, memorised.data(budget), memorised.context(0))

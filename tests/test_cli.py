@@ -188,7 +188,10 @@ def test_runtime_field_is_checked(tmp_path) -> None:  # type: ignore[no-untyped-
     from obliviate.study.spec import StudySpecError
 
     f = tmp_path / "s.yaml"
-    base = "name: s\ndataset: digits\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\nmethods: [original]\n"
+    base = (
+        "name: s\ndataset: digits\nmodels: [small_cnn]\nrequests: [{kind: class, classes: ['3']}]\n"
+        "methods: [original]\n"
+    )
     f.write_text(base + "runtime: {default: '1 min'}\n")
     assert load_study(f).name == "s"
     f.write_text(base + "runtime: {quick: '1 min'}\n")

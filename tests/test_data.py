@@ -224,16 +224,19 @@ def test_real_cifar10_from_shared(cifar10_root) -> None:  # type: ignore[no-unty
 
 def test_loader_batches_are_named_and_deterministic() -> None:
     ds = load_dataset("digits")
-    mk = lambda: BatchLoader(
-        ds.train_images,
-        ds.train_labels,
-        mean=ds.mean,
-        std=ds.std,
-        batch_size=100,
-        shuffle=True,
-        augment=Augment(pad=1),
-        seed=0,
-    )
+
+    def mk() -> BatchLoader:
+        return BatchLoader(
+            ds.train_images,
+            ds.train_labels,
+            mean=ds.mean,
+            std=ds.std,
+            batch_size=100,
+            shuffle=True,
+            augment=Augment(pad=1),
+            seed=0,
+        )
+
     a, b = next(iter(mk())), next(iter(mk()))
     assert set(a) == {"image", "label", "index"}
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["index"], b["index"])

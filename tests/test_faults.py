@@ -38,7 +38,7 @@ Recorder = RecordingProgress
 
 def _all_json_finite(folder: Path) -> None:
     for p in folder.rglob("*.json"):
-        json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"{p} holds {c}"))
+        json.loads(p.read_text(), parse_constant=lambda c, p=p: pytest.fail(f"{p} holds {c}"))
 
 
 # -- divergence --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ vision methods on the tiny digits problem, LLM methods on the tiny Llama in LoRA
 from __future__ import annotations
 
 import os
+import typing
 from typing import Any
 
 import pytest
@@ -41,6 +42,22 @@ def test_every_registered_method_is_a_case() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_config(name: str) -> None:
     check_config(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_is_the_type_parameter(name: str) -> None:
+    """``class M(VisionMethod[C])`` sets ``Config = C`` (or a subclass of it): the type mypy gives
+    ``self.config`` is the class the method builds its config from."""
+    cls = METHODS.get(name)
+    params = [
+        a
+        for c in cls.__mro__
+        for b in c.__dict__.get("__orig_bases__", ())
+        for a in typing.get_args(b)
+        if isinstance(a, type)
+    ]
+    assert params, f"{cls.__name__} names no config type (UnlearningMethod[ItsConfig])"
+    assert issubclass(cls.Config, params[0]), f"{cls.__name__}.Config is not its type parameter {params[0].__name__}"
 
 
 @pytest.mark.parametrize("name, mode", CASES, ids=[f"{n}-{m or 'vision'}" for n, m in CASES])

@@ -81,7 +81,7 @@ def test_neuron_mask_gelu_units_on_airbench() -> None:
     units = activation_units(model, x, (torch.nn.GELU,))
     assert len(units) == 6  # two BN -> GELU per conv group
     assert all(isinstance(act, torch.nn.GELU) for _, act in units.values())
-    name, (bn, act) = next(iter(units.items()))
+    _name, (bn, act) = next(iter(units.items()))
     seen: dict[str, torch.Tensor] = {}
     bn.register_forward_hook(lambda m, i, o: seen.__setitem__("a", unit_activation(m, o, act)))
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .report import render_report
 from .study import StudyRunner, StudySpec
@@ -113,7 +113,7 @@ def train(
         shards, slices = sisa
         t0 = time.perf_counter()
         net, trainer = sisa_state.train_deployable(
-            ds, net.obliviate_spec, cfg, shards=shards, slices=slices, seed=seed, device=dev
+            ds, cast(dict[str, Any], net.obliviate_spec), cfg, shards=shards, slices=slices, seed=seed, device=dev
         )
         res = FitResult(seconds=time.perf_counter() - t0)  # the constituents' steps are in the shard state
         state_base = Path(out).with_suffix("") if Path(out).suffix in (".json", ".safetensors") else Path(out)

@@ -225,7 +225,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         d = describe_metric(name)
         print(f"{name} (metric): {d['summary']}")
         print(
-            f"better: {d['direction']}; needs reference models: {', '.join(d['needs']) or 'none'}; costly: {d['costly']}"
+            f"better: {d['direction']}; needs reference models: {', '.join(d['needs']) or 'none'}; "
+            f"costly: {d['costly']}"
         )
         print(f"reference: {d['reference']}")
         if d["doc"]:

@@ -29,6 +29,7 @@ every model on the examples once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -235,7 +236,7 @@ def reference_attacks(
         out.update({f"{name}/auc": a, f"{name}/auc_lo": lo, f"{name}/auc_hi": hi})
         for j, (tag, fpr) in enumerate(FPRS.items()):
             t, tlo, thi = bootstrap(
-                lambda x, y, fpr=fpr: tpr_at_fpr(x, y, fpr),
+                functools.partial(tpr_at_fpr, fpr=fpr),
                 m,
                 n,
                 n_boot=n_boot,

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -184,8 +184,14 @@ class MethodResult:
     unlearning_seconds: float | None = None
 
 
-class UnlearningMethod:
+C = TypeVar("C", bound=MethodConfig)
+
+
+class UnlearningMethod(Generic[C]):
     """Base class: subclasses set ``Config``, ``uses``, ``reference`` and implement ``unlearn``.
+
+    Generic over the config type, so that ``self.config`` is typed: a method subclasses
+    ``UnlearningMethod[ItsConfig]`` (or ``VisionMethod[ItsConfig]``) and sets ``Config = ItsConfig``.
 
     ``kind`` is ``"vision"`` or ``"llm"``; ``exact`` marks methods whose result provably holds no
     influence of the forget set (retraining, SISA). ``keeps_architecture`` is false only for
@@ -196,7 +202,8 @@ class UnlearningMethod:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    uses: ClassVar[frozenset[str]] = frozenset()
+    # The splits the method reads; a class attribute that an instance may widen (VisionMethod's calibrated stop).
+    uses: frozenset[str] = frozenset()
     reference: ClassVar[str] = ""
     kind: ClassVar[str] = "vision"
     exact: ClassVar[bool] = False
@@ -205,6 +212,8 @@ class UnlearningMethod:
     # A cheap configuration (overrides of Config's defaults) for smoke tests and quick previews.
     smoke: ClassVar[dict[str, Any]] = {}
 
+    config: C
+
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, MethodConfig):
             if not isinstance(config, self.Config):
@@ -212,7 +221,8 @@ class UnlearningMethod:
             cfg = dataclasses.replace(config, **overrides) if overrides else config
         else:
             cfg = self.Config.from_dict({**(config or {}), **overrides})
-        self.config = cfg
+        # ``Config`` is the class the type parameter ``C`` names (a ClassVar cannot hold a type variable).
+        self.config = cast(C, cfg)
 
     def unlearn(self, model: nn.Module, data: Any, ctx: Any) -> MethodResult:
         raise NotImplementedError
@@ -229,10 +239,13 @@ class UnlearningMethod:
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 
 
-def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:
+M = TypeVar("M", bound=type[UnlearningMethod[Any]])
+
+
+def register_method(name: str) -> Callable[[M], M]:
     """Class decorator: validates the declaration and registers it under ``name``."""
 
-    def deco(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+    def deco(cls: M) -> M:
         cfg = cls.Config
         if not (dataclasses.is_dataclass(cfg) and issubclass(cfg, MethodConfig)):
             raise TypeError(f"{cls.__name__}.Config must be a MethodConfig dataclass")
@@ -376,7 +389,7 @@ def run_method(
         result = method.run(work, data, ctx)
         seconds = time.perf_counter() - t0
     if spec is not None and not hasattr(result.model, "obliviate_spec"):
-        result.model.obliviate_spec = spec  # type: ignore[assignment]
+        result.model.obliviate_spec = spec
     check_model(result.model, "weights after unlearning")
     if device.type == "cuda":
         peak: float | None = (torch.cuda.max_memory_allocated(device) - base) / 2**20

@@ -19,7 +19,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +127,10 @@ class SampleIdsForget:
                 raise ForgetRequestError(f"sample id must be an integer, got {v!r}")
             ids.append(int(v))
         seen: set[int] = set()
-        dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        repeated: set[int] = set()
+        for i in ids:
+            (repeated if i in seen else seen).add(i)
+        dups = sorted(repeated)
         if dups:
             raise ForgetRequestError(f"duplicated sample ids in the request: {dups[:10]}")
         if not ids:
@@ -178,7 +181,7 @@ def read_ids_file(path: str | Path) -> list[int]:
     return ids
 
 
-ForgetRequest = Union[ClassForget, SubclassForget, RandomForget, SampleIdsForget]
+ForgetRequest = ClassForget | SubclassForget | RandomForget | SampleIdsForget
 REQUEST_KINDS = ("class", "subclass", "random", "ids")
 
 

@@ -132,12 +132,14 @@ def import_weights(
         raise DeletionError(str(e)) from None
     if (mean is None) != (std is None):
         raise DeletionError("give both --mean and --std (the normalisation your model was trained with), or neither")
-    if mean is not None and std is not None:
-        if len(mean) != ds.channels or len(std) != ds.channels or not all(v > 0 for v in std):
-            raise DeletionError(
-                f"--mean/--std need {ds.channels} value(s) each (one per channel, std > 0), got "
-                f"{list(mean)} / {list(std)}"
-            )
+    if (
+        mean is not None
+        and std is not None
+        and (len(mean) != ds.channels or len(std) != ds.channels or not all(v > 0 for v in std))
+    ):
+        raise DeletionError(
+            f"--mean/--std need {ds.channels} value(s) each (one per channel, std > 0), got {list(mean)} / {list(std)}"
+        )
     norm = {
         "mean": list(mean or ds.mean),
         "std": list(std or ds.std),
@@ -173,7 +175,8 @@ def request_rows(ds: ImageDataset, ids_file: str | Path) -> tuple[list[int], lis
     if not raw:
         raise DeletionError(f"{ids_file} holds no sample ids: an empty request")
     seen: set[int] = set()
-    unique, dups = [], []
+    unique: list[int] = []
+    dups: list[int] = []
     for i in raw:
         (dups if i in seen else unique).append(i)
         seen.add(i)
@@ -246,7 +249,7 @@ def unlearn_checkpoint(
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when the request arrived, not finished
     dev = resolve_device(device)
     loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
-    ids, dups, rows = request_rows(ds, ids_file)
+    ids, dups, _rows = request_rows(ds, ids_file)
     train_ids = np.asarray(ds.train_ids.cpu())
     try:
         earlier = ledger.forgotten_ids(loaded.entries, universe=train_ids.tolist(), salt=salt)
@@ -297,6 +300,7 @@ def unlearn_checkpoint(
     )
     ref_models: list[nn.Module] = []
     ref_provenance: list[str] = []
+    ref_model: nn.Module | None
     for ref_path in [] if reference is None else [reference] if not isinstance(reference, list) else reference:
         ref_model, ref_meta = load_checkpoint(
             checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes, model_factory=model_factory
@@ -365,7 +369,7 @@ def unlearn_checkpoint(
                 RunStats(facts["seconds"], facts["steps"], None, ["retain"]),
             )
 
-    req = {
+    req: dict[str, Any] = {
         "ids": {
             "count": len(new),
             "sha256": ids_sha256(new),

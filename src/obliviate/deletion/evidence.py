@@ -99,7 +99,8 @@ def render_html(ev: dict[str, Any]) -> str:
     done = [
         (
             "method",
-            f"<code>{_e(m['name'])}</code> ({'exact: provably no influence of the rows left' if m.get('exact') else 'approximate'})",
+            f"<code>{_e(m['name'])}</code> "
+            f"({'exact: provably no influence of the rows left' if m.get('exact') else 'approximate'})",
         ),
         (
             "chosen by",
@@ -142,15 +143,12 @@ def render_html(ev: dict[str, Any]) -> str:
             )
         )
     if ev.get("ledger"):
-        done.append(
-            (
-                "ledger",
-                _e(
-                    f"{ev['ledger']['entries']} request(s) in this lineage; ids kept "
-                    f"{'as salted hashes (HMAC-SHA256 under the operator’s secret)' if ev['ledger'].get('ids') == 'salted' else 'as given'}"
-                ),
-            )
+        kept = (
+            "as salted hashes (HMAC-SHA256 under the operator’s secret)"
+            if ev["ledger"].get("ids") == "salted"
+            else "as given"
         )
+        done.append(("ledger", _e(f"{ev['ledger']['entries']} request(s) in this lineage; ids kept {kept}")))
     parts += ["<h2>What was done</h2>", _dl(done)]
     if len(ev.get("attempts", [])) > 1 or any(not a["passed"] for a in ev.get("attempts", [])):
         parts.append("<h2>Every attempt</h2>")

@@ -54,7 +54,7 @@ def tolerances(outs: dict[str, tuple[torch.Tensor, torch.Tensor]], seed: int) ->
     about utility)."""
     import torch.nn.functional as F
 
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for split in ("heldout", "retain"):
         logits, labels = outs[split]
         n = len(labels)

@@ -9,7 +9,8 @@ each later request copying its parent's entries and appending one.
 :func:`verify` detects an edited entry (its hash no longer matches), a removed or reordered
 entry (the chain breaks: a ``prev_sha256`` or a ``model_before`` that does not continue the
 previous entry), a swapped model file (the last entry's ``model_after`` is not the weights'
-hash), an edited ``evidence.json`` and a swapped SISA shard state (their hashes are in the entry). It proves integrity of the record, not that unlearning worked — that is the evidence's job.
+hash), an edited ``evidence.json`` and a swapped SISA shard state (their hashes are in the entry).
+It proves integrity of the record, not that unlearning worked — that is the evidence's job.
 """
 
 from __future__ import annotations
@@ -100,12 +101,13 @@ def verify(folder: str | Path) -> list[str]:
         return [f"no ledger at {path}"]
     try:
         entries = read(path)
-    except LedgerError as e:
-        return [str(e)]
+    except LedgerError as err:
+        return [str(err)]
     if not entries:
         return [f"{path} has no entries"]
     problems = []
-    prev_hash, prev_after = GENESIS, None
+    prev_hash: str | None = GENESIS
+    prev_after: str | None = None
     for i, e in enumerate(entries):
         if e.get("index") != i:
             problems.append(f"entry {i}: its index is {e.get('index')!r}: an entry was removed, added or moved")

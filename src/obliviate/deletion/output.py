@@ -8,6 +8,7 @@ written under a temporary name beside it and renamed into place, so it appears w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -44,7 +45,7 @@ def check_out(out: str | Path) -> Path:
 def write_output(
     out: Path,
     *,
-    save_model: Callable[[Path], None],
+    save_model: Callable[[Path], object],
     evidence: dict[str, Any],
     entries: list[dict[str, Any]],
     entry: dict[str, Any],
@@ -74,10 +75,8 @@ def write_output(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if not done and made_parent:
-            try:
+            with contextlib.suppress(OSError):
                 out.parent.rmdir()  # only the folder this call made, and only when empty
-            except OSError:
-                pass
     return out
 
 

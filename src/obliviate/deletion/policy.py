@@ -59,8 +59,8 @@ def relative_lr(
     ) * F.cross_entropy(probe(fb["image"].to(ctx.device)).float(), fb["label"].to(ctx.device))
     params = [p for p in probe.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    g = float(torch.sqrt(sum((gr.float() ** 2).sum() for gr in grads if gr is not None)))
-    w = float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in params)))
+    g = float(torch.sqrt(torch.as_tensor(sum((gr.float() ** 2).sum() for gr in grads if gr is not None))))
+    w = float(torch.sqrt(torch.as_tensor(sum((p.detach().float() ** 2).sum() for p in params))))
     if not (g > 0 and w > 0 and torch.isfinite(torch.tensor([g, w])).all()):
         raise ValueError(f"cannot derive a step size: weight norm {w!r}, gradient norm {g!r}")
     lr = rho * w / g

@@ -192,6 +192,11 @@ def per_class_accuracy(
     }
 
 
+def _change_points(before: float | None, after: float | None) -> float | None:
+    """``after - before`` in percentage points; ``None`` when either is unknown."""
+    return None if before is None or after is None else 100 * (after - before)
+
+
 def study_gap(
     unlearned: dict[str, tuple[torch.Tensor, torch.Tensor]],
     retrained: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -455,6 +460,7 @@ def honour(
     def read_membership(m: nn.Module, outs: dict[str, Any]) -> tuple[str, str]:
         """The audit that decided the power, on the result (see :func:`guard.membership_reading`)."""
         if power.audit.startswith("per-example"):
+            assert phi_of is not None  # a per-example audit is chosen only when there are references
             return membership_reading(mem["per_example"]["original"], phi_of(m, outs))
         pop = membership_audit(outs["forget"], outs["heldout"], seed=seed)
         return membership_reading(mem["original"], pop, mem.get("retrained"))
@@ -498,7 +504,7 @@ def honour(
     failed = [a for a in attempts if a.ran and not a.passed]
     if delivered is None:
         if fallback == "refuse":
-            ev = {
+            ev: dict[str, Any] = {
                 "outcome": "refused",
                 "attempts": [a.record() for a in attempts if a.ran],
                 "before": before,
@@ -535,7 +541,10 @@ def honour(
         )
         if lost:  # not delivered
             a.failures += lost
-            how = f"obliviate's fit with {'your' if (recipe or {}).get('source') == 'user' else 'its default'} train_config"
+            how = (
+                "obliviate's fit with "
+                f"{'your' if (recipe or {}).get('source') == 'user' else 'its default'} train_config"
+            )
             ev = {
                 "outcome": "refused",
                 "attempts": [x.record() for x in attempts if x.ran],
@@ -593,11 +602,7 @@ def honour(
                 }
                 for c in gone
             },
-            "retained_change_points": {
-                c: (None if pc_b[c] is None or pc_a[c] is None else 100 * (pc_a[c] - pc_b[c]))
-                for c in ds.class_names
-                if c not in gone
-            },
+            "retained_change_points": {c: _change_points(pc_b[c], pc_a[c]) for c in ds.class_names if c not in gone},
         }
     labels = ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu()
     touched = {ds.class_names[int(c)]: int((labels == c).sum()) for c in labels.unique().tolist()}
@@ -806,9 +811,9 @@ def _verdict(
         if worst:
             parts.append(f"largest change of a retained class: {worst[0]} {worst[1]:+.1f} points")
     else:
-        pe = mem.get("per_example") or {}
-        o = pe.get("original") if (pe.get("original") or {}).get("available") else mem["original"]
-        u = pe.get("unlearned") if (pe.get("unlearned") or {}).get("available") else mem["unlearned"]
+        pe: dict[str, Any] = mem.get("per_example") or {}
+        o = pe["original"] if (pe.get("original") or {}).get("available") else mem["original"]
+        u = pe["unlearned"] if (pe.get("unlearned") or {}).get("available") else mem["unlearned"]
         if o.get("available") and u.get("available"):
             parts.append(
                 f"membership audit: original {o['auc']:.3f} [{o['ci95'][0]:.3f}, {o['ci95'][1]:.3f}], "
@@ -818,7 +823,8 @@ def _verdict(
         floor = ev_ref.get("noise_floor_points")
         parts.append(
             f"gap to the retrained reference {ev_ref['avg_gap_points']:.2f} points (doing nothing "
-            f"{ev_ref['doing_nothing_gap_points']:.2f}{f'; two references {floor:.2f} apart' if floor is not None else ''})"
+            f"{ev_ref['doing_nothing_gap_points']:.2f}"
+            f"{f'; two references {floor:.2f} apart' if floor is not None else ''})"
         )
     parts.append(f"{seconds:.2f} s")
     return "; ".join(parts)

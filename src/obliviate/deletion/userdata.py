@@ -69,9 +69,8 @@ def to_tensors(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     except RuntimeError as e:
         raise UserDataError(f"{what}: inputs do not share one shape ({e})") from None
     y = torch.cat([t.detach().cpu() for t in ys])
-    if y.is_floating_point() or y.dtype == torch.bool:
-        if not bool((y == y.round()).all()):
-            raise UserDataError(f"{what}: labels must be class indices (integers), got values like {y[:3].tolist()}")
+    if (y.is_floating_point() or y.dtype == torch.bool) and not bool((y == y.round()).all()):
+        raise UserDataError(f"{what}: labels must be class indices (integers), got values like {y[:3].tolist()}")
     y = y.long()
     if len(x) != len(y):
         raise UserDataError(f"{what}: {len(x)} inputs but {len(y)} labels")

@@ -418,7 +418,9 @@ def evaluate_model(
     }
     rows = {k: np.asarray(v) for k, v in rows.items() if len(v)}
     recs = dataset.records
-    scores, label_idx, seqs = {}, {}, {}
+    scores: dict[str, np.ndarray] = {}
+    label_idx: dict[str, np.ndarray] = {}
+    seqs: dict[str, list[np.ndarray]] = {}
     for name, r in rows.items():
         lps = sequence_logprobs(
             model, encoder, [recs[i].text for i in r], answers, batch_size=batch_size, device=device, bf16=bf16
@@ -432,11 +434,11 @@ def evaluate_model(
         ev.heldout_ppl = perplexity(seqs["validation"])
     if "mia" in groups and "validation" in rows:
         for name in ("forget", "validation"):
-            lps = seqs[name]
+            seq = seqs[name]
             texts = [f"{recs[i].text} {dataset.answers[recs[i].label]}" for i in rows[name]]
-            ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in lps])
-            ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in lps])
-            ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(lps, texts)])
+            ev.mia.setdefault("loss", {})[name] = np.array([loss_score(lp) for lp in seq])
+            ev.mia.setdefault("mink", {})[name] = np.array([mink_score(lp, mink_k) for lp in seq])
+            ev.mia.setdefault("zlib", {})[name] = np.array([zlib_score(lp, t) for lp, t in zip(seq, texts)])
     if "perplexity" in groups and general_text:
         ev.general_ppl = perplexity(
             token_logprobs(

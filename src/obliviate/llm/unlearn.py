@@ -212,15 +212,15 @@ class LLMUnlearnData(GuardedSplits):
 
     @property
     def forget(self) -> TextSplitView:
-        return self._view("forget")  # type: ignore[no-any-return]
+        return self._view("forget")
 
     @property
     def retain(self) -> TextSplitView:
-        return self._view("retain")  # type: ignore[no-any-return]
+        return self._view("retain")
 
     @property
     def validation(self) -> TextSplitView:
-        return self._view("validation")  # type: ignore[no-any-return]
+        return self._view("validation")
 
 
 @dataclass(kw_only=True)

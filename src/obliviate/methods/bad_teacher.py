@@ -97,7 +97,7 @@ def _derived_seed(ctx: UnlearnContext, offset: int) -> int:
 
 
 @register_method("bad_teacher")
-class BadTeacher(VisionMethod):
+class BadTeacher(VisionMethod[BadTeacherConfig]):
     """Competent/incompetent teacher distillation (Chundawat et al., AAAI 2023)."""
 
     Config = BadTeacherConfig
@@ -109,7 +109,7 @@ class BadTeacher(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: BadTeacherConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         device = ctx.device
         competent = ctx.frozen_original(model).to(device)  # the competent teacher: the original, frozen
         incompetent = ctx.model_factory(_derived_seed(ctx, 1)).to(device).eval().requires_grad_(False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -166,15 +166,15 @@ class UnlearnData(GuardedSplits):
 
     @property
     def forget(self) -> SplitView:
-        return self._view("forget")  # type: ignore[no-any-return]
+        return self._view("forget")
 
     @property
     def retain(self) -> SplitView:
-        return self._view("retain")  # type: ignore[no-any-return]
+        return self._view("retain")
 
     @property
     def validation(self) -> SplitView:
-        return self._view("validation")  # type: ignore[no-any-return]
+        return self._view("validation")
 
 
 def forever(loader: BatchLoader) -> Iterator[Batch]:
@@ -237,9 +237,13 @@ class VisionConfig(MethodConfig):
         self._require(self.bn_samples >= 1, "bn_samples", ">= 1")
 
 
-class VisionMethod(UnlearningMethod):
+VC = TypeVar("VC", bound=MethodConfig)
+
+
+class VisionMethod(UnlearningMethod[VC]):
     """Base of every vision method: :meth:`run` applies the config's ``bn_stats`` around
-    :meth:`unlearn` and records it in the result's ``info``."""
+    :meth:`unlearn` and records it in the result's ``info``. Generic over the config type like
+    :class:`~obliviate.core.UnlearningMethod` (``class SSD(VisionMethod[SSDConfig])``)."""
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -276,7 +280,8 @@ class VisionMethod(UnlearningMethod):
         else:  # retain
             result = self.unlearn(model, data, ctx)
             retain = data.retain
-            rows = ctx.subset(len(retain), self.config.bn_samples, offset=97)  # type: ignore[attr-defined]
+            bn_samples = cast(VisionConfig, self.config).bn_samples  # bn_stats is a VisionConfig field
+            rows = ctx.subset(len(retain), bn_samples, offset=97)
             info["bn_rows"] = reestimate(
                 result.model, retain.loader(256, shuffle=False, rows=rows, channels_last=ctx.channels_last), ctx.device
             )

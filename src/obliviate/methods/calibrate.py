@@ -197,7 +197,7 @@ class CalibratedStop:
         was = model.training
         model.eval()
         try:
-            kw = {"bf16": self.bf16, "channels_last": self.channels_last, "statistic": self.statistic}
+            kw: dict[str, Any] = {"bf16": self.bf16, "channels_last": self.channels_last, "statistic": self.statistic}
             return _summary(_losses(model, self.heldout, self.device, **kw), self._weights, self.statistic)
         finally:
             model.train(was)
@@ -212,7 +212,7 @@ class CalibratedStop:
             loop = snapshot(model)
             restore(model, self._bn)
         try:
-            kw = {"bf16": self.bf16, "channels_last": self.channels_last, "statistic": self.statistic}
+            kw: dict[str, Any] = {"bf16": self.bf16, "channels_last": self.channels_last, "statistic": self.statistic}
             lf = _summary(_losses(model, self.forget, self.device, self._rows, **kw), None, self.statistic)
             lh = self._target if self._target is not None else self._heldout_loss(model)
         finally:

@@ -78,7 +78,7 @@ def similarity_spread(forget_logits: torch.Tensor, retain_logits: torch.Tensor, 
 
 
 @register_method("challenge_first")
-class ChallengeFirst(VisionMethod):
+class ChallengeFirst(VisionMethod[ChallengeFirstConfig]):
     """NeurIPS 2023 challenge, 1st place: KL to uniform on the forget set, then forget/retain rounds."""
 
     Config = ChallengeFirstConfig
@@ -90,12 +90,12 @@ class ChallengeFirst(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: ChallengeFirstConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
         forget, retain = data.forget, data.retain
         keep = ctx.subset(len(retain), cfg.retain_samples, offset=1)
-        kw = {"augment": aug, "channels_last": ctx.channels_last}
+        kw: dict[str, Any] = {"augment": aug, "channels_last": ctx.channels_last}
         f_loader = forget.loader(cfg.batch_size, shuffle=True, seed=ctx.seed, **kw)
         r_pair = retain.loader(cfg.batch_size, shuffle=True, seed=ctx.seed + 1, **kw)  # partners of the forget batches
         r_round = retain.loader(cfg.batch_size, shuffle=True, seed=ctx.seed + 2, rows=keep, **kw)

@@ -49,7 +49,7 @@ def transpose_kernels(model: nn.Module) -> tuple[int, int]:
 
 
 @register_method("ct")
-class ConvTranspose(VisionMethod):
+class ConvTranspose(VisionMethod[CTConfig]):
     """Convolution Transpose: transpose every conv kernel, then fine-tune on the retain set."""
 
     Config = CTConfig
@@ -61,7 +61,7 @@ class ConvTranspose(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: CTConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         done, skipped = transpose_kernels(model)
         res, rows = retain_finetune(model, data, ctx, cfg, schedule=cfg.schedule)
         return MethodResult(

@@ -62,7 +62,7 @@ def _bn_eval(model: nn.Module) -> None:
 
 
 @register_method("delete")
-class Delete(VisionMethod):
+class Delete(VisionMethod[DeleteConfig]):
     """DELETE: distil the original's prediction with the sample's class masked, on the forget set only."""
 
     Config = DeleteConfig
@@ -75,7 +75,7 @@ class Delete(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: DeleteConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         teacher = ctx.frozen_original(model)
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None

@@ -64,7 +64,7 @@ class FinetuneConfig(StopConfig):
 
 
 @register_method("finetune")
-class Finetune(VisionMethod):
+class Finetune(VisionMethod[FinetuneConfig]):
     """Fine-tune the original model on the retain set."""
 
     Config = FinetuneConfig
@@ -73,7 +73,7 @@ class Finetune(VisionMethod):
     reference = "Golatkar et al., 'Eternal Sunshine of the Spotless Net', CVPR 2020 (fine-tuning baseline)"
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: FinetuneConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         tc = cfg.train_config(ctx.train_config)
         stop = calibrated_stop(cfg, data, ctx, model)
         res = fit(

@@ -189,7 +189,7 @@ def _all_misclassified(model: nn.Module, forget: SplitView, device: torch.device
 
 
 @register_method("instance_wise")
-class InstanceWise(VisionMethod):
+class InstanceWise(VisionMethod[InstanceWiseConfig]):
     """Instance-wise unlearning: misclassify D_f, regularised by adversarial examples and MAS importance."""
 
     Config = InstanceWiseConfig
@@ -201,7 +201,7 @@ class InstanceWise(VisionMethod):
     smoke: ClassVar[dict[str, Any]] = {"adv_per_instance": 1, "pgd_steps": 3, "max_epochs": 2}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: InstanceWiseConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget = data.forget
         model.to(ctx.device)
         if _all_misclassified(model, forget, ctx.device):  # the stop rule already holds: nothing to do

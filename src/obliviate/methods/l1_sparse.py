@@ -97,7 +97,7 @@ class DecayingL1:
 
 
 @register_method("l1_sparse")
-class L1Sparse(VisionMethod):
+class L1Sparse(VisionMethod[L1SparseConfig]):
     """ℓ1-sparse MU: retain-set fine-tuning with a linearly decaying ℓ1 penalty."""
 
     Config = L1SparseConfig
@@ -109,7 +109,7 @@ class L1Sparse(VisionMethod):
     smoke = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: L1SparseConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         tc = self.train_config(ctx.train_config)
         retain = data.retain
         keep = ctx.subset(len(retain), cfg.retain_samples, offset=3)
@@ -136,7 +136,7 @@ class L1Sparse(VisionMethod):
         """The original's recipe (augmentation geometry, bf16, layout) with the paper's fine-tuning
         budget: plain SGD (no Nesterov) at a constant rate, and the original's label smoothing
         unless the config sets one (:mod:`obliviate.methods.losses`)."""
-        cfg: L1SparseConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         return base.with_(
             epochs=float(cfg.epochs),
             lr=cfg.lr,

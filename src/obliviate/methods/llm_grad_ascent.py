@@ -25,7 +25,7 @@ class GradAscentConfig(LLMMethodConfig):
 
 
 @register_method("grad_ascent")
-class GradAscent(UnlearningMethod):
+class GradAscent(UnlearningMethod[GradAscentConfig]):
     """Gradient ascent on the forget set's answers."""
 
     Config = GradAscentConfig
@@ -35,7 +35,7 @@ class GradAscent(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: GradAscentConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
 
         def loss(s: Step) -> torch.Tensor:

@@ -41,7 +41,7 @@ class GradDiffConfig(LLMMethodConfig):
 
 
 @register_method("grad_diff")
-class GradDiff(UnlearningMethod):
+class GradDiff(UnlearningMethod[GradDiffConfig]):
     """Ascend the forget NLL while descending the retain NLL (or KL)."""
 
     Config = GradDiffConfig
@@ -51,7 +51,7 @@ class GradDiff(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: GradDiffConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
         retain = data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)
 

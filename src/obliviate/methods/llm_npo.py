@@ -51,7 +51,7 @@ class NPOConfig(LLMMethodConfig):
 
 
 @register_method("npo")
-class NPO(UnlearningMethod):
+class NPO(UnlearningMethod[NPOConfig]):
     """Negative Preference Optimization with an optional retain term."""
 
     Config = NPOConfig
@@ -64,7 +64,7 @@ class NPO(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: NPOConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
         retain = (
             data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)

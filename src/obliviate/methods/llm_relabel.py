@@ -35,7 +35,7 @@ class RelabelConfig(LLMMethodConfig):
 
 
 @register_method("relabel")
-class Relabel(UnlearningMethod):
+class Relabel(UnlearningMethod[RelabelConfig]):
     """Teach the requested answer on the forget set, mixed with retain data (the paper's method)."""
 
     Config = RelabelConfig
@@ -48,7 +48,7 @@ class Relabel(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-2, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: RelabelConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         answer = "target" if data.target_label is not None else "other"
         forget = data.forget.loader(cfg.batch_size, answer=answer, loss_on=cfg.loss_on, seed=ctx.seed)
         retain = (

@@ -72,7 +72,7 @@ class RMUConfig(LLMMethodConfig):
 
 
 @register_method("rmu")
-class RMU(UnlearningMethod):
+class RMU(UnlearningMethod[RMUConfig]):
     """Steer forget activations at one layer to a scaled random vector; keep retain activations."""
 
     Config = RMUConfig
@@ -85,7 +85,7 @@ class RMU(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: RMUConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         n_layers = len(decoder_layers(model))
         layer = (7 * n_layers) // 32 if cfg.layer is None else cfg.layer
         if layer >= n_layers:

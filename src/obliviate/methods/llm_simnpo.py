@@ -51,7 +51,7 @@ class SimNPOConfig(LLMMethodConfig):
 
 
 @register_method("simnpo")
-class SimNPO(UnlearningMethod):
+class SimNPO(UnlearningMethod[SimNPOConfig]):
     """Reference-free, length-normalised NPO with a margin."""
 
     Config = SimNPOConfig
@@ -64,7 +64,7 @@ class SimNPO(UnlearningMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0, "lr": 1e-3, "batch_size": 4, "lora_r": 4}
 
     def unlearn(self, model: nn.Module, data: LLMUnlearnData, ctx: LLMUnlearnContext) -> MethodResult:
-        cfg: SimNPOConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget = data.forget.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed)
         retain = (
             data.retain.loader(cfg.batch_size, loss_on=cfg.loss_on, seed=ctx.seed + 1)

@@ -155,7 +155,7 @@ def _eval_losses(model: nn.Module, view: SplitView, ctx: UnlearnContext) -> torc
 
 
 @register_method("loss_match")
-class LossMatch(VisionMethod):
+class LossMatch(VisionMethod[LossMatchConfig]):
     """Train each forget row's loss to its class's held-out quantile at the row's rank (no retrained model)."""
 
     Config = LossMatchConfig
@@ -167,7 +167,7 @@ class LossMatch(VisionMethod):
     smoke: ClassVar[dict[str, Any]] = {"steps": 5}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: LossMatchConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if data.forget_classes:
             raise ConfigError(
                 "loss_match is for sample-level requests (random, ids): a model retrained without a "

@@ -66,7 +66,7 @@ def contrast_gradients(model: nn.Module, retain_batches: Any, forget_batches: An
 @torch.no_grad()
 def reinit_small_gradients(
     model: nn.Module, rate: float, damp: float, generator: torch.Generator
-) -> list[tuple[nn.Parameter, torch.Tensor]]:
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per ``Conv2d``: re-initialise the ``rate`` fraction of weights with the smallest |grad|
     (Kaiming normal, fan-out); returns (weight, gradient multiplier) pairs: 1 on the re-initialised
     weights, ``damp`` elsewhere. Clears the gradients."""
@@ -93,7 +93,7 @@ def reinit_small_gradients(
 
 
 @register_method("msg")
-class MaskSmallGradients(VisionMethod):
+class MaskSmallGradients(VisionMethod[MSGConfig]):
     """Re-initialise the conv weights with the smallest retain-vs-forget gradient, damp the rest, fine-tune."""
 
     Config = MSGConfig
@@ -105,7 +105,7 @@ class MaskSmallGradients(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: MSGConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget, retain = data.forget, data.retain
         model.to(ctx.device)
         sample = ctx.subset(len(retain), len(forget), offset=2)  # a retain sample the forget set's size

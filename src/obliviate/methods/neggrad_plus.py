@@ -87,7 +87,7 @@ class NegGradPlusConfig(StopConfig):
 
 
 @register_method("neggrad_plus")
-class NegGradPlus(VisionMethod):
+class NegGradPlus(VisionMethod[NegGradPlusConfig]):
     """NegGrad+: β·CE(retain) − (1 − β)·CE(forget), minimised jointly with SGD."""
 
     Config = NegGradPlusConfig
@@ -99,7 +99,7 @@ class NegGradPlus(VisionMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1.0}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: NegGradPlusConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         tc = ctx.train_config
         aug = Augment(pad=tc.crop_pad, flip=tc.flip) if cfg.augment else None
         retain = data.retain.loader(

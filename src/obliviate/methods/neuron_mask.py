@@ -43,7 +43,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -276,7 +276,11 @@ def _choose(scores: torch.Tensor, cfg: NeuronMaskConfig) -> torch.Tensor:
     eligible = torch.isfinite(scores)
     if cfg.threshold is not None:
         return eligible & (scores > cfg.threshold)
-    k = cfg.top_k if cfg.top_k is not None else round(cfg.fraction * scores.numel())  # type: ignore[operator]
+    if cfg.top_k is not None:
+        k = cfg.top_k
+    else:
+        assert cfg.fraction is not None  # validate() requires it when top_k and threshold are None
+        k = round(cfg.fraction * scores.numel())
     k = min(k, int(eligible.sum()))
     chosen = torch.zeros_like(eligible)
     if k > 0:
@@ -293,7 +297,7 @@ def mask_units(module: nn.Module, units: torch.Tensor) -> None:
     Row ``u`` of the weight is a BN channel's γ, a conv filter or a linear unit's weights; with
     its bias (β) zeroed too the unit's output is 0 whatever the input.
     """
-    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    weight = cast(torch.Tensor, module.weight)  # nn.Module types its attributes Tensor | Module
     bias: torch.Tensor | None = getattr(module, "bias", None)
     idx = units.to(weight.device)
     weight[idx] = 0.0
@@ -302,7 +306,7 @@ def mask_units(module: nn.Module, units: torch.Tensor) -> None:
 
 
 @register_method("neuron_mask")
-class NeuronMask(VisionMethod):
+class NeuronMask(VisionMethod[NeuronMaskConfig]):
     """Mask the hidden units most selective for the forget class(es) (paper §III.A.1)."""
 
     Config = NeuronMaskConfig
@@ -314,7 +318,7 @@ class NeuronMask(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: NeuronMaskConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model.to(ctx.device).eval()
         forget = data.forget
         forget_rows = ctx.subset(len(forget), cfg.forget_samples, offset=1)

@@ -10,7 +10,7 @@ from .base import MethodConfig, MethodResult, VisionMethod, register_method
 
 
 @register_method("original")
-class Original(VisionMethod):
+class Original(VisionMethod[MethodConfig]):
     """The original model, unchanged (the 'before' column of every table)."""
 
     Config = MethodConfig

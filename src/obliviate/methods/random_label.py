@@ -69,7 +69,7 @@ class RandomLabelConfig(VisionConfig):
 
 
 @register_method("random_label")
-class RandomLabel(VisionMethod):
+class RandomLabel(VisionMethod[RandomLabelConfig]):
     """Random labelling: forget samples get random wrong labels, retain samples keep theirs."""
 
     Config = RandomLabelConfig
@@ -81,7 +81,7 @@ class RandomLabel(VisionMethod):
     smoke: ClassVar[dict[str, Any]] = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: RandomLabelConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         forget, retain = data.forget, data.retain
         excluded = tuple(data.forget_classes)
         left = data.num_classes - (len(set(excluded)) if excluded else 1)

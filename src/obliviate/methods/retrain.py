@@ -23,7 +23,7 @@ class RetrainConfig(VisionConfig):
 
 
 @register_method("retrain")
-class Retrain(VisionMethod):
+class Retrain(VisionMethod[RetrainConfig]):
     """Retrain from scratch on the retain set with the original's training recipe."""
 
     Config = RetrainConfig
@@ -33,7 +33,7 @@ class Retrain(VisionMethod):
     smoke = {"epochs": 2}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: RetrainConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         train_cfg = ctx.train_config if cfg.epochs is None else ctx.train_config.with_(epochs=cfg.epochs)
         fresh = ctx.model_factory(ctx.seed)
         res = fit(

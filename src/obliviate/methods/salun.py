@@ -156,7 +156,7 @@ class MaskedSGD:
 
 
 @register_method("salun")
-class SalUn(VisionMethod):
+class SalUn(VisionMethod[SalUnConfig]):
     """SalUn: random-label unlearning confined to the weights most salient for the forget loss."""
 
     Config = SalUnConfig
@@ -169,7 +169,7 @@ class SalUn(VisionMethod):
     smoke = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: SalUnConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         device = ctx.device
         model.to(device)
         forget, retain = data.forget, data.retain

@@ -110,7 +110,7 @@ def lr_at(epoch: int, lr: float, decay_epochs: tuple[int, ...], rate: float) -> 
 
 
 @register_method("scrub")
-class SCRUB(VisionMethod):
+class SCRUB(VisionMethod[SCRUBConfig]):
     """SCRUB: a student distils the original on retain data and is pushed away from it on forget data."""
 
     Config = SCRUBConfig
@@ -122,7 +122,7 @@ class SCRUB(VisionMethod):
     smoke = {"epochs": 1, "msteps": 1}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: SCRUBConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         device = ctx.device
         student = model.to(device)
         teacher = ctx.frozen_original(model).to(device)  # the original, frozen: SCRUB's teacher

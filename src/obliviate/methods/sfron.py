@@ -96,7 +96,7 @@ def adaptive_ce(logits: torch.Tensor, labels: torch.Tensor, lambd: float) -> tor
 
 
 @register_method("sfron")
-class SFRon(VisionMethod):
+class SFRon(VisionMethod[SFRonConfig]):
     """SFR-on: Fisher-ratio saliency mask, adaptive masked ascent on forget batches between retain descent steps."""
 
     Config = SFRonConfig
@@ -108,7 +108,7 @@ class SFRon(VisionMethod):
     )
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: SFRonConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model.to(ctx.device)
         forget, retain = data.forget, data.retain
         keep = ctx.subset(len(retain), cfg.fisher_samples, offset=4)

@@ -224,7 +224,7 @@ class SISATrainer:
 
 
 @register_method("sisa")
-class SISA(VisionMethod):
+class SISA(VisionMethod[SISAConfig]):
     """SISA training, then exact deletion by retraining only the affected constituents."""
 
     Config = SISAConfig
@@ -235,7 +235,7 @@ class SISA(VisionMethod):
     reference = "Bourtoule et al., 'Machine Unlearning', IEEE S&P 2021, arXiv:1912.03817 (SISA training)"
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: SISAConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         seed = ctx.seed if cfg.seed is None else cfg.seed
         forget, retain = data.forget, data.retain
         images = torch.cat([forget.images, retain.images])

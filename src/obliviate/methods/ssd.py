@@ -203,7 +203,7 @@ def dampen_(
 
 
 @register_method("ssd")
-class SelectiveSynapticDampening(VisionMethod):
+class SelectiveSynapticDampening(VisionMethod[SSDConfig]):
     """Selective Synaptic Dampening: shrink the weights the forget set relies on disproportionately."""
 
     Config = SSDConfig
@@ -215,7 +215,7 @@ class SelectiveSynapticDampening(VisionMethod):
     smoke = {"retain_samples": 256}
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: SSDConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model.to(ctx.device)
         forget, retain = data.forget, data.retain
         by_class = cfg.batch_order == "class"

@@ -111,7 +111,7 @@ def _retain_subset(labels: torch.Tensor, per_class: int, generator: torch.Genera
 
 
 @register_method("unsir")
-class UNSIR(VisionMethod):
+class UNSIR(VisionMethod[UNSIRConfig]):
     """UNSIR: learn error-maximising noise for the forgotten classes, impair with it, repair on retain data."""
 
     Config = UNSIRConfig
@@ -129,7 +129,7 @@ class UNSIR(VisionMethod):
     }
 
     def unlearn(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        cfg: UNSIRConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         classes = tuple(data.forget_classes)
         if not classes:
             raise ForgetRequestError(

@@ -71,11 +71,11 @@ def attack_values(inputs: EvalInputs, attack: str) -> dict[str, float]:
     for role in AUDIT_ROLES:
         if role not in a.phi:
             continue
-        vals = inputs.reference_value(
-            "reference_attacks",
-            role,
-            lambda role=role: reference_attacks(a.phi[role], list(a.references), n_boot=a.n_boot, seed=inputs.seed),
-        )
+
+        def attacks(role: str = role) -> dict[str, float]:
+            return reference_attacks(a.phi[role], list(a.references), n_boot=a.n_boot, seed=inputs.seed)
+
+        vals = inputs.reference_value("reference_attacks", role, attacks)
         for k, v in vals.items():
             if k.startswith(f"{attack}/"):
                 out[_key(k, role)] = v
@@ -153,8 +153,10 @@ class LinearProbe(Metric):
         out: dict[str, float] = {}
         for role in AUDIT_ROLES:
             if role in a.features:
-                vals = inputs.reference_value(
-                    "linear_probe", role, lambda role=role: probe_accuracy(a.features[role], inputs.seed)
-                )
+
+                def probe(role: str = role) -> dict[str, float]:
+                    return probe_accuracy(a.features[role], inputs.seed)
+
+                vals = inputs.reference_value("linear_probe", role, probe)
                 out.update({_key(k, role): v for k, v in vals.items()})
         return out

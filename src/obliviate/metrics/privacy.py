@@ -182,9 +182,11 @@ class EntropyMIA(Metric):
     def compute(self, inputs: EvalInputs) -> dict[str, float]:
         out: dict[str, float] = {}
         for role in _roles(inputs, ("retain", "test", "forget")):
-            vals = over_draws(
-                inputs, "mia_entropy", role, lambda s, role=role: entropy_member_rate(inputs, role, seed=s)
-            )
+
+            def member_rate(s: int, role: str = role) -> float:
+                return entropy_member_rate(inputs, role, seed=s)
+
+            vals = over_draws(inputs, "mia_entropy", role, member_rate)
             out.update(with_range(_key("mia_entropy/forget_member_rate", role), vals))
         return out
 

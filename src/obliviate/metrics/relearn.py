@@ -193,11 +193,11 @@ class RelearnTime(Metric):
             start = accuracy(inputs.out("forget", role))
             n = steps_to_relearn(start, [], target)
             if n is None:  # only train when the model is not already there
-                curve = inputs.reference_value(
-                    f"relearn/{max_steps}",
-                    role,
-                    lambda role=role: _checked_curve(relearn(role, max_steps), role, max_steps),
-                )
+
+                def curve_of(role: str = role) -> list[float]:
+                    return _checked_curve(relearn(role, max_steps), role, max_steps)
+
+                curve = inputs.reference_value(f"relearn/{max_steps}", role, curve_of)
                 n = steps_to_relearn(start, curve, target)
             suffix = "" if role == "unlearned" else "@retrained"
             res[f"relearn/reached{suffix}"] = float(n is not None)

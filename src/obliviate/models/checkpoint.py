@@ -219,7 +219,8 @@ def _fit_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> n
         if shapes:
             k = shapes[0]
             detail.append(
-                f"{len(shapes)} shape mismatch(es), e.g. {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                f"{len(shapes)} shape mismatch(es), e.g. {k}: checkpoint {tuple(state[k].shape)} "
+                f"vs model {tuple(own[k].shape)}"
             )
         if missing:
             detail.append(f"missing keys, e.g. {missing[:3]}")
@@ -254,7 +255,7 @@ class ModelCache:
     ) -> tuple[nn.Module, dict[str, Any]] | None:
         """The cached model for ``spec``, or ``None`` when absent; a damaged entry is moved aside."""
         p = self.path(spec)
-        weights, meta_path = _paths(p)
+        _weights, meta_path = _paths(p)
         if not meta_path.exists():
             return None
         try:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .registry import register_model
@@ -52,7 +53,7 @@ class VGG(nn.Module):
         h = _w(hidden, width)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes))
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))
 
 
@@ -68,7 +69,7 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
@@ -91,7 +92,7 @@ class ResNet18(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
@@ -100,7 +101,7 @@ class Residual(nn.Module):
         super().__init__()
         self.body = nn.Sequential(conv_bn(c, c), conv_bn(c, c))
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
@@ -124,7 +125,7 @@ class ResNet9(nn.Module):
     # it the first steps at lr ≈ 0.1 diverge.
     logit_scale = 0.125
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.net(x)) * self.logit_scale
 
 
@@ -142,7 +143,7 @@ class SmallCNN(nn.Module):
             nn.Flatten(), nn.Linear(c3 * 4, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes)
         )
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 

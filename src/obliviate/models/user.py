@@ -53,7 +53,7 @@ def resolve_factory(text: str) -> Callable[..., nn.Module]:
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise FactoryError(f"module {mod_name!r} has no function {fn_name!r} (--model-factory {text})")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def build_from_factory(text: str, num_classes: int, seed: int | None = None) -> nn.Module:
@@ -104,7 +104,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` on the CPU, contiguous, with tensors that share memory (tied weights: GPT-2's
     embedding and head) copied apart, so that safetensors can write them; the values are unchanged."""
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int | torch.SymInt]] = set()  # (storage pointer, offset)
     out = {}
     for k, v in state.items():
         t = v.detach().to("cpu").contiguous()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..attacks.per_example import epsilon_cap, epsilon_per_example
-from .blocks import Document, Heading, Para, Table
+from .blocks import Details, Document, Heading, Para, Table
 
 
 def seed_verdict(v: dict[str, float], attack: str = "lira") -> tuple[str, str]:
@@ -79,7 +79,7 @@ def epsilon_rows(
 
 
 def membership_section(
-    doc: Document,
+    doc: Document | Details,
     runs: list[dict[str, Any]],
     groups: list[dict[str, Any]],
     model: str,
@@ -153,13 +153,13 @@ def membership_section(
                     "reference model of the same forget set; few models bias it upward and bound it (with "
                     + (
                         f"U = {next(iter(eps.values()))[2]} and R = {next(iter(eps.values()))[3]} it cannot exceed "
-                        f"{next(iter(eps.values()))[4]:.2f}: a value at that cap means 'as separable as these models can "
-                        "show')"
+                        f"{next(iter(eps.values()))[4]:.2f}: a value at that cap means 'as separable as these "
+                        "models can show')"
                         if eps
                         else "few models it is capped"
                     )
-                    + " — read it against the `retrain` row. Probe: a linear head on frozen penultimate features, scored on "
-                    "the forgotten class's test rows (class requests)."
+                    + " — read it against the `retrain` row. Probe: a linear head on frozen penultimate features, "
+                    "scored on the forgotten class's test rows (class requests)."
                     + (f" The K references cost {cost:.1f} s of training per seed." if cost else "")
                     + (
                         " For a class request the held-out rows are unseen test rows of the forgotten class, so "

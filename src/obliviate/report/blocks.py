@@ -11,7 +11,6 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from .markdown import inline, to_html
 
@@ -68,7 +67,7 @@ class Details:
         self.blocks.extend(blocks)
 
 
-Block = Union[Heading, Para, Table, Figure, Code, Raw, Details]
+Block = Heading | Para | Table | Figure | Code | Raw | Details
 
 
 @dataclass

@@ -36,7 +36,7 @@ window.addEventListener('load', function () {
     return false;
   }
   document.querySelectorAll('body *').forEach(function (el) {
-    if (el.id === '%(mark)s' || el.closest('script')) return;
+    if (el.id === '__MARK__' || el.closest('script')) return;
     var r = el.getBoundingClientRect();
     if (r.width > 0 && r.right > W + 1 && !scrolls(el))
       out.overflowing.push(el.tagName.toLowerCase() + ' ' + Math.round(r.right - W) + 'px');
@@ -48,17 +48,18 @@ window.addEventListener('load', function () {
   clone.querySelectorAll('pre, code, script').forEach(function (n) { n.remove(); });
   clone.style.position = 'absolute'; clone.style.left = '-99999px'; document.documentElement.appendChild(clone);
   var text = clone.innerText; clone.remove();
-  [[/\\*\\*/, '**'], [/`/, 'backtick'], [/^\\s*- /m, 'list dash'], [/^\\s*\\|/m, 'table pipe'], [/\\|---/, 'table rule'],
+  [[/\\*\\*/, '**'], [/`/, 'backtick'], [/^\\s*- /m, 'list dash'], [/^\\s*\\|/m, 'table pipe'],
+   [/\\|---/, 'table rule'],
    [/^#{1,6} /m, 'heading hash'], [/^\\s*> /m, 'quote mark']].forEach(function (m) {
     var hit = text.match(m[0]); if (hit) out.markers.push(m[1] + ': ' + text.substr(Math.max(0, hit.index - 30), 80));
   });
   var h = document.getElementById('headline');
   if (h) out.headline_top = h.getBoundingClientRect().top + window.scrollY;
-  var pre = document.createElement('pre'); pre.id = '%(mark)s'; pre.textContent = JSON.stringify(out);
+  var pre = document.createElement('pre'); pre.id = '__MARK__'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 });
 </script>
-""" % {"mark": _MARK}
+""".replace("__MARK__", _MARK)
 
 
 class BrowserError(RuntimeError):
@@ -104,7 +105,10 @@ def check_report(
     500 px headless Chromium's window can be."""
     src = Path(html_path).read_text(encoding="utf-8")
     if page_width is not None:
-        narrow = f"<style>html{{width:{int(page_width)}px}}</style><script>window.__obliviateWidth={int(page_width)}</script>"
+        narrow = (
+            f"<style>html{{width:{int(page_width)}px}}</style>"
+            f"<script>window.__obliviateWidth={int(page_width)}</script>"
+        )
         src = src.replace("</head>", narrow + "</head>") if "</head>" in src else narrow + src
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "page.html"

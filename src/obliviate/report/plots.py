@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> Any:  # matplotlib.pyplot
     try:
         import matplotlib
 
@@ -19,7 +20,7 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
@@ -105,7 +106,7 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _place_labels(ax, fig, items: Sequence[tuple[str, float, float, str]], fontsize: float = 8) -> None:  # type: ignore[no-untyped-def]
+def _place_labels(ax: Any, fig: Any, items: Sequence[tuple[str, float, float, str]], fontsize: float = 8) -> None:
     """Annotate points (name, x, y, colour) so that no two labels overlap each other or a marker:
     each label takes the first of 16 offsets around its point whose box is free."""
     fig.canvas.draw()

@@ -319,13 +319,11 @@ def _headline(doc: Document | Details, ranked: dict[str, Any], seeds: list[int],
 
     rows: list[list[str]] = []
     classes: list[str] = []
-    rank = 0
-    for r in ranked["candidates"]:
+    for rank, r in enumerate(ranked["candidates"], start=1):
         gap = r["values"]["gap/avg"][0] if "gap/avg" in r["values"] else math.inf
         while lines and gap > lines[0][0]:
             rows.append(line_row(*lines.pop(0)))
             classes.append("mark")
-        rank += 1
         tgt = r.get("target")
         passes = "–" if tgt is None else ("**yes**" if tgt["passes"] else "no: " + ", ".join(tgt["failed"]))
         rows.append(

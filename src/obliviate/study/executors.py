@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -182,7 +182,7 @@ def with_absolute_paths(spec: StudySpec) -> StudySpec:
     import dataclasses
 
     root = getattr(spec.dataset, "root", None)
-    if root is None or Path(root).is_absolute() or not Path(root).exists():
+    if isinstance(spec.dataset, dict) or root is None or Path(root).is_absolute() or not Path(root).exists():
         return spec
     return dataclasses.replace(spec, dataset=dataclasses.replace(spec.dataset, root=str(Path(root).resolve())))
 
@@ -260,10 +260,8 @@ class _QueueProgress:
         self.queue = queue
 
     def stage(self, text: str) -> None:
-        try:
+        with suppress(Exception):
             self.queue.put(text, block=False)
-        except Exception:
-            pass
 
     def steps(self, desc: str) -> Any:
         return nullcontext(lambda _ev: None)

@@ -46,6 +46,7 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
         requests = [r.describe() for r in spec.requests]
         methods = [m.label for m in spec.methods]
         ds = spec.dataset
+        assert not isinstance(ds, dict)  # only an LLM study keeps its data as a mapping
         dataset = ds.name + (f", {ds.train_per_class}/class" if getattr(ds, "train_per_class", None) else "")
     tune = (
         {"requests": [r.describe() for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}

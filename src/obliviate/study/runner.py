@@ -239,10 +239,9 @@ class StudyRunner:
             say(f"{group.label}: {u.label} not applicable, skipped: {u.not_applicable}")
             self.store.save_run(u.key, self._base_record(group, u, "not_applicable", reason=u.not_applicable))
         pending = [u for u in pending if not u.not_applicable]
-        if not pending:
-            if have_group:
-                say(f"{group.label}: all {len(group.units)} runs already finished, skipped")
-                return
+        if not pending and have_group:
+            say(f"{group.label}: all {len(group.units)} runs already finished, skipped")
+            return
         try:
             opened = self.task.open(group, self.progress)
         except NonFiniteError as e:

@@ -523,8 +523,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     if dup:
         raise _err("methods", f"labels must be unique, {dup} repeat: give each a `label`")
     resolved = [(m.name, m.build().config) for m in methods]
-    for i, r in enumerate(resolved):
-        j = resolved.index(r)
+    for i, pair in enumerate(resolved):
+        j = resolved.index(pair)
         if j != i:  # same name and config: the same run under two labels
             raise _err(f"methods[{i}]", f"is methods[{j}] ({methods[j].label!r}) again: same method, same config")
 

@@ -14,9 +14,10 @@ settings that break a retained class on the held-out classes of issue 16). It is
 each group: with two or more groups an ASHA scheduler stops poor trials early (``time_attr``:
 groups done). Optuna's TPE sampler proposes the configs (``OptunaSearch``, seeded).
 
-Out: ``OUT/tune.json`` (every trial: config, score, gap, worst class drop, speed-up, groups), ``OUT/best.yaml`` — the study
-with the best config added as ``METHOD_tuned``, which ``obliviate run OUT/best.yaml`` evaluates on
-the study's own (held-out) requests and seeds — and ``OUT/ray/`` (Ray Tune's experiment). An
+Out: ``OUT/tune.json`` (every trial: config, score, gap, worst class drop, speed-up, groups),
+``OUT/best.yaml`` — the study with the best config added as ``METHOD_tuned``, which
+``obliviate run OUT/best.yaml`` evaluates on the study's own (held-out) requests and seeds — and
+``OUT/ray/`` (Ray Tune's experiment). An
 interrupted tune (Ctrl-C, a lost driver) resumes from there with ``Tuner.restore`` when the same
 command is run again; finished trials are kept.
 """
@@ -481,7 +482,8 @@ def tune_method(
         grid = tuner.fit()
     interrupted = grid.num_terminated + grid.num_errors < settings.trials
     trials = []
-    for r in grid:
+    for i in range(len(grid)):  # (ResultGrid is indexable; its stubs declare no __iter__)
+        r = grid[i]
         m = r.metrics or {}
         if not m:  # proposed but never reported (an interrupted tune): nothing to show
             continue
@@ -560,7 +562,7 @@ def _progress_callback(say: Callable[[str], None], total: int, groups: int) -> A
     """A Ray Tune callback: a line per finished trial, in the command's own progress format."""
     from ray.tune import Callback
 
-    class TrialLines(Callback):  # type: ignore[misc]
+    class TrialLines(Callback):
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             res = trial.last_result or {}
             cfg = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (trial.config or {}).items()}

@@ -376,7 +376,8 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise _err("model.max_length", f"must be >= 16, got {max_length}")
     lora_raw = _mapping(m.get("lora"), "model.lora", set(LORA_TO_METHOD))
     try:
-        LoraSettings(**{k: (tuple(v) if k == "targets" else v) for k, v in lora_raw.items()})  # type: ignore[arg-type]
+        lora_kwargs: dict[str, Any] = {k: (tuple(v) if k == "targets" else v) for k, v in lora_raw.items()}
+        LoraSettings(**lora_kwargs)
     except (TypeError, ValueError) as e:
         raise _err("model.lora", str(e)) from None
     train_raw = m.get("train", {}) if "train" in m else {}

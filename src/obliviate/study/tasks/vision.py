@@ -274,7 +274,7 @@ class VisionTask:
                 shared["original"] = frozen_copy(original)
             return shared["original"]
 
-        ctx_base = dict(
+        ctx_base: dict[str, Any] = dict(
             device=self.device,
             seed=seed,
             model_factory=factory,
@@ -455,7 +455,7 @@ class VisionTask:
         ds = self.ds
         assert ds is not None
         ev, tc = self.spec.eval, self.spec.train
-        kw = dict(
+        kw: dict[str, Any] = dict(
             mean=ds.mean,
             std=ds.std,
             batch_size=ev.batch_size,
@@ -517,7 +517,7 @@ class VisionTask:
         ds = self.ds
         assert ds is not None
         ev, tc = self.spec.eval, self.spec.train
-        kw = dict(
+        kw: dict[str, Any] = dict(
             mean=ds.mean,
             std=ds.std,
             batch_size=ev.batch_size,

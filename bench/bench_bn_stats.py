@@ -1,4 +1,4 @@
-"""What a short method's batch-norm handling does on CIFAR-10 (issue 16): ``bn_stats`` side by side.
+"""What a short method's batch-norm handling does on CIFAR-10 : ``bn_stats`` side by side.
 
     .venv/bin/python bench/bench_bn_stats.py [--data-root ../shared/data/cifar10] [--seed 0]
         [--out bench/results/bn_stats] [--cache DIR] [--threads 2]
@@ -12,7 +12,7 @@ prints, per run: forget accuracy, retained-class test accuracy, Avg. gap to the 
 wall time; then writes ``bn_stats.json`` and ``bn_stats.md`` next to ``--out``.
 
 This measures a mechanism on one seed; it tunes nothing. Choosing a policy per method belongs
-on tuning requests and seeds, judged on others (the frontier re-run of issue 16).
+on tuning requests and seeds, judged on others (the held-out frontier).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 16's methods and rules on the embedded digits data, where everything takes seconds.
+"""The newer methods and rules on the embedded digits data, where everything takes seconds.
 
     .venv/bin/python bench/bench_digits_methods.py [--out bench/results/digits_methods]
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "ssd_alpha_rule": ssd_rule(),
         "calibrated_stop_random_10pct": calibrated_stop(),
     }
-    text = "# Issue 16's methods and rules on digits\n\n" + "\n".join(_md(k, v) for k, v in results.items())
+    text = "# The newer methods and rules on digits\n\n" + "\n".join(_md(k, v) for k, v in results.items())
     print(text)
     args.out.with_suffix(".md").write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))

@@ -1,4 +1,4 @@
-"""The efficiency frontier (issue 5): every vision unlearning method beside retraining, on CIFAR-10.
+"""The efficiency frontier: every vision unlearning method beside retraining, on CIFAR-10.
 
     .venv/bin/python bench/bench_frontier.py [--config configs/frontier.yaml] [--out bench/results/frontier]
         [--cache DIR] [--seeds 0 1 2] [--data-root ../shared/data/cifar10] [--threads 2]
@@ -57,7 +57,7 @@ DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cifar10"
 REFERENCES = ("original", "retrain")  # method names shown for context, never candidates
 
 
-# The targets of issues 5 and 16 (the library's defaults, obliviate.study.targets.DEFAULT_TARGETS);
+# The frontier's targets (the library's defaults, obliviate.study.targets.DEFAULT_TARGETS);
 # a study's own ``targets:`` replaces them. The sample-ids target's gap bar is the request's noise floor.
 TARGETS: dict[str, Target] = dict(DEFAULT_TARGETS)
 

@@ -1,4 +1,4 @@
-"""What each default metric costs per run, at the held-out frontier's sizes (issue 16).
+"""What each default metric costs per run, at the held-out frontier's sizes.
 
     .venv/bin/python bench/bench_metric_cost.py [--outputs FILE.safetensors] [--threads 2]
 

@@ -1,4 +1,4 @@
-"""Ray for studies and searches (issue 17): the executor's overhead, and a tune of SSD's α judged held out.
+"""Ray for studies and searches: the executor's overhead, and a tune of SSD's α judged held out.
 
     .venv/bin/python bench/bench_ray.py overhead [--repeats 1]
     .venv/bin/python bench/bench_ray.py ssd-tune [--trials 10] [--seeds 0 1 2] [--data-root ../shared/data/cifar10]

@@ -1,4 +1,4 @@
-"""The tuning runs of issue 16's held-out frontier, apart from its verdict.
+"""The tuning runs of the held-out frontier, apart from its verdict.
 
     .venv/bin/python bench/summarize_tunes.py [--tunes runs/heldout_tune] [--out bench/results/frontier_heldout_tune]
 
@@ -177,7 +177,7 @@ def reference_rows(refs_dir: Path) -> list[dict[str, Any]]:
 
 def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[str, Any]] = ()) -> None:
     lines = [
-        "# Issue 16's tuning runs (the tune split, not the verdict)",
+        "# The held-out frontier's tuning runs (the tune split, not the verdict)",
         "",
         "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
         "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "

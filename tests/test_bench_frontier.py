@@ -402,7 +402,7 @@ def test_study_file_parses_with_every_method(bench: Any) -> None:
     from obliviate.study import load_study
 
     spec = load_study(bench.DEFAULT_CONFIG)
-    # every method that existed for issue 5's frontier; loss_match came later (sample_level_20x.yaml)
+    # every method that existed for the first frontier; loss_match came later (sample_level_20x.yaml)
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match"}
     assert len(spec.seeds) == 3
     assert {r.describe().split(":")[0] for r in spec.requests} == {"class", "random"}

@@ -1,4 +1,4 @@
-"""Cost knobs added for the efficiency frontier (issue 5): sample subsets and GELU units.
+"""Cost knobs added for the efficiency frontier: sample subsets and GELU units.
 
 Each knob is off by default; set at or above the split size it changes nothing; below it the
 method reads fewer samples, stays deterministic and still works.

@@ -1,4 +1,4 @@
-"""`obliviate run --executor ray` (issue 17): the same records as a serial run, and a killed worker
+"""`obliviate run --executor ray`: the same records as a serial run, and a killed worker
 loses nothing that finished and duplicates nothing on the rerun."""
 
 from __future__ import annotations

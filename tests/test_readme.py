@@ -31,7 +31,7 @@ def test_readme_has_measured_figures() -> None:
 def test_the_readme_python_example_runs() -> None:
     """The deletion-request example in the README is real code: it runs and prints a verdict."""
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"## Honouring a deletion request.*?```python\n(.*?)```", text, re.S)
+    block = re.search(r"## Quick start: a deletion request on your own model.*?```python\n(.*?)```", text, re.S)
     assert block is not None, "the README's deletion section needs its runnable Python example"
     import contextlib
     import io
@@ -46,3 +46,38 @@ def test_the_readme_python_example_runs() -> None:
     assert first.split(" - ")[0] in ("exact", "verified", "not verifiable")
     assert verdict.split(" — ")[0] in ("EXACT", "VERIFIED", "NOT VERIFIABLE AT THIS SIZE")
     assert "membership audit" in verdict and "tolerance" in verdict
+
+
+def test_the_readme_is_a_product_page() -> None:
+    """A product page, not a lab notebook: short, the quick starts in place, results on the docs site."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    for heading in (
+        "## Install",
+        "## Quick start: a study",
+        "## Quick start: a deletion request on your own model",
+        "## Quick start: a language model",
+        "## What is in the box",
+        "## Headline figures",
+    ):
+        assert heading in text
+    assert max(len(line) for line in text.splitlines()) < 400  # no lab-notebook table rows
+    assert "EMNLP 2025" in text  # the name clash is said
+
+
+def test_nothing_tracked_cites_an_issue_number() -> None:
+    """Issues live outside the repository: say what was asked, not its number."""
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "grep", "-n", "-I", "-i", "-E", r"\bissues? ?#?[0-9]+\b", "--", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    hits = [line for line in out.splitlines() if not line.startswith("tests/test_readme.py:")]
+    assert not hits, "\n".join(hits[:20])

@@ -1,4 +1,4 @@
-"""`obliviate tune` (issue 17): declared search spaces, the tuning split, a tune interrupted and
+"""`obliviate tune`: declared search spaces, the tuning split, a tune interrupted and
 resumed with Tuner.restore, and the best config written as a study that `obliviate run` runs."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A short method that runs forward passes in ``train()`` mode rewrites the running mean and
 variance of every batch-norm layer from the few batches it sees — with airbench's BN momentum
 of 0.4, a handful of retain batches replace the statistics the original learned, which alone
-moved SCRUB's forget accuracy on CIFAR-10 *up* (issue 16's finding). So every vision method
+moved SCRUB's forget accuracy on CIFAR-10 *up* (found on the held-out frontier). So every vision method
 config has ``bn_stats`` (:class:`VisionConfig`), applied around the method by
 :class:`VisionMethod`:
 

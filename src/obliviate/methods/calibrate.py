@@ -1,4 +1,4 @@
-"""A stop for sample-level requests that needs no retrained model (issue 16).
+"""A stop for sample-level requests that needs no retrained model.
 
 A model that never saw an example treats it like held-out data of its class. So the right end
 point of unlearning a random or sample-id forget set is visible without retraining: the forget

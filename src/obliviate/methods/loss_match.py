@@ -1,6 +1,6 @@
 """``loss_match``: move each forget row's loss to where a model that never saw it would put it.
 
-For sample-level requests (random, sample ids), without a retrained model (issue 16). A model
+For sample-level requests (random, sample ids), without a retrained model. A model
 that never saw a row treats it like a held-out row of its class, so the forget rows' *distribution*
 of losses under the retrained model is, up to noise, the held-out rows' distribution under the
 original — and the Avg. gap's forget accuracy and MIA-efficacy read only that distribution. The
@@ -41,7 +41,7 @@ a second model's errors on test rows, 0.96–0.97 (``bench/bench_sample_level_ev
 Not for class requests: a model retrained without a whole class has no held-out loss of it under
 the original to match (refused, saying why).
 
-obliviate's own method (issue 16's "set the strength when the forget set's loss distribution
+obliviate's own method (what was asked: "set the strength when the forget set's loss distribution
 matches held-out examples of the same classes"); the retain term and loop are NegGrad+'s
 (Kurmanji et al., NeurIPS 2023).
 """
@@ -161,7 +161,7 @@ class LossMatch(VisionMethod[LossMatchConfig]):
     Config = LossMatchConfig
     uses = frozenset({"forget", "retain", "validation"})
     reference = (
-        "obliviate's held-out loss matching (issue 16), with NegGrad+'s retain term (Kurmanji et al., "
+        "obliviate's held-out loss matching, with NegGrad+'s retain term (Kurmanji et al., "
         "'Towards Unbounded Machine Unlearning', NeurIPS 2023)"
     )
     smoke: ClassVar[dict[str, Any]] = {"steps": 5}

@@ -11,9 +11,9 @@ Two stages, following the paper and the authors' classification code
 2. **Random-label unlearning restricted to salient weights**: each epoch the model is trained with
    cross-entropy on the forget set with random labels ``y' ≠ y`` and on the retain set with true
    labels, updating only ``m_S ⊙ θ``. By default the forget batches come first and then the
-   retain batches (the authors' CIFAR-10/SVHN path, which they confirm is intended: issue #21 of
-   their repository); ``order="mixed"`` shuffles relabelled forget rows and retain rows together
-   (their CIFAR-100/TinyImageNet path).
+   retain batches (the authors' CIFAR-10/SVHN path, which they confirm is intended in
+   github.com/OPTML-Group/Unlearn-Saliency/issues/21); ``order="mixed"`` shuffles relabelled forget
+   rows and retain rows together (their CIFAR-100/TinyImageNet path).
 
 Frozen weights (``m_S = 0``) are bit-for-bit unchanged: after every optimizer step they are
 copied back from the original and their momentum is cleared, so neither weight decay nor momentum

@@ -10,7 +10,7 @@ cache (trained once, under its lock), every trial's records are content-keyed in
 minimised) is the mean over the tuning groups of each run's Avg. gap to the retrained model plus
 the points by which its worst retained class drops beyond the study's target for that request
 kind (:func:`~obliviate.study.targets.tune_score`; ``objective="gap"``: the gap alone, which picked
-settings that break a retained class on the held-out classes of issue 16). It is reported after
+settings that break a retained class on the held-out frontier's classes). It is reported after
 each group: with two or more groups an ASHA scheduler stops poor trials early (``time_attr``:
 groups done). Optuna's TPE sampler proposes the configs (``OptunaSearch``, seeded).
 

@@ -16,7 +16,7 @@ import yaml
 from obliviate.llm.report import render_llm_section
 from obliviate.study.tasks.llm import LLMSpecError, apply_scale, validate_llm_spec
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_bias_lora.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "llm_bias_lora.yaml"
 ROW_KEYS = {"model", "request", "method", "seed", "metric", "value", "direction"}
 DIRECTIONS = {"higher", "lower", "closest_to_retrained", "info"}
 

@@ -71,7 +71,7 @@ def test_scales_deep_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_every_preset_validates() -> None:
-    presets = sorted((Path(__file__).resolve().parents[1] / "src" / "obliviate" / "configs").glob("*.yaml"))
+    presets = sorted((Path(__file__).resolve().parents[2] / "src" / "obliviate" / "configs").glob("*.yaml"))
     assert any(p.stem == "default" for p in presets)
     for p in presets:
         raw = yaml.safe_load(p.read_text())

@@ -107,7 +107,7 @@ def test_no_unpickling_anywhere() -> None:
     import pathlib
     import re
 
-    src = pathlib.Path(__file__).resolve().parents[1] / "src"
+    src = pathlib.Path(__file__).resolve().parents[2] / "src"
     for f in src.rglob("*.py"):
         for line in f.read_text().splitlines():
             if re.search(r"torch\.load\(", line):

@@ -1,4 +1,4 @@
-"""Content-addressed runs (issue: one pipeline): every input that decides a result is in its key.
+"""Content-addressed runs (one pipeline for every task): every input that decides a result is in its key.
 
 Each test changes one key input and asserts that the affected runs are recomputed — and that the
 others are not; an ids file edited in place with the same count is a new request; a method removed

@@ -1,4 +1,4 @@
-"""What LLM methods promise beyond the shared conformance suite (tests/test_method_conformance.py
+"""What LLM methods promise beyond the shared conformance suite (tests/methods/test_method_conformance.py
 runs every method of both kinds through obliviate.conformance): the LoRA reference is the
 adapter-disabled model, LoRA leaves non-adapted weights alone, and each method's own behaviour."""
 

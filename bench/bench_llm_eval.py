@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from obliviate.attacks.roc import auc
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,8 +109,8 @@ def main() -> int:
             "crows_pairs": [a.crows, b.crows],
             "mia_auc": {
                 k: [
-                    M.auc(a.mia[k]["forget"], a.mia[k]["validation"]),
-                    M.auc(b.mia[k]["forget"], b.mia[k]["validation"]),
+                    auc(a.mia[k]["forget"], a.mia[k]["validation"]),
+                    auc(b.mia[k]["forget"], b.mia[k]["validation"]),
                 ]
                 for k in a.mia
             },

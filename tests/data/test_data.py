@@ -110,7 +110,7 @@ def test_ids_follow_subset_ids() -> None:
         (lambda: split_indices(_labels(), ClassForget((10,)), 0), "index 10 is out of range: allowed 0..9"),
         (
             lambda: split_indices(_labels(), SampleIdsForget((5, 200)), 0),
-            r"not in the training set: \[200\]; allowed: 0..199",
+            r"1 sample id\(s\) not in the training set: \[200\]; allowed: 0..199",
         ),
         (lambda: SampleIdsForget((1, "x")), "must be an integer, got 'x'"),
         (lambda: SampleIdsForget((1.5,)), "must be an integer, got 1.5"),

@@ -16,9 +16,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import obliviate
+from obliviate.attacks.roc import auc, bootstrap_auc
 from obliviate.cli import main
 from obliviate.deletion import DeletionError, DeletionRefused, verify
-from obliviate.deletion.audit import auc_members, bootstrap_auc
 
 # -- the Python API on a user's own model -----------------------------------------------------------
 
@@ -155,8 +155,8 @@ def test_api_bad_input_is_a_clear_error(kwargs: dict[str, Any], match: str) -> N
 def test_auc_on_known_answers_and_bootstrap_coverage() -> None:
     from scipy.stats import norm
 
-    assert auc_members(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
-    assert auc_members(np.array([1.0]), np.array([1.0])) == 0.5  # a tie counts half
+    assert auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert auc(np.array([1.0]), np.array([1.0])) == 0.5  # a tie counts half
     rng = np.random.default_rng(0)
     shift = 0.5  # members ~ N(0.5, 1), non-members ~ N(0, 1): AUC = Φ(0.5 / √2)
     truth = float(norm.cdf(shift / np.sqrt(2)))
@@ -312,7 +312,7 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
 @pytest.mark.parametrize(
     "content, match",
     [
-        ([5000], r"not training samples of this dataset, e.g. \[5000\]; allowed: 0..1346"),
+        ([5000], r"1 sample id\(s\) not in the training set: \[5000\]; allowed: 0..1346"),
         ("-3\n", "ASCII digits only"),
         ("1.5\n", "ASCII digits only"),
         ("abc\n", "ASCII digits only"),

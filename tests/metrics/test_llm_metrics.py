@@ -55,17 +55,6 @@ def test_token_nll_matches_transformers_loss() -> None:
     assert s[0, 0] == pytest.approx(-float(hf) * sum(ex1.loss_mask), rel=1e-5)
 
 
-def test_auc_matches_sklearn_with_ties() -> None:
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(0)
-    a = np.round(rng.normal(0.5, 1, 40), 1)
-    b = np.round(rng.normal(0.0, 1, 55), 1)
-    want = roc_auc_score(np.r_[np.ones(40), np.zeros(55)], np.r_[a, b])
-    assert M.auc(a, b) == pytest.approx(want, abs=1e-12)
-    assert M.auc([3.0, 4.0], [1.0, 2.0]) == 1.0 and M.auc([1.0], [1.0]) == 0.5
-
-
 def test_membership_scores_by_hand() -> None:
     lp = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
     assert M.loss_score(lp) == -3.0

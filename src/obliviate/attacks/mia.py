@@ -254,13 +254,12 @@ def loss_auc(member_loss: ArrayLike, nonmember_loss: ArrayLike) -> float:
     """ROC AUC of the score −loss for separating members (1) from non-members (0).
 
     0.5: indistinguishable; 1: every member has a lower loss than every non-member; below 0.5:
-    the "members" look *less* familiar than held-out data. (scikit-learn ``roc_auc_score``.)
+    the "members" look *less* familiar than held-out data (:func:`obliviate.attacks.roc.auc`).
     """
-    from sklearn.metrics import roc_auc_score
+    from .roc import auc
 
     a, b = _two_samples(member_loss, nonmember_loss)
-    y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
-    return float(roc_auc_score(y, -np.concatenate([a, b])))
+    return auc(-a, -b)
 
 
 def best_threshold_accuracy(member_loss: ArrayLike, nonmember_loss: ArrayLike) -> float:

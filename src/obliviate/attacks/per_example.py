@@ -30,12 +30,13 @@ every model on the examples once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
+
+from .roc import auc, bootstrap, tpr_at_fpr
 
 
 def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -88,43 +89,6 @@ def rmia_offline(
     lr_z = np.sort(lr_z)
     # share of z with LR(x)/LR(z) > gamma, i.e. LR(z) < LR(x)/gamma
     return np.searchsorted(lr_z, lr_x / gamma, side="left") / len(lr_z)
-
-
-def auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """ROC AUC of "higher score ⇒ member" (ties count half)."""
-    m, n = len(member_scores), len(nonmember_scores)
-    if m == 0 or n == 0:
-        raise ValueError(f"the AUC needs members and non-members, got {m} and {n}")
-    ranks = rankdata(np.concatenate([member_scores, nonmember_scores]))
-    return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
-
-
-def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: float) -> float:
-    """The true-positive rate at the threshold whose false-positive rate is at most ``fpr``."""
-    if not 0 < fpr < 1:
-        raise ValueError(f"fpr must lie in (0, 1), got {fpr}")
-    nm = np.sort(np.asarray(nonmember_scores, dtype=np.float64))[::-1]
-    k = int(np.floor(fpr * len(nm)))  # at most k non-members may score above the threshold
-    thr = nm[k] if k < len(nm) else -np.inf
-    return float((np.asarray(member_scores) > thr).mean())
-
-
-def bootstrap(
-    stat: Callable[[np.ndarray, np.ndarray], float],
-    members: np.ndarray,
-    nonmembers: np.ndarray,
-    *,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """``(value, low, high)``: a two-sample statistic with its percentile-bootstrap interval."""
-    rng = np.random.default_rng(seed)
-    value = stat(members, nonmembers)
-    m, n = len(members), len(nonmembers)
-    boots = np.array([stat(members[rng.integers(0, m, m)], nonmembers[rng.integers(0, n, n)]) for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(value), float(lo), float(hi)
 
 
 def epsilon_cap(n_unlearned: int, n_retrained: int, delta: float = 0.05) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,27 @@ def read_ids_file(path: str | Path) -> list[int]:
     return ids
 
 
+def id_rows(train_ids: Sequence[int] | np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """The training rows of sample ``ids`` (in their order), refusing ids that are not training
+    samples with the range of ids that are — the one lookup of every ids request (studies and
+    deletion requests alike)."""
+    train_ids = np.asarray(train_ids)
+    pos = {int(v): i for i, v in enumerate(train_ids)}
+    missing = [int(i) for i in ids if int(i) not in pos]
+    if missing:
+        lo, hi = int(train_ids.min()), int(train_ids.max())
+        allowed = (
+            f"{lo}..{hi}"
+            if len(train_ids) == hi - lo + 1
+            else f"the {len(train_ids)} ids of this (subset) training set"
+        )
+        raise ForgetRequestError(
+            f"{len(missing)} sample id(s) not in the training set: {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}; allowed: {allowed}"
+        )
+    return np.asarray([pos[int(i)] for i in ids], dtype=np.int64)
+
+
 ForgetRequest = ClassForget | SubclassForget | RandomForget | SampleIdsForget
 REQUEST_KINDS = ("class", "subclass", "random", "ids")
 
@@ -309,18 +331,8 @@ def split_indices(labels: LabelInfo, request: ForgetRequest, seed: int) -> Forge
         test_forget = np.zeros(len(y_te), dtype=bool)
     elif isinstance(request, SampleIdsForget):
         ids = np.asarray(labels.train_ids) if labels.train_ids is not None else np.arange(n)
-        pos = {int(v): i for i, v in enumerate(ids)}
-        missing = [i for i in request.ids if i not in pos]
-        if missing:
-            lo, hi = int(ids.min()), int(ids.max())
-            contiguous = len(ids) == hi - lo + 1
-            allowed = f"{lo}..{hi}" if contiguous else f"the {len(ids)} ids of this (subset) training set"
-            raise ForgetRequestError(
-                f"sample id(s) not in the training set: {missing[:10]}"
-                f"{' ...' if len(missing) > 10 else ''}; allowed: {allowed}"
-            )
         in_forget = np.zeros(n, dtype=bool)
-        in_forget[[pos[i] for i in request.ids]] = True
+        in_forget[id_rows(ids, request.ids)] = True
         test_forget = np.zeros(len(y_te), dtype=bool)
     else:
         raise ForgetRequestError(f"not a forget request: {request!r}")

@@ -2,9 +2,10 @@
 its evidence out (:func:`unlearn`, :func:`audit`; the CLI's ``obliviate unlearn`` / ``audit`` /
 ``ledger verify``), with a hash-chained ledger per model lineage."""
 
-from .audit import bootstrap_auc, membership_audit
+from ..attacks.roc import bootstrap_auc
 from .evidence import render_html, weights_sha256
 from .ledger import LedgerError, verify
+from .measurements import membership_audit
 from .policy import plan
 from .service import DeletionError, DeletionRefused, DeletionResult, audit, honour, reinit_factory, unlearn
 from .userdata import UserDataError

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..data import ForgetSplit, ImageDataset, parse_request, read_ids_file, split_indices
+from ..data import ForgetRequestError, ForgetSplit, ImageDataset, id_rows, parse_request, read_ids_file, split_indices
 from ..methods import UnlearnContext
 from ..models import create_model, load_checkpoint, provenance, read_meta, save_checkpoint
 from ..models.user import build_from_factory, is_factory_spec
 from ..training import TrainConfig
 from ..utils import resolve_device
 from . import ledger
-from .audit import ATTACK, compare_to_reference, membership_audit, split_figures
+from .measurements import ATTACK, compare_to_reference, membership_audit, split_figures
 from .service import DeletionError, DeletionResult, _logits, honour
 
 
@@ -180,20 +180,11 @@ def request_rows(ds: ImageDataset, ids_file: str | Path) -> tuple[list[int], lis
     for i in raw:
         (dups if i in seen else unique).append(i)
         seen.add(i)
-    train_ids = np.asarray(ds.train_ids.cpu())
-    pos = {int(v): r for r, v in enumerate(train_ids)}
-    missing = [i for i in unique if i not in pos]
-    if missing:
-        lo, hi = int(train_ids.min()), int(train_ids.max())
-        allowed = (
-            f"{lo}..{hi}"
-            if len(train_ids) == hi - lo + 1
-            else f"the {len(train_ids)} ids of this (subset) training set"
-        )
-        raise DeletionError(
-            f"{len(missing)} id(s) are not training samples of this dataset, e.g. {missing[:10]}; allowed: {allowed}"
-        )
-    return unique, sorted(set(dups)), np.asarray([pos[i] for i in unique], dtype=np.int64)
+    try:
+        rows = id_rows(ds.train_ids.cpu().numpy(), unique)
+    except ForgetRequestError as e:
+        raise DeletionError(str(e)) from None
+    return unique, sorted(set(dups)), rows
 
 
 def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray) -> ForgetSplit:

@@ -30,9 +30,9 @@ from ..methods import UnlearnContext, UnlearnData
 from ..training import TrainConfig, predict_logits
 from ..utils import resolve_device
 from . import policy
-from .audit import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
 from .evidence import FORMAT, tensor_sha256, weights_sha256
 from .guard import Attempt, audit_power, class_forgotten, membership_reading, tolerances, utility_violations
+from .measurements import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
 from .userdata import UserDataError, to_tensors, user_problem
 
 

@@ -286,19 +286,6 @@ def zlib_score(lp: np.ndarray, text: str) -> float:
     return float(lp.mean()) / len(zlib.compress(text.encode("utf-8")))
 
 
-def auc(members: Sequence[float] | np.ndarray, nonmembers: Sequence[float] | np.ndarray) -> float:
-    """ROC AUC of scores (higher = member) via the Mann–Whitney U statistic with average ranks
-    for ties; equals ``sklearn.metrics.roc_auc_score``."""
-    from scipy.stats import rankdata
-
-    a, b = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError("AUC needs at least one member and one non-member score")
-    ranks = rankdata(np.concatenate([a, b]))
-    u = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2.0
-    return float(u / (len(a) * len(b)))
-
-
 def truth_ratio(scores: np.ndarray, label_idx: np.ndarray, answer_lengths: np.ndarray) -> np.ndarray:
     """Per statement ``log R = mean_{other}(log P(other)/|other|) − log P(learned)/|learned|``."""
     per_token = scores / answer_lengths[None, :]

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..attacks.roc import auc
 from ..llm.data import TextDataset
 from ..llm.metrics import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
-    auc,
     direction_of,
     ks_pvalue,
     truth_ratio,

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attacks.per_example import auc, bootstrap, matched_nonmembers
+from ..attacks.per_example import matched_nonmembers
+from ..attacks.roc import bootstrap_auc
 
 ATTACK = (
     "population loss-threshold attack (Yeom et al., CSF 2018): ROC AUC of −loss, forget rows "
@@ -43,19 +44,6 @@ def split_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return F.cross_entropy(logits.double(), labels.long(), reduction="none").numpy()
-
-
-def auc_members(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """P(member score > non-member score) + ½·P(tie): the Mann–Whitney form of the ROC AUC."""
-    return auc(member_scores, nonmember_scores)
-
-
-def bootstrap_auc(
-    member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """``(auc, low, high)``: the AUC and its percentile-bootstrap interval, both groups resampled
-    with replacement ``n_boot`` times from ``seed``."""
-    return bootstrap(auc, member_scores, nonmember_scores, n_boot=n_boot, level=level, seed=seed)
 
 
 def membership_audit(

@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/bench_audit.py [--data-root ../shared/data/cifar10]
         [--work bench/work/audit] [--out bench/results] [--threads 2]
-        [--config src/obliviate/configs/audit_cifar10.yaml] [--cache DIR] [--name audit_cifar10]
+        [--config bench/configs/audit_cifar10.yaml] [--cache DIR] [--name audit_cifar10]
 
-Runs ``configs/audit_cifar10.yaml`` through the study runner (models cached in ``--work``, or
+Runs ``bench/configs/audit_cifar10.yaml`` through the study runner (models cached in ``--work``, or
 ``--cache``; a rerun recomputes nothing whose key is unchanged): an airbench net memorising 5,000
 CIFAR-10 images, a deletion request of 300 ids, every sample-level method, and K = 4 reference
 models per seed retrained without the request. ``--config`` audits another study with
-``audit.references`` set (``configs/frontier_audit.yaml``: the frontier's frog ids at full scale,
+``audit.references`` set (``bench/configs/frontier_audit.yaml``: the frontier's frog ids at full scale,
 ``--cache`` the frontier's model cache so that its originals and retrained models are reused).
 Prints one table — the original's train/test gap, then per method the forget / test accuracy and
 Avg. gap, offline LiRA AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap

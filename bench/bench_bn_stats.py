@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FRONTIER = REPO / "src" / "obliviate" / "configs" / "frontier.yaml"
+FRONTIER = REPO / "bench" / "configs" / "frontier.yaml"
 POLICIES = ("method", "keep", "eval", "retain")
 METHODS = ("scrub", "finetune", "random_label")
 KEYS = (

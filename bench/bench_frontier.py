@@ -1,10 +1,10 @@
 """The efficiency frontier: every vision unlearning method beside retraining, on CIFAR-10.
 
-    .venv/bin/python bench/bench_frontier.py [--config configs/frontier.yaml] [--out bench/results/frontier]
+    .venv/bin/python bench/bench_frontier.py [--config bench/configs/frontier.yaml] [--out bench/results/frontier]
         [--cache DIR] [--seeds 0 1 2] [--data-root ../shared/data/cifar10] [--threads 2]
         [--scale NAME] [--summary-only]
 
-Runs the study ``configs/frontier.yaml`` through the library (:func:`obliviate.study.load_study` +
+Runs the study ``bench/configs/frontier.yaml`` through the library (:func:`obliviate.study.load_study` +
 :func:`obliviate.api.run_study`): per seed it trains — or takes from the content-addressed
 cache — the original and the retrained model of each request, runs every method on the same
 original and evaluates everything once. Finished runs in ``--out`` are reused only on an exact
@@ -51,7 +51,7 @@ from typing import Any
 from obliviate.study.targets import DEFAULT_TARGETS, Target, check_target, noise_floor, request_kind
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "src" / "obliviate" / "configs" / "frontier.yaml"
+DEFAULT_CONFIG = REPO / "bench" / "configs" / "frontier.yaml"
 DEFAULT_OUT = REPO / "bench" / "results" / "frontier"
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cifar10"
 REFERENCES = ("original", "retrain")  # method names shown for context, never candidates
@@ -590,7 +590,9 @@ def _loadavg() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study file (default configs/frontier.yaml)")
+    ap.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="study file (default bench/configs/frontier.yaml)"
+    )
     ap.add_argument("--scale", default=None, help="a scale of the study file (e.g. 'smoke' for a quick check)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="study output directory (runs, report)")
     ap.add_argument(

@@ -12,7 +12,7 @@ gets. It checks that each Ray run wrote the same run keys as the serial runs, wi
 numbers as the 1-thread serial run (every Ray worker computes with one thread), and writes
 ``bench/results/ray_overhead.{json,md}``.
 
-``ssd-tune`` runs ``obliviate tune ssd --study frontier_heldout`` over α on the study's tuning
+``ssd-tune`` runs ``obliviate tune ssd --study bench/configs/frontier_heldout.yaml`` over α on the study's tuning
 *class* requests (automobile, dog; seed 3), then the held-out verdict: ``obliviate run`` of the
 written ``best.yaml`` on the study's own class requests (airplane, cat, ship) and ``--seeds``,
 beside SSD at the frontier's fixed α = 5 and SSD's oracle-free rule (``alpha_rule: forget_zero``).
@@ -121,7 +121,7 @@ def overhead(args: argparse.Namespace) -> None:
 
 def ssd_tune(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    study = REPO / "src" / "obliviate" / "configs" / "frontier_heldout.yaml"
+    study = REPO / "bench" / "configs" / "frontier_heldout.yaml"
     tune_set = [
         "tune.requests=[{kind: class, classes: [automobile]}, {kind: class, classes: [dog]}]",
         "methods=[original, retrain, {name: ssd, config: {alpha: 5.0, forget_samples: 640, retain_samples: 640}},"

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/summarize_tunes.py [--tunes runs/heldout_tune] [--out bench/results/frontier_heldout_tune]
 
-Reads every ``obliviate tune METHOD --study frontier_heldout --out TUNES/METHOD`` folder
+Reads every ``obliviate tune METHOD --study bench/configs/frontier_heldout.yaml --out TUNES/METHOD`` folder
 (``tune.json`` and each trial's run records under ``trials/<config key>/runs/``) and writes
 
 * ``OUT/METHOD.json`` — the search as ``tune.json`` has it, plus each trial's per-request values;
@@ -21,7 +21,7 @@ exist any more).
 
 These are the tuning split's numbers (automobile, dog, a random 10 %, 300 ids inside horse; seed
 3): they chose the settings; the held-out frontier (``bench_frontier.py --config
-configs/frontier_heldout.yaml``) judges them on other classes, another id set and other seeds.
+bench/configs/frontier_heldout.yaml``) judges them on other classes, another id set and other seeds.
 """
 
 from __future__ import annotations
@@ -179,8 +179,8 @@ def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[
     lines = [
         "# The held-out frontier's tuning runs (the tune split, not the verdict)",
         "",
-        "Each method's settings for `configs/frontier_heldout.yaml` were searched with "
-        "`obliviate tune METHOD --study frontier_heldout` on the study's tune split only: class "
+        "Each method's settings for `bench/configs/frontier_heldout.yaml` were searched with "
+        "`obliviate tune METHOD --study bench/configs/frontier_heldout.yaml` on the study's tune split only: class "
         "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
         "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
         "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "

@@ -412,7 +412,7 @@ def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
     from obliviate.methods import build_method, list_methods
     from obliviate.study import load_study
 
-    spec = load_study(bench.REPO / "src" / "obliviate" / "configs" / "frontier_heldout.yaml")
+    spec = load_study(bench.REPO / "bench" / "configs" / "frontier_heldout.yaml")
     # every vision method but the two that cannot reach 20x by construction (see the file's comment)
     # and loss_match, which came after this verdict and has its own (sample_level_20x.yaml)
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"sisa", "instance_wise", "loss_match"}
@@ -434,7 +434,7 @@ def test_sample_level_study_builds_every_entry(bench: Any) -> None:
     from obliviate.methods import build_method
     from obliviate.study import load_study
 
-    spec = load_study(bench.REPO / "src" / "obliviate" / "configs" / "sample_level_20x.yaml")
+    spec = load_study(bench.REPO / "bench" / "configs" / "sample_level_20x.yaml")
     assert {"loss_match", "calibrated_neggrad"} <= {m.name for m in spec.methods}
     for m in spec.methods:
         build_method(m.name, m.config)
@@ -450,7 +450,7 @@ def test_frontier_audit_reuses_the_frontier_models_and_settings(bench: Any, name
     per-example audit of K >= 2 references, on seeds the tunes did not use."""
     from obliviate.study import load_study
 
-    cfgs = bench.REPO / "src" / "obliviate" / "configs"
+    cfgs = bench.REPO / "bench" / "configs"
     audit = load_study(cfgs / name)
     front = load_study(cfgs / "frontier_heldout.yaml")
     twenty = load_study(cfgs / "sample_level_20x.yaml")

@@ -70,9 +70,11 @@ def test_scales_deep_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
 
 
-def test_every_preset_validates() -> None:
-    presets = sorted((Path(__file__).resolve().parents[2] / "src" / "obliviate" / "configs").glob("*.yaml"))
+def test_every_preset_and_benchmark_study_validates() -> None:
+    root = Path(__file__).resolve().parents[2]
+    presets = sorted((root / "src" / "obliviate" / "configs").glob("*.yaml"))
     assert any(p.stem == "default" for p in presets)
+    presets += sorted((root / "bench" / "configs").glob("*.yaml"))
     for p in presets:
         raw = yaml.safe_load(p.read_text())
         for scale in [None, *sorted((raw.get("scales") or {}).keys())]:
@@ -132,7 +134,7 @@ def test_default_study_runs_every_vision_method() -> None:
     spec = load_study(PRESET_DIR / "default.yaml")
     # but loss_match: it needs held-out rows of a sample-level request, and the default is a class
     # request on which it would fail (the planner's not-applicable hook knows only the calibrated
-    # stop); its study is configs/sample_level_20x.yaml
+    # stop); its study is bench/configs/sample_level_20x.yaml
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match"}
     assert spec.dataset["name"] == "digits"
 

@@ -33,8 +33,8 @@ def main() -> int:
     import torch
     import yaml
 
-    from obliviate.llm import metrics as M
-    from obliviate.llm.requests import split_statements
+    from obliviate.data.text_requests import split_statements
+    from obliviate.metrics import lm_scoring as M
     from obliviate.study.tasks.llm import _Models, apply_scale, validate_llm_spec
 
     torch.set_num_threads(args.threads)

@@ -39,7 +39,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from obliviate.llm.models import LoraSettings, attach_lora, load_pretrained
+    from obliviate.models.causal_lm import LoraSettings, attach_lora, load_pretrained
 
     t0 = time.perf_counter()
     base, tok, _ = load_pretrained("smollm2-135m-instruct")

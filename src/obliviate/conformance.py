@@ -5,7 +5,7 @@ obliviate can be checked the same way).
 ``check_config(name)`` needs nothing; ``check_contract(name, problem, mode)`` and
 ``check_splits(name, problem)`` run the method's ``smoke`` configuration on a tiny problem of its
 kind — :func:`obliviate.testing.tiny_problem` (digits, a narrow CNN) for vision methods,
-:func:`obliviate.llm.testing.tiny_llm_problem` (a tiny Llama) for LLM methods, in LoRA and in
+:func:`obliviate.lm_testing.tiny_llm_problem` (a tiny Llama) for LLM methods, in LoRA and in
 full-parameter mode. A problem provides ``model``, ``data(uses)`` and ``context(seed)``.
 """
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from obliviate.llm.data import (
+from obliviate.data.text import (
     TextDataError,
     load_clinical_bias,
     load_crows_pairs,
     load_text_dataset,
 )
-from obliviate.llm.requests import (
+from obliviate.data.text_requests import (
     LabelFlip,
     LLMRequestError,
     StatementForget,
@@ -123,8 +123,8 @@ def test_split_errors_name_the_problem(cb) -> None:  # type: ignore[no-untyped-d
 
 
 def test_encoder_masks_and_truncates(cb) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.encode import TaskEncoder
-    from obliviate.llm.testing import tiny_tokenizer
+    from obliviate.data.prompts import TaskEncoder
+    from obliviate.lm_testing import tiny_tokenizer
 
     tok = tiny_tokenizer(cb)
     enc = TaskEncoder(tok, cb.instruction, cb.answers, template="short", max_length=40)
@@ -148,8 +148,8 @@ def test_encoder_masks_and_truncates(cb) -> None:  # type: ignore[no-untyped-def
 
 
 def test_tokenizer_save_load_roundtrip(cb, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.testing import tiny_tokenizer
-    from obliviate.llm.tokenizer import load_tokenizer, save_tokenizer
+    from obliviate.lm_testing import tiny_tokenizer
+    from obliviate.models.tokenizer import load_tokenizer, save_tokenizer
 
     tok = tiny_tokenizer(cb, vocab_size=512)
     save_tokenizer(tok, tmp_path / "t.json")
@@ -160,7 +160,7 @@ def test_tokenizer_save_load_roundtrip(cb, tmp_path) -> None:  # type: ignore[no
 
 # -- label noise: the paper's own case (a factual report the tuned model calls biased) ----------
 def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -> None:
-    from obliviate.llm.requests import LabelNoise, parse_llm_request
+    from obliviate.data.text_requests import LabelNoise, parse_llm_request
 
     cb = load_clinical_bias()
     req = parse_llm_request(
@@ -198,8 +198,8 @@ def test_a_mislabelled_request_records_its_noise_and_asks_for_the_true_label() -
 
 
 def test_group_by_length_batches_every_row_once_with_less_padding(cb) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.encode import TaskEncoder, TextBatchLoader
-    from obliviate.llm.testing import tiny_tokenizer
+    from obliviate.data.prompts import TaskEncoder, TextBatchLoader
+    from obliviate.lm_testing import tiny_tokenizer
 
     enc = TaskEncoder(tiny_tokenizer(cb), cb.instruction, cb.answers, template="short", max_length=96)
     recs = cb.records[:200]
@@ -225,8 +225,8 @@ def test_group_by_length_batches_every_row_once_with_less_padding(cb) -> None:  
 
 
 def test_a_system_message_needs_the_chat_template(cb) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.encode import TaskEncoder
-    from obliviate.llm.testing import tiny_tokenizer
+    from obliviate.data.prompts import TaskEncoder
+    from obliviate.lm_testing import tiny_tokenizer
 
     tok = tiny_tokenizer(cb)
     with pytest.raises(ValueError, match="system message needs template 'chat'"):

@@ -24,7 +24,7 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def tiny():  # type: ignore[no-untyped-def]
-    from obliviate.llm.testing import tiny_llm_problem
+    from obliviate.lm_testing import tiny_llm_problem
 
     return tiny_llm_problem()
 
@@ -36,7 +36,7 @@ def test_registry_has_the_six_llm_methods() -> None:
 
 def test_importing_methods_needs_no_transformers() -> None:
     code = (
-        "import sys, obliviate.methods, obliviate.llm; "
+        "import sys, obliviate.methods, obliviate.metrics, obliviate.lm_training, obliviate.data.text; "
         "bad = [m for m in ('transformers', 'peft', 'tokenizers') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -80,8 +80,8 @@ def test_llm_methods_change_the_model_and_merge_lora_back(tiny, name: str, mode:
 def test_reference_is_the_adapter_disabled_model(tiny) -> None:  # type: ignore[no-untyped-def]
     import copy
 
-    from obliviate.llm.models import LoraSettings, attach_lora
-    from obliviate.llm.unlearn import Reference, forward_hidden
+    from obliviate.methods.lm_base import Reference, forward_hidden
+    from obliviate.models.causal_lm import LoraSettings, attach_lora
 
     b = tiny.encoder.collate([tiny.encoder.example(tiny.dataset.records[i].text, "biased") for i in range(4)])
     inputs = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
@@ -101,7 +101,7 @@ def test_reference_is_the_adapter_disabled_model(tiny) -> None:  # type: ignore[
 
 
 def test_relabel_teaches_the_requested_answer(tiny) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.metrics import answer_scores
+    from obliviate.metrics.lm_scoring import answer_scores
 
     texts = [tiny.dataset.records[i].text for i in tiny.split.forget]
     answers = ["biased", "not biased"]
@@ -133,8 +133,8 @@ def test_rmu_rejects_a_layer_outside_the_model(tiny) -> None:  # type: ignore[no
 
 
 def test_relabel_on_a_deletion_request_teaches_the_other_answer(tiny) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.llm.requests import StatementForget, split_statements
-    from obliviate.llm.unlearn import LLMUnlearnData
+    from obliviate.data.text_requests import StatementForget, split_statements
+    from obliviate.methods.lm_base import LLMUnlearnData
 
     split = split_statements(tiny.dataset, StatementForget(("cb-0002", "cb-0004")), 0)
     cls = METHODS.get("relabel")
@@ -147,7 +147,7 @@ def test_relabel_on_a_deletion_request_teaches_the_other_answer(tiny) -> None:  
 
 
 def test_unsloth_backend_falls_back_with_a_reason() -> None:
-    from obliviate.llm.models import resolve_backend, unsloth_available
+    from obliviate.models.causal_lm import resolve_backend, unsloth_available
 
     ok, why = unsloth_available()
     if ok:

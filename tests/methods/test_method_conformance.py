@@ -19,7 +19,7 @@ NAMES = sorted({n for n, _ in CASES})
 
 @pytest.fixture(scope="module")
 def tiny_llm() -> Any:
-    from obliviate.llm.testing import tiny_llm_problem
+    from obliviate.lm_testing import tiny_llm_problem
 
     return tiny_llm_problem()
 

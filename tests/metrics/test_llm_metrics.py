@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from obliviate.llm import losses
-from obliviate.llm import metrics as M
+from obliviate import lm_losses as losses
+from obliviate.metrics import lm_scoring as M
 from obliviate.metrics.llm import compute_llm_metrics
 
 
@@ -37,7 +37,7 @@ def test_perplexity_by_hand_three_tokens() -> None:
 
 
 def test_token_nll_matches_transformers_loss() -> None:
-    from obliviate.llm.testing import tiny_llm_problem
+    from obliviate.lm_testing import tiny_llm_problem
 
     p = tiny_llm_problem()
     ex = [p.encoder.example(p.dataset.records[i].text, "biased", "all") for i in range(3)]
@@ -102,8 +102,8 @@ def test_kl_and_mse_by_hand() -> None:
 
 
 def test_crows_pairs_score_matches_direct_likelihoods() -> None:
-    from obliviate.llm.data import CrowsPair
-    from obliviate.llm.testing import tiny_llm_problem
+    from obliviate.data.text import CrowsPair
+    from obliviate.lm_testing import tiny_llm_problem
 
     p = tiny_llm_problem()
     pairs = [
@@ -123,8 +123,8 @@ def test_crows_pairs_score_matches_direct_likelihoods() -> None:
 
 
 def test_compute_llm_metrics_on_a_handmade_case() -> None:
-    from obliviate.llm.data import TextDataset, TextRecord
-    from obliviate.llm.requests import StatementSplit
+    from obliviate.data.text import TextDataset, TextRecord
+    from obliviate.data.text_requests import StatementSplit
 
     recs = tuple(
         TextRecord(f"s{i}", f"t{i}", "b" if i < 3 else "n", group="g" if i in (0, 3) else None) for i in range(6)
@@ -160,7 +160,7 @@ def test_compute_llm_metrics_on_a_handmade_case() -> None:
 def test_one_pass_gives_the_answer_scores_and_the_membership_likelihoods() -> None:
     """The evaluation's single forward pass per (statement, answer) must give what the separate
     passes gave: answer-only scores, and the whole example's token log-probs (MIA, perplexity)."""
-    from obliviate.llm.testing import tiny_llm_problem
+    from obliviate.lm_testing import tiny_llm_problem
 
     p = tiny_llm_problem()
     ds, enc, split = p.dataset, p.encoder, p.split

@@ -14,9 +14,9 @@ import torch
 pytest.importorskip("gguf")
 pytest.importorskip("transformers")
 
-from obliviate.llm import sources
-from obliviate.llm.sources import ModelSourceError, check_gguf, convert_gguf, fetch_gguf, file_sha256, resolve_model
-from obliviate.llm.testing import write_tiny_llama_gguf
+from obliviate.lm_testing import write_tiny_llama_gguf
+from obliviate.models import sources
+from obliviate.models.sources import ModelSourceError, check_gguf, convert_gguf, fetch_gguf, file_sha256, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_a_missing_gguf_package_says_how_to_install_it(tiny_gguf, monkeypatch) -
 
 @pytest.mark.slow
 def test_the_real_smollm2_loads_offline_from_pypi() -> None:
-    from obliviate.llm.models import load_pretrained
+    from obliviate.models.causal_lm import load_pretrained
 
     model, tok, _ = load_pretrained("smollm2-135m-instruct")
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -145,9 +145,9 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     scored like every other (here the converted tiny GGUF, from a local folder)."""
     import numpy as np
 
-    from obliviate.llm.metrics import evaluate_model
-    from obliviate.llm.models import load_pretrained
-    from obliviate.llm.requests import split_statements
+    from obliviate.data.text_requests import split_statements
+    from obliviate.metrics.lm_scoring import evaluate_model
+    from obliviate.models.causal_lm import load_pretrained
     from obliviate.study.tasks.llm import _Models, validate_llm_spec
 
     folder = convert_gguf(tiny_gguf[0], tmp_path / "hf")

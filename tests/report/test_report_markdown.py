@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from obliviate.llm.report import render_llm_section
 from obliviate.report.blocks import Document, Para, Raw
+from obliviate.report.llm import render_llm_section
 from obliviate.report.markdown import inline, to_html
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from obliviate.llm.report import render_llm_section
+from obliviate.report.llm import render_llm_section
 from obliviate.study.tasks.llm import LLMSpecError, apply_scale, validate_llm_spec
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "llm_bias_lora.yaml"

@@ -7,7 +7,7 @@ it receives (a :class:`GuardedSplits`) raises :class:`SplitAccessError` on any o
 that, e.g., retraining provably never reads the forget set.
 
 This module knows no task: the vision data view lives in :mod:`obliviate.methods.base`, the LLM
-one in :mod:`obliviate.llm.unlearn`; both subclass :class:`GuardedSplits`.
+one in :mod:`obliviate.methods.lm_base`; both subclass :class:`GuardedSplits`.
 """
 
 from __future__ import annotations

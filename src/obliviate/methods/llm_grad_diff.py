@@ -13,9 +13,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from ..llm.encode import model_inputs
-from ..llm.losses import mean_nll
-from ..llm.unlearn import (
+from ..data.prompts import model_inputs
+from ..lm_losses import mean_nll
+from .base import MethodResult, UnlearningMethod, param, register_method
+from .lm_base import (
     LLMMethodConfig,
     LLMUnlearnContext,
     LLMUnlearnData,
@@ -23,7 +24,6 @@ from ..llm.unlearn import (
     retain_term,
     run_unlearning,
 )
-from .base import MethodResult, UnlearningMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)

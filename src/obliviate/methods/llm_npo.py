@@ -19,9 +19,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from ..llm.encode import model_inputs, to_device
-from ..llm.losses import npo_loss, sequence_nll
-from ..llm.unlearn import (
+from ..data.prompts import model_inputs, to_device
+from ..lm_losses import npo_loss, sequence_nll
+from .base import MethodResult, UnlearningMethod, param, register_method
+from .lm_base import (
     RETAIN_LOSSES,
     LLMMethodConfig,
     LLMUnlearnContext,
@@ -31,7 +32,6 @@ from ..llm.unlearn import (
     retain_term,
     run_unlearning,
 )
-from .base import MethodResult, UnlearningMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)

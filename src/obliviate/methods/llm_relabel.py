@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..llm.encode import model_inputs
-from ..llm.losses import mean_nll
-from ..llm.unlearn import LLMMethodConfig, LLMUnlearnContext, LLMUnlearnData, Step, run_unlearning
+from ..data.prompts import model_inputs
+from ..lm_losses import mean_nll
 from .base import MethodResult, UnlearningMethod, param, register_method
+from .lm_base import LLMMethodConfig, LLMUnlearnContext, LLMUnlearnData, Step, run_unlearning
 
 
 @dataclass(frozen=True, kw_only=True)

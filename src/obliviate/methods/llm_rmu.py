@@ -11,7 +11,7 @@ those layers in LoRA mode, ``full_params`` in full mode). Defaults are the WMDP 
 (c = 20, α = 100, lr = 5e-5, batch 4); ℓ defaults to ⌊7/32 of the depth⌋ (their layer 7 of 32).
 
 Needs the decoder layers' hidden states, so it runs where the model exposes its blocks
-(``model.layers``/``transformer.h``; :func:`obliviate.llm.models.decoder_layers`). The steered
+(``model.layers``/``transformer.h``; :func:`obliviate.models.causal_lm.decoder_layers`). The steered
 positions are those whose output predicts a token selected by ``loss_on`` (``all`` by default:
 RMU misdirects the whole text, as in WMDP; ``answer``: only where the judgement is produced).
 """
@@ -24,9 +24,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from ..llm.losses import masked_mse
-from ..llm.models import decoder_layers
-from ..llm.unlearn import (
+from ..lm_losses import masked_mse
+from ..models.causal_lm import decoder_layers
+from .base import MethodResult, UnlearningMethod, param, register_method
+from .lm_base import (
     LLMMethodConfig,
     LLMUnlearnContext,
     LLMUnlearnData,
@@ -34,7 +35,6 @@ from ..llm.unlearn import (
     forward_hidden,
     run_unlearning,
 )
-from .base import MethodResult, UnlearningMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from ..llm.encode import model_inputs
-from ..llm.losses import sequence_nll, simnpo_loss
-from ..llm.unlearn import (
+from ..data.prompts import model_inputs
+from ..lm_losses import sequence_nll, simnpo_loss
+from .base import MethodResult, UnlearningMethod, param, register_method
+from .lm_base import (
     RETAIN_LOSSES,
     LLMMethodConfig,
     LLMUnlearnContext,
@@ -29,7 +30,6 @@ from ..llm.unlearn import (
     retain_term,
     run_unlearning,
 )
-from .base import MethodResult, UnlearningMethod, param, register_method
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,11 +1,11 @@
 """LLM metrics in the one registry (``kind = "llm"``): judgement, perplexity, membership
 inference, TOFU forget quality and CrowS-Pairs, read from one evaluation pass per model.
 
-The LLM task evaluates every model once (:func:`obliviate.llm.metrics.evaluate_model` ->
+The LLM task evaluates every model once (:func:`obliviate.metrics.lm_scoring.evaluate_model` ->
 ``ModelEval``) and hands the unlearned model's evaluation, with the original's and the retrained
 reference's, to these metrics through :class:`LLMEvalInputs` — as the vision task hands logits
 through :class:`~obliviate.metrics.EvalInputs`. The formulas, their papers and their checks are
-in :mod:`obliviate.llm.metrics`; the keys and directions in its ``LLM_METRICS`` table. Directions
+in :mod:`obliviate.metrics.lm_scoring`; the keys and directions in its ``LLM_METRICS`` table. Directions
 of the judgement keys depend on the request: a flip request wants the forget judgements changed
 (``higher``), a deletion request wants them where the retrained model has them.
 """
@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..attacks.roc import auc
-from ..llm.data import TextDataset
-from ..llm.metrics import (
+from ..data.text import TextDataset
+from ..data.text_requests import StatementSplit
+from .base import Metric, MissingInputError, compute_metrics, register_metric
+from .lm_scoring import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
@@ -28,8 +30,6 @@ from ..llm.metrics import (
     truth_ratio,
     twin_positions,
 )
-from ..llm.requests import StatementSplit
-from .base import Metric, MissingInputError, compute_metrics, register_metric
 
 
 @dataclass

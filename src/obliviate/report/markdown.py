@@ -3,7 +3,7 @@
 ``*italic*`` and ```code```.
 
 It is not a general Markdown renderer: it covers exactly what :mod:`obliviate.report` and
-:mod:`obliviate.llm.report` emit, so that no Markdown marker reaches a reader of the HTML report.
+:mod:`obliviate.report.llm` emit, so that no Markdown marker reaches a reader of the HTML report.
 Everything else is escaped and shown as text.
 """
 

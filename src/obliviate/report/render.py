@@ -156,7 +156,7 @@ def _llm_section(doc: Document, out_dir: Path, runs: list[dict[str, Any]]) -> No
     rows = [row for r in runs for row in record_rows(r, "", None)]
     answers_path = out_dir / "llm_answers.json"
     answers = json.loads(answers_path.read_text()) if answers_path.is_file() else {}
-    from ..llm.report import render_llm_section
+    from .llm import render_llm_section
 
     doc.add(Raw(render_llm_section(rows, answers), first_table_id="headline"))
     _llm_figures(doc, rows)
@@ -173,7 +173,7 @@ LLM_Y = (("heldout_acc", "held-out accuracy — higher is better"), ("retain_acc
 
 def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
     """Per (model, request): the request's criterion against held-out utility, one colour per method."""
-    from ..llm.report import REFERENCES as LLM_REFERENCES
+    from .llm import REFERENCES as LLM_REFERENCES
 
     for model, request in dict.fromkeys((r["model"], r["request"]) for r in rows):
         sub = [r for r in rows if r["model"] == model and r["request"] == request]

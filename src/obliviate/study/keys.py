@@ -30,14 +30,29 @@ MODEL_CODE = {
         "core",
         "data",
         "models",
-        "train.py",
+        "training.py",
         "recipes.py",
         "utils.py",
         "methods/retrain.py",
         "methods/base.py",
         "study/tasks/vision.py",
     ),
-    "llm": ("core", "llm", "utils.py", "models/checkpoint.py", "study/tasks/llm.py"),
+    "llm": (
+        "core",
+        "data/text.py",
+        "data/text_requests.py",
+        "data/prompts.py",
+        "models/causal_lm.py",
+        "models/tokenizer.py",
+        "models/sources.py",
+        "models/checkpoint.py",
+        "lm_training.py",
+        "lm_losses.py",
+        "methods/lm_base.py",
+        "metrics/lm_scoring.py",
+        "utils.py",
+        "study/tasks/llm.py",
+    ),
 }
 # ... and those that decide a run's values besides its method's own file.
 EVAL_CODE = {
@@ -54,7 +69,9 @@ def code_salt(*parts: str) -> str:
     files: list[Path] = []
     for part in parts:
         p = _PKG / part
-        files.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else [])
+        if not p.exists():  # a renamed module must not silently drop out of every key
+            raise FileNotFoundError(f"code salt part {part!r} is not in the package ({_PKG})")
+        files.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p])
     for f in sorted(set(files)):
         h.update(str(f.relative_to(_PKG)).encode())
         h.update(f.read_bytes())

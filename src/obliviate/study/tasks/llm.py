@@ -44,7 +44,7 @@ Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for
 
 Result rows: one per (request, seed, method, metric) with ``method`` one of the method labels or
 the references ``original`` (before unlearning), ``retrained`` and ``pretrained``; metric keys and directions
-are :data:`obliviate.llm.metrics.LLM_METRICS` plus ``seconds`` (lower), ``steps`` and
+are :data:`obliviate.metrics.lm_scoring.LLM_METRICS` plus ``seconds`` (lower), ``steps`` and
 ``peak_memory_mb`` (info).
 
 Each finished (request, seed, method) run is a content-keyed record in ``out_dir/runs/`` like
@@ -71,9 +71,20 @@ import torch
 from torch import nn
 
 from ...core import ConfigError, check_fields, from_mapping
-from ...llm.data import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
-from ...llm.encode import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
-from ...llm.metrics import (
+from ...data.prompts import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
+from ...data.text import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
+from ...data.text_requests import (
+    LLMRequest,
+    LLMRequestError,
+    StatementSplit,
+    parse_llm_request,
+    split_statements,
+)
+from ...lm_training import TaskTrainConfig, train_task_model
+from ...methods import METHODS, UnlearningMethod, list_methods, run_method
+from ...methods.lm_base import LLMUnlearnContext, LLMUnlearnData
+from ...metrics.llm import compute_llm_metrics
+from ...metrics.lm_scoring import (
     LLM_METRICS,
     METRIC_GROUPS,
     ModelEval,
@@ -81,7 +92,7 @@ from ...llm.metrics import (
     generate_answer,
     load_general_text,
 )
-from ...llm.models import (
+from ...models.causal_lm import (
     DTYPES,
     TINY,
     LoraSettings,
@@ -95,17 +106,6 @@ from ...llm.models import (
     resolve_backend,
     save_weights,
 )
-from ...llm.requests import (
-    LLMRequest,
-    LLMRequestError,
-    StatementSplit,
-    parse_llm_request,
-    split_statements,
-)
-from ...llm.train import TaskTrainConfig, train_task_model
-from ...llm.unlearn import LLMUnlearnContext, LLMUnlearnData
-from ...methods import METHODS, UnlearningMethod, list_methods, run_method
-from ...metrics.llm import compute_llm_metrics
 from ...utils import resolve_device, stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from .base import GroupPlan, OpenGroup, Progress, Unit
@@ -267,7 +267,7 @@ class LLMStudyPlan:
         return self.model_name
 
     def model_key(self) -> dict[str, Any]:
-        from ...llm.sources import source_key
+        from ...models.sources import source_key
 
         return {
             "name": self.model_name,
@@ -393,7 +393,7 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
             raise _err("model.train", str(e)) from None
     if name == TINY and train is None:
         raise _err("model.train", "tiny-llama starts untrained: it needs a task fine-tune (model.train)")
-    from ...llm.sources import SOURCES
+    from ...models.sources import SOURCES
 
     if name != TINY and name not in SOURCES and not Path(name).expanduser().exists() and "/" not in name:
         raise _err(
@@ -588,7 +588,7 @@ class _Models:
         if self._tokenizer is None:
             p = self.plan
             if p.model_name == TINY:
-                from ...llm.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
+                from ...models.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
 
                 key = stable_hash(
                     {"fmt": FORMAT, "data": p.dataset.fingerprint(), "template": p.template, "vocab": p.tiny.vocab_size}
@@ -608,7 +608,7 @@ class _Models:
             else:
                 from transformers import AutoTokenizer
 
-                from ...llm.sources import resolve_model
+                from ...models.sources import resolve_model
 
                 tok = AutoTokenizer.from_pretrained(resolve_model(p.model_name), revision=p.revision)
                 if tok.pad_token_id is None:

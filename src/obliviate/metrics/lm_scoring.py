@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.prompts import Encoded, TaskEncoder, model_inputs
+from ..data.text import CrowsPair, TextDataset
+from ..data.text_requests import StatementSplit
+from ..lm_losses import token_nll
 from ..utils import autocast_context
-from .data import CrowsPair, TextDataset
-from .encode import Encoded, TaskEncoder, model_inputs
-from .losses import token_nll
-from .requests import StatementSplit
 
 # key -> (summary, direction); "flip|ids" directions depend on the request kind
 LLM_METRICS: dict[str, tuple[str, str]] = {
@@ -58,7 +58,7 @@ LLM_METRICS: dict[str, tuple[str, str]] = {
     "heldout_acc": ("judgement accuracy on held-out statements (never trained on)", "higher"),
     "twin_keep_rate": ("share of forget statements' minimal-edit twins whose judgement is unchanged", "higher"),
     "heldout_ppl": ("perplexity of the held-out examples (prompt + answer)", "lower"),
-    "general_ppl": ("perplexity of general English text no task trains on (llm/resources/general_text.txt)", "lower"),
+    "general_ppl": ("perplexity of general English text no task trains on (data/resources/general_text.txt)", "lower"),
     "mia_loss_auc": ("membership-inference AUC, LOSS attack, forget vs held-out", "closest_to_retrained"),
     "mia_mink_auc": ("membership-inference AUC, Min-K% attack (k = 20 %), forget vs held-out", "closest_to_retrained"),
     "mia_zlib_auc": ("membership-inference AUC, zlib attack, forget vs held-out", "closest_to_retrained"),
@@ -443,10 +443,10 @@ def evaluate_model(
 
 
 def load_general_text() -> list[str]:
-    """The bundled general-English passages (``llm/resources/general_text.txt``)."""
+    """The bundled general-English passages (``data/resources/general_text.txt``)."""
     from importlib.resources import files
 
-    text = files("obliviate.llm").joinpath("resources/general_text.txt").read_text(encoding="utf-8")
+    text = files("obliviate.data").joinpath("resources/general_text.txt").read_text(encoding="utf-8")
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 

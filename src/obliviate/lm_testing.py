@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import TextDataset, load_clinical_bias
-from .encode import TaskEncoder
-from .models import TinyLlamaSpec, build_tiny_llama
-from .requests import LabelFlip, LLMRequest, StatementSplit, split_statements
-from .train import TaskTrainConfig, train_task_model
-from .unlearn import LLMUnlearnContext, LLMUnlearnData
+from .data.prompts import TaskEncoder
+from .data.text import TextDataset, load_clinical_bias
+from .data.text_requests import LabelFlip, LLMRequest, StatementSplit, split_statements
+from .lm_training import TaskTrainConfig, train_task_model
+from .methods.lm_base import LLMUnlearnContext, LLMUnlearnData
+from .models.causal_lm import TinyLlamaSpec, build_tiny_llama
 
 TINY_TASK_TRAIN = TaskTrainConfig(epochs=3.0, lr=5e-3, batch_size=16, loss_on="all")
 
@@ -41,8 +41,8 @@ class TinyLLMProblem:
 
 def tiny_tokenizer(dataset: TextDataset, template: str = "short", vocab_size: int = 1024) -> Any:
     """A BPE trained on the dataset's prompts and answers (as :mod:`obliviate.study.tasks.llm` does)."""
-    from .encode import TEMPLATES
-    from .tokenizer import build_bpe_tokenizer
+    from .data.prompts import TEMPLATES
+    from .models.tokenizer import build_bpe_tokenizer
 
     tmpl = TEMPLATES[template]
     corpus = [
@@ -83,7 +83,7 @@ def write_tiny_llama_gguf(path: str | Path, seed: int = 0) -> tuple[nn.Module, A
     import gguf
     import numpy as np
 
-    from .tokenizer import build_bpe_tokenizer
+    from .models.tokenizer import build_bpe_tokenizer
 
     texts = [r.text for r in load_clinical_bias().records]
     tok = build_bpe_tokenizer(texts, vocab_size=320)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import TextDataError, TextDataset
+from .text import TextDataError, TextDataset
 
 
 class LLMRequestError(ValueError):

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core import check_fields, check_loss, from_mapping
-from ..utils import autocast_context
-from .encode import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
-from .losses import mean_nll
-from .models import LoraSettings, attach_lora, merge_lora
+from .core import check_fields, check_loss, from_mapping
+from .data.prompts import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
+from .lm_losses import mean_nll
+from .models.causal_lm import LoraSettings, attach_lora, merge_lora
+from .utils import autocast_context
 
 SCHEDULES = ("cosine", "constant")
 
@@ -98,7 +98,7 @@ class TaskTrainConfig:
 
     ``mode="lora"`` trains an adapter and merges it into the weights (for hub checkpoints);
     ``"full"`` trains every weight (the tiny Llama from scratch). ``group_by_length`` batches
-    statements of similar length together (less padding; :class:`~obliviate.llm.encode.TextBatchLoader`).
+    statements of similar length together (less padding; :class:`~obliviate.data.prompts.TextBatchLoader`).
     """
 
     epochs: float = 30.0

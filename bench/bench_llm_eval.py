@@ -35,11 +35,12 @@ def main() -> int:
 
     from obliviate.data.text_requests import split_statements
     from obliviate.metrics import lm_scoring as M
-    from obliviate.study.tasks.llm import _Models, apply_scale, validate_llm_spec
+    from obliviate.study.spec import resolve_scale
+    from obliviate.study.tasks.llm import _Models, validate_llm_spec
 
     torch.set_num_threads(args.threads)
     plan = validate_llm_spec(
-        apply_scale(yaml.safe_load((ROOT / "configs" / "llm_bias_lora.yaml").read_text()), "quick")
+        resolve_scale(yaml.safe_load((ROOT / "configs" / "llm_bias_lora.yaml").read_text()), "quick")
     )
     models = _Models(plan, Path.home() / ".cache" / "obliviate" / "llm", print)
     enc, model = models.encoder(), models.pretrained()

@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from obliviate.report.llm import render_llm_section
-from obliviate.study.tasks.llm import LLMSpecError, apply_scale, validate_llm_spec
+from obliviate.study.spec import StudySpecError, resolve_scale
+from obliviate.study.tasks.llm import validate_llm_spec
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "llm_bias_lora.yaml"
 ROW_KEYS = {"model", "request", "method", "seed", "metric", "value", "direction"}
@@ -74,7 +75,7 @@ def micro_spec(**over: object) -> dict:
     ],
 )
 def test_spec_errors_name_the_field(patch: dict, field: str) -> None:
-    with pytest.raises(LLMSpecError, match=field):
+    with pytest.raises(StudySpecError, match=field):
         validate_llm_spec(micro_spec(**patch))
 
 
@@ -152,7 +153,7 @@ def test_report_mean_and_std_over_seeds() -> None:
 def test_shipped_config_validates_at_every_scale() -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     assert raw["task"] == "llm" and set(raw["scales"]) == {"tiny", "quick", "full"}
-    quick = validate_llm_spec(apply_scale(raw, "quick"))  # validates without fetching the model
+    quick = validate_llm_spec(resolve_scale(raw, "quick"))  # validates without fetching the model
     assert quick.model_name == "smollm2-135m-instruct" and {m.name for m in quick.methods} == {
         "relabel",
         "grad_ascent",
@@ -162,9 +163,9 @@ def test_shipped_config_validates_at_every_scale() -> None:
         "rmu",
     }
     assert [r.to_dict()["kind"] for r in quick.requests] == ["mislabelled", "flip"]
-    tiny = validate_llm_spec(apply_scale(raw, "tiny"))
+    tiny = validate_llm_spec(resolve_scale(raw, "tiny"))
     assert tiny.model_name == "tiny-llama"
-    full = validate_llm_spec(apply_scale(raw, "full"))  # validates without downloading anything
+    full = validate_llm_spec(resolve_scale(raw, "full"))  # validates without downloading anything
     assert full.model_name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)
 
 
@@ -199,3 +200,22 @@ def test_the_cli_seeds_and_set_options_reach_an_llm_study(tmp_path: Path) -> Non
     recs = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
     assert {r["seed"] for r in recs} == {3}
     assert [r["method_config"]["epochs"] for r in recs if r["method"] == "relabel"] == [2]
+
+
+def test_one_spec_error_and_one_validation_for_both_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An LLM study fails with the study's error type, naming the field path, and its spec is
+    validated once: the runner's task plans from what parse_study validated."""
+    from obliviate.core import ConfigError
+    from obliviate.study import StudyRunner, parse_study
+    from obliviate.study.tasks import llm as llm_task
+
+    with pytest.raises(StudySpecError, match=r"eval\.answers") as err:
+        parse_study({"name": "x", **micro_spec(eval={"answers": -1})})
+    assert isinstance(err.value, ConfigError) and err.value.field.startswith("eval.answers")
+    calls: list[int] = []
+    real = llm_task.validate_llm_spec
+    monkeypatch.setattr(llm_task, "validate_llm_spec", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = parse_study({"name": "x", **micro_spec()})
+    assert spec.task_plan is not None and len(calls) == 1
+    StudyRunner(spec, tmp_path / "out", cache_dir=tmp_path / "cache").prepare()
+    assert len(calls) == 1

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from obliviate.api import run_study
+from obliviate.core import deep_merge
 from obliviate.study import StudySpecError, load_study, parse_study
-from obliviate.study.spec import deep_merge
 
 BASE = {
     "name": "t",

@@ -1,6 +1,6 @@
 """The task-free contract under every other package: typed configs, the method contract and
 registry, split guards, and non-finite detection. Imports nothing from obliviate but the
-registry; ``data``, ``models``, ``train``, ``methods``, ``llm`` and ``study`` build on it."""
+registry; ``data``, ``models``, ``training``, ``methods`` and ``study`` build on it."""
 
 from .faults import NonFiniteError, check_loss, check_model, check_tensor, finite_or_none
 from .method import (
@@ -25,7 +25,7 @@ from .method import (
     run_method,
     search_space,
 )
-from .typed import ConfigError, check_fields, coerce, from_mapping
+from .typed import ConfigError, SpecError, check_fields, coerce, deep_merge, from_mapping
 
 __all__ = [
     "KINDS",
@@ -40,6 +40,7 @@ __all__ = [
     "NonFiniteError",
     "Range",
     "RunStats",
+    "SpecError",
     "SplitAccessError",
     "UnlearningMethod",
     "build_method",
@@ -48,6 +49,7 @@ __all__ = [
     "check_model",
     "check_tensor",
     "coerce",
+    "deep_merge",
     "describe_method",
     "finite_or_none",
     "from_mapping",

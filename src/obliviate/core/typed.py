@@ -32,6 +32,25 @@ class ConfigError(ValueError):
         self.field = field
 
 
+class SpecError(ConfigError):
+    """A study spec is wrong — either task's. The message starts with the field's path in the
+    spec (``methods[2].config.alpha: ...``, ``model.lora.r: ...``) and says what is allowed."""
+
+    @classmethod
+    def at(cls, path: str, message: str) -> SpecError:
+        return cls(f"{path}: {message}", path)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: mappings merge key by key, anything else replaces."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:

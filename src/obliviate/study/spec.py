@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..core import ConfigError, check_fields, from_mapping
+from ..core import ConfigError, SpecError, check_fields, deep_merge, from_mapping
 from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
 from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
@@ -176,18 +176,7 @@ TOP_LEVEL = {
 }
 
 
-class StudySpecError(ValueError):
-    """A study file is wrong; the message names the field and what is allowed."""
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+StudySpecError = SpecError  # a study file is wrong: the message names the field's path and what is allowed
 
 
 @dataclass(frozen=True)
@@ -244,10 +233,11 @@ class StudySpec:
     audit: AuditSpec = field(default_factory=AuditSpec)
     targets: dict[str, Target] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     tune: TuneSplit | None = None
+    task_plan: Any = field(default=None, repr=False, compare=False)  # what the task validated (LLM: its plan)
 
 
-def _err(path: str, msg: str) -> StudySpecError:
-    return StudySpecError(f"{path}: {msg}")
+def _err(path: str, msg: str) -> SpecError:
+    return SpecError.at(path, msg)
 
 
 def _config_err(path: str, e: Exception) -> StudySpecError:
@@ -260,7 +250,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     """A copy of ``raw`` with ``key.path=value`` overrides set (``methods[0].config.lr=1e-3``,
     ``train.epochs=2``; values read as YAML, missing mappings created, a method listed by name
     turned into ``{name: ...}``). Errors name the override."""
-    import copy
     import re
 
     out = copy.deepcopy(raw)
@@ -404,9 +393,11 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         from .tasks.llm import validate_llm_spec
 
         try:
-            validate_llm_spec(d)
-        except ValueError as e:
-            raise StudySpecError(str(e)) from None
+            plan = validate_llm_spec(d)  # once: the task plans from it (LLMTask.prepare)
+        except SpecError:
+            raise
+        except ValueError as e:  # a library's own error while loading the study's data or model spec
+            raise SpecError(str(e)) from None
         return StudySpec(
             name=name,
             task=task,
@@ -426,6 +417,7 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             description=str(d.get("description", "")),
             relearn=RelearnSpec(),
             raw=d,
+            task_plan=plan,
         )
 
     ds_raw = d.get("dataset")

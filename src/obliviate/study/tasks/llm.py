@@ -6,7 +6,7 @@ before the task tuning) and every method) and runs them
 through :class:`~obliviate.study.runner.StudyRunner`, which keys, stores, skips and reports them
 exactly as it does vision runs.
 
-Spec (``scales`` already resolved by the caller; :func:`apply_scale` does it for a raw dict)::
+Spec (``scales`` already resolved by :func:`obliviate.study.spec.resolve_scale`)::
 
     task: llm
     device: auto                     # auto | cpu | cuda | cuda:1
@@ -70,7 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...core import ConfigError, check_fields, from_mapping
+from ...core import ConfigError, SpecError, check_fields, from_mapping
 from ...data.prompts import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
 from ...data.text import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
 from ...data.text_requests import (
@@ -187,33 +187,8 @@ class LLMEvalSpec:
             )
 
 
-class LLMSpecError(ValueError):
-    """An LLM study spec is wrong; the message names the field and what is allowed."""
-
-
-def _err(path: str, msg: str) -> LLMSpecError:
-    return LLMSpecError(f"{path}: {msg}")
-
-
-def apply_scale(raw: dict[str, Any], scale: str | None) -> dict[str, Any]:
-    """Deep-merge ``raw["scales"][scale]`` over the top level (dicts merge, the rest replaces)."""
-    scales = raw.get("scales") or {}
-    base = {k: v for k, v in raw.items() if k != "scales"}
-    if scale is None:
-        return base
-    if not isinstance(scales, dict) or scale not in scales:
-        raise _err(
-            "scales",
-            f"unknown scale {scale!r}; this spec defines {sorted(scales) if isinstance(scales, dict) else 'none'}",
-        )
-    return _merge(base, scales[scale] or {})
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
+def _err(path: str, msg: str) -> SpecError:
+    return SpecError.at(path, msg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,9 +285,9 @@ def _opt_pos_int(v: Any, path: str) -> int | None:
 
 def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMStudyPlan:
     """Check every field of an LLM study (loads the statements, resolves every split; trains
-    nothing). Raises :class:`LLMSpecError` naming the bad field."""
+    nothing). Raises :class:`~obliviate.core.SpecError` naming the bad field's path."""
     if not isinstance(spec, dict):
-        raise LLMSpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
+        raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
     d = _mapping(spec, "study", TOP_LEVEL)
     if d.get("task", "llm") != "llm":
         raise _err("task", f"must be 'llm' for an LLM study, got {d.get('task')!r}")
@@ -735,7 +710,7 @@ class LLMTask:
         self.models: _Models | None = None
 
     def prepare(self, progress: Progress) -> dict[str, Any]:
-        plan = validate_llm_spec(self.spec.raw)
+        plan = copy.copy(self.spec.task_plan) if self.spec.task_plan is not None else validate_llm_spec(self.spec.raw)
         if self.device is not None:
             plan.device = self.device
         self.plan_ = plan

@@ -74,8 +74,9 @@ def test_short_run_on_real_cifar10_learns(cifar10_root) -> None:  # type: ignore
     """A narrow ResNet9 on 4,000 real CIFAR-10 images for 3 epochs: far above 10 % chance."""
     torch.set_num_threads(2)
     ds = load_dataset("cifar10", root=str(cifar10_root)).subset(400, 100, seed=0)
-    cfg = TrainConfig(epochs=3, batch_size=128, lr=0.1, bf16=True, channels_last=True, label_smoothing=0.1)
+    # fp32: bf16 autocast on a CPU without fast bf16 kernels is many times slower, not faster
+    cfg = TrainConfig(epochs=3, batch_size=128, lr=0.1, label_smoothing=0.1)
     m = create_model("resnet9", num_classes=10, width=0.25, seed=0)
     fit(m, make_loader(ds, torch.arange(len(ds.train_labels)), cfg, 0), cfg, device=torch.device("cpu"))
-    acc = evaluate_accuracy(m, ds, bf16=True)
+    acc = evaluate_accuracy(m, ds)
     assert acc > 0.35, acc

@@ -111,29 +111,27 @@ def _logits(
 
 
 def _phi(
-    model: nn.Module,
-    ds: ImageDataset,
-    rows: np.ndarray,
-    test: bool,
-    device: torch.device,
-    batch_size: int,
-    ctx: Any,
-    plain: tuple[torch.Tensor, torch.Tensor] | None = None,
+    model: nn.Module, ds: ImageDataset, rows: np.ndarray, test: bool, device: torch.device, batch_size: int, ctx: Any
 ) -> np.ndarray:
-    """φ per row and query ``(N, Q)``: the image and, for images, its mirror (LiRA's queries).
-    ``plain``: the model's logits and labels on ``rows`` when already computed."""
-    from ..attacks.per_example import logit_confidence
+    """φ per row and query ``(N, Q)`` (:func:`obliviate.metrics.membership.query_phi`): the image
+    and, for images, its mirror (LiRA's queries)."""
+    from ..metrics.membership import query_phi
 
-    kw = dict(bf16=ctx.bf16, channels_last=getattr(ctx, "channels_last", False))
-    logits, labels = plain if plain is not None else _logits(model, ds, rows, test, device, batch_size, **kw)
-    cols = [logit_confidence(logits.numpy(), labels.numpy())]
-    images = ds.test_images if test else ds.train_images
-    if images.ndim == 4 and not images.is_floating_point():
-        r = torch.as_tensor(rows, dtype=torch.long, device=images.device)
-        mirrored = images.index_select(0, r).flip(3)
-        out = predict_logits(model, mirrored, mean=ds.mean, std=ds.std, batch_size=batch_size, device=device, **kw)
-        cols.append(logit_confidence(out.numpy(), labels.numpy()))
-    return np.stack(cols, axis=1)
+    images, labels = (ds.test_images, ds.test_labels) if test else (ds.train_images, ds.train_labels)
+    queries = ("image", "flip") if images.ndim == 4 and not images.is_floating_point() else ("image",)
+    return query_phi(
+        model,
+        images,
+        labels,
+        rows,
+        queries=queries,
+        mean=ds.mean,
+        std=ds.std,
+        batch_size=batch_size,
+        device=device,
+        bf16=ctx.bf16,
+        channels_last=getattr(ctx, "channels_last", False),
+    )
 
 
 def _measure(
@@ -720,18 +718,14 @@ def _phi_audit(
     match[pos] = True
     held_matched = heldout[match]
 
-    def phi(
-        mdl: nn.Module, outs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        m = torch.as_tensor(match)
-        held = None if outs is None else (outs["heldout"][0][m], outs["heldout"][1][m])
+    def phi(mdl: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         return (
-            _phi(mdl, ds, split.forget, False, device, batch_size, ctx, None if outs is None else outs["forget"]),
-            _phi(mdl, ds, held_matched, True, device, batch_size, ctx, held),
+            _phi(mdl, ds, split.forget, False, device, batch_size, ctx),
+            _phi(mdl, ds, held_matched, True, device, batch_size, ctx),
         )
 
     ref_phi = [phi(r.to(device).eval()) for r in refs]
-    return lambda mdl, outs=None: per_example_audit(phi(mdl.to(device).eval(), outs), ref_phi, seed=seed)
+    return lambda mdl, outs=None: per_example_audit(phi(mdl.to(device).eval()), ref_phi, seed=seed)
 
 
 def _pts(v: float) -> str:

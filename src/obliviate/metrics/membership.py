@@ -26,8 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+from torch import nn
 
-from ..attacks.per_example import reference_attacks
+from ..attacks.per_example import logit_confidence, reference_attacks
+from ..training import predict_queries
 from .base import EvalInputs, Metric, MissingInputError, register_metric
 
 AUDIT_ROLES = ("unlearned", "retrained", "original")
@@ -47,6 +50,43 @@ class AuditInputs:
     queries: tuple[str, ...] = ("image",)
     n_boot: int = 1000
     features: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+
+def query_phi(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    rows: np.ndarray,
+    *,
+    queries: tuple[str, ...],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """φ = log(p_y / (1 − p_y)) of ``model`` per row and query, ``(N, Q)``: the per-example
+    audit's statistic (LiRA, Carlini et al., S&P 2022, §VI-A), on ``images[rows]`` as they are
+    (``image``) and mirrored (``flip``). Studies and deletion requests both measure it here."""
+    from ..core import check_tensor
+
+    t = torch.as_tensor(rows, dtype=torch.long)
+    logits = predict_queries(
+        model,
+        images,
+        rows=t,
+        queries=queries,
+        mean=mean,
+        std=std,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
+    check_tensor(logits, "logits of the membership audit")
+    y = labels[t.to(labels.device)].cpu().numpy()
+    return np.moveaxis(logit_confidence(logits.numpy(), np.broadcast_to(y, logits.shape[:2])), 0, 1)
 
 
 def _audit(inputs: EvalInputs) -> AuditInputs:

@@ -31,9 +31,9 @@ from ...methods import METHODS, UnlearnContext, UnlearnData, run_method
 from ...methods.base import frozen_copy
 from ...metrics import METRICS, EvalInputs, Outputs, compute_metrics
 from ...metrics.classification import confusion, per_class_accuracy
-from ...metrics.membership import AuditInputs
+from ...metrics.membership import AuditInputs, query_phi
 from ...models import ModelCache, create_model, num_parameters
-from ...training import fit, make_loader, predict_features, predict_logits, predict_queries
+from ...training import fit, make_loader, predict_features, predict_logits
 from ..keys import ids_sha256, model_code_salt, run_code_salt
 from ..spec import DatasetSpec, ModelSpec, StudySpec
 from .base import GroupPlan, OpenGroup, Progress, Unit
@@ -450,8 +450,6 @@ class VisionTask:
         self, model: nn.Module, rows: dict[str, np.ndarray], phi: bool = True, features: bool = True
     ) -> dict[str, Any]:
         """One model's per-example φ ``(forget (N, Q), held-out (M, Q))`` and probe features."""
-        from ...attacks.per_example import logit_confidence
-
         ds = self.ds
         assert ds is not None
         ev, tc = self.spec.eval, self.spec.train
@@ -464,17 +462,14 @@ class VisionTask:
             channels_last=tc.channels_last,
         )
         out: dict[str, Any] = {}
-        phis = []
-        for images, labels, r in (
-            ((ds.train_images, ds.train_labels, rows["forget"]), (ds.test_images, ds.test_labels, rows["heldout"]))
-            if phi
-            else ()
-        ):
-            t = torch.as_tensor(r, dtype=torch.long)
-            logits = predict_queries(model, images, rows=t, queries=self._queries(), **kw)
-            check_tensor(logits, "logits of the membership audit")
-            y = labels[t.to(labels.device)].cpu().numpy()
-            phis.append(np.moveaxis(logit_confidence(logits.numpy(), np.broadcast_to(y, logits.shape[:2])), 0, 1))
+        phis = [
+            query_phi(model, images, labels, r, queries=self._queries(), **kw)
+            for images, labels, r in (
+                ((ds.train_images, ds.train_labels, rows["forget"]), (ds.test_images, ds.test_labels, rows["heldout"]))
+                if phi
+                else ()
+            )
+        ]
         if phi:
             out["phi"] = (phis[0], phis[1])
         if features and "probe_train" in rows:

@@ -574,7 +574,7 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from .deletion import DeletionRefused
-    from .deletion.checkpoints import unlearn_checkpoint
+    from .deletion.checkpoint_requests import unlearn_checkpoint
 
     forget = args.forget
     ids_file = forget[4:] if forget.startswith("ids:") else forget
@@ -610,7 +610,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .deletion.checkpoints import audit_checkpoint
+    from .deletion.checkpoint_requests import audit_checkpoint
 
     res = audit_checkpoint(
         args.checkpoint,
@@ -653,7 +653,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .deletion.checkpoints import import_weights
+    from .deletion.checkpoint_requests import import_weights
 
     path = import_weights(
         args.weights,

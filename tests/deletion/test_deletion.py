@@ -298,7 +298,7 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
     assert any("swapped" in p for p in verify(swapped))
     assert main(["ledger", "verify", str(swapped)]) == 1
     # and a later request refuses to extend a lineage whose model does not match its records
-    from obliviate.deletion.checkpoints import load
+    from obliviate.deletion.checkpoint_requests import load
     from obliviate.models import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not match the hash"):
@@ -400,7 +400,7 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
 def test_an_interrupted_unlearn_leaves_no_partial_folder(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from obliviate.deletion import checkpoints, output
+    from obliviate.deletion import checkpoint_requests, output
 
     def boom(_ev: Any) -> str:
         raise KeyboardInterrupt  # the process is stopped while the evidence is being written
@@ -408,7 +408,7 @@ def test_an_interrupted_unlearn_leaves_no_partial_folder(
     monkeypatch.setattr(output, "render_html", boom)
     ids = _ids(tmp_path / "r.txt", [1, 2, 3])
     with pytest.raises(KeyboardInterrupt):
-        checkpoints.unlearn_checkpoint(
+        checkpoint_requests.unlearn_checkpoint(
             trained / "m0", ids_file=ids, out=tmp_path / "out", method="finetune", overrides={"epochs": 0.5}
         )
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))

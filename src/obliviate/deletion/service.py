@@ -427,7 +427,7 @@ def honour(
     phi_of = _phi_audit(ds, split, heldout, device, batch_size, ctx, refs, seed) if len(refs) >= 2 else None
     if phi_of is not None:
         mem["per_example"] = {
-            "original": phi_of(model, outs_before),
+            "original": phi_of(model),
             "reference_models": [weights_sha256(r) for r in refs],
         }
     power = audit_power(mem)
@@ -459,7 +459,7 @@ def honour(
         """The audit that decided the power, on the result (see :func:`guard.membership_reading`)."""
         if power.audit.startswith("per-example"):
             assert phi_of is not None  # a per-example audit is chosen only when there are references
-            return membership_reading(mem["per_example"]["original"], phi_of(m, outs))
+            return membership_reading(mem["per_example"]["original"], phi_of(m))
         pop = membership_audit(outs["forget"], outs["heldout"], seed=seed)
         return membership_reading(mem["original"], pop, mem.get("retrained"))
 
@@ -566,9 +566,9 @@ def honour(
     if mem.get("retrained"):
         mem["vs_reference"] = compare_to_reference(mem["unlearned"], mem["retrained"])
     if phi_of is not None:
-        mem["per_example"]["unlearned"] = phi_of(unlearned, outs_after)
+        mem["per_example"]["unlearned"] = phi_of(unlearned)
         if reference is not None and not any(reference is r for r in refs):
-            mem["per_example"]["retrained"] = phi_of(reference, outs_ref)
+            mem["per_example"]["retrained"] = phi_of(reference)
     if not power.has_power:
         for a_ in (mem["unlearned"], (mem.get("per_example") or {}).get("unlearned") or {}):
             if a_.get("available"):
@@ -704,8 +704,8 @@ def _phi_audit(
     ctx: Any,
     refs: list[nn.Module],
     seed: int,
-) -> Callable[..., dict[str, Any]]:
-    """``audit(model, outs)``: the per-example audit (offline LiRA and RMIA against the K
+) -> Callable[[nn.Module], dict[str, Any]]:
+    """``audit(model)``: the per-example audit (offline LiRA and RMIA against the K
     references) of one model, on the forget rows and class-matched held-out rows."""
     from ..attacks.per_example import matched_nonmembers
 
@@ -714,9 +714,7 @@ def _phi_audit(
         pos = matched_nonmembers(ds.train_labels.cpu().numpy()[split.forget], test_labels, seed=seed + 31)
     except ValueError:
         pos = np.arange(len(heldout))
-    match = np.zeros(len(heldout), dtype=bool)
-    match[pos] = True
-    held_matched = heldout[match]
+    held_matched = heldout[np.unique(pos)]
 
     def phi(mdl: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -725,7 +723,7 @@ def _phi_audit(
         )
 
     ref_phi = [phi(r.to(device).eval()) for r in refs]
-    return lambda mdl, outs=None: per_example_audit(phi(mdl.to(device).eval()), ref_phi, seed=seed)
+    return lambda mdl: per_example_audit(phi(mdl.to(device).eval()), ref_phi, seed=seed)
 
 
 def _pts(v: float) -> str:
@@ -1056,14 +1054,14 @@ def audit(
         res["per_class_accuracy"] = per_class_accuracy(outs, ds.class_names)
     phi_of = _phi_audit(ds, split, held, dev, 512, ctx, refs, seed) if len(refs) >= 2 else None
     if phi_of is not None:
-        res["per_example"] = phi_of(model, outs)
+        res["per_example"] = phi_of(model)
     others: dict[str, Any] = {}
     if original is not None:
         o_figs, o_outs = measure(original)
         res["original"] = {
             **o_figs,
             "membership": membership_audit(o_outs["forget"], o_outs["heldout"], seed=seed),
-            **({"per_example": phi_of(original, o_outs)} if phi_of is not None else {}),
+            **({"per_example": phi_of(original)} if phi_of is not None else {}),
         }
         others["original"] = o_outs
     if reference is not None:

@@ -130,7 +130,7 @@ def test_a_diverged_reference_fails_its_group_and_caches_nothing(tmp_path: Path,
         ({"relearn": {"lr": math.nan}}, r"relearn.lr: RelearnSpec.lr must be a finite number, got nan"),
         ({"dataset": {"name": "digits", "train_per_class": 0}}, r"dataset.train_per_class: .*positive integer"),
         ({"dataset": {"name": "digits", "rooot": "x"}}, r"dataset.rooot: unknown field"),
-        ({"methods": ["original", "original"]}, "labels must be unique"),
+        ({"methods": ["original", "original"]}, r"is methods\[0\] \('original'\) again"),
         ({"methods": ["finetune", {"name": "finetune", "label": "again"}]}, r"methods\[1\]: is methods\[0\]"),
     ],
 )

@@ -173,7 +173,7 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     by = {(r["method"], r["metric"]): r["value"] for r in rows}
     assert {r["method"] for r in rows} == {"pretrained", "original", "retrained", "relabel"}
     plan = validate_llm_spec(spec)
-    split = split_statements(plan.dataset, plan.requests[0], 0, plan.validation_fraction)
+    split = split_statements(plan.dataset, plan.requests[0], 0, plan.data.validation_fraction)
     model, _, _ = load_pretrained(str(folder), device="cpu")
     ev = evaluate_model(
         model,

@@ -64,11 +64,11 @@ def micro_spec(**over: object) -> dict:
         ({"model": {"name": "tiny-llama", "tiny": {"hidden_size": 30, "num_heads": 4}, "train": {}}}, "model.tiny"),
         ({"data": {"source": "nowhere.csv"}}, "data.source"),
         ({"requests": [{"kind": "flip", "ids": ["cb-9999"], "to": "not biased"}]}, r"requests\[0\]"),
-        ({"methods": ["npoo"]}, r"methods\[0\].name: unknown LLM method 'npoo'. Did you mean 'npo'"),
-        ({"methods": [{"name": "npo", "config": {"beta": math.nan}}]}, r"methods\[0\].config: NPOConfig.beta"),
-        ({"methods": ["npo", "npo"]}, r"methods\[1\]: is methods\[0\] again"),
+        ({"methods": ["npoo"]}, r"methods\[0\].name: Unknown llm method 'npoo'. Did you mean 'npo'"),
+        ({"methods": [{"name": "npo", "config": {"beta": math.nan}}]}, r"methods\[0\].config.beta: NPOConfig.beta"),
+        ({"methods": ["npo", "npo"]}, r"methods\[1\]: is methods\[0\] \('npo'\) again"),
         ({"methods": ["npo", {"name": "npo", "config": {"beta": 0.2}}]}, "labels must be unique"),
-        ({"methods": ["finetune"]}, "unknown LLM method"),
+        ({"methods": ["finetune"]}, "'finetune' is a vision method; this is an llm study"),
         ({"metrics": ["mia", "nonsense"]}, "unknown metric 'nonsense'"),
         ({"metrics": {"groups": ["crows_pairs"], "crows_pairs": {"path": "/no/such.csv"}}}, "metrics.crows_pairs.path"),
         ({"eval": {"answers": -1}}, "eval.answers"),
@@ -154,7 +154,7 @@ def test_shipped_config_validates_at_every_scale() -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     assert raw["task"] == "llm" and set(raw["scales"]) == {"tiny", "quick", "full"}
     quick = validate_llm_spec(resolve_scale(raw, "quick"))  # validates without fetching the model
-    assert quick.model_name == "smollm2-135m-instruct" and {m.name for m in quick.methods} == {
+    assert quick.model.name == "smollm2-135m-instruct" and {m.name for m in quick.methods} == {
         "relabel",
         "grad_ascent",
         "grad_diff",
@@ -164,9 +164,9 @@ def test_shipped_config_validates_at_every_scale() -> None:
     }
     assert [r.to_dict()["kind"] for r in quick.requests] == ["mislabelled", "flip"]
     tiny = validate_llm_spec(resolve_scale(raw, "tiny"))
-    assert tiny.model_name == "tiny-llama"
+    assert tiny.model.name == "tiny-llama"
     full = validate_llm_spec(resolve_scale(raw, "full"))  # validates without downloading anything
-    assert full.model_name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)
+    assert full.model.name.startswith("meta-llama/") and all(m.config.get("lora_r") == 16 for m in full.methods)
 
 
 def test_the_cli_seeds_and_set_options_reach_an_llm_study(tmp_path: Path) -> None:

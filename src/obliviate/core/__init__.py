@@ -25,7 +25,7 @@ from .method import (
     run_method,
     search_space,
 )
-from .typed import ConfigError, SpecError, check_fields, coerce, deep_merge, from_mapping
+from .typed import ConfigError, SpecError, SpecPart, check_fields, coerce, deep_merge, from_mapping
 
 __all__ = [
     "KINDS",
@@ -41,6 +41,7 @@ __all__ = [
     "Range",
     "RunStats",
     "SpecError",
+    "SpecPart",
     "SplitAccessError",
     "UnlearningMethod",
     "build_method",

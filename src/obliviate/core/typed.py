@@ -154,8 +154,23 @@ def check_fields(obj: Any) -> None:
             raise ConfigError(f"{cls.__name__}.{f.name} must be {_type_name(tp)}, got {shown}", f.name) from None
         except ConfigError as e:  # a nested config
             raise ConfigError(f"{cls.__name__}.{f.name}: {e}", f"{f.name}.{e.field}" if e.field else f.name) from None
+        except (ValueError, TypeError) as e:  # a nested part's own check
+            raise ConfigError(f"{cls.__name__}.{f.name}: {e}", f.name) from None
         if new is not value:
             object.__setattr__(obj, f.name, new)
+
+
+class SpecPart:
+    """Base of a frozen spec dataclass read from a mapping (a study's ``eval:``, ``model:`` ...):
+    :meth:`from_dict` refuses unknown keys and checks every field against its annotation (the
+    subclass's ``__post_init__`` calls :func:`check_fields`); :meth:`to_dict` gives the mapping back."""
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Any:
+        return from_mapping(cls, d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
 def from_mapping(cls: type[Any], d: Any, what: str | None = None) -> Any:

@@ -181,10 +181,12 @@ def with_absolute_paths(spec: StudySpec) -> StudySpec:
     working directory (the content fingerprint, not the path, is in every key)."""
     import dataclasses
 
-    root = getattr(spec.dataset, "root", None)
-    if isinstance(spec.dataset, dict) or root is None or Path(root).is_absolute() or not Path(root).exists():
+    from .spec import DatasetSpec
+
+    ds = spec.dataset
+    if not isinstance(ds, DatasetSpec) or ds.root is None or Path(ds.root).is_absolute() or not Path(ds.root).exists():
         return spec
-    return dataclasses.replace(spec, dataset=dataclasses.replace(spec.dataset, root=str(Path(root).resolve())))
+    return dataclasses.replace(spec, dataset=dataclasses.replace(ds, root=str(Path(ds.root).resolve())))
 
 
 def import_ray() -> Any:

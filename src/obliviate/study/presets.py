@@ -24,20 +24,18 @@ def preset_path(name: str) -> Path:
 
 
 def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
-    from .spec import load_study
+    from .spec import DatasetSpec, load_study
 
     spec = load_study(path, scale=scale)
     if spec.task == "llm":
         raw = spec.raw
         if not raw.get("model") or not raw.get("methods"):
             raise ValueError("no model or methods at this level: choose a scale")
-        model = raw.get("model") or {}
-        models = [str(model.get("name") or ("tiny Llama" if model.get("tiny") else "?"))]
-        requests = [
-            str(r.get("kind", "?")) + (f" ({r['count']})" if "count" in r else "") for r in raw.get("requests") or []
-        ]
-        methods = [m if isinstance(m, str) else str(m.get("label") or m.get("name")) for m in raw.get("methods") or []]
-        dataset = str((raw.get("data") or raw.get("dataset") or {}).get("source", "?"))
+        plan = spec.task_plan
+        models = [plan.model.name]
+        requests = [r.describe() for r in plan.requests]
+        methods = [m.label for m in plan.methods]
+        dataset = plan.data.source
     else:
         models = [
             m.name + (f"({', '.join(f'{k}={v}' for k, v in m.kwargs.items())})" if m.kwargs else "")
@@ -46,7 +44,7 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
         requests = [r.describe() for r in spec.requests]
         methods = [m.label for m in spec.methods]
         ds = spec.dataset
-        assert not isinstance(ds, dict)  # only an LLM study keeps its data as a mapping
+        assert isinstance(ds, DatasetSpec)
         dataset = ds.name + (f", {ds.train_per_class}/class" if getattr(ds, "train_per_class", None) else "")
     tune = (
         {"requests": [r.describe() for r in spec.tune.requests], "seeds": list(spec.tune.seeds)}

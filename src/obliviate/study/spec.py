@@ -16,16 +16,16 @@ from typing import Any, Literal
 
 import yaml
 
-from ..core import ConfigError, SpecError, check_fields, deep_merge, from_mapping
+from ..core import ConfigError, SpecError, SpecPart, check_fields, deep_merge, from_mapping
 from ..data import DATASETS, ForgetRequest, ForgetRequestError, parse_request
-from ..methods import METHODS, UnlearningMethod
 from ..models import MODELS, check_model_kwargs
 from ..training import TrainConfig
-from .targets import DEFAULT_TARGETS, REQUEST_KINDS, Target, parse_targets
+from .parts import MethodSpec, config_error, parse_methods, parse_seeds
+from .targets import DEFAULT_TARGETS, Target, parse_targets
 
 
 @dataclass(frozen=True, kw_only=True)
-class DatasetSpec:
+class DatasetSpec(SpecPart):
     """``dataset:`` — a registered dataset (or an npz folder), optionally a stratified subset."""
 
     name: str
@@ -44,18 +44,9 @@ class DatasetSpec:
         if self.subset_seed < 0:
             raise ConfigError(f"DatasetSpec.subset_seed must be >= 0, got {self.subset_seed!r}", "subset_seed")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def get(self, key: str, default: Any = None) -> Any:  # read like the mapping it came from
-        return getattr(self, key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
 
 @dataclass(frozen=True, kw_only=True)
-class EvalSpec:
+class EvalSpec(SpecPart):
     """``eval:`` — how every model is evaluated (``None``: as the training config says)."""
 
     batch_size: int = 512
@@ -72,12 +63,9 @@ class EvalSpec:
                 f"EvalSpec.retain_max must be a positive integer or null, got {self.retain_max!r}", "retain_max"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, kw_only=True)
-class RelearnSpec:
+class RelearnSpec(SpecPart):
     """``relearn:`` — the fine-tune of the (costly) relearn-time metric."""
 
     max_steps: int = 100
@@ -95,12 +83,9 @@ class RelearnSpec:
         if not 0 < self.tolerance < 1:
             raise ConfigError(f"RelearnSpec.tolerance must be in (0, 1), got {self.tolerance!r}", "tolerance")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, kw_only=True)
-class AuditSpec:
+class AuditSpec(SpecPart):
     """``audit:`` — the membership audit beside the population attacks.
 
     ``references``: K models retrained on the retain set with other seeds (cached, shared by every
@@ -130,9 +115,6 @@ class AuditSpec:
         for k, low in (("probe_per_class", 10), ("draws", 1), ("n_boot", 100)):
             if getattr(self, k) < low:
                 raise ConfigError(f"AuditSpec.{k} must be >= {low}, got {getattr(self, k)!r}", k)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -191,30 +173,14 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """One method entry of a study. ``kinds``: the request kinds it runs on (empty: every kind);
-    on the others its runs are *not applicable* — so one method can carry one setting for class
-    requests and another for sample-level ones."""
-
-    name: str
-    config: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-    kinds: tuple[str, ...] = ()
-
-    def applies_to(self, kind: str) -> bool:
-        return not self.kinds or kind in self.kinds
-
-    def build(self) -> UnlearningMethod:
-        return METHODS.get(self.name)(self.config)
-
-
-@dataclass
 class StudySpec:
-    """A validated study. ``raw`` keeps the resolved dict (for the report and cache keys)."""
+    """A validated study, either task's. ``raw`` is the mapping it was parsed from, with its
+    scale resolved (recorded in ``study.json``; nothing reads settings from it). An LLM study's
+    task-specific parts are in ``task_plan`` (its :class:`~obliviate.study.tasks.llm.LLMStudyPlan`)."""
 
     name: str
     task: str
-    dataset: DatasetSpec | dict[str, Any]  # an LLM study's data stays the mapping its task validates
+    dataset: DatasetSpec | SpecPart  # an LLM study's: its task's TextDataSpec
     models: list[ModelSpec]
     train: TrainConfig
     requests: list[ForgetRequest]
@@ -238,12 +204,6 @@ class StudySpec:
 
 def _err(path: str, msg: str) -> SpecError:
     return SpecError.at(path, msg)
-
-
-def _config_err(path: str, e: Exception) -> StudySpecError:
-    """A config error under ``path``, naming the field inside it: ``methods[2].config.alpha``."""
-    field_path = getattr(e, "field", "")
-    return _err(f"{path}.{field_path}" if field_path else path, str(e))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -379,15 +339,7 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     if not isinstance(name, str) or not name:
         raise _err("name", "a study needs a non-empty name")
 
-    seeds = d.get("seeds", [0])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    ):
-        raise _err("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise _err("seeds", f"has duplicates: {seeds}")
+    seeds = parse_seeds(d.get("seeds", [0]))
     if task == "llm":
         # the LLM task validates its own fields (it knows `model`, `data`, LLM requests ...)
         from .tasks.llm import validate_llm_spec
@@ -401,16 +353,16 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         return StudySpec(
             name=name,
             task=task,
-            dataset=d.get("dataset") or {},
+            dataset=plan.data,
             models=[],
             train=TrainConfig(),
             requests=[],
-            methods=[],
+            methods=plan.methods,
             seeds=seeds,
-            metrics=d.get("metrics", "default"),
+            metrics=list(plan.metrics.groups),
             device=str(d.get("device", "auto")),
             eval=EvalSpec(),
-            validation_fraction=0.0,
+            validation_fraction=plan.data.validation_fraction,
             paper=d.get("paper") or {},
             scale=scale,
             scale_note=str(d.get("scale_note", "")),
@@ -428,7 +380,7 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     try:
         ds = from_mapping(DatasetSpec, ds_raw, "dataset")
     except (ConfigError, TypeError) as e:
-        raise _config_err("dataset", e) from None
+        raise config_error("dataset", e) from None
     if ds.name not in DATASETS and not Path(ds.name).is_dir():
         raise _err("dataset.name", DATASETS.unknown_message(ds.name))
     if ds.root is not None and base_dir is not None:
@@ -466,59 +418,12 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             raise ConfigError(f"must be a mapping of TrainConfig fields, got {train_raw!r}")
         train = TrainConfig.from_dict({**base_train, **train_raw})
     except (ValueError, TypeError, KeyError) as e:
-        raise _config_err("train" if recipe is None else "recipe/train", e) from None
+        raise config_error("train" if recipe is None else "recipe/train", e) from None
 
     requests = _requests(d.get("requests"), "requests", base_dir)
     tune = _tune_split(d.get("tune"), requests, seeds, base_dir)
 
-    methods_raw = d.get("methods")
-    if methods_raw == "all":
-        from ..methods import list_methods
-
-        methods_raw = list_methods(kind="vision")
-        # the references first, in the order reports read best
-        methods_raw = [m for m in ("original", "retrain") if m in methods_raw] + [
-            m for m in methods_raw if m not in ("original", "retrain")
-        ]
-    if not isinstance(methods_raw, list) or not methods_raw:
-        raise _err("methods", "must be 'all' or a non-empty list of method names or {name, config, label}")
-    methods: list[MethodSpec] = []
-    for i, m in enumerate(methods_raw):
-        m = {"name": m} if isinstance(m, str) else m
-        if not isinstance(m, dict) or "name" not in m or set(m) - {"name", "config", "label", "kinds"}:
-            raise _err(f"methods[{i}]", f"must be a name or {{name, config, label, kinds}}, got {m!r}")
-        kinds = m.get("kinds") or []
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        if not isinstance(kinds, list) or any(k not in REQUEST_KINDS for k in kinds):
-            raise _err(
-                f"methods[{i}].kinds",
-                f"must be a list of request kinds ({', '.join(REQUEST_KINDS)}), got {m.get('kinds')!r}",
-            )
-        if m["name"] not in METHODS:
-            raise _err(f"methods[{i}].name", METHODS.unknown_message(str(m["name"])))
-        cls = METHODS.get(m["name"])
-        if cls.kind != "vision":
-            raise _err(f"methods[{i}].name", f"{m['name']!r} is an {cls.kind} method; this is a vision study")
-        if not isinstance(m.get("config") or {}, dict):
-            raise _err(f"methods[{i}].config", f"must be a mapping of config fields, got {m['config']!r}")
-        spec = MethodSpec(
-            m["name"], dict(m.get("config") or {}), str(m.get("label") or m["name"]), tuple(dict.fromkeys(kinds))
-        )
-        try:
-            spec.build()
-        except (ValueError, TypeError) as e:
-            raise _config_err(f"methods[{i}].config", e) from None
-        methods.append(spec)
-    labels = [m.label for m in methods]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        raise _err("methods", f"labels must be unique, {dup} repeat: give each a `label`")
-    resolved = [(m.name, m.build().config) for m in methods]
-    for i, pair in enumerate(resolved):
-        j = resolved.index(pair)
-        if j != i:  # same name and config: the same run under two labels
-            raise _err(f"methods[{i}]", f"is methods[{j}] ({methods[j].label!r}) again: same method, same config")
+    methods = parse_methods(d.get("methods"), "vision")
 
     metrics = d.get("metrics", "default")
     if metrics != "default":
@@ -535,22 +440,22 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     try:
         ev = from_mapping(EvalSpec, d.get("eval") or {}, "eval")
     except (ConfigError, TypeError) as e:
-        raise _config_err("eval", e) from None
+        raise config_error("eval", e) from None
     vf = d.get("validation_fraction", 0.0)
     if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not 0 <= vf < 0.5:
         raise _err("validation_fraction", f"must be a number in [0, 0.5), got {vf!r}")
     try:
         relearn = from_mapping(RelearnSpec, d.get("relearn") or {}, "relearn")
     except (ConfigError, TypeError) as e:
-        raise _config_err("relearn", e) from None
+        raise config_error("relearn", e) from None
     try:
         audit = from_mapping(AuditSpec, d.get("audit") or {}, "audit")
     except (ConfigError, TypeError) as e:
-        raise _config_err("audit", e) from None
+        raise config_error("audit", e) from None
     try:
         targets = parse_targets(d.get("targets"))
     except ConfigError as e:
-        raise _config_err("targets", e) from None
+        raise config_error("targets", e) from None
 
     return StudySpec(
         name=name,

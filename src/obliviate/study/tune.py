@@ -595,7 +595,7 @@ def best_study_yaml(
     kinds only when the tune was restricted to them) added: the held-out evaluation of the tune."""
     raw = dict(spec.raw)
     raw["name"] = f"{spec.name}-{method}-tuned"
-    if hasattr(spec.dataset, "to_dict"):
+    if spec.task == "vision":
         raw["dataset"] = spec.dataset.to_dict()  # (its root resolved: the file works from anywhere)
     raw["requests"] = [_portable(r) for r in spec.requests]
     if spec.tune is not None:

@@ -56,7 +56,6 @@ answers side by side.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import os
@@ -64,15 +63,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...core import ConfigError, SpecError, check_fields, from_mapping
-from ...data.prompts import TEMPLATE_NAMES, TEMPLATES, TaskEncoder
-from ...data.text import CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
+from ...core import ConfigError, SpecError, SpecPart, check_fields, from_mapping
+from ...data.prompts import TEMPLATES, TaskEncoder
+from ...data.text import DEFAULT_INSTRUCTION, CrowsPair, TextDataError, TextDataset, load_crows_pairs, load_text_dataset
 from ...data.text_requests import (
     LLMRequest,
     LLMRequestError,
@@ -81,7 +80,7 @@ from ...data.text_requests import (
     split_statements,
 )
 from ...lm_training import TaskTrainConfig, train_task_model
-from ...methods import METHODS, UnlearningMethod, list_methods, run_method
+from ...methods import METHODS, run_method
 from ...methods.lm_base import LLMUnlearnContext, LLMUnlearnData
 from ...metrics.llm import compute_llm_metrics
 from ...metrics.lm_scoring import (
@@ -93,7 +92,6 @@ from ...metrics.lm_scoring import (
     load_general_text,
 )
 from ...models.causal_lm import (
-    DTYPES,
     TINY,
     LoraSettings,
     TinyLlamaSpec,
@@ -108,6 +106,7 @@ from ...models.causal_lm import (
 )
 from ...utils import resolve_device, stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
+from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
 
 TOP_LEVEL = {
@@ -129,36 +128,6 @@ TOP_LEVEL = {
     "eval",
     "runtime",
 }
-MODEL_KEYS = {
-    "name",
-    "tiny",
-    "backend",
-    "dtype",
-    "bf16",
-    "template",
-    "system",
-    "max_length",
-    "lora",
-    "train",
-    "cache_dir",
-    "revision",
-    "vocab_size",
-}
-DATA_KEYS = {
-    "source",
-    "name",
-    "text_col",
-    "label_col",
-    "id_col",
-    "group_col",
-    "category_col",
-    "split",
-    "instruction",
-    "answers",
-    "validation_fraction",
-}
-METRIC_KEYS = {"groups", "names", "crows_pairs", "mink_k"}
-CROWS_KEYS = {"path", "max_pairs", "seed"}
 LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
 FORMAT = 1
 # reference rows of every group; ``pretrained`` (the model before the task tuning) only for a
@@ -166,8 +135,224 @@ FORMAT = 1
 REFERENCE_ROLES = ("pretrained", "original", "retrained")
 
 
+# --------------------------------------------------------------------------------------------
+# the spec's parts: frozen, typed, built by core.from_mapping (unknown keys refused, errors name
+# the field's path)
+# --------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
-class LLMEvalSpec:
+class LoraDefaults(SpecPart):
+    """``model.lora:`` — LoRA settings every method and the task tuning start from; a field left
+    out keeps the method's (or :class:`~obliviate.models.causal_lm.LoraSettings`') own default."""
+
+    r: int | None = None
+    alpha: float | None = None
+    dropout: float | None = None
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        LoraSettings(**self.given())  # the ranges (r >= 1, alpha > 0, dropout in [0, 1), a target)
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def for_methods(self) -> dict[str, Any]:
+        """The same settings under the methods' config names (``lora_r`` ...)."""
+        return {LORA_TO_METHOD[k]: v for k, v in self.given().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMModelSpec(SpecPart):
+    """``model:`` of an LLM study: which model (``tiny-llama``, an offline source, a hub id or a
+    local folder), how it is loaded, prompted and tuned on the task before anything is forgotten
+    (``train: null``: use it as it is)."""
+
+    name: str = TINY
+    tiny: TinyLlamaSpec = dataclasses.field(default_factory=TinyLlamaSpec)
+    backend: Literal["hf", "unsloth"] = "hf"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    bf16: bool = False
+    template: Literal["auto", "alpaca", "short", "chat"] = "auto"  # auto: short for tiny-llama, else alpaca
+    system: str | None = None
+    max_length: int = 128
+    lora: LoraDefaults = dataclasses.field(default_factory=LoraDefaults)
+    train: TaskTrainConfig | None = dataclasses.field(default_factory=TaskTrainConfig)
+    cache_dir: str | None = None
+    revision: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LLMModelSpec:
+        if isinstance(d, dict) and isinstance(d.get("train", {}), dict):
+            # the task tuning's adapter starts from model.lora too
+            lora = d.get("lora") or {}
+            d = {**d, "train": {"lora": lora, **(d.get("train") or {})}}
+        spec: LLMModelSpec = from_mapping(cls, d, "model")
+        return spec
+
+    def __post_init__(self) -> None:
+        if self.tiny is None or isinstance(self.tiny, dict):
+            try:
+                object.__setattr__(self, "tiny", from_mapping(TinyLlamaSpec, self.tiny or {}, "model.tiny"))
+            except ConfigError as e:
+                raise ConfigError(str(e), f"tiny.{e.field}" if e.field else "tiny") from None
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e), "tiny") from None
+        check_fields(self)
+        if not self.name:
+            raise ConfigError("must be 'tiny-llama', an offline source, a hub id or a local folder", "name")
+        tiny = self.name == TINY
+        if self.template == "auto":
+            object.__setattr__(self, "template", "short" if tiny else "alpaca")
+        if self.template == "chat" and tiny:
+            raise ConfigError(
+                "template 'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama",
+                "template",
+            )
+        if self.system is not None and self.template != "chat":
+            raise ConfigError(
+                f"system is the chat template's system message: it needs template 'chat', got {self.template!r}",
+                "system",
+            )
+        if self.max_length < 16:
+            raise ConfigError(f"max_length must be >= 16, got {self.max_length}", "max_length")
+        if tiny and self.train is None:
+            raise ConfigError("tiny-llama starts untrained: it needs a task fine-tune (model.train)", "train")
+
+    def key(self) -> dict[str, Any]:
+        """What makes the model what it is (a cache key part of every trained model)."""
+        from ...models.sources import source_key
+
+        return {
+            "name": self.name,
+            "tiny": self.tiny.to_dict() if self.name == TINY else None,
+            "dtype": self.dtype,
+            "template": self.template,
+            "max_length": self.max_length,
+            **({"system": self.system} if self.system is not None else {}),
+            "revision": self.revision,
+            **({"source": source_key(self.name)} if source_key(self.name) else {}),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextDataSpec(SpecPart):
+    """``data:`` (alias ``dataset:``) of an LLM study: labelled statements — the built-in
+    ``clinical_bias``, a .csv/.jsonl file or a hub dataset id — and the judgement prompt."""
+
+    source: str = "clinical_bias"
+    text_col: str = "text"
+    label_col: str = "label"
+    id_col: str | None = None
+    group_col: str | None = None
+    category_col: str | None = None
+    split: str = "train"
+    instruction: str | None = None
+    answers: dict[str, str] | None = None
+    validation_fraction: float = 0.2
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TextDataSpec:
+        if isinstance(d, str):
+            d = {"source": d}
+        if isinstance(d, dict) and "name" in d:  # ``name`` is the shared study parser's word for it
+            if "source" in d:
+                raise ConfigError("give 'source' or its alias 'name', not both", "name")
+            d = {"source": d["name"], **{k: v for k, v in d.items() if k != "name"}}
+        spec: TextDataSpec = from_mapping(cls, d, "data")
+        return spec
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(f"must lie in (0, 1), got {self.validation_fraction!r}", "validation_fraction")
+        if self.answers is not None and not (
+            isinstance(self.answers, dict) and all(isinstance(v, str) for v in self.answers.values())
+        ):
+            raise ConfigError(f"must map each label to its answer text, got {self.answers!r}", "answers")
+
+    def load(self) -> TextDataset:
+        return load_text_dataset(
+            self.source,
+            self.text_col,
+            self.label_col,
+            id_col=self.id_col,
+            group_col=self.group_col,
+            category_col=self.category_col,
+            split=self.split,
+            instruction=self.instruction if self.instruction is not None else DEFAULT_INSTRUCTION,
+            answers=self.answers,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrowsPairsSpec(SpecPart):
+    """``metrics.crows_pairs:`` — the CrowS-Pairs file (default: the shared copy), how many pairs
+    are scored (``null``: all) and the seed that draws them."""
+
+    path: str | None = None
+    max_pairs: int | None = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ConfigError(f"must be a positive integer or null, got {self.max_pairs!r}", "max_pairs")
+        if self.seed < 0:
+            raise ConfigError(f"must be a non-negative integer, got {self.seed!r}", "seed")
+
+    def load(self) -> list[CrowsPair]:
+        pairs = load_crows_pairs(self.path)
+        order = np.random.default_rng(self.seed).permutation(len(pairs))
+        return [pairs[i] for i in (order if self.max_pairs is None else order[: self.max_pairs])]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMMetricsSpec(SpecPart):
+    """``metrics:`` of an LLM study: ``default``/``all`` (every group), a list of groups or metric
+    keys, or ``{groups, crows_pairs, mink_k}``. A key stands for its group; ``judgement`` is always
+    measured."""
+
+    groups: tuple[str, ...] = tuple(METRIC_GROUPS)
+    crows_pairs: CrowsPairsSpec = dataclasses.field(default_factory=CrowsPairsSpec)
+    mink_k: float = 0.2
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LLMMetricsSpec:
+        if d in ("default", "all", None):
+            d = {}
+        elif isinstance(d, list):
+            d = {"groups": d}
+        elif isinstance(d, dict) and "names" in d:
+            d = {"groups": d["names"], **{k: v for k, v in d.items() if k != "names"}}
+        elif not isinstance(d, dict):
+            raise ConfigError(
+                f"must be 'default', a list of groups/keys or a mapping; groups: {list(METRIC_GROUPS)}, got {d!r}"
+            )
+        spec: LLMMetricsSpec = from_mapping(cls, d, "metrics")
+        return spec
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not 0 < self.mink_k <= 1:
+            raise ConfigError(f"must lie in (0, 1], got {self.mink_k!r}", "mink_k")
+        if not self.groups:
+            raise ConfigError(f"must name at least one group: {list(METRIC_GROUPS)}", "groups")
+        chosen = []
+        for n in self.groups:
+            owner = n if n in METRIC_GROUPS else next((g for g, keys in METRIC_GROUPS.items() if n in keys), None)
+            if owner is None:
+                raise ConfigError(
+                    f"unknown metric {n!r}; groups: {list(METRIC_GROUPS)}, keys: {sorted(LLM_METRICS)}", "groups"
+                )
+            chosen.append(owner)
+        groups = tuple(dict.fromkeys(chosen))
+        object.__setattr__(self, "groups", groups if "judgement" in groups else ("judgement", *groups))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMEvalSpec(SpecPart):
     """``eval:`` of an LLM study: scoring batch, before/after answers shown, generation length,
     and an optional cap on the retain statements scored."""
 
@@ -187,222 +372,93 @@ class LLMEvalSpec:
             )
 
 
-def _err(path: str, msg: str) -> SpecError:
-    return SpecError.at(path, msg)
-
-
 # --------------------------------------------------------------------------------------------
 # the validated plan
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MethodRun:
-    name: str
-    label: str
-    config: dict[str, Any]
-
-    def build(self) -> UnlearningMethod:
-        return METHODS.get(self.name)(self.config)
-
-
-@dataclass
 class LLMStudyPlan:
-    """Everything an LLM study needs, validated (nothing trained yet)."""
+    """An LLM study, validated: its typed parts, plus what validating loaded (the statements,
+    the CrowS-Pairs drawn, every request parsed and split on every seed). Nothing trained yet."""
 
-    raw: dict[str, Any]
     device: torch.device
     seeds: list[int]
-    model_name: str
-    tiny: TinyLlamaSpec
-    backend: str
-    dtype: str
-    bf16: bool
-    template: str
-    system: str | None
-    max_length: int
-    revision: str | None
-    train: TaskTrainConfig | None
-    dataset: TextDataset
-    data_spec: dict[str, Any]
-    validation_fraction: float
+    model: LLMModelSpec
+    data: TextDataSpec
+    metrics: LLMMetricsSpec
+    eval: LLMEvalSpec
+    methods: list[MethodSpec]
     requests: list[LLMRequest]
-    methods: list[MethodRun]
-    groups: tuple[str, ...]
+    dataset: TextDataset
     crows: list[CrowsPair]
-    mink_k: float
-    eval_batch: int
-    n_answers: int
-    max_new_tokens: int
-    retain_max: int | None
     cache_dir: Path | None
 
     @property
-    def model_label(self) -> str:
-        return self.model_name
-
-    def model_key(self) -> dict[str, Any]:
-        from ...models.sources import source_key
-
-        return {
-            "name": self.model_name,
-            "tiny": self.tiny.to_dict() if self.model_name == TINY else None,
-            "dtype": self.dtype,
-            "template": self.template,
-            "max_length": self.max_length,
-            **({"system": self.system} if self.system is not None else {}),
-            "revision": self.revision,
-            **({"source": source_key(self.model_name)} if source_key(self.model_name) else {}),
-        }
+    def train(self) -> TaskTrainConfig | None:
+        return self.model.train
 
 
-def _mapping(d: Any, path: str, keys: set[str]) -> dict[str, Any]:
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise _err(path, f"must be a mapping, got {type(d).__name__} {d!r}")
-    bad = sorted(set(d) - keys)
-    if bad:
-        near = {b: difflib.get_close_matches(b, sorted(keys), n=1) for b in bad}
-        hint = "; ".join(f"{b!r} (did you mean {n[0]!r}?)" for b, n in near.items() if n)
-        raise _err(path, f"unknown field(s) {bad}{' — ' + hint if hint else ''}; allowed: {sorted(keys)}")
-    return dict(d)
-
-
-def _pos_int(v: Any, path: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise _err(path, f"must be a positive integer, got {v!r}")
-    return v
-
-
-def _opt_pos_int(v: Any, path: str) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise _err(path, f"must be a positive integer or null, got {v!r}")
-    return v
+def _part(cls: Any, raw: Any, path: str) -> Any:
+    """``cls.from_dict(raw)``, its errors re-raised as :class:`SpecError` under ``path``."""
+    try:
+        return cls.from_dict(raw)
+    except ConfigError as e:
+        raise SpecError.at(f"{path}.{e.field}" if e.field else path, str(e)) from None
+    except (TypeError, ValueError) as e:
+        raise SpecError.at(path, str(e)) from None
 
 
 def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMStudyPlan:
     """Check every field of an LLM study (loads the statements, resolves every split; trains
     nothing). Raises :class:`~obliviate.core.SpecError` naming the bad field's path."""
-    if not isinstance(spec, dict):
-        raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
-    d = _mapping(spec, "study", TOP_LEVEL)
-    if d.get("task", "llm") != "llm":
-        raise _err("task", f"must be 'llm' for an LLM study, got {d.get('task')!r}")
-    if "data" in d and "dataset" in d:
-        raise _err("data", "give 'data' or its alias 'dataset', not both")
-    try:
-        device = resolve_device(d.get("device", "auto"))
-    except (ValueError, RuntimeError) as e:
-        raise _err("device", str(e)) from None
-
-    seeds = d.get("seeds", [0])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise _err("seeds", f"must be a non-empty list of distinct non-negative integers, got {seeds!r}")
-
-    # -- model ----------------------------------------------------------------------------------
-    m = _mapping(d.get("model", {"name": TINY}), "model", MODEL_KEYS)
-    name = m.get("name", TINY)
-    if not isinstance(name, str) or not name:
-        raise _err("model.name", f"must be 'tiny-llama', an offline source, a hub id or a local folder, got {name!r}")
-    try:
-        check_model_folder(name)
-    except FileNotFoundError as e:
-        raise _err("model.name", str(e)) from None
-    try:
-        tiny = TinyLlamaSpec(
-            **_mapping(m.get("tiny"), "model.tiny", {f.name for f in dataclasses.fields(TinyLlamaSpec)})
-        )
-    except (TypeError, ValueError) as e:
-        raise _err("model.tiny", str(e)) from None
-    backend = m.get("backend", "hf")
-    if backend not in ("hf", "unsloth"):
-        raise _err("model.backend", f"must be 'hf' or 'unsloth', got {backend!r}")
-    dtype = m.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise _err("model.dtype", f"must be one of {sorted(DTYPES)}, got {dtype!r}")
-    bf16 = m.get("bf16", False)
-    if not isinstance(bf16, bool):
-        raise _err("model.bf16", f"must be true or false, got {bf16!r}")
-    template = m.get("template", "short" if name == TINY else "alpaca")
-    if template not in TEMPLATE_NAMES:
-        raise _err("model.template", f"must be one of {TEMPLATE_NAMES}, got {template!r}")
-    if template == "chat" and name == TINY:
-        raise _err(
-            "model.template",
-            "'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama",
-        )
-    system = m.get("system")
-    if system is not None and (not isinstance(system, str) or template != "chat"):
-        raise _err(
-            "model.system",
-            f"is the chat template's system message: a string with template 'chat' "
-            f"(got {system!r} with template {template!r})",
-        )
-    max_length = _pos_int(m.get("max_length", 128), "model.max_length")
-    if max_length < 16:
-        raise _err("model.max_length", f"must be >= 16, got {max_length}")
-    lora_raw = _mapping(m.get("lora"), "model.lora", set(LORA_TO_METHOD))
-    try:
-        lora_kwargs: dict[str, Any] = {k: (tuple(v) if k == "targets" else v) for k, v in lora_raw.items()}
-        LoraSettings(**lora_kwargs)
-    except (TypeError, ValueError) as e:
-        raise _err("model.lora", str(e)) from None
-    train_raw = m.get("train", {}) if "train" in m else {}
-    train: TaskTrainConfig | None
-    if train_raw is None:
-        train = None
-    else:
-        tr = dict(_mapping(train_raw, "model.train", set(TaskTrainConfig.__dataclass_fields__)))
-        tr.setdefault("lora", {k: v for k, v in lora_raw.items()})
-        try:
-            train = TaskTrainConfig.from_dict(tr)
-        except (TypeError, ValueError) as e:
-            raise _err("model.train", str(e)) from None
-    if name == TINY and train is None:
-        raise _err("model.train", "tiny-llama starts untrained: it needs a task fine-tune (model.train)")
     from ...models.sources import SOURCES
 
-    if name != TINY and name not in SOURCES and not Path(name).expanduser().exists() and "/" not in name:
-        raise _err(
+    if not isinstance(spec, dict):
+        raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - TOP_LEVEL)
+    if unknown:
+        near = {u: difflib.get_close_matches(str(u), sorted(TOP_LEVEL), n=1) for u in unknown}
+        hint = "; ".join(f"{u!r} (did you mean {n[0]!r}?)" for u, n in near.items() if n)
+        raise SpecError.at(
+            "study", f"unknown field(s) {unknown}{' — ' + hint if hint else ''}; allowed: {sorted(TOP_LEVEL)}"
+        )
+    if spec.get("task", "llm") != "llm":
+        raise SpecError.at("task", f"must be 'llm' for an LLM study, got {spec.get('task')!r}")
+    if "data" in spec and "dataset" in spec:
+        raise SpecError.at("data", "give 'data' or its alias 'dataset', not both")
+    try:
+        device = resolve_device(spec.get("device", "auto"))
+    except (ValueError, RuntimeError) as e:
+        raise SpecError.at("device", str(e)) from None
+    seeds = parse_seeds(spec.get("seeds", [0]))
+
+    model: LLMModelSpec = _part(LLMModelSpec, spec.get("model", {"name": TINY}), "model")
+    try:
+        check_model_folder(model.name)
+    except FileNotFoundError as e:
+        raise SpecError.at("model.name", str(e)) from None
+    if model.name != TINY and model.name not in SOURCES and "/" not in model.name and not Path(model.name).exists():
+        raise SpecError.at(
             "model.name",
-            f"{name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
+            f"{model.name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
             "an existing folder, nor a hub id 'owner/name'",
         )
-    cache_dir = m.get("cache_dir") or (
+    cache_dir = model.cache_dir or (
         str(Path(os.environ["OBLIVIATE_CACHE"]) / "llm") if os.environ.get("OBLIVIATE_CACHE") else None
     )
     cache = Path(cache_dir).expanduser() if cache_dir else (out_dir / "cache" if out_dir is not None else None)
 
-    # -- data -----------------------------------------------------------------------------------
-    data_key = "data" if "data" in d or "dataset" not in d else "dataset"
-    ds_raw = d.get(data_key, {"source": "clinical_bias"})
-    if isinstance(ds_raw, str):
-        ds_raw = {"source": ds_raw}
-    ds_raw = _mapping(ds_raw, data_key, DATA_KEYS)
-    source = ds_raw.get("source", ds_raw.get("name", "clinical_bias"))
-    vf = ds_raw.get("validation_fraction", 0.2)
-    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 < float(vf) < 1:
-        raise _err(f"{data_key}.validation_fraction", f"must lie in (0, 1), got {vf!r}")
-    kwargs = {
-        k: ds_raw[k] for k in ("id_col", "group_col", "category_col", "split", "instruction", "answers") if k in ds_raw
-    }
+    data_key = "dataset" if "dataset" in spec else "data"
+    data: TextDataSpec = _part(TextDataSpec, spec.get(data_key, {}), data_key)
     try:
-        dataset = load_text_dataset(source, ds_raw.get("text_col", "text"), ds_raw.get("label_col", "label"), **kwargs)
+        dataset = data.load()
     except (TextDataError, FileNotFoundError, ImportError, TypeError) as e:
-        raise _err(f"{data_key}.source", str(e)) from None
+        raise SpecError.at(f"{data_key}.source", str(e)) from None
 
-    # -- requests (every seed's split is resolved now) ------------------------------------------
-    reqs_raw = d.get("requests")
+    reqs_raw = spec.get("requests")  # every seed's split is resolved now
     if not isinstance(reqs_raw, list) or not reqs_raw:
-        raise _err(
+        raise SpecError.at(
             "requests", "must be a non-empty list, e.g. [{kind: flip, from_label: biased, count: 20, to: not biased}]"
         )
     requests = []
@@ -410,134 +466,33 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         try:
             req = parse_llm_request(r)
             for s in seeds:
-                split_statements(dataset, req, s, float(vf))
+                split_statements(dataset, req, s, data.validation_fraction)
         except LLMRequestError as e:
-            raise _err(f"requests[{i}]", str(e)) from None
+            raise SpecError.at(f"requests[{i}]", str(e)) from None
         requests.append(req)
     if len({r.describe() for r in requests}) != len(requests):
-        raise _err("requests", "two requests describe the same forget set")
+        raise SpecError.at("requests", "two requests describe the same forget set")
 
-    # -- methods --------------------------------------------------------------------------------
-    llm_names = list_methods(kind="llm")
-    meth_raw = d.get("methods", "all")
-    if meth_raw == "all":
-        meth_raw = llm_names
-    if not isinstance(meth_raw, list) or not meth_raw:
-        raise _err(
-            "methods",
-            f"must be 'all' or a non-empty list of names or {{name, config, label}}; LLM methods: {llm_names}",
-        )
-    lora_defaults = {LORA_TO_METHOD[k]: (tuple(v) if k == "targets" else v) for k, v in lora_raw.items()}
-    methods = []
-    for i, mm in enumerate(meth_raw):
-        mm = {"name": mm} if isinstance(mm, str) else mm
-        mm = _mapping(mm, f"methods[{i}]", {"name", "config", "label"})
-        mname = mm.get("name")
-        if mname not in llm_names:
-            near = difflib.get_close_matches(str(mname), llm_names, n=1)
-            raise _err(
-                f"methods[{i}].name",
-                f"unknown LLM method {mname!r}{f'. Did you mean {near[0]!r}?' if near else ''}; available: {llm_names}",
-            )
-        cfg = _mapping(
-            mm.get("config"), f"methods[{i}].config", {f.name for f in dataclasses.fields(METHODS.get(mname).Config)}
-        )
-        merged = {**lora_defaults, **cfg}
-        try:
-            METHODS.get(mname)(merged)
-        except (ValueError, TypeError) as e:
-            raise _err(f"methods[{i}].config", str(e)) from None
-        label = str(mm.get("label", mname))
-        methods.append(MethodRun(mname, label, merged))
-    resolved = [(mr.name, mr.build().config) for mr in methods]
-    for i, r in enumerate(resolved):
-        if resolved.index(r) != i:
-            raise _err(f"methods[{i}]", f"is methods[{resolved.index(r)}] again: same method, same config")
-    labels = [mr.label for mr in methods]
-    dups = sorted({x for x in labels if labels.count(x) > 1} | (set(REFERENCE_ROLES) & set(labels)))
-    if dups:
-        raise _err(
-            "methods",
-            f"labels must be unique and not one of {list(REFERENCE_ROLES)}: {dups}; set 'label' to tell runs apart",
-        )
-
-    # -- metrics & eval ---------------------------------------------------------------------------
-    met = d.get("metrics", "default")
-    crows_cfg: dict[str, Any] = {}
-    mink_k = 0.2
-    if met in ("default", "all", None):
-        groups = tuple(METRIC_GROUPS)
-    else:
-        if isinstance(met, dict):
-            md = _mapping(met, "metrics", METRIC_KEYS)
-            crows_cfg = _mapping(md.get("crows_pairs"), "metrics.crows_pairs", CROWS_KEYS)
-            mink_k = md.get("mink_k", 0.2)
-            if isinstance(mink_k, bool) or not isinstance(mink_k, (int, float)) or not 0 < mink_k <= 1:
-                raise _err("metrics.mink_k", f"must lie in (0, 1], got {mink_k!r}")
-            names = md.get("groups", md.get("names", list(METRIC_GROUPS)))
-        else:
-            names = met
-        if not isinstance(names, list) or not names:
-            raise _err(
-                "metrics", f"must be 'default', a list of groups/keys or a mapping; groups: {list(METRIC_GROUPS)}"
-            )
-        chosen = []
-        for n in names:
-            if n in METRIC_GROUPS:
-                chosen.append(n)
-            else:
-                owner = next((g for g, keys in METRIC_GROUPS.items() if n in keys), None)
-                if owner is None:
-                    raise _err(
-                        "metrics", f"unknown metric {n!r}; groups: {list(METRIC_GROUPS)}, keys: {sorted(LLM_METRICS)}"
-                    )
-                chosen.append(owner)
-        groups = tuple(dict.fromkeys(chosen))
-        if "judgement" not in groups:
-            groups = ("judgement", *groups)
+    methods = parse_methods(spec.get("methods", "all"), "llm", model.lora.for_methods(), REFERENCE_ROLES)
+    metrics: LLMMetricsSpec = _part(LLMMetricsSpec, spec.get("metrics", "default"), "metrics")
     crows: list[CrowsPair] = []
-    if "crows_pairs" in groups:
-        max_pairs = _opt_pos_int(crows_cfg.get("max_pairs", 200), "metrics.crows_pairs.max_pairs")
-        cseed = crows_cfg.get("seed", 0)
-        if isinstance(cseed, bool) or not isinstance(cseed, int) or cseed < 0:
-            raise _err("metrics.crows_pairs.seed", f"must be a non-negative integer, got {cseed!r}")
+    if "crows_pairs" in metrics.groups:
         try:
-            allp = load_crows_pairs(crows_cfg.get("path"))
+            crows = metrics.crows_pairs.load()
         except (FileNotFoundError, TextDataError) as e:
-            raise _err("metrics.crows_pairs.path", str(e)) from None
-        order = np.random.default_rng(cseed).permutation(len(allp))
-        crows = [allp[i] for i in (order if max_pairs is None else order[:max_pairs])]
-    try:
-        ev = from_mapping(LLMEvalSpec, d.get("eval") or {}, "eval")
-    except (ConfigError, TypeError) as e:
-        raise _err(f"eval.{getattr(e, 'field', '')}".rstrip("."), str(e)) from None
-    eval_batch, n_answers, max_new, retain_max = ev.batch_size, ev.answers, ev.max_new_tokens, ev.retain_max
+            raise SpecError.at("metrics.crows_pairs.path", str(e)) from None
+    ev: LLMEvalSpec = _part(LLMEvalSpec, spec.get("eval") or {}, "eval")
     return LLMStudyPlan(
-        raw=d,
         device=device,
-        seeds=list(seeds),
-        model_name=name,
-        tiny=tiny,
-        backend=backend,
-        dtype=dtype,
-        bf16=bf16,
-        template=template,
-        system=system,
-        max_length=max_length,
-        revision=m.get("revision"),
-        train=train,
-        dataset=dataset,
-        data_spec={"source": str(source), **{k: v for k, v in ds_raw.items() if k not in ("source", "name")}},
-        validation_fraction=float(vf),
-        requests=requests,
+        seeds=seeds,
+        model=model,
+        data=data,
+        metrics=metrics,
+        eval=ev,
         methods=methods,
-        groups=groups,
+        requests=requests,
+        dataset=dataset,
         crows=crows,
-        mink_k=float(mink_k),
-        eval_batch=eval_batch,
-        n_answers=n_answers,
-        max_new_tokens=max_new,
-        retain_max=retain_max,
         cache_dir=cache,
     )
 
@@ -552,8 +507,8 @@ class _Models:
 
     def __init__(self, plan: LLMStudyPlan, cache: Path, say: Callable[[str], None]) -> None:
         self.plan, self.cache, self.say = plan, cache, say
-        self.backend = resolve_backend(plan.backend) if plan.model_name != TINY else "hf"
-        if plan.model_name == TINY and plan.backend == "unsloth":
+        self.backend = resolve_backend(plan.model.backend) if plan.model.name != TINY else "hf"
+        if plan.model.name == TINY and plan.model.backend == "unsloth":
             say("backend 'unsloth' applies to hub checkpoints; tiny-llama runs on transformers + peft")
         self._tokenizer: Any = None
         self._base_tok: Any = None
@@ -562,30 +517,35 @@ class _Models:
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
             p = self.plan
-            if p.model_name == TINY:
+            if p.model.name == TINY:
                 from ...models.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
 
                 key = stable_hash(
-                    {"fmt": FORMAT, "data": p.dataset.fingerprint(), "template": p.template, "vocab": p.tiny.vocab_size}
+                    {
+                        "fmt": FORMAT,
+                        "data": p.dataset.fingerprint(),
+                        "template": p.model.template,
+                        "vocab": p.model.tiny.vocab_size,
+                    }
                 )
                 path = self.cache / "tokenizers" / f"bpe-{key}.json"
                 if path.is_file():
                     self._tokenizer = load_tokenizer(path)
                 else:
-                    tmpl = TEMPLATES[p.template]
-                    lead = " " if p.template == "short" else ""
+                    tmpl = TEMPLATES[p.model.template]
+                    lead = " " if p.model.template == "short" else ""
                     corpus = [
                         tmpl.format(instruction=p.dataset.instruction, text=r.text) + lead + p.dataset.answers[r.label]
                         for r in p.dataset.records
                     ]
-                    self._tokenizer = build_bpe_tokenizer(corpus, vocab_size=p.tiny.vocab_size)
+                    self._tokenizer = build_bpe_tokenizer(corpus, vocab_size=p.model.tiny.vocab_size)
                     save_tokenizer(self._tokenizer, path)
             else:
                 from transformers import AutoTokenizer
 
                 from ...models.sources import resolve_model
 
-                tok = AutoTokenizer.from_pretrained(resolve_model(p.model_name), revision=p.revision)
+                tok = AutoTokenizer.from_pretrained(resolve_model(p.model.name), revision=p.model.revision)
                 if tok.pad_token_id is None:
                     tok.pad_token = tok.eos_token
                 tok.padding_side = "right"
@@ -595,7 +555,12 @@ class _Models:
     def encoder(self) -> TaskEncoder:
         p = self.plan
         return TaskEncoder(
-            self.tokenizer(), p.dataset.instruction, p.dataset.answers, p.template, p.max_length, system=p.system
+            self.tokenizer(),
+            p.dataset.instruction,
+            p.dataset.answers,
+            p.model.template,
+            p.model.max_length,
+            system=p.model.system,
         )
 
     # models --------------------------------------------------------------------------------
@@ -605,15 +570,15 @@ class _Models:
 
     def _fresh(self, seed: int) -> nn.Module:
         p = self.plan
-        if p.model_name == TINY:
-            return build_tiny_llama(p.tiny, self.tokenizer(), seed).to(p.device)
+        if p.model.name == TINY:
+            return build_tiny_llama(p.model.tiny, self.tokenizer(), seed).to(p.device)
         model, _, _ = load_pretrained(
-            p.model_name,
-            dtype=p.dtype,
+            p.model.name,
+            dtype=p.model.dtype,
             device=p.device,
             backend=self.backend,
-            max_length=p.max_length,
-            revision=p.revision,
+            max_length=p.model.max_length,
+            revision=p.model.revision,
         )
         return model
 
@@ -628,12 +593,12 @@ class _Models:
             return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
         spec = {
             "fmt": FORMAT,
-            "model": p.model_key(),
+            "model": p.model.key(),
             "data": ds.fingerprint(),
             "rows": [int(r) for r in rows],
             "train": p.train.to_dict(),
             "seed": seed,
-            "bf16": p.bf16,
+            "bf16": p.model.bf16,
             "backend": self.backend,
             "code": model_code_salt("llm"),
         }
@@ -674,7 +639,7 @@ class _Models:
             p.train,
             seed=seed,
             device=p.device,
-            bf16=p.bf16,
+            bf16=p.model.bf16,
             backend=self.backend,
             adapter_out=adapter,
         )
@@ -710,42 +675,42 @@ class LLMTask:
         self.models: _Models | None = None
 
     def prepare(self, progress: Progress) -> dict[str, Any]:
-        plan = copy.copy(self.spec.task_plan) if self.spec.task_plan is not None else validate_llm_spec(self.spec.raw)
+        plan: LLMStudyPlan = self.spec.task_plan  # validated once, by parse_study
         if self.device is not None:
-            plan.device = self.device
+            plan = dataclasses.replace(plan, device=self.device)
         self.plan_ = plan
         self.models = _Models(plan, plan.cache_dir or self.cache_root, lambda msg: progress.stage(f"[llm] {msg}"))
         return {
-            "dataset": {"name": plan.data_spec.get("source"), "statements": len(plan.dataset.records)},
+            "dataset": {"name": plan.data.source, "statements": len(plan.dataset.records)},
             "dataset_fingerprint": plan.dataset.fingerprint(),
-            "metrics": list(plan.groups),
+            "metrics": list(plan.metrics.groups),
         }
 
     def plan(self) -> list[GroupPlan]:
         p = self.plan_
         assert p is not None and self.models is not None
         eval_key = {
-            "groups": list(p.groups),
+            "groups": list(p.metrics.groups),
             "crows": stable_hash([dataclasses.astuple(c) for c in p.crows]),
-            "mink_k": p.mink_k,
-            "batch_size": p.eval_batch,
-            "retain_max": p.retain_max,
-            "answers": p.n_answers,
-            "max_new_tokens": p.max_new_tokens,
+            "mink_k": p.metrics.mink_k,
+            "batch_size": p.eval.batch_size,
+            "retain_max": p.eval.retain_max,
+            "answers": p.eval.answers,
+            "max_new_tokens": p.eval.max_new_tokens,
         }
         out = []
         for req in p.requests:
             for seed in p.seeds:
-                split = split_statements(p.dataset, req, seed, p.validation_fraction)
+                split = split_statements(p.dataset, req, seed, p.data.validation_fraction)
                 ginputs = {
                     "task": "llm",
-                    "model": p.model_key(),
-                    "backend": p.backend,
-                    "bf16": p.bf16,
+                    "model": p.model.key(),
+                    "backend": p.model.backend,
+                    "bf16": p.model.bf16,
                     "train": p.train.to_dict() if p.train else None,
                     "data": p.dataset.with_labels(split.noise).fingerprint(),
                     "request": req.to_dict(),
-                    "vf": p.validation_fraction,
+                    "vf": p.data.validation_fraction,
                     "seed": seed,
                     "eval": eval_key,
                     "split": stable_hash(
@@ -773,7 +738,7 @@ class LLMTask:
                             },
                         )
                     )
-                out.append(GroupPlan(p.model_label, req.describe(), seed, ginputs, units, _Handle(req, split)))
+                out.append(GroupPlan(p.model.name, req.describe(), seed, ginputs, units, _Handle(req, split)))
         return out
 
     def _has_pretrained(self) -> bool:
@@ -781,7 +746,7 @@ class LLMTask:
         pretrained model the study tunes; the tiny fixture starts from random weights)."""
         p = self.plan_
         assert p is not None
-        return p.model_name != TINY and p.train is not None
+        return p.model.name != TINY and p.train is not None
 
     def open(self, group: GroupPlan, progress: Progress) -> OpenGroup:
         p, models = self.plan_, self.models
@@ -791,13 +756,13 @@ class LLMTask:
         ds = p.dataset.with_labels(split.noise)  # a mislabelled request: the tuning data as it was
         all_retain = np.asarray(split.retain)
         retain_rows = None  # the retain statements scored (a seeded subset when eval.retain_max is set)
-        if p.retain_max is not None and len(all_retain) > p.retain_max:
-            pick = np.random.default_rng([seed, 17]).permutation(len(all_retain))[: p.retain_max]
+        if p.eval.retain_max is not None and len(all_retain) > p.eval.retain_max:
+            pick = np.random.default_rng([seed, 17]).permutation(len(all_retain))[: p.eval.retain_max]
             retain_rows = np.sort(all_retain[pick])
         encoder = models.encoder()
-        statements = [int(i) for i in split.forget[: p.n_answers]]
+        statements = [int(i) for i in split.forget[: p.eval.answers]]
         # general-text perplexity only means something for a pretrained model (not the tiny fixture)
-        general = load_general_text() if p.model_name != TINY else None
+        general = load_general_text() if p.model.name != TINY else None
 
         def evaluate(model: nn.Module) -> ModelEval:
             return evaluate_model(
@@ -806,13 +771,13 @@ class LLMTask:
                 ds,
                 split,
                 device=p.device,
-                batch_size=p.eval_batch,
-                groups=p.groups,
+                batch_size=p.eval.batch_size,
+                groups=p.metrics.groups,
                 retain_rows=retain_rows,
                 crows_pairs=p.crows,
-                mink_k=p.mink_k,
+                mink_k=p.metrics.mink_k,
                 general_text=general,
-                bf16=p.bf16,
+                bf16=p.model.bf16,
             )
 
         def answers_of(model: nn.Module, ev: ModelEval) -> dict[str, dict[str, str]]:
@@ -823,7 +788,12 @@ class LLMTask:
                 rec = ds.records[i]
                 out[rec.id] = {
                     "text": generate_answer(
-                        model, encoder, rec.text, max_new_tokens=p.max_new_tokens, device=p.device, bf16=p.bf16
+                        model,
+                        encoder,
+                        rec.text,
+                        max_new_tokens=p.eval.max_new_tokens,
+                        device=p.device,
+                        bf16=p.model.bf16,
                     ),
                     "judgement": ds.answers[labels[int(ev.preds("forget")[pos[i]])]],
                 }
@@ -837,11 +807,11 @@ class LLMTask:
         _free(p.device)
         original, oinfo = models.trained("original", split.train, seed, ds)
         ev_original = evaluate(original)
-        ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.bf16, backend=models.backend)
+        ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.model.bf16, backend=models.backend)
 
         def body(vals: dict[str, tuple[float, str]], answers: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
             return {
-                "dataset": str(p.data_spec.get("source")),
+                "dataset": str(p.data.source),
                 "values": {k: float(v) for k, (v, _) in vals.items()},
                 "directions": {k: d for k, (_, d) in vals.items()},
                 "answers": answers,
@@ -850,20 +820,24 @@ class LLMTask:
 
         def run(unit: Unit) -> dict[str, Any]:
             if unit.label == "retrained":
-                vals = compute_llm_metrics(ev_retrained, ev_original, None, dataset=ds, split=split, groups=p.groups)
+                vals = compute_llm_metrics(
+                    ev_retrained, ev_original, None, dataset=ds, split=split, groups=p.metrics.groups
+                )
                 vals["seconds"] = (rinfo["seconds"], "info")
                 return body(vals, ans_retrained, rinfo)
             if unit.label == "original":
                 vals = compute_llm_metrics(
-                    ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups
+                    ev_original, ev_original, ev_retrained, dataset=ds, split=split, groups=p.metrics.groups
                 )
                 vals["seconds"] = (oinfo["seconds"], "info")
                 return body(vals, answers_of(original, ev_original), oinfo)
             if unit.label == "pretrained":
                 base = models.pretrained()
                 ev = evaluate(base)
-                vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
-                out = body(vals, answers_of(base, ev), {"source": p.model_name, "seconds": 0.0})
+                vals = compute_llm_metrics(
+                    ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.metrics.groups
+                )
+                out = body(vals, answers_of(base, ev), {"source": p.model.name, "seconds": 0.0})
                 del base
                 _free(p.device)
                 return out
@@ -871,7 +845,7 @@ class LLMTask:
             data = LLMUnlearnData(ds, split, encoder, type(method).uses)
             result, stats = run_method(method, original, data, ctx)
             ev = evaluate(result.model)
-            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.groups)
+            vals = compute_llm_metrics(ev, ev_original, ev_retrained, dataset=ds, split=split, groups=p.metrics.groups)
             vals["seconds"] = (stats.seconds, "lower")
             vals["steps"] = (float(stats.steps), "info")
             if stats.peak_memory_mb is not None:
@@ -889,7 +863,7 @@ class LLMTask:
 
         record = {
             "task": "llm",
-            "model": p.model_label,
+            "model": p.model.name,
             "request": rq,
             "seed": seed,
             "references": {"original": oinfo, "retrained": rinfo},
@@ -908,16 +882,16 @@ class LLMTask:
         blocks = []
         for req in p.requests:
             seed = p.seeds[0]
-            if p.n_answers == 0:
+            if p.eval.answers == 0:
                 continue
-            split = split_statements(p.dataset, req, seed, p.validation_fraction)
+            split = split_statements(p.dataset, req, seed, p.data.validation_fraction)
             recs = {
                 r["method"]: r
                 for r in records
                 if r["request"] == req.describe() and r["seed"] == seed and r.get("status") == "ok"
             }
             statements = []
-            for i in split.forget[: p.n_answers]:
+            for i in split.forget[: p.eval.answers]:
                 rec = p.dataset.records[int(i)]
                 statements.append(
                     {
@@ -931,7 +905,7 @@ class LLMTask:
                 )
             blocks.append(
                 {
-                    "model": p.model_label,
+                    "model": p.model.name,
                     "request": req.describe(),
                     "seed": seed,
                     "statements": statements,

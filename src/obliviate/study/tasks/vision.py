@@ -60,9 +60,11 @@ def request_key(request: ForgetRequest) -> dict[str, Any]:
     return d
 
 
-def load_study_dataset(spec: StudySpec) -> ImageDataset:
+def load_study_dataset(spec: StudySpec, progress: Progress | None = None) -> ImageDataset:
     d = spec.dataset
     assert isinstance(d, DatasetSpec)
+    if progress is not None:
+        progress.stage(f"loading dataset {d.name}")
     ds = load_dataset(d.name, root=d.root, download=d.download)
     if d.train_per_class or d.test_per_class:
         ds = ds.subset(d.train_per_class, d.test_per_class, seed=d.subset_seed)
@@ -98,8 +100,7 @@ class VisionTask:
 
     # -- plan -------------------------------------------------------------------------------------
     def prepare(self, progress: Progress) -> dict[str, Any]:
-        progress.stage(f"loading dataset {self.spec.dataset['name']}")
-        self.ds = load_study_dataset(self.spec).to(self.device)
+        self.ds = load_study_dataset(self.spec, progress).to(self.device)
         self.fingerprint = self.ds.fingerprint()
         labels = self.ds.label_info()
         # splits are computed (and validated) for every request and seed before any training

@@ -60,6 +60,19 @@ def test_config_is_the_type_parameter(name: str) -> None:
     assert issubclass(cls.Config, params[0]), f"{cls.__name__}.Config is not its type parameter {params[0].__name__}"
 
 
+def test_configs_inherit_from_shared_bases_only() -> None:
+    """A method's config derives from shared bases (``VisionConfig``, ``StopConfig``, ``NegGradConfig``
+    ...), never from another method's config: one level below the shared bases, so a method's
+    defaults are read in its own file and one base."""
+    from obliviate.core import MethodConfig
+
+    # (``original`` takes no settings: its config is the base itself)
+    configs = {METHODS.get(n).Config: n for n in NAMES if METHODS.get(n).Config is not MethodConfig}
+    for cfg, name in configs.items():
+        parents = [c for c in cfg.__mro__[1:] if c in configs and c is not cfg]
+        assert not parents, f"{name}'s {cfg.__name__} derives from {configs[parents[0]]}'s {parents[0].__name__}"
+
+
 @pytest.mark.parametrize("name, mode", CASES, ids=[f"{n}-{m or 'vision'}" for n, m in CASES])
 def test_contract(request: pytest.FixtureRequest, name: str, mode: str | None) -> None:
     check_contract(name, _problem(request, name), mode)

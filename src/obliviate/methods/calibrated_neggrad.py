@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .base import Choice, Range, param, register_method
-from .neggrad_plus import NegGradPlus, NegGradPlusConfig
+from .neggrad_plus import NegGradConfig, NegGradPlus
 
 
 @dataclass(frozen=True, kw_only=True)
-class CalibratedNegGradConfig(NegGradPlusConfig):
+class CalibratedNegGradConfig(NegGradConfig):
     beta: float = param(0.3, "weight of the retain loss; the forget loss gets 1 − β", "β", tune=Range(0.05, 0.95))
     stop: Literal["budget", "calibrated"] = param(
         "calibrated",

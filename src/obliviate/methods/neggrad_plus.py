@@ -48,7 +48,10 @@ from .losses import check_forward, check_smoothing, forward_pair, forward_param,
 
 
 @dataclass(frozen=True, kw_only=True)
-class NegGradPlusConfig(StopConfig):
+class NegGradConfig(StopConfig):
+    """Shared base of the NegGrad+ family (``neggrad_plus``, ``calibrated_neggrad``): the joint
+    descent/ascent's weight, budget, SGD and batches; each method sets its own defaults."""
+
     beta: float = param(
         0.95,
         "weight of the retain loss; the forget loss gets 1 − β "
@@ -86,11 +89,16 @@ class NegGradPlusConfig(StopConfig):
         self._require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
 
 
+@dataclass(frozen=True, kw_only=True)
+class NegGradPlusConfig(NegGradConfig):
+    """NegGrad+ as in SCRUB's small-scale setting (the defaults above)."""
+
+
 @register_method("neggrad_plus")
-class NegGradPlus(VisionMethod[NegGradPlusConfig]):
+class NegGradPlus(VisionMethod[NegGradConfig]):
     """NegGrad+: β·CE(retain) − (1 − β)·CE(forget), minimised jointly with SGD."""
 
-    Config = NegGradPlusConfig
+    Config: ClassVar[type[NegGradConfig]] = NegGradPlusConfig
     uses = frozenset({"forget", "retain"})
     reference = (
         "Kurmanji et al., 'Towards Unbounded Machine Unlearning', NeurIPS 2023 "

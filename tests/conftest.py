@@ -111,12 +111,14 @@ def cifar10_root() -> Path:
 
 
 def load_bench_script(name: str) -> Any:
-    """Import ``bench/NAME.py`` as module ``NAME`` (registered in ``sys.modules``: dataclasses
-    resolve their module by name)."""
+    """Import ``bench/QUESTION/NAME.py`` (one folder per question) as module ``NAME`` (registered in
+    ``sys.modules``: dataclasses resolve their module by name)."""
     import importlib.util
     import sys
 
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    found = sorted((Path(__file__).resolve().parents[1] / "bench").glob(f"*/{name}.py"))
+    assert len(found) == 1, f"bench/*/{name}.py: {found or 'not found'}"
+    path = found[0]
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

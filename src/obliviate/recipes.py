@@ -15,7 +15,7 @@ Recipes:
 * ``airbench_quick`` — the same recipe on a narrower net (``width=0.5``) for 3 epochs, for
   quick studies.
 
-Accuracy and wall time are measured by ``bench/bench_airbench.py``. The bf16 speed needs a CPU with
+Accuracy and wall time are measured by ``bench/airbench/bench_airbench.py``. The bf16 speed needs a CPU with
 AVX512-BF16 (or AMX); elsewhere pass ``bf16=False`` to :func:`get_recipe`.
 """
 

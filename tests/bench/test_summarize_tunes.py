@@ -1,4 +1,4 @@
-"""The tune summary's per-kind choice (bench/summarize_tunes.py), on a synthetic tune (no training)."""
+"""The tune summary's per-kind choice (bench/frontier_heldout/summarize_tunes.py), on a synthetic tune (no training)."""
 
 from __future__ import annotations
 

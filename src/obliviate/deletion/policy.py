@@ -25,7 +25,7 @@ retraining does (or, with ``fallback="refuse"``, nothing is delivered).
 ρ = 2·10⁻³ and β = 0.5 (retain weight) were set and checked on two development models only (a
 VGG-style CNN with batch norm trained with SGD, and a two-layer CNN trained with Adam; the ``dev_``
 models of ``bench/deletion_models``; not swept) and are judged on four others trained by their own
-code (``bench/bench_deletion_models.py``).
+code (``bench/deletion_models/``).
 """
 
 from __future__ import annotations

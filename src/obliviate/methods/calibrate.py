@@ -23,7 +23,7 @@ The mean is what ``stop_statistic: mean`` compares, and a few rows pushed far ca
 ``median`` compares the (class-weighted) medians, which a few rows cannot move, and ``error`` the
 fraction of rows misclassified: the forget rows' error against the class-weighted held-out error,
 the statistic the accuracy components of the Avg. gap read (``stop_margin`` is then a fraction of
-rows, not nats). On CIFAR-10's 300 frog ids (``bench/configs/calibrated_stop_ids.yaml``) all three reach
+rows, not nats). On CIFAR-10's 300 frog ids (``bench/calibrated_stop/``) all three reach
 their target within 1–6 steps, before the rows reach retraining's accuracy: that net barely
 memorises, and the target rests on ≈ 100 held-out rows of the class.
 

@@ -11,7 +11,7 @@ Defaults: NegGrad+'s, except β = 0.3 — on a random request the forget rows co
 rows' distribution, so NegGrad+'s β = 0.95 lowers their loss further instead of raising it (on a
 digits net that memorised its data, β ∈ {0.95, 0.9, 0.7, 0.5} never reached the stop in 10
 epochs; 0.3, 0.2 and 0.1 did, at 95, 85 and 70 steps — chosen there, on seed 0 of the random 10 %
-request, ``bench/bench_digits_methods.py``; to be judged on CIFAR-10 in the frontier) — and the
+request, ``bench/digits_methods/``; to be judged on CIFAR-10 in the frontier) — and the
 stop checked every 5 steps (each check is one forward pass over the forget and held-out rows).
 """
 

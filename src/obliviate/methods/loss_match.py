@@ -37,7 +37,7 @@ one pushed past it is pulled back, nothing diverges, and a step budget is the on
 Which rows a retrained model gets wrong is not known without it; the rank rule assumes they are the
 ones the original finds hardest. On CIFAR-10 (airbench, a random 10 %, 3 seeds) the original's loss
 ranks the retrained model's errors on the forget rows with AUC 0.94–0.96, about as well as it ranks
-a second model's errors on test rows, 0.96–0.97 (``bench/bench_sample_level_evidence.py``).
+a second model's errors on test rows, 0.96–0.97 (``bench/sample_level_20x/``).
 Not for class requests: a model retrained without a whole class has no held-out loss of it under
 the original to match (refused, saying why).
 

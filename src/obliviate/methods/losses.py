@@ -8,7 +8,7 @@ Two choices every method that descends on retain rows makes, made once here:
   the forget rows included: on the frontier's frog ids the forget rows' mean LiRA score φ rose
   from the original's 1.25–1.29 to 1.69–2.03 under ``finetune`` and ``l1_sparse``, against
   1.13–1.14 for retrained references, and the per-example ε read 1.41–1.48 against the original's
-  0.72 (``bench/frontier_audit_notes.md``). ``0.0`` gives the papers' plain cross-entropy back.
+  0.72 (``bench/membership_audit/``). ``0.0`` gives the papers' plain cross-entropy back.
 * **One forward pass over the retain and the forget batch, or two** (``forward``). In train mode,
   batch norm normalises a batch with its own statistics; a forget batch of a class request, or of
   300 ids inside one class, is one class, and a separate forward pass normalises it with that

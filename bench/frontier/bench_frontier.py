@@ -41,7 +41,6 @@ measured when it was trained, so the final benchmark should start from an empty 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -627,12 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from obliviate.study import load_study
 
     torch.set_num_threads(args.threads)
-    spec = load_study(args.config, scale=args.scale)
-    spec.dataset = dataclasses.replace(spec.dataset, root=str(args.data_root.resolve()))
-    spec.raw = {**spec.raw, "dataset": spec.dataset.to_dict()}
-    if args.seeds is not None:
-        spec.seeds = list(args.seeds)
-        spec.raw = {**spec.raw, "seeds": spec.seeds}
+    spec = load_study(args.config, scale=args.scale, data_root=str(args.data_root.resolve()), seeds=args.seeds)
     out_dir = args.out or args.config.resolve().parent / "results" / "study"
     summary_dir = args.summary_dir or out_dir.parent
     meta: dict[str, Any] = {

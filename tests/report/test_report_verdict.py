@@ -95,7 +95,17 @@ def test_verdicts_name_the_deciding_numbers() -> None:
     label, why = method_verdict(
         _stats(**{**RETRAIN, "acc__retain": 0.90, "worst_class_drop": 9.0, "gap__avg": 2.2}), ref, floor, target
     )
-    assert label == "loses utility" and "retain acc 90.0 vs 99.0" in why and "−9.0 pts" in why
+    assert label == "loses utility" and "retain (training) acc 90.0 vs 99.0" in why and "−9.0 pts" in why
+    # the retained training rows fitted less tightly, at the retrained model's test accuracy, is not lost utility
+    label, why = method_verdict(_stats(**{**RETRAIN, "acc__retain": 0.97, "gap__avg": 0.6}), ref, floor, target)
+    assert label == "forgets" and "retain (training) acc 97.0 vs 99.0" in why and "fits the rows it keeps" in why
+    label, why = method_verdict(
+        _stats(**{**RETRAIN, "acc__test_retain": RETRAIN["acc__test_retain"] - 0.02, "gap__avg": 0.6}),
+        ref,
+        floor,
+        target,
+    )
+    assert label == "loses utility" and "retained-class test acc" in why
     label, _ = method_verdict(
         _stats(**{**RETRAIN, "acc__forget": 0.3, "acc__test_retain": 0.8, "gap__avg": 12.0}), ref, floor, target
     )

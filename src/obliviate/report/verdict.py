@@ -11,8 +11,11 @@ two retrains of different seeds):
 * **over-forgets** — on the other side by more than the tolerance: itself a signal to an
   attacker (the folded over-forgetting table applies :func:`obliviate.metrics.gap.over_forgetting`,
   whose fixed 5-point margin is coarser);
-* **loses utility** — retain or retained-class test accuracy below the retrained model's by more
-  than the tolerance, or a retained class losing more than the target allows;
+* **loses utility** — retained-class test accuracy (test accuracy on a sample-level request) below
+  the retrained model's by more than the tolerance, or a retained class losing more than the target
+  allows. Accuracy on the retained *training* rows is not utility: a model that fits them less
+  tightly than the retrained one, at the same test accuracy, has that said in its sentence (and
+  in its Avg. gap), not this label;
 * **forgets** — none of these: the gap is made of small differences.
 
 The tolerance of a component is twice its noise floor, and at least 1 point (one test image of a
@@ -82,13 +85,12 @@ def method_verdict(
         labels.append("forgets too little" if mia[0] < mia[1] else "over-forgets")
         why.append(f"MIA-efficacy {mia[0]:.1f} vs retrained {mia[1]:.1f}")
     utility = []
-    for key, name in (
-        ("acc/retain", "retain acc"),
-        (test_key, "retained-class test acc" if test_key == "acc/test_retain" else "test acc"),
-    ):
-        u = pts(key)
-        if u is not None and u[1] - u[0] > tol[key]:
-            utility.append(f"{name} {u[0]:.1f} vs {u[1]:.1f}\u00a0%")
+    u = pts(test_key)
+    if u is not None and u[1] - u[0] > tol[test_key]:
+        name = "retained-class test acc" if test_key == "acc/test_retain" else "test acc"
+        utility.append(f"{name} {u[0]:.1f} vs {u[1]:.1f}\u00a0%")
+    fit = pts("acc/retain")  # training rows kept: fitted less tightly is part of the gap, not lost utility
+    loose = fit is not None and fit[1] - fit[0] > tol["acc/retain"]
     drop = _m(vals, "worst_class_drop")
     if target is not None and target.max_class_drop is not None and drop is not None and drop > target.max_class_drop:
         utility.append(f"a retained class −{drop:.1f} pts vs the original (≤ {target.max_class_drop:g} allowed)")
@@ -99,9 +101,13 @@ def method_verdict(
         labels.append("forgets")
         bar = target.gap_bar(floor_avg) if target is not None else None
         why.append(
-            f"Avg. gap {gap:.2f} pts, every component within its tolerance"
+            f"Avg. gap {gap:.2f} pts, "
+            + ("forget and test components within their tolerance" if loose else "every component within its tolerance")
             + ("" if bar is None else (f" (target ≤ {bar:.2f})" if gap > bar else f", within the target ≤ {bar:.2f}"))
         )
+    if loose and fit is not None:
+        gloss = "" if "loses utility" in labels else ": fits the rows it keeps less tightly"
+        why.append(f"retain (training) acc {fit[0]:.1f} vs {fit[1]:.1f}\u00a0%{gloss}")
     text = "; ".join(why)
     if exact:
         text += (

@@ -205,6 +205,43 @@ class LoraSettings:
             raise ValueError("LoRA targets must name at least one module")
 
 
+def lora_targets(model: nn.Module) -> tuple[str, ...]:
+    """The LoRA target modules of ``model``, found from its architecture: the names of the linear
+    layers inside its transformer blocks (``q_proj`` ... ``down_proj`` on Llama, Qwen, Mistral and
+    Gemma blocks; GPT-2's ``c_attn``, ``c_proj``, ``c_fc``, which are ``Conv1D`` layers), never
+    the embeddings or the output head. ``("all-linear",)`` (peft's choice of every linear layer
+    but the head) where the blocks cannot be found."""
+    try:
+        blocks = decoder_layers(model)
+    except (AttributeError, ValueError, TypeError):
+        return ("all-linear",)
+    linear_types: tuple[type, ...] = (nn.Linear,)
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        linear_types = (nn.Linear, Conv1D)
+    except ImportError:  # pragma: no cover - transformers is what loads these models
+        pass
+    names: dict[str, None] = {}
+    for block in blocks:
+        for name, module in block.named_modules():
+            if isinstance(module, linear_types) and name:
+                names[name.rsplit(".", 1)[-1]] = None
+    return tuple(names) or ("all-linear",)
+
+
+def _conv1d_targets(model: nn.Module, targets: Any) -> bool:
+    """Whether the named targets are transformers' ``Conv1D`` layers (GPT-2): peft then needs
+    ``fan_in_fan_out``."""
+    if not isinstance(targets, list):
+        return False
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return False
+    return any(isinstance(m, Conv1D) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
+
+
 def attach_lora(model: nn.Module, lora: LoraSettings, seed: int, backend: str = "hf") -> nn.Module:
     """Wrap ``model`` in a fresh LoRA adapter (``lora_B = 0``: the output is unchanged at start).
 
@@ -235,6 +272,7 @@ def attach_lora(model: nn.Module, lora: LoraSettings, seed: int, backend: str = 
             lora_alpha=cast(Any, lora.alpha),
             lora_dropout=lora.dropout,
             target_modules=targets,
+            fan_in_fan_out=_conv1d_targets(model, targets),  # GPT-2's Conv1D stores weights transposed
             layers_to_transform=list(lora.layers) if lora.layers is not None else None,
             bias="none",
             task_type="CAUSAL_LM",

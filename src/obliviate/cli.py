@@ -572,10 +572,52 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def _unlearn_lm(args: argparse.Namespace) -> int:
+    """``obliviate unlearn MODEL_DIR --forget ROWS.jsonl --retain ROWS.jsonl [--heldout ...]``."""
+    from .deletion import DeletionRefused
+    from .deletion.lm_requests import load_lm_folder, unlearn_lm
+
+    if not args.retain:
+        raise ValueError("a language model's request needs --retain ROWS.jsonl: rows the model must keep")
+    model, tokenizer, lineage = load_lm_folder(args.checkpoint, args.device)
+    try:
+        res = unlearn_lm(
+            model,
+            tokenizer=tokenizer,
+            forget=args.forget,
+            retain=args.retain,
+            heldout=args.heldout,
+            method=args.method,
+            config=_overrides(args.set),
+            out=args.out,
+            request_id=args.request_id,
+            device=args.device,
+            seed=args.seed or 0,
+            lineage=lineage,
+        )
+    except DeletionRefused as e:
+        print(f"obliviate: {e}", file=sys.stderr)
+        return 3
+    ev = res.evidence
+    print(f"request {ev['request']['id']}: {ev['outcome']} by {ev['method']['name']} — " + "; ".join(ev["why"]))
+    print(
+        f"wrote {res.out}/model.safetensors, config.json, the tokenizer, evidence.json, evidence.html, "
+        f"ledger.jsonl ({ev['ledger']['entries']} request(s) in this lineage)"
+    )
+    return 0
+
+
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from .deletion import DeletionRefused
     from .deletion.checkpoint_requests import unlearn_checkpoint
 
+    if Path(args.checkpoint).is_dir() and (Path(args.checkpoint) / "config.json").is_file():
+        return _unlearn_lm(args)
+    if args.retain or args.heldout:
+        raise ValueError(
+            "--retain and --heldout take a language model's rows (MODEL_DIR with config.json); "
+            f"{args.checkpoint} is a classifier checkpoint, whose retain set is its training data minus --forget"
+        )
     forget = args.forget
     ids_file = forget[4:] if forget.startswith("ids:") else forget
     try:
@@ -852,9 +894,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("unlearn", help="honour a deletion request on a saved model: model + evidence + ledger out")
-    s.add_argument("checkpoint", help="a checkpoint (PATH[.json]) or a folder an earlier `obliviate unlearn` wrote")
+    s.add_argument(
+        "checkpoint",
+        help="a checkpoint (PATH[.json]), a folder an earlier `obliviate unlearn` wrote, or a language "
+        "model's folder (config.json, weights and tokenizer, as save_pretrained writes it)",
+    )
     data_args(s, required=False)
-    s.add_argument("--forget", required=True, help="the deletion request: ids:FILE (one training-sample id per line)")
+    s.add_argument(
+        "--forget",
+        required=True,
+        help="the deletion request: ids:FILE (one training-sample id per line); for a language model, "
+        'ROWS.jsonl (one {"text"} or {"question", "answer"} per line)',
+    )
+    s.add_argument("--retain", help="a language model's rows to keep (ROWS.jsonl)")
+    s.add_argument(
+        "--heldout", help="a language model's rows of the same kind it never saw (ROWS.jsonl; auto needs them)"
+    )
     s.add_argument("--method", default="auto", help="a vision method, or auto (see obliviate.deletion.policy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field of the method's config (repeatable)")
     s.add_argument("--exact", action="store_true", help="demand an exact result (retrain, or sisa for an ensemble)")

@@ -61,8 +61,11 @@ def optimise(
     device: torch.device | str = "cpu",
     bf16: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> OptimStats:
-    """Run ``total_steps`` AdamW steps on ``step_loss(step)``; returns the loss trace."""
+    """Run ``total_steps`` AdamW steps on ``step_loss(step)``; returns the loss trace.
+    ``should_stop(steps_done)``, asked after every step, ends the run early when it says so (the
+    schedule stays the one of ``total_steps``: the budget is an upper bound)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     chosen = [p for p in params if p.requires_grad]
@@ -86,7 +89,9 @@ def optimise(
         stats.losses.append(float(loss.detach()))
         if progress is not None:
             progress({"step": step + 1, "total": total_steps, "loss": stats.losses[-1]})
-    stats.steps = total_steps
+        if should_stop is not None and should_stop(step + 1):
+            break
+    stats.steps = len(stats.losses)
     stats.seconds = time.perf_counter() - t0
     return stats
 

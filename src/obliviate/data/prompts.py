@@ -239,3 +239,52 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[s
 def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keys a causal LM's ``forward`` takes (labels are scored by our own losses)."""
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+QA_TEMPLATE = "Question: {text}\nAnswer:"
+
+
+class PairEncoder(TaskEncoder):
+    """Token batches of prompt/answer pairs and plain texts, for deletion requests on a causal LM.
+
+    A pair's prompt is its question alone — inside the tokenizer's chat template (``template="chat"``,
+    the question as the user's message) or :data:`QA_TEMPLATE` (``"qa"``) — and the answer follows
+    it with EOS; a row with an empty prompt is a plain text (a document), taught and scored on every
+    token. Everything else — truncation that never cuts the answer, ``loss_on``, batching — is
+    :class:`TaskEncoder`'s.
+    """
+
+    def __init__(self, tokenizer: Any, template: str = "qa", max_length: int = 256, system: str | None = None) -> None:
+        if template not in ("qa", "chat"):
+            raise ValueError(f"a pair's template is 'qa' or 'chat', got {template!r}")
+        self.pair_template = template
+        super().__init__(tokenizer, "", {}, "chat" if template == "chat" else "short", max_length, system)
+
+    def _template_parts(self) -> tuple[list[int], list[int]]:
+        if self.pair_template == "chat":
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'qa'")
+            system = [] if self.system is None else [{"role": "system", "content": self.system}]
+            rendered = self.tokenizer.apply_chat_template(
+                [*system, {"role": "user", "content": _SLOT}], add_generation_prompt=True, tokenize=False
+            )
+        else:
+            rendered = QA_TEMPLATE.format(text=_SLOT)
+        before, after = rendered.split(_SLOT)
+        prefix = self._encode(before)
+        if self.bos_id is not None and (not prefix or prefix[0] != self.bos_id):
+            prefix = [self.bos_id, *prefix]
+        return prefix, self._encode(after)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        if answer not in self._answer_cache:
+            lead = "" if self.pair_template == "chat" else " "
+            self._answer_cache[answer] = [*self._encode(lead + answer), self.eos_id]
+        return self._answer_cache[answer]
+
+    def example(self, text: str, answer: str, loss_on: str = "answer") -> Encoded:
+        if text:
+            return super().example(text, answer, loss_on)
+        ids = [*self._encode(answer)][: self.max_length - 2]  # a plain text: BOS + text + EOS, all scored
+        head = [self.bos_id] if self.bos_id is not None else []
+        return Encoded([*head, *ids, self.eos_id], [False] * len(head) + [True] * (len(ids) + 1))

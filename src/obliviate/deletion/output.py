@@ -50,6 +50,7 @@ def write_output(
     entries: list[dict[str, Any]],
     entry: dict[str, Any],
     extra: Callable[[Path], dict[str, Any]] | None = None,
+    render: Callable[[dict[str, Any]], str] = render_html,
 ) -> Path:
     """Write the request's folder: the model (``save_model(tmp / "model")``), the evidence with the
     saved weights' hash, and the ledger with ``entry`` chained onto ``entries``. ``extra(tmp)``
@@ -66,7 +67,7 @@ def write_output(
         evidence["ledger"] = {"entries": len(entries) + 1, "ids": entry.get("ids_form", "plain")}
         entry = {**entry, "model_after": after, **(extra(tmp) if extra is not None else {})}
         write_json_atomic(tmp / "evidence.json", evidence)
-        write_text_atomic(tmp / "evidence.html", render_html(evidence))
+        write_text_atomic(tmp / "evidence.html", render(evidence))
         entry["evidence_sha256"] = ledger.file_sha256(tmp / "evidence.json")
         ledger.write(tmp / "ledger.jsonl", ledger.extended(entries, entry))
         os.rename(tmp, out)  # the folder appears whole, or not at all

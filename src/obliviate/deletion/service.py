@@ -30,14 +30,11 @@ from ..methods import UnlearnContext, UnlearnData
 from ..training import TrainConfig, predict_logits
 from ..utils import resolve_device
 from . import policy
+from .errors import DeletionError, DeletionRefused
 from .evidence import FORMAT, tensor_sha256, weights_sha256
 from .guard import Attempt, audit_power, class_forgotten, membership_reading, tolerances, utility_violations
 from .measurements import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
 from .userdata import UserDataError, to_tensors, user_problem
-
-
-class DeletionError(ValueError):
-    """A deletion request that cannot be honoured as asked; the message says what to change."""
 
 
 @dataclass
@@ -256,15 +253,6 @@ def _covers(ds: ImageDataset, validation_rows: np.ndarray, split: ForgetSplit) -
     f = set(ds.train_labels[torch.as_tensor(split.forget, device=ds.train_labels.device)].cpu().tolist())
     v = set(ds.test_labels[torch.as_tensor(validation_rows, device=ds.test_labels.device)].cpu().tolist())
     return bool(f & v)
-
-
-class DeletionRefused(DeletionError):
-    """No attempt passed the guard and retraining was forbidden (``fallback="refuse"``); nothing
-    is delivered. ``evidence`` records every attempt and why it was rolled back."""
-
-    def __init__(self, message: str, evidence: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.evidence = evidence
 
 
 FALLBACKS = ("retrain", "refuse")
@@ -877,13 +865,19 @@ def unlearn(
     ledger_salt: str | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
-) -> DeletionResult:
+    tokenizer: Any = None,
+) -> Any:
     """Make ``model`` forget the rows of ``forget`` and keep what ``retain`` teaches; returns the
     unlearned model (``model`` itself is untouched) with its evidence record.
 
+    A causal language model (a transformers ``*ForCausalLM``) with its ``tokenizer`` goes to
+    :func:`obliviate.deletion.lm_requests.unlearn_lm`: rows are texts or ``{question, answer}``
+    pairs, and ``method``, ``config``, ``heldout``, ``out``, ``request_id``, ``ids``, ``device``
+    and ``seed`` mean what they mean here; the classifier-only arguments are refused.
+
     Args:
         model: any ``torch.nn.Module`` classifier returning logits ``(N, classes)`` — a
-            torchvision or timm model works unchanged.
+            torchvision or timm model works unchanged — or a causal LM with ``tokenizer``.
         forget, retain: ``Dataset``/``DataLoader`` of ``(input, label)`` (or ``(inputs, labels)``
             tensors), inputs exactly as the model takes them.
         method: a registered vision method, or ``"auto"`` (:mod:`obliviate.deletion.policy`).
@@ -917,6 +911,40 @@ def unlearn(
             ``ledger_salt``, default ``$OBLIVIATE_LEDGER_SALT``: a ledger of whom was forgotten is
             itself personal data).
     """
+    from .lm_requests import is_causal_lm, unlearn_lm
+
+    if tokenizer is not None or is_causal_lm(model):
+        if tokenizer is None:
+            raise DeletionError(
+                f"{type(model).__name__} is a causal language model: pass its tokenizer "
+                "(tokenizer=AutoTokenizer.from_pretrained(...)) and rows of text or {question, answer}"
+            )
+        vision_only = {
+            "validation": validation,
+            "reference": reference,
+            "references": references,
+            "train_config": train_config,
+            "model_factory": model_factory,
+            "train_fn": train_fn,
+            "class_names": class_names,
+        }
+        given = sorted(k for k, v in vision_only.items() if v is not None) + (["exact"] if exact else [])
+        if given:
+            raise DeletionError(f"{given} apply to classifiers; a language model's request takes none of them")
+        return unlearn_lm(
+            model,
+            tokenizer=tokenizer,
+            forget=forget,
+            retain=retain,
+            heldout=heldout,
+            method=method,
+            config=config,
+            out=out,
+            request_id=request_id,
+            ids=ids,
+            device=device,
+            seed=seed,
+        )
     dev = resolve_device(device)
     try:
         ds, split, held = user_problem(model, forget, retain, heldout, dev, class_names=class_names)

@@ -119,41 +119,38 @@ def _is_int(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class TextSplitView:
-    """A read-only view of one split: its statements, labels, requested answers and rows."""
+    """A read-only view of one split: per row its prompt (a statement, a question, or empty for a
+    plain text), the answer the model learned, the answer the request asks for (``None``: a plain
+    deletion request) and another answer (a different label, or a refusal), and its row."""
 
     name: str
     rows: np.ndarray
     texts: tuple[str, ...]
-    labels: tuple[str, ...]
-    targets: tuple[str | None, ...]
+    learned: tuple[str, ...]
+    requested: tuple[str | None, ...]
+    other: tuple[str, ...]
     encoder: TaskEncoder
-    answers: Mapping[str, str]
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def answer_strings(self, which: str = "label") -> list[str]:
-        """Per statement: the learned answer (``label``), the requested one (``target``; forget
-        split of a flip request), or the other answer (``other``: the next label in order)."""
+        """Per row: the learned answer (``label``), the requested one (``target``; the forget split
+        of a request that names one), or the other answer (``other``)."""
         if which not in ANSWER_KINDS:
             raise ValueError(f"answer kind must be one of {ANSWER_KINDS}, got {which!r}")
-        order = list(self.answers)
-        out = []
-        for label, target in zip(self.labels, self.targets):
-            if which == "label":
-                out.append(self.answers[label])
-            elif which == "target":
-                if target is None:
-                    raise ValueError(f"the {self.name} split has no requested answer (a plain deletion request)")
-                out.append(self.answers[target])
-            else:
-                out.append(self.answers[order[(order.index(label) + 1) % len(order)]])
-        return out
+        if which == "label":
+            return list(self.learned)
+        if which == "other":
+            return list(self.other)
+        if any(r is None for r in self.requested):
+            raise ValueError(f"the {self.name} split has no requested answer (a plain deletion request)")
+        return [str(r) for r in self.requested]
 
     def loader(
         self, batch_size: int, *, answer: str = "label", loss_on: str = "answer", shuffle: bool = True, seed: int = 0
     ) -> TextBatchLoader:
-        """Token batches (dicts) of this split with the chosen answer per statement."""
+        """Token batches (dicts) of this split with the chosen answer per row."""
         return TextBatchLoader(
             self.encoder,
             self.texts,
@@ -167,20 +164,15 @@ class TextSplitView:
 
 
 class LLMUnlearnData(GuardedSplits):
-    """The statement splits a method may read; an undeclared split raises ``SplitAccessError``.
-
-    ``forget`` / ``retain`` are training statements; ``validation`` is held out (never trained on).
-    """
+    """The statement splits of the judgement task a method may read; an undeclared split raises
+    ``SplitAccessError``. ``forget`` / ``retain`` are training statements; ``validation`` is held
+    out (never trained on)."""
 
     def __init__(
         self, dataset: TextDataset, split: StatementSplit, encoder: TaskEncoder, allowed: frozenset[str]
     ) -> None:
         super().__init__(allowed)
         self._dataset, self._split, self._encoder = dataset, split, encoder
-
-    @property
-    def answers(self) -> Mapping[str, str]:
-        return self._dataset.answers
 
     @property
     def target_label(self) -> str | None:
@@ -199,15 +191,17 @@ class LLMUnlearnData(GuardedSplits):
         if len(rows) == 0:
             raise SplitAccessError(f"the {name} split is empty")
         recs = [self._dataset.records[i] for i in rows]
+        answers = self._dataset.answers
+        order = list(answers)
         target = self._split.target_label if name == "forget" else None
         return TextSplitView(
             name,
             np.asarray(rows),
             tuple(r.text for r in recs),
-            tuple(r.label for r in recs),
-            tuple(target for _ in recs),
+            tuple(answers[r.label] for r in recs),
+            tuple(None if target is None else answers[target] for _ in recs),
+            tuple(answers[order[(order.index(r.label) + 1) % len(order)]] for r in recs),
             self._encoder,
-            self._dataset.answers,
         )
 
     @property
@@ -223,12 +217,71 @@ class LLMUnlearnData(GuardedSplits):
         return self._view("validation")
 
 
+REFUSAL = "I don't know."
+
+
+@dataclass(frozen=True)
+class TextRow:
+    """One row of a deletion request on a causal LM: a prompt and its answer (a question and the
+    answer the model gives), or a plain text (``prompt`` empty). ``requested``: the answer to give
+    instead, when the request names one."""
+
+    prompt: str
+    answer: str
+    requested: str | None = None
+
+
+class PairUnlearnData(LLMUnlearnData):
+    """Prompt/answer pairs and plain texts of a deletion request on a causal LM, as the LLM
+    methods read them: ``forget`` and ``retain`` rows the model was tuned on, ``validation`` rows
+    it never saw. The *other* answer of a row is a refusal (:data:`REFUSAL`, the answer TOFU's
+    "I don't know" baselines teach); a row's *requested* answer is what the request asks for."""
+
+    def __init__(
+        self,
+        splits: Mapping[str, Sequence[TextRow]],
+        encoder: TaskEncoder,
+        allowed: frozenset[str],
+        other: str = REFUSAL,
+    ) -> None:
+        GuardedSplits.__init__(self, allowed)
+        self._rows = {k: list(v) for k, v in splits.items()}
+        self._encoder, self._other = encoder, other
+
+    @property
+    def target_label(self) -> str | None:
+        forget = self._rows.get("forget", [])
+        return "requested" if forget and all(r.requested is not None for r in forget) else None
+
+    def size(self, name: str) -> int:
+        return len(self._rows.get(name, []))
+
+    def _make_view(self, name: str) -> TextSplitView:
+        rows = self._rows.get(name, [])
+        if not rows:
+            raise SplitAccessError(f"the {name} split is empty")
+        return TextSplitView(
+            name,
+            np.arange(len(rows)),
+            tuple(r.prompt for r in rows),
+            tuple(r.answer for r in rows),
+            tuple(r.requested for r in rows),
+            tuple(self._other for _ in rows),
+            self._encoder,
+        )
+
+
 @dataclass(kw_only=True)
 class LLMUnlearnContext(MethodContext):
     """The LLM context: the shared :class:`~obliviate.core.MethodContext` plus the model backend
     (``hf`` or ``unsloth``)."""
 
     backend: str = "hf"
+    # the caller's early stop, asked every ``stop_every`` steps with the model being unlearned (the
+    # deletion path's calibrated stop: forget rows as likely as held-out rows); the method's budget
+    # stays the upper bound
+    stop: Callable[[nn.Module], bool] | None = None
+    stop_every: int = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,6 +447,7 @@ def run_unlearning(
         return step_loss(Step(net, ref, fb, rb, step))
 
     n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    stop = ctx.stop
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)  # LoRA dropout, if any
         stats: OptimStats = optimise(
@@ -408,6 +462,7 @@ def run_unlearning(
             device=device,
             bf16=ctx.bf16,
             progress=ctx.progress,
+            should_stop=None if stop is None else (lambda done: done % ctx.stop_every == 0 and bool(stop(net))),
         )
     out = merge_lora(net).eval()
     for p in out.parameters():
@@ -418,6 +473,7 @@ def run_unlearning(
         "final_loss": stats.final_loss,
         "first_loss": stats.losses[0] if stats.losses else float("nan"),
         "reference_copies": ref.copies,
+        "stopped_early": stats.steps < total,
     }
     return MethodResult(model=out, steps=stats.steps, info=info)
 

@@ -1,0 +1,501 @@
+"""Deletion requests on a causal language model: forget texts or question/answer pairs.
+
+:func:`unlearn_lm` is what ``obliviate.unlearn(model, tokenizer=..., forget=...)`` runs when the
+model is a transformers causal LM (GPT-2, Llama, Qwen, Gemma, SmolLM ... — any ``*ForCausalLM``).
+A row is a plain text (a document the model was tuned on) or a ``{question, answer}`` pair;
+``retain`` rows are what it must keep, ``heldout`` rows of the same kind that it never saw.
+
+What it does, in order:
+
+1. reads and checks the rows (every row must tokenise to at least one scored token);
+2. measures the model before: per-row answer loss (mean token NLL) on forget, retain and held-out
+   rows, perplexity on general text the model was never tuned on (the bundled passages), the
+   membership attacks on the forget rows against the held-out rows (loss, zlib, Min-K %, as
+   :mod:`obliviate.metrics.lm_scoring` computes them, AUC by :mod:`obliviate.attacks.roc`), and
+   verbatim memorisation (greedy continuation of each forget prompt: the share reproduced exactly);
+3. runs the method (an LLM method of :mod:`obliviate.methods`, LoRA on the linear layers of the
+   model's blocks, :func:`~obliviate.models.causal_lm.lora_targets`) on a copy of the model.
+   ``method="auto"`` runs NPO with a retain term (Zhang et al., COLM 2024) under the *calibrated
+   stop*: every ``stop_every`` steps the forget rows' mean loss is compared with the held-out
+   rows' (measured before unlearning: a model that never saw the rows generalises like the
+   original) and the run ends when it is reached; learning rates rise through :data:`AUTO_LRS`
+   until one gets there within the budget;
+4. judges the result under the guard: *forgotten* when the forget rows' mean loss reaches the
+   held-out rows' (or their loss-attack AUC is at most ``0.5 + auc_margin``); *utility kept*
+   when the retain rows' answer probability (TOFU's ``mean exp(−loss)``) falls by at most
+   ``max_retain_drop`` and the general-text perplexity rises by at most ``max_ppl_rise``. ``auto``
+   delivers the first attempt that forgets and keeps utility, and refuses
+   (:class:`~obliviate.deletion.errors.DeletionRefused`, nothing written) when an attempt loses
+   utility before one forgets; a named method's result is delivered with its verdict.
+5. writes ``out``: ``model.safetensors`` + ``config.json`` + the tokenizer (a folder transformers
+   loads), ``evidence.json`` / ``evidence.html`` and the hash-chained ``ledger.jsonl`` that
+   ``obliviate ledger verify`` checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.prompts import PairEncoder
+from ..methods.lm_base import PairUnlearnData, TextRow
+from .errors import DeletionError, DeletionRefused
+
+AUTO_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # NPO's learning rates tried by ``auto``, lowest first
+AUTO_EPOCHS = 20.0  # auto's budget, in passes over the forget rows: an upper bound under the stop
+STOP_ROWS = 64  # forget rows the calibrated stop reads per check
+FORMAT = 1
+
+
+@dataclass
+class LMDeletionResult:
+    """The unlearned model (a new object; the input model is untouched), its evidence, and the
+    folder written (``None`` without ``out``)."""
+
+    model: nn.Module
+    evidence: dict[str, Any]
+    out: Path | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return str(self.evidence["outcome"])
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+def read_rows(rows: Any, what: str) -> list[TextRow]:
+    """``rows`` as :class:`TextRow`: a path to a ``.jsonl``/``.json`` file, or a list of strings
+    (plain texts) or mappings with ``text``, or ``question``/``prompt`` and ``answer`` (and an
+    optional ``requested`` answer to give instead)."""
+    if isinstance(rows, (str, Path)) and Path(rows).suffix in (".jsonl", ".json"):
+        p = Path(rows)
+        if not p.is_file():
+            raise DeletionError(f"{what}: {p} does not exist")
+        text = p.read_text(encoding="utf-8")
+        try:
+            rows = (
+                json.loads(text) if p.suffix == ".json" else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            )
+        except json.JSONDecodeError as e:
+            raise DeletionError(f"{what}: {p} is not valid JSON ({e})") from None
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+        raise DeletionError(
+            f"{what} must be a .jsonl file or a list of texts or {{question, answer}} rows, got {type(rows).__name__}"
+        )
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, str):
+            out.append(TextRow("", r))
+            continue
+        if not isinstance(r, dict):
+            raise DeletionError(f"{what}[{i}] must be a text or a mapping, got {type(r).__name__}")
+        prompt = r.get("question", r.get("prompt"))
+        if prompt is not None and "answer" in r:
+            requested = r.get("requested")
+            out.append(TextRow(str(prompt), str(r["answer"]), None if requested is None else str(requested)))
+        elif "text" in r:
+            out.append(TextRow("", str(r["text"])))
+        else:
+            raise DeletionError(
+                f"{what}[{i}] has neither 'text' nor 'question'/'prompt' with 'answer' (keys: {sorted(r)})"
+            )
+        if not out[-1].answer.strip():
+            raise DeletionError(f"{what}[{i}] has an empty {'answer' if out[-1].prompt else 'text'}")
+    return out
+
+
+def is_causal_lm(model: Any) -> bool:
+    """Whether ``model`` looks like a transformers causal LM (a ``config`` and ``generate``, and
+    logits over a vocabulary)."""
+    return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def _losses(model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device) -> dict[str, np.ndarray]:
+    """Per row: mean token NLL of the answer (``loss``), and the membership scores (higher: more
+    likely a member) of :mod:`obliviate.metrics.lm_scoring`."""
+    from ..metrics.lm_scoring import loss_score, mink_score, token_logprobs, zlib_score
+
+    lps = token_logprobs(model, enc, [enc.example(r.prompt, r.answer) for r in rows], device=device)
+    return {
+        "loss": np.array([-float(lp.mean()) for lp in lps]),
+        "mia_loss": np.array([loss_score(lp) for lp in lps]),
+        "mia_zlib": np.array([zlib_score(lp, r.answer) for lp, r in zip(lps, rows)]),
+        "mia_mink": np.array([mink_score(lp, 0.2) for lp in lps]),
+    }
+
+
+def _general_ppl(model: nn.Module, enc: PairEncoder, device: torch.device) -> float:
+    from ..metrics.lm_scoring import load_general_text, token_logprobs
+
+    lps = token_logprobs(model, enc, [enc.example("", t) for t in load_general_text()], device=device)
+    return float(np.exp(-np.concatenate(lps).mean()))
+
+
+def _verbatim(model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device) -> float | None:
+    """Share of the forget prompts whose greedy continuation reproduces the answer exactly."""
+    from ..metrics.lm_scoring import generate_answer
+
+    pairs = [r for r in rows if r.prompt]
+    if not pairs:
+        return None
+    hits = 0
+    for r in pairs:
+        n = len(enc.answer_ids(r.answer))
+        out = generate_answer(model, enc, r.prompt, max_new_tokens=n, device=device)
+        hits += int(out.strip() == r.answer.strip())
+    return hits / len(pairs)
+
+
+def measure(
+    model: nn.Module,
+    enc: PairEncoder,
+    forget: Sequence[TextRow],
+    retain: Sequence[TextRow],
+    heldout: Sequence[TextRow],
+    device: torch.device,
+) -> dict[str, Any]:
+    """What the guard and the evidence read about one model."""
+    from ..attacks.roc import auc
+
+    f = _losses(model, enc, forget, device)
+    r = _losses(model, enc, retain, device)
+    out: dict[str, Any] = {
+        "forget_loss": float(f["loss"].mean()),
+        "retain_loss": float(r["loss"].mean()),
+        "forget_prob": float(np.exp(-f["loss"]).mean()),
+        "retain_prob": float(np.exp(-r["loss"]).mean()),
+        "general_ppl": _general_ppl(model, enc, device),
+        "verbatim": _verbatim(model, enc, forget, device),
+    }
+    if heldout:
+        h = _losses(model, enc, heldout, device)
+        out["heldout_loss"] = float(h["loss"].mean())
+        out["heldout_prob"] = float(np.exp(-h["loss"]).mean())
+        for k in ("mia_loss", "mia_zlib", "mia_mink"):
+            out[f"{k}_auc"] = float(auc(f[k], h[k]))
+    return out
+
+
+# -- the request -------------------------------------------------------------------------------
+
+
+def _judge(
+    before: dict[str, Any], after: dict[str, Any], max_retain_drop: float, max_ppl_rise: float, auc_margin: float
+) -> tuple[bool, bool, list[str]]:
+    """(forgotten, utility kept, the sentences that decide it). Utility is TOFU's answer
+    probability on the retain rows (``mean exp(−loss)``, an absolute drop of at most
+    ``max_retain_drop``) and the perplexity of general text (a relative rise of at most
+    ``max_ppl_rise``)."""
+    why = []
+    forgotten = False
+    if "heldout_loss" in after:
+        forgotten = after["forget_loss"] >= after["heldout_loss"] or after["mia_loss_auc"] <= 0.5 + auc_margin
+        why.append(
+            f"forget rows' loss {after['forget_loss']:.3f} against held-out rows' {after['heldout_loss']:.3f} "
+            f"(before: {before['forget_loss']:.3f} / {before['heldout_loss']:.3f}); loss-attack AUC "
+            f"{after['mia_loss_auc']:.3f} (before {before['mia_loss_auc']:.3f}; 0.5: cannot tell them apart)"
+        )
+    drop = before["retain_prob"] - after["retain_prob"]
+    rise = after["general_ppl"] / before["general_ppl"] - 1
+    kept = drop <= max_retain_drop and rise <= max_ppl_rise
+    why.append(
+        f"retain answer probability {before['retain_prob']:.3f} → {after['retain_prob']:.3f} "
+        f"(≤ {max_retain_drop:g} lower allowed), general-text perplexity {before['general_ppl']:.2f} → "
+        f"{after['general_ppl']:.2f} ({100 * rise:+.1f} %, ≤ +{100 * max_ppl_rise:.0f} % allowed)"
+    )
+    return forgotten, kept, why
+
+
+def unlearn_lm(
+    model: nn.Module,
+    *,
+    tokenizer: Any,
+    forget: Any,
+    retain: Any,
+    heldout: Any | None = None,
+    method: str = "auto",
+    config: dict[str, Any] | None = None,
+    template: str = "auto",
+    max_length: int = 256,
+    max_retain_drop: float = 0.05,
+    max_ppl_rise: float = 0.1,
+    auc_margin: float = 0.05,
+    out: str | Path | None = None,
+    request_id: str | None = None,
+    ids: list[Any] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    lineage: list[dict[str, Any]] | None = None,
+) -> LMDeletionResult:
+    """Make the causal LM ``model`` forget the ``forget`` rows and keep ``retain``; see the module
+    docstring. ``method``: an LLM method (``grad_diff``, ``npo``, ``simnpo``, ``rmu``,
+    ``relabel`` — the last teaches each row's ``requested`` answer, or a refusal) or ``auto``;
+    ``config``: its fields (``obliviate describe npo``); ``template``: ``qa``, ``chat`` or
+    ``auto`` (the tokenizer's chat template when it has one); ``lineage``: the ledger entries of
+    the requests that made ``model`` (:func:`load_lm_folder` reads them), continued by this one."""
+    from ..methods import METHODS, list_methods
+    from ..methods.lm_base import LLMUnlearnContext
+    from ..models.causal_lm import lora_targets
+    from ..utils import resolve_device
+    from .evidence import tensor_sha256, weights_sha256
+
+    if not is_causal_lm(model):
+        raise DeletionError(
+            f"{type(model).__name__} is not a causal language model (a transformers *ForCausalLM with "
+            "generate()); for a classifier, call obliviate.unlearn without tokenizer="
+        )
+    if tokenizer is None or not callable(tokenizer):
+        raise DeletionError(
+            "a language model's request needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...)"
+        )
+    llm_methods = list_methods(kind="llm")
+    if method != "auto" and method not in llm_methods:
+        raise DeletionError(f"method {method!r} is not an LLM method; choose 'auto' or one of {llm_methods}")
+    f_rows, r_rows = read_rows(forget, "forget"), read_rows(retain, "retain")
+    h_rows = read_rows(heldout, "heldout") if heldout is not None else []
+    if not f_rows:
+        raise DeletionError("the forget request holds no rows: give at least one text or {question, answer}")
+    if not r_rows:
+        raise DeletionError("retain holds no rows: the guard needs rows the model must keep")
+    if method == "auto" and not h_rows:
+        raise DeletionError(
+            "method='auto' needs heldout rows (the same kind of text, never tuned on): without them "
+            "nothing says when the forget rows are forgotten; pass heldout=... or name a method"
+        )
+    if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None) is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if template == "auto":
+        template = "chat" if getattr(tokenizer, "chat_template", None) and any(r.prompt for r in f_rows) else "qa"
+    try:
+        enc = PairEncoder(tokenizer, template=template, max_length=max_length)
+        for what, rows in (("forget", f_rows), ("retain", r_rows), ("heldout", h_rows)):
+            for i, r in enumerate(rows):
+                if sum(enc.example(r.prompt, r.answer).loss_mask) < 2:
+                    raise DeletionError(f"{what}[{i}] tokenises to no answer tokens: {r.answer[:60]!r}")
+    except ValueError as e:
+        raise DeletionError(str(e)) from None
+
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    t0 = time.perf_counter()
+    before = measure(model, enc, f_rows, r_rows, h_rows, dev)
+    measure_s = time.perf_counter() - t0
+    targets = lora_targets(model)
+
+    def attempt(name: str, cfg: dict[str, Any], stop: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+        m_cls = METHODS.get(name)
+        full = {"lora_targets": targets, **cfg}
+        meth = m_cls(full)
+        net = copy.deepcopy(model)
+        data = PairUnlearnData({"forget": f_rows, "retain": r_rows, "validation": h_rows}, enc, type(meth).uses)
+        ctx = LLMUnlearnContext(device=dev, seed=seed, stop=stop)
+        t = time.perf_counter()
+        res = meth.unlearn(net, data, ctx)
+        seconds = time.perf_counter() - t
+        after = measure(res.model, enc, f_rows, r_rows, h_rows, dev)
+        forgot, kept, why = (
+            _judge(before, after, max_retain_drop, max_ppl_rise, auc_margin) if h_rows else (False, True, [])
+        )
+        rec = {
+            "method": name,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in meth.config.to_dict().items()},
+            "seconds": seconds,
+            "steps": res.steps,
+            "stopped_early": bool(res.info.get("stopped_early", False)),
+            "after": after,
+            "forgotten": forgot,
+            "utility_kept": kept,
+            "why": why,
+        }
+        return res.model, rec
+
+    attempts: list[dict[str, Any]] = []
+    chosen: tuple[nn.Module, dict[str, Any]] | None = None
+    if method == "auto":
+        target = before["heldout_loss"]
+        probe_f = f_rows[:STOP_ROWS]
+
+        def reached(net: nn.Module) -> bool:  # the calibrated stop
+            return float(_losses(net, enc, probe_f, dev)["loss"].mean()) >= target
+
+        for lr in AUTO_LRS:
+            net, rec = attempt("npo", {"lr": lr, "epochs": AUTO_EPOCHS, **(config or {})}, stop=reached)
+            attempts.append(rec)
+            if not rec["utility_kept"]:
+                break  # stronger steps only cost more utility
+            chosen = (net, rec)
+            if rec["forgotten"]:
+                break
+        if chosen is None or not chosen[1]["forgotten"]:
+            raise DeletionRefused(
+                "no attempt forgot the rows without losing utility: "
+                + " | ".join(f"npo lr {a['config']['lr']:g}: " + "; ".join(a["why"]) for a in attempts),
+                {"outcome": "refused", "before": before, "attempts": attempts},
+            )
+    else:
+        net, rec = attempt(method, dict(config or {}))
+        attempts.append(rec)
+        chosen = (net, rec)
+    net, rec = chosen
+    outcome = (
+        "forgotten"
+        if rec["forgotten"] and rec["utility_kept"]
+        else ("utility lost" if not rec["utility_kept"] else ("not judged" if not h_rows else "not forgotten"))
+    )
+    answers_sha = tensor_sha256(
+        torch.tensor(np.frombuffer("\x00".join(r.prompt + "\x01" + r.answer for r in f_rows).encode(), dtype=np.uint8))
+    )
+    evidence: dict[str, Any] = {
+        "format": FORMAT,
+        "kind": "causal_lm",
+        "request": {
+            "id": request_id or f"req-{uuid.uuid4().hex[:12]}",
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "ids": {"count": len(f_rows), "sha256": answers_sha, "what": "SHA-256 of the forget rows' text"},
+            "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows)},
+        },
+        "model": {"class": type(model).__name__, "lora_targets": list(targets), "template": template},
+        "models": {"original_sha256": weights_sha256(model)},
+        "method": {"name": rec["method"], "config": rec["config"], "exact": False},
+        "before": before,
+        "after": rec["after"],
+        "attempts": attempts,
+        "guard": {"max_retain_drop": max_retain_drop, "max_ppl_rise": max_ppl_rise, "auc_margin": auc_margin},
+        "outcome": outcome,
+        "why": rec["why"],
+        "seconds": {"measure": measure_s, "method": rec["seconds"]},
+    }
+    result = LMDeletionResult(net, evidence, None, attempts)
+    if out is not None:
+        result.out = write_lm_output(out, result, tokenizer, list(ids) if ids is not None else [], lineage or [])
+    return result
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def render_lm_html(ev: dict[str, Any]) -> str:
+    """The evidence of a request on a language model as a page a reader without code can follow."""
+
+    def num(v: Any) -> str:
+        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
+
+    rows = [
+        ("forget rows' answer loss (mean token NLL)", "forget_loss"),
+        ("held-out rows' answer loss", "heldout_loss"),
+        ("retain rows' answer loss", "retain_loss"),
+        ("general-text perplexity", "general_ppl"),
+        ("loss attack AUC, forget vs held-out (0.5: indistinguishable)", "mia_loss_auc"),
+        ("zlib attack AUC", "mia_zlib_auc"),
+        ("Min-K % attack AUC", "mia_mink_auc"),
+        ("forget answers reproduced verbatim (share)", "verbatim"),
+    ]
+    b, a = ev["before"], ev["after"]
+    table = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{num(b.get(k))}</td><td>{num(a.get(k))}</td></tr>" for label, k in rows
+    )
+    why = "".join(f"<li>{html.escape(w)}</li>" for w in ev.get("why", []))
+    req = ev["request"]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Deletion evidence</title>"
+        "<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}</style></head><body>"
+        f"<h1>Deletion request {html.escape(str(req['id']))}: {html.escape(ev['outcome'])}</h1>"
+        f"<p>{req['rows']['forget']} row(s) asked to be forgotten from a {html.escape(ev['model']['class'])}, "
+        f"by {html.escape(ev['method']['name'])} (LoRA on {', '.join(map(html.escape, ev['model']['lora_targets']))}); "
+        f"received {html.escape(req['received_at'])}.</p>"
+        f"<ul>{why}</ul>"
+        f"<table><tr><th>measure</th><th>before</th><th>after</th></tr>{table}</table>"
+        "<p>What this cannot tell: the attacks compare the forget rows with the held-out rows given; "
+        "no attack proves the data is gone. A model retrained without the rows is the reference "
+        "these measures approximate.</p></body></html>"
+    )
+
+
+def write_lm_output(
+    out: str | Path,
+    result: LMDeletionResult,
+    tokenizer: Any,
+    forget_ids: list[Any],
+    lineage: list[dict[str, Any]],
+) -> Path:
+    """``out``: the unlearned model as a transformers folder whose ``model.safetensors`` is also an
+    obliviate checkpoint (``model.json`` with its SHA-256), the tokenizer, the evidence and the
+    ledger."""
+    from ..models.checkpoint import save_state
+    from .output import ledger_ids, write_output
+
+    ev = result.evidence
+    model = result.model
+    entry = {
+        "request_id": ev["request"]["id"],
+        "received_at": ev["request"]["received_at"],
+        **ledger_ids(forget_ids, "plain", None),
+        "ids_sha256": ev["request"]["ids"]["sha256"],
+        "method": ev["method"]["name"],
+        "exact": False,
+        "outcome": ev["outcome"],
+        "model_before": ev["models"]["original_sha256"],
+    }
+
+    def save(path: Path) -> None:
+        meta = {"unlearned": {"request_id": entry["request_id"]}}
+        save_state(path, model.state_dict(), meta, spec={"causal_lm": type(model).__name__})
+        cast(Any, model).config.save_pretrained(path.parent)
+        tokenizer.save_pretrained(path.parent)
+
+    if lineage and lineage[-1].get("model_after") != entry["model_before"]:
+        raise DeletionError(
+            "the model is not the one its ledger's last request produced (its weights' SHA-256 differs): "
+            "it was changed after that request; start a new lineage from a model without a ledger"
+        )
+    return write_output(Path(out), save_model=save, evidence=ev, entries=lineage, entry=entry, render=render_lm_html)
+
+
+def load_lm_folder(
+    folder: str | Path, device: str | torch.device | None = None
+) -> tuple[nn.Module, Any, list[dict[str, Any]]]:
+    """The causal LM, its tokenizer and its lineage's ledger entries (none for a model no request
+    has touched) from a transformers folder — ``save_pretrained``'s, or one ``obliviate unlearn``
+    wrote. Errors say what the folder lacks."""
+    from . import ledger
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise DeletionError(
+            f"{folder} is not a language-model folder (no config.json): save the model with "
+            "model.save_pretrained(DIR) and its tokenizer with tokenizer.save_pretrained(DIR)"
+        )
+    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise DeletionError(
+            f"{folder} has no tokenizer (tokenizer.json or tokenizer_config.json): save it beside the model "
+            "with tokenizer.save_pretrained(DIR)"
+        )
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:  # pragma: no cover - the llm extra
+        raise DeletionError("language models need transformers: pip install 'obliviate[llm]'") from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as e:
+        raise DeletionError(f"{folder} does not load as a causal language model: {e}") from None
+    from ..utils import resolve_device
+
+    return cast(Any, model).to(resolve_device(device)).eval(), tokenizer, ledger.read(folder / "ledger.jsonl")

@@ -1,0 +1,206 @@
+"""Deletion requests on a causal language model, through both doors: a tiny GPT-2 and a tiny Llama
+(random configs built here, tuned here on invented entities' question/answer pairs), forgetting
+two entities — evidence, ledger, a folder transformers loads, and errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import obliviate  # noqa: E402
+from obliviate.cli import main  # noqa: E402
+from obliviate.data.fictitious import generate  # noqa: E402
+from obliviate.data.prompts import PairEncoder, TextBatchLoader, model_inputs  # noqa: E402
+from obliviate.deletion import DeletionError, DeletionRefused  # noqa: E402
+from obliviate.deletion.evidence import weights_sha256  # noqa: E402
+from obliviate.deletion.ledger import read, verify  # noqa: E402
+from obliviate.lm_losses import mean_nll  # noqa: E402
+from obliviate.metrics.lm_scoring import load_general_text  # noqa: E402
+from obliviate.models.tokenizer import build_bpe_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict[str, Any]:
+    bench = generate(24, seed=0)
+    forget, rest = bench.split(10, seed=0)  # 2 of 24 entities
+    entities = sorted({bench.pairs[i].entity for i in rest})
+    held = set(entities[:4])  # 4 entities the model never sees
+    rows = [{"question": p.question, "answer": p.answer} for p in bench.pairs]
+    tok = build_bpe_tokenizer([p.question + " " + p.answer for p in bench.pairs] + load_general_text(), 600)
+    return {
+        "forget": [rows[i] for i in forget],
+        "retain": [rows[i] for i in rest if bench.pairs[i].entity not in held],
+        "heldout": [rows[i] for i in rest if bench.pairs[i].entity in held],
+        "tokenizer": tok,
+    }
+
+
+def tuned(arch: str, problem: dict[str, Any]) -> Any:
+    """A tiny causal LM of ``arch`` tuned (every weight) on the forget and retain pairs."""
+    tok = problem["tokenizer"]
+    torch.manual_seed(0)
+    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=2, n_positions=128, **ids)
+        model = transformers.GPT2LMHeadModel(cfg)
+    else:
+        cfg = transformers.LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            **ids,
+        )
+        model = transformers.LlamaForCausalLM(cfg)
+    train = problem["forget"] + problem["retain"]
+    enc = PairEncoder(tok, "qa", 96)
+    loader = TextBatchLoader(
+        enc, [r["question"] for r in train], [r["answer"] for r in train], list(range(len(train))), batch_size=16
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batches = loader.forever()
+    model.train()
+    for _ in range(250):
+        b = next(batches)
+        loss = mean_nll(model(**model_inputs(b)).logits, b["labels"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def models(problem: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(2)
+    return {arch: tuned(arch, problem) for arch in ("gpt2", "llama")}
+
+
+NPO = {"lr": 3e-3, "epochs": 5.0, "batch_size": 4}
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_request_through_the_python_door(
+    arch: str, models: dict[str, Any], problem: dict[str, Any], tmp_path: Path
+) -> None:
+    model = models[arch]
+    original = weights_sha256(model)
+    res = obliviate.unlearn(
+        model,
+        tokenizer=problem["tokenizer"],
+        forget=problem["forget"],
+        retain=problem["retain"],
+        heldout=problem["heldout"],
+        method="npo",
+        config=NPO,
+        out=tmp_path / "out",
+        request_id="req-1",
+    )
+    ev = res.evidence
+    b, a = ev["before"], ev["after"]
+    assert b["forget_loss"] < 0.5 < b["heldout_loss"] and b["mia_loss_auc"] > 0.95  # tuned on them: memorised
+    assert a["forget_loss"] > 5 * b["forget_loss"] and a["verbatim"] <= b["verbatim"]
+    assert weights_sha256(model) == original  # the caller's model is untouched
+    # the outcome is what the numbers beside it say
+    forgot = a["forget_loss"] >= a["heldout_loss"] or a["mia_loss_auc"] <= 0.5 + ev["guard"]["auc_margin"]
+    kept = (
+        b["retain_prob"] - a["retain_prob"] <= ev["guard"]["max_retain_drop"]
+        and a["general_ppl"] <= 1.1 * b["general_ppl"]
+    )
+    assert ev["outcome"] == ("forgotten" if forgot and kept else "utility lost" if not kept else "not forgotten")
+    assert set(ev["model"]["lora_targets"]) == (
+        {"c_attn", "c_proj", "c_fc"}
+        if arch == "gpt2"
+        else {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    )
+    out = res.out
+    assert out is not None and verify(out) == [] and len(read(out / "ledger.jsonl")) == 1
+    assert ev["outcome"] in (out / "evidence.html").read_text()
+    again = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert weights_sha256(again) == ev["models"]["unlearned_sha256"] == weights_sha256(res.model)
+
+
+def test_auto_delivers_only_what_its_guard_passes(models: dict[str, Any], problem: dict[str, Any]) -> None:
+    """On a tiny net tuned from scratch, forgetting two entities' answers drags the retain answers
+    (they share every template word): auto then refuses, and says which attempt did what."""
+    kw = {k: problem[k] for k in ("forget", "retain", "heldout")}
+    try:
+        res = obliviate.unlearn(models["gpt2"], tokenizer=problem["tokenizer"], method="auto", **kw)
+    except DeletionRefused as e:
+        attempts = e.evidence["attempts"]
+        assert attempts and not any(a["forgotten"] and a["utility_kept"] for a in attempts)
+        assert not attempts[-1]["utility_kept"] or len(attempts) == 4
+        assert all(a["utility_kept"] for a in attempts[:-1])  # it stopped at the first loss of utility
+        return
+    assert res.outcome == "forgotten" and res.attempts[-1]["forgotten"] and res.attempts[-1]["utility_kept"]
+
+
+def test_the_cli_door_and_a_lineage(models: dict[str, Any], problem: dict[str, Any], tmp_path: Path) -> None:
+    folder = tmp_path / "lm"
+    models["llama"].save_pretrained(folder)
+    problem["tokenizer"].save_pretrained(folder)
+    files = {}
+    for k in ("forget", "retain", "heldout"):
+        files[k] = tmp_path / f"{k}.jsonl"
+        files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    args = ["--retain", str(files["retain"]), "--heldout", str(files["heldout"]), "--method", "npo"]
+    args += ["--set", "lr=0.003", "--set", "epochs=2", "--set", "batch_size=4"]
+    assert main(["unlearn", str(folder), "--forget", str(files["forget"]), *args, "--out", str(tmp_path / "a")]) == 0
+    assert main(["ledger", "verify", str(tmp_path / "a")]) == 0
+    # a second request on the first one's output continues its ledger
+    second = tmp_path / "one.jsonl"
+    second.write_text(json.dumps(problem["retain"][0]) + "\n")
+    assert main(["unlearn", str(tmp_path / "a"), "--forget", str(second), *args, "--out", str(tmp_path / "b")]) == 0
+    entries = read(tmp_path / "b" / "ledger.jsonl")
+    assert (
+        len(entries) == 2 and entries[1]["model_before"] == entries[0]["model_after"] and verify(tmp_path / "b") == []
+    )
+
+
+def test_bad_input_says_what_to_do(
+    models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
+    m, tok = models["gpt2"], problem["tokenizer"]
+    kw = {"retain": problem["retain"], "heldout": problem["heldout"]}
+    with pytest.raises(DeletionError, match="holds no rows"):
+        obliviate.unlearn(m, tokenizer=tok, forget=[], **kw)
+    with pytest.raises(DeletionError, match=r"forget\[0\] has an empty answer"):
+        obliviate.unlearn(m, tokenizer=tok, forget=[{"question": "Who?", "answer": " "}], **kw)
+    with pytest.raises(DeletionError, match="neither 'text' nor 'question'"):
+        obliviate.unlearn(m, tokenizer=tok, forget=[{"q": "Who?"}], **kw)
+    with pytest.raises(DeletionError, match="pass its tokenizer"):
+        obliviate.unlearn(m, forget=problem["forget"], **kw)
+    with pytest.raises(DeletionError, match="is not a causal language model"):
+        obliviate.unlearn(torch.nn.Linear(4, 2), tokenizer=tok, forget=problem["forget"], **kw)
+    with pytest.raises(DeletionError, match=r"\['train_fn'\] apply to classifiers"):
+        obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], train_fn=lambda *a: None, **kw)
+    with pytest.raises(DeletionError, match="'finetune' is not an LLM method"):
+        obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], method="finetune", **kw)
+    # a folder without its tokenizer, through the CLI
+    folder = tmp_path / "no-tok"
+    m.save_pretrained(folder)
+    rows = tmp_path / "f.jsonl"
+    rows.write_text(json.dumps(problem["forget"][0]) + "\n")
+    code = main(["unlearn", str(folder), "--forget", str(rows), "--retain", str(rows), "--out", str(tmp_path / "o")])
+    assert code == 2 and "has no tokenizer" in capsys.readouterr().err
+    # a classifier checkpoint with a language model's options
+    code = main(
+        [
+            "unlearn",
+            str(tmp_path / "cnn.json"),
+            "--forget",
+            str(rows),
+            "--retain",
+            str(rows),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and "is a classifier checkpoint" in capsys.readouterr().err

@@ -35,6 +35,7 @@ What it does, in order:
 from __future__ import annotations
 
 import copy
+import hashlib
 import html
 import json
 import time
@@ -253,7 +254,7 @@ def unlearn_lm(
     from ..methods.lm_base import LLMUnlearnContext
     from ..models.causal_lm import lora_targets
     from ..utils import resolve_device
-    from .evidence import tensor_sha256, weights_sha256
+    from .evidence import weights_sha256
 
     if not is_causal_lm(model):
         raise DeletionError(
@@ -358,16 +359,14 @@ def unlearn_lm(
         if rec["forgotten"] and rec["utility_kept"]
         else ("utility lost" if not rec["utility_kept"] else ("not judged" if not h_rows else "not forgotten"))
     )
-    answers_sha = tensor_sha256(
-        torch.tensor(np.frombuffer("\x00".join(r.prompt + "\x01" + r.answer for r in f_rows).encode(), dtype=np.uint8))
-    )
+    rows_sha = hashlib.sha256("\x00".join(r.prompt + "\x01" + r.answer for r in f_rows).encode()).hexdigest()
     evidence: dict[str, Any] = {
         "format": FORMAT,
         "kind": "causal_lm",
         "request": {
             "id": request_id or f"req-{uuid.uuid4().hex[:12]}",
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "ids": {"count": len(f_rows), "sha256": answers_sha, "what": "SHA-256 of the forget rows' text"},
+            "ids": {"count": len(f_rows), "sha256": rows_sha, "what": "SHA-256 of the forget rows' text"},
             "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows)},
         },
         "model": {"class": type(model).__name__, "lora_targets": list(targets), "template": template},

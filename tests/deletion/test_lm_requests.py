@@ -32,7 +32,10 @@ def problem() -> dict[str, Any]:
     forget, rest = bench.split(10, seed=0)  # 2 of 24 entities
     entities = sorted({bench.pairs[i].entity for i in rest})
     held = set(entities[:4])  # 4 entities the model never sees
-    rows = [{"question": p.question, "answer": p.answer} for p in bench.pairs]
+    rows = [
+        {"question": p.question, "answer": p.answer, "paraphrase": p.paraphrase, "perturbed": list(p.perturbed[:3])}
+        for p in bench.pairs
+    ]
     tok = build_bpe_tokenizer([p.question + " " + p.answer for p in bench.pairs] + load_general_text(), 600)
     return {
         "forget": [rows[i] for i in forget],
@@ -42,8 +45,9 @@ def problem() -> dict[str, Any]:
     }
 
 
-def tuned(arch: str, problem: dict[str, Any]) -> Any:
-    """A tiny causal LM of ``arch`` tuned (every weight) on the forget and retain pairs."""
+def tuned(arch: str, problem: dict[str, Any], with_forget: bool = True) -> Any:
+    """A tiny causal LM of ``arch`` tuned (every weight) on the forget and retain pairs (on the
+    retain pairs alone: TOFU's retain model)."""
     tok = problem["tokenizer"]
     torch.manual_seed(0)
     ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
@@ -60,7 +64,7 @@ def tuned(arch: str, problem: dict[str, Any]) -> Any:
             **ids,
         )
         model = transformers.LlamaForCausalLM(cfg)
-    train = problem["forget"] + problem["retain"]
+    train = (problem["forget"] if with_forget else []) + problem["retain"]
     enc = PairEncoder(tok, "qa", 96)
     loader = TextBatchLoader(
         enc, [r["question"] for r in train], [r["answer"] for r in train], list(range(len(train))), batch_size=16
@@ -204,3 +208,30 @@ def test_bad_input_says_what_to_do(
         ]
     )
     assert code == 2 and "is a classifier checkpoint" in capsys.readouterr().err
+
+
+def test_forget_quality_against_a_model_tuned_without_the_rows(models: dict[str, Any], problem: dict[str, Any]) -> None:
+    """With a reference tuned without the forget rows and TOFU-style rows (paraphrase, perturbed
+    answers), the evidence gives TOFU's forget quality: the KS p-value of the truth ratios."""
+    from obliviate.metrics.tofu import forget_quality
+
+    reference = tuned("gpt2", problem, with_forget=False)
+    res = obliviate.unlearn(
+        models["gpt2"],
+        tokenizer=problem["tokenizer"],
+        forget=problem["forget"],
+        retain=problem["retain"],
+        heldout=problem["heldout"],
+        reference=reference,
+        method="npo",
+        config=NPO,
+    )
+    ev = res.evidence
+    ref = ev["reference"]
+    assert len(ref["forget_truth_ratios"]) == len(problem["forget"])
+    for m in (ev["before"], ev["after"]):
+        p, ks = forget_quality(m["forget_truth_ratios"], ref["forget_truth_ratios"])
+        assert m["forget_quality"] == p and m["forget_quality_ks"] == ks and 0.0 <= p <= 1.0
+        assert m["reference_forget_loss"] == ref["forget_loss"]
+    # the reference never saw the rows: its loss on them is the held-out level, not the original's
+    assert ref["forget_loss"] > 5 * ev["before"]["forget_loss"]

@@ -105,8 +105,18 @@ def read_rows(rows: Any, what: str) -> list[TextRow]:
             raise DeletionError(f"{what}[{i}] must be a text or a mapping, got {type(r).__name__}")
         prompt = r.get("question", r.get("prompt"))
         if prompt is not None and "answer" in r:
-            requested = r.get("requested")
-            out.append(TextRow(str(prompt), str(r["answer"]), None if requested is None else str(requested)))
+            requested, para, pert = r.get("requested"), r.get("paraphrase"), r.get("perturbed") or ()
+            if isinstance(pert, str) or not all(isinstance(x, str) for x in pert):
+                raise DeletionError(f"{what}[{i}].perturbed must be a list of wrong answers (texts)")
+            out.append(
+                TextRow(
+                    str(prompt),
+                    str(r["answer"]),
+                    None if requested is None else str(requested),
+                    None if para is None else str(para),
+                    tuple(pert),
+                )
+            )
         elif "text" in r:
             out.append(TextRow("", str(r["text"])))
         else:
@@ -190,7 +200,47 @@ def measure(
         out["heldout_prob"] = float(np.exp(-h["loss"]).mean())
         for k in ("mia_loss", "mia_zlib", "mia_mink"):
             out[f"{k}_auc"] = float(auc(f[k], h[k]))
+    ratios = truth_ratios_of(model, enc, forget, device)
+    if ratios is not None:
+        from ..metrics.tofu import truth_ratio_score
+
+        out["forget_truth_ratios"] = [float(x) for x in ratios]
+        out["forget_truth_ratio"] = truth_ratio_score(ratios, forget=True)
     return out
+
+
+def truth_ratios_of(
+    model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device
+) -> np.ndarray | None:
+    """TOFU's truth ratio per row (:func:`obliviate.metrics.tofu.truth_ratios`) when every row has a
+    paraphrase and perturbed answers of one count, else ``None``."""
+    from ..metrics.lm_scoring import token_logprobs
+    from ..metrics.tofu import truth_ratios
+
+    if not rows or any(r.paraphrase is None or not r.perturbed for r in rows):
+        return None
+    k = len(rows[0].perturbed)
+    if any(len(r.perturbed) != k for r in rows):
+        return None
+
+    def avg_nll(answers: list[tuple[str, str]]) -> np.ndarray:
+        lps = token_logprobs(model, enc, [enc.example(q, a) for q, a in answers], device=device)
+        return np.array([-float(lp.mean()) for lp in lps])
+
+    para = avg_nll([(r.prompt, str(r.paraphrase)) for r in rows])
+    pert = avg_nll([(r.prompt, w) for r in rows for w in r.perturbed]).reshape(len(rows), k)
+    return truth_ratios(para, pert)
+
+
+def _with_forget_quality(m: dict[str, Any], ref: dict[str, Any]) -> None:
+    """Add TOFU's forget quality (and the reference's forget loss) to the measures ``m``."""
+    from ..metrics.tofu import forget_quality
+
+    m["reference_forget_loss"] = ref["forget_loss"]
+    if ref.get("forget_truth_ratios") is not None and m.get("forget_truth_ratios") is not None:
+        m["forget_quality"], m["forget_quality_ks"] = forget_quality(
+            m["forget_truth_ratios"], ref["forget_truth_ratios"]
+        )
 
 
 # -- the request -------------------------------------------------------------------------------
@@ -230,6 +280,7 @@ def unlearn_lm(
     forget: Any,
     retain: Any,
     heldout: Any | None = None,
+    reference: nn.Module | None = None,
     method: str = "auto",
     config: dict[str, Any] | None = None,
     template: str = "auto",
@@ -248,7 +299,10 @@ def unlearn_lm(
     docstring. ``method``: an LLM method (``grad_diff``, ``npo``, ``simnpo``, ``rmu``,
     ``relabel`` — the last teaches each row's ``requested`` answer, or a refusal) or ``auto``;
     ``config``: its fields (``obliviate describe npo``); ``template``: ``qa``, ``chat`` or
-    ``auto`` (the tokenizer's chat template when it has one); ``lineage``: the ledger entries of
+    ``auto`` (the tokenizer's chat template when it has one); ``reference``: a model tuned without
+    the forget rows (TOFU's retain model) — the evidence then gives its forget-row loss and, when
+    the rows carry ``paraphrase`` and ``perturbed`` answers, TOFU's forget quality (the KS-test
+    p-value of the truth ratios against the reference's) before and after; ``lineage``: the ledger entries of
     the requests that made ``model`` (:func:`load_lm_folder` reads them), continued by this one."""
     from ..methods import METHODS, list_methods
     from ..methods.lm_base import LLMUnlearnContext
@@ -296,6 +350,17 @@ def unlearn_lm(
     model = model.to(dev).eval()
     t0 = time.perf_counter()
     before = measure(model, enc, f_rows, r_rows, h_rows, dev)
+    ref_info: dict[str, Any] | None = None
+    if reference is not None:
+        if not is_causal_lm(reference):
+            raise DeletionError(f"reference is a {type(reference).__name__}, not a causal language model")
+        reference = reference.to(dev).eval()
+        ratios = truth_ratios_of(reference, enc, f_rows, dev)
+        ref_info = {
+            "forget_loss": float(_losses(reference, enc, f_rows, dev)["loss"].mean()),
+            "forget_truth_ratios": None if ratios is None else [float(x) for x in ratios],
+        }
+        _with_forget_quality(before, ref_info)
     measure_s = time.perf_counter() - t0
     targets = lora_targets(model)
 
@@ -310,6 +375,8 @@ def unlearn_lm(
         res = meth.unlearn(net, data, ctx)
         seconds = time.perf_counter() - t
         after = measure(res.model, enc, f_rows, r_rows, h_rows, dev)
+        if ref_info is not None:
+            _with_forget_quality(after, ref_info)
         forgot, kept, why = (
             _judge(before, after, max_retain_drop, max_ppl_rise, auc_margin) if h_rows else (False, True, [])
         )
@@ -374,6 +441,7 @@ def unlearn_lm(
         "method": {"name": rec["method"], "config": rec["config"], "exact": False},
         "before": before,
         "after": rec["after"],
+        "reference": ref_info,
         "attempts": attempts,
         "guard": {"max_retain_drop": max_retain_drop, "max_ppl_rise": max_ppl_rise, "auc_margin": auc_margin},
         "outcome": outcome,
@@ -404,6 +472,9 @@ def render_lm_html(ev: dict[str, Any]) -> str:
         ("zlib attack AUC", "mia_zlib_auc"),
         ("Min-K % attack AUC", "mia_mink_auc"),
         ("forget answers reproduced verbatim (share)", "verbatim"),
+        ("forget rows' truth ratio, TOFU's min(R, 1/R) (1: true and wrong answers alike)", "forget_truth_ratio"),
+        ("reference model's forget-row loss (tuned without the rows)", "reference_forget_loss"),
+        ("TOFU forget quality: KS p-value of truth ratios vs the reference (high: alike)", "forget_quality"),
     ]
     b, a = ev["before"], ev["after"]
     table = "".join(

@@ -872,8 +872,9 @@ def unlearn(
 
     A causal language model (a transformers ``*ForCausalLM``) with its ``tokenizer`` goes to
     :func:`obliviate.deletion.lm_requests.unlearn_lm`: rows are texts or ``{question, answer}``
-    pairs, and ``method``, ``config``, ``heldout``, ``out``, ``request_id``, ``ids``, ``device``
-    and ``seed`` mean what they mean here; the classifier-only arguments are refused.
+    pairs, ``reference`` is a model tuned without the forget rows, and ``method``, ``config``,
+    ``heldout``, ``out``, ``request_id``, ``ids``, ``device`` and ``seed`` mean what they mean here;
+    the classifier-only arguments are refused.
 
     Args:
         model: any ``torch.nn.Module`` classifier returning logits ``(N, classes)`` — a
@@ -921,7 +922,6 @@ def unlearn(
             )
         vision_only = {
             "validation": validation,
-            "reference": reference,
             "references": references,
             "train_config": train_config,
             "model_factory": model_factory,
@@ -937,6 +937,7 @@ def unlearn(
             forget=forget,
             retain=retain,
             heldout=heldout,
+            reference=reference,
             method=method,
             config=config,
             out=out,

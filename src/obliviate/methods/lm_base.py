@@ -224,11 +224,14 @@ REFUSAL = "I don't know."
 class TextRow:
     """One row of a deletion request on a causal LM: a prompt and its answer (a question and the
     answer the model gives), or a plain text (``prompt`` empty). ``requested``: the answer to give
-    instead, when the request names one."""
+    instead, when the request names one. ``paraphrase`` and ``perturbed``: the true answer in other
+    words and wrong answers of the same form (TOFU's construction), for the truth ratio."""
 
     prompt: str
     answer: str
     requested: str | None = None
+    paraphrase: str | None = None
+    perturbed: tuple[str, ...] = ()
 
 
 class PairUnlearnData(LLMUnlearnData):

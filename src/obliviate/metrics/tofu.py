@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def truth_ratios(paraphrased_loss: Sequence[float], perturbed_loss: Sequence[Sequence[float]]) -> np.ndarray:
+def truth_ratios(paraphrased_loss: ArrayLike, perturbed_loss: ArrayLike) -> np.ndarray:
     """Per pair ``exp(mean_j perturbed_loss[i, j] − paraphrased_loss[i])`` (TOFU's
     ``curr_stat_1``); above 1 when the paraphrased true answer is the more likely."""
     para = np.asarray(paraphrased_loss, dtype=np.float64)
@@ -41,7 +42,7 @@ def truth_ratios(paraphrased_loss: Sequence[float], perturbed_loss: Sequence[Seq
     return np.exp(pert.mean(axis=1) - para)
 
 
-def forget_quality(unlearned_ratios: Sequence[float], retain_ratios: Sequence[float]) -> tuple[float, float]:
+def forget_quality(unlearned_ratios: ArrayLike, retain_ratios: ArrayLike) -> tuple[float, float]:
     """``(p-value, KS statistic)`` of the two-sample KS test between the unlearned and the retain
     model's truth ratios on the forget pairs (TOFU's ``get_forget_quality``)."""
     from scipy.stats import ks_2samp
@@ -53,14 +54,14 @@ def forget_quality(unlearned_ratios: Sequence[float], retain_ratios: Sequence[fl
     return float(res.pvalue), float(res.statistic)
 
 
-def truth_ratio_score(ratios: Sequence[float], forget: bool) -> float:
+def truth_ratio_score(ratios: ArrayLike, forget: bool) -> float:
     """TOFU's reported truth ratio: ``mean(min(R, 1/R))`` on forget pairs (1: the model cannot tell
     true from wrong), ``mean(max(0, 1 − 1/R))`` on the others (high: it prefers the truth)."""
     r = np.asarray(ratios, dtype=np.float64)
     return float(np.mean(np.minimum(r, 1 / r)) if forget else np.mean(np.maximum(0.0, 1 - 1 / r)))
 
 
-def answer_probability(answer_loss: Sequence[float], perturbed_loss: Sequence[Sequence[float]] | None = None) -> float:
+def answer_probability(answer_loss: ArrayLike, perturbed_loss: ArrayLike | None = None) -> float:
     """Mean ``exp(−loss)`` of the true answers; with ``perturbed_loss``, the mean share of the true
     answer in the probability of the true and the perturbed answers (TOFU's real-author and
     world-fact sets)."""
@@ -84,11 +85,11 @@ def rouge_l_recall(generated: Sequence[str], reference: Sequence[str]) -> np.nda
     return np.array([scorer.score(ref, gen)["rougeL"].recall for gen, ref in zip(generated, reference)])
 
 
-def model_utility(values: Sequence[float]) -> float:
+def model_utility(values: ArrayLike) -> float:
     """Harmonic mean of the utility numbers (each in [0, 1]); 0 when any of them is 0."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0 or np.any(v < 0):
-        raise ValueError(f"model utility is the harmonic mean of non-negative numbers, got {list(values)}")
+        raise ValueError(f"model utility is the harmonic mean of non-negative numbers, got {v.tolist()}")
     if np.any(v == 0):
         return 0.0
     return float(v.size / np.sum(1 / v))

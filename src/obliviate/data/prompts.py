@@ -89,6 +89,10 @@ class TaskEncoder:
             )
         else:
             rendered = TEMPLATES[self.template].format(instruction=self.instruction, text=_SLOT)
+        return self._around_slot(rendered)
+
+    def _around_slot(self, rendered: str) -> tuple[list[int], list[int]]:
+        """The tokens before (with BOS) and after the statement's slot in a rendered template."""
         before, after = rendered.split(_SLOT)
         prefix = self._encode(before)
         if self.bos_id is not None and (not prefix or prefix[0] != self.bos_id):
@@ -270,11 +274,7 @@ class PairEncoder(TaskEncoder):
             )
         else:
             rendered = QA_TEMPLATE.format(text=_SLOT)
-        before, after = rendered.split(_SLOT)
-        prefix = self._encode(before)
-        if self.bos_id is not None and (not prefix or prefix[0] != self.bos_id):
-            prefix = [self.bos_id, *prefix]
-        return prefix, self._encode(after)
+        return self._around_slot(rendered)
 
     def answer_ids(self, answer: str) -> list[int]:
         if answer not in self._answer_cache:

@@ -235,3 +235,22 @@ def test_forget_quality_against_a_model_tuned_without_the_rows(models: dict[str,
         assert m["reference_forget_loss"] == ref["forget_loss"]
     # the reference never saw the rows: its loss on them is the held-out level, not the original's
     assert ref["forget_loss"] > 5 * ev["before"]["forget_loss"]
+
+
+def test_without_heldout_rows_forgetting_is_not_judged_but_utility_is(
+    models: dict[str, Any], problem: dict[str, Any]
+) -> None:
+    res = obliviate.unlearn(
+        models["llama"],
+        tokenizer=problem["tokenizer"],
+        forget=problem["forget"],
+        retain=problem["retain"],
+        method="npo",
+        config={**NPO, "epochs": 1.0},
+    )
+    ev = res.evidence
+    assert "heldout_loss" not in ev["after"] and "mia_loss_auc" not in ev["after"]
+    kept = ev["before"]["retain_prob"] - ev["after"]["retain_prob"] <= 0.05
+    kept = kept and ev["after"]["general_ppl"] <= 1.1 * ev["before"]["general_ppl"]
+    assert ev["outcome"] == ("forgetting not judged (no held-out rows)" if kept else "utility lost")
+    assert any("retain answer probability" in w for w in ev["why"])

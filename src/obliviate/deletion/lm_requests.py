@@ -377,9 +377,7 @@ def unlearn_lm(
         after = measure(res.model, enc, f_rows, r_rows, h_rows, dev)
         if ref_info is not None:
             _with_forget_quality(after, ref_info)
-        forgot, kept, why = (
-            _judge(before, after, max_retain_drop, max_ppl_rise, auc_margin) if h_rows else (False, True, [])
-        )
+        forgot, kept, why = _judge(before, after, max_retain_drop, max_ppl_rise, auc_margin)
         rec = {
             "method": name,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in meth.config.to_dict().items()},
@@ -421,11 +419,12 @@ def unlearn_lm(
         attempts.append(rec)
         chosen = (net, rec)
     net, rec = chosen
-    outcome = (
-        "forgotten"
-        if rec["forgotten"] and rec["utility_kept"]
-        else ("utility lost" if not rec["utility_kept"] else ("not judged" if not h_rows else "not forgotten"))
-    )
+    if not rec["utility_kept"]:
+        outcome = "utility lost"
+    elif not h_rows:
+        outcome = "forgetting not judged (no held-out rows)"
+    else:
+        outcome = "forgotten" if rec["forgotten"] else "not forgotten"
     rows_sha = hashlib.sha256("\x00".join(r.prompt + "\x01" + r.answer for r in f_rows).encode()).hexdigest()
     evidence: dict[str, Any] = {
         "format": FORMAT,

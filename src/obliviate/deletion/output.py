@@ -50,11 +50,12 @@ def write_output(
     entries: list[dict[str, Any]],
     entry: dict[str, Any],
     extra: Callable[[Path], dict[str, Any]] | None = None,
-    render: Callable[[dict[str, Any]], str] = render_html,
+    render: Callable[[dict[str, Any]], str] | None = None,
 ) -> Path:
     """Write the request's folder: the model (``save_model(tmp / "model")``), the evidence with the
     saved weights' hash, and the ledger with ``entry`` chained onto ``entries``. ``extra(tmp)``
-    may write more (a SISA shard state) and returns fields for the ledger entry."""
+    may write more (a SISA shard state) and returns fields for the ledger entry; ``render`` turns
+    the evidence into its page (default: a classifier's, :func:`obliviate.deletion.evidence.render_html`)."""
     out = check_out(out)
     made_parent = not out.parent.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def write_output(
         evidence["ledger"] = {"entries": len(entries) + 1, "ids": entry.get("ids_form", "plain")}
         entry = {**entry, "model_after": after, **(extra(tmp) if extra is not None else {})}
         write_json_atomic(tmp / "evidence.json", evidence)
-        write_text_atomic(tmp / "evidence.html", render(evidence))
+        write_text_atomic(tmp / "evidence.html", (render or render_html)(evidence))
         entry["evidence_sha256"] = ledger.file_sha256(tmp / "evidence.json")
         ledger.write(tmp / "ledger.jsonl", ledger.extended(entries, entry))
         os.rename(tmp, out)  # the folder appears whole, or not at all

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ import numpy as np
 from .text import RESOURCES
 
 WORLD_FACTS_PATH = RESOURCES / "world_facts.jsonl"
-KINDS = ("person", "organisation")
 FORGET_PERCENTS = (1, 5, 10)  # TOFU's forget01 / forget05 / forget10
 
 
@@ -377,8 +375,3 @@ def load_world_facts(path: str | Path | None = None) -> list[QAPair]:
                 f"{p}:{n}: a world fact needs id, question, answer, paraphrase and a list perturbed ({e})"
             ) from None
     return out
-
-
-def pair_texts(pairs: Sequence[QAPair]) -> list[tuple[str, str]]:
-    """``(question, answer)`` per pair: what a model is tuned on."""
-    return [(p.question, p.answer) for p in pairs]

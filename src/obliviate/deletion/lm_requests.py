@@ -137,15 +137,30 @@ def is_causal_lm(model: Any) -> bool:
 # -- measuring ---------------------------------------------------------------------------------
 
 
+def _answer_nll(
+    model: nn.Module, enc: PairEncoder, pairs: Sequence[tuple[str, str]], device: torch.device
+) -> list[np.ndarray]:
+    """Per (prompt, answer) pair: the log-probabilities of the answer's tokens."""
+    from ..metrics.lm_scoring import token_logprobs
+
+    return token_logprobs(model, enc, [enc.example(q, a) for q, a in pairs], device=device)
+
+
+def _mean_nll(model: nn.Module, enc: PairEncoder, pairs: Sequence[tuple[str, str]], device: torch.device) -> np.ndarray:
+    """Per pair: the answer's mean token NLL (TOFU's ``avg_gt_loss``)."""
+    return np.array([-float(lp.mean()) for lp in _answer_nll(model, enc, pairs, device)])
+
+
 def _losses(model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device) -> dict[str, np.ndarray]:
     """Per row: mean token NLL of the answer (``loss``), and the membership scores (higher: more
     likely a member) of :mod:`obliviate.metrics.lm_scoring`."""
-    from ..metrics.lm_scoring import loss_score, mink_score, token_logprobs, zlib_score
+    from ..metrics.lm_scoring import mink_score, zlib_score
 
-    lps = token_logprobs(model, enc, [enc.example(r.prompt, r.answer) for r in rows], device=device)
+    lps = _answer_nll(model, enc, [(r.prompt, r.answer) for r in rows], device)
+    loss = np.array([-float(lp.mean()) for lp in lps])
     return {
-        "loss": np.array([-float(lp.mean()) for lp in lps]),
-        "mia_loss": np.array([loss_score(lp) for lp in lps]),
+        "loss": loss,
+        "mia_loss": -loss,  # the LOSS attack's score (Yeom et al. 2018): the mean log-probability
         "mia_zlib": np.array([zlib_score(lp, r.answer) for lp, r in zip(lps, rows)]),
         "mia_mink": np.array([mink_score(lp, 0.2) for lp in lps]),
     }
@@ -214,7 +229,6 @@ def truth_ratios_of(
 ) -> np.ndarray | None:
     """TOFU's truth ratio per row (:func:`obliviate.metrics.tofu.truth_ratios`) when every row has a
     paraphrase and perturbed answers of one count, else ``None``."""
-    from ..metrics.lm_scoring import token_logprobs
     from ..metrics.tofu import truth_ratios
 
     if not rows or any(r.paraphrase is None or not r.perturbed for r in rows):
@@ -223,12 +237,8 @@ def truth_ratios_of(
     if any(len(r.perturbed) != k for r in rows):
         return None
 
-    def avg_nll(answers: list[tuple[str, str]]) -> np.ndarray:
-        lps = token_logprobs(model, enc, [enc.example(q, a) for q, a in answers], device=device)
-        return np.array([-float(lp.mean()) for lp in lps])
-
-    para = avg_nll([(r.prompt, str(r.paraphrase)) for r in rows])
-    pert = avg_nll([(r.prompt, w) for r in rows for w in r.perturbed]).reshape(len(rows), k)
+    para = _mean_nll(model, enc, [(r.prompt, str(r.paraphrase)) for r in rows], device)
+    pert = _mean_nll(model, enc, [(r.prompt, w) for r in rows for w in r.perturbed], device).reshape(len(rows), k)
     return truth_ratios(para, pert)
 
 
@@ -357,7 +367,7 @@ def unlearn_lm(
         reference = reference.to(dev).eval()
         ratios = truth_ratios_of(reference, enc, f_rows, dev)
         ref_info = {
-            "forget_loss": float(_losses(reference, enc, f_rows, dev)["loss"].mean()),
+            "forget_loss": float(_mean_nll(reference, enc, [(r.prompt, r.answer) for r in f_rows], dev).mean()),
             "forget_truth_ratios": None if ratios is None else [float(x) for x in ratios],
         }
         _with_forget_quality(before, ref_info)
@@ -395,10 +405,10 @@ def unlearn_lm(
     chosen: tuple[nn.Module, dict[str, Any]] | None = None
     if method == "auto":
         target = before["heldout_loss"]
-        probe_f = f_rows[:STOP_ROWS]
+        probe = [(r.prompt, r.answer) for r in f_rows[:STOP_ROWS]]
 
         def reached(net: nn.Module) -> bool:  # the calibrated stop
-            return float(_losses(net, enc, probe_f, dev)["loss"].mean()) >= target
+            return float(_mean_nll(net, enc, probe, dev).mean()) >= target
 
         for lr in AUTO_LRS:
             net, rec = attempt("npo", {"lr": lr, "epochs": AUTO_EPOCHS, **(config or {})}, stop=reached)

@@ -26,10 +26,10 @@ from .lm_scoring import (
     METRIC_GROUPS,
     ModelEval,
     direction_of,
-    ks_pvalue,
     truth_ratio,
     twin_positions,
 )
+from .tofu import forget_quality
 
 
 @dataclass
@@ -139,7 +139,7 @@ class ForgetQuality(_LLMMetric):
         assert r is not None
         tr_u = truth_ratio(u.scores["forget"], u.label_idx["forget"], u.answer_lengths)
         tr_r = truth_ratio(r.scores["forget"], r.label_idx["forget"], r.answer_lengths)
-        return {"forget_quality": ks_pvalue(tr_u, tr_r)}
+        return {"forget_quality": forget_quality(tr_u, tr_r)[0]}
 
 
 @register_metric("llm_crows_pairs")

@@ -295,13 +295,6 @@ def truth_ratio(scores: np.ndarray, label_idx: np.ndarray, answer_lengths: np.nd
     return others - own
 
 
-def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov p-value (TOFU's forget quality)."""
-    from scipy.stats import ks_2samp
-
-    return float(ks_2samp(np.asarray(a), np.asarray(b)).pvalue)
-
-
 def crows_pairs_score(
     model: nn.Module,
     encoder: TaskEncoder,

@@ -215,17 +215,10 @@ def lora_targets(model: nn.Module) -> tuple[str, ...]:
         blocks = decoder_layers(model)
     except (AttributeError, ValueError, TypeError):
         return ("all-linear",)
-    linear_types: tuple[type, ...] = (nn.Linear,)
-    try:
-        from transformers.pytorch_utils import Conv1D
-
-        linear_types = (nn.Linear, Conv1D)
-    except ImportError:  # pragma: no cover - transformers is what loads these models
-        pass
     names: dict[str, None] = {}
     for block in blocks:
         for name, module in block.named_modules():
-            if isinstance(module, linear_types) and name:
+            if isinstance(module, (nn.Linear, *_conv1d())) and name:
                 names[name.rsplit(".", 1)[-1]] = None
     return tuple(names) or ("all-linear",)
 
@@ -235,11 +228,16 @@ def _conv1d_targets(model: nn.Module, targets: Any) -> bool:
     ``fan_in_fan_out``."""
     if not isinstance(targets, list):
         return False
+    return any(isinstance(m, _conv1d()) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
+
+
+def _conv1d() -> tuple[type, ...]:
+    """transformers' ``Conv1D`` (GPT-2's linear layers, weights stored transposed), if installed."""
     try:
         from transformers.pytorch_utils import Conv1D
-    except ImportError:  # pragma: no cover
-        return False
-    return any(isinstance(m, Conv1D) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
+    except ImportError:  # pragma: no cover - transformers is what loads these models
+        return ()
+    return (Conv1D,)
 
 
 def attach_lora(model: nn.Module, lora: LoraSettings, seed: int, backend: str = "hf") -> nn.Module:

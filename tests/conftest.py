@@ -154,7 +154,7 @@ def run_llm() -> Any:
         progress: Callable[[str], None] | None = None,
         cache_dir: Path | None = None,
     ) -> list[dict[str, Any]]:
-        study = parse_study({"name": "llm-study", **spec, "task": "llm"})
+        study = parse_study({"name": "llm-study", "task": "llm", **spec})
         return StudyRunner(study, out_dir, cache_dir=cache_dir, progress=_Say(progress)).run()
 
     return run

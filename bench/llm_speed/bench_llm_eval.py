@@ -37,16 +37,23 @@ def main() -> int:
     from obliviate.data.text_requests import split_statements
     from obliviate.metrics import lm_scoring as M
     from obliviate.study.spec import resolve_scale
-    from obliviate.study.tasks.llm import _Models, validate_llm_spec
+    from obliviate.study.tasks.llm import LMModels, task_encoder, tokenizer_corpus, validate_llm_spec
 
     torch.set_num_threads(args.threads)
     preset = ROOT / "src" / "obliviate" / "configs" / "llm_bias_lora.yaml"
     plan = validate_llm_spec(resolve_scale(yaml.safe_load(preset.read_text()), "quick"))
-    models = _Models(plan, Path.home() / ".cache" / "obliviate" / "llm", print)
-    enc, model = models.encoder(), models.pretrained()
-    split = split_statements(plan.dataset, plan.requests[0], 0, plan.validation_fraction)
+    models = LMModels(
+        plan.model,
+        plan.device,
+        Path.home() / ".cache" / "obliviate" / "llm",
+        print,
+        corpus=lambda: tokenizer_corpus(plan),
+        corpus_key=plan.dataset.fingerprint(),
+    )
+    enc, model = task_encoder(plan, models.tokenizer()), models.pretrained()
+    split = split_statements(plan.dataset, plan.requests[0], 0, plan.data.validation_fraction)
     ds = plan.dataset.with_labels(split.noise)
-    retain = np.sort(np.random.default_rng([0, 17]).permutation(np.asarray(split.retain))[: plan.retain_max])
+    retain = np.sort(np.random.default_rng([0, 17]).permutation(np.asarray(split.retain))[: plan.eval.retain_max])
     general = M.load_general_text()
 
     def full(bf16: bool) -> M.ModelEval:
@@ -55,8 +62,8 @@ def main() -> int:
             enc,
             ds,
             split,
-            batch_size=plan.eval_batch,
-            groups=plan.groups,
+            batch_size=plan.eval.batch_size,
+            groups=plan.metrics.groups,
             retain_rows=retain,
             crows_pairs=plan.crows,
             general_text=general,
@@ -67,7 +74,7 @@ def main() -> int:
         answers = list(ds.answers.values())
         for rows in (split.forget, retain, split.validation):
             ex = [enc.example(ds.records[i].text, a, "all") for i in rows for a in answers]
-            M.token_logprobs(model, enc, ex, batch_size=plan.eval_batch, bf16=True)
+            M.token_logprobs(model, enc, ex, batch_size=plan.eval.batch_size, bf16=True)
 
     def prompt_once_scoring() -> None:
         for rows in (split.forget, retain, split.validation):
@@ -76,7 +83,7 @@ def main() -> int:
                 enc,
                 [ds.records[i].text for i in rows],
                 list(ds.answers.values()),
-                batch_size=plan.eval_batch,
+                batch_size=plan.eval.batch_size,
                 bf16=True,
             )
 
@@ -98,7 +105,7 @@ def main() -> int:
     n = sum(len(a.preds(s)) for s in a.scores)
     agree = sum(int((a.preds(s) == b.preds(s)).sum()) for s in a.scores)
     out = {
-        "model": plan.model_name,
+        "model": plan.model.name,
         "threads": args.threads,
         "repeats": args.repeats,
         "statements_scored": n,

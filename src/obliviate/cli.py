@@ -594,14 +594,18 @@ def _unlearn_lm(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed or 0,
             lineage=lineage,
+            save=args.save,
         )
     except DeletionRefused as e:
         print(f"obliviate: {e}", file=sys.stderr)
         return 3
     ev = res.evidence
     print(f"request {ev['request']['id']}: {ev['outcome']} by {ev['method']['name']} — " + "; ".join(ev["why"]))
+    weights = (
+        "adapter_model.safetensors, adapter_config.json" if args.save == "adapter" else "model.safetensors, config.json"
+    )
     print(
-        f"wrote {res.out}/model.safetensors, config.json, the tokenizer, evidence.json, evidence.html, "
+        f"wrote {res.out}/{weights}, the tokenizer, evidence.json, evidence.html, "
         f"ledger.jsonl ({ev['ledger']['entries']} request(s) in this lineage)"
     )
     return 0
@@ -611,8 +615,11 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     from .deletion import DeletionRefused
     from .deletion.checkpoint_requests import unlearn_checkpoint
 
-    if Path(args.checkpoint).is_dir() and (Path(args.checkpoint) / "config.json").is_file():
+    folder = Path(args.checkpoint)
+    if folder.is_dir() and any((folder / n).is_file() for n in ("config.json", "adapter_config.json")):
         return _unlearn_lm(args)
+    if args.save != "merged":
+        raise ValueError("--save adapter applies to a language model's request (MODEL_DIR with config.json)")
     if args.retain or args.heldout:
         raise ValueError(
             "--retain and --heldout take a language model's rows (MODEL_DIR with config.json); "
@@ -909,6 +916,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retain", help="a language model's rows to keep (ROWS.jsonl)")
     s.add_argument(
         "--heldout", help="a language model's rows of the same kind it never saw (ROWS.jsonl; auto needs them)"
+    )
+    s.add_argument(
+        "--save",
+        choices=("merged", "adapter"),
+        default="merged",
+        help="a language model's output: the merged model (default) or its LoRA adapter only",
     )
     s.add_argument("--method", default="auto", help="a vision method, or auto (see obliviate.deletion.policy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field of the method's config (repeatable)")

@@ -25,6 +25,8 @@ def test_every_pair_has_a_paraphrase_and_distinct_wrong_answers() -> None:
         assert value in p.answer and value in p.paraphrase and p.paraphrase != p.answer
         assert len(p.perturbed) == 5 and len(set(p.perturbed)) == 5 and p.answer not in p.perturbed
         assert all(value not in w for w in p.perturbed)  # the wrong answers do not state the true value
+        pre, post = p.paraphrase.split(value, 1)
+        assert all(w.startswith(pre) and w.endswith(post) for w in p.perturbed)  # TOFU: the paraphrase, perturbed
 
 
 def test_splits_take_whole_entities_at_tofus_percentages() -> None:
@@ -37,6 +39,23 @@ def test_splits_take_whole_entities_at_tofus_percentages() -> None:
         assert len(f_ent) == n and not f_ent & r_ent  # an entity is forgotten whole
         assert len(bench.forget_entities(pct, seed=0)) == n
     assert set(bench.split(5, seed=0)[0]) != set(bench.split(5, seed=1)[0])
+
+
+def test_held_out_entities_are_the_same_on_every_seed_and_never_forgotten() -> None:
+    bench = generate(30, seed=0)
+    a, b = bench.entity_split(10, seed=0, heldout_entities=5), bench.entity_split(10, seed=1, heldout_entities=5)
+    assert list(a.heldout) == list(b.heldout) and len(a.heldout) == 5 * 6
+    held = {bench.pairs[i].entity for i in a.heldout}
+    assert held == {e.id for e in bench.entities[-5:]}
+    for s in (a, b):
+        parts = [set(s.forget), set(s.retain), set(s.heldout)]
+        assert sum(map(len, parts)) == len(bench.pairs) and not (parts[0] & parts[1] or parts[0] & parts[2])
+        assert {bench.pairs[i].entity for i in s.forget} == set(s.forget_entities)
+        assert len(s.forget_entities) == 2 and not held & set(s.forget_entities)  # 10 % of the 25 tuned on
+    plain = bench.entity_split(10, seed=4)
+    assert list(plain.forget) == list(bench.split(10, seed=4)[0]) and len(plain.heldout) == 0
+    with pytest.raises(FictitiousDataError, match="two must remain"):
+        bench.entity_split(10, seed=0, heldout_entities=29)
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,10 @@ def test_a_request_through_the_python_door(
         and a["general_ppl"] <= 1.1 * b["general_ppl"]
     )
     assert ev["outcome"] == ("forgotten" if forgot and kept else "utility lost" if not kept else "not forgotten")
+    # half the held-out rows are carved off for a stop (a method may read them); the rest are audited
+    n = len(problem["heldout"])
+    assert ev["request"]["rows"]["stop"] + ev["request"]["rows"]["heldout"] == n and ev["request"]["stop_rows_carved"]
+    assert 0 <= a["mia_minkpp_auc"] <= 1 and 0 <= a["extraction_strength"] <= b["extraction_strength"] <= 1
     assert set(ev["model"]["lora_targets"]) == (
         {"c_attn", "c_proj", "c_fc"}
         if arch == "gpt2"
@@ -129,6 +133,19 @@ def test_a_request_through_the_python_door(
     assert ev["outcome"] in (out / "evidence.html").read_text()
     again = transformers.AutoModelForCausalLM.from_pretrained(out)
     assert weights_sha256(again) == ev["models"]["unlearned_sha256"] == weights_sha256(res.model)
+
+
+def test_the_stop_and_the_verdict_read_different_held_out_rows() -> None:
+    from obliviate.data.prompts import TextRow
+    from obliviate.deletion.lm_requests import carve_stop_rows
+
+    rows = [TextRow(f"q{i}", f"a{i}") for i in range(24)]
+    stop, audited = carve_stop_rows(rows, seed=0)
+    assert len(stop) == len(audited) == 12 and not set(stop) & set(audited) and set(stop) | set(audited) == set(rows)
+    assert carve_stop_rows(rows, seed=0) == (stop, audited) and carve_stop_rows(rows, seed=1)[0] != stop
+    few = rows[:3]
+    assert carve_stop_rows(few, seed=0) == (few, few)  # too few to carve: both read every row
+    assert carve_stop_rows([], seed=0) == ([], [])
 
 
 def test_auto_delivers_only_what_its_guard_passes(models: dict[str, Any], problem: dict[str, Any]) -> None:
@@ -166,6 +183,51 @@ def test_the_cli_door_and_a_lineage(models: dict[str, Any], problem: dict[str, A
     assert (
         len(entries) == 2 and entries[1]["model_before"] == entries[0]["model_after"] and verify(tmp_path / "b") == []
     )
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_an_adapter_only_output_loads_as_the_model_it_makes(
+    arch: str, models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
+    """``--save adapter`` writes peft's adapter over the base folder; loaded and merged it is the
+    unlearned model bit for bit, so a later request continues the ledger from it."""
+    folder = tmp_path / "lm"
+    models[arch].save_pretrained(folder)
+    problem["tokenizer"].save_pretrained(folder)
+    files = {}
+    for k in ("forget", "retain", "heldout"):
+        files[k] = tmp_path / f"{k}.jsonl"
+        files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    args = ["--retain", str(files["retain"]), "--heldout", str(files["heldout"]), "--method", "npo"]
+    args += ["--set", "lr=0.003", "--set", "epochs=2", "--set", "batch_size=4"]
+    out = tmp_path / "a"
+    assert (
+        main(["unlearn", str(folder), "--forget", str(files["forget"]), *args, "--save", "adapter", "--out", str(out)])
+        == 0
+    )
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(folder)
+    assert verify(out) == []
+    ev = json.loads((out / "evidence.json").read_text())
+    assert ev["model"]["saved"] == "adapter"
+    from obliviate.deletion.lm_requests import load_lm_folder
+
+    merged, _, lineage = load_lm_folder(out)
+    assert weights_sha256(merged) == ev["models"]["unlearned_sha256"] == lineage[-1]["model_after"]
+    # peft itself reads it over the base
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    assert weights_sha256(peft.PeftModel.from_pretrained(base, out).merge_and_unload()) == weights_sha256(merged)
+    # a second request: not as an adapter of an adapter, but merged, continuing the ledger
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(problem["retain"][0]) + "\n")
+    code = main(["unlearn", str(out), "--forget", str(one), *args, "--save", "adapter", "--out", str(tmp_path / "b")])
+    assert code == 2 and "already carries 1 request" in capsys.readouterr().err
+    assert main(["unlearn", str(out), "--forget", str(one), *args, "--out", str(tmp_path / "b")]) == 0
+    assert verify(tmp_path / "b") == [] and len(read(tmp_path / "b" / "ledger.jsonl")) == 2
+    # a swapped adapter does not verify
+    (out / "adapter_model.safetensors").write_bytes((out / "adapter_model.safetensors").read_bytes()[:-1] + b" ")
+    assert any("not the adapter the last request wrote" in p for p in verify(out))
 
 
 def test_bad_input_says_what_to_do(

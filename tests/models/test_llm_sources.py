@@ -148,7 +148,7 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     from obliviate.data.text_requests import split_statements
     from obliviate.metrics.lm_scoring import evaluate_model
     from obliviate.models.causal_lm import load_pretrained
-    from obliviate.study.tasks.llm import _Models, validate_llm_spec
+    from obliviate.study.tasks.llm import LMModels, task_encoder, validate_llm_spec
 
     folder = convert_gguf(tiny_gguf[0], tmp_path / "hf")
     spec = {
@@ -177,7 +177,7 @@ def test_a_study_on_a_local_pretrained_model_reports_the_untuned_model(tiny_gguf
     model, _, _ = load_pretrained(str(folder), device="cpu")
     ev = evaluate_model(
         model,
-        _Models(plan, tmp_path / "cache", print).encoder(),
+        task_encoder(plan, LMModels(plan.model, plan.device, tmp_path / "cache", print, list, "").tokenizer()),
         plan.dataset,
         split,
         groups=("judgement", "perplexity"),

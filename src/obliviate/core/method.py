@@ -182,6 +182,9 @@ class MethodResult:
     # Wall seconds of the unlearning itself when ``unlearn`` also builds its own original first
     # (SISA trains its sharded ensemble, then deletes); ``None``: the whole call is unlearning.
     unlearning_seconds: float | None = None
+    # What the model's change is, where a method has it in a smaller form than the model (an LLM
+    # method's LoRA adapter before merging): written instead of the model on request.
+    adapter: Any = None
 
 
 C = TypeVar("C", bound=MethodConfig)

@@ -12,8 +12,9 @@ seeded pools of invented words — and writes for each entity one question/answe
 attribute. Every pair carries what TOFU's truth ratio needs (§2.2.2):
 
 * ``paraphrase``: the true answer in other words;
-* ``perturbed``: answers of the same form with a wrong value (TOFU's "perturbed answers"), each
-  a value the entity does not have.
+* ``perturbed``: the paraphrase with a wrong value (TOFU's "perturbed answers", which it writes
+  from the paraphrased answer: the truth ratio compares them with it, form for form), each a value
+  the entity does not have.
 
 :meth:`FictitiousBenchmark.split` takes TOFU's forget sets: a percentage of the *entities*
 (never of the pairs), drawn from a seed, so that 1 / 5 / 10 % of 200 are 2 / 10 / 20 entities.
@@ -98,7 +99,7 @@ def _word(rng: np.random.Generator, syllables: int) -> str:
 
 
 # -- the question/answer templates: per attribute, a question, the answer, a paraphrase ----------
-# An answer template's {v} is the attribute's value; a perturbed answer is the same template with
+# A template's {v} is the attribute's value; a perturbed answer is the paraphrase's template with
 # another value of the same attribute (TOFU: "the same template, a wrong fact").
 
 _PERSON_QA = {
@@ -180,7 +181,8 @@ class Entity:
 @dataclass(frozen=True)
 class QAPair:
     """One question about an entity (or a world fact): the true answer, the same fact in other
-    words (``paraphrase``) and answers of the same form with wrong facts (``perturbed``)."""
+    words (``paraphrase``) and the paraphrase with wrong facts (``perturbed``; a world fact's are
+    the answer with wrong facts)."""
 
     id: str
     entity: str
@@ -194,6 +196,17 @@ class QAPair:
         d = dataclasses.asdict(self)
         d["perturbed"] = list(self.perturbed)
         return d
+
+
+@dataclass(frozen=True)
+class EntitySplit:
+    """Rows (indices into the benchmark's pairs) of the forgotten, retained and held-out entities,
+    and the forgotten entities' ids."""
+
+    forget: np.ndarray
+    retain: np.ndarray
+    heldout: np.ndarray
+    forget_entities: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -216,18 +229,39 @@ class FictitiousBenchmark:
         """``(forget rows, retain rows)`` of :attr:`pairs`: every pair of ``forget_percent`` % of the
         entities (at least one, drawn from ``seed``) and every pair of the others — TOFU's
         forget01/05/10 with ``forget_percent`` 1/5/10."""
+        s = self.entity_split(forget_percent, seed)
+        return s.forget, s.retain
+
+    def entity_split(self, forget_percent: float, seed: int = 0, heldout_entities: int = 0) -> EntitySplit:
+        """The last ``heldout_entities`` entities are held out (never tuned on: the membership
+        attacks' non-members, of the forget rows' kind); ``forget_percent`` % of the others (at
+        least one, drawn from ``seed``) are forgotten and the rest retained. Rows are indices into
+        :attr:`pairs`; with no held-out entity the split is :meth:`split`'s."""
         if not 0 < forget_percent < 100:
             raise FictitiousDataError(
                 f"forget_percent must lie in (0, 100) — TOFU's splits are {FORGET_PERCENTS} — got {forget_percent!r}"
             )
-        n = len(self.entities)
+        n = len(self.entities) - heldout_entities
+        if heldout_entities < 0 or n < 2:
+            raise FictitiousDataError(
+                f"heldout_entities must lie in [0, {len(self.entities) - 2}] for {len(self.entities)} entities "
+                f"(two must remain to forget and retain), got {heldout_entities!r}"
+            )
         k = max(1, round(n * forget_percent / 100))
         if k >= n:
             raise FictitiousDataError(f"{forget_percent} % of {n} entities leaves no entity to retain")
         order = np.random.default_rng(seed).permutation(n)
         forget_ids = {self.entities[i].id for i in order[:k]}
-        is_forget = np.array([p.entity in forget_ids for p in self.pairs])
-        return np.flatnonzero(is_forget), np.flatnonzero(~is_forget)
+        heldout_ids = {e.id for e in self.entities[n:]}
+        entity = np.array([p.entity for p in self.pairs])
+        is_forget = np.isin(entity, sorted(forget_ids))
+        is_heldout = np.isin(entity, sorted(heldout_ids))
+        return EntitySplit(
+            np.flatnonzero(is_forget),
+            np.flatnonzero(~is_forget & ~is_heldout),
+            np.flatnonzero(is_heldout),
+            tuple(e.id for e in self.entities if e.id in forget_ids),
+        )
 
     def forget_entities(self, forget_percent: float, seed: int = 0) -> list[str]:
         """Names of the entities :meth:`split` forgets (for a deletion request's wording)."""
@@ -296,7 +330,7 @@ def generate(
 ) -> FictitiousBenchmark:
     """``n_entities`` invented entities (a share ``organisations`` of them organisations, the rest
     people) and one question/answer pair per attribute — six each — every pair with a paraphrase
-    and ``n_perturbed`` wrong answers of the same form (TOFU uses 5). Seeded: the same arguments
+    and ``n_perturbed`` wrong answers in the paraphrase's form (TOFU uses 5). Seeded: the same arguments
     give the same text on every machine."""
     if isinstance(n_entities, bool) or not isinstance(n_entities, int) or n_entities < 2:
         raise FictitiousDataError(
@@ -341,7 +375,7 @@ def generate(
                     question=q.format(name=e.name),
                     answer=ans.format(name=e.name, v=true),
                     paraphrase=para.format(name=e.name, v=true),
-                    perturbed=tuple(ans.format(name=e.name, v=w) for w in picked),
+                    perturbed=tuple(para.format(name=e.name, v=w) for w in picked),
                 )
             )
     return FictitiousBenchmark(tuple(entities), tuple(pairs), seed)

@@ -245,6 +245,20 @@ def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
+@dataclass(frozen=True)
+class TextRow:
+    """One row of a deletion request on a causal LM: a prompt and its answer (a question and the
+    answer the model gives), or a plain text (``prompt`` empty). ``requested``: the answer to give
+    instead, when the request names one. ``paraphrase`` and ``perturbed``: the true answer in other
+    words and wrong answers of the same form (TOFU's construction), for the truth ratio."""
+
+    prompt: str
+    answer: str
+    requested: str | None = None
+    paraphrase: str | None = None
+    perturbed: tuple[str, ...] = ()
+
+
 QA_TEMPLATE = "Question: {text}\nAnswer:"
 
 

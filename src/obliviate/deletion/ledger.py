@@ -93,8 +93,9 @@ def forgotten_ids(entries: list[dict[str, Any]], universe: Any = None, salt: str
 
 
 def verify(folder: str | Path) -> list[str]:
-    """Problems found in ``folder/ledger.jsonl`` against ``folder/model.safetensors`` (an empty
-    list: the ledger verifies)."""
+    """Problems found in ``folder/ledger.jsonl`` against ``folder/model.safetensors`` (or, for a
+    language model's adapter-only output, ``adapter_model.safetensors``; an empty list: the ledger
+    verifies)."""
     folder = Path(folder)
     path = folder / "ledger.jsonl"
     if not path.is_file():
@@ -132,6 +133,15 @@ def verify(folder: str | Path) -> list[str]:
         plan = folder / "model.sisa" / "plan.json"
         if not plan.is_file() or file_sha256(plan) != last["sisa_plan_sha256"]:
             problems.append(f"{plan} is not the SISA shard state the last request wrote: swapped or edited")
+    if last.get("adapter_sha256"):  # a language model's adapter-only output: the adapter is what was written
+        adapter = folder / "adapter_model.safetensors"
+        if not adapter.is_file():
+            problems.append(f"no adapter at {adapter}")
+        elif file_sha256(adapter) != last["adapter_sha256"]:
+            problems.append(
+                f"{adapter} is not the adapter the last request wrote (its SHA-256 differs): swapped or edited"
+            )
+        return problems
     weights = folder / "model.safetensors"
     if not weights.is_file():
         problems.append(f"no model at {weights}")

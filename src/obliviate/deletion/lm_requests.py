@@ -10,18 +10,20 @@ What it does, in order:
 1. reads and checks the rows (every row must tokenise to at least one scored token);
 2. measures the model before: per-row answer loss (mean token NLL) on forget, retain and held-out
    rows, perplexity on general text the model was never tuned on (the bundled passages), the
-   membership attacks on the forget rows against the held-out rows (loss, zlib, Min-K %, as
-   :mod:`obliviate.metrics.lm_scoring` computes them, AUC by :mod:`obliviate.attacks.roc`), and
-   verbatim memorisation (greedy continuation of each forget prompt: the share reproduced exactly);
+   membership attacks on the forget rows against the held-out rows (loss, zlib, Min-K %, Min-K %++,
+   AUC by :mod:`obliviate.attacks.roc`), verbatim memorisation (greedy continuation of each forget
+   prompt: the share reproduced exactly), extraction strength and exact memorisation — all as
+   :func:`obliviate.metrics.lm_rows.measure` computes them;
 3. runs the method (an LLM method of :mod:`obliviate.methods`, LoRA on the linear layers of the
    model's blocks, :func:`~obliviate.models.causal_lm.lora_targets`) on a copy of the model.
    ``method="auto"`` runs NPO with a retain term (Zhang et al., COLM 2024) under the *calibrated
-   stop*: every ``stop_every`` steps the forget rows' mean loss is compared with the held-out
-   rows' (measured before unlearning: a model that never saw the rows generalises like the
-   original) and the run ends when it is reached; learning rates rise through :data:`AUTO_LRS`
-   until one gets there within the budget;
-4. judges the result under the guard: *forgotten* when the forget rows' mean loss reaches the
-   held-out rows' (or their loss-attack AUC is at most ``0.5 + auc_margin``); *utility kept*
+   stop*: every ``stop_every`` steps the forget rows' mean loss is compared with that of half the
+   held-out rows, carved off by :func:`carve_stop_rows` (measured before unlearning: a model that
+   never saw the rows generalises like the original) and the run ends when it is reached;
+   learning rates rise through :data:`AUTO_LRS` until one gets there within the budget;
+4. judges the result under the guard, on the held-out rows the stop never read: *forgotten*
+   when the forget rows' mean loss reaches theirs (or the loss-attack AUC of the forget rows
+   against them is at most ``0.5 + auc_margin``); *utility kept*
    when the retain rows' answer probability (TOFU's ``mean exp(−loss)``) falls by at most
    ``max_retain_drop`` and the general-text perplexity rises by at most ``max_ppl_rise``. ``auto``
    delivers the first attempt that forgets and keeps utility, and refuses
@@ -49,13 +51,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.prompts import PairEncoder
-from ..methods.lm_base import PairUnlearnData, TextRow
+from ..data.prompts import PairEncoder, TextRow
+from ..methods.lm_base import PairUnlearnData
+from ..metrics.lm_rows import answer_nll, measure, truth_ratios_of
+from ..models.causal_lm import LoraAdapter
 from .errors import DeletionError, DeletionRefused
 
 AUTO_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # NPO's learning rates tried by ``auto``, lowest first
 AUTO_EPOCHS = 20.0  # auto's budget, in passes over the forget rows: an upper bound under the stop
 STOP_ROWS = 64  # forget rows the calibrated stop reads per check
+STOP_FRACTION = 0.5  # of the held-out rows, carved for the calibrated stop (the rest are audited)
+MIN_STOP_ROWS = 2  # fewer rows on either side: not carved
 FORMAT = 1
 
 
@@ -134,112 +140,7 @@ def is_causal_lm(model: Any) -> bool:
     return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
 
 
-# -- measuring ---------------------------------------------------------------------------------
-
-
-def _answer_nll(
-    model: nn.Module, enc: PairEncoder, pairs: Sequence[tuple[str, str]], device: torch.device
-) -> list[np.ndarray]:
-    """Per (prompt, answer) pair: the log-probabilities of the answer's tokens."""
-    from ..metrics.lm_scoring import token_logprobs
-
-    return token_logprobs(model, enc, [enc.example(q, a) for q, a in pairs], device=device)
-
-
-def _mean_nll(model: nn.Module, enc: PairEncoder, pairs: Sequence[tuple[str, str]], device: torch.device) -> np.ndarray:
-    """Per pair: the answer's mean token NLL (TOFU's ``avg_gt_loss``)."""
-    return np.array([-float(lp.mean()) for lp in _answer_nll(model, enc, pairs, device)])
-
-
-def _losses(model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device) -> dict[str, np.ndarray]:
-    """Per row: mean token NLL of the answer (``loss``), and the membership scores (higher: more
-    likely a member) of :mod:`obliviate.metrics.lm_scoring`."""
-    from ..metrics.lm_scoring import mink_score, zlib_score
-
-    lps = _answer_nll(model, enc, [(r.prompt, r.answer) for r in rows], device)
-    loss = np.array([-float(lp.mean()) for lp in lps])
-    return {
-        "loss": loss,
-        "mia_loss": -loss,  # the LOSS attack's score (Yeom et al. 2018): the mean log-probability
-        "mia_zlib": np.array([zlib_score(lp, r.answer) for lp, r in zip(lps, rows)]),
-        "mia_mink": np.array([mink_score(lp, 0.2) for lp in lps]),
-    }
-
-
-def _general_ppl(model: nn.Module, enc: PairEncoder, device: torch.device) -> float:
-    from ..metrics.lm_scoring import load_general_text, token_logprobs
-
-    lps = token_logprobs(model, enc, [enc.example("", t) for t in load_general_text()], device=device)
-    return float(np.exp(-np.concatenate(lps).mean()))
-
-
-def _verbatim(model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device) -> float | None:
-    """Share of the forget prompts whose greedy continuation reproduces the answer exactly."""
-    from ..metrics.lm_scoring import generate_answer
-
-    pairs = [r for r in rows if r.prompt]
-    if not pairs:
-        return None
-    hits = 0
-    for r in pairs:
-        n = len(enc.answer_ids(r.answer))
-        out = generate_answer(model, enc, r.prompt, max_new_tokens=n, device=device)
-        hits += int(out.strip() == r.answer.strip())
-    return hits / len(pairs)
-
-
-def measure(
-    model: nn.Module,
-    enc: PairEncoder,
-    forget: Sequence[TextRow],
-    retain: Sequence[TextRow],
-    heldout: Sequence[TextRow],
-    device: torch.device,
-) -> dict[str, Any]:
-    """What the guard and the evidence read about one model."""
-    from ..attacks.roc import auc
-
-    f = _losses(model, enc, forget, device)
-    r = _losses(model, enc, retain, device)
-    out: dict[str, Any] = {
-        "forget_loss": float(f["loss"].mean()),
-        "retain_loss": float(r["loss"].mean()),
-        "forget_prob": float(np.exp(-f["loss"]).mean()),
-        "retain_prob": float(np.exp(-r["loss"]).mean()),
-        "general_ppl": _general_ppl(model, enc, device),
-        "verbatim": _verbatim(model, enc, forget, device),
-    }
-    if heldout:
-        h = _losses(model, enc, heldout, device)
-        out["heldout_loss"] = float(h["loss"].mean())
-        out["heldout_prob"] = float(np.exp(-h["loss"]).mean())
-        for k in ("mia_loss", "mia_zlib", "mia_mink"):
-            out[f"{k}_auc"] = float(auc(f[k], h[k]))
-    ratios = truth_ratios_of(model, enc, forget, device)
-    if ratios is not None:
-        from ..metrics.tofu import truth_ratio_score
-
-        out["forget_truth_ratios"] = [float(x) for x in ratios]
-        out["forget_truth_ratio"] = truth_ratio_score(ratios, forget=True)
-    return out
-
-
-def truth_ratios_of(
-    model: nn.Module, enc: PairEncoder, rows: Sequence[TextRow], device: torch.device
-) -> np.ndarray | None:
-    """TOFU's truth ratio per row (:func:`obliviate.metrics.tofu.truth_ratios`) when every row has a
-    paraphrase and perturbed answers of one count, else ``None``."""
-    from ..metrics.tofu import truth_ratios
-
-    if not rows or any(r.paraphrase is None or not r.perturbed for r in rows):
-        return None
-    k = len(rows[0].perturbed)
-    if any(len(r.perturbed) != k for r in rows):
-        return None
-
-    para = _mean_nll(model, enc, [(r.prompt, str(r.paraphrase)) for r in rows], device)
-    pert = _mean_nll(model, enc, [(r.prompt, w) for r in rows for w in r.perturbed], device).reshape(len(rows), k)
-    return truth_ratios(para, pert)
+# -- measuring: obliviate.metrics.lm_rows ------------------------------------------------------
 
 
 def _with_forget_quality(m: dict[str, Any], ref: dict[str, Any]) -> None:
@@ -254,6 +155,19 @@ def _with_forget_quality(m: dict[str, Any], ref: dict[str, Any]) -> None:
 
 
 # -- the request -------------------------------------------------------------------------------
+
+
+def carve_stop_rows(heldout: Sequence[TextRow], seed: int) -> tuple[list[TextRow], list[TextRow]]:
+    """(stop rows, audited rows): a seeded :data:`STOP_FRACTION` of the held-out rows for the
+    calibrated stop (and any method that reads held-out rows), the rest for the measures and the
+    verdict — so that "forgotten" is judged on rows the stop never aimed at. Fewer than
+    ``2 * MIN_STOP_ROWS`` rows are not carved (both read every row; the evidence says so)."""
+    rows = list(heldout)
+    k = int(round(STOP_FRACTION * len(rows)))
+    if k < MIN_STOP_ROWS or len(rows) - k < MIN_STOP_ROWS:
+        return rows, rows
+    pick = set(np.random.default_rng(seed + 17).permutation(len(rows))[:k].tolist())
+    return [r for i, r in enumerate(rows) if i in pick], [r for i, r in enumerate(rows) if i not in pick]
 
 
 def _judge(
@@ -299,6 +213,7 @@ def unlearn_lm(
     max_ppl_rise: float = 0.1,
     auc_margin: float = 0.05,
     out: str | Path | None = None,
+    save: str = "merged",
     request_id: str | None = None,
     ids: list[Any] | None = None,
     device: str | torch.device | None = None,
@@ -313,7 +228,10 @@ def unlearn_lm(
     the forget rows (TOFU's retain model) — the evidence then gives its forget-row loss and, when
     the rows carry ``paraphrase`` and ``perturbed`` answers, TOFU's forget quality (the KS-test
     p-value of the truth ratios against the reference's) before and after; ``lineage``: the ledger entries of
-    the requests that made ``model`` (:func:`load_lm_folder` reads them), continued by this one."""
+    the requests that made ``model`` (:func:`load_lm_folder` reads them), continued by this one;
+    ``save``: what ``out`` holds — ``merged`` (the unlearned model, a folder transformers loads) or
+    ``adapter`` (only the LoRA adapter, in peft's format over the model's ``config._name_or_path``;
+    for a model that no request has touched yet)."""
     from ..methods import METHODS, list_methods
     from ..methods.lm_base import LLMUnlearnContext
     from ..models.causal_lm import lora_targets
@@ -328,6 +246,13 @@ def unlearn_lm(
     if tokenizer is None or not callable(tokenizer):
         raise DeletionError(
             "a language model's request needs its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...)"
+        )
+    if save not in ("merged", "adapter"):
+        raise DeletionError(f"save must be 'merged' (the whole model) or 'adapter' (its LoRA adapter), got {save!r}")
+    if save == "adapter" and lineage:
+        raise DeletionError(
+            f"an adapter applies to the model it was tuned from, and this model already carries {len(lineage)} "
+            "request(s): write the merged model (save='merged') to continue its lineage"
         )
     llm_methods = list_methods(kind="llm")
     if method != "auto" and method not in llm_methods:
@@ -358,6 +283,7 @@ def unlearn_lm(
 
     dev = resolve_device(device)
     model = model.to(dev).eval()
+    stop_rows, h_rows = carve_stop_rows(h_rows, seed)
     t0 = time.perf_counter()
     before = measure(model, enc, f_rows, r_rows, h_rows, dev)
     ref_info: dict[str, Any] | None = None
@@ -367,19 +293,21 @@ def unlearn_lm(
         reference = reference.to(dev).eval()
         ratios = truth_ratios_of(reference, enc, f_rows, dev)
         ref_info = {
-            "forget_loss": float(_mean_nll(reference, enc, [(r.prompt, r.answer) for r in f_rows], dev).mean()),
+            "forget_loss": float(answer_nll(reference, enc, [(r.prompt, r.answer) for r in f_rows], dev).mean()),
             "forget_truth_ratios": None if ratios is None else [float(x) for x in ratios],
         }
         _with_forget_quality(before, ref_info)
     measure_s = time.perf_counter() - t0
     targets = lora_targets(model)
 
+    adapters: dict[int, Any] = {}  # per attempt record's id: its LoRA adapter before merging
+
     def attempt(name: str, cfg: dict[str, Any], stop: Any = None) -> tuple[nn.Module, dict[str, Any]]:
         m_cls = METHODS.get(name)
         full = {"lora_targets": targets, **cfg}
         meth = m_cls(full)
         net = copy.deepcopy(model)
-        data = PairUnlearnData({"forget": f_rows, "retain": r_rows, "validation": h_rows}, enc, type(meth).uses)
+        data = PairUnlearnData({"forget": f_rows, "retain": r_rows, "validation": stop_rows}, enc, type(meth).uses)
         ctx = LLMUnlearnContext(device=dev, seed=seed, stop=stop)
         t = time.perf_counter()
         res = meth.unlearn(net, data, ctx)
@@ -399,16 +327,18 @@ def unlearn_lm(
             "utility_kept": kept,
             "why": why,
         }
+        adapters[id(rec)] = res.adapter
         return res.model, rec
 
     attempts: list[dict[str, Any]] = []
     chosen: tuple[nn.Module, dict[str, Any]] | None = None
     if method == "auto":
-        target = before["heldout_loss"]
+        # the stop aims at the carved rows' loss; the verdict reads the other held-out rows
+        target = float(answer_nll(model, enc, [(r.prompt, r.answer) for r in stop_rows], dev).mean())
         probe = [(r.prompt, r.answer) for r in f_rows[:STOP_ROWS]]
 
         def reached(net: nn.Module) -> bool:  # the calibrated stop
-            return float(_mean_nll(net, enc, probe, dev).mean()) >= target
+            return float(answer_nll(net, enc, probe, dev).mean()) >= target
 
         for lr in AUTO_LRS:
             net, rec = attempt("npo", {"lr": lr, "epochs": AUTO_EPOCHS, **(config or {})}, stop=reached)
@@ -443,7 +373,8 @@ def unlearn_lm(
             "id": request_id or f"req-{uuid.uuid4().hex[:12]}",
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "ids": {"count": len(f_rows), "sha256": rows_sha, "what": "SHA-256 of the forget rows' text"},
-            "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows)},
+            "rows": {"forget": len(f_rows), "retain": len(r_rows), "heldout": len(h_rows), "stop": len(stop_rows)},
+            "stop_rows_carved": stop_rows is not h_rows,
         },
         "model": {"class": type(model).__name__, "lora_targets": list(targets), "template": template},
         "models": {"original_sha256": weights_sha256(model)},
@@ -459,7 +390,15 @@ def unlearn_lm(
     }
     result = LMDeletionResult(net, evidence, None, attempts)
     if out is not None:
-        result.out = write_lm_output(out, result, tokenizer, list(ids) if ids is not None else [], lineage or [])
+        adapter = None
+        if save == "adapter":
+            adapter = adapters.get(id(rec))
+            if adapter is None:
+                raise DeletionError(f"{rec['method']} ran without a LoRA adapter (mode 'full'): use save='merged'")
+            evidence["model"]["saved"] = "adapter"
+        ids_ = list(ids) if ids is not None else []
+        base = str(getattr(cast(Any, model).config, "_name_or_path", "") or "") or None
+        result.out = write_lm_output(out, result, tokenizer, ids_, lineage or [], adapter=adapter, base=base)
     return result
 
 
@@ -480,7 +419,10 @@ def render_lm_html(ev: dict[str, Any]) -> str:
         ("loss attack AUC, forget vs held-out (0.5: indistinguishable)", "mia_loss_auc"),
         ("zlib attack AUC", "mia_zlib_auc"),
         ("Min-K % attack AUC", "mia_mink_auc"),
+        ("Min-K %++ attack AUC", "mia_minkpp_auc"),
         ("forget answers reproduced verbatim (share)", "verbatim"),
+        ("extraction strength: 1 − share of the answer to give before argmax predicts the rest", "extraction_strength"),
+        ("answer tokens predicted by argmax (exact memorisation)", "exact_memorization"),
         ("forget rows' truth ratio, TOFU's min(R, 1/R) (1: true and wrong answers alike)", "forget_truth_ratio"),
         ("reference model's forget-row loss (tuned without the rows)", "reference_forget_loss"),
         ("TOFU forget quality: KS p-value of truth ratios vs the reference (high: alike)", "forget_quality"),
@@ -513,11 +455,16 @@ def write_lm_output(
     tokenizer: Any,
     forget_ids: list[Any],
     lineage: list[dict[str, Any]],
+    adapter: LoraAdapter | None = None,
+    base: str | None = None,
 ) -> Path:
     """``out``: the unlearned model as a transformers folder whose ``model.safetensors`` is also an
     obliviate checkpoint (``model.json`` with its SHA-256), the tokenizer, the evidence and the
-    ledger."""
+    ledger. With ``adapter``: the adapter in peft's format over ``base`` instead of the model (the
+    ledger's ``model_after`` is still the hash of the model it makes)."""
     from ..models.checkpoint import save_state
+    from .evidence import weights_sha256
+    from .ledger import file_sha256
     from .output import ledger_ids, write_output
 
     ev = result.evidence
@@ -534,6 +481,10 @@ def write_lm_output(
     }
 
     def save(path: Path) -> None:
+        if adapter is not None:
+            adapter.save(path.parent, base)
+            tokenizer.save_pretrained(path.parent)
+            return
         meta = {"unlearned": {"request_id": entry["request_id"]}}
         save_state(path, model.state_dict(), meta, spec={"causal_lm": type(model).__name__})
         cast(Any, model).config.save_pretrained(path.parent)
@@ -544,7 +495,18 @@ def write_lm_output(
             "the model is not the one its ledger's last request produced (its weights' SHA-256 differs): "
             "it was changed after that request; start a new lineage from a model without a ledger"
         )
-    return write_output(Path(out), save_model=save, evidence=ev, entries=lineage, entry=entry, render=render_lm_html)
+    return write_output(
+        Path(out),
+        save_model=save,
+        evidence=ev,
+        entries=lineage,
+        entry=entry,
+        render=render_lm_html,
+        model_sha256=weights_sha256(model) if adapter is not None else None,
+        extra=(lambda tmp: {"adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")})
+        if adapter is not None
+        else None,
+    )
 
 
 def load_lm_folder(
@@ -552,11 +514,13 @@ def load_lm_folder(
 ) -> tuple[nn.Module, Any, list[dict[str, Any]]]:
     """The causal LM, its tokenizer and its lineage's ledger entries (none for a model no request
     has touched) from a transformers folder — ``save_pretrained``'s, or one ``obliviate unlearn``
-    wrote. Errors say what the folder lacks."""
+    wrote — or from an adapter folder (``save="adapter"``'s: its base model, named in
+    ``adapter_config.json``, with the adapter merged). Errors say what the folder lacks."""
     from . import ledger
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    adapter = (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
+    if not adapter and not (folder / "config.json").is_file():
         raise DeletionError(
             f"{folder} is not a language-model folder (no config.json): save the model with "
             "model.save_pretrained(DIR) and its tokenizer with tokenizer.save_pretrained(DIR)"
@@ -572,7 +536,18 @@ def load_lm_folder(
         raise DeletionError("language models need transformers: pip install 'obliviate[llm]'") from e
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder)
+        if adapter:
+            from peft import PeftModel
+
+            base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base:
+                raise DeletionError(
+                    f"{folder} holds an adapter that names no base model (adapter_config.json's "
+                    "base_model_name_or_path): set it to the folder of the model the adapter was tuned from"
+                )
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as e:
         raise DeletionError(f"{folder} does not load as a causal language model: {e}") from None
     from ..utils import resolve_device

@@ -51,11 +51,14 @@ def write_output(
     entry: dict[str, Any],
     extra: Callable[[Path], dict[str, Any]] | None = None,
     render: Callable[[dict[str, Any]], str] | None = None,
+    model_sha256: str | None = None,
 ) -> Path:
     """Write the request's folder: the model (``save_model(tmp / "model")``), the evidence with the
     saved weights' hash, and the ledger with ``entry`` chained onto ``entries``. ``extra(tmp)``
     may write more (a SISA shard state) and returns fields for the ledger entry; ``render`` turns
-    the evidence into its page (default: a classifier's, :func:`obliviate.deletion.evidence.render_html`)."""
+    the evidence into its page (default: a classifier's, :func:`obliviate.deletion.evidence.render_html`).
+    ``model_sha256``: the unlearned weights' hash when ``save_model`` writes no checkpoint of them
+    (a language model's LoRA adapter: the hash of the model the adapter makes of its base)."""
     out = check_out(out)
     made_parent = not out.parent.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +66,7 @@ def write_output(
     done = False
     try:
         save_model(tmp / "model")
-        after = read_meta(tmp / "model")["sha256"]
+        after = model_sha256 if model_sha256 is not None else read_meta(tmp / "model")["sha256"]
         evidence["models"]["unlearned_sha256"] = after
         evidence["ledger"] = {"entries": len(entries) + 1, "ids": entry.get("ids_form", "plain")}
         entry = {**entry, "model_after": after, **(extra(tmp) if extra is not None else {})}

@@ -28,12 +28,20 @@ import torch
 from torch import nn
 
 from ..core import GuardedSplits, MethodConfig, MethodContext, MethodResult, SplitAccessError, param
-from ..data.prompts import LOSS_ON, TaskEncoder, TextBatchLoader, model_inputs, to_device
+from ..data.prompts import LOSS_ON, TaskEncoder, TextBatchLoader, TextRow, model_inputs, to_device
 from ..data.text import TextDataset
 from ..data.text_requests import StatementSplit
 from ..lm_losses import kl_to_reference, mean_nll
 from ..lm_training import SCHEDULES, OptimStats, optimise
-from ..models.causal_lm import LLAMA_TARGETS, LoraSettings, attach_lora, decoder_layers, is_peft, merge_lora
+from ..models.causal_lm import (
+    LLAMA_TARGETS,
+    LoraSettings,
+    attach_lora,
+    capture_adapter,
+    decoder_layers,
+    is_peft,
+    merge_lora,
+)
 
 MODES = ("lora", "full")
 ANSWER_KINDS = ("label", "target", "other")
@@ -218,20 +226,6 @@ class LLMUnlearnData(GuardedSplits):
 
 
 REFUSAL = "I don't know."
-
-
-@dataclass(frozen=True)
-class TextRow:
-    """One row of a deletion request on a causal LM: a prompt and its answer (a question and the
-    answer the model gives), or a plain text (``prompt`` empty). ``requested``: the answer to give
-    instead, when the request names one. ``paraphrase`` and ``perturbed``: the true answer in other
-    words and wrong answers of the same form (TOFU's construction), for the truth ratio."""
-
-    prompt: str
-    answer: str
-    requested: str | None = None
-    paraphrase: str | None = None
-    perturbed: tuple[str, ...] = ()
 
 
 class PairUnlearnData(LLMUnlearnData):
@@ -467,6 +461,7 @@ def run_unlearning(
             progress=ctx.progress,
             should_stop=None if stop is None else (lambda done: done % ctx.stop_every == 0 and bool(stop(net))),
         )
+    adapter = capture_adapter(net)  # before merging: what an adapter-only output writes
     out = merge_lora(net).eval()
     for p in out.parameters():
         p.requires_grad_(True)
@@ -478,7 +473,7 @@ def run_unlearning(
         "reference_copies": ref.copies,
         "stopped_early": stats.steps < total,
     }
-    return MethodResult(model=out, steps=stats.steps, info=info)
+    return MethodResult(model=out, steps=stats.steps, info=info, adapter=adapter)
 
 
 __all__ = [

@@ -17,6 +17,8 @@ transformers/peft are imported inside the functions.
 from __future__ import annotations
 
 import contextlib
+import enum
+import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -280,6 +282,46 @@ def attach_lora(model: nn.Module, lora: LoraSettings, seed: int, backend: str = 
 
 def is_peft(model: nn.Module) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "merge_and_unload")
+
+
+@dataclass(frozen=True)
+class LoraAdapter:
+    """A LoRA adapter as peft saves it: ``config`` (``adapter_config.json``'s fields) and
+    ``state`` (``adapter_model.safetensors``' tensors, peft's key names)."""
+
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+    def save(self, folder: str | Path, base: str | None) -> None:
+        """Write the adapter into ``folder`` in peft's format, naming ``base`` (a path or hub id of
+        the model it applies to) as ``base_model_name_or_path``; ``PeftModel.from_pretrained``
+        loads it."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state.items()}, str(folder / "adapter_model.safetensors"))
+        cfg = {**self.config, "base_model_name_or_path": base}
+        (folder / "adapter_config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True, default=_jsonable))
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (set, frozenset, tuple)):
+        return sorted(v, key=str)
+    if isinstance(v, enum.Enum):
+        return v.value
+    raise TypeError(f"cannot write {type(v).__name__} into adapter_config.json")
+
+
+def capture_adapter(model: nn.Module) -> LoraAdapter | None:
+    """The LoRA adapter of a peft-wrapped ``model`` (copied to the CPU), or ``None`` for a plain model."""
+    if not is_peft(model):
+        return None
+    from peft import get_peft_model_state_dict
+
+    state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    cfg = cast(Any, model).peft_config["default"].to_dict()
+    return LoraAdapter(json.loads(json.dumps(cfg, default=_jsonable)), state)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..metrics.lm_rows import QA_METRICS
 from ..metrics.lm_scoring import LLM_METRICS
 
 ARROWS = {"higher": "↑", "lower": "↓", "closest_to_retrained": "≈R", "info": ""}
@@ -28,6 +29,39 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("mia_loss_auc", "mia_mink_auc", "mia_zlib_auc", "forget_quality", "crows_pairs_score", "seconds", "steps"),
     ),
 )
+# the fictitious-entity study's tables (TOFU's measures), chosen when its rows carry model_utility
+QA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Forgetting (TOFU)", ("forget_quality", "forget_truth_ratio", "forget_prob", "heldout_prob", "forget_rouge")),
+    (
+        "Utility",
+        (
+            "model_utility",
+            "retain_prob",
+            "retain_rouge",
+            "retain_truth_ratio",
+            "world_prob",
+            "world_rouge",
+            "world_truth_ratio",
+            "general_ppl",
+        ),
+    ),
+    (
+        "Memorisation, membership and cost",
+        (
+            "verbatim",
+            "extraction_strength",
+            "exact_memorization",
+            "mia_loss_auc",
+            "mia_zlib_auc",
+            "mia_mink_auc",
+            "mia_minkpp_auc",
+            "seconds",
+            "steps",
+        ),
+    ),
+)
+FQ_ALIKE = 0.05  # TOFU reads a forget-quality p-value at or above 0.05 as "cannot be told from the retain model"
+UTILITY_KEPT = 0.95  # ... and a model utility at least 95 % of the full model's as utility kept
 REFERENCES = ("pretrained", "original", "retrained")
 
 
@@ -81,7 +115,10 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
             "",
         ]
         present = {r["metric"] for r in sub}
-        for title, metrics in TABLES:
+        qa = "model_utility" in present
+        if qa:
+            out += [_qa_sentence(values, methods), ""]
+        for title, metrics in QA_TABLES if qa else TABLES:
             cols = [m for m in metrics if m in present]
             if not cols:
                 continue
@@ -90,7 +127,8 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
             for meth in methods:
                 out.append(f"| {_cell(meth)} | " + " | ".join(_fmt(values.get((meth, m), []), m) for m in cols) + " |")
             out.append("")
-        legend = [f"`{k}`: {LLM_METRICS[k][0]}" for k in sorted(present) if k in LLM_METRICS]
+        defs = {k: v[0] for k, v in LLM_METRICS.items()} | ({k: v[0] for k, v in QA_METRICS.items()} if qa else {})
+        legend = [f"`{k}`: {defs[k]}" for k in sorted(present) if k in defs]
         if legend:
             out += [
                 "<details><summary>Metric definitions</summary>",
@@ -109,7 +147,9 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
             ),
             "",
             (
-                f"Prompt: *{_cell(b.get('instruction', ''))}* followed by the statement. `generated` is the "
+                "Each forget question, its true answer, and every model's greedy answer."
+                if b.get("kind") == "qa"
+                else f"Prompt: *{_cell(b.get('instruction', ''))}* followed by the statement. `generated` is the "
                 "greedy continuation; `judgement` the more likely of the two answers."
             ),
             "",
@@ -130,3 +170,41 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
                 out.append(f"| {_cell(meth)} | {_cell(a.get('judgement', '–'))} | {_cell(a.get('text', '')) or '∅'} |")
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _qa_sentence(values: Mapping[tuple[str, str], list[float]], methods: Sequence[str]) -> str:
+    """Which methods reach the retain model's forget quality without losing utility, in words."""
+
+    def mean(method: str, metric: str) -> float | None:
+        v = values.get((method, metric))
+        return sum(v) / len(v) if v else None
+
+    full = mean("original", "model_utility")
+    groups: dict[str, list[str]] = {"both": [], "forget only": [], "utility only": [], "neither": []}
+    for m in methods:
+        fq, mu = mean(m, "forget_quality"), mean(m, "model_utility")
+        if m in REFERENCES or fq is None or mu is None or full is None:
+            continue
+        alike, kept = fq >= FQ_ALIKE, mu >= UTILITY_KEPT * full
+        groups["both" if alike and kept else "forget only" if alike else "utility only" if kept else "neither"].append(
+            f"`{m}`"
+        )
+
+    def names(key: str) -> str:
+        return ", ".join(groups[key]) or "none"
+
+    before = mean("original", "forget_quality")
+    caveat = (
+        f" The full model itself has forget quality {before:.3f}, above {FQ_ALIKE:g}: with this few forget rows "
+        "the KS test cannot tell the full model from the retain model either, so forget quality does not "
+        "separate the methods here — read the memorisation and membership columns."
+        if before is not None and before >= FQ_ALIKE
+        else ""
+    )
+    return (
+        f"**Reach the retain model without losing utility** (mean forget quality ≥ {FQ_ALIKE:g}: the KS test "
+        f"cannot tell their forget rows' truth ratios from the retain model's; mean model utility ≥ "
+        f"{100 * UTILITY_KEPT:.0f} % of the full model's): {names('both')}. Reach it but lose utility: "
+        f"{names('forget only')}. Keep utility but do not reach it: {names('utility only')}. Neither: "
+        f"{names('neither')}.{caveat}"
+    )

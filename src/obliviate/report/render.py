@@ -110,7 +110,7 @@ def render_report(out_dir: str | Path) -> tuple[Path, Path]:
     if study.get("scale_note"):
         doc.add(Para(f"**Scale:** {study['scale_note']}"))
     _failures(doc, failed)
-    if study.get("task") == "llm":
+    if study.get("task") in ("llm", "llm_qa"):
         _llm_section(doc, out_dir, runs)
     else:
         _vision_sections(doc, study, runs, groups)
@@ -169,6 +169,11 @@ LLM_X = (
     ("forget_acc", "forget-set accuracy — closest to retrained is best"),
 )
 LLM_Y = (("heldout_acc", "held-out accuracy — higher is better"), ("retain_acc", "retain accuracy — higher is better"))
+# the fictitious-entity study's: TOFU's own figure
+QA_XY = (
+    ("forget_quality", "TOFU forget quality (KS p-value against the retain model) — higher is better"),
+    ("model_utility", "TOFU model utility — higher is better"),
+)
 
 
 def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
@@ -178,8 +183,13 @@ def _llm_figures(doc: Document, rows: list[dict[str, Any]]) -> None:
     for model, request in dict.fromkeys((r["model"], r["request"]) for r in rows):
         sub = [r for r in rows if r["model"] == model and r["request"] == request]
         present = {r["metric"] for r in sub}
-        x = next((m for m in LLM_X if m[0] in present), None)
-        y = next((m for m in LLM_Y if m[0] in present), None)
+        x: tuple[str, str] | None
+        y: tuple[str, str] | None
+        if "model_utility" in present:
+            x, y = QA_XY
+        else:
+            x = next((m for m in LLM_X if m[0] in present), None)
+            y = next((m for m in LLM_Y if m[0] in present), None)
         if x is None or y is None:
             continue
         methods = list(dict.fromkeys(r["method"] for r in sub))

@@ -51,13 +51,30 @@ MODEL_CODE = {
         "methods/lm_base.py",
         "metrics/lm_scoring.py",
         "utils.py",
+        "study/tasks/lm_models.py",
         "study/tasks/llm.py",
+    ),
+    "llm_qa": (
+        "core",
+        "data/fictitious.py",
+        "data/prompts.py",
+        "models/causal_lm.py",
+        "models/tokenizer.py",
+        "models/sources.py",
+        "models/checkpoint.py",
+        "lm_training.py",
+        "lm_losses.py",
+        "methods/lm_base.py",
+        "utils.py",
+        "study/tasks/lm_models.py",
+        "study/tasks/llm_qa.py",
     ),
 }
 # ... and those that decide a run's values besides its method's own file.
 EVAL_CODE = {
     "vision": ("metrics", "attacks"),
     "llm": ("metrics/llm.py", "metrics/base.py"),
+    "llm_qa": ("metrics/lm_rows.py", "metrics/tofu.py", "metrics/lm_scoring.py", "attacks/roc.py"),
 }
 
 

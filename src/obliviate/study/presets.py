@@ -27,7 +27,7 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
     from .spec import DatasetSpec, load_study
 
     spec = load_study(path, scale=scale)
-    if spec.task == "llm":
+    if spec.task in ("llm", "llm_qa"):
         raw = spec.raw
         if not raw.get("model") or not raw.get("methods"):
             raise ValueError("no model or methods at this level: choose a scale")
@@ -36,6 +36,8 @@ def _scale_summary(path: Path, scale: str | None) -> dict[str, Any]:
         requests = [r.describe() for r in plan.requests]
         methods = [m.label for m in plan.methods]
         dataset = plan.data.source
+        if spec.task == "llm_qa":
+            dataset += f", {plan.data.entities} entities (+{plan.data.heldout_entities} held out)"
     else:
         models = [
             m.name + (f"({', '.join(f'{k}={v}' for k, v in m.kwargs.items())})" if m.kwargs else "")

@@ -65,6 +65,10 @@ def make_task(spec: StudySpec, model_cache: Path, llm_cache: Path, device: Any) 
         from .tasks.llm import LLMTask
 
         return LLMTask(spec, llm_cache, device)
+    if spec.task == "llm_qa":
+        from .tasks.llm_qa import QATask
+
+        return QATask(spec, llm_cache, device)
     from .tasks.vision import VisionTask
 
     return VisionTask(spec, ModelCache(model_cache), device)

@@ -131,6 +131,7 @@ class TuneSplit:
         return {"requests": [r.to_dict() for r in self.requests], "seeds": list(self.seeds)}
 
 
+LLM_TASKS = ("llm", "llm_qa")  # the judgement study and the fictitious-entity study
 TOP_LEVEL = {
     "name",
     "description",
@@ -276,7 +277,7 @@ def load_study(
     check_runtime(raw)
     if overrides or data_root is not None or model is not None or seeds is not None:
         raw = apply_overrides(resolve_scale(raw, scale), overrides)  # on top of the scale: resolve it first
-        llm = raw.get("task") == "llm"
+        llm = raw.get("task") in LLM_TASKS
         if model is not None:
             if not llm:
                 raise _err(
@@ -327,8 +328,8 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     """Validate a study dict (see module docstring); relative dataset roots resolve from
     ``base_dir`` first, then the working directory."""
     task = raw.get("task", "vision")
-    if task not in ("vision", "llm"):
-        raise _err("task", f"must be 'vision' or 'llm', got {task!r}")
+    if task not in ("vision", *LLM_TASKS):
+        raise _err("task", f"must be one of {['vision', *LLM_TASKS]}, got {task!r}")
     check_runtime(raw, scales=False)  # (load_study checks the names against the file's scales)
     if task == "vision":
         unknown = sorted(set(raw) - TOP_LEVEL)
@@ -340,12 +341,13 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
         raise _err("name", "a study needs a non-empty name")
 
     seeds = parse_seeds(d.get("seeds", [0]))
-    if task == "llm":
-        # the LLM task validates its own fields (it knows `model`, `data`, LLM requests ...)
-        from .tasks.llm import validate_llm_spec
+    if task in LLM_TASKS:
+        # an LLM task validates its own fields (it knows `model`, `data`, its requests ...)
+        from .tasks.llm import LLMStudyPlan, validate_llm_spec
+        from .tasks.llm_qa import validate_qa_spec
 
         try:
-            plan = validate_llm_spec(d)  # once: the task plans from it (LLMTask.prepare)
+            plan = validate_llm_spec(d) if task == "llm" else validate_qa_spec(d)  # once: the task plans from it
         except SpecError:
             raise
         except ValueError as e:  # a library's own error while loading the study's data or model spec
@@ -359,10 +361,10 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
             requests=[],
             methods=plan.methods,
             seeds=seeds,
-            metrics=list(plan.metrics.groups),
+            metrics=list(plan.metrics.groups) if isinstance(plan, LLMStudyPlan) else [],
             device=str(d.get("device", "auto")),
             eval=EvalSpec(),
-            validation_fraction=plan.data.validation_fraction,
+            validation_fraction=plan.data.validation_fraction if isinstance(plan, LLMStudyPlan) else 0.0,
             paper=d.get("paper") or {},
             scale=scale,
             scale_note=str(d.get("scale_note", "")),

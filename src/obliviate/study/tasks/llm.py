@@ -58,12 +58,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +76,7 @@ from ...data.text_requests import (
     parse_llm_request,
     split_statements,
 )
-from ...lm_training import TaskTrainConfig, train_task_model
+from ...lm_training import TaskTrainConfig
 from ...methods import METHODS, run_method
 from ...methods.lm_base import LLMUnlearnContext, LLMUnlearnData
 from ...metrics.llm import compute_llm_metrics
@@ -91,23 +88,12 @@ from ...metrics.lm_scoring import (
     generate_answer,
     load_general_text,
 )
-from ...models.causal_lm import (
-    TINY,
-    LoraSettings,
-    TinyLlamaSpec,
-    attach_lora,
-    build_tiny_llama,
-    check_model_folder,
-    load_pretrained,
-    load_weights,
-    merge_lora,
-    resolve_backend,
-    save_weights,
-)
+from ...models.causal_lm import TINY
 from ...utils import resolve_device, stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
+from .lm_models import LLMModelSpec, LMModels, free, spec_part, validate_model
 
 TOP_LEVEL = {
     "task",
@@ -128,8 +114,7 @@ TOP_LEVEL = {
     "eval",
     "runtime",
 }
-LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
-FORMAT = 1
+FORMAT = 1  # of llm_answers.json
 # reference rows of every group; ``pretrained`` (the model before the task tuning) only for a
 # pretrained model that the study tunes (not the from-scratch tiny fixture)
 REFERENCE_ROLES = ("pretrained", "original", "retrained")
@@ -139,101 +124,6 @@ REFERENCE_ROLES = ("pretrained", "original", "retrained")
 # the spec's parts: frozen, typed, built by core.from_mapping (unknown keys refused, errors name
 # the field's path)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoraDefaults(SpecPart):
-    """``model.lora:`` — LoRA settings every method and the task tuning start from; a field left
-    out keeps the method's (or :class:`~obliviate.models.causal_lm.LoraSettings`') own default."""
-
-    r: int | None = None
-    alpha: float | None = None
-    dropout: float | None = None
-    targets: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        LoraSettings(**self.given())  # the ranges (r >= 1, alpha > 0, dropout in [0, 1), a target)
-
-    def given(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-    def for_methods(self) -> dict[str, Any]:
-        """The same settings under the methods' config names (``lora_r`` ...)."""
-        return {LORA_TO_METHOD[k]: v for k, v in self.given().items()}
-
-
-@dataclass(frozen=True, kw_only=True)
-class LLMModelSpec(SpecPart):
-    """``model:`` of an LLM study: which model (``tiny-llama``, an offline source, a hub id or a
-    local folder), how it is loaded, prompted and tuned on the task before anything is forgotten
-    (``train: null``: use it as it is)."""
-
-    name: str = TINY
-    tiny: TinyLlamaSpec = dataclasses.field(default_factory=TinyLlamaSpec)
-    backend: Literal["hf", "unsloth"] = "hf"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    bf16: bool = False
-    template: Literal["auto", "alpaca", "short", "chat"] = "auto"  # auto: short for tiny-llama, else alpaca
-    system: str | None = None
-    max_length: int = 128
-    lora: LoraDefaults = dataclasses.field(default_factory=LoraDefaults)
-    train: TaskTrainConfig | None = dataclasses.field(default_factory=TaskTrainConfig)
-    cache_dir: str | None = None
-    revision: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: Any) -> LLMModelSpec:
-        if isinstance(d, dict) and isinstance(d.get("train", {}), dict):
-            # the task tuning's adapter starts from model.lora too
-            lora = d.get("lora") or {}
-            d = {**d, "train": {"lora": lora, **(d.get("train") or {})}}
-        spec: LLMModelSpec = from_mapping(cls, d, "model")
-        return spec
-
-    def __post_init__(self) -> None:
-        if self.tiny is None or isinstance(self.tiny, dict):
-            try:
-                object.__setattr__(self, "tiny", from_mapping(TinyLlamaSpec, self.tiny or {}, "model.tiny"))
-            except ConfigError as e:
-                raise ConfigError(str(e), f"tiny.{e.field}" if e.field else "tiny") from None
-            except (TypeError, ValueError) as e:
-                raise ConfigError(str(e), "tiny") from None
-        check_fields(self)
-        if not self.name:
-            raise ConfigError("must be 'tiny-llama', an offline source, a hub id or a local folder", "name")
-        tiny = self.name == TINY
-        if self.template == "auto":
-            object.__setattr__(self, "template", "short" if tiny else "alpaca")
-        if self.template == "chat" and tiny:
-            raise ConfigError(
-                "template 'chat' needs a hub tokenizer with a chat template; use 'short' or 'alpaca' for tiny-llama",
-                "template",
-            )
-        if self.system is not None and self.template != "chat":
-            raise ConfigError(
-                f"system is the chat template's system message: it needs template 'chat', got {self.template!r}",
-                "system",
-            )
-        if self.max_length < 16:
-            raise ConfigError(f"max_length must be >= 16, got {self.max_length}", "max_length")
-        if tiny and self.train is None:
-            raise ConfigError("tiny-llama starts untrained: it needs a task fine-tune (model.train)", "train")
-
-    def key(self) -> dict[str, Any]:
-        """What makes the model what it is (a cache key part of every trained model)."""
-        from ...models.sources import source_key
-
-        return {
-            "name": self.name,
-            "tiny": self.tiny.to_dict() if self.name == TINY else None,
-            "dtype": self.dtype,
-            "template": self.template,
-            "max_length": self.max_length,
-            **({"system": self.system} if self.system is not None else {}),
-            "revision": self.revision,
-            **({"source": source_key(self.name)} if source_key(self.name) else {}),
-        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,21 +289,9 @@ class LLMStudyPlan:
         return self.model.train
 
 
-def _part(cls: Any, raw: Any, path: str) -> Any:
-    """``cls.from_dict(raw)``, its errors re-raised as :class:`SpecError` under ``path``."""
-    try:
-        return cls.from_dict(raw)
-    except ConfigError as e:
-        raise SpecError.at(f"{path}.{e.field}" if e.field else path, str(e)) from None
-    except (TypeError, ValueError) as e:
-        raise SpecError.at(path, str(e)) from None
-
-
 def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMStudyPlan:
     """Check every field of an LLM study (loads the statements, resolves every split; trains
     nothing). Raises :class:`~obliviate.core.SpecError` naming the bad field's path."""
-    from ...models.sources import SOURCES
-
     if not isinstance(spec, dict):
         raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
     unknown = sorted(set(spec) - TOP_LEVEL)
@@ -433,24 +311,10 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise SpecError.at("device", str(e)) from None
     seeds = parse_seeds(spec.get("seeds", [0]))
 
-    model: LLMModelSpec = _part(LLMModelSpec, spec.get("model", {"name": TINY}), "model")
-    try:
-        check_model_folder(model.name)
-    except FileNotFoundError as e:
-        raise SpecError.at("model.name", str(e)) from None
-    if model.name != TINY and model.name not in SOURCES and "/" not in model.name and not Path(model.name).exists():
-        raise SpecError.at(
-            "model.name",
-            f"{model.name!r} is neither 'tiny-llama', an offline source ({', '.join(sorted(SOURCES))}), "
-            "an existing folder, nor a hub id 'owner/name'",
-        )
-    cache_dir = model.cache_dir or (
-        str(Path(os.environ["OBLIVIATE_CACHE"]) / "llm") if os.environ.get("OBLIVIATE_CACHE") else None
-    )
-    cache = Path(cache_dir).expanduser() if cache_dir else (out_dir / "cache" if out_dir is not None else None)
+    model, cache = validate_model(spec.get("model"), out_dir)
 
     data_key = "dataset" if "dataset" in spec else "data"
-    data: TextDataSpec = _part(TextDataSpec, spec.get(data_key, {}), data_key)
+    data: TextDataSpec = spec_part(TextDataSpec, spec.get(data_key, {}), data_key)
     try:
         dataset = data.load()
     except (TextDataError, FileNotFoundError, ImportError, TypeError) as e:
@@ -474,14 +338,14 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         raise SpecError.at("requests", "two requests describe the same forget set")
 
     methods = parse_methods(spec.get("methods", "all"), "llm", model.lora.for_methods(), REFERENCE_ROLES)
-    metrics: LLMMetricsSpec = _part(LLMMetricsSpec, spec.get("metrics", "default"), "metrics")
+    metrics: LLMMetricsSpec = spec_part(LLMMetricsSpec, spec.get("metrics", "default"), "metrics")
     crows: list[CrowsPair] = []
     if "crows_pairs" in metrics.groups:
         try:
             crows = metrics.crows_pairs.load()
         except (FileNotFoundError, TextDataError) as e:
             raise SpecError.at("metrics.crows_pairs.path", str(e)) from None
-    ev: LLMEvalSpec = _part(LLMEvalSpec, spec.get("eval") or {}, "eval")
+    ev: LLMEvalSpec = spec_part(LLMEvalSpec, spec.get("eval") or {}, "eval")
     return LLMStudyPlan(
         device=device,
         seeds=seeds,
@@ -495,162 +359,6 @@ def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMS
         crows=crows,
         cache_dir=cache,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# models: tokenizer, original, retrained (cached)
-# --------------------------------------------------------------------------------------------
-
-
-class _Models:
-    """Builds and caches the tokenizer, the original and the retrained model of one study."""
-
-    def __init__(self, plan: LLMStudyPlan, cache: Path, say: Callable[[str], None]) -> None:
-        self.plan, self.cache, self.say = plan, cache, say
-        self.backend = resolve_backend(plan.model.backend) if plan.model.name != TINY else "hf"
-        if plan.model.name == TINY and plan.model.backend == "unsloth":
-            say("backend 'unsloth' applies to hub checkpoints; tiny-llama runs on transformers + peft")
-        self._tokenizer: Any = None
-        self._base_tok: Any = None
-
-    # tokenizer -----------------------------------------------------------------------------
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            p = self.plan
-            if p.model.name == TINY:
-                from ...models.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer
-
-                key = stable_hash(
-                    {
-                        "fmt": FORMAT,
-                        "data": p.dataset.fingerprint(),
-                        "template": p.model.template,
-                        "vocab": p.model.tiny.vocab_size,
-                    }
-                )
-                path = self.cache / "tokenizers" / f"bpe-{key}.json"
-                if path.is_file():
-                    self._tokenizer = load_tokenizer(path)
-                else:
-                    tmpl = TEMPLATES[p.model.template]
-                    lead = " " if p.model.template == "short" else ""
-                    corpus = [
-                        tmpl.format(instruction=p.dataset.instruction, text=r.text) + lead + p.dataset.answers[r.label]
-                        for r in p.dataset.records
-                    ]
-                    self._tokenizer = build_bpe_tokenizer(corpus, vocab_size=p.model.tiny.vocab_size)
-                    save_tokenizer(self._tokenizer, path)
-            else:
-                from transformers import AutoTokenizer
-
-                from ...models.sources import resolve_model
-
-                tok = AutoTokenizer.from_pretrained(resolve_model(p.model.name), revision=p.model.revision)
-                if tok.pad_token_id is None:
-                    tok.pad_token = tok.eos_token
-                tok.padding_side = "right"
-                self._tokenizer = tok
-        return self._tokenizer
-
-    def encoder(self) -> TaskEncoder:
-        p = self.plan
-        return TaskEncoder(
-            self.tokenizer(),
-            p.dataset.instruction,
-            p.dataset.answers,
-            p.model.template,
-            p.model.max_length,
-            system=p.model.system,
-        )
-
-    # models --------------------------------------------------------------------------------
-    def pretrained(self) -> nn.Module:
-        """The pretrained model as loaded (no task tuning): the ``pretrained`` reference row."""
-        return self._fresh(0).eval()
-
-    def _fresh(self, seed: int) -> nn.Module:
-        p = self.plan
-        if p.model.name == TINY:
-            return build_tiny_llama(p.model.tiny, self.tokenizer(), seed).to(p.device)
-        model, _, _ = load_pretrained(
-            p.model.name,
-            dtype=p.model.dtype,
-            device=p.device,
-            backend=self.backend,
-            max_length=p.model.max_length,
-            revision=p.model.revision,
-        )
-        return model
-
-    def trained(
-        self, role: str, rows: np.ndarray, seed: int, dataset: TextDataset | None = None
-    ) -> tuple[nn.Module, dict[str, Any]]:
-        """The task fine-tune on ``rows`` (``role`` = original | retrained) of ``dataset`` (default:
-        the study's; a ``mislabelled`` request passes the copy with its label noise), from cache if stored."""
-        p = self.plan
-        ds = p.dataset if dataset is None else dataset
-        if p.train is None:
-            return self._fresh(seed), {"seconds": 0.0, "steps": 0, "cached": False}
-        spec = {
-            "fmt": FORMAT,
-            "model": p.model.key(),
-            "data": ds.fingerprint(),
-            "rows": [int(r) for r in rows],
-            "train": p.train.to_dict(),
-            "seed": seed,
-            "bf16": p.model.bf16,
-            "backend": self.backend,
-            "code": model_code_salt("llm"),
-        }
-        key = stable_hash(spec, 20)
-        path = self.cache / "models" / f"{role}-{key}"
-        stored = load_weights(path)
-        model = self._fresh(seed)
-        if stored is not None:
-            state, meta = stored
-            if p.train.mode == "lora":
-                net = attach_lora(model, p.train.lora, seed, self.backend)
-                missing = set(state) - {n for n, _ in net.named_parameters()}
-                if missing:
-                    raise RuntimeError(f"cached adapter {path} does not fit this model: e.g. {sorted(missing)[:2]}")
-                net.load_state_dict(state, strict=False)
-                model = merge_lora(net)
-            else:
-                model.load_state_dict(state, strict=True)
-            self.say(f"{role} model (seed {seed}) loaded from cache")
-            return model.eval(), {
-                "seconds": float(meta.get("seconds", 0.0)),
-                "steps": int(meta.get("steps", 0)),
-                "cached": True,
-            }
-        self.say(f"training the {role} model (seed {seed}, {len(rows)} statements, {p.train.mode})")
-        enc = self.encoder()
-        recs = ds.records
-        texts = [recs[i].text for i in rows]
-        answers = [ds.answers[recs[i].label] for i in rows]
-        adapter: dict[str, torch.Tensor] = {}
-        t0 = time.perf_counter()
-        model, stats = train_task_model(
-            model,
-            enc,
-            texts,
-            answers,
-            [int(r) for r in rows],
-            p.train,
-            seed=seed,
-            device=p.device,
-            bf16=p.model.bf16,
-            backend=self.backend,
-            adapter_out=adapter,
-        )
-        seconds = time.perf_counter() - t0
-        state = adapter if p.train.mode == "lora" else model.state_dict()
-        save_weights(
-            path,
-            state,
-            {"role": role, "seconds": seconds, "steps": stats.steps, "final_loss": stats.final_loss, "spec": spec},
-        )
-        return model.eval(), {"seconds": seconds, "steps": stats.steps, "cached": False}
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,14 +380,21 @@ class LLMTask:
     def __init__(self, spec: Any, cache: Path, device: Any) -> None:
         self.spec, self.cache_root, self.device = spec, Path(cache), device
         self.plan_: LLMStudyPlan | None = None
-        self.models: _Models | None = None
+        self.models: LMModels | None = None
 
     def prepare(self, progress: Progress) -> dict[str, Any]:
         plan: LLMStudyPlan = self.spec.task_plan  # validated once, by parse_study
         if self.device is not None:
             plan = dataclasses.replace(plan, device=self.device)
         self.plan_ = plan
-        self.models = _Models(plan, plan.cache_dir or self.cache_root, lambda msg: progress.stage(f"[llm] {msg}"))
+        self.models = LMModels(
+            plan.model,
+            plan.device,
+            plan.cache_dir or self.cache_root,
+            lambda msg: progress.stage(f"[llm] {msg}"),
+            corpus=lambda: tokenizer_corpus(plan),
+            corpus_key=plan.dataset.fingerprint(),
+        )
         return {
             "dataset": {"name": plan.data.source, "statements": len(plan.dataset.records)},
             "dataset_fingerprint": plan.dataset.fingerprint(),
@@ -759,7 +474,7 @@ class LLMTask:
         if p.eval.retain_max is not None and len(all_retain) > p.eval.retain_max:
             pick = np.random.default_rng([seed, 17]).permutation(len(all_retain))[: p.eval.retain_max]
             retain_rows = np.sort(all_retain[pick])
-        encoder = models.encoder()
+        encoder = task_encoder(p, models.tokenizer())
         statements = [int(i) for i in split.forget[: p.eval.answers]]
         # general-text perplexity only means something for a pretrained model (not the tiny fixture)
         general = load_general_text() if p.model.name != TINY else None
@@ -800,12 +515,12 @@ class LLMTask:
             return out
 
         progress.stage(f"[llm] {rq} seed {seed}: reference models")
-        retrained, rinfo = models.trained("retrained", np.sort(split.retain), seed, ds)
+        retrained, rinfo = _tuned(models, encoder, "retrained", ds, np.sort(split.retain), seed)
         ev_retrained = evaluate(retrained)
         ans_retrained = answers_of(retrained, ev_retrained)
         del retrained
-        _free(p.device)
-        original, oinfo = models.trained("original", split.train, seed, ds)
+        free(p.device)
+        original, oinfo = _tuned(models, encoder, "original", ds, split.train, seed)
         ev_original = evaluate(original)
         ctx = LLMUnlearnContext(device=p.device, seed=seed, bf16=p.model.bf16, backend=models.backend)
 
@@ -839,7 +554,7 @@ class LLMTask:
                 )
                 out = body(vals, answers_of(base, ev), {"source": p.model.name, "seconds": 0.0})
                 del base
-                _free(p.device)
+                free(p.device)
                 return out
             method = METHODS.get(unit.method_name)(unit.method_config)
             data = LLMUnlearnData(ds, split, encoder, type(method).uses)
@@ -858,7 +573,7 @@ class LLMTask:
             }
             out = body(vals, answers_of(result.model, ev), info)
             del result
-            _free(p.device)
+            free(p.device)
             return out
 
         record = {
@@ -915,6 +630,36 @@ class LLMTask:
         write_json_atomic(Path(out_dir) / "llm_answers.json", {"format": FORMAT, "blocks": blocks})
 
 
-def _free(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+def tokenizer_corpus(plan: LLMStudyPlan) -> list[str]:
+    """The texts tiny-llama's BPE tokenizer is trained on: every statement in its prompt with its answer."""
+    tmpl = TEMPLATES[plan.model.template]
+    lead = " " if plan.model.template == "short" else ""
+    return [
+        tmpl.format(instruction=plan.dataset.instruction, text=r.text) + lead + plan.dataset.answers[r.label]
+        for r in plan.dataset.records
+    ]
+
+
+def task_encoder(plan: LLMStudyPlan, tokenizer: Any) -> TaskEncoder:
+    """The judgement task's prompts and answers as token batches."""
+    m = plan.model
+    return TaskEncoder(
+        tokenizer, plan.dataset.instruction, plan.dataset.answers, m.template, m.max_length, system=m.system
+    )
+
+
+def _tuned(
+    models: LMModels, encoder: TaskEncoder, role: str, ds: TextDataset, rows: np.ndarray, seed: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The task fine-tune on the statements ``rows`` of ``ds`` (a ``mislabelled`` request passes
+    the copy with its label noise)."""
+    recs = ds.records
+    return models.trained(
+        role,
+        encoder,
+        [recs[i].text for i in rows],
+        [ds.answers[recs[i].label] for i in rows],
+        [int(r) for r in rows],
+        seed,
+        ds.fingerprint(),
+    )

@@ -126,3 +126,26 @@ def test_the_shipped_preset_validates_at_every_scale() -> None:
                 assert len(split.forget_entities) >= 1 and len(split.heldout) > 0
     quick = validate_qa_spec({**resolve_scale(raw, "quick"), "model": {"name": "tiny-llama"}})
     assert quick.data.entities == 20 and quick.requests[0].describe() == "forget10"
+
+
+def test_the_report_judges_each_seed_and_names_overshoot() -> None:
+    """One lucky seed must not speak for all: a method reaches the retain model only where it does
+    so on the same seed as its utility holds; a loss AUC far below the retain model's is overshoot."""
+    from obliviate.report.llm import render_llm_section
+
+    table = {  # method: per seed (forget_quality, model_utility, mia_loss_auc)
+        "original": [(0.0, 0.50, 0.98), (0.0, 0.50, 0.97)],
+        "retrained": [(1.0, 0.52, 0.50), (1.0, 0.52, 0.52)],
+        "steady": [(0.40, 0.50, 0.48), (0.30, 0.49, 0.55)],
+        "lucky": [(0.90, 0.50, 0.45), (0.01, 0.50, 0.50)],  # mean 0.455, but only seed 0 passes
+        "broken": [(0.60, 0.20, 0.05), (0.70, 0.10, 0.10)],  # forgets by breaking the model
+    }
+    rows = [
+        {"model": "m", "request": "forget10", "method": m, "seed": s, "metric": k, "value": v, "direction": "higher"}
+        for m, per_seed in table.items()
+        for s, vals in enumerate(per_seed)
+        for k, v in zip(("forget_quality", "model_utility", "mia_loss_auc"), vals)
+    ]
+    text = " ".join(render_llm_section(rows, None).split())
+    assert "on every seed `steady`; on some seeds `lucky` (1 of 2); on none `broken`." in text
+    assert "**Overshoot**" in text and "`broken` (0.08)" in text and "`steady`" not in text.split("Overshoot")[1]

@@ -62,6 +62,7 @@ QA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 FQ_ALIKE = 0.05  # TOFU reads a forget-quality p-value at or above 0.05 as "cannot be told from the retain model"
 UTILITY_KEPT = 0.95  # ... and a model utility at least 95 % of the full model's as utility kept
+OVERSHOOT = 0.15  # a loss-attack AUC this far below the retain model's: the forget rows stand out as unlikely
 REFERENCES = ("pretrained", "original", "retrained")
 
 
@@ -117,7 +118,7 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
         present = {r["metric"] for r in sub}
         qa = "model_utility" in present
         if qa:
-            out += [_qa_sentence(values, methods), ""]
+            out += [_qa_sentence(sub, methods), ""]
         for title, metrics in QA_TABLES if qa else TABLES:
             cols = [m for m in metrics if m in present]
             if not cols:
@@ -154,57 +155,90 @@ def render_llm_section(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, 
             ),
             "",
         ]
+        qa = b.get("kind") == "qa"
         for st in b.get("statements", []):
             target = f", requested: **{_cell(st['target'])}**" if st.get("target") else ""
+            learned = "true answer" if qa else "learned label"
             out += [
                 f"> {_cell(st.get('text', ''))}",
                 "",
-                f"`{_cell(st.get('id', ''))}` — learned label: **{_cell(st.get('label', ''))}**{target}",
+                f"`{_cell(st.get('id', ''))}` — {learned}: **{_cell(st.get('label', ''))}**{target}",
                 "",
-                "| model | judgement | generated |",
-                "|---|---|---|",
+                "| model | generated |" if qa else "| model | judgement | generated |",
+                "|---|---|" if qa else "|---|---|---|",
             ]
             ans = st.get("answers", {})
             for meth in _ordered(ans):
                 a = ans.get(meth) or {}
-                out.append(f"| {_cell(meth)} | {_cell(a.get('judgement', '–'))} | {_cell(a.get('text', '')) or '∅'} |")
+                text = _cell(a.get("text", "")) or "∅"
+                out.append(
+                    f"| {_cell(meth)} | {text} |"
+                    if qa
+                    else f"| {_cell(meth)} | {_cell(a.get('judgement', '–'))} | {text} |"
+                )
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
-def _qa_sentence(values: Mapping[tuple[str, str], list[float]], methods: Sequence[str]) -> str:
-    """Which methods reach the retain model's forget quality without losing utility, in words."""
+def _qa_sentence(rows: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:
+    """Which methods reach the retain model's forget quality without losing utility, seed by seed
+    (a mean of p-values would let one lucky seed speak for all), and which overshoot it."""
+    at = {(r["method"], r["metric"], r["seed"]): float(r["value"]) for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
 
-    def mean(method: str, metric: str) -> float | None:
-        v = values.get((method, metric))
-        return sum(v) / len(v) if v else None
-
-    full = mean("original", "model_utility")
-    groups: dict[str, list[str]] = {"both": [], "forget only": [], "utility only": [], "neither": []}
-    for m in methods:
-        fq, mu = mean(m, "forget_quality"), mean(m, "model_utility")
-        if m in REFERENCES or fq is None or mu is None or full is None:
-            continue
-        alike, kept = fq >= FQ_ALIKE, mu >= UTILITY_KEPT * full
-        groups["both" if alike and kept else "forget only" if alike else "utility only" if kept else "neither"].append(
-            f"`{m}`"
+    def passes(m: str, s: Any) -> bool | None:
+        fq, mu, full = (
+            at.get((m, "forget_quality", s)),
+            at.get((m, "model_utility", s)),
+            at.get(("original", "model_utility", s)),
         )
+        if fq is None or mu is None or full is None:
+            return None
+        return fq >= FQ_ALIKE and mu >= UTILITY_KEPT * full
 
-    def names(key: str) -> str:
-        return ", ".join(groups[key]) or "none"
+    every, some, never = [], [], []
+    for m in methods:
+        if m in REFERENCES:
+            continue
+        got = [p for p in (passes(m, s) for s in seeds) if p is not None]
+        if not got:
+            continue
+        k = sum(got)
+        if k == len(got):
+            every.append(f"`{m}`")
+        elif k:
+            some.append(f"`{m}` ({k} of {len(got)})")
+        else:
+            never.append(f"`{m}`")
 
-    before = mean("original", "forget_quality")
-    caveat = (
-        f" The full model itself has forget quality {before:.3f}, above {FQ_ALIKE:g}: with this few forget rows "
-        "the KS test cannot tell the full model from the retain model either, so forget quality does not "
-        "separate the methods here — read the memorisation and membership columns."
-        if before is not None and before >= FQ_ALIKE
-        else ""
+    def names(x: list[str]) -> str:
+        return ", ".join(x) or "none"
+
+    text = (
+        f"**Reach the retain model without losing utility**, seed by seed (forget quality ≥ {FQ_ALIKE:g}: the KS "
+        f"test cannot tell the forget rows' truth ratios from the retain model's; model utility ≥ "
+        f"{100 * UTILITY_KEPT:.0f} % of the full model's on the same seed): on every seed {names(every)}; on some "
+        f"seeds {names(some)}; on none {names(never)}."
     )
-    return (
-        f"**Reach the retain model without losing utility** (mean forget quality ≥ {FQ_ALIKE:g}: the KS test "
-        f"cannot tell their forget rows' truth ratios from the retain model's; mean model utility ≥ "
-        f"{100 * UTILITY_KEPT:.0f} % of the full model's): {names('both')}. Reach it but lose utility: "
-        f"{names('forget only')}. Keep utility but do not reach it: {names('utility only')}. Neither: "
-        f"{names('neither')}.{caveat}"
-    )
+    full_fq = [at[("original", "forget_quality", s)] for s in seeds if ("original", "forget_quality", s) in at]
+    if full_fq and min(full_fq) >= FQ_ALIKE:
+        text += (
+            f" The full model itself has forget quality ≥ {FQ_ALIKE:g} on every seed: with this few forget rows the KS "
+            "test cannot tell it from the retain model either, so forget quality does not separate the methods here — "
+            "read the memorisation and membership columns."
+        )
+    ref = [at[("retrained", "mia_loss_auc", s)] for s in seeds if ("retrained", "mia_loss_auc", s) in at]
+    if ref:
+        floor = sum(ref) / len(ref) - OVERSHOOT
+        over = []
+        for m in methods:
+            v = [at[(m, "mia_loss_auc", s)] for s in seeds if (m, "mia_loss_auc", s) in at]
+            if m not in REFERENCES and v and sum(v) / len(v) < floor:
+                over.append(f"`{m}` ({sum(v) / len(v):.2f})")
+        if over:
+            text += (
+                f" **Overshoot**: the forget rows end less likely than entities no model saw — loss-attack AUC more "
+                f"than {OVERSHOOT:g} below the retain model's {sum(ref) / len(ref):.2f} — for {', '.join(over)}: "
+                "an attacker reading the loss still tells them apart, from the other side."
+            )
+    return text

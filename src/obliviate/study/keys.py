@@ -25,6 +25,20 @@ RECORD_FORMAT = 2
 _PKG = Path(__file__).resolve().parents[1]
 
 # The sources that decide a trained model's weights, per task (relative to the package).
+# the causal-LM code every LLM task's models depend on
+_LM_CODE = (
+    "core",
+    "data/prompts.py",
+    "models/causal_lm.py",
+    "models/tokenizer.py",
+    "models/sources.py",
+    "models/checkpoint.py",
+    "lm_training.py",
+    "lm_losses.py",
+    "methods/lm_base.py",
+    "utils.py",
+    "study/tasks/lm_models.py",
+)
 MODEL_CODE = {
     "vision": (
         "core",
@@ -37,38 +51,8 @@ MODEL_CODE = {
         "methods/base.py",
         "study/tasks/vision.py",
     ),
-    "llm": (
-        "core",
-        "data/text.py",
-        "data/text_requests.py",
-        "data/prompts.py",
-        "models/causal_lm.py",
-        "models/tokenizer.py",
-        "models/sources.py",
-        "models/checkpoint.py",
-        "lm_training.py",
-        "lm_losses.py",
-        "methods/lm_base.py",
-        "metrics/lm_scoring.py",
-        "utils.py",
-        "study/tasks/lm_models.py",
-        "study/tasks/llm.py",
-    ),
-    "llm_qa": (
-        "core",
-        "data/fictitious.py",
-        "data/prompts.py",
-        "models/causal_lm.py",
-        "models/tokenizer.py",
-        "models/sources.py",
-        "models/checkpoint.py",
-        "lm_training.py",
-        "lm_losses.py",
-        "methods/lm_base.py",
-        "utils.py",
-        "study/tasks/lm_models.py",
-        "study/tasks/llm_qa.py",
-    ),
+    "llm": (*_LM_CODE, "data/text.py", "data/text_requests.py", "metrics/lm_scoring.py", "study/tasks/llm.py"),
+    "llm_qa": (*_LM_CODE, "data/fictitious.py", "study/tasks/llm_qa.py"),
 }
 # ... and those that decide a run's values besides its method's own file.
 EVAL_CODE = {

@@ -57,7 +57,6 @@ answers side by side.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,31 +88,14 @@ from ...metrics.lm_scoring import (
     load_general_text,
 )
 from ...models.causal_lm import TINY
-from ...utils import resolve_device, stable_hash, write_json_atomic
+from ...utils import stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
-from .lm_models import LLMModelSpec, LMModels, free, spec_part, validate_model
+from .lm_models import TOP_LEVEL as BASE_TOP_LEVEL
+from .lm_models import LLMModelSpec, LMModels, check_top_level, free, spec_part, validate_model
 
-TOP_LEVEL = {
-    "task",
-    "name",
-    "description",
-    "scale_note",
-    "paper",
-    "scales",
-    "output",
-    "device",
-    "seeds",
-    "model",
-    "data",
-    "dataset",
-    "requests",
-    "methods",
-    "metrics",
-    "eval",
-    "runtime",
-}
+TOP_LEVEL = BASE_TOP_LEVEL | {"metrics"}
 FORMAT = 1  # of llm_answers.json
 # reference rows of every group; ``pretrained`` (the model before the task tuning) only for a
 # pretrained model that the study tunes (not the from-scratch tiny fixture)
@@ -292,28 +274,11 @@ class LLMStudyPlan:
 def validate_llm_spec(spec: dict[str, Any], out_dir: Path | None = None) -> LLMStudyPlan:
     """Check every field of an LLM study (loads the statements, resolves every split; trains
     nothing). Raises :class:`~obliviate.core.SpecError` naming the bad field's path."""
-    if not isinstance(spec, dict):
-        raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - TOP_LEVEL)
-    if unknown:
-        near = {u: difflib.get_close_matches(str(u), sorted(TOP_LEVEL), n=1) for u in unknown}
-        hint = "; ".join(f"{u!r} (did you mean {n[0]!r}?)" for u, n in near.items() if n)
-        raise SpecError.at(
-            "study", f"unknown field(s) {unknown}{' — ' + hint if hint else ''}; allowed: {sorted(TOP_LEVEL)}"
-        )
-    if spec.get("task", "llm") != "llm":
-        raise SpecError.at("task", f"must be 'llm' for an LLM study, got {spec.get('task')!r}")
-    if "data" in spec and "dataset" in spec:
-        raise SpecError.at("data", "give 'data' or its alias 'dataset', not both")
-    try:
-        device = resolve_device(spec.get("device", "auto"))
-    except (ValueError, RuntimeError) as e:
-        raise SpecError.at("device", str(e)) from None
+    device, data_key = check_top_level(spec, "llm", TOP_LEVEL)
     seeds = parse_seeds(spec.get("seeds", [0]))
 
     model, cache = validate_model(spec.get("model"), out_dir)
 
-    data_key = "dataset" if "dataset" in spec else "data"
     data: TextDataSpec = spec_part(TextDataSpec, spec.get(data_key, {}), data_key)
     try:
         dataset = data.load()

@@ -33,7 +33,6 @@ Spec (``scales`` already resolved)::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,30 +48,12 @@ from ...methods import METHODS, run_method
 from ...methods.lm_base import LLMUnlearnContext, PairUnlearnData
 from ...metrics.lm_rows import QA_METRICS, QAMeasures, qa_measures, qa_metrics
 from ...models.causal_lm import TINY
-from ...utils import resolve_device, stable_hash, write_json_atomic
+from ...utils import stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
-from .lm_models import LLMModelSpec, LMModels, free, spec_part, validate_model
+from .lm_models import LLMModelSpec, LMModels, check_top_level, free, spec_part, validate_model
 
-TOP_LEVEL = {
-    "task",
-    "name",
-    "description",
-    "scale_note",
-    "paper",
-    "scales",
-    "output",
-    "device",
-    "seeds",
-    "model",
-    "data",
-    "dataset",
-    "requests",
-    "methods",
-    "eval",
-    "runtime",
-}
 REFERENCE_ROLES = ("pretrained", "original", "retrained")
 FORMAT = 1  # of llm_answers.json
 
@@ -188,24 +169,9 @@ class QAStudyPlan:
 def validate_qa_spec(spec: dict[str, Any], out_dir: Path | None = None) -> QAStudyPlan:
     """Check every field of a fictitious-entity study (generates the benchmark and resolves every
     split; trains nothing). Raises :class:`~obliviate.core.SpecError` naming the bad field's path."""
-    if not isinstance(spec, dict):
-        raise SpecError(f"a study spec must be a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - TOP_LEVEL)
-    if unknown:
-        near = {u: difflib.get_close_matches(str(u), sorted(TOP_LEVEL), n=1) for u in unknown}
-        hint = "; ".join(f"{u!r} (did you mean {n[0]!r}?)" for u, n in near.items() if n)
-        raise SpecError.at(
-            "study", f"unknown field(s) {unknown}{' — ' + hint if hint else ''}; allowed: {sorted(TOP_LEVEL)}"
-        )
-    if "data" in spec and "dataset" in spec:
-        raise SpecError.at("data", "give 'data' or its alias 'dataset', not both")
-    try:
-        device = resolve_device(spec.get("device", "auto"))
-    except (ValueError, RuntimeError) as e:
-        raise SpecError.at("device", str(e)) from None
+    device, data_key = check_top_level(spec, "llm_qa")
     seeds = parse_seeds(spec.get("seeds", [0]))
     model, cache = validate_model(spec.get("model"), out_dir)
-    data_key = "dataset" if "dataset" in spec else "data"
     data: QADataSpec = spec_part(QADataSpec, spec.get(data_key) or {}, data_key)
     try:
         bench, world = data.load()

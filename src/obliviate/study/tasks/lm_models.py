@@ -11,6 +11,7 @@ The judgement study (:mod:`.llm`) and the fictitious-entity study (:mod:`.llm_qa
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from ...models.causal_lm import (
     resolve_backend,
     save_weights,
 )
-from ...utils import stable_hash
+from ...utils import resolve_device, stable_hash
 from ..keys import model_code_salt
 
 LORA_TO_METHOD = {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"}
@@ -147,6 +148,53 @@ def spec_part(cls: Any, raw: Any, path: str) -> Any:
         raise SpecError.at(f"{path}.{e.field}" if e.field else path, str(e)) from None
     except (TypeError, ValueError) as e:
         raise SpecError.at(path, str(e)) from None
+
+
+# the top-level fields every LLM study reads; a task adds its own (the judgement study: metrics)
+TOP_LEVEL = frozenset(
+    {
+        "task",
+        "name",
+        "description",
+        "scale_note",
+        "paper",
+        "scales",
+        "output",
+        "device",
+        "seeds",
+        "model",
+        "data",
+        "dataset",
+        "requests",
+        "methods",
+        "eval",
+        "runtime",
+    }
+)
+
+
+def check_top_level(spec: Any, task: str, allowed: frozenset[str] = TOP_LEVEL) -> tuple[torch.device, str]:
+    """An LLM study's top level: a mapping of ``allowed`` fields (an unknown one gets a "did you
+    mean"), of ``task``, with ``data`` or its alias ``dataset``; returns the device and which of
+    the two data keys it uses."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"an LLM study spec must be a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        near = {u: difflib.get_close_matches(str(u), sorted(allowed), n=1) for u in unknown}
+        hint = "; ".join(f"{u!r} (did you mean {n[0]!r}?)" for u, n in near.items() if n)
+        raise SpecError.at(
+            "study", f"unknown field(s) {unknown}{' — ' + hint if hint else ''}; allowed: {sorted(allowed)}"
+        )
+    if spec.get("task", task) != task:
+        raise SpecError.at("task", f"must be {task!r} for this study, got {spec.get('task')!r}")
+    if "data" in spec and "dataset" in spec:
+        raise SpecError.at("data", "give 'data' or its alias 'dataset', not both")
+    try:
+        device = resolve_device(spec.get("device", "auto"))
+    except (ValueError, RuntimeError) as e:
+        raise SpecError.at("device", str(e)) from None
+    return device, "dataset" if "dataset" in spec else "data"
 
 
 def validate_model(raw: Any, out_dir: Path | None = None) -> tuple[LLMModelSpec, Path | None]:

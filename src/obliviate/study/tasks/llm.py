@@ -93,7 +93,7 @@ from ..keys import model_code_salt, run_code_salt
 from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
 from .lm_models import TOP_LEVEL as BASE_TOP_LEVEL
-from .lm_models import LLMModelSpec, LMModels, check_top_level, free, spec_part, validate_model
+from .lm_models import LLMModelSpec, LMModels, check_top_level, finished_by_method, free, spec_part, validate_model
 
 TOP_LEVEL = BASE_TOP_LEVEL | {"metrics"}
 FORMAT = 1  # of llm_answers.json
@@ -565,11 +565,7 @@ class LLMTask:
             if p.eval.answers == 0:
                 continue
             split = split_statements(p.dataset, req, seed, p.data.validation_fraction)
-            recs = {
-                r["method"]: r
-                for r in records
-                if r["request"] == req.describe() and r["seed"] == seed and r.get("status") == "ok"
-            }
+            recs = finished_by_method(records, req.describe(), seed)
             statements = []
             for i in split.forget[: p.eval.answers]:
                 rec = p.dataset.records[int(i)]

@@ -52,7 +52,7 @@ from ...utils import stable_hash, write_json_atomic
 from ..keys import model_code_salt, run_code_salt
 from ..parts import MethodSpec, parse_methods, parse_seeds
 from .base import GroupPlan, OpenGroup, Progress, Unit
-from .lm_models import LLMModelSpec, LMModels, check_top_level, free, spec_part, validate_model
+from .lm_models import LLMModelSpec, LMModels, check_top_level, finished_by_method, free, spec_part, validate_model
 
 REFERENCE_ROLES = ("pretrained", "original", "retrained")
 FORMAT = 1  # of llm_answers.json
@@ -409,11 +409,7 @@ class QATask:
             if p.eval.answers == 0:
                 continue
             s = p.bench.entity_split(req.forget_percent, seed, p.data.heldout_entities)
-            recs = {
-                r["method"]: r
-                for r in records
-                if r["request"] == req.describe() and r["seed"] == seed and r.get("status") == "ok"
-            }
+            recs = finished_by_method(records, req.describe(), seed)
             statements = []
             for i in s.forget[: p.eval.answers]:
                 pair = p.bench.pairs[int(i)]

@@ -367,6 +367,13 @@ class LMModels:
         return model.eval(), {"seconds": seconds, "steps": stats.steps, "cached": False}
 
 
+def finished_by_method(records: Sequence[dict[str, Any]], request: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The finished records of one (request, seed) group, by method label (for the answers file)."""
+    return {
+        r["method"]: r for r in records if r["request"] == request and r["seed"] == seed and r.get("status") == "ok"
+    }
+
+
 def free(device: torch.device) -> None:
     """Return cached accelerator memory between models."""
     if device.type == "cuda":

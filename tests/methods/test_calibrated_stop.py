@@ -11,7 +11,7 @@ from obliviate.methods import UnlearnData, get_method, run_method
 from obliviate.methods.calibrate import CalibratedStop
 from obliviate.testing import TinyProblem
 
-HELDOUT = np.arange(0, 450, 2)  # every other test row is the validation split
+HELDOUT = np.arange(0, 450, 2)  # every other test row is the validation split (the memorised fixture checks on these)
 
 
 def _data(problem: TinyProblem, method) -> UnlearnData:  # type: ignore[no-untyped-def]

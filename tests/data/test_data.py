@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -139,11 +141,16 @@ def test_empty_class_forget_set_raises() -> None:
 
 def test_ids_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "ids.txt"
-    f.write_text("1\nabc\n")
+    f.write_text("1\n12ab\n")
     with pytest.raises(
-        ForgetRequestError, match=r"ids.txt:2: sample id must be a non-negative decimal integer.*got 'abc'"
-    ):
+        ForgetRequestError, match=r"ids.txt:2: sample id must be a non-negative decimal integer.*column 3 of this"
+    ) as e:
         SampleIdsForget.from_file(f)
+    assert "12ab" not in str(e.value)  # the file's text is never echoed (it may be any file)
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ForgetRequestError, match="is not a regular file"):
+        SampleIdsForget.from_file(fifo)
     with pytest.raises(ForgetRequestError, match="does not exist"):
         SampleIdsForget.from_file(tmp_path / "missing.txt")
     # ASCII decimal digits only: what int() would also accept is refused, naming the line

@@ -674,3 +674,14 @@ def test_api_auto_on_a_class_tries_ssd_then_retrains_with_the_users_loop() -> No
     with pytest.raises(DeletionRefused, match="lost utility") as e:
         obliviate.unlearn(net, forget=(x[f], y[f]), retain=(x[r], y[r]), heldout=(x[800:], y[800:]))
     assert e.value.evidence["outcome"] == "refused" and len(e.value.evidence["attempts"]) == 2
+
+
+def test_unlearn_refuses_a_subset_option_it_would_ignore(tmp_path: Path, capsys: Any) -> None:
+    """A checkpoint's request reads the training data its checkpoint records, subset included:
+    ``--train-per-class`` / ``--test-per-class`` would be ignored, so they are refused up front."""
+    for opt in ("--train-per-class", "--test-per-class"):
+        argv = ["unlearn", str(tmp_path / "m0"), "--forget", "ids:x.txt", opt, "5", "--out", str(tmp_path / "o")]
+        assert main(argv) == 2
+        assert f"{opt}: a checkpoint's request reads the training data its checkpoint records" in (
+            capsys.readouterr().err
+        )

@@ -151,16 +151,46 @@ def test_the_stop_and_the_verdict_read_different_held_out_rows() -> None:
 def test_auto_delivers_only_what_its_guard_passes(models: dict[str, Any], problem: dict[str, Any]) -> None:
     """On a tiny net tuned from scratch, forgetting two entities' answers drags the retain answers
     (they share every template word): auto then refuses, and says which attempt did what."""
+    from obliviate.deletion.lm_requests import AUTO_LRS, general_halves
+
     kw = {k: problem[k] for k in ("forget", "retain", "heldout")}
+    anchor, _ = general_halves()
     try:
         res = obliviate.unlearn(models["gpt2"], tokenizer=problem["tokenizer"], method="auto", **kw)
     except DeletionRefused as e:
         attempts = e.evidence["attempts"]
         assert attempts and not any(a["forgotten"] and a["utility_kept"] for a in attempts)
-        assert not attempts[-1]["utility_kept"] or len(attempts) == 4
+        assert not attempts[-1]["utility_kept"] or len(attempts) == len(AUTO_LRS)
         assert all(a["utility_kept"] for a in attempts[:-1])  # it stopped at the first loss of utility
-        return
-    assert res.outcome == "forgotten" and res.attempts[-1]["forgotten"] and res.attempts[-1]["utility_kept"]
+    else:
+        attempts = res.attempts
+        assert res.outcome == "forgotten" and attempts[-1]["forgotten"] and attempts[-1]["utility_kept"]
+    # every attempt kept the anchor half of the general text as retain rows
+    assert all(a["general_anchor_rows"] == len(anchor) > 0 for a in attempts)
+
+
+def test_the_guard_reads_general_text_no_step_tuned_on(models: dict[str, Any], problem: dict[str, Any]) -> None:
+    """auto may keep the anchor half of the bundled passages; the guard's perplexity reads the
+    other half only, in every request, so both sides of the comparison are text no step saw."""
+    from obliviate.deletion.lm_requests import general_halves
+    from obliviate.metrics.lm_rows import general_ppl
+
+    anchor, guard = general_halves()
+    assert anchor and guard and not set(anchor) & set(guard)
+    assert sorted(anchor + guard) == sorted(load_general_text())
+    model, tok = models["llama"], problem["tokenizer"]
+    ev = obliviate.unlearn(
+        model,
+        tokenizer=tok,
+        **{k: problem[k] for k in ("forget", "retain", "heldout")},
+        method="npo",
+        config={**NPO, "epochs": 1.0},
+    ).evidence
+    assert ev["request"]["general_passages"] == {"guard": len(guard), "anchor": len(anchor)}
+    assert ev["attempts"][0]["general_anchor_rows"] == 0  # a named method keeps only the user's retain rows
+    enc = PairEncoder(tok, "qa", 256)
+    assert ev["before"]["general_ppl"] == pytest.approx(general_ppl(model, enc, "cpu", texts=guard), rel=1e-5)
+    assert ev["before"]["general_ppl"] != pytest.approx(general_ppl(model, enc, "cpu"), rel=1e-3)
 
 
 def test_the_cli_door_and_a_lineage(models: dict[str, Any], problem: dict[str, Any], tmp_path: Path) -> None:
@@ -249,6 +279,15 @@ def test_bad_input_says_what_to_do(
         obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], train_fn=lambda *a: None, **kw)
     with pytest.raises(DeletionError, match="'finetune' is not an LLM method"):
         obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], method="finetune", **kw)
+    # an output folder that exists, or whose parent is a file, is refused before any work (before
+    # the method's config is even read: lr = -1 would be the error otherwise)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out, why in ((tmp_path / "taken", "already exists"), (tmp_path / "file" / "o", "is a file, not a folder")):
+        with pytest.raises(DeletionError, match=why):
+            obliviate.unlearn(
+                m, tokenizer=tok, forget=problem["forget"], method="npo", config={"lr": -1.0}, out=out, **kw
+            )
     # a folder without its tokenizer, through the CLI
     folder = tmp_path / "no-tok"
     m.save_pretrained(folder)
@@ -270,6 +309,14 @@ def test_bad_input_says_what_to_do(
         ]
     )
     assert code == 2 and "is a classifier checkpoint" in capsys.readouterr().err
+    # a classifier's options on a language model's request are refused, never silently ignored
+    m.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    for extra in (["--dataset", "cifar10"], ["--train-per-class", "5"], ["--exact"], ["--fallback", "refuse"]):
+        argv = ["unlearn", str(tmp_path / "lm"), "--forget", str(rows), "--retain", str(rows), *extra]
+        assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert f"{extra[0]} apply to a classifier checkpoint's request" in err and not (tmp_path / "o").exists()
 
 
 def test_forget_quality_against_a_model_tuned_without_the_rows(models: dict[str, Any], problem: dict[str, Any]) -> None:
@@ -316,3 +363,42 @@ def test_without_heldout_rows_forgetting_is_not_judged_but_utility_is(
     kept = kept and ev["after"]["general_ppl"] <= 1.1 * ev["before"]["general_ppl"]
     assert ev["outcome"] == ("forgetting not judged (no held-out rows)" if kept else "utility lost")
     assert any("retain answer probability" in w for w in ev["why"])
+
+
+def test_a_diverged_run_is_never_delivered(
+    models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """lr = 1e8 sends NPO's weights to inf: a named method is refused with the method, the step and
+    the value and writes nothing (the CLI exits 1); a NaN in auto's attempt is recorded as diverged
+    and ends the ladder: refused."""
+    from obliviate.deletion import DeletionDiverged, lm_requests
+
+    kw = {k: problem[k] for k in ("forget", "retain", "heldout")}
+    tok = problem["tokenizer"]
+    with pytest.raises(DeletionDiverged, match=r"npo diverged, nothing was written: .*non-finite") as err:
+        obliviate.unlearn(
+            models["llama"], tokenizer=tok, **kw, method="npo", config={**NPO, "lr": 1e8}, out=tmp_path / "a"
+        )
+    assert "step" in str(err.value) and not (tmp_path / "a").exists()
+    # auto's calibrated stop ends a collapsing run before it overflows, so a NaN is injected
+    from obliviate.core import NonFiniteError
+    from obliviate.methods import METHODS
+
+    def nan_at_step_3(*_: Any) -> None:
+        raise NonFiniteError("loss", float("nan"), 3)
+
+    monkeypatch.setattr(METHODS.get(lm_requests.AUTO_METHOD), "unlearn", nan_at_step_3)
+    with pytest.raises(DeletionRefused, match="diverged: non-finite loss at step 3") as refused:
+        obliviate.unlearn(models["llama"], tokenizer=tok, **kw, method="auto")
+    (a,) = refused.value.evidence["attempts"]  # the first divergence ends the ladder
+    assert a["diverged"] and not a["forgotten"] and not a["utility_kept"] and "after" not in a
+    folder = tmp_path / "lm"
+    models["llama"].save_pretrained(folder)
+    tok.save_pretrained(folder)
+    files = {}
+    for k in ("forget", "retain"):
+        files[k] = tmp_path / f"{k}.jsonl"
+        files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    argv = ["unlearn", str(folder), "--forget", str(files["forget"]), "--retain", str(files["retain"])]
+    argv += ["--method", "npo", "--set", "lr=1e8", "--set", "epochs=1", "--out", str(tmp_path / "b")]
+    assert main(argv) == 1 and not (tmp_path / "b").exists()

@@ -163,8 +163,13 @@ def read_ids_file(path: str | Path) -> list[int]:
     path = Path(path)
     if path.is_dir():
         raise ForgetRequestError(f"deletion-request file {str(path)!r} is a directory; give the file of ids")
-    if not path.is_file():
+    if not path.exists():
         raise ForgetRequestError(f"deletion-request file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ForgetRequestError(
+            f"deletion-request file {str(path)!r} is not a regular file (a pipe, a device or a socket); "
+            "give a file of ids"
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")  # strips a BOM
     except UnicodeDecodeError as e:
@@ -175,8 +180,10 @@ def read_ids_file(path: str | Path) -> list[int]:
         if not line:
             continue
         if not _ASCII_INT.fullmatch(line):
-            raise ForgetRequestError(
-                f"{path}:{lineno}: sample id must be a non-negative decimal integer (ASCII digits only), got {line!r}"
+            col = next((i for i, c in enumerate(line, 1) if not ("0" <= c <= "9")), 1)
+            raise ForgetRequestError(  # the file's text is not echoed: it may not be an ids file at all
+                f"{path}:{lineno}: sample id must be a non-negative decimal integer (ASCII digits only); "
+                f"column {col} of this line's {len(line)} characters is not a digit"
             )
         ids.append(int(line))
     return ids

@@ -3,6 +3,7 @@ its evidence out (:func:`unlearn`, :func:`audit`; the CLI's ``obliviate unlearn`
 ``ledger verify``), with a hash-chained ledger per model lineage."""
 
 from ..attacks.roc import bootstrap_auc
+from .errors import DeletionDiverged
 from .evidence import render_html, weights_sha256
 from .ledger import LedgerError, verify
 from .measurements import membership_audit
@@ -11,6 +12,7 @@ from .service import DeletionError, DeletionRefused, DeletionResult, audit, hono
 from .userdata import UserDataError
 
 __all__ = [
+    "DeletionDiverged",
     "DeletionError",
     "DeletionRefused",
     "DeletionResult",

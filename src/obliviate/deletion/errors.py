@@ -16,3 +16,8 @@ class DeletionRefused(DeletionError):
     def __init__(self, message: str, evidence: dict[str, Any]) -> None:
         super().__init__(message)
         self.evidence = evidence
+
+
+class DeletionDiverged(DeletionError):
+    """The named method's training or its measures went non-finite (NaN or ±inf): nothing is
+    delivered or written; the message names the method, the step and the value."""

@@ -24,9 +24,9 @@ utility from :mod:`obliviate.metrics.tofu`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -192,19 +192,22 @@ def truth_ratios_of(
     device: torch.device | str,
     *,
     bf16: bool = False,
+    batch_size: int = 16,
+    base_loss: np.ndarray | None = None,
     with_perturbed: bool = False,
 ) -> Any:
     """TOFU's truth ratio per row (:func:`obliviate.metrics.tofu.truth_ratios`) when every row has a
-    paraphrase and perturbed answers of one count, else ``None``; ``with_perturbed``: also the
-    ``(rows, perturbed)`` losses of the wrong answers."""
+    paraphrase and perturbed answers of one count, else ``None``. ``base_loss``: the base answers'
+    losses when the caller has them already (else the paraphrases' are computed);
+    ``with_perturbed``: also the ``(rows, perturbed)`` losses of the wrong answers."""
     if not rows or any(r.paraphrase is None or not r.perturbed for r in rows):
         return (None, None) if with_perturbed else None
     k = len(rows[0].perturbed)
     if any(len(r.perturbed) != k for r in rows):
         return (None, None) if with_perturbed else None
-    para = answer_nll(model, enc, [(r.prompt, str(r.paraphrase)) for r in rows], device, bf16=bf16)
-    pert = answer_nll(model, enc, [(r.prompt, w) for r in rows for w in r.perturbed], device, bf16=bf16)
-    pert = pert.reshape(len(rows), k)
+    nll = partial(answer_nll, model, enc, device=device, bf16=bf16, batch_size=batch_size)
+    para = base_loss if base_loss is not None else nll([(r.prompt, str(r.paraphrase)) for r in rows])
+    pert = nll([(r.prompt, w) for r in rows for w in r.perturbed]).reshape(len(rows), k)
     ratios = truth_ratios(para, pert)
     return (ratios, pert) if with_perturbed else ratios
 
@@ -248,9 +251,17 @@ def greedy_answers(
     return out
 
 
-def general_ppl(model: nn.Module, enc: TaskEncoder, device: torch.device | str, *, bf16: bool = False) -> float:
-    """Perplexity of the bundled general English passages (text no task tunes on)."""
-    lps = token_logprobs(model, enc, [enc.example("", t) for t in load_general_text()], device=device, bf16=bf16)
+def general_ppl(
+    model: nn.Module,
+    enc: TaskEncoder,
+    device: torch.device | str,
+    *,
+    bf16: bool = False,
+    texts: Sequence[str] | None = None,
+) -> float:
+    """Perplexity of general English text no task tunes on: ``texts``, or every bundled passage."""
+    texts = load_general_text() if texts is None else texts
+    lps = token_logprobs(model, enc, [enc.example("", t) for t in texts], device=device, bf16=bf16)
     return float(np.exp(-np.concatenate(lps).mean()))
 
 
@@ -266,9 +277,12 @@ def measure(
     retain: Sequence[TextRow],
     heldout: Sequence[TextRow],
     device: torch.device | str,
+    *,
+    general: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What a deletion request's guard and evidence read about one model: answer loss and
-    probability on the forget, retain and held-out rows, general-text perplexity, the membership
+    probability on the forget, retain and held-out rows, the perplexity of ``general`` text (default:
+    every bundled passage), the membership
     AUCs of the forget rows against the held-out rows, verbatim memorisation, extraction strength,
     exact memorisation and the forget rows' truth ratios (rows with paraphrases and perturbed
     answers)."""
@@ -289,7 +303,7 @@ def measure(
         "retain_loss": float(r["loss"].mean()),
         "forget_prob": float(np.exp(-f["loss"]).mean()),
         "retain_prob": float(np.exp(-r["loss"]).mean()),
-        "general_ppl": general_ppl(model, enc, device),
+        "general_ppl": general_ppl(model, enc, device, texts=general),
         "verbatim": verbatim,
         "extraction_strength": float(f["es"].mean()),
         "exact_memorization": float(f["em"].mean()),
@@ -357,24 +371,27 @@ def qa_measures(
         v[f"{name}_rouge"] = float(rouge_l_recall(gen[name], [r.answer for r in rows]).mean())
         # TOFU's base answer: the paraphrase on its own pairs, the answer itself on world facts
         # (its eval config's base_answer_key), whose wrong answers take the answer's form
-        base = [dataclasses.replace(r, paraphrase=r.answer) for r in rows] if name == "world" else rows
-        ratios, pert = truth_ratios_of(model, enc, base, device, bf16=bf16, with_perturbed=True)
+        loss = (
+            f["loss"]
+            if name == "forget"
+            else answer_nll(model, enc, [(r.prompt, r.answer) for r in rows], device, bf16=bf16, batch_size=batch_size)
+        )
+        ratios, pert = truth_ratios_of(
+            model,
+            enc,
+            rows,
+            device,
+            bf16=bf16,
+            batch_size=batch_size,
+            base_loss=loss if name == "world" else None,
+            with_perturbed=True,
+        )
         if ratios is None:
             raise ValueError(f"every {name} row needs a paraphrase and perturbed answers of one count")
         v[f"{name}_truth_ratio"] = truth_ratio_score(ratios, forget=name == "forget")
         if name == "forget":
             forget_ratios = ratios
-            v["forget_prob"] = answer_probability(f["loss"])
-        elif name == "retain":
-            loss = answer_nll(
-                model, enc, [(r.prompt, r.answer) for r in rows], device, bf16=bf16, batch_size=batch_size
-            )
-            v["retain_prob"] = answer_probability(loss)
-        else:
-            loss = answer_nll(
-                model, enc, [(r.prompt, r.answer) for r in rows], device, bf16=bf16, batch_size=batch_size
-            )
-            v["world_prob"] = answer_probability(loss, pert)
+        v[f"{name}_prob"] = answer_probability(loss, pert if name == "world" else None)
     v["heldout_prob"] = answer_probability(h["loss"])
     v["model_utility"] = model_utility([v[k] for k in UTILITY_PARTS])
     v["verbatim"] = verbatim_rate(forget, gen["forget"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,7 @@ class TuneSplit:
 
 
 LLM_TASKS = ("llm", "llm_qa")  # the judgement study and the fictitious-entity study
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a study's name: it names a folder
 TOP_LEVEL = {
     "name",
     "description",
@@ -211,8 +213,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     """A copy of ``raw`` with ``key.path=value`` overrides set (``methods[0].config.lr=1e-3``,
     ``train.epochs=2``; values read as YAML, missing mappings created, a method listed by name
     turned into ``{name: ...}``). Errors name the override."""
-    import re
-
     out = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
@@ -265,13 +265,15 @@ def load_study(
     ``data_root``: the data to use (a vision dataset's root, or an LLM study's data source);
     ``model``: an LLM study's model (a hub id or a local folder; a vision study names its
     architectures under ``models:``); ``seeds``: replaces the study's seeds."""
+    from .yamlio import YAMLInputError, load_yaml_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise StudySpecError(f"study file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise StudySpecError(f"{path} is not valid YAML: {e}") from None
+        raw = load_yaml_file(path)
+    except YAMLInputError as e:
+        raise StudySpecError(str(e)) from None
     if not isinstance(raw, dict):
         raise StudySpecError(f"{path} must hold a mapping at the top level")
     check_runtime(raw)
@@ -339,6 +341,12 @@ def parse_study(raw: dict[str, Any], scale: str | None = None, base_dir: Path | 
     name = d.get("name")
     if not isinstance(name, str) or not name:
         raise _err("name", "a study needs a non-empty name")
+    if not NAME_RE.fullmatch(name):
+        raise _err(
+            "name",
+            f"{name[:80]!r} is not a slug: letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit, at most 100 characters (it names the output folder under runs/)",
+        )
 
     seeds = parse_seeds(d.get("seeds", [0]))
     if task in LLM_TASKS:

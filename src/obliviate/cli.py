@@ -7,7 +7,8 @@ obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
 obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
 obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT] --out DIR
 obliviate audit CKPT --forget ids:FILE [--reference CKPT]
-obliviate ledger verify DIR
+obliviate ledger verify DIR [--key KEY.pub]
+obliviate keygen PATH [--hmac]
 obliviate report DIR
 obliviate export DIR [--tensorboard LOGDIR]
 """
@@ -597,7 +598,7 @@ def _unlearn_lm(args: argparse.Namespace) -> int:
         )
     if not args.retain:
         raise ValueError("a language model's request needs --retain ROWS.jsonl: rows the model must keep")
-    model, tokenizer, lineage = load_lm_folder(args.checkpoint, args.device)
+    model, tokenizer, lineage = load_lm_folder(args.checkpoint, args.device, signing_key=args.signing_key)
     try:
         res = unlearn_lm(
             model,
@@ -613,6 +614,7 @@ def _unlearn_lm(args: argparse.Namespace) -> int:
             seed=args.seed or 0,
             lineage=lineage,
             save=args.save,
+            signing_key=args.signing_key,
         )
     except DeletionRefused as e:
         print(f"obliviate: {e}", file=sys.stderr)
@@ -671,6 +673,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             model_factory=args.model_factory,
             fallback=args.fallback,
             ledger_form=args.ledger_ids,
+            signing_key=args.signing_key,
             ds_args={"dataset": args.dataset, "root": args.root, "download": args.download},
         )
     except DeletionRefused as e:
@@ -756,20 +759,44 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     from .deletion.ledger import read, verify
+    from .deletion.signing import load_key, read_head
 
-    problems = verify(args.dir)
+    key = load_key(args.key) if args.key else None
+    problems = verify(args.dir, key=key)
     if problems:
         print(f"ledger of {args.dir} does NOT verify:")
         for p in problems:
             print(f"  - {p}")
         return 1
     entries = read(Path(args.dir) / "ledger.jsonl")
-    print(f"ledger of {args.dir} verifies: {len(entries)} request(s), chain intact, model file is the last one's")
+    head = read_head(args.dir)
+    if key is not None:
+        anchor = f"head signed by key {key.key_id} (from request {head['first_signed_entry'] if head else '?'})"
+    elif head is not None:
+        anchor = f"head signed by key {head['key_id']}, signature NOT checked (give --key KEY.pub)"
+    else:
+        anchor = "UNANCHORED: no signed head, so a rewrite of the whole folder would not show"
+    print(
+        f"ledger of {args.dir} verifies: {len(entries)} request(s), chain intact, model file is the last one's; "
+        + anchor
+    )
     for e in entries:
         print(
             f"  {e['index']}: {e['request_id']} {e['received_at']} {len(e['ids'])} id(s) {e['method']}"
             f"{' (exact)' if e.get('exact') else ''}"
         )
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .deletion.signing import generate, load_key
+
+    key_path, pub = generate(args.path, "hmac-sha256" if args.hmac else "ed25519")
+    kid = load_key(key_path).key_id
+    print(f"wrote {key_path} (key {kid}; keep it secret: it signs the ledgers' heads)")
+    if pub is not None:
+        print(f"wrote {pub} (give it to whoever verifies: obliviate ledger verify DIR --key {pub})")
+    print(f"sign with: obliviate unlearn ... --signing-key {key_path}   (or export OBLIVIATE_LEDGER_KEY={key_path})")
     return 0
 
 
@@ -980,6 +1007,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="plain",
         help="keep the ids in the ledger as they are, or as HMACs under $OBLIVIATE_LEDGER_SALT",
     )
+    s.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="the operator's ledger key (obliviate keygen; default $OBLIVIATE_LEDGER_KEY): signs the "
+        "folder's head so `ledger verify --key` detects a rewritten, emptied or stripped lineage",
+    )
     s.add_argument("--out", required=True, help="a new folder for the unlearned model and its evidence")
     s.set_defaults(func=cmd_unlearn)
 
@@ -1022,7 +1055,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ledger", help="verify the hash-chained ledger of an unlearned model's folder")
     s.add_argument("action", choices=["verify"])
     s.add_argument("dir")
+    s.add_argument(
+        "--key",
+        metavar="KEY",
+        help="the operator's verifying key (KEY.pub from obliviate keygen, or the HMAC key): the head "
+        "must be signed by it",
+    )
     s.set_defaults(func=cmd_ledger)
+
+    s = sub.add_parser("keygen", help="make the operator's ledger signing key (and its .pub)")
+    s.add_argument("path", help="where to write the signing key (mode 0600); an Ed25519 key's .pub goes beside it")
+    s.add_argument("--hmac", action="store_true", help="an HMAC-SHA256 secret instead (one file signs and verifies)")
+    s.set_defaults(func=cmd_keygen)
 
     s = sub.add_parser("report", help="re-render the report of a study directory")
     s.add_argument("dir")

@@ -167,6 +167,12 @@ def test_auto_delivers_only_what_its_guard_passes(models: dict[str, Any], proble
         assert res.outcome == "forgotten" and attempts[-1]["forgotten"] and attempts[-1]["utility_kept"]
     # every attempt kept the anchor half of the general text as retain rows
     assert all(a["general_anchor_rows"] == len(anchor) > 0 for a in attempts)
+    # the stop's checks are recorded, one per step, and it ended an attempt only on the mean loss
+    for a in (a for a in attempts if "diverged" not in a):
+        c = a["stop_checks"]
+        assert len(c["forget_loss"]) == len(c["stop_rows_loss"]) == len(c["loss_auc"]) == a["steps"] > 0
+        met = [f >= h for f, h in zip(c["forget_loss"], c["stop_rows_loss"], strict=True)]
+        assert not any(met[:-1]) and (met[-1] or not a["stopped_early"])
 
 
 def test_the_guard_reads_general_text_no_step_tuned_on(models: dict[str, Any], problem: dict[str, Any]) -> None:

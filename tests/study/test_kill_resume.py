@@ -27,9 +27,8 @@ STUDY = {
         "retrain",
         {"name": "finetune", "config": {"epochs": 2}},
         {"name": "ssd", "config": {"alpha": 6.0}},
-        "neggrad_plus",
     ],
-    "seeds": [0, 1],
+    "seeds": [0],
     "device": "cpu",
 }
 TIMING = ("efficiency/", "peak_memory")
@@ -74,8 +73,8 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
     subprocess.run(_cmd(study, tmp_path / "kill"), env=kill_env, check=True, timeout=600, capture_output=True)
 
     ref, got = _values(tmp_path / "ref"), _values(tmp_path / "kill")
-    assert len(ref) > 500 and got == ref
+    assert len(ref) > 200 and got == ref
     runs = [json.loads(p.read_text()) for p in (tmp_path / "kill" / "runs").glob("*.json")]
-    assert len(runs) == 2 * 2 * 5 and all(r["status"] == "ok" for r in runs)  # none lost, none twice
+    assert len(runs) == 2 * 4 and all(r["status"] == "ok" for r in runs)  # none lost, none twice
     assert len({r["key"] for r in runs}) == len(runs)
     assert not (tmp_path / "kill" / "damaged").exists()  # atomic writes: nothing half-written was read

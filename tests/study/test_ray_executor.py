@@ -94,7 +94,7 @@ def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path
 
 def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> None:
     out, cache = tmp_path / "study", tmp_path / "cache"
-    # finetune long enough (60 digits epochs) to be killed in the middle of it
+    # finetune long enough (20 digits epochs) to be killed in the middle of it
     cmd = [
         sys.executable,
         "-m",
@@ -111,7 +111,7 @@ def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> 
         "--ray-retries",
         "0",
     ]
-    for o in OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"]:
+    for o in OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 20}}"]:
         cmd += ["--set", o]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -143,7 +143,7 @@ def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> 
     assert len(stored) == 6
     # the rerun (serial this time) runs exactly the two missing units and touches nothing else
     spec = load_study(
-        preset_path("default"), overrides=OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 60}}"]
+        preset_path("default"), overrides=OVERRIDES + ["methods[2]={name: finetune, config: {epochs: 20}}"]
     )
     said = RecordingProgress()
     StudyRunner(spec, out, cache_dir=cache, progress=said).run()

@@ -26,8 +26,9 @@ from ..models import create_model, load_checkpoint, provenance, read_meta, save_
 from ..models.user import build_from_factory, is_factory_spec
 from ..training import TrainConfig
 from ..utils import resolve_device
-from . import ledger
+from . import ledger, signing
 from .measurements import ATTACK, compare_to_reference, membership_audit, split_figures
+from .output import claims_out
 from .service import DeletionError, DeletionResult, _logits, honour
 
 
@@ -75,6 +76,11 @@ def load(path: str | Path, ds_args: dict[str, Any], model_factory: str | None = 
             "without it the ids forgotten before would come back through the retain set"
         )
     entries = ledger.read(ledger_path) if ledger_path is not None else []
+    if meta.get("unlearned") and not entries:
+        raise DeletionError(
+            f"{base} is the output of an earlier deletion request but its ledger.jsonl holds no entries: "
+            "it was emptied, and the ids forgotten before would come back through the retain set"
+        )
     if entries:
         problems = ledger.verify(base.parent)
         if problems:
@@ -206,6 +212,7 @@ def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray)
     )
 
 
+@claims_out
 def unlearn_checkpoint(
     checkpoint: str | Path,
     *,
@@ -222,24 +229,31 @@ def unlearn_checkpoint(
     model_factory: str | None = None,
     fallback: str = "retrain",
     ledger_form: str = "plain",
+    signing_key: Any = None,
 ) -> tuple[Path, DeletionResult]:
     """Honour the deletion request ``ids_file`` on ``checkpoint`` and write ``out`` (see the
     module docstring). Nothing is written when anything is refused. ``model_factory``
     (``MODULE:FUNCTION``) rebuilds a checkpoint of the user's own architecture; ``ledger_form``
-    ``salted`` keeps the ids as HMACs under ``$OBLIVIATE_LEDGER_SALT``."""
+    ``salted`` keeps the ids as HMACs under ``$OBLIVIATE_LEDGER_SALT``; ``signing_key`` (default
+    ``$OBLIVIATE_LEDGER_KEY``) signs the folder's head, and an anchored lineage is continued only
+    under the key that signed it (:func:`~obliviate.deletion.signing.lineage_anchor`)."""
     from .output import OutputError, check_out, ledger_ids, write_output
 
     salt = os.environ.get("OBLIVIATE_LEDGER_SALT")
     try:
         out = check_out(out)
         ledger_ids([], ledger_form, salt)
-    except OutputError as e:
+        key = signing.signing_key(signing_key)
+    except (OutputError, signing.SigningKeyError) as e:
         raise DeletionError(str(e)) from None
     import time
 
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when the request arrived, not finished
     dev = resolve_device(device)
     loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
+    problems = signing.lineage_anchor(loaded.base.parent, loaded.entries, key)
+    if problems:
+        raise DeletionError("this lineage cannot be continued: " + "; ".join(problems))
     ids, dups, _rows = request_rows(ds, ids_file)
     train_ids = np.asarray(ds.train_ids.cpu())
     try:
@@ -445,7 +459,7 @@ def unlearn_checkpoint(
         return {"sisa_plan_sha256": plan["sha"]} if plan else {}
 
     try:
-        write_output(out, save_model=save_model, evidence=ev, entries=loaded.entries, entry=entry, extra=extra)
+        write_output(out, save_model=save_model, evidence=ev, entries=loaded.entries, entry=entry, extra=extra, key=key)
     except OutputError as e:
         raise DeletionError(str(e)) from None
     return out, result

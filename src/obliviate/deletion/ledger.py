@@ -92,21 +92,28 @@ def forgotten_ids(entries: list[dict[str, Any]], universe: Any = None, salt: str
     return plain
 
 
-def verify(folder: str | Path) -> list[str]:
+def verify(folder: str | Path, key: Any = None) -> list[str]:
     """Problems found in ``folder/ledger.jsonl`` against ``folder/model.safetensors`` (or, for a
     language model's adapter-only output, ``adapter_model.safetensors``; an empty list: the ledger
-    verifies)."""
+    verifies). With ``key`` (the operator's :class:`~obliviate.deletion.signing.Key`, public or
+    private), the folder's head must also be signed by it and be the head of the ledger and files
+    (:func:`~obliviate.deletion.signing.check_head`): what a rewrite of the files cannot forge."""
+    from .signing import check_head
+
     folder = Path(folder)
     path = folder / "ledger.jsonl"
-    if not path.is_file():
-        return [f"no ledger at {path}"]
     try:
-        entries = read(path)
+        entries = read(path) if path.is_file() else []
     except LedgerError as err:
-        return [str(err)]
+        entries = []
+        problems = [str(err)]
+    else:
+        problems = [] if path.is_file() else [f"no ledger at {path}"]
+    if path.is_file() and not entries and not problems:
+        problems.append(f"{path} has no entries")
+    problems += check_head(folder, entries, key)
     if not entries:
-        return [f"{path} has no entries"]
-    problems = []
+        return problems
     prev_hash: str | None = GENESIS
     prev_after: str | None = None
     for i, e in enumerate(entries):

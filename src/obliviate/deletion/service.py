@@ -29,11 +29,12 @@ from ..data import ForgetSplit, ImageDataset
 from ..methods import UnlearnContext, UnlearnData
 from ..training import TrainConfig, predict_logits
 from ..utils import resolve_device
-from . import policy
+from . import policy, signing
 from .errors import DeletionError, DeletionRefused
 from .evidence import FORMAT, tensor_sha256, weights_sha256
 from .guard import Attempt, audit_power, class_forgotten, membership_reading, tolerances, utility_violations
 from .measurements import ATTACK, compare_to_reference, membership_audit, per_example_audit, split_figures
+from .output import claims_out
 from .userdata import UserDataError, to_tensors, user_problem
 
 
@@ -841,6 +842,7 @@ def _train_config(train_config: TrainConfig | dict[str, Any] | None) -> tuple[Tr
     }
 
 
+@claims_out
 def unlearn(
     model: nn.Module,
     *,
@@ -863,6 +865,7 @@ def unlearn(
     ids: list[Any] | None = None,
     ledger_ids: str = "plain",
     ledger_salt: str | None = None,
+    signing_key: Any = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     tokenizer: Any = None,
@@ -911,6 +914,10 @@ def unlearn(
         ledger_ids: ``"plain"`` (the ids in the ledger) or ``"salted"`` (HMAC-SHA256 of each id under
             ``ledger_salt``, default ``$OBLIVIATE_LEDGER_SALT``: a ledger of whom was forgotten is
             itself personal data).
+        signing_key: the operator's ledger key (a path from ``obliviate keygen``, or a
+            :class:`~obliviate.deletion.signing.Key`; default ``$OBLIVIATE_LEDGER_KEY``): the
+            folder's head is signed, so ``obliviate ledger verify --key`` detects a rewritten,
+            emptied or stripped lineage. Without one the lineage is written unanchored.
     """
     from .lm_requests import is_causal_lm, unlearn_lm
 
@@ -943,6 +950,7 @@ def unlearn(
             out=out,
             request_id=request_id,
             ids=ids,
+            signing_key=signing_key,
             device=device,
             seed=seed,
         )
@@ -991,7 +999,8 @@ def unlearn(
         try:
             check_out(out)
             _form([], ledger_ids, salt)
-        except OutputError as e:
+            key = signing.signing_key(signing_key)
+        except (OutputError, signing.SigningKeyError) as e:
             raise DeletionError(str(e)) from None
     res = honour(
         model,
@@ -1021,6 +1030,7 @@ def unlearn(
             ledger_form=ledger_ids,
             fingerprint=req["dataset_fingerprint"],
             salt=salt,
+            key=key,
         )
     return res
 

@@ -5,7 +5,8 @@ obliviate describe NAME                      # a method, metric, model, dataset,
 obliviate train --dataset cifar10 --root DIR --model resnet18 [--forget airplane] --out CKPT
 obliviate evaluate CKPT [--dataset ... --forget ...] [--json FILE]
 obliviate run [STUDY.yaml|PRESET] [--scale quick] [--out DIR]
-obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT] --out DIR
+obliviate unlearn CKPT --forget ids:FILE [--method auto|NAME] [--set k=v] [--reference CKPT]
+    [--signing-key KEY] --out DIR
 obliviate audit CKPT --forget ids:FILE [--reference CKPT]
 obliviate ledger verify DIR [--key KEY.pub]
 obliviate keygen PATH [--hmac]

@@ -199,14 +199,20 @@ def test_the_guard_reads_general_text_no_step_tuned_on(models: dict[str, Any], p
     assert ev["before"]["general_ppl"] != pytest.approx(general_ppl(model, enc, "cpu"), rel=1e-3)
 
 
-def test_the_cli_door_and_a_lineage(models: dict[str, Any], problem: dict[str, Any], tmp_path: Path) -> None:
+def _lm_folder(model: Any, problem: dict[str, Any], tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """The model saved as a user would (save_pretrained, with its tokenizer) and the rows as JSONL files."""
     folder = tmp_path / "lm"
-    models["llama"].save_pretrained(folder)
+    model.save_pretrained(folder)
     problem["tokenizer"].save_pretrained(folder)
     files = {}
     for k in ("forget", "retain", "heldout"):
         files[k] = tmp_path / f"{k}.jsonl"
         files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    return folder, files
+
+
+def test_the_cli_door_and_a_lineage(models: dict[str, Any], problem: dict[str, Any], tmp_path: Path) -> None:
+    folder, files = _lm_folder(models["llama"], problem, tmp_path)
     args = ["--retain", str(files["retain"]), "--heldout", str(files["heldout"]), "--method", "npo"]
     args += ["--set", "lr=0.003", "--set", "epochs=2", "--set", "batch_size=4"]
     assert main(["unlearn", str(folder), "--forget", str(files["forget"]), *args, "--out", str(tmp_path / "a")]) == 0
@@ -227,13 +233,7 @@ def test_an_adapter_only_output_loads_as_the_model_it_makes(
 ) -> None:
     """``--save adapter`` writes peft's adapter over the base folder; loaded and merged it is the
     unlearned model bit for bit, so a later request continues the ledger from it."""
-    folder = tmp_path / "lm"
-    models[arch].save_pretrained(folder)
-    problem["tokenizer"].save_pretrained(folder)
-    files = {}
-    for k in ("forget", "retain", "heldout"):
-        files[k] = tmp_path / f"{k}.jsonl"
-        files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    folder, files = _lm_folder(models[arch], problem, tmp_path)
     args = ["--retain", str(files["retain"]), "--heldout", str(files["heldout"]), "--method", "npo"]
     args += ["--set", "lr=0.003", "--set", "epochs=2", "--set", "batch_size=4"]
     out = tmp_path / "a"
@@ -264,6 +264,36 @@ def test_an_adapter_only_output_loads_as_the_model_it_makes(
     # a swapped adapter does not verify
     (out / "adapter_model.safetensors").write_bytes((out / "adapter_model.safetensors").read_bytes()[:-1] + b" ")
     assert any("not the adapter the last request wrote" in p for p in verify(out))
+
+
+def test_a_signed_lm_lineage(models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, capsys: Any) -> None:
+    """An adapter-only output keeps its signed head in ledger_head.json, covering the adapter, its
+    config and the tokenizer; the merged continuation is signed in model.json; an anchored LM
+    lineage goes on only under its key."""
+    from obliviate.deletion import signing
+
+    key, pub = signing.generate(tmp_path / "ops")
+    folder, files = _lm_folder(models["gpt2"], problem, tmp_path)
+    args = ["--retain", str(files["retain"]), "--heldout", str(files["heldout"]), "--method", "npo"]
+    args += ["--set", "lr=0.003", "--set", "epochs=1", "--set", "batch_size=4", "--signing-key", str(key)]
+    a = tmp_path / "a"
+    assert (
+        main(["unlearn", str(folder), "--forget", str(files["forget"]), *args, "--save", "adapter", "--out", str(a)])
+        == 0
+    )
+    head = json.loads((a / signing.HEAD_FILE).read_text())
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json"} <= set(head["files"])
+    assert verify(a, key=signing.load_key(pub)) == []
+    b = tmp_path / "b"
+    assert main(["unlearn", str(a), "--forget", str(files["forget"]), *args, "--out", str(b)]) == 0
+    assert verify(b, key=signing.load_key(pub)) == [] and signing.read_head(b)["entries"] == 2  # type: ignore[index]
+    unsigned = [x for x in args if x not in ("--signing-key", str(key))]
+    capsys.readouterr()
+    assert main(["unlearn", str(b), "--forget", str(files["forget"]), *unsigned, "--out", str(tmp_path / "c")]) == 2
+    assert "is anchored" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    cfg = json.loads((a / "adapter_config.json").read_text())
+    (a / "adapter_config.json").write_text(json.dumps({**cfg, "r": 64}))
+    assert any("adapter_config.json is not the file" in p for p in verify(a, key=signing.load_key(pub)))
 
 
 def test_bad_input_says_what_to_do(
@@ -398,13 +428,7 @@ def test_a_diverged_run_is_never_delivered(
         obliviate.unlearn(models["llama"], tokenizer=tok, **kw, method="auto")
     (a,) = refused.value.evidence["attempts"]  # the first divergence ends the ladder
     assert a["diverged"] and not a["forgotten"] and not a["utility_kept"] and "after" not in a
-    folder = tmp_path / "lm"
-    models["llama"].save_pretrained(folder)
-    tok.save_pretrained(folder)
-    files = {}
-    for k in ("forget", "retain"):
-        files[k] = tmp_path / f"{k}.jsonl"
-        files[k].write_text("".join(json.dumps(r) + "\n" for r in problem[k]))
+    folder, files = _lm_folder(models["llama"], problem, tmp_path)
     argv = ["unlearn", str(folder), "--forget", str(files["forget"]), "--retain", str(files["retain"])]
     argv += ["--method", "npo", "--set", "lr=1e8", "--set", "epochs=1", "--out", str(tmp_path / "b")]
     assert main(argv) == 1 and not (tmp_path / "b").exists()

@@ -74,7 +74,7 @@ def _tune_cmd(out: Path, cache: Path) -> list[str]:
         "--param",
         "alpha=1:12:log",
         "--trials",
-        "3",
+        "4",
         "--out",
         str(out),
         "--cache",
@@ -95,7 +95,7 @@ def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> N
     first, log, deadline = None, [], time.monotonic() + 300
     for line in proc.stderr:
         log.append(line.rstrip())
-        if first is None and "finished (1 of 3)" in line:
+        if first is None and "finished (1 of 4)" in line:
             first = line.split("trial ", 1)[1].split()[0]
             proc.send_signal(signal.SIGINT)  # Ctrl-C after the first trial
         assert time.monotonic() < deadline, log
@@ -114,7 +114,7 @@ def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> N
     assert f"trial {first} finished" not in again.stderr  # the finished trial is not run again
     done = json.loads((out / "tune.json").read_text())
     assert done["resumed"] is True and done["interrupted"] is False
-    assert len(done["trials"]) == 3 and len({t["trial"] for t in done["trials"]}) == 3
+    assert len(done["trials"]) == 4 and len({t["trial"] for t in done["trials"]}) == 4
     assert next(t for t in done["trials"] if t["trial"] == first) == kept  # kept as it was
     best = done["best"]
     assert done["objective"] == "target"

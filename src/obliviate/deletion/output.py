@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import glob
 import os
 import shutil
 import tempfile
@@ -71,7 +72,7 @@ def _remove_stale(out: Path) -> list[Path]:
     """Remove the temporary folders a killed writer of ``out`` left (``.tmp-<name>-<pid>-*`` whose
     process is gone); called under the lock, so no live writer of ``out`` can own one."""
     removed = []
-    for p in out.parent.glob(f".tmp-{out.name}-*"):
+    for p in out.parent.glob(glob.escape(f".tmp-{out.name}-") + "*"):
         pid_part = p.name[len(f".tmp-{out.name}-") :].split("-", 1)[0]
         if p.is_dir() and not p.is_symlink() and pid_part.isdigit() and not _alive(int(pid_part)):
             shutil.rmtree(p, ignore_errors=True)

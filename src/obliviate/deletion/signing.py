@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..utils import file_sha256
+
 HEAD_FORMAT = "obliviate-ledger-head/1"
 HMAC_PREFIX = "obliviate-hmac-sha256:"
 KEY_ENV = "OBLIVIATE_LEDGER_KEY"
@@ -201,14 +203,6 @@ def lineage_anchor(folder: str | Path, entries: list[dict[str, Any]], key: Key |
 # -- the head ----------------------------------------------------------------------------------
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _meta_sha(meta: dict[str, Any]) -> str:
     body = {k: v for k, v in meta.items() if k != HEAD_FIELD}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -220,11 +214,15 @@ def _payload(head: dict[str, Any]) -> bytes:
     ).encode()
 
 
-COVERED = ("model.safetensors", "adapter_model.safetensors", "evidence.json", "evidence.html", "ledger.jsonl")
+COVERED = (  # the files of a folder a request writes, when present (model.json: all but its head)
+    *("model.safetensors", "adapter_model.safetensors", "evidence.json", "evidence.html", "ledger.jsonl"),
+    *("config.json", "adapter_config.json", "generation_config.json"),
+    *("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"),
+)
 
 
 def _files(folder: Path) -> dict[str, str]:
-    files = {n: _sha(folder / n) for n in COVERED if (folder / n).is_file()}
+    files = {n: file_sha256(folder / n) for n in COVERED if (folder / n).is_file()}
     meta = folder / "model.json"
     if meta.is_file():
         files["model.json"] = _meta_sha(json.loads(meta.read_text()))

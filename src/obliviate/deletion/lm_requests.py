@@ -309,15 +309,13 @@ def unlearn_lm(
             "nothing says when the forget rows are forgotten; pass heldout=... or name a method"
         )
     key = None
-    if out is not None:  # an output folder that cannot be written is refused before any work
-        from .output import OutputError, check_out
+    if out is not None:  # the folder itself was claimed by @claims_out, before any work
         from .signing import SigningKeyError
         from .signing import signing_key as _key
 
         try:
-            check_out(out)
             key = _key(signing_key)
-        except (OutputError, SigningKeyError) as e:
+        except SigningKeyError as e:
             raise DeletionError(str(e)) from None
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -167,10 +167,7 @@ def claims_out(fn: F) -> F:
 
 
 def _umask() -> int:
-    """The process's umask, read without setting it where Linux says it (``/proc/self/status``)."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        status = Path("/proc/self/status").read_text()
-        return int(next(ln for ln in status.splitlines() if ln.startswith("Umask:")).split()[1], 8)
+    """The process's umask (read by setting it and putting it back: POSIX has no getter)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -47,6 +47,7 @@ def test_train_then_evaluate_through_the_python_doors(tmp_path: Path, capsys: py
     assert json.loads((tmp_path / "ev.json").read_text()) == json.loads(json.dumps(report))
 
 
+@pytest.mark.bad_input
 def test_a_train_config_and_a_recipe_are_not_both_taken(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="recipe .* or a TrainConfig, not both"):
         obliviate.train("small_cnn", "digits", tmp_path / "m", recipe="resnet18_sgd", train_config=TrainConfig())
@@ -54,6 +55,7 @@ def test_a_train_config_and_a_recipe_are_not_both_taken(tmp_path: Path) -> None:
         obliviate.train("small_cnn", "digits", tmp_path / "m", train_config={"no_such_field": 1})
 
 
+@pytest.mark.bad_input
 def test_other_data_is_refused_unless_allowed(tmp_path: Path) -> None:
     from obliviate.data import load_dataset
 
@@ -73,7 +75,7 @@ def test_other_data_is_refused_unless_allowed(tmp_path: Path) -> None:
     imgs[0] = 255 - imgs[0]  # one image edited: another dataset
     np.savez(folder / "train.npz", images=imgs, labels=ds.train_labels.numpy())
     np.savez(folder / "test.npz", images=ds.test_images.permute(0, 2, 3, 1).numpy(), labels=ds.test_labels.numpy())
-    with pytest.raises(DataProvenanceError, match="not the one this model was trained on"):
+    with pytest.raises(DataProvenanceError, match="is not the data this model was trained on"):
         obliviate.evaluate(res.checkpoint, dataset=str(folder), train_per_class=30, test_per_class=20)
     report = obliviate.evaluate(
         res.checkpoint, dataset=str(folder), train_per_class=30, test_per_class=20, allow_other_data=True

@@ -24,6 +24,7 @@ def test_list_and_describe(capsys) -> None:  # type: ignore[no-untyped-def]
     assert "epochs" in out and "reference:" in out and "η" in out
 
 
+@pytest.mark.bad_input
 def test_unknown_name_suggests(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["describe", "finetun"]) == 2
     assert "Did you mean 'finetune'" in capsys.readouterr().err
@@ -67,6 +68,7 @@ def test_train_evaluate_round_trip(tmp_path, capsys) -> None:  # type: ignore[no
     assert len(ev["splits"]["test"]["confusion"]) == 10
 
 
+@pytest.mark.bad_input
 def test_run_with_bad_study_names_the_field(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "s.yaml"
     f.write_text(
@@ -183,6 +185,7 @@ def test_run_model_and_data_root_for_llm_studies(tmp_path, capsys) -> None:  # t
     assert "model: applies to LLM studies" in capsys.readouterr().err
 
 
+@pytest.mark.bad_input
 def test_runtime_field_is_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from obliviate.study import load_study
     from obliviate.study.spec import StudySpecError

@@ -716,6 +716,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(f"\nmembership ({res['attack']}):\n  this model: {res['membership']['verdict']}")
     if "reference" in res:
         print(f"  reference:  {res['reference']['membership']['verdict']}\n  {res['vs_reference']}")
+        print(f"  reference {res['reference']['provenance']}")
     if args.json:
         from .utils import write_json_atomic
 

@@ -141,6 +141,7 @@ def test_attack_separable_and_chance(feature: str, classifier: str) -> None:
     assert abs(advantage) < 0.06
 
 
+@pytest.mark.bad_input
 def test_attack_errors() -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
         entropy_attack().predict([[0.5, 0.5]])

@@ -44,6 +44,7 @@ def _all_json_finite(folder: Path) -> None:
 # -- divergence --------------------------------------------------------------------------------------
 
 
+@pytest.mark.fault
 def test_a_diverged_method_is_a_failure_and_the_study_goes_on(tmp_path: Path) -> None:
     raw = {
         **BASE,
@@ -79,6 +80,7 @@ def test_a_diverged_method_is_a_failure_and_the_study_goes_on(tmp_path: Path) ->
     assert not any("running" in t for t in again.lines)
 
 
+@pytest.mark.fault
 def test_a_diverged_reference_fails_its_group_and_caches_nothing(tmp_path: Path, capsys: Any) -> None:
     f = tmp_path / "s.yaml"
     import yaml
@@ -93,6 +95,7 @@ def test_a_diverged_reference_fails_its_group_and_caches_nothing(tmp_path: Path,
     assert not list((tmp_path / "cache").glob("*.safetensors"))  # no NaN model in the cache
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "patch, match",
     [
@@ -152,6 +155,7 @@ def test_yaml_float_quirk_is_read_as_the_number(tmp_path: Path) -> None:
     assert spec.methods[0].build().config.lr == 0.001
 
 
+@pytest.mark.bad_input
 def test_bad_model_kwargs_json_names_the_option(tmp_path: Path, capsys: Any) -> None:
     rc = main(
         [
@@ -172,6 +176,7 @@ def test_bad_model_kwargs_json_names_the_option(tmp_path: Path, capsys: Any) -> 
 # -- damaged metadata --------------------------------------------------------------------------------
 
 
+@pytest.mark.fault
 def test_damaged_cache_group_and_run_records_are_named_moved_and_recomputed(tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
     spec = parse_study(BASE)
@@ -194,6 +199,7 @@ def test_damaged_cache_group_and_run_records_are_named_moved_and_recomputed(tmp_
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
 
 
+@pytest.mark.fault
 def test_damaged_checkpoint_metadata_is_refused_with_its_path(tmp_path: Path) -> None:
     m = create_model("small_cnn", num_classes=10, in_chans=1, seed=0, width=0.25)
     meta = save_checkpoint(tmp_path / "ck", m)
@@ -213,6 +219,7 @@ def _saved(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     return meta_path, json.loads(meta_path.read_text())
 
 
+@pytest.mark.fault
 def test_the_hash_covers_the_model_spec(tmp_path: Path) -> None:
     meta_path, meta = _saved(tmp_path)
     meta["model"]["num_classes"] = 9
@@ -221,6 +228,7 @@ def test_the_hash_covers_the_model_spec(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "ck")
 
 
+@pytest.mark.fault
 def test_a_forged_spec_reaches_only_declared_arguments(tmp_path: Path) -> None:
     from obliviate.models.checkpoint import _spec_hash
 
@@ -232,6 +240,7 @@ def test_a_forged_spec_reaches_only_declared_arguments(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "ck")
 
 
+@pytest.mark.fault
 def test_the_json_cannot_point_the_loader_at_another_file(tmp_path: Path) -> None:
     meta_path, meta = _saved(tmp_path)
     other = create_model("small_cnn", num_classes=10, in_chans=1, seed=1, width=0.25)
@@ -243,6 +252,7 @@ def test_the_json_cannot_point_the_loader_at_another_file(tmp_path: Path) -> Non
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
 
 
+@pytest.mark.fault
 def test_a_pickle_posing_as_safetensors_is_a_checkpoint_error(tmp_path: Path) -> None:
     import hashlib
     import pickle
@@ -259,12 +269,14 @@ def test_a_pickle_posing_as_safetensors_is_a_checkpoint_error(tmp_path: Path) ->
         load_checkpoint(tmp_path / "ck")
 
 
+@pytest.mark.fault
 def test_user_metadata_cannot_overwrite_the_hash_fields(tmp_path: Path) -> None:
     m = create_model("small_cnn", num_classes=10, in_chans=1, seed=0)
     with pytest.raises(CheckpointError, match=r"may not set \['sha256'\]"):
         save_checkpoint(tmp_path / "ck", m, {"sha256": "0" * 64})
 
 
+@pytest.mark.fault
 def test_cache_refuses_a_nan_model(tmp_path: Path) -> None:
     from obliviate.core import NonFiniteError
 
@@ -330,12 +342,18 @@ def test_evaluate_reads_back_an_ids_checkpoint_and_an_npz_folder_from_elsewhere(
         labels=ds.test_labels.numpy()[:100],
     )
     assert main(["evaluate", str(tmp_path / "ck")]) == 2
-    assert "content fingerprint differs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the content fingerprints differ" in err and "the data loaded, 'npz'" in err
+    # another dataset named: the message names it as the data loaded, the folder as the training data
+    assert main(["evaluate", str(tmp_path / "ck"), "--dataset", "digits", "--train-per-class", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "the data loaded, 'digits'," in err and "trained on ('npz' at " in err and "my_data" in err
 
 
 # -- one process per study folder -------------------------------------------------------------------
 
 
+@pytest.mark.fault
 def test_a_second_process_on_the_same_study_folder_stops_with_a_message(tmp_path: Path) -> None:
     import yaml
 
@@ -362,6 +380,7 @@ def test_a_second_process_on_the_same_study_folder_stops_with_a_message(tmp_path
     assert not (out / "runs").exists()  # it trained and wrote nothing
 
 
+@pytest.mark.fault
 def test_a_cache_entry_is_trained_by_one_process_at_a_time(tmp_path: Path) -> None:
     import fcntl
     import threading

@@ -105,6 +105,7 @@ def test_ids_follow_subset_ids() -> None:
         split_indices(sub, SampleIdsForget((2,)), 0)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "make, match",
     [
@@ -133,12 +134,14 @@ def test_bad_requests_raise_with_the_bad_value(make, match) -> None:  # type: ig
         make()
 
 
+@pytest.mark.bad_input
 def test_empty_class_forget_set_raises() -> None:
     info = LabelInfo(np.array([0, 0, 1, 1]), np.array([0, 1]), ("a", "b", "c"))
     with pytest.raises(ForgetRequestError, match="selects no training sample"):
         split_indices(info, ClassForget(("c",)), 0)
 
 
+@pytest.mark.bad_input
 def test_ids_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "ids.txt"
     f.write_text("1\n12ab\n")
@@ -214,6 +217,7 @@ def test_digits_is_the_embedded_default() -> None:
     assert ds.num_classes == 10
 
 
+@pytest.mark.bad_input
 def test_missing_cifar_names_the_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError, match="download=True"):
         load_dataset("cifar10", root=str(tmp_path))

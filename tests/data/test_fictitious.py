@@ -58,6 +58,7 @@ def test_held_out_entities_are_the_same_on_every_seed_and_never_forgotten() -> N
         bench.entity_split(10, seed=0, heldout_entities=29)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "call, message",
     [

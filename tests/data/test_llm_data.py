@@ -55,6 +55,7 @@ def test_load_csv_and_jsonl(tmp_path) -> None:  # type: ignore[no-untyped-def]
         load_text_dataset(jl, label_col="verdict")
 
 
+@pytest.mark.bad_input
 def test_unknown_sources_fail_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TextDataError, match="not found"):
         load_text_dataset("no_such_thing")
@@ -108,6 +109,7 @@ def test_split_is_disjoint_exhaustive_and_pure(cb) -> None:  # type: ignore[no-u
     assert forget_groups <= {cb.records[i].group for i in a.retain}
 
 
+@pytest.mark.bad_input
 def test_split_errors_name_the_problem(cb) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(LLMRequestError, match="cb-9999"):
         split_statements(cb, StatementForget(("cb-9999",)), 0)

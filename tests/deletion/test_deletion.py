@@ -125,6 +125,7 @@ def test_api_on_a_timm_model_unchanged() -> None:
     assert res.evidence["after"]["forget"]["n"] == 6 and res.evidence["steps"] > 0
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -204,6 +205,7 @@ def _ids(path: Path, ids: list[int] | str) -> Path:
     return path
 
 
+@pytest.mark.fault
 def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, tmp_path: Path, capsys: Any) -> None:
     import shutil
 
@@ -309,6 +311,7 @@ def test_three_requests_compose_and_the_ledger_catches_tampering(trained: Path, 
         load(swapped, {})
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "content, match",
     [
@@ -333,6 +336,19 @@ def test_cli_bad_requests_write_nothing(trained: Path, tmp_path: Path, capsys: A
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.bad_input
+def test_a_request_id_names_one_request_of_a_lineage(trained: Path, tmp_path: Path, capsys: Any) -> None:
+    ids = _ids(tmp_path / "r.txt", [5, 6, 7])
+    argv = ["--method", "finetune", "--set", "epochs=0.2", "--request-id", "r-1"]
+    assert main(["unlearn", str(trained / "m0"), "--forget", f"ids:{ids}", *argv, "--out", str(tmp_path / "o1")]) == 0
+    ids2 = _ids(tmp_path / "r2.txt", [8, 9])
+    capsys.readouterr()
+    code = main(["unlearn", str(tmp_path / "o1"), "--forget", f"ids:{ids2}", *argv, "--out", str(tmp_path / "o2")])
+    assert code == 2 and "request id 'r-1' is already entry 0" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.bad_input
 def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, capsys: Any) -> None:
     import shutil
 
@@ -393,10 +409,11 @@ def test_cli_refuses_bad_checkpoints_and_data(trained: Path, tmp_path: Path, cap
     (tmp_path / "m10.json").write_text(json.dumps(meta))  # fingerprint is metadata, not in spec_sha256
     capsys.readouterr()
     assert main(["unlearn", str(tmp_path / "m10"), "--forget", f"ids:{ids}", "--out", str(tmp_path / "o4")]) == 2
-    assert "content fingerprint differs" in capsys.readouterr().err
+    assert "the content fingerprints differ" in capsys.readouterr().err
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 
+@pytest.mark.fault
 def test_an_interrupted_unlearn_leaves_no_partial_folder(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -563,6 +580,7 @@ def test_per_example_audit_separates_a_memorising_original_from_retraining() -> 
     assert "per-example audit (offline LiRA), original" in html
 
 
+@pytest.mark.bad_input
 def test_retrain_refuses_a_model_it_cannot_reinitialise() -> None:
     class WithBareParam(nn.Module):
         def __init__(self) -> None:
@@ -578,6 +596,7 @@ def test_retrain_refuses_a_model_it_cannot_reinitialise() -> None:
         obliviate.unlearn(WithBareParam(), forget=(x[:4], y[:4]), retain=(x[4:100], y[4:100]), method="retrain")
 
 
+@pytest.mark.fault
 def test_the_ledger_covers_the_evidence_and_a_lineage_cannot_restart(trained: Path, tmp_path: Path) -> None:
     ids = _ids(tmp_path / "r.txt", [1, 2, 3])
     assert (
@@ -676,6 +695,7 @@ def test_api_auto_on_a_class_tries_ssd_then_retrains_with_the_users_loop() -> No
     assert e.value.evidence["outcome"] == "refused" and len(e.value.evidence["attempts"]) == 2
 
 
+@pytest.mark.bad_input
 def test_unlearn_refuses_a_subset_option_it_would_ignore(tmp_path: Path, capsys: Any) -> None:
     """A checkpoint's request reads the training data its checkpoint records, subset included:
     ``--train-per-class`` / ``--test-per-class`` would be ignored, so they are refused up front."""

@@ -296,6 +296,7 @@ def test_a_signed_lm_lineage(models: dict[str, Any], problem: dict[str, Any], tm
     assert any("adapter_config.json is not the file" in p for p in verify(a, key=signing.load_key(pub)))
 
 
+@pytest.mark.bad_input
 def test_bad_input_says_what_to_do(
     models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, capsys: Any
 ) -> None:
@@ -315,6 +316,18 @@ def test_bad_input_says_what_to_do(
         obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], train_fn=lambda *a: None, **kw)
     with pytest.raises(DeletionError, match="'finetune' is not an LLM method"):
         obliviate.unlearn(m, tokenizer=tok, forget=problem["forget"], method="finetune", **kw)
+    # a request id the lineage already holds
+    from obliviate.deletion.lm_requests import unlearn_lm
+
+    with pytest.raises(DeletionError, match="'r-1' is already entry 0 of this lineage's ledger"):
+        unlearn_lm(
+            m,
+            tokenizer=tok,
+            forget=problem["forget"],
+            request_id="r-1",
+            lineage=[{"index": 0, "request_id": "r-1"}],
+            **kw,
+        )
     # an output folder that exists, or whose parent is a file, is refused before any work (before
     # the method's config is even read: lr = -1 would be the error otherwise)
     (tmp_path / "taken").mkdir()
@@ -401,6 +414,7 @@ def test_without_heldout_rows_forgetting_is_not_judged_but_utility_is(
     assert any("retain answer probability" in w for w in ev["why"])
 
 
+@pytest.mark.fault
 def test_a_diverged_run_is_never_delivered(
     models: dict[str, Any], problem: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -17,6 +17,8 @@ import pytest
 from obliviate.deletion import DeletionError
 from obliviate.deletion.output import OutputError, claim_out, claims_out, write_output
 
+pytestmark = pytest.mark.fault
+
 
 def _write(out: Path, fail: bool = False) -> Path:
     def save_model(p: Path) -> None:

@@ -15,6 +15,8 @@ import pytest
 from obliviate.cli import main
 from obliviate.deletion import ledger, signing
 
+pytestmark = pytest.mark.fault
+
 
 @pytest.fixture(scope="module")
 def lineage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

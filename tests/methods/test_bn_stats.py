@@ -60,6 +60,7 @@ def test_retain_reestimates_on_retain_rows(tiny: TinyProblem) -> None:
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(_stats(plain.model), _stats(result.model)))
 
 
+@pytest.mark.bad_input
 def test_policies_a_method_cannot_take_are_refused() -> None:
     with pytest.raises(ConfigError, match="bn_stats must be 'method'"):
         get_method("retrain")({"bn_stats": "keep"})

@@ -61,6 +61,7 @@ def test_finetune_takes_the_stop_too(memorised: TinyProblem) -> None:
     assert stats.splits_read == ["forget", "retain", "validation"]  # the stop measures the forget rows
 
 
+@pytest.mark.bad_input
 def test_the_stop_refuses_class_requests_and_missing_heldout_rows(tiny: TinyProblem, memorised: TinyProblem) -> None:
     tiny_random = memorised
     m = get_method("calibrated_neggrad")()

@@ -126,6 +126,7 @@ def test_npo_starts_at_its_closed_form(tiny) -> None:  # type: ignore[no-untyped
     assert res.info["first_loss"] == pytest.approx(4 * math.log(2), rel=1e-4)
 
 
+@pytest.mark.bad_input
 def test_rmu_rejects_a_layer_outside_the_model(tiny) -> None:  # type: ignore[no-untyped-def]
     cls = METHODS.get("rmu")
     with pytest.raises(ValueError, match="layer"):

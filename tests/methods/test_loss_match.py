@@ -99,6 +99,7 @@ def test_each_step_is_one_forward_pass_over_the_retain_and_forget_rows(smoothed:
     assert before and stats.steps == 3 and [a - b for a, b in zip(after, before)] == [3] * len(before)
 
 
+@pytest.mark.bad_input
 def test_loss_match_refuses_class_requests_and_needs_held_out_rows(tiny: TinyProblem, tiny_random: TinyProblem) -> None:
     m = get_method("loss_match")(steps=2)
     with pytest.raises(ConfigError, match="sample-level"):

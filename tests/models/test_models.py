@@ -54,6 +54,7 @@ def test_seeded_init_is_reproducible_and_leaves_global_rng() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.bad_input
 def test_unknown_model_suggests() -> None:
     with pytest.raises(KeyError, match="Did you mean 'resnet18'"):
         create_model("resnet81", num_classes=10)
@@ -70,6 +71,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path) -> None:  # type: ignore[no-un
     assert json.loads(p.read_text())["sha256"]
 
 
+@pytest.mark.bad_input
 def test_checkpoint_mismatch_and_corruption_are_explained(tmp_path) -> None:  # type: ignore[no-untyped-def]
     m = create_model("resnet9", num_classes=10, width=0.25, seed=0)
     save_checkpoint(tmp_path / "ck", m)

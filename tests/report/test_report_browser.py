@@ -13,6 +13,8 @@ import pytest
 
 from obliviate.report.browser import check_report, find_browser
 
+pytestmark = pytest.mark.extended  # the default study, run once (minutes): CI runs it after the default suite
+
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -32,6 +32,7 @@ def _run(method: str, seed: int, **vals: float) -> dict[str, Any]:
 RETRAIN = dict(acc__forget=0.0, acc__retain=0.99, acc__test_retain=0.98, mia_efficacy__confidence=1.0)
 
 
+@pytest.mark.bad_input
 def test_targets_parse_merge_and_name_the_bad_field() -> None:
     t = parse_targets({"class": {"max_gap": 1.0, "min_speedup": 2}})
     assert t["class"] == Target(

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 STUDY = {
@@ -47,6 +48,8 @@ def _values(out: Path) -> dict[tuple[str, ...], str]:
         }
 
 
+@pytest.mark.extended
+@pytest.mark.fault
 def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump(STUDY))

@@ -51,6 +51,7 @@ def micro_spec(**over: Any) -> dict[str, Any]:
     return spec
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("over", "path", "message"),
     [

@@ -54,6 +54,7 @@ def micro_spec(**over: object) -> dict:
     return spec
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "patch, field",
     [
@@ -202,6 +203,7 @@ def test_the_cli_seeds_and_set_options_reach_an_llm_study(tmp_path: Path) -> Non
     assert [r["method_config"]["epochs"] for r in recs if r["method"] == "relabel"] == [2]
 
 
+@pytest.mark.bad_input
 def test_one_spec_error_and_one_validation_for_both_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An LLM study fails with the study's error type, naming the field path, and its spec is
     validated once: the runner's task plans from what parse_study validated."""

@@ -92,6 +92,8 @@ def test_ray_executor_writes_the_serial_records(serial_run: Path, tmp_path: Path
     assert not any("training" in ln for ln in again.lines)
 
 
+@pytest.mark.extended
+@pytest.mark.fault
 def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> None:
     out, cache = tmp_path / "study", tmp_path / "cache"
     # finetune long enough (20 digits epochs) to be killed in the middle of it
@@ -158,6 +160,7 @@ def test_killed_worker_loses_nothing_and_the_rerun_completes(tmp_path: Path) -> 
     assert all(json.loads(v)["status"] == "ok" for v in after.values())
 
 
+@pytest.mark.bad_input
 def test_executor_options_are_checked() -> None:
     with pytest.raises(ValueError, match="apply to --executor ray only"):
         make_executor("serial", address="auto")

@@ -177,6 +177,7 @@ def test_a_label_is_not_a_key(tmp_path: Path) -> None:
     assert "| ft |" in (out / "report.md").read_text()
 
 
+@pytest.mark.bad_input
 def test_the_same_run_twice_in_one_spec_is_refused(tmp_path: Path) -> None:
     raw = changed(requests=[{"kind": "class", "classes": ["3"]}, {"kind": "class", "classes": ["3"]}])
     with pytest.raises(ValueError, match="asks for the same run twice"):
@@ -187,6 +188,7 @@ def test_the_same_run_twice_in_one_spec_is_refused(tmp_path: Path) -> None:
     assert run(changed(eval={"batch_size": 512}), out, cache).ran() == set()
 
 
+@pytest.mark.bad_input
 def test_a_folder_from_before_content_keys_says_so(tmp_path: Path) -> None:
     from obliviate.report import render_report
 

@@ -26,6 +26,7 @@ BASE = {
 }
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -158,6 +159,7 @@ def test_class_level_method_is_skipped_and_reported_on_a_sample_request(tmp_path
     assert "not run: unsir" in (tmp_path / "s" / "report.md").read_text()
 
 
+@pytest.mark.bad_input
 def test_set_overrides_any_field_after_the_scale_and_names_bad_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from obliviate.study.spec import StudySpecError
 

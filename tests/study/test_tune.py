@@ -35,6 +35,7 @@ def test_methods_declare_ranges_beside_their_fields() -> None:
     assert "retain" in method_space("finetune", ["bn_stats"])["bn_stats"].values
 
 
+@pytest.mark.bad_input
 def test_param_syntax_and_errors() -> None:
     assert parse_param("alpha") == ("alpha", None)
     assert parse_param("alpha=1:20:log") == ("alpha", Range(1.0, 20.0, log=True))
@@ -87,6 +88,8 @@ def _tune_cmd(out: Path, cache: Path) -> list[str]:
     return cmd
 
 
+@pytest.mark.extended
+@pytest.mark.fault
 def test_tune_is_interrupted_resumed_and_its_best_yaml_runs(tmp_path: Path) -> None:
     out, cache = tmp_path / "tune", tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -38,6 +38,7 @@ def test_plain_yaml_and_aliases_within_budget_read_as_before() -> None:
     assert load_yaml("", "t.yaml") is None
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -55,6 +56,7 @@ def test_unsafe_or_broken_yaml_is_refused_with_its_line(text: str, match: str) -
     assert time.perf_counter() - t0 < 5  # refused from the node graph, before anything expands
 
 
+@pytest.mark.bad_input
 def test_the_error_quotes_the_path_never_the_contents(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     f.write_text("secret_token_line: [unclosed\n")
@@ -69,6 +71,7 @@ def test_the_error_quotes_the_path_never_the_contents(tmp_path: Path) -> None:
         load_study(tmp_path)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("name", ["../../../x", "/tmp/x", "a/b", ".hidden", "x" * 101, "two words"])
 def test_a_study_name_is_a_slug(name: str, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     monkeypatch.chdir(tmp_path)  # where runs/NAME would go without --out
@@ -82,6 +85,7 @@ def test_a_study_name_is_a_slug(name: str, tmp_path: Path, capsys: Any, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"] and not Path("/tmp/x").exists()
 
 
+@pytest.mark.bad_input
 def test_the_cli_refuses_a_bomb_and_a_tag_in_a_study_file(tmp_path: Path, capsys: Any) -> None:
     for text, what in (
         (STUDY.format(name="ok") + BOMB.replace("description", "notes"), "aliases of aliases"),

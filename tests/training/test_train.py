@@ -21,6 +21,7 @@ def test_schedules_shape() -> None:
     assert lr_factor(50, 100, TrainConfig(schedule="cosine")) == pytest.approx(0.5)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(
     "bad, match",
     [

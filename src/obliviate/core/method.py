@@ -200,7 +200,8 @@ class UnlearningMethod(Generic[C]):
     influence of the forget set (retraining, SISA). ``keeps_architecture`` is false only for
     methods that return a different model class (SISA's ensemble). ``class_level`` marks methods
     that can only forget whole classes (UNSIR): a study skips them, and says so, on a random,
-    sample-id or sub-class request.
+    sample-id or sub-class request; ``sample_level`` the reverse (AMUN): skipped on a request that
+    forgets whole classes.
     """
 
     name: ClassVar[str] = ""
@@ -212,6 +213,7 @@ class UnlearningMethod(Generic[C]):
     exact: ClassVar[bool] = False
     keeps_architecture: ClassVar[bool] = True
     class_level: ClassVar[bool] = False
+    sample_level: ClassVar[bool] = False
     # A cheap configuration (overrides of Config's defaults) for smoke tests and quick previews.
     smoke: ClassVar[dict[str, Any]] = {}
 

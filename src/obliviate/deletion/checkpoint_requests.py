@@ -105,6 +105,90 @@ def trained_without(meta: dict[str, Any], ds: ImageDataset) -> set[int]:
     return {int(i) for i in np.asarray(ds.train_ids.cpu())[rows]}
 
 
+def check_reference(
+    path: str | Path,
+    ref_meta: dict[str, Any],
+    *,
+    meta: dict[str, Any],
+    ds: ImageDataset,
+    required: set[int],
+    expected: set[int],
+    not_sha: dict[str, str | None],
+    salt: str | None = None,
+) -> str:
+    """Whether the checkpoint at ``path`` (its JSON ``ref_meta``) is what a retrained reference
+    must be for the model ``meta``: the same architecture, trained on the same data (content
+    fingerprint), other weights than every checkpoint in ``not_sha`` (``{role: sha256}``), and
+    never shown the ids ``required``, as its own recorded training request and the exact
+    deletions of its ledger say. A contradiction raises :class:`DeletionError`; what the records
+    cannot settle (no fingerprint, imported weights, a reference trained on other rows than
+    ``expected`` leaves out) is returned as ``"unverified: …"`` with the reasons, else
+    ``"verified: …"``."""
+    if ref_meta.get("model") != meta.get("model"):
+        theirs, ours = ref_meta.get("model") or {}, meta.get("model") or {}
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise DeletionError(
+            f"the reference {path} is another architecture than the checkpoint ("
+            + ", ".join(f"{k}: {theirs.get(k)!r} vs {ours.get(k)!r}" for k in diff)
+            + "): a retrained reference is the same model trained without the forget rows"
+        )
+    fp, ref_fp = meta.get("dataset_fingerprint"), ref_meta.get("dataset_fingerprint")
+    if fp and ref_fp and fp != ref_fp:
+        raise DeletionError(f"the reference {path} was trained on other data (its dataset fingerprint differs)")
+    for role, sha in not_sha.items():
+        if sha and ref_meta.get("sha256") == sha:
+            raise DeletionError(
+                f"the reference {path} has the weights of {role}: a retrained reference is a model "
+                "trained without the forget rows, from scratch"
+            )
+    unsure: list[str] = []
+    if not (fp and ref_fp):
+        unsure.append(f"{'the reference' if fp else 'the checkpoint'} records no dataset fingerprint")
+    base, ledger_path = checkpoint_base(path)
+    entries = ledger.read(ledger_path) if ledger_path is not None else []
+    if ref_meta.get("unlearned") and not entries:
+        raise DeletionError(
+            f"the reference {path} is the output of a deletion request whose ledger is missing or empty: "
+            "what it was trained without cannot be read"
+        )
+    if entries and ledger.verify(base.parent):
+        raise DeletionError(f"the ledger of the reference {path} does not verify: run `obliviate ledger verify`")
+    universe = np.asarray(ds.train_ids.cpu()).tolist()
+    try:
+        exact = ledger.forgotten_ids([e for e in entries if e.get("exact")], universe=universe, salt=salt)
+        approx = ledger.forgotten_ids([e for e in entries if not e.get("exact")], universe=universe, salt=salt)
+    except ledger.LedgerError as e:
+        raise DeletionError(f"the reference {path}: {e}") from None
+    never = trained_without(ref_meta, ds) | exact
+    seen = sorted(required - never)
+    if seen and ref_meta.get("imported_from") and not ref_meta.get("request") and not entries:
+        unsure.append(
+            "its weights were imported, so what they were trained on is the importer's word "
+            "(no training request recorded)"
+        )
+    elif seen:
+        only_approx = sorted(set(seen) & approx)
+        raise DeletionError(
+            f"the reference {path} was trained with {len(seen)} of the forgotten ids (e.g. {seen[:5]})"
+            + (
+                f"; {len(only_approx)} of them were removed from it by approximate unlearning, not retraining"
+                if only_approx
+                else ""
+            )
+            + ": it is not a model retrained without them"
+        )
+    extra_seen = sorted((expected - required) - never)
+    if extra_seen:
+        unsure.append(f"it was trained on {len(extra_seen)} rows this model never saw (e.g. {extra_seen[:5]})")
+    extra_out = sorted(never - expected)
+    if extra_out:
+        unsure.append(f"it was also trained without {len(extra_out)} rows this model holds (e.g. {extra_out[:5]})")
+    if unsure:
+        return "unverified: " + "; ".join(unsure)
+    how = "its training request" + (" and the exact deletions of its ledger" if exact else "")
+    return f"verified: same architecture and data fingerprint, other weights, and {how} leave out every forgotten id"
+
+
 def import_weights(
     weights: str | Path,
     *,
@@ -251,6 +335,10 @@ def unlearn_checkpoint(
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when the request arrived, not finished
     dev = resolve_device(device)
     loaded, ds = load(checkpoint, ds_args or {}, model_factory=model_factory)
+    try:
+        ledger.check_request_id(loaded.entries, request_id)
+    except ledger.LedgerError as e:
+        raise DeletionError(str(e)) from None
     problems = signing.lineage_anchor(loaded.base.parent, loaded.entries, key)
     if problems:
         raise DeletionError("this lineage cannot be continued: " + "; ".join(problems))
@@ -307,28 +395,20 @@ def unlearn_checkpoint(
     ref_provenance: list[str] = []
     ref_model: nn.Module | None
     for ref_path in [] if reference is None else [reference] if not isinstance(reference, list) else reference:
-        ref_model, ref_meta = load_checkpoint(
-            checkpoint_base(ref_path)[0], expect_num_classes=ds.num_classes, model_factory=model_factory
-        )
-        if ref_meta["model"].get("name") != name:
-            raise DeletionError(
-                f"the reference {ref_path} is a {ref_meta['model'].get('name')!r} model, the checkpoint a {name!r}"
+        ref_base = checkpoint_base(ref_path)[0]
+        ref_provenance.append(
+            check_reference(
+                ref_path,
+                read_meta(ref_base),
+                meta=loaded.meta,
+                ds=ds,
+                required=set(new) | earlier,
+                expected=set(new) | earlier | never,
+                not_sha={"the original": loaded.meta.get("sha256")},
+                salt=salt,
             )
-        if ref_meta.get("dataset_fingerprint") and ref_meta["dataset_fingerprint"] != loaded.meta.get(
-            "dataset_fingerprint"
-        ):
-            raise DeletionError(f"the reference {ref_path} was trained on other data (its dataset fingerprint differs)")
-        ref_req = ref_meta.get("request") or {}
-        if ref_req.get("kind") == "ids":
-            left_in = sorted((set(new) | earlier) - {int(i) for i in ref_req.get("ids", [])})
-            if left_in:
-                raise DeletionError(
-                    f"the reference {ref_path} was trained with {len(left_in)} of the forgotten ids "
-                    f"(e.g. {left_in[:5]}): it is not a model retrained without them"
-                )
-            ref_provenance.append("retrained without every forgotten id (its training request covers them)")
-        else:
-            ref_provenance.append("unverified: its checkpoint records no ids request")
+        )
+        ref_model, _ = load_checkpoint(ref_base, expect_num_classes=ds.num_classes, model_factory=model_factory)
         ref_models.append(ref_model)
     ref_model = ref_models[0] if ref_models else None
     from ..study.keys import ids_sha256
@@ -481,7 +561,32 @@ def audit_checkpoint(
     if forget.startswith("ids:"):
         _, _, rows = request_rows(ds, forget[4:])
     else:
-        rows = split_indices(ds.label_info(), parse_request(forget), seed).forget
+        try:
+            rows = split_indices(ds.label_info(), parse_request(forget), seed).forget
+        except (ForgetRequestError, ValueError) as e:
+            raise DeletionError(f"--forget {forget!r}: {e}") from None
+    train_ids = np.asarray(ds.train_ids.cpu())
+    salt = os.environ.get("OBLIVIATE_LEDGER_SALT")
+    provenance_line = None
+    if reference is not None:
+        required = {int(i) for i in train_ids[rows]}
+        try:
+            before = ledger.forgotten_ids(loaded.entries, universe=train_ids.tolist(), salt=salt)
+        except ledger.LedgerError as e:
+            raise DeletionError(str(e)) from None
+        provenance_line = check_reference(
+            reference,
+            read_meta(checkpoint_base(reference)[0]),
+            meta=loaded.meta,
+            ds=ds,
+            required=required,
+            expected=required | before | trained_without(loaded.meta, ds),
+            not_sha={
+                "the audited model": loaded.meta.get("sha256"),
+                "the audited model's original": (loaded.meta.get("unlearned") or {}).get("parent_sha256"),
+            },
+            salt=salt,
+        )
     held = np.arange(len(ds.test_labels))
     ds = ds.to(dev)
     tc = loaded.meta.get("train") or {}
@@ -506,16 +611,20 @@ def audit_checkpoint(
         )
         rf, rh = outs(ref)
         res["reference"] = {
+            "provenance": provenance_line,
             "forget": split_figures(*rf),
             "heldout": split_figures(*rh),
             "membership": membership_audit(rf, rh, seed=seed),
         }
         res["vs_reference"] = compare_to_reference(res["membership"], res["reference"]["membership"])
+        if provenance_line and provenance_line.startswith("unverified"):
+            res["vs_reference"] += " (the reference is " + provenance_line + ")"
     return res
 
 
 __all__ = [
     "audit_checkpoint",
+    "check_reference",
     "checkpoint_base",
     "import_weights",
     "load_data",

@@ -265,6 +265,8 @@ def render_html(ev: dict[str, Any]) -> str:
         if r.get("noise_floor_points") is not None:
             rows.append(("two references apart (noise floor)", _e(f"{r['noise_floor_points']:.2f} points")))
         rows.append(("reference weights", f"<code>{_e(r['sha256'])}</code>"))
+        for prov in req.get("reference_provenance", []):
+            rows.append(("is it a retrained reference?", _e(prov)))
         parts += ["<h2>Against a model retrained without the rows</h2>", _dl(rows)]
     parts.append("</body></html>")
     return "\n".join(parts)

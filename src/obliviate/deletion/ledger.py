@@ -92,6 +92,16 @@ def forgotten_ids(entries: list[dict[str, Any]], universe: Any = None, salt: str
     return plain
 
 
+def check_request_id(entries: list[dict[str, Any]], request_id: str | None) -> None:
+    """A request id names one request of a lineage: one the ledger already holds is refused."""
+    at = [e.get("index") for e in entries if request_id is not None and e.get("request_id") == request_id]
+    if at:
+        raise LedgerError(
+            f"request id {request_id!r} is already entry {at[0]} of this lineage's ledger: request ids name one "
+            "request each (give another --request-id, or none for a generated one)"
+        )
+
+
 def verify(folder: str | Path, key: Any = None) -> list[str]:
     """Problems found in ``folder/ledger.jsonl`` against ``folder/model.safetensors`` (or, for a
     language model's adapter-only output, ``adapter_model.safetensors``; an empty list: the ledger

@@ -63,6 +63,7 @@ from ..data.prompts import PairEncoder, TextRow
 from ..methods.lm_base import PairUnlearnData
 from ..metrics.lm_rows import answer_nll, measure, truth_ratios_of
 from ..models.causal_lm import LoraAdapter
+from . import ledger
 from .errors import DeletionDiverged, DeletionError, DeletionRefused
 from .output import claims_out
 
@@ -294,6 +295,10 @@ def unlearn_lm(
             f"an adapter applies to the model it was tuned from, and this model already carries {len(lineage)} "
             "request(s): write the merged model (save='merged') to continue its lineage"
         )
+    try:
+        ledger.check_request_id(lineage or [], request_id)
+    except ledger.LedgerError as e:
+        raise DeletionError(str(e)) from None
     llm_methods = list_methods(kind="llm")
     if method != "auto" and method not in llm_methods:
         raise DeletionError(f"method {method!r} is not an LLM method; choose 'auto' or one of {llm_methods}")
@@ -606,7 +611,7 @@ def load_lm_folder(
     whose head is signed is continued only under ``signing_key`` (default ``$OBLIVIATE_LEDGER_KEY``),
     and only when its ledger and files are the ones the head signed
     (:func:`~obliviate.deletion.signing.lineage_anchor`)."""
-    from . import ledger, signing
+    from . import signing
 
     folder = Path(folder)
     adapter = (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()

@@ -329,6 +329,8 @@ def honour(
             )
         if user_cls.class_level and not split.forget_classes:
             raise DeletionError(f"{method!r} forgets whole classes only; this request holds some rows of their classes")
+        if user_cls.sample_level and split.forget_classes:
+            raise DeletionError(f"{method!r} forgets samples only; this request is whole classes (try ssd, or auto)")
         try:
             user_cls(config or {})
         except (ConfigError, ValueError, TypeError) as e:
@@ -615,6 +617,9 @@ def honour(
         classes,
         stats.seconds,
     )
+    unsure = [p for p in req.get("reference_provenance", []) if str(p).startswith("unverified")]
+    if ev_ref is not None and unsure:
+        verdict += " The retrained reference it is judged against is " + "; ".join(unsure) + "."
     evidence = {
         "format": FORMAT,
         "request": req,

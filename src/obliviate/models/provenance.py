@@ -80,19 +80,26 @@ def load_training_data(
     ``root`` and the subset sizes override them), refused when its content fingerprint differs
     from the recorded one unless ``allow_other_data``. The model's own input normalisation, when
     recorded (``obliviate import --mean --std``), replaces the dataset's."""
-    name = dataset or meta.get("dataset_loader") or (meta.get("dataset") or {}).get("name", "").replace("[subset]", "")
+    recorded = meta.get("dataset_loader") or (meta.get("dataset") or {}).get("name", "").replace("[subset]", "")
+    name = dataset or recorded
     if not name:
         raise DataProvenanceError("the checkpoint does not record its dataset: pass --dataset (and --root)")
-    root = root or meta.get("dataset_root")
+    recorded_root = meta.get("dataset_root")
+    root = root or (recorded_root if name == recorded else None)  # a recorded root belongs to its own dataset
     sub = meta.get("subset") or {}
     if train_per_class is None and test_per_class is None:
         train_per_class, test_per_class = sub.get("train_per_class"), sub.get("test_per_class")
     ds = load_data(name, root, train_per_class=train_per_class, test_per_class=test_per_class, download=download)
     want = meta.get("dataset_fingerprint")
     if want and ds.fingerprint() != want and not allow_other_data:
+
+        def where(n: str, r: str | None) -> str:
+            return f"{n!r}" + (f" at {r}" if r else "")
+
         raise DataProvenanceError(
-            f"the dataset at {root or name!r} is not the one this model was trained on (its content fingerprint "
-            "differs): pass the training data with --root (an evaluation may also allow other data)"
+            f"the data loaded, {where(name, root)}, is not the data this model was trained on "
+            f"({where(recorded, recorded_root) if recorded else 'unnamed'}; the content fingerprints differ): "
+            "pass the training data with --dataset/--root (an evaluation may also allow other data)"
         )
     norm = meta.get("input_normalisation") or {}
     if norm.get("mean") and norm.get("std"):

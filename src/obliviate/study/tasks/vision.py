@@ -175,6 +175,8 @@ class VisionTask:
                         why = (
                             f"{m.name} forgets whole classes only; this request ({request.describe()}) has none"
                             if cls.class_level and not split.forget_classes
+                            else f"{m.name} forgets samples only; this request ({request.describe()}) is whole classes"
+                            if cls.sample_level and split.forget_classes
                             else None
                         )
                         if cfg.get("stop") == "calibrated" and why is None:

@@ -617,6 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "each study is its folder's README.md)",
     )
     ap.add_argument("--summary-only", action="store_true", help="summarise the finished runs in --out; run nothing")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a study field (repeatable)"
+    )
     args = ap.parse_args(argv)
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -626,7 +629,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from obliviate.study import load_study
 
     torch.set_num_threads(args.threads)
-    spec = load_study(args.config, scale=args.scale, data_root=str(args.data_root.resolve()), seeds=args.seeds)
+    spec = load_study(
+        args.config, scale=args.scale, data_root=str(args.data_root.resolve()), seeds=args.seeds, overrides=args.set
+    )
     out_dir = args.out or args.config.resolve().parent / "results" / "study"
     summary_dir = args.summary_dir or out_dir.parent
     meta: dict[str, Any] = {

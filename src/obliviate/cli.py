@@ -659,6 +659,12 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         )
     forget = args.forget
     ids_file = forget[4:] if forget.startswith("ids:") else forget
+    if not forget.startswith("ids:") and not Path(forget).exists():
+        raise ValueError(
+            f"--forget {forget!r}: a deletion request on a classifier checkpoint names sample ids, "
+            "--forget ids:FILE (one id per line), and no file is called that; to take a whole class out, "
+            "list its ids, or train without it (obliviate train --forget CLASS)"
+        )
     try:
         out, result = unlearn_checkpoint(
             args.checkpoint,

@@ -337,6 +337,14 @@ def test_cli_bad_requests_write_nothing(trained: Path, tmp_path: Path, capsys: A
 
 
 @pytest.mark.bad_input
+def test_forget_without_ids_says_what_unlearn_takes(trained: Path, tmp_path: Path, capsys: Any) -> None:
+    code = main(["unlearn", str(trained / "m0"), "--forget", "3", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "names sample ids, --forget ids:FILE" in err and "obliviate train --forget CLASS" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.bad_input
 def test_a_request_id_names_one_request_of_a_lineage(trained: Path, tmp_path: Path, capsys: Any) -> None:
     ids = _ids(tmp_path / "r.txt", [5, 6, 7])
     argv = ["--method", "finetune", "--set", "epochs=0.2", "--request-id", "r-1"]

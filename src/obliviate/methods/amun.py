@@ -6,18 +6,19 @@ sample. AMUN lowers that confidence locally: for every forget sample ``x`` it fi
 example ``x_adv`` closest to it (an ℓ2 PGD attack with radius ``ε``, ``ε`` doubled until the
 prediction changes), labels it with the model's own (wrong) prediction ``y_adv = f(x_adv)``, and
 fine-tunes the model on ``D_A = {(x_adv, y_adv)}`` together with the forget samples under their
-own labels ``D_F`` and, when the retain set may be read, ``D_R``. The decision boundary moves
-only near each forget sample, so test accuracy is kept.
+own labels ``D_F`` (``include_forget``) and, when the retain set may be read, ``D_R``. The decision
+boundary moves only near each forget sample, so test accuracy is kept.
 
-As in the paper: PGD with 50 steps (``attack_steps``), ℓ2 radius doubled from ``eps_init`` per
-sample until misclassified, the adversarial labels taken from the original model, and the
-fine-tuning of SalUn's protocol that the paper follows (SGD, momentum 0.9, weight decay 5e-4,
-constant lr 0.01, 10 epochs, batch size 256). obliviate's own choices, where this implementation
-could not read the authors' code: ``eps_init`` = 0.0625 and a PGD step of ``2.5·ε / steps``
-(Madry et al.'s rule), both in ℓ2 over pixels in [0, 1] (the attack works on pixels and clamps to
-the image range; a user's float inputs are attacked as they are, unclamped); adversarial and
-forget rows are not augmented (a crop would undo the perturbation), retain rows are, as the
-original was trained.
+From the paper: the closest adversarial example by PGD with 50 steps (``attack_steps``), its
+radius doubled per sample until the prediction changes, labelled by the original model, and the
+fine-tuning on those examples (with ``D_R`` when available). Where this implementation could not
+read the authors' code or appendix, it takes SalUn's protocol, the benchmark AMUN reports
+against, for the fine-tuning (SGD, momentum 0.9, weight decay 5e-4, constant lr 0.01, 10 epochs,
+batch size 256), and its own attack settings: ``eps_init`` = 0.0625 and a PGD step of
+``2.5·ε / steps`` (Madry et al.'s rule), in ℓ2 over pixels in [0, 1] (the attack works on pixels
+and clamps to the image range; a user's float inputs are attacked as they are, unclamped).
+Adversarial and forget rows are not augmented (a crop would undo the perturbation); retain rows
+are, as the original was trained.
 
 AMUN forgets samples: a class request has no unseen counterpart near its samples to imitate, and
 its ``D_F`` would re-teach the class, so it is refused (use ``ssd`` or ``salun``).
@@ -56,6 +57,7 @@ class AMUNConfig(VisionConfig):
     weight_decay: float = param(5e-4, "SGD weight decay")
     batch_size: int = param(256, "batch size")
     use_retain: bool = param(True, "fine-tune on the retain set too (the paper's setting with D_R available)")
+    include_forget: bool = param(True, "fine-tune on the forget rows under their own labels beside D_A")
     attack_steps: int = param(50, "PGD steps per attack radius (the paper's PGD-50)")
     eps_init: float = param(
         0.0625, "first ℓ2 attack radius (pixels in [0, 1]); doubled per sample until misclassified", "ε₀"
@@ -180,9 +182,9 @@ class AMUN(VisionMethod[AMUNConfig]):
             batch_size=cfg.batch_size,
         )
         to_input = (lambda z: (z - mean) / std) if pixels else (lambda z: z)
-        # D_A then D_F: model-ready float rows, never augmented
-        fixed_x = torch.cat([to_input(x_adv), to_input(x)]).detach()
-        fixed_y = torch.cat([y_adv, y])
+        # D_A (then D_F): model-ready float rows, never augmented
+        fixed_x = torch.cat([to_input(x_adv), *([to_input(x)] if cfg.include_forget else [])]).detach()
+        fixed_y = torch.cat([y_adv, *([y] if cfg.include_forget else [])])
         n_fixed = len(fixed_y)
         rx: torch.Tensor | None = None
         ry: torch.Tensor | None = None

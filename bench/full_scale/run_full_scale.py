@@ -39,7 +39,6 @@ SMOKE_SET = ("dataset.train_per_class=6", "dataset.test_per_class=4", "train.epo
 
 def command(job: str, args: argparse.Namespace, out: Path) -> list[str]:
     """The command line of one job."""
-    scale = "quick" if args.smoke else "full"  # the frontier's own default is its CPU scale
     sets = [*SMOKE_SET] if args.smoke else []
     if job == "frontier_memorise":
         cmd = [sys.executable, str(ROOT / "bench" / "frontier" / "bench_frontier.py"), "--config", str(FRONTIER)]
@@ -57,10 +56,11 @@ def command(job: str, args: argparse.Namespace, out: Path) -> list[str]:
         for s in sets:
             cmd += ["--set", s]
         return cmd
+    scale = "quick" if args.smoke else "full"  # a preset's CPU scale is its quick one
     cmd = [sys.executable, "-m", "obliviate.cli", "run", job, "--scale", scale, "--out", str(out), "-q"]
     if args.device:
         cmd += ["--device", args.device]
-    if (args.data_root and job != "bad_teacher_resnet18") or (args.data_root and args.smoke):
+    if args.data_root and (args.smoke or job != "bad_teacher_resnet18"):  # its full scale is CIFAR-100
         cmd += ["--data-root", str(args.data_root)]
     if args.smoke:
         cmd += ["--seeds", "0"]

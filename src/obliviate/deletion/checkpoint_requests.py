@@ -565,10 +565,10 @@ def audit_checkpoint(
             rows = split_indices(ds.label_info(), parse_request(forget), seed).forget
         except (ForgetRequestError, ValueError) as e:
             raise DeletionError(f"--forget {forget!r}: {e}") from None
-    train_ids = np.asarray(ds.train_ids.cpu())
-    salt = os.environ.get("OBLIVIATE_LEDGER_SALT")
     provenance_line = None
     if reference is not None:
+        train_ids = np.asarray(ds.train_ids.cpu())
+        salt = os.environ.get("OBLIVIATE_LEDGER_SALT")
         required = {int(i) for i in train_ids[rows]}
         try:
             before = ledger.forgotten_ids(loaded.entries, universe=train_ids.tolist(), salt=salt)

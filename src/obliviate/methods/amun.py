@@ -37,6 +37,7 @@ from ..core import ConfigError
 from ..data import Augment
 from ..data.loader import augment_batch, normalise
 from ..training import Steps
+from .adversarial import l2_pgd
 from .base import (
     MethodResult,
     Range,
@@ -99,12 +100,10 @@ def closest_adversarial(
     ``y_adv`` is the model's prediction on ``x_adv``; ``fooled`` is False where no radius up to
     ``eps_init · 2^max_doublings`` changed the prediction (that sample's last attempt is kept)."""
     model.eval()
-    pixels = mean is not None and std is not None
 
     def forward(z: torch.Tensor) -> torch.Tensor:
         return model((z - mean) / std) if mean is not None and std is not None else model(z)
 
-    flat = lambda t: t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))  # noqa: E731
     x_adv, eps_of = x.clone(), torch.full((len(x),), float("nan"), device=x.device)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for k in range(max_doublings + 1):
@@ -114,18 +113,8 @@ def closest_adversarial(
         eps = eps_init * 2**k
         for chunk in todo.split(batch_size):
             x0, y0 = x[chunk], y[chunk]
-            delta = torch.zeros_like(x0, requires_grad=True)
-            alpha = 2.5 * eps / steps
-            for _ in range(steps):
-                loss = F.cross_entropy(forward(x0 + delta), y0, reduction="sum")
-                (g,) = torch.autograd.grad(loss, delta)
-                with torch.no_grad():
-                    delta += alpha * g / flat(g)
-                    delta *= (eps / flat(delta)).clamp(max=1.0)  # onto the ℓ2 ball of radius ε
-                    if pixels:
-                        delta.copy_((x0 + delta).clamp(0, 1) - x0)
+            z = l2_pgd(model, x0, y0, eps=eps, step=2.5 * eps / steps, steps=steps, targeted=False, mean=mean, std=std)
             with torch.no_grad():
-                z = x0 + delta.detach()
                 hit = forward(z).argmax(1) != y0
                 x_adv[chunk] = z
                 eps_of[chunk] = eps

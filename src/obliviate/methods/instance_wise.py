@@ -50,6 +50,7 @@ from torch import nn
 
 from ..data import Batch
 from ..training import Steps
+from .adversarial import l2_pgd
 from .base import (
     MethodResult,
     Range,
@@ -97,12 +98,6 @@ class InstanceWiseConfig(VisionConfig):
         self._require(self.reg_lambda >= 0, "reg_lambda", ">= 0")
 
 
-def _l2_clip(delta: torch.Tensor, radius: float) -> torch.Tensor:
-    """Scale each sample of ``delta`` into the ℓ2 ball of ``radius``."""
-    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return delta * (radius / norms).clamp(max=1.0).view(-1, *([1] * (delta.ndim - 1)))
-
-
 def _targeted_l2_pgd(
     model: nn.Module,
     x01: torch.Tensor,
@@ -114,17 +109,19 @@ def _targeted_l2_pgd(
 ) -> torch.Tensor:
     """Targeted ℓ2 PGD in [0, 1] pixel space (random start); returns normalised adversarial images."""
     start = torch.rand(x01.shape, generator=generator).to(x01.device)
-    delta = _l2_clip(start - x01, cfg.pgd_eps)
-    for _ in range(cfg.pgd_steps):
-        delta.requires_grad_(True)
-        loss = F.cross_entropy(model((x01 + delta - mean) / std), target, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            step = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
-            delta = delta - cfg.pgd_step * step  # descend: pull toward the target label
-            delta = (x01 + delta).clamp(0.0, 1.0) - x01
-            delta = _l2_clip(delta, cfg.pgd_eps)
-    return ((x01 + delta.detach() - mean) / std).detach()
+    adv = l2_pgd(
+        model,
+        x01,
+        target,
+        eps=cfg.pgd_eps,
+        step=cfg.pgd_step,
+        steps=cfg.pgd_steps,
+        targeted=True,
+        mean=mean,
+        std=std,
+        start=start - x01,
+    )
+    return ((adv - mean) / std).detach()
 
 
 def _adversarial_set(

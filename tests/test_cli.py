@@ -131,7 +131,7 @@ def test_list_presets_says_what_runs_and_its_time_per_scale(capsys, monkeypatch)
     for name in preset_names():
         assert name in out
     assert "≈ 24 min per seed" in " ".join(out.split())  # llm_bias_lora quick, from its runtime:
-    assert "21 methods" in out and "digits" in out
+    assert "22 methods" in out and "digits" in out
     assert "has no attribute" not in out and "error" not in out.lower()
 
 

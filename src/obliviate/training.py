@@ -114,6 +114,9 @@ class FitResult:
     images: int = 0
     epoch_loss: list[float] = field(default_factory=list)
     stopped: bool = False  # ended early by fit's ``stop``
+    # With ``fit(record_confidence=True)``: per row of the loader's images, the mean probability
+    # the model gave the row's label over the steps that trained on it (NaN: never visited).
+    confidence: torch.Tensor | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -212,6 +215,7 @@ def fit(
     after_backward: Callable[[nn.Module], None] | None = None,
     params: Iterable[nn.Parameter] | None = None,
     stop: Callable[[nn.Module, int], bool] | None = None,
+    record_confidence: bool = False,
 ) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` over ``loader``.
 
@@ -222,6 +226,13 @@ def fit(
         progress: called after every step with ``{"step", "total", "loss", "epoch"}``.
         stop: called after every step with (model, steps taken); ``True`` ends training there
             (an early stop; ``FitResult.stopped`` says so).
+        record_confidence: record each row's label probability at every step that trains on it
+            (read off the training forward pass, augmented and in train mode, at no extra cost) and
+            return the mean per row in ``FitResult.confidence``: the learning-speed proxy of
+            memorisation (Jiang et al., "Characterizing Structural Regularities of Labeled Data
+            in Overparameterized Models", ICML 2021; the "confidence" proxy of Zhao et al., "What
+            makes unlearning hard and what to do about it", NeurIPS 2024). A row learnt late and
+            only by its own label scores low.
     """
     model.to(device)
     if cfg.channels_last:
@@ -252,6 +263,9 @@ def fit(
         opt, total, device=device, bf16=cfg.bf16, grad_clip=cfg.grad_clip, params=model.parameters(), progress=progress
     )
     hook = (lambda: after_backward(model)) if after_backward is not None else None
+    n_rows = len(loader.images)
+    conf_sum = torch.zeros(n_rows, dtype=torch.float32, device=device) if record_confidence else None
+    conf_n = torch.zeros(n_rows, dtype=torch.float32, device=device) if record_confidence else None
     epoch = 0
     while not steps.done and not result.stopped:
         running, count = 0.0, 0
@@ -261,7 +275,14 @@ def fit(
             set_lr(opt, lr_factor(steps.step, total, cfg))
             x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
             with steps.autocast():
-                loss = loss_fn(model(x), y)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            if conf_sum is not None and conf_n is not None:
+                with torch.no_grad():
+                    p = logits.detach().float().softmax(1).gather(1, y[:, None]).squeeze(1)
+                    idx = batch["index"].to(device)
+                    conf_sum.index_add_(0, idx, p)
+                    conf_n.index_add_(0, idx, torch.ones_like(p))
             if regularizer is not None:
                 loss = loss + regularizer(model)
             running += steps.update(loss, after_backward=hook, epoch=epoch)  # a NaN loss stops here, naming the step
@@ -276,6 +297,8 @@ def fit(
         epoch += 1
     result.steps = steps.step
     result.seconds = time.perf_counter() - t0
+    if conf_sum is not None and conf_n is not None:
+        result.confidence = (conf_sum / conf_n).cpu()  # 0 / 0: NaN for rows never visited
     model.eval()
     check_model(model, "weights after training")
     return result

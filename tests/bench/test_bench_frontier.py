@@ -407,8 +407,8 @@ def test_study_file_parses_with_every_method(bench: Any) -> None:
 
     spec = load_study(bench.DEFAULT_CONFIG)
     # every method that existed for the first frontier; loss_match came later (sample_level_20x.yaml),
-    # amun later still (frontier_memorise.yaml)
-    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match", "amun"}
+    # amun and rum later still (frontier_memorise.yaml)
+    assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {"loss_match", "amun", "rum"}
     assert len(spec.seeds) == 3
     assert {r.describe().split(":")[0] for r in spec.requests} == {"class", "random"}
 
@@ -419,13 +419,14 @@ def test_heldout_study_file_builds_every_entry(bench: Any) -> None:
 
     spec = load_study(bench.REPO / "bench" / "frontier_heldout" / "frontier_heldout.yaml")
     # every vision method but the two that cannot reach 20x by construction (see the file's comment)
-    # and loss_match and amun, which came after this verdict and have their own (sample_level_20x.yaml,
+    # and loss_match, amun and rum, which came after this verdict and have their own (sample_level_20x.yaml,
     # frontier_memorise.yaml)
     assert {m.name for m in spec.methods} == set(list_methods(kind="vision")) - {
         "sisa",
         "instance_wise",
         "loss_match",
         "amun",
+        "rum",
     }
     for m in spec.methods:
         build_method(m.name, m.config)  # a tuned entry's settings are valid for its method

@@ -10,6 +10,7 @@ provably never reads the forget set.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -142,6 +143,20 @@ class UnlearnData(GuardedSplits):
             "retain": len(self._split.retain),
             "validation": len(self._validation_rows),
         }[name]
+
+    def with_forget(self, positions: np.ndarray | torch.Tensor) -> UnlearnData:
+        """The same data with the forget split cut to ``positions`` (positions within it) and the
+        retain split unchanged: for meta-methods that unlearn a request in pieces (RUM)."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= len(self._split.forget)):
+            raise ValueError(
+                f"forget positions must lie in [0, {len(self._split.forget)}), got {pos.min()}..{pos.max()}"
+            )
+        split = dataclasses.replace(self._split, forget=self._split.forget[pos])
+        piece = UnlearnData(self._dataset, split, self._allowed, self._validation_rows, self._device)
+        piece.accessed = self.accessed  # what a piece reads, the request read
+        piece._views.update({k: v for k, v in self._views.items() if k != "forget"})
+        return piece
 
     # -- guarded splits (GuardedSplits.forget / .retain / .validation go through _view) ---------
     def _make_view(self, name: str) -> SplitView:
@@ -302,6 +317,10 @@ class UnlearnContext(MethodContext):
     channels_last: bool = False
     # The runner's frozen copy of the original, made once per group and shared by its methods.
     reference_model: Callable[[], nn.Module] | None = None
+    # What the original's training recorded per training row (indexed by dataset row, as
+    # ``SplitView.rows``): its mean label probability over the steps that trained on the row
+    # (``fit(record_confidence=True)``, a memorisation proxy); None when it was not recorded.
+    training_confidence: torch.Tensor | None = None
 
     def frozen_original(self, model: nn.Module) -> nn.Module:
         """The original model frozen (eval mode, no gradients) for teachers and references —

@@ -262,8 +262,16 @@ class VisionTask:
                 train_cfg,
                 device=self.device,
                 progress=cb,
+                record_confidence=True,
             )
-            return model, {"seconds": res.seconds, "steps": res.steps, "epoch_loss": res.epoch_loss}
+            assert res.confidence is not None
+            return model, {
+                "seconds": res.seconds,
+                "steps": res.steps,
+                "epoch_loss": res.epoch_loss,
+                # per training row: the mean label probability while trained on (a memorisation proxy)
+                "training_confidence": [round(float(c), 5) for c in res.confidence],
+            }
 
         original, original_meta = self._cached_or_train(
             {**base_key, "role": "original"}, f"original {mspec.label} seed {seed}", progress, train_original
@@ -285,6 +293,11 @@ class VisionTask:
             bf16=train_cfg.bf16,
             channels_last=train_cfg.channels_last,
             reference_model=reference,
+            training_confidence=(
+                torch.tensor(original_meta["training_confidence"], dtype=torch.float32)
+                if "training_confidence" in original_meta
+                else None
+            ),
         )
         retrain_cls = METHODS.get("retrain")
 

@@ -136,7 +136,7 @@ def test_rum_refuses_what_it_cannot_do(tiny: TinyProblem, tiny_random: TinyProbl
 def test_a_study_hands_rum_the_record_of_the_original_it_trained_and_of_one_from_its_cache(tmp_path: Path) -> None:
     """The plumbing: the vision task trains the original with the record on, keeps the record with
     the cached model, and gives it to every method's context — a second study that takes the
-    original from the cache ranks by the same record."""
+    original from the cache ranks by the same record; the group record keeps it per forget row."""
     raw: dict[str, Any] = {
         "name": "rum-record",
         "dataset": {"name": "digits", "train_per_class": 40, "test_per_class": 20},
@@ -144,7 +144,8 @@ def test_a_study_hands_rum_the_record_of_the_original_it_trained_and_of_one_from
         "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "crop_pad": 1, "flip": False},
         "requests": [{"kind": "random", "fraction": 0.1}],
         "methods": ["original", {"name": "rum", "config": {"epochs": [0.2, 0.2, 0.2]}}],
-        "metrics": ["accuracy"],
+        "metrics": ["accuracy", "lira"],
+        "audit": {"references": 2},
         "seeds": [0],
         "device": "cpu",
     }
@@ -157,3 +158,8 @@ def test_a_study_hands_rum_the_record_of_the_original_it_trained_and_of_one_from
     assert infos[0]["proxy"] == infos[1]["proxy"] == "learning_speed"
     assert infos[0]["parts"] == infos[1]["parts"]
     assert [p["rows"] for p in infos[0]["parts"]] == [14, 13, 13]
+    # the group record keeps the proxy of every forget row beside the audit's φ of the same rows
+    (group,) = [json.loads(f.read_text()) for f in (tmp_path / "second" / "groups").glob("*.json")]
+    proxy = group["audit"]["original_training_confidence_forget"]
+    assert len(proxy) == len(group["audit"]["original_phi_forget"]) == 40
+    assert all(0.0 <= c <= 1.0 for c in proxy)

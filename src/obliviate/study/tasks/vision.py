@@ -414,6 +414,17 @@ class VisionTask:
                     if want[0]
                     else {}
                 ),
+                # the memorisation proxy the original's training recorded, for the same forget rows
+                # (how well it foretells the references' φ: bench/frontier_memorise/proxy_power.py)
+                **(
+                    {
+                        "original_training_confidence_forget": [
+                            round(float(c), 4) for c in confidence[torch.as_tensor(split.forget)]
+                        ]
+                    }
+                    if want[0] and (confidence := ctx_base["training_confidence"]) is not None
+                    else {}
+                ),
             },
         }
 

@@ -34,6 +34,30 @@ def test_quantile_targets_by_rank_within_each_class() -> None:
     assert t2[4:].tolist() == pytest.approx([17.5, 12.5])
     with pytest.raises(ValueError, match="held-out"):
         quantile_targets(f_loss, f_y, h_loss[:0], h_y[:0])
+    # ranked by another hardness (the training record's, negated) instead of the loss: class 0's
+    # hardest row by that score gets the top quantile whatever its loss
+    t3 = quantile_targets(f_loss, f_y, h_loss, h_y, 3, hardness=torch.tensor([0.0, 3.0, 1.0, 2.0, 0.0, 1.0]))
+    assert t3[:4].tolist() == pytest.approx([0.375, 2.625, 1.125, 1.875])
+    assert t3[4:].tolist() == pytest.approx([pooled[0].item(), pooled[1].item()])
+
+
+def test_rank_by_learning_speed_reads_the_training_record(smoothed: TinyProblem) -> None:
+    """Ranked by a record that reverses the loss order, the rows get other targets (same set per
+    class) than ranked by their loss; without a record the setting is refused."""
+    data = UnlearnData(
+        smoothed.dataset, smoothed.split, frozenset({"forget", "retain", "validation"}), validation_rows=HELDOUT
+    )
+    by_loss, _ = run_method(get_method("loss_match")(steps=1), smoothed.model, data, smoothed.context(0))
+    forget_loss = _losses(smoothed.model, data.forget, torch.device("cpu"))
+    record = torch.full((len(smoothed.dataset.train_labels),), float("nan"))
+    record[torch.as_tensor(data.forget.rows)] = forget_loss  # high confidence where the loss is high: reversed
+    ctx = dataclasses.replace(smoothed.context(0), training_confidence=record)
+    m = get_method("loss_match")(steps=1, rank_by="learning_speed")
+    by_record, _ = run_method(m, smoothed.model, data, ctx)
+    assert by_record.info["forget_loss_target"] == pytest.approx(by_loss.info["forget_loss_target"], rel=1e-6)
+    assert by_record.info["rows_short"] != by_loss.info["rows_short"]
+    with pytest.raises(ConfigError, match="training record"):
+        run_method(m, smoothed.model, data, smoothed.context(0))
 
 
 def test_loss_match_moves_the_forget_rows_towards_the_held_out_rows(smoothed: TinyProblem) -> None:

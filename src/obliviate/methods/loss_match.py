@@ -37,7 +37,10 @@ one pushed past it is pulled back, nothing diverges, and a step budget is the on
 Which rows a retrained model gets wrong is not known without it; the rank rule assumes they are the
 ones the original finds hardest. On CIFAR-10 (airbench, a random 10 %, 3 seeds) the original's loss
 ranks the retrained model's errors on the forget rows with AUC 0.94–0.96, about as well as it ranks
-a second model's errors on test rows, 0.96–0.97 (``bench/sample_level_20x/``).
+a second model's errors on test rows, 0.96–0.97 (``bench/sample_level_20x/``). On a net that fits
+every row its loss now tells them apart less well, and ``rank_by: learning_speed`` ranks by the
+original's training record instead — the rows it learnt slowest first — where the original was
+trained with ``fit(record_confidence=True)`` (``bench/frontier_memorise/proxy_power.py``).
 Not for class requests: a model retrained without a whole class has no held-out loss of it under
 the original to match (refused, saying why).
 
@@ -50,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +108,12 @@ class LossMatchConfig(VisionConfig):
         "δ",
     )
     min_class_rows: int = param(20, "held-out rows a class needs for its own quantiles (fewer: all held-out rows)")
+    rank_by: Literal["loss", "learning_speed"] = param(
+        "loss",
+        "what ranks the forget rows of a class (the hardest get the held-out tail): 'loss', the "
+        "original's loss now; 'learning_speed', the original's training record "
+        "(UnlearnContext.training_confidence: the rows learnt slowest are the hardest)",
+    )
 
     def validate(self) -> None:
         self._require(self.steps >= 1, "steps", ">= 1")
@@ -117,6 +126,7 @@ class LossMatchConfig(VisionConfig):
         self._require(self.min_gap >= 0, "min_gap", ">= 0")
         self._require(self.huber > 0, "huber", "> 0")
         self._require(self.min_class_rows >= 1, "min_class_rows", ">= 1")
+        self._require(self.rank_by in ("loss", "learning_speed"), "rank_by", "'loss' or 'learning_speed'")
 
 
 def quantile_targets(
@@ -125,11 +135,14 @@ def quantile_targets(
     heldout_loss: torch.Tensor,
     heldout_labels: torch.Tensor,
     min_class_rows: int = 20,
+    hardness: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each forget row's target loss: the held-out quantile of its class at the row's rank among
     the forget rows of that class, ``(rank + ½) / n`` (linear interpolation; a class with fewer
-    than ``min_class_rows`` held-out rows reads all of them)."""
-    fl, fy = forget_loss.double().cpu(), forget_labels.cpu()
+    than ``min_class_rows`` held-out rows reads all of them). Rows are ranked by ``hardness``
+    (higher: harder), by default their loss."""
+    fl = (forget_loss if hardness is None else hardness).double().cpu()
+    fy = forget_labels.cpu()
     hl, hy = heldout_loss.double().cpu(), heldout_labels.cpu()
     if not len(hl):
         raise ValueError("quantile_targets needs at least one held-out row")
@@ -177,8 +190,17 @@ class LossMatch(VisionMethod[LossMatchConfig]):
         forget, heldout = data.forget, data.validation
         model.to(ctx.device)
         l0 = _eval_losses(model, forget, ctx)
+        hardness = None
+        if cfg.rank_by == "learning_speed":
+            if ctx.training_confidence is None:
+                raise ConfigError(
+                    "rank_by='learning_speed' needs the original's training record (fit(record_confidence=True), "
+                    "which studies keep for the originals they train); this model has none: use rank_by='loss'",
+                    "rank_by",
+                )
+            hardness = -ctx.training_confidence[torch.as_tensor(forget.rows, dtype=torch.long)]
         target = quantile_targets(
-            l0, forget.labels, _eval_losses(model, heldout, ctx), heldout.labels, cfg.min_class_rows
+            l0, forget.labels, _eval_losses(model, heldout, ctx), heldout.labels, cfg.min_class_rows, hardness
         )
         short = torch.nonzero(target - l0.double() > cfg.min_gap).squeeze(1)
         n_steps = (

@@ -1,7 +1,9 @@
 """The tuning runs of the held-out frontier, apart from its verdict.
 
     .venv/bin/python bench/frontier_heldout/summarize_tunes.py [--tunes runs/heldout_tune]
-        [--out bench/frontier_heldout/results/tune_summary]
+        [--out bench/frontier_heldout/results/tune_summary] [--intro FILE]
+
+(``--intro``: another study's title and protocol, e.g. ``bench/frontier_memorise/tune_intro.md``.)
 
 Reads every ``obliviate tune METHOD --study bench/frontier_heldout/frontier_heldout.yaml --out TUNES/METHOD`` folder
 (``tune.json`` and each trial's run records under ``trials/<config key>/runs/``) and writes
@@ -177,21 +179,28 @@ def reference_rows(refs_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda x: (str(x["request"]), str(x["method"])))
 
 
-def write_markdown(tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[str, Any]] = ()) -> None:
-    lines = [
-        "# The held-out frontier's tuning runs (the tune split, not the verdict)",
-        "",
-        "Each method's settings for `bench/frontier_heldout/frontier_heldout.yaml` were searched with "
-        "`obliviate tune METHOD --study bench/frontier_heldout/frontier_heldout.yaml` on the study's tune "
-        "split only: class "
-        "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
-        "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
-        "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "
-        "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
-        "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
-        "10 % and 300 ids inside *frog*, seeds 0–2.",
-        "",
-    ]
+HELDOUT_INTRO = [
+    "# The held-out frontier's tuning runs (the tune split, not the verdict)",
+    "",
+    "Each method's settings for `bench/frontier_heldout/frontier_heldout.yaml` were searched with "
+    "`obliviate tune METHOD --study bench/frontier_heldout/frontier_heldout.yaml` on the study's tune "
+    "split only: class "
+    "*automobile*, class *dog*, a random 10 % and 300 sample ids inside *horse*, seed 3 (airbench, "
+    "full CIFAR-10). Objective: the mean Avg. gap to the retrained model over the tuning groups the "
+    "method applies to (Optuna TPE, seeded; ASHA stops a poor trial after its first groups; 2 trials "
+    "at a time, 1 CPU thread each, so the speed-ups here are not the held-out frontier's). The "
+    "held-out frontier judges the chosen settings on *airplane*, *cat*, *ship*, another random "
+    "10 % and 300 ids inside *frog*, seeds 0–2.",
+    "",
+]
+
+
+def write_markdown(
+    tunes: dict[str, dict[str, Any]], out: Path, refs: list[dict[str, Any]] = (), intro: str | None = None
+) -> None:
+    """``intro``: the Markdown that opens the file (its title and protocol), for another study's
+    tunes; by default the held-out frontier's."""
+    lines = intro.rstrip("\n").split("\n") + [""] if intro is not None else list(HELDOUT_INTRO)
     if refs:
         lines += [
             "## The tuning split's references (seed 3)",
@@ -284,12 +293,19 @@ def main() -> None:
     ap.add_argument(
         "--from-json", action="store_true", help="re-render OUT/summary.md from OUT/*.json (no trial folders needed)"
     )
+    ap.add_argument(
+        "--intro",
+        type=Path,
+        help="a Markdown file that opens summary.md (title and protocol) for another study's tunes "
+        "(default: the held-out frontier's)",
+    )
     args = ap.parse_args()
+    intro = args.intro.read_text() if args.intro else None
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         tunes = {f.stem: json.loads(f.read_text()) for f in sorted(args.out.glob("*.json")) if f.stem != "references"}
         ref_path = args.out / "references.json"
-        write_markdown(tunes, args.out, json.loads(ref_path.read_text()) if ref_path.exists() else [])
+        write_markdown(tunes, args.out, json.loads(ref_path.read_text()) if ref_path.exists() else [], intro)
         for method, t in tunes.items():
             for objective in ("gap", "target"):
                 for label, b in best_per_kind(t, objective).items():
@@ -312,7 +328,7 @@ def main() -> None:
     refs = reference_rows(args.references) if (args.references / "runs").is_dir() else []
     if refs:
         (args.out / "references.json").write_text(json.dumps(refs, indent=1) + "\n")
-    write_markdown(tunes, args.out, refs)
+    write_markdown(tunes, args.out, refs, intro)
     print(f"wrote {args.out / 'summary.md'}")
 
 

@@ -135,3 +135,10 @@ def test_summary_renders_from_json(summ: Any, tmp_path: Path) -> None:
     text = (tmp_path / "summary.md").read_text()
     assert "Chosen per kind, class (class:cat, class:dog): trial c" in text
     assert "Chosen per kind, random + ids (ids:3@x.txt, random:0.1): trial b" in text
+
+
+def test_another_studys_intro_opens_the_summary(summ: Any, tmp_path: Path) -> None:
+    summ.write_markdown({"m": _tune()}, tmp_path, intro="# Another study's tunes\n\nIts protocol.\n")
+    text = (tmp_path / "summary.md").read_text()
+    assert text.startswith("# Another study's tunes\n\nIts protocol.\n\n## m")
+    assert "held-out frontier" not in text

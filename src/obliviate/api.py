@@ -119,7 +119,9 @@ def train(
         state_base = Path(out).with_suffix("") if Path(out).suffix in (".json", ".safetensors") else Path(out)
         extra["sisa"] = {"plan_sha256": sisa_state.save_state(state_base, trainer, ds.train_ids.cpu().numpy(), [])}
     else:
-        res = fit(net, make_loader(ds, rows, cfg, seed), cfg, device=dev, progress=progress)
+        res = fit(net, make_loader(ds, rows, cfg, seed), cfg, device=dev, progress=progress, record_confidence=True)
+        if res.confidence is not None:  # the memorisation proxy rum and loss_match can rank by (null: not trained on)
+            extra["training_confidence"] = [None if c != c else round(float(c), 5) for c in res.confidence.tolist()]
     acc = evaluate_accuracy(net, ds, device=dev, bf16=cfg.bf16, tta=cfg.tta)
     meta = {
         **record(ds, dataset, root, train_per_class=train_per_class, test_per_class=test_per_class),

@@ -713,3 +713,24 @@ def test_unlearn_refuses_a_subset_option_it_would_ignore(tmp_path: Path, capsys:
         assert f"{opt}: a checkpoint's request reads the training data its checkpoint records" in (
             capsys.readouterr().err
         )
+
+
+def test_a_trained_checkpoint_keeps_its_training_record_for_rum(trained: Path, tmp_path: Path) -> None:
+    """``obliviate train`` keeps each row's mean label probability while trained on; a deletion
+    with ``rum`` ranks the forget rows by it (not by the model's confidence now), and the
+    unlearned checkpoint carries the record on for the next request."""
+    from obliviate.deletion import checkpoint_requests
+    from obliviate.models import read_meta
+
+    meta = read_meta(trained / "m0")
+    record = meta["training_confidence"]
+    assert len(record) == meta["dataset"]["train"] and all(c is not None and 0.0 <= c <= 1.0 for c in record)
+    out, result = checkpoint_requests.unlearn_checkpoint(
+        trained / "m0",
+        ids_file=_ids(tmp_path / "r.txt", list(range(0, 60, 2))),
+        out=tmp_path / "out",
+        method="rum",
+        overrides={"epochs": [0.2, 0.2, 0.2]},
+    )
+    assert result.evidence["info"]["proxy"] == "learning_speed"
+    assert read_meta(out / "model")["training_confidence"] == record

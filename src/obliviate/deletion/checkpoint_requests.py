@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..data import ForgetRequestError, ForgetSplit, ImageDataset, id_rows, parse_request, read_ids_file, split_indices
@@ -297,6 +298,16 @@ def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray)
 
 
 @claims_out
+def training_record(meta: dict[str, Any], rows: int) -> torch.Tensor | None:
+    """The original's training record from a checkpoint's metadata (``obliviate train`` keeps it:
+    each training row's mean label probability while trained on; NaN where not trained on), or
+    ``None`` when the checkpoint has none or it does not cover the loaded data's ``rows``."""
+    record = meta.get("training_confidence")
+    if not isinstance(record, list) or len(record) != rows:
+        return None
+    return torch.tensor([float("nan") if c is None else float(c) for c in record], dtype=torch.float32)
+
+
 def unlearn_checkpoint(
     checkpoint: str | Path,
     *,
@@ -390,6 +401,7 @@ def unlearn_checkpoint(
         train_config=train_cfg,
         bf16=train_cfg.bf16,
         channels_last=train_cfg.channels_last,
+        training_confidence=training_record(loaded.meta, len(ds.train_labels)),
     )
     ref_models: list[nn.Module] = []
     ref_provenance: list[str] = []
@@ -500,7 +512,15 @@ def unlearn_checkpoint(
     ev["models"]["original_sha256"] = parent_sha  # the checkpoint file's hash (the ledger's model_before)
     keep = {
         k: loaded.meta[k]
-        for k in (*provenance.PROVENANCE_KEYS, "train", "seed", "request", "recipe_source", "input_normalisation")
+        for k in (
+            *provenance.PROVENANCE_KEYS,
+            "train",
+            "seed",
+            "request",
+            "recipe_source",
+            "input_normalisation",
+            "training_confidence",
+        )
         if k in loaded.meta
     }
     entry = {

@@ -297,7 +297,6 @@ def _split(ds: ImageDataset, forget_rows: np.ndarray, excluded_rows: np.ndarray)
     )
 
 
-@claims_out
 def training_record(meta: dict[str, Any], rows: int) -> torch.Tensor | None:
     """The original's training record from a checkpoint's metadata (``obliviate train`` keeps it:
     each training row's mean label probability while trained on; NaN where not trained on), or
@@ -308,6 +307,7 @@ def training_record(meta: dict[str, Any], rows: int) -> torch.Tensor | None:
     return torch.tensor([float("nan") if c is None else float(c) for c in record], dtype=torch.float32)
 
 
+@claims_out
 def unlearn_checkpoint(
     checkpoint: str | Path,
     *,

@@ -75,6 +75,7 @@ from .base import (
 )
 from .calibrate import _losses
 from .losses import forward_pair, retain_smoothing
+from .memorisation import recorded_confidence
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,13 +193,8 @@ class LossMatch(VisionMethod[LossMatchConfig]):
         l0 = _eval_losses(model, forget, ctx)
         hardness = None
         if cfg.rank_by == "learning_speed":
-            if ctx.training_confidence is None:
-                raise ConfigError(
-                    "rank_by='learning_speed' needs the original's training record (fit(record_confidence=True), "
-                    "which studies keep for the originals they train); this model has none: use rank_by='loss'",
-                    "rank_by",
-                )
-            hardness = -ctx.training_confidence[torch.as_tensor(forget.rows, dtype=torch.long)]
+            forget_rows = torch.as_tensor(forget.rows, dtype=torch.long)
+            hardness = -recorded_confidence(ctx, forget_rows, "rank_by", "rank_by='loss'")
         target = quantile_targets(
             l0, forget.labels, _eval_losses(model, heldout, ctx), heldout.labels, cfg.min_class_rows, hardness
         )

@@ -47,6 +47,7 @@ from torch import nn
 from ..core import ConfigError
 from .base import MethodResult, Range, UnlearnContext, UnlearnData, VisionConfig, VisionMethod, param, register_method
 from .calibrate import _losses
+from .memorisation import recorded_confidence
 from .neggrad_plus import NegGradPlus, NegGradPlusConfig
 
 
@@ -124,20 +125,8 @@ class RUM(VisionMethod[RUMConfig]):
             use = "learning_speed" if recorded is not None else "final_confidence"
         forget = data.forget
         if use == "learning_speed":
-            if recorded is None:
-                raise ConfigError(
-                    "proxy='learning_speed' needs the original's training record (fit(record_confidence=True), "
-                    "which studies keep for the originals they train); this model has none: use proxy='auto' "
-                    "or 'final_confidence'",
-                    "proxy",
-                )
             rows = torch.as_tensor(forget.rows, dtype=torch.long)
-            if int(rows.max()) >= len(recorded):
-                raise ConfigError(
-                    f"the training record covers {len(recorded)} rows but the forget set names row {int(rows.max())}",
-                    "proxy",
-                )
-            return recorded[rows].float(), use
+            return recorded_confidence(ctx, rows, "proxy", "proxy='auto' or 'final_confidence'"), use
         model.eval()
         with torch.no_grad():
             loss = _losses(model, forget, ctx.device, bf16=ctx.bf16, channels_last=ctx.channels_last)

@@ -28,7 +28,6 @@ Run after the frontier has trained its models::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             calls[label] = {"method": e.name, "config": dict(e.config)}
         for label, extra in calls.items():
-            model, ev = _delivered({**base, "model": copy.deepcopy(original), **extra})
+            model, ev = _delivered({**base, "model": original, **extra})  # unlearn leaves it untouched
             row = {"request": group.request, "seed": seed, "entry": label, **ev}
             if model is not None:
                 row["measured"] = _measured(model, against)

@@ -6,7 +6,8 @@ method with settings fixed in a spec. The product's door is different: ``oblivia
 ``method="auto"`` derives its step from the model in hand and runs every attempt under the guard,
 which rolls back a result that costs utility or that the membership audit still recognises. This
 script takes the frontier's own originals, forget sets and retrained models (all from its cache:
-nothing is trained here) and, per sample-level request and seed:
+nothing is trained here) and, per request (``--kinds``; a whole class goes to SSD with α set on the
+model in hand, samples to the calibrated NegGrad+) and seed:
 
 * calls ``obliviate.unlearn(original, forget=, retain=, heldout=, method="auto", fallback="refuse")``
   as a production caller would — no reference given; the held-out rows are the study's validation
@@ -22,7 +23,8 @@ Run after the frontier has trained its models::
 
     python bench/frontier_memorise/auto_on_memorise.py --seeds 0 1 2
 
-(writes ``results/auto_on_memorise.json`` and prints a table; ``--cache`` is the frontier's).
+(writes ``results/auto_on_memorise.json``, keeping the rows of requests and seeds it does not rerun,
+and prints a table; ``--cache`` is the frontier's).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from obliviate.study.targets import request_kind
 from obliviate.study.tasks.vision import VisionTask
 
 HERE = Path(__file__).resolve().parent
-SAMPLE_KINDS = ("random", "ids")
+KINDS = ("random", "ids", "class")
 
 
 class _CachedModels(VisionTask):
@@ -136,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["salun_tuned_random", "sfron", "loss_match_tuned_random_64steps"],
         help="labels of the spec's method entries to run under the guard beside auto",
     )
+    ap.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="the spec's requests of these kinds (default: every kind)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "auto_on_memorise.json")
     args = ap.parse_args(argv)
@@ -153,10 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
     std = torch.tensor(ds.std).view(1, -1, 1, 1)
     names = list(ds.class_names)
-    rows_out: list[dict[str, Any]] = []
+    # rows of groups this run does not touch (other kinds or seeds) are kept; each group is written
+    # as soon as it is done, so an interrupted run loses at most the group in hand
+    rows_out: list[dict[str, Any]] = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+
+    def write() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        seeds = sorted({r["seed"] for r in rows_out})
+        args.out.write_text(json.dumps({"seeds": seeds, "rows": rows_out}, indent=1) + "\n")
+
     for group in task.plan():
         kind = request_kind(group.request)
-        if kind not in SAMPLE_KINDS:
+        if kind not in args.kinds:
             continue
         task.loaded.clear()
         task.open(group, _Quiet())
@@ -195,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             if not e.applies_to(kind):
                 continue
             calls[label] = {"method": e.name, "config": dict(e.config)}
+        rows_out = [r for r in rows_out if (r["request"], r["seed"]) != (group.request, seed)]
         for label, extra in calls.items():
             model, ev = _delivered({**base, "model": original, **extra})  # unlearn leaves it untouched
             row = {"request": group.request, "seed": seed, "entry": label, **ev}
@@ -210,8 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 + "; ".join(f"{a['method']} {'passed' if a['passed'] else a['failures']}" for a in ev["attempts"]),
                 flush=True,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"seeds": args.seeds, "rows": rows_out}, indent=1) + "\n")
+        write()
     print(f"wrote {args.out}")
     return 0
 

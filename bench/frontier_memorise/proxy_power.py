@@ -29,10 +29,12 @@ from obliviate.attacks.roc import auc
 
 
 def group_power(group: dict[str, Any]) -> dict[str, Any] | None:
-    """The proxies' power in one group record (None: the record has no training proxy)."""
+    """The proxies' power in one group record (None: the record has no training proxy, or its
+    request is a whole class — every model that never saw the class puts each of its rows near
+    zero, and the proxies rank rows within a sample-level request)."""
     audit = group.get("audit", {})
     proxy = audit.get("original_training_confidence_forget")
-    if proxy is None:
+    if proxy is None or str(group.get("request", "")).startswith("class:"):
         return None
     unseen = np.vstack([audit["retrained_phi_forget"], *audit.get("reference_phi_forget", [])]).mean(axis=0)
     proxies = {"learning_speed": np.asarray(proxy), "final_phi": np.asarray(audit["original_phi_forget"])}

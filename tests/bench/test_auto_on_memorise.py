@@ -16,7 +16,7 @@ STUDY = """name: tiny-memorise
 dataset: {name: digits}
 models: [{name: small_cnn, kwargs: {width: 0.5}}]
 train: {epochs: 4, batch_size: 64}
-requests: [{kind: random, fraction: 0.1}]
+requests: [{kind: random, fraction: 0.1}, {kind: class, classes: ['3']}]
 methods:
   - original
   - retrain
@@ -50,10 +50,16 @@ def test_auto_and_each_candidate_are_measured_against_the_studys_retrained_model
     argv = ["--config", str(spec), "--cache", str(cache), "--seeds", "0", "--candidates", "salun_one_epoch"]
     assert script.main([*argv, "--threads", "1", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["request"], r["entry"]) for r in rows] == [("random:0.1", "auto"), ("random:0.1", "salun_one_epoch")]
-    auto, salun = rows
+    # the sample-level candidate is not run on the class request, which auto sends to SSD
+    assert [(r["request"], r["entry"]) for r in rows] == [
+        ("random:0.1", "auto"),
+        ("random:0.1", "salun_one_epoch"),
+        ("class:3", "auto"),
+    ]
+    auto, salun, auto_class = rows
     assert auto["attempts"] and auto["attempts"][0]["method"] == "calibrated_neggrad"
     assert salun["attempts"][0]["method"] == "salun"
+    assert auto_class["attempts"][0]["method"] == "ssd"
     for r in rows:
         assert r["outcome"] in ("verified", "not verifiable", "refused"), r  # never "exact": fallback refuse
         assert all(a["passed"] or a["failures"] for a in r["attempts"])  # a rolled-back attempt says why
@@ -64,6 +70,17 @@ def test_auto_and_each_candidate_are_measured_against_the_studys_retrained_model
         # doing nothing and the noise floor are measured against the same retrained model
         assert m["gap"] >= 0 and m["gap_doing_nothing"] > 0 and m["noise_floor"] >= 0
         assert 0.0 <= m["lira_auc"] <= 1.0 and 0.0 <= m["lira_auc_doing_nothing"] <= 1.0
+    # rerunning one kind replaces that kind's rows and keeps the others
+    kept = {"request": "random:0.1", "seed": 0, "entry": "auto", "outcome": "marker", "attempts": []}
+    out.write_text(json.dumps({"seeds": [0], "rows": [kept, salun]}))
+    assert script.main([*argv, "--kinds", "class", "--threads", "1", "--out", str(out)]) == 0
+    again = json.loads(out.read_text())["rows"]
+    assert [(r["request"], r["entry"]) for r in again] == [
+        ("random:0.1", "auto"),
+        ("random:0.1", "salun_one_epoch"),
+        ("class:3", "auto"),
+    ]
+    assert again[0]["outcome"] == "marker" and again[2]["attempts"][0]["method"] == "ssd"
 
 
 @pytest.mark.bad_input

@@ -38,6 +38,8 @@ def test_a_proxy_that_orders_rows_as_the_unseen_models_do_scores_one_and_a_rever
     groups.mkdir(parents=True)
     (groups / "a.json").write_text(json.dumps(_group([0.1, 0.2, 0.5, 0.8, 0.9], [5.0, 4.0, 3.0, 2.0, 1.0], unseen)))
     (groups / "old.json").write_text(json.dumps({"request": "x", "seed": 0, "audit": {}}))  # no proxy: skipped
+    whole_class = {**_group([0.1, 0.2, 0.5, 0.8, 0.9], [5.0] * 5, unseen), "request": "class:airplane"}
+    (groups / "c.json").write_text(json.dumps(whole_class))  # a whole class: nothing to rank, skipped
     assert pp.main(["--study", str(tmp_path / "study")]) == 0
     (row,) = json.loads((tmp_path / "proxy_power.json").read_text())
     assert row["learning_speed_spearman"] == 1.0 and row["learning_speed_auc_hard"] == 1.0

@@ -45,6 +45,7 @@ from obliviate.deletion import DeletionRefused
 from obliviate.models.checkpoint import ModelCache
 from obliviate.study.spec import load_study
 from obliviate.study.targets import request_kind
+from obliviate.study.tasks.base import QuietProgress
 from obliviate.study.tasks.vision import VisionTask
 
 HERE = Path(__file__).resolve().parent
@@ -66,16 +67,6 @@ class _CachedModels(VisionTask):
         model, meta = super()._cached_or_train(key_spec, desc, progress, refuse)
         self.loaded.append(model)
         return model, meta
-
-
-class _Quiet:
-    def stage(self, text: str) -> None:
-        pass
-
-    def steps(self, desc: str) -> Any:
-        from contextlib import nullcontext
-
-        return nullcontext(lambda _ev: None)
 
 
 def _rows(images: torch.Tensor, labels: torch.Tensor, rows: np.ndarray, mean: torch.Tensor, std: torch.Tensor):
@@ -156,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"--candidates {unknown} are not labels of {args.config.name}: choose from {sorted(entries)}")
     task = _CachedModels(spec, ModelCache(args.cache), torch.device("cpu"))
-    task.prepare(_Quiet())
+    task.prepare(QuietProgress())
     ds = task.ds
     assert ds is not None
     mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
@@ -176,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind not in args.kinds:
             continue
         task.loaded.clear()
-        task.open(group, _Quiet())
+        task.open(group, QuietProgress())
         original, retrained, *refs = task.loaded
         split, seed = group.handle.split, group.seed
         validation = task._validation_rows(seed)

@@ -44,6 +44,7 @@ from .executors import import_ray, ray_session, with_absolute_paths
 from .keys import key_of
 from .spec import MethodSpec, StudySpec, StudySpecError
 from .targets import DEFAULT_TARGETS, REQUEST_KINDS, TUNE_OBJECTIVES, Target, request_kind, tune_score
+from .tasks.base import QuietProgress
 
 FAILED_GAP = 100.0  # the objective of a run that failed (diverged, or a config the method refuses)
 
@@ -217,16 +218,6 @@ class _TrialContext:
     objective: str = "target"
 
 
-class _Quiet:
-    def stage(self, text: str) -> None:
-        pass
-
-    def steps(self, desc: str) -> Any:
-        from contextlib import nullcontext
-
-        return nullcontext(lambda _ev: None)
-
-
 class _ReportEachGroup:
     """The serial executor, reporting the running mean score (and gap) to Ray Tune after every
     group; ``targets`` (the study's, per request kind) set each group's class bar."""
@@ -324,7 +315,7 @@ def _trial(config: dict[str, Any], ctx: _TrialContext) -> None:
         out,
         cache_dir=ctx.cache_dir,
         device=ctx.device,
-        progress=_Quiet(),
+        progress=QuietProgress(),
         executor=_ReportEachGroup(tune.report, ctx.groups, ctx.spec.targets, ctx.objective),
     )
     while True:  # the same config proposed twice at once: the second waits for the first's folder

@@ -9,7 +9,7 @@ failure records, locks, tables, the report — is the runner's and the store's, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +22,16 @@ class Progress(Protocol):
     def stage(self, text: str) -> None: ...
 
     def steps(self, desc: str) -> AbstractContextManager[Callable[[dict[str, Any]], None]]: ...
+
+
+class QuietProgress:
+    """A :class:`Progress` that reports nothing (tuning trials, scripts that drive a task)."""
+
+    def stage(self, text: str) -> None:
+        pass
+
+    def steps(self, desc: str) -> AbstractContextManager[Callable[[dict[str, Any]], None]]:
+        return nullcontext(lambda _ev: None)
 
 
 @dataclass
